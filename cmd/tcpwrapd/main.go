@@ -1,0 +1,123 @@
+// Command tcpwrapd answers Dovecot 2.3 login access checks
+// (login_access_sockets) with hosts.allow/hosts.deny rules, as a drop-in for
+// Dovecot's tcpwrap service that runs as one long-lived process. See package
+// github.com/tcpwrapd/tcpwrapd/pkg/accessd.
+//
+// Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on failure, 2 on
+// bad usage. A second SIGTERM or SIGINT during the drain exits at once.
+// SIGHUP reloads the rules.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
+)
+
+func main() { os.Exit(run(os.Args)) }
+
+// usageError marks errors that exit with status 2.
+type usageError struct{ error }
+
+func run(args []string) int {
+	// Take the systemd environment first, so no child ever sees it.
+	lns, lnErr := accessd.ActivationListeners()
+	notifier := accessd.NotifierFromEnv()
+	signal.Ignore(syscall.SIGPIPE)
+
+	app := &cli.App{
+		Name:      "tcpwrapd",
+		Usage:     "answer Dovecot login access checks with hosts.allow/hosts.deny",
+		UsageText: "tcpwrapd [--listen PATH] [options]   (or started by systemd socket activation)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Usage: "create and serve the unix socket at `PATH` (ignored under socket activation)"},
+			&cli.StringFlag{Name: "socket-mode", Value: "0600", Usage: "octal `MODE` of the --listen socket"},
+			&cli.StringFlag{Name: "socket-user", Usage: "`USER` (name or uid) owning the --listen socket"},
+			&cli.StringFlag{Name: "socket-group", Usage: "`GROUP` (name or gid) owning the --listen socket"},
+			&cli.StringFlag{Name: "allow-file", Value: accessd.DefaultAllowFile, Usage: "hosts.allow `FILE`"},
+			&cli.StringFlag{Name: "deny-file", Value: accessd.DefaultDenyFile, Usage: "hosts.deny `FILE`"},
+			&cli.DurationFlag{Name: "reload-interval", Value: accessd.DefaultReloadInterval, Usage: "poll the rule files for changes every `DURATION` (0 disables; SIGHUP always reloads)"},
+			&cli.DurationFlag{Name: "read-timeout", Value: accessd.DefaultReadTimeout, Usage: "close a connection that sends no request within `DURATION`"},
+			&cli.DurationFlag{Name: "check-timeout", Value: accessd.DefaultCheckTimeout, Usage: "limit one rule check (DNS lookups) to `DURATION`"},
+			&cli.IntFlag{Name: "max-conns", Value: accessd.DefaultMaxConns, Usage: "serve at most `N` connections at once"},
+			&cli.DurationFlag{Name: "drain-timeout", Value: accessd.DefaultDrainTimeout, Usage: "on stop, wait `DURATION` for in-flight checks"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
+		},
+		HideHelpCommand: true,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+				return usageError{fmt.Errorf("--log-level: %w", err)}
+			}
+			log := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+			if lnErr != nil {
+				return lnErr
+			}
+			mode, err := strconv.ParseUint(c.String("socket-mode"), 8, 32)
+			if err != nil || mode > 0o777 {
+				return usageError{fmt.Errorf("--socket-mode: invalid octal mode %q", c.String("socket-mode"))}
+			}
+			uid, err := accessd.LookupUser(c.String("socket-user"))
+			if err != nil {
+				return usageError{fmt.Errorf("--socket-user: %w", err)}
+			}
+			gid, err := accessd.LookupGroup(c.String("socket-group"))
+			if err != nil {
+				return usageError{fmt.Errorf("--socket-group: %w", err)}
+			}
+			reload := c.Duration("reload-interval")
+			if reload == 0 {
+				reload = -1
+			}
+			if len(lns) == 0 && c.String("listen") == "" {
+				return usageError{accessd.ErrNoListener}
+			}
+
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			go func() { <-ctx.Done(); stop() }() // a second signal kills at once
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+
+			return accessd.Run(ctx, accessd.Config{
+				Listeners: lns, Listen: c.String("listen"),
+				SocketMode: os.FileMode(mode), SocketUID: uid, SocketGID: gid,
+				AllowFile: c.String("allow-file"), DenyFile: c.String("deny-file"),
+				ReloadInterval: reload, Hangup: hup,
+				ReadTimeout: c.Duration("read-timeout"), CheckTimeout: c.Duration("check-timeout"),
+				MaxConns: c.Int("max-conns"), DrainTimeout: c.Duration("drain-timeout"),
+				Logger: log, Notifier: notifier,
+			})
+		},
+	}
+	err := app.Run(args)
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(app.ErrWriter, "tcpwrapd: %v\n", err)
+		fmt.Fprintln(app.ErrWriter, "Run 'tcpwrapd --help' for usage.")
+		return 2
+	default:
+		fmt.Fprintf(app.ErrWriter, "tcpwrapd: %v\n", err)
+		return 1
+	}
+}

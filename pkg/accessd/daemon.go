@@ -1,0 +1,190 @@
+package accessd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+)
+
+// Default paths and intervals of Config.
+const (
+	DefaultAllowFile      = "/etc/hosts.allow"
+	DefaultDenyFile       = "/etc/hosts.deny"
+	DefaultReloadInterval = time.Second
+	DefaultSocketMode     = fs.FileMode(0o600)
+)
+
+// ErrNoListener is returned by Run when there is neither a listener from
+// socket activation nor a Listen path.
+var ErrNoListener = errors.New("no listener: use --listen PATH or systemd socket activation")
+
+// Config configures a whole tcpwrapd daemon for Run. The zero value of
+// each field means its default.
+type Config struct {
+	// Listeners are ready listeners (from ActivationListeners). If empty,
+	// Run creates one at Listen.
+	Listeners []net.Listener
+	// Listen is the socket path to create when Listeners is empty.
+	Listen string
+	// SocketMode is the mode of the created socket; zero means 0600.
+	SocketMode fs.FileMode
+	// SocketUID and SocketGID own the created socket; -1 leaves it as
+	// created (root). Zero means uid or gid 0. Use LookupUser/LookupGroup.
+	SocketUID, SocketGID int
+
+	// AllowFile and DenyFile are the tables; empty means /etc/hosts.allow
+	// and /etc/hosts.deny.
+	AllowFile, DenyFile string
+	// ReloadInterval is how often the files are polled for changes; zero
+	// means 1 s, negative disables polling (SIGHUP still reloads).
+	ReloadInterval time.Duration
+	// Hangup receives a value for each reload request (SIGHUP). May be nil.
+	Hangup <-chan os.Signal
+
+	// ReadTimeout, CheckTimeout, MaxConns and DrainTimeout are the Server
+	// fields of the same names.
+	ReadTimeout, CheckTimeout time.Duration
+	MaxConns                  int
+	DrainTimeout              time.Duration
+	// Env is passed to every check; nil means DefaultEnv().
+	Env *hostsrules.Env
+
+	// Logger receives all logs; nil discards.
+	Logger *slog.Logger
+	// Notifier receives READY=1, RELOADING=1, STOPPING=1 and STATUS=
+	// messages; nil sends none.
+	Notifier *Notifier
+}
+
+// Run runs the daemon until ctx is cancelled: it loads the rules, creates
+// the listener if needed, serves every listener, reloads the rules on
+// Hangup and when a file changes, and sends sd_notify messages. When ctx is
+// cancelled it sends STOPPING=1, drains in-flight checks (Server.DrainTimeout)
+// and returns nil. It returns an error if the listener cannot be created
+// (ErrNoListener if there is none to create) or a listener fails. Run
+// closes every listener it serves.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	allow, deny := cfg.AllowFile, cfg.DenyFile
+	if allow == "" {
+		allow = DefaultAllowFile
+	}
+	if deny == "" {
+		deny = DefaultDenyFile
+	}
+	lns := cfg.Listeners
+	if len(lns) == 0 {
+		if cfg.Listen == "" {
+			return ErrNoListener
+		}
+		mode := cfg.SocketMode
+		if mode == 0 {
+			mode = DefaultSocketMode
+		}
+		ln, err := Listen(cfg.Listen, mode, cfg.SocketUID, cfg.SocketGID)
+		if err != nil {
+			return err
+		}
+		lns = []net.Listener{ln}
+	} else if cfg.Listen != "" {
+		log.Info("socket activation in use, ignoring --listen", "listen", cfg.Listen)
+	}
+
+	rules := NewRules(allow, deny, log)
+	srv := &Server{
+		Rules: rules, Env: cfg.Env, Logger: log,
+		ReadTimeout: cfg.ReadTimeout, CheckTimeout: cfg.CheckTimeout,
+		MaxConns: cfg.MaxConns, DrainTimeout: cfg.DrainTimeout,
+	}
+	notify := func(state string) {
+		if _, err := cfg.Notifier.Notify(state); err != nil {
+			log.Warn("sd_notify failed", "state", state, "err", err)
+		}
+	}
+	status := func() string {
+		n := len(rules.Policy().Diagnostics())
+		return fmt.Sprintf("STATUS=serving, rules generation %d, %d diagnostics", rules.Generation(), n)
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(lns))
+	var reloadMu sync.Mutex
+	reload := func(reason string, force bool) {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
+		notify(reloading())
+		if force {
+			rules.Reload(reason)
+		} else {
+			rules.ReloadIfChanged(reason)
+		}
+		notify(daemon.SdNotifyReady + "\n" + status())
+	}
+	for _, ln := range lns {
+		log.Info("listening", "addr", ln.Addr().String())
+		go func() { errc <- srv.Run(runCtx, ln) }()
+	}
+	notify(daemon.SdNotifyReady + "\n" + status())
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		interval := cfg.ReloadInterval
+		if interval == 0 {
+			interval = DefaultReloadInterval
+		}
+		var tick <-chan time.Time
+		if interval > 0 {
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			tick = t.C
+		}
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-cfg.Hangup:
+				log.Info("reloading rules on SIGHUP")
+				reload("SIGHUP", true)
+			case <-tick:
+				if rules.Changed() {
+					reload("changed", false)
+				}
+			}
+		}
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		log.Error("listener failed", "err", err)
+		lns = lns[1:] // one Run has returned already
+	}
+	notify(daemon.SdNotifyStopping)
+	log.Info("stopping, draining checks")
+	cancel()
+	for range len(lns) {
+		if e := <-errc; e != nil && err == nil {
+			err = e
+		}
+	}
+	wg.Wait()
+	log.Info("stopped")
+	return err
+}

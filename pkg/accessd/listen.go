@@ -1,0 +1,150 @@
+package accessd
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+)
+
+// umaskMu serializes the umask change in Listen.
+var umaskMu sync.Mutex
+
+// Listen creates a unix stream socket listening at path, for example
+// /run/dovecot/login/ext/access (spec §5B: in a sub-directory of the login
+// chroot, so that Dovecot's start-up scan leaves it alone).
+//
+// A missing parent directory is created with mode 0755. A stale socket at
+// path (nobody accepts on it) is removed; a live one, or any file that is
+// not a socket, is an error. The socket is bound with umask 0777, so it is
+// never accessible with a wider mode than asked, then owned by uid and gid
+// (-1 leaves either unchanged) and given mode. Closing the listener removes
+// the socket file.
+//
+// Listen changes the process umask for the duration of bind; it must not
+// run concurrently with code that creates files and depends on the umask.
+func Listen(path string, mode fs.FileMode, uid, gid int) (*net.UnixListener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	umaskMu.Lock()
+	old := syscall.Umask(0o777)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	syscall.Umask(old)
+	umaskMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if uid != -1 || gid != -1 {
+		if err := os.Chown(path, uid, gid); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	if err := os.Chmod(path, mode.Perm()); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// removeStale removes a socket file at path that no process accepts on.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("listen %s: file exists and is not a socket", path)
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("listen %s: socket is in use by another process", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// LookupUser returns the uid for a user name or a numeric id; "" gives -1
+// (unchanged).
+func LookupUser(s string) (int, error) {
+	if s == "" {
+		return -1, nil
+	}
+	if id, err := strconv.Atoi(s); err == nil && id >= 0 {
+		return id, nil
+	}
+	u, err := user.Lookup(s)
+	if err != nil {
+		return -1, err
+	}
+	return strconv.Atoi(u.Uid)
+}
+
+// LookupGroup returns the gid for a group name or a numeric id; "" gives -1
+// (unchanged).
+func LookupGroup(s string) (int, error) {
+	if s == "" {
+		return -1, nil
+	}
+	if id, err := strconv.Atoi(s); err == nil && id >= 0 {
+		return id, nil
+	}
+	g, err := user.LookupGroup(s)
+	if err != nil {
+		return -1, err
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// ActivationListeners returns the listeners passed by systemd socket
+// activation (sd_listen_fds(3)), in order, or none when LISTEN_PID is not
+// this process or LISTEN_FDS is unset. It unsets LISTEN_PID, LISTEN_FDS and
+// LISTEN_FDNAMES in any case, so no child inherits them. Every passed
+// descriptor must be a listening unix stream socket (ListenStream= with a
+// path); otherwise it returns an error and closes all of them.
+func ActivationListeners() ([]net.Listener, error) {
+	files := activation.Files(true)
+	var lns []net.Listener
+	var err error
+	for i, f := range files {
+		ln, ferr := net.FileListener(f)
+		f.Close()
+		if ferr == nil {
+			if _, ok := ln.(*net.UnixListener); !ok {
+				ln.Close()
+				ferr = errors.New("not a unix socket")
+			}
+		}
+		if ferr != nil {
+			err = errors.Join(err, fmt.Errorf("socket activation: fd %d (%s): %w", 3+i, f.Name(), ferr))
+			continue
+		}
+		lns = append(lns, ln)
+	}
+	if err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil, err
+	}
+	return lns, nil
+}

@@ -1,0 +1,309 @@
+package accessd
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+)
+
+// Defaults for the zero values of Server's fields.
+const (
+	// DefaultReadTimeout is how long a connection may take to send its
+	// request: 10 s, as Dovecot's tcpwrap.
+	DefaultReadTimeout = 10 * time.Second
+	// DefaultCheckTimeout bounds one rule check (DNS, ident): 50 s, inside
+	// the 60 s a Dovecot login waits for the reply.
+	DefaultCheckTimeout = 50 * time.Second
+	// DefaultMaxConns is the default number of connections served at once.
+	DefaultMaxConns = 1024
+	// DefaultDrainTimeout is how long Run waits for in-flight checks on
+	// shutdown before it closes them.
+	DefaultDrainTimeout = 5 * time.Second
+)
+
+// Replies, as Dovecot's tcpwrap writes them (src/util/tcpwrap.c).
+var (
+	replyGranted = []byte("1\n")
+	replyDenied  = []byte("0\n")
+)
+
+// Server answers Dovecot login access checks on unix stream sockets, as
+// Dovecot's tcpwrap service (src/util/tcpwrap.c) does, but in one
+// long-running process that serves many connections at once.
+//
+// Per connection it makes one recvmsg of at most 1024 bytes plus one
+// SCM_RIGHTS descriptor. A valid request (see DecodeRequest) is checked
+// against the current policy with Daemon set to the name and Client/Server
+// set from getpeername/getsockname of the passed descriptor (empty when
+// there is none or it is not an inet socket: libwrap's unknown client).
+// The passed descriptors are closed as soon as the check is decided, before
+// the reply; extra descriptors are closed unused. The reply is "1\n"
+// (granted) or "0\n" (denied, or the decision carries an error), written in
+// one write. A decision delegated to a twist command gets no reply: the
+// connection is closed, which the login takes as a refusal, as with
+// libwrap, where the twist command replaces tcpwrap. Invalid requests are
+// logged and closed without a reply; a connection that sends nothing within
+// ReadTimeout is closed silently. A client that vanished before the reply
+// (EPIPE, ECONNRESET) is harmless.
+//
+// The exported fields must not change once Run has been called. A Server
+// may serve several listeners with concurrent Run calls; MaxConns is shared.
+type Server struct {
+	// Rules supplies the policy. Required.
+	Rules *Rules
+	// Env is passed to every check. Nil means DefaultEnv().
+	Env *hostsrules.Env
+	// Logger receives refusals (Info), invalid requests (Warn) and
+	// grants (Debug). Nil discards.
+	Logger *slog.Logger
+	// ReadTimeout limits the wait for the request; zero means
+	// DefaultReadTimeout. It also limits the write of the reply.
+	ReadTimeout time.Duration
+	// CheckTimeout limits one policy check; zero means DefaultCheckTimeout.
+	CheckTimeout time.Duration
+	// MaxConns caps connections served at once; zero means
+	// DefaultMaxConns. Beyond it Run stops accepting and new connections
+	// wait in the listen backlog.
+	MaxConns int
+	// DrainTimeout is how long Run waits for in-flight connections after
+	// its context is cancelled before it closes them; zero means
+	// DefaultDrainTimeout.
+	DrainTimeout time.Duration
+
+	once sync.Once
+	sem  chan struct{}
+	env  *hostsrules.Env
+	log  *slog.Logger
+}
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		n := s.MaxConns
+		if n <= 0 {
+			n = DefaultMaxConns
+		}
+		s.sem = make(chan struct{}, n)
+		s.env = s.Env
+		if s.env == nil {
+			s.env = DefaultEnv()
+		}
+		s.log = s.Logger
+		if s.log == nil {
+			s.log = slog.New(slog.DiscardHandler)
+		}
+	})
+}
+
+func durOr(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Run accepts connections on ln and serves each in its own goroutine until
+// ctx is cancelled or Accept fails for good. ln should be a
+// *net.UnixListener of type SOCK_STREAM; connections of other kinds are
+// closed unanswered. Run closes ln.
+//
+// When ctx is cancelled, Run stops accepting, waits up to DrainTimeout for
+// in-flight checks to finish (each with the policy it started with), then
+// closes the remaining connections and cancels their checks, waits for
+// their goroutines and returns nil. Otherwise it returns the Accept error
+// (after the same drain). Temporary Accept errors such as EMFILE are
+// retried with a short backoff.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	s.init()
+	checkCtx, force := context.WithCancel(context.WithoutCancel(ctx))
+	defer force()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = make(map[net.Conn]struct{})
+		err   error
+		delay time.Duration
+	)
+loop:
+	for {
+		select {
+		case s.sem <- struct{}{}:
+		case <-ctx.Done():
+			break loop
+		}
+		c, aerr := ln.Accept()
+		if aerr != nil {
+			<-s.sem
+			if ctx.Err() != nil {
+				break
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(aerr, &te) && te.Temporary() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Error("accept failed, retrying", "err", aerr, "delay", delay)
+				select {
+				case <-time.After(delay):
+					continue
+				case <-ctx.Done():
+					break loop
+				}
+			}
+			err = aerr
+			break
+		}
+		delay = 0
+		mu.Lock()
+		conns[c] = struct{}{}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer func() {
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+				<-s.sem
+				wg.Done()
+			}()
+			s.serveConn(checkCtx, c)
+		}()
+	}
+	ln.Close()
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(durOr(s.DrainTimeout, DefaultDrainTimeout))
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		mu.Lock()
+		s.log.Warn("drain timeout, closing connections", "connections", len(conns))
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		force()
+		<-done
+	}
+	return err
+}
+
+// serveConn handles one connection and closes it.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+	defer nc.Close()
+	c, ok := nc.(*net.UnixConn)
+	if !ok {
+		s.log.Error("not a unix socket connection, closing", "remote_addr", nc.RemoteAddr().String())
+		return
+	}
+	rt := durOr(s.ReadTimeout, DefaultReadTimeout)
+	c.SetReadDeadline(time.Now().Add(rt))
+	m, err := readMessage(c)
+	if err != nil {
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			s.log.Debug("no request before timeout, closing", "timeout", rt)
+		case isGone(err):
+			s.log.Debug("client gone before request", "err", err)
+		default:
+			s.log.Warn("reading request failed", "err", err)
+		}
+		return
+	}
+	defer m.closeFDs()
+	if len(m.data) == 0 && len(m.fds) == 0 {
+		s.log.Debug("client closed without a request")
+		return
+	}
+	name, err := DecodeRequest(m.data)
+	if err != nil {
+		pid, uid := peerCred(c)
+		s.log.Warn("invalid request, closing without reply", "err", err,
+			"request", string(m.data[:min(len(m.data), 64)]), "fds", len(m.fds),
+			"peer_pid", pid, "peer_uid", uid)
+		return
+	}
+	if len(m.fds) > 1 || m.truncated {
+		pid, uid := peerCred(c)
+		s.log.Warn("request carried more than one descriptor, using the first",
+			"daemon", name, "fds", len(m.fds), "truncated", m.truncated, "peer_pid", pid, "peer_uid", uid)
+	}
+
+	req := &hostsrules.Request{Daemon: name}
+	if len(m.fds) > 0 {
+		req.Client, req.Server = endpoints(m.fds[0])
+	}
+	cctx, cancel := context.WithTimeout(ctx, durOr(s.CheckTimeout, DefaultCheckTimeout))
+	d := s.Rules.Policy().Check(cctx, req, s.env)
+	cancel()
+	m.closeFDs() // never keep the client's socket (spec §2.5)
+
+	attrs := []any{
+		"daemon", name, "client_addr", addrString(req.Client), "server_addr", addrString(req.Server),
+		"file", d.File, "line", d.Line, "rule", d.Rule, "reason", d.Reason,
+	}
+	if d.Err != nil {
+		attrs = append(attrs, "err", d.Err)
+	}
+	var reply []byte
+	switch {
+	case d.Delegated:
+		s.log.Info("access delegated to twist, closing without reply", attrs...)
+		return
+	case d.Verdict == hostsrules.Granted && d.Err == nil:
+		s.log.Debug("access granted", attrs...)
+		reply = replyGranted
+	default:
+		s.log.Info("access refused", attrs...)
+		reply = replyDenied
+	}
+	c.SetWriteDeadline(time.Now().Add(rt))
+	if _, err := c.Write(reply); err != nil {
+		if isGone(err) {
+			s.log.Debug("client gone before reply", "daemon", name, "err", err)
+		} else {
+			s.log.Warn("writing reply failed", "daemon", name, "err", err)
+		}
+	}
+}
+
+// addrString formats an endpoint for logs: "ip:port", or "unknown".
+func addrString(e hostsrules.Endpoint) string {
+	if !e.Addr.IsValid() {
+		return hostsrules.Unknown
+	}
+	return e.Addr.String()
+}
+
+// peerCred returns the SO_PEERCRED pid and uid of c, or -1s.
+func peerCred(c *net.UnixConn) (pid, uid int) {
+	pid, uid = -1, -1
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		if cr, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			pid, uid = int(cr.Pid), int(cr.Uid)
+		}
+	})
+	return
+}
+
+// DefaultEnv returns the Env a live tcpwrapd uses for checks: system name
+// resolution and /etc/netgroup when the rules engine provides them. Options
+// run in dry-run mode (no Effects): allow and deny decide, spawn, twist and
+// banners are not executed.
+func DefaultEnv() *hostsrules.Env {
+	return &hostsrules.Env{}
+}

@@ -1,0 +1,128 @@
+package accessbench
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Target names that Report compares. Results with other names are shown
+// but take no part in the ratios.
+const (
+	TargetOurs    = "tcpwrapd"
+	TargetNull    = "null"
+	TargetDovecot = "dovecot"
+)
+
+// Goals of tcpwrapd, checked by Report: at least GoalVsNull times the null
+// responder's throughput, and a p99 latency under GoalP99US.
+const (
+	GoalVsNull = 0.9
+	GoalP99US  = 1000
+)
+
+// ReadResults decodes Result JSON lines from r. Lines that do not start
+// with '{' are skipped, so the driver's whole stdout can be fed in.
+func ReadResults(r io.Reader) ([]*Result, error) {
+	var out []*Result
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		t := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(t, "{") {
+			continue
+		}
+		var res Result
+		if err := json.Unmarshal([]byte(t), &res); err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		out = append(out, &res)
+	}
+	return out, sc.Err()
+}
+
+// Report writes, for each rule size in order of first appearance, a table
+// of the targets measured at that size (checks/s, p50, p99, max, errors)
+// followed by the ratios ours/null and ours/dovecot, and then a summary of
+// tcpwrapd against its goals. Later results for the same target and size
+// replace earlier ones.
+func Report(w io.Writer, results []*Result) error {
+	type key struct {
+		rules  int
+		target string
+	}
+	var sizes []int
+	seenSize := map[int]bool{}
+	targets := map[int][]string{}
+	byKey := map[key]*Result{}
+	for _, r := range results {
+		if !seenSize[r.Rules] {
+			seenSize[r.Rules] = true
+			sizes = append(sizes, r.Rules)
+		}
+		k := key{r.Rules, r.Target}
+		if byKey[k] == nil {
+			targets[r.Rules] = append(targets[r.Rules], r.Target)
+		}
+		byKey[k] = r
+	}
+	bw := bufio.NewWriter(w)
+	type summary struct {
+		rules         int
+		vsNull, vsDov float64
+		p99           float64
+		errors        int64
+	}
+	var sums []summary
+	for _, n := range sizes {
+		fmt.Fprintf(bw, "\nhosts.deny: %d lines\n", n)
+		fmt.Fprintf(bw, "  %-10s %10s %9s %9s %9s %8s %6s %9s %9s\n", "target", "checks/s", "p50", "p99", "max", "checks", "errors", "drv cpu", "svc cpu")
+		for _, t := range targets[n] {
+			r := byKey[key{n, t}]
+			svc := "-"
+			if r.ServerCPUUS > 0 {
+				svc = fmtUS(r.ServerCPUUS)
+			}
+			fmt.Fprintf(bw, "  %-10s %10.0f %9s %9s %9s %8d %6d %9s %9s\n", t, r.Rate, fmtUS(r.P50US), fmtUS(r.P99US), fmtUS(r.MaxUS), r.Checks, r.Errors, fmtUS(r.DriverCPUUS), svc)
+		}
+		ours, null, dov := byKey[key{n, TargetOurs}], byKey[key{n, TargetNull}], byKey[key{n, TargetDovecot}]
+		if ours == nil {
+			continue
+		}
+		s := summary{rules: n, p99: ours.P99US, errors: ours.Errors}
+		var parts []string
+		if null != nil && null.Rate > 0 {
+			s.vsNull = ours.Rate / null.Rate
+			parts = append(parts, fmt.Sprintf("ours/null = %.2fx", s.vsNull))
+		}
+		if dov != nil && dov.Rate > 0 {
+			s.vsDov = ours.Rate / dov.Rate
+			parts = append(parts, fmt.Sprintf("ours/dovecot = %.0fx", s.vsDov))
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(bw, "  %s\n", strings.Join(parts, ", "))
+		}
+		sums = append(sums, s)
+	}
+	if len(sums) > 0 {
+		fmt.Fprintf(bw, "\ntcpwrapd goals: >= %.1fx null throughput, p99 < %s, no errors\n", GoalVsNull, fmtUS(GoalP99US))
+		fmt.Fprintf(bw, "  %8s %10s %12s %10s %8s  %s\n", "lines", "ours/null", "ours/dovecot", "p99", "errors", "verdict")
+		for _, s := range sums {
+			ok := s.vsNull >= GoalVsNull && s.p99 < GoalP99US && s.errors == 0
+			verdict := "PASS"
+			if !ok {
+				verdict = "FAIL"
+			}
+			dov := "-"
+			if s.vsDov > 0 {
+				dov = fmt.Sprintf("%.0fx", s.vsDov)
+			}
+			fmt.Fprintf(bw, "  %8d %9.2fx %12s %10s %8d  %s\n", s.rules, s.vsNull, dov, fmtUS(s.p99), s.errors, verdict)
+		}
+	}
+	return bw.Flush()
+}

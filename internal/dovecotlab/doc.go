@@ -1,0 +1,43 @@
+// Package dovecotlab starts a real, throwaway Dovecot 2.3 master for tests
+// of the login access-check protocol (login_access_sockets, spec
+// ../shared/spec/dovecot-access-socket.md).
+//
+// A lab Dovecot is started with [Start]. It runs `/usr/sbin/dovecot -F -c
+// CONF` as a child of the test process, with a configuration generated
+// into the test's temporary directory:
+//
+//   - base_dir, state_dir, log_path and mail homes all live in that
+//     directory; instance_name is unique per lab;
+//   - imap and pop3 listen on 127.0.0.1 on free high ports chosen by the
+//     harness ([Dovecot.Port]); ssl = no; a static passdb/userdb so that
+//     auth starts;
+//   - login_access_sockets is [Config.AccessSockets] (default
+//     "tcpwrapd/access", i.e. base_dir/login/tcpwrapd/access);
+//   - with [Config.OwnTcpwrap] Dovecot's own /usr/lib/dovecot/tcpwrap is
+//     configured as the documented `service tcpwrap` with a login/tcpwrap
+//     listener.
+//
+// Dovecot's own tcpwrap uses libwrap, which always reads /etc/hosts.allow
+// and /etc/hosts.deny. The harness never writes those files. With
+// [Config.PrivateHosts] (implied by OwnTcpwrap) the master runs in a
+// private mount namespace (unshare -m) in which the lab's own
+// hosts.allow/hosts.deny ([Dovecot.HostsAllow], [Dovecot.HostsDeny]) are
+// bind-mounted over the /etc files. [Dovecot.SetHosts] rewrites them in
+// place, so the mounts see the new contents at once.
+//
+// An external access daemon (tcpwrapd) must put its socket in a
+// sub-directory of base_dir/login: the login processes are chrooted there,
+// and Dovecot's start-up scan deletes or trips over sockets placed directly
+// in base_dir/login, but does not descend into sub-directories (spec §5B).
+// [Dovecot.ExternalSocketDir] creates such a directory with the right
+// ownership; [StartSocketActivated] runs a daemon under
+// systemd-socket-activate on a socket there and makes the socket
+// connectable by the login user.
+//
+// Every process the harness starts is stopped by a t.Cleanup: SIGTERM
+// first, then SIGKILL for the process and any descendant still alive after
+// a grace period ([Process.Stop]).
+//
+// All of this needs root and an installed Dovecot 2.3 ([Available],
+// [SkipIfUnavailable]).
+package dovecotlab

@@ -1,0 +1,389 @@
+package hostsrules
+
+import (
+	"context"
+	"os"
+	"strings"
+	"time"
+)
+
+// host is the lazily evaluated view of one endpoint (libwrap's host_info).
+type host struct {
+	ep       *Endpoint
+	addr     string
+	addrDone bool
+	name     string
+	nameDone bool
+}
+
+// check is the state of one Check call: the request with its lazily
+// evaluated fields, the environment, and the sticky aclexec flag.
+type check struct {
+	ctx    context.Context
+	p      *Policy
+	env    *Env
+	req    *Request
+	daemon string
+	user   string
+	// userDone: the user field is evaluated (given, looked up or unknown).
+	userDone       bool
+	client, server host
+	aclexecFailed  bool
+	listDepth      int
+	explain        bool
+	why            []string
+	trace          []Step
+	// identSecs is the RFC 931 timeout; 0 means the default of 10 s.
+	identSecs int
+}
+
+func truncate(s string) string {
+	if len(s) > maxField {
+		return s[:maxField]
+	}
+	return s
+}
+
+// hostAddr is eval_hostaddr: the numeric address text, or "unknown".
+func (c *check) hostAddr(h *host) string {
+	if !h.addrDone {
+		h.addrDone = true
+		switch {
+		case h.ep.AddrText != "":
+			h.addr = truncate(h.ep.AddrText)
+		case h.ep.Addr.IsValid():
+			h.addr = h.ep.Addr.Addr().String()
+		default:
+			h.addr = Unknown
+		}
+	}
+	return h.addr
+}
+
+// hostName is eval_hostname: the verified host name, "unknown" or
+// "paranoid". It starts the lookup on first use.
+func (c *check) hostName(h *host) string {
+	if !h.nameDone {
+		h.nameDone = true
+		switch {
+		case h.ep.Name != "":
+			h.name = truncate(h.ep.Name)
+		case h.ep.Addr.IsValid() && c.env.Resolver != nil:
+			h.name = verifiedName(c.ctx, c.env.Resolver, h.ep.Addr.Addr(), c.logf)
+		default:
+			h.name = Unknown
+		}
+	}
+	return h.name
+}
+
+// hostInfo is eval_hostinfo: the name if it was already evaluated and is
+// known, else the address. It never starts a lookup.
+func (c *check) hostInfo(h *host) string {
+	if h.nameDone && knownName(h.name) {
+		return h.name
+	}
+	return c.hostAddr(h)
+}
+
+// userName is eval_user: the client user, looked up by ident on first use.
+func (c *check) userName() string {
+	if !c.userDone {
+		c.userDone = true
+		c.user = Unknown
+		if c.req.User != "" {
+			c.user = truncate(c.req.User)
+		} else if c.env.Ident != nil {
+			cl, sv := c.req.Client.Addr, c.req.Server.Addr
+			if cl.IsValid() && sv.IsValid() && cl.Addr().Unmap().Is4() == sv.Addr().Unmap().Is4() {
+				if u, err := c.env.Ident(c.ctx, cl, sv, c.identTimeout()); err == nil && u != "" {
+					c.user = truncate(u)
+				}
+			}
+		}
+	}
+	return c.user
+}
+
+// identTimeout is the ident timeout: 10 s (RFC931_TIMEOUT) unless an
+// rfc931 option set another.
+func (c *check) identTimeout() time.Duration {
+	if c.identSecs > 0 {
+		return time.Duration(c.identSecs) * time.Second
+	}
+	return 10 * time.Second
+}
+
+func (c *check) logf(format string, args ...any) {
+	if c.env.Logf != nil {
+		c.env.Logf(format, args...)
+	}
+}
+
+func knownName(s string) bool {
+	return !strings.EqualFold(s, Unknown) && !strings.EqualFold(s, Paranoid)
+}
+
+// listMatch is libwrap's list_match: the first token that matches decides,
+// unless it is followed by EXCEPT and the exception list matches.
+func (c *check) listMatch(toks []string, match func(string) bool) bool {
+	for i, t := range toks {
+		if strings.EqualFold(t, "EXCEPT") {
+			return false
+		}
+		if match(t) {
+			for j := i + 1; j < len(toks); j++ {
+				if strings.EqualFold(toks[j], "EXCEPT") {
+					c.note("%q matched", t)
+					if c.listMatch(toks[j+1:], match) {
+						c.note("and the EXCEPT list after it matched")
+						return false
+					}
+					return true
+				}
+			}
+			c.note("%q matched", t)
+			return true
+		}
+	}
+	return false
+}
+
+func (c *check) note(format string, args ...any) {
+	if c.explain {
+		c.why = append(c.why, sprintf(format, args...))
+	}
+}
+
+// serverMatch matches one daemon-list token (server_match with Debian's
+// port patterns).
+func (c *check) serverMatch(tok string) bool {
+	daemonPat, hostPat, isAt := splitAtFrom1(tok, '@')
+	if !c.daemonMatch(daemonPat) {
+		return false
+	}
+	if !isAt {
+		return true
+	}
+	return c.hostMatch(hostPat, &c.server)
+}
+
+// splitAtFrom1 splits tok at its first unbracketed delim searched from
+// the second character (libwrap's split_at(tok + 1, '@')).
+func splitAtFrom1(tok string, delim byte) (before, after string, ok bool) {
+	if len(tok) < 2 {
+		return tok, "", false
+	}
+	b, a, ok := splitAt(tok[1:], delim)
+	if !ok {
+		return tok, "", false
+	}
+	return tok[:1] + b, a, true
+}
+
+// daemonMatch matches the daemon part: a port number pattern against the
+// server port, otherwise string_match against the daemon name.
+func (c *check) daemonMatch(pat string) bool {
+	if port, ok := portPattern(pat); ok {
+		sv := c.req.Server.Addr
+		return sv.IsValid() && uint32(sv.Port()) == port
+	}
+	return stringMatch(pat, c.daemon)
+}
+
+// portPattern reports whether pat reads as sscanf("%u%c") with exactly one
+// conversion (optional sign, decimal digits, nothing after) with a value of
+// at most 65535 after reduction modulo 2^32.
+func portPattern(pat string) (uint32, bool) {
+	i := 0
+	for i < len(pat) && isCSpace(pat[i]) {
+		i++
+	}
+	neg := false
+	if i < len(pat) && (pat[i] == '+' || pat[i] == '-') {
+		neg = pat[i] == '-'
+		i++
+	}
+	start := i
+	var v uint64
+	for i < len(pat) && isDigit(pat[i]) {
+		v = v*10 + uint64(pat[i]-'0')
+		if v > 1<<40 {
+			v = 1 << 40 // saturate: strtoul gives ULONG_MAX, too big anyway
+		}
+		i++
+	}
+	if i == start || i != len(pat) {
+		return 0, false
+	}
+	u := uint32(v)
+	if v > 0xffffffff {
+		u = 0xffffffff
+	}
+	if neg {
+		u = -u
+	}
+	if u > 65535 {
+		return 0, false
+	}
+	return u, true
+}
+
+// clientMatch matches one client-list token (client_match).
+func (c *check) clientMatch(tok string) bool {
+	userPat, hostPat, isAt := splitAtFrom1(tok, '@')
+	if !isAt {
+		return c.hostMatch(tok, &c.client)
+	}
+	return c.hostMatch(hostPat, &c.client) && stringMatch(userPat, c.userName())
+}
+
+// hostMatch is libwrap's host_match for one host pattern.
+func (c *check) hostMatch(tok string, h *host) bool {
+	switch {
+	case strings.HasPrefix(tok, "@"):
+		name := c.hostName(h)
+		return c.env.Netgroups != nil && c.env.Netgroups.InNetgroup(tok[1:], name)
+	case strings.HasPrefix(tok, "/"):
+		return c.fileMatch(tok, h)
+	case strings.EqualFold(tok, "KNOWN"):
+		name := c.hostName(h)
+		return !strings.EqualFold(c.hostAddr(h), Unknown) && knownName(name)
+	case strings.EqualFold(tok, "LOCAL"):
+		name := c.hostName(h)
+		return !strings.Contains(name, ".") && knownName(name)
+	}
+	if netTok, maskTok, ok := splitAt(tok, '/'); ok {
+		return maskedMatch(netTok, maskTok, c.hostAddr(h))
+	}
+	if stringMatch(tok, c.hostAddr(h)) {
+		return true
+	}
+	return notInAddr(tok) && stringMatch(tok, c.hostName(h))
+}
+
+// notInAddr is NOT_INADDR: the token has a character other than digits,
+// dots and slashes, so it may be a name.
+func notInAddr(tok string) bool {
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		if !isDigit(c) && c != '.' && c != '/' {
+			return true
+		}
+	}
+	return false
+}
+
+// maxListDepth bounds /file list nesting; libwrap recurses until it runs
+// out of file descriptors or stack, we treat deeper nesting as no match.
+const maxListDepth = 32
+
+// fileMatch is hostfile_match: any word of the file that host_match
+// accepts makes the file match.
+func (c *check) fileMatch(path string, h *host) bool {
+	if c.listDepth >= maxListDepth {
+		c.logf("open %s: nesting too deep (a /file list includes itself?)", path)
+		return false
+	}
+	fl := c.p.fileList(path, c.env)
+	if fl.err != nil {
+		c.logf("open %s: %s", path, strerror(fl.err))
+		return false
+	}
+	c.listDepth++
+	defer func() { c.listDepth-- }()
+	for _, w := range fl.words {
+		if c.hostMatch(w, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// fileList is a preloaded /file pattern list.
+type fileList struct {
+	info  FileInfo
+	words []string
+	err   error // a non-ENOENT open error: warn and do not match
+}
+
+func (p *Policy) fileList(path string, env *Env) *fileList {
+	if fl, ok := p.lists[path]; ok {
+		return fl
+	}
+	read := os.ReadFile
+	if env.ReadFile != nil {
+		read = env.ReadFile
+	}
+	return loadFileList(path, read)
+}
+
+// stringMatch is libwrap's string_match with Debian's IPv6, wildcard and
+// mapped-address changes (spec §6.1).
+func stringMatch(pat, s string) bool {
+	s, _ = unmapText(s)
+	if strings.ContainsAny(pat, "*?") {
+		return globMatch(pat, s)
+	}
+	if strings.HasPrefix(pat, ".") {
+		n := len(s) - len(pat)
+		return n > 0 && strings.EqualFold(s[n:], pat)
+	}
+	if strings.EqualFold(pat, "ALL") {
+		return true
+	}
+	if strings.EqualFold(pat, "KNOWN") {
+		return !strings.EqualFold(s, Unknown)
+	}
+	if strings.HasSuffix(pat, ".") {
+		return len(s) >= len(pat) && strings.EqualFold(s[:len(pat)], pat)
+	}
+	if len(pat) >= 2 && pat[0] == '[' && pat[len(pat)-1] == ']' {
+		pa, ok := parseIPv6(pat[1 : len(pat)-1])
+		if !ok {
+			return false
+		}
+		sa, ok := parseIPv6(s)
+		if !ok {
+			return false
+		}
+		return pa.WithZone("") == sa.WithZone("")
+	}
+	return strings.EqualFold(pat, s)
+}
+
+// globMatch matches s against a pattern of literal characters, "*" (any
+// run) and "?" (one character), case-insensitively, as Debian's
+// 05_wildcard_matching patch does.
+func globMatch(pat, s string) bool {
+	px, sx := 0, 0
+	nextPx, nextSx := -1, -1
+	for px < len(pat) || sx < len(s) {
+		if px < len(pat) {
+			switch pat[px] {
+			case '*':
+				nextPx, nextSx = px, sx+1
+				px++
+				continue
+			case '?':
+				if sx < len(s) {
+					px++
+					sx++
+					continue
+				}
+			default:
+				if sx < len(s) && lowerASCII(pat[px]) == lowerASCII(s[sx]) {
+					px++
+					sx++
+					continue
+				}
+			}
+		}
+		if nextSx > 0 && nextSx <= len(s) {
+			px, sx = nextPx, nextSx
+			continue
+		}
+		return false
+	}
+	return true
+}

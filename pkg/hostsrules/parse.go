@@ -1,0 +1,213 @@
+package hostsrules
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"syscall"
+)
+
+// lineBufSize is libwrap's logical line buffer (BUFLEN 2048): a logical
+// line holds at most 2046 characters plus its newline.
+const lineBufSize = 2048
+
+// maxField is libwrap's STRING_LENGTH (128): names, addresses, users and
+// daemon names keep at most 127 characters.
+const maxField = 127
+
+// listSeparators split daemon and client lists (hosts_access.c "sep").
+const listSeparators = ", \t\r\n"
+
+// rule is one parsed rule line.
+type rule struct {
+	line    int    // physical line number of the rule's last line
+	text    string // the logical line without its final newline
+	daemons []string
+	clients []string
+	// opts is the options field including the final newline, and hasOpts
+	// says whether a second colon made one exist (even if blank).
+	opts    string
+	hasOpts bool
+}
+
+// table is one compiled access table (hosts.allow or hosts.deny).
+type table struct {
+	name  string
+	state FileState
+	err   error // open error when state is FileUnreadable
+	rules []rule
+	// endErr, when not nil, is the error that stops the scan after the
+	// last rule (missing newline or line too long); the scan then returns
+	// an error result, as Debian's fix_parsing_long_lines makes it.
+	endErr *Diagnostic
+	index  *tableIndex
+}
+
+// lineReader emulates libwrap's xgets over fgets on a 2048-byte buffer,
+// including strlen's view of NUL bytes and Debian's stop on a full buffer.
+type lineReader struct {
+	data []byte
+	pos  int
+	line int // physical lines read so far (tcpd_context.line)
+}
+
+// next returns the next logical line, or ok=false at the end of the table.
+func (r *lineReader) next() (buf []byte, ok bool) {
+	room := lineBufSize
+	for r.pos < len(r.data) {
+		// fgets reads at most room-1 bytes, up to and including a newline.
+		limit := room - 1
+		if limit <= 0 {
+			break
+		}
+		end := r.pos + limit
+		if end > len(r.data) {
+			end = len(r.data)
+		}
+		chunk := r.data[r.pos:end]
+		if i := indexByte(chunk, '\n'); i >= 0 {
+			chunk = chunk[:i+1]
+		}
+		r.pos += len(chunk)
+		// strlen: a NUL byte ends the string early.
+		got := len(chunk)
+		if i := indexByte(chunk, 0); i >= 0 {
+			got = i
+		}
+		if got >= 1 && chunk[got-1] == '\n' {
+			r.line++
+			if got >= 2 && chunk[got-2] == '\\' {
+				got -= 2 // continuation: drop backslash-newline, read on
+			} else {
+				return append(buf, chunk[:got]...), true
+			}
+		}
+		buf = append(buf, chunk[:got]...)
+		room -= got
+		if room <= 1 {
+			break // buffer full (Debian fix_parsing_long_lines)
+		}
+	}
+	if len(buf) == 0 {
+		return nil, false
+	}
+	return buf, true
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// splitAt finds the first delimiter outside brackets, as libwrap's
+// split_at: "[" increments and "]" decrements a depth counter, and the
+// delimiter only splits at depth zero. It returns the text before and after
+// the delimiter and whether one was found.
+func splitAt(s string, delim byte) (before, after string, ok bool) {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '[':
+			depth++
+		case ']':
+			depth--
+		default:
+			if depth == 0 && s[i] == delim {
+				return s[:i], s[i+1:], true
+			}
+		}
+	}
+	return s, "", false
+}
+
+// splitList splits a daemon or client list into tokens at runs of space,
+// TAB, CR, LF and comma (strtok with hosts_access.c's separators).
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool {
+		return r == ',' || r == ' ' || r == '\t' || r == '\r' || r == '\n'
+	})
+}
+
+// isBlankLine reports whether s consists only of space, TAB, CR and LF.
+func isBlankLine(s []byte) bool {
+	for _, c := range s {
+		if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseTable parses one table the way libwrap's table_match reads it.
+func parseTable(src Source) (*table, []Diagnostic) {
+	t := &table{name: src.Name, state: src.State, err: src.Err}
+	var diags []Diagnostic
+	switch src.State {
+	case FileMissing, FileDir:
+		return t, nil
+	case FileUnreadable:
+		d := Diagnostic{File: src.Name, Severity: Error, Code: "cannot-open",
+			Msg: fmt.Sprintf("cannot open %s: %s", src.Name, strerror(src.Err))}
+		t.endErr = &d
+		return t, []Diagnostic{d}
+	}
+	r := lineReader{data: src.Data}
+	for {
+		buf, ok := r.next()
+		if !ok {
+			break
+		}
+		if buf[len(buf)-1] != '\n' {
+			d := Diagnostic{File: src.Name, Line: r.line, Severity: Error, Code: "missing-newline",
+				Msg: "missing newline or line too long"}
+			t.endErr = &d
+			diags = append(diags, d, Diagnostic{File: src.Name, Line: r.line, Severity: Error,
+				Code: "rules-ignored", Msg: "all the subsequent rules will be ignored"})
+			break
+		}
+		if buf[0] == '#' || isBlankLine(buf) {
+			continue
+		}
+		line := string(buf)
+		daemons, rest, ok := splitAt(line, ':')
+		if !ok {
+			diags = append(diags, Diagnostic{File: src.Name, Line: r.line, Severity: Warning,
+				Code: "missing-separator", Msg: `missing ":" separator`})
+			continue
+		}
+		clients, opts, hasOpts := splitAt(rest, ':')
+		t.rules = append(t.rules, rule{
+			line:    r.line,
+			text:    strings.TrimSuffix(line, "\n"),
+			daemons: splitList(daemons),
+			clients: splitList(clients),
+			opts:    opts,
+			hasOpts: hasOpts,
+		})
+	}
+	return t, diags
+}
+
+// strerror renders err like C's strerror: "Permission denied".
+func strerror(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		s := errno.Error()
+		if s != "" {
+			return strings.ToUpper(s[:1]) + s[1:]
+		}
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	if err == nil {
+		return "unknown error"
+	}
+	return err.Error()
+}

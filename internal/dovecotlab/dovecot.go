@@ -65,7 +65,7 @@ func SkipIfUnavailable(t testing.TB) {
 }
 
 // Dovecot is a running lab Dovecot master. Its methods are safe for
-// concurrent use, except Restart.
+// concurrent use, except Launch, Restart and Stop.
 type Dovecot struct {
 	// Dir is the lab directory; everything the lab writes is below it.
 	Dir string
@@ -92,14 +92,25 @@ type Dovecot struct {
 
 var labSeq atomic.Int64
 
-// Start starts a lab Dovecot as described by cfg and waits until all its
-// listeners accept connections. It registers Stop with t.Cleanup. Any
-// failure is fatal to the test; the message includes the master's output
-// and log.
-//
-// Free ports are chosen by binding port 0 and closing it; if another
-// process wins the race for a port, Start retries with new ports.
+// Start is [New] followed by [Dovecot.Launch]: it starts a lab Dovecot as
+// described by cfg and waits until all its listeners accept connections.
+// Stop is registered with t.Cleanup. Any failure is fatal to the test; the
+// message includes the master's output and log.
 func Start(t testing.TB, cfg Config) *Dovecot {
+	t.Helper()
+	d := New(t, cfg)
+	if err := d.Launch(); err != nil {
+		t.Fatalf("dovecotlab: %v", err)
+	}
+	return d
+}
+
+// New prepares a lab Dovecot without starting it: it skips the test if
+// [Available] fails, creates the lab directory (with state/ and home/)
+// and writes hosts.allow and hosts.deny. base_dir does not exist yet, so
+// the caller may set it up (e.g. [Dovecot.ExternalSocketDir]) before
+// [Dovecot.Launch]. Failures are fatal to the test.
+func New(t testing.TB, cfg Config) *Dovecot {
 	t.Helper()
 	SkipIfUnavailable(t)
 	if cfg.OwnTcpwrap {
@@ -123,9 +134,6 @@ func Start(t testing.TB, cfg Config) *Dovecot {
 		}
 	}
 	if err := d.SetHosts(cfg.HostsAllow, cfg.HostsDeny); err != nil {
-		t.Fatalf("dovecotlab: %v", err)
-	}
-	if err := d.start(); err != nil {
 		t.Fatalf("dovecotlab: %v", err)
 	}
 	return d
@@ -156,9 +164,19 @@ func labDir(t testing.TB) string {
 	return dir
 }
 
-// start writes the configuration with fresh ports and starts the master,
-// retrying when a port was taken meanwhile.
-func (d *Dovecot) start() error {
+// Launch starts the master and waits until its listeners accept
+// connections. The first Launch picks free ports (binding port 0 and
+// closing it) and writes the configuration; if another process wins the
+// race for a port, it retries with new ports. Later Launches (after Stop)
+// reuse the configuration, base_dir and ports; the log file is kept.
+// Each started master is stopped by a t.Cleanup.
+//
+// It returns an error that includes the master's output and log if the
+// master exits or does not listen within Config.StartTimeout.
+func (d *Dovecot) Launch() error {
+	if d.ports != nil {
+		return d.launch()
+	}
 	var lastErr error
 	for attempt := 0; attempt < startAttempts; attempt++ {
 		ports, err := freePorts(len(d.Config.protocols()))
@@ -226,18 +244,23 @@ func (d *Dovecot) launch() error {
 	return nil
 }
 
-// Restart stops the master and starts it again with the same
-// configuration, base_dir and ports (the log file is kept). It is what a
-// Dovecot restart does to an external daemon's socket in base_dir/login.
+// Restart stops the master and launches it again with the same
+// configuration, base_dir and ports. It is what a Dovecot restart does to
+// an external daemon's socket in base_dir/login.
 func (d *Dovecot) Restart() error {
 	if err := d.Stop(); err != nil {
 		d.t.Logf("dovecotlab: restart: %v", err)
 	}
-	return d.launch()
+	return d.Launch()
 }
 
-// PID returns the master's process ID.
-func (d *Dovecot) PID() int { return d.proc.PID() }
+// PID returns the master's process ID (0 before Launch).
+func (d *Dovecot) PID() int {
+	if d.proc == nil {
+		return 0
+	}
+	return d.proc.PID()
+}
 
 // Process returns the master process.
 func (d *Dovecot) Process() *Process { return d.proc }
@@ -256,9 +279,14 @@ func (d *Dovecot) Addr(proto string) string {
 func (d *Dovecot) LoginDir() string { return filepath.Join(d.BaseDir, "login") }
 
 // Stop stops the master (see [Process.Stop]). It is registered with
-// t.Cleanup by Start; calling it earlier is fine, and calling it again
-// returns the first result.
-func (d *Dovecot) Stop() error { return d.proc.Stop() }
+// t.Cleanup by Launch; calling it earlier is fine, and calling it again
+// returns the first result. Before Launch it does nothing.
+func (d *Dovecot) Stop() error {
+	if d.proc == nil {
+		return nil
+	}
+	return d.proc.Stop()
+}
 
 // WaitListening waits until every listener of the lab is in LISTEN state,
 // which means connections will be accepted. It checks /proc/net/tcp

@@ -154,16 +154,7 @@ func (r *recorder) names() []string {
 // ordering: socket unit first), and restarts Dovecot under it.
 func TestExternalSocketBeforeStart(t *testing.T) {
 	SkipIfUnavailable(t)
-	d := &Dovecot{}
-	// Build the lab by hand in the same layout as Start, to create the
-	// socket before the master exists.
-	d = Start(t, Config{})
-	if err := d.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(d.BaseDir); err != nil {
-		t.Fatal(err)
-	}
+	d := New(t, Config{})
 	dir, err := d.ExternalSocketDir("tcpwrapd")
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +168,7 @@ func TestExternalSocketBeforeStart(t *testing.T) {
 	defer cancel()
 	go ServeAccess(ctx, ln, rec.decide)
 
-	if err := d.Restart(); err != nil {
+	if err := d.Launch(); err != nil {
 		t.Fatal(err)
 	}
 	checkLoginDir(t, d)

@@ -1,0 +1,13 @@
+// Package e2e holds end-to-end tests that run tcpwrapd against a real
+// Dovecot 2.3 master (see internal/dovecotlab): real imap-login and
+// pop3-login processes ask tcpwrapd, started through systemd socket
+// activation, whether real TCP clients from 127.0.0.1 and 127.0.0.2 may
+// connect, and the same scenario is replayed against Dovecot's own
+// libwrap-based tcpwrap to show that the verdicts agree.
+//
+// The tests need root and the Debian packages dovecot-core, dovecot-imapd,
+// dovecot-pop3d, tcpd and systemd (for systemd-socket-activate); without
+// them they skip with the reason. Run them with
+//
+//	sudo go test -count=1 -v ./e2e
+package e2e

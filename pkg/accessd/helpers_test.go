@@ -98,7 +98,7 @@ func startServer(t *testing.T, allow, deny string, mod func(*Server)) *testServe
 	ts.sock = filepath.Join(ts.dir, "s", "access")
 	logger := newLogger(ts.log)
 	ts.rules = NewRules(ts.allow, ts.deny, logger)
-	ts.srv = &Server{Rules: ts.rules, Logger: logger, ReadTimeout: 5 * time.Second, DrainTimeout: 2 * time.Second}
+	ts.srv = &Server{Rules: ts.rules, Env: testEnv(), Logger: logger, ReadTimeout: 5 * time.Second, DrainTimeout: 2 * time.Second}
 	if mod != nil {
 		mod(ts.srv)
 	}
@@ -269,4 +269,10 @@ lines:
 		n++
 	}
 	return n
+}
+
+// testEnv is the Env of in-process test servers: names from a fixed hosts
+// table instead of the system's, no netgroups.
+func testEnv() *hostsrules.Env {
+	return &hostsrules.Env{Resolver: hostsrules.ParseHosts([]byte("127.0.0.1 localhost\n127.0.0.2 second.test\n"))}
 }

@@ -194,8 +194,10 @@ func (r *Rules) logLoad(g *generation, reason string, took time.Duration) {
 			r.log.Log(ctx, level, what, "file", f.Path, "err", errString(f.Err))
 		}
 	}
+	allowRules, denyRules := g.policy.Rules()
 	r.log.Info("rules loaded", "reason", reason, "generation", g.n,
-		"allow_file", r.allow, "deny_file", r.deny, "files", len(g.policy.Files()),
+		"allow_file", r.allow, "deny_file", r.deny,
+		"allow_rules", allowRules, "deny_rules", denyRules, "files", len(g.policy.Files()),
 		"warnings", warnings, "errors", errs, "took", took)
 }
 

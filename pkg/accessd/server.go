@@ -3,6 +3,7 @@ package accessd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -59,7 +60,8 @@ var (
 type Server struct {
 	// Rules supplies the policy. Required.
 	Rules *Rules
-	// Env is passed to every check. Nil means DefaultEnv().
+	// Env is passed to every check. Nil means DefaultEnv(). A nil
+	// Env.Logf is replaced by one that logs warnings to Logger.
 	Env *hostsrules.Env
 	// Logger receives refusals (Info), invalid requests (Warn) and
 	// grants (Debug). Nil discards.
@@ -91,14 +93,20 @@ func (s *Server) init() {
 			n = DefaultMaxConns
 		}
 		s.sem = make(chan struct{}, n)
-		s.env = s.Env
-		if s.env == nil {
-			s.env = DefaultEnv()
-		}
 		s.log = s.Logger
 		if s.log == nil {
 			s.log = slog.New(slog.DiscardHandler)
 		}
+		env := s.Env
+		if env == nil {
+			env = DefaultEnv()
+		}
+		e := *env
+		if e.Logf == nil {
+			log := s.log
+			e.Logf = func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) }
+		}
+		s.env = &e
 	})
 }
 
@@ -300,10 +308,15 @@ func peerCred(c *net.UnixConn) (pid, uid int) {
 	return
 }
 
-// DefaultEnv returns the Env a live tcpwrapd uses for checks: system name
-// resolution and /etc/netgroup when the rules engine provides them. Options
-// run in dry-run mode (no Effects): allow and deny decide, spawn, twist and
-// banners are not executed.
+// DefaultEnv returns the Env a live tcpwrapd uses for checks: host names
+// resolved by the system resolver (/etc/hosts and DNS, as libwrap does in
+// Dovecot's unchrooted tcpwrap) and @netgroups from /etc/netgroup, read
+// once now. There is no ident lookup (user names are "unknown") and options
+// run in dry-run mode (no Effects): allow and deny decide, while spawn,
+// twist, banners and aclexec are not executed.
 func DefaultEnv() *hostsrules.Env {
-	return &hostsrules.Env{}
+	return &hostsrules.Env{
+		Resolver:  hostsrules.SystemResolver{},
+		Netgroups: hostsrules.NetgroupFile("/etc/netgroup"),
+	}
 }

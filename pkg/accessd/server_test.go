@@ -30,6 +30,10 @@ func TestGrantedRefused(t *testing.T) {
 		{"daemon name pop3 unaffected", "", "imap: 127.0.0.1\n", "pop3", "127.0.0.1", "1\n"},
 		{"names case-insensitive", "", "IMAP: 127.0.0.1\n", "imap", "127.0.0.1", "0\n"},
 		{"managesieve never matches", "", "managesieve: ALL\n", "sieve", "127.0.0.1", "1\n"},
+		{"host name localhost", "", "ALL: localhost\n", "imap", "127.0.0.1", "0\n"},
+		{"host name other", "", "ALL: localhost\n", "imap", "127.0.0.2", "1\n"},
+		{"option deny in allow", "imap: 127.0.0.2: DENY\nALL: ALL: ALLOW\n", "", "imap", "127.0.0.2", "0\n"},
+		{"option allow in allow", "imap: 127.0.0.2: DENY\nALL: ALL: ALLOW\n", "", "imap", "127.0.0.1", "1\n"},
 		{"empty files grant", "", "", "submission", "127.0.0.2", "1\n"},
 		{"CR kept in name still matches ALL", "", "ALL: 127.0.0.2\n", "imap\r", "127.0.0.2", "0\n"},
 	}
@@ -43,7 +47,7 @@ func TestGrantedRefused(t *testing.T) {
 			expectEOF(t, p)
 			if tt.want == "0\n" {
 				waitFor(t, "refusal log", func() bool {
-					return count(ts.log.String(), `msg="access refused"`, "client_addr="+tt.client+":", "file="+ts.deny, "line=1") == 1
+					return count(ts.log.String(), `msg="access refused"`, "daemon=", "client_addr="+tt.client+":", "file="+ts.dir, "line=1") == 1
 				})
 			}
 		})

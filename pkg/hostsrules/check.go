@@ -165,13 +165,17 @@ type final struct {
 // decided and which options ran. Check is safe for concurrent use; ctx
 // bounds lookups made through env.
 func (p *Policy) Check(ctx context.Context, req *Request, env *Env) Decision {
+	return p.newCheck(ctx, req, env).run()
+}
+
+func (p *Policy) newCheck(ctx context.Context, req *Request, env *Env) *check {
 	if env == nil {
 		env = &Env{}
 	}
 	c := &check{ctx: ctx, p: p, env: env, req: req, daemon: truncate(req.Daemon), explain: env.Explain}
 	c.client.ep = &req.Client
 	c.server.ep = &req.Server
-	return c.run()
+	return c
 }
 
 func (c *check) run() (d Decision) {
@@ -321,4 +325,18 @@ func (c *check) step(t *table, r *rule, matched bool) {
 		why = "no list element matched"
 	}
 	c.trace = append(c.trace, Step{File: t.name, Line: r.line, Rule: r.text, Matched: matched, Why: why})
+}
+
+// CheckExpand is Check followed by the %-expansion of each of texts with
+// the same request state, as tcpdmatch(8) reports "%n", "%a", "%u" ... for
+// the request it evaluated. An expansion that fails yields "".
+func (p *Policy) CheckExpand(ctx context.Context, req *Request, env *Env, texts ...string) (Decision, []string) {
+	c := p.newCheck(ctx, req, env)
+	d := c.run()
+	x := &Expander{c: c}
+	out := make([]string, len(texts))
+	for i, s := range texts {
+		out[i], _ = x.Expand(s)
+	}
+	return d, out
 }

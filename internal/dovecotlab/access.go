@@ -134,8 +134,8 @@ type SocketActivation struct {
 	// Argv is the daemon's command line; Argv[0] is looked up in PATH.
 	Argv []string
 	// OutputPath receives the daemon's stdout and stderr (and
-	// systemd-socket-activate's own messages). Empty means Socket's
-	// directory is not used: a file in t.TempDir().
+	// systemd-socket-activate's own messages). Empty means a file in
+	// t.TempDir().
 	OutputPath string
 	// Timeout bounds the wait for the socket file. Zero means 10 s.
 	Timeout time.Duration

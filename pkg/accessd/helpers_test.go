@@ -249,11 +249,18 @@ func expectEOF(t *testing.T, p tcpPair) {
 // that grants everything.
 func requireEngine(t *testing.T) {
 	t.Helper()
-	p := hostsrules.Compile(hostsrules.Source{Name: "allow", State: hostsrules.FileMissing},
-		hostsrules.Source{Name: "deny", Data: []byte("ALL: ALL\n")})
-	if d := p.Check(context.Background(), &hostsrules.Request{Daemon: "imap"}, &hostsrules.Env{}); d.Verdict != hostsrules.Denied {
+	if !engineWorks() {
 		t.Skip("pkg/hostsrules does not implement matching yet (stub grants everything)")
 	}
+}
+
+// engineWorks reports whether pkg/hostsrules denies with "ALL: ALL" in
+// hosts.deny, i.e. is more than the stub.
+func engineWorks() bool {
+	p := hostsrules.Compile(hostsrules.Source{Name: "allow", State: hostsrules.FileMissing},
+		hostsrules.Source{Name: "deny", Data: []byte("ALL: ALL\n")})
+	d := p.Check(context.Background(), &hostsrules.Request{Daemon: "imap"}, &hostsrules.Env{})
+	return d.Verdict == hostsrules.Denied
 }
 
 // count returns how many lines of the log contain every one of subs.

@@ -1,0 +1,196 @@
+package accessd
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+)
+
+// TestRulesChanged checks change detection for each way a rule file can
+// change, and that Reload swaps in a new policy while the old one stays
+// usable.
+func TestRulesChanged(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(t *testing.T, path string)
+	}{
+		{"rewrite", func(t *testing.T, p string) { os.WriteFile(p, []byte("ALL: 127.0.0.3\n"), 0o644) }},
+		{"append", func(t *testing.T, p string) {
+			f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteString("ALL: 127.0.0.4\n")
+			f.Close()
+		}},
+		{"atomic rename, same size and mtime", func(t *testing.T, p string) {
+			st, _ := os.Stat(p)
+			tmp := p + ".new"
+			os.WriteFile(tmp, []byte("ALL: 127.0.0.9\n"), 0o644) // same length
+			os.Chtimes(tmp, st.ModTime(), st.ModTime())
+			if err := os.Rename(tmp, p); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"chmod", func(t *testing.T, p string) { os.Chmod(p, 0o600) }},
+		{"remove", func(t *testing.T, p string) { os.Remove(p) }},
+		{"replace by directory", func(t *testing.T, p string) { os.Remove(p); os.Mkdir(p, 0o755) }},
+		{"symlink retarget", func(t *testing.T, p string) {
+			other := p + ".other"
+			os.WriteFile(other, []byte("ALL: 127.0.0.2\n"), 0o644)
+			os.Remove(p)
+			os.Symlink(other, p)
+		}},
+	}
+	for _, tt := range tests {
+		for _, which := range []string{"allow", "deny"} {
+			t.Run(tt.name+"/"+which, func(t *testing.T) {
+				dir := t.TempDir()
+				allow := writeFile(t, dir, "hosts.allow", "ALL: 127.0.0.2\n")
+				deny := writeFile(t, dir, "hosts.deny", "ALL: 127.0.0.2\n")
+				log := &logBuffer{}
+				r := NewRules(allow, deny, newLogger(log))
+				old := r.Policy()
+				if r.Changed() || r.ReloadIfChanged("changed") {
+					t.Fatal("Changed before any change")
+				}
+				path := allow
+				if which == "deny" {
+					path = deny
+				}
+				tt.change(t, path)
+				if !r.Changed() {
+					t.Fatal("change not detected")
+				}
+				if !r.ReloadIfChanged("changed") {
+					t.Fatal("ReloadIfChanged did not reload")
+				}
+				if r.Policy() == old || r.Generation() != 2 {
+					t.Errorf("policy not swapped (generation %d)", r.Generation())
+				}
+				if r.Changed() {
+					t.Error("Changed after reload")
+				}
+				// The old policy still answers.
+				old.Check(context.Background(), &hostsrules.Request{Daemon: "imap"}, &hostsrules.Env{})
+				if count(log.String(), `msg="rules loaded"`, "reason=changed", "generation=2") != 1 {
+					t.Errorf("no reload log line:\n%s", log)
+				}
+			})
+		}
+	}
+}
+
+// TestRulesMissingFilesCreated checks that creating a missing table is
+// seen, and that missing files are loaded (as empty) without error.
+func TestRulesMissingFilesCreated(t *testing.T) {
+	dir := t.TempDir()
+	allow, deny := filepath.Join(dir, "hosts.allow"), filepath.Join(dir, "hosts.deny")
+	r := NewRules(allow, deny, nil)
+	if r.Changed() {
+		t.Fatal("Changed with both files missing")
+	}
+	writeFile(t, dir, "hosts.deny", "ALL: ALL\n")
+	if !r.Changed() {
+		t.Fatal("creation of hosts.deny not detected")
+	}
+}
+
+// TestRulesDiagnosticsLogged checks that each diagnostic is logged with
+// file and line, on every load.
+func TestRulesDiagnosticsLogged(t *testing.T) {
+	requireEngine(t)
+	dir := t.TempDir()
+	allow := writeFile(t, dir, "hosts.allow", "imap 127.0.0.1\n")
+	deny := writeFile(t, dir, "hosts.deny", "")
+	log := &logBuffer{}
+	r := NewRules(allow, deny, newLogger(log))
+	if len(r.Policy().Diagnostics()) == 0 {
+		t.Fatal("no diagnostics for a line without separator")
+	}
+	r.Reload("SIGHUP")
+	want := "file=" + allow + " line=1"
+	if n := count(log.String(), "level=WARN", allow+":1:", want); n != 2 {
+		t.Errorf("%d diagnostic lines with %q, want 2 (one per load):\n%s", n, want, log)
+	}
+	if !strings.Contains(log.String(), "warnings=1") {
+		t.Errorf("no warning count in reload line:\n%s", log)
+	}
+}
+
+// TestRulesUnreadableDeny checks the log of an unreadable hosts.deny.
+func TestRulesUnreadableDeny(t *testing.T) {
+	requireEngine(t)
+	if os.Geteuid() == 0 {
+		// root reads any file; a directory stands in for a broken table.
+		dir := t.TempDir()
+		deny := filepath.Join(dir, "hosts.deny")
+		os.Mkdir(deny, 0o755)
+		log := &logBuffer{}
+		NewRules(filepath.Join(dir, "hosts.allow"), deny, newLogger(log))
+		if count(log.String(), "is a directory", "file="+deny) != 1 {
+			t.Errorf("directory table not logged:\n%s", log)
+		}
+		return
+	}
+	dir := t.TempDir()
+	deny := writeFile(t, dir, "hosts.deny", "")
+	os.Chmod(deny, 0)
+	log := &logBuffer{}
+	NewRules(filepath.Join(dir, "hosts.allow"), deny, newLogger(log))
+	if count(log.String(), "level=ERROR", "every check is denied", "file="+deny) != 1 {
+		t.Errorf("unreadable hosts.deny not logged:\n%s", log)
+	}
+}
+
+// TestRulesInFlightKeepsPolicy checks that a policy obtained before a reload
+// keeps its answer after the swap.
+func TestRulesInFlightKeepsPolicy(t *testing.T) {
+	requireEngine(t)
+	dir := t.TempDir()
+	allow := writeFile(t, dir, "hosts.allow", "")
+	deny := writeFile(t, dir, "hosts.deny", "ALL: ALL\n")
+	r := NewRules(allow, deny, nil)
+	inflight := r.Policy()
+	writeFile(t, dir, "hosts.deny", "")
+	r.Reload("test")
+	req := &hostsrules.Request{Daemon: "imap"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if v := inflight.Check(ctx, req, &hostsrules.Env{}).Verdict; v != hostsrules.Denied {
+		t.Errorf("old policy: %v, want denied", v)
+	}
+	if v := r.Policy().Check(ctx, req, &hostsrules.Env{}).Verdict; v != hostsrules.Granted {
+		t.Errorf("new policy: %v, want granted", v)
+	}
+}
+
+// TestRulesFileListChanged checks that a /file pattern list named by a rule
+// is watched too.
+func TestRulesFileListChanged(t *testing.T) {
+	requireEngine(t)
+	dir := t.TempDir()
+	list := writeFile(t, dir, "clients", "127.0.0.2\n")
+	allow := writeFile(t, dir, "hosts.allow", "")
+	deny := writeFile(t, dir, "hosts.deny", "ALL: "+list+"\n")
+	r := NewRules(allow, deny, nil)
+	found := false
+	for _, f := range r.Policy().Files() {
+		found = found || f.Path == list
+	}
+	if !found {
+		t.Skipf("engine does not list %s in Files()", list)
+	}
+	if r.Changed() {
+		t.Fatal("Changed before any change")
+	}
+	writeFile(t, dir, "clients", "127.0.0.3\n127.0.0.2\n")
+	if !r.Changed() {
+		t.Fatal("change of the /file list not detected")
+	}
+}

@@ -168,7 +168,7 @@ verify() { # verify TARGET SOCKET: the sentinel client must be denied
 VERIFY_FAILED=
 
 # ---- header ------------------------------------------------------------
-say "machine: $(nproc) CPUs, $(uname -r), $(go version | cut -d' ' -f3)"
+say "machine: $(nproc) CPUs, $(uname -r), $(go version | cut -d' ' -f3), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 [ -x /usr/sbin/dovecot ] && say "dovecot $(/usr/sbin/dovecot --version 2>/dev/null)"
 say "repo: $(git -C "$ROOT" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
 say "engine (pkg/hostsrules): $(git -C "$ROOT" log -1 --format='%h %ad %s' --date=short -- pkg/hostsrules 2>/dev/null || echo unknown)"
@@ -258,6 +258,7 @@ for n in $SIZES; do
     fi
 done
 
+say "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews the figures)"
 cp "$TMP/results.jsonl" "$OUT"
 say "JSON results: $OUT"
 "$AB" report "$TMP/results.jsonl"

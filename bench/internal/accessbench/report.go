@@ -74,7 +74,7 @@ func Report(w io.Writer, results []*Result) error {
 	type summary struct {
 		rules         int
 		vsNull, vsDov float64
-		p99           float64
+		p99, nullP99  float64
 		errors        int64
 	}
 	var sums []summary
@@ -94,14 +94,17 @@ func Report(w io.Writer, results []*Result) error {
 			continue
 		}
 		s := summary{rules: n, p99: ours.P99US, errors: ours.Errors}
+		if null != nil {
+			s.nullP99 = null.P99US
+		}
 		var parts []string
 		if null != nil && null.Rate > 0 {
 			s.vsNull = ours.Rate / null.Rate
-			parts = append(parts, fmt.Sprintf("ours/null = %.2fx", s.vsNull))
+			parts = append(parts, "ours/null = "+fmtRatio(s.vsNull))
 		}
 		if dov != nil && dov.Rate > 0 {
 			s.vsDov = ours.Rate / dov.Rate
-			parts = append(parts, fmt.Sprintf("ours/dovecot = %.0fx", s.vsDov))
+			parts = append(parts, "ours/dovecot = "+fmtRatio(s.vsDov))
 		}
 		if len(parts) > 0 {
 			fmt.Fprintf(bw, "  %s\n", strings.Join(parts, ", "))
@@ -110,19 +113,34 @@ func Report(w io.Writer, results []*Result) error {
 	}
 	if len(sums) > 0 {
 		fmt.Fprintf(bw, "\ntcpwrapd goals: >= %.1fx null throughput, p99 < %s, no errors\n", GoalVsNull, fmtUS(GoalP99US))
-		fmt.Fprintf(bw, "  %8s %10s %12s %10s %8s  %s\n", "lines", "ours/null", "ours/dovecot", "p99", "errors", "verdict")
+		fmt.Fprintf(bw, "  %8s %10s %12s %10s %10s %8s  %s\n", "lines", "ours/null", "ours/dovecot", "p99", "null p99", "errors", "verdict")
 		for _, s := range sums {
 			ok := s.vsNull >= GoalVsNull && s.p99 < GoalP99US && s.errors == 0
 			verdict := "PASS"
 			if !ok {
 				verdict = "FAIL"
 			}
-			dov := "-"
+			dov, nullP99 := "-", "-"
 			if s.vsDov > 0 {
-				dov = fmt.Sprintf("%.0fx", s.vsDov)
+				dov = fmtRatio(s.vsDov)
 			}
-			fmt.Fprintf(bw, "  %8d %9.2fx %12s %10s %8d  %s\n", s.rules, s.vsNull, dov, fmtUS(s.p99), s.errors, verdict)
+			if s.nullP99 > 0 {
+				nullP99 = fmtUS(s.nullP99)
+			}
+			fmt.Fprintf(bw, "  %8d %10s %12s %10s %10s %8d  %s\n", s.rules, fmtRatio(s.vsNull), dov, fmtUS(s.p99), nullP99, s.errors, verdict)
 		}
 	}
 	return bw.Flush()
+}
+
+// fmtRatio formats a throughput ratio with enough digits to be read.
+func fmtRatio(r float64) string {
+	switch {
+	case r >= 10:
+		return fmt.Sprintf("%.0fx", r)
+	case r >= 0.1:
+		return fmt.Sprintf("%.2fx", r)
+	default:
+		return fmt.Sprintf("%.4fx", r)
+	}
 }

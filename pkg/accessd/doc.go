@@ -1,0 +1,47 @@
+// Package accessd implements tcpwrapd, a drop-in replacement for Dovecot
+// 2.3's tcpwrap service (src/util/tcpwrap.c): the unix socket that login
+// processes consult through login_access_sockets before they greet a
+// client. It answers with hosts_access(5) rules compiled by package
+// hostsrules.
+//
+// # Protocol
+//
+// A login connects (AF_UNIX, SOCK_STREAM) and makes one sendmsg of
+// "<name>\n" (imap, pop3, submission, sieve, imap-urlauth) carrying its
+// accepted client TCP socket as one SCM_RIGHTS descriptor, then reads once
+// up to 3 bytes: "1\n" admits the client, "0\n" or end of file refuses it.
+// Server reads the request with one recvmsg of at most 1024 bytes, decides
+// with Daemon = name, Client = getpeername and Server = getsockname of the
+// passed socket, closes the passed descriptor and writes the answer in one
+// write. See Server for the treatment of invalid requests, timeouts and
+// extra descriptors; DecodeRequest for the validity rule.
+//
+// # Differences from Dovecot's tcpwrap
+//
+//   - One long-running process answers every check concurrently, instead of
+//     a fork and exec per check with client_limit = 1.
+//   - The rules are compiled once and reloaded when a file changes (stat
+//     polling) or on SIGHUP, instead of being read for every check. Rules
+//     swaps policies atomically: a check uses one consistent pair of
+//     tables.
+//   - Rule options run in dry-run mode (DefaultEnv has no Effects): allow
+//     and deny decide; spawn, twist, banners and aclexec are not executed.
+//     A decision delegated to twist is answered by closing the connection,
+//     which the login treats as a refusal, as it does when libwrap's twist
+//     replaces tcpwrap.
+//   - Diagnostics of the rule files, refusals and invalid requests are
+//     logged with log/slog (keys daemon, client_addr, server_addr, file,
+//     line, rule), not to syslog by libwrap. Dovecot's tcpwrap logs no
+//     refusals at all.
+//   - The passed socket is never kept after the decision, so a refused
+//     client sees the close at once.
+//
+// # Deployment
+//
+// Run Dovecot-style under systemd with socket activation (ActivationListeners)
+// or let tcpwrapd create its socket (Listen), for example
+// /run/dovecot/login/ext/access with login_access_sockets = ext/access:
+// the socket must be inside the login chroot, in a sub-directory so that
+// Dovecot's start-up scan of base_dir/login leaves it alone. Run implements
+// the whole daemon including sd_notify(3) messages (Notifier).
+package accessd

@@ -91,9 +91,7 @@ func runCheckHost(cCtx *cli.Context) error {
 		Netgroups: hostsrules.NetgroupFile("/etc/netgroup"),
 		Explain:   cCtx.Bool("explain"),
 	}
-	if !cCtx.Bool("no-exec") {
-		env.Effects = wrapopts.ACLExec{}
-	}
+	env.Effects = &checkHostEffects{run: !cCtx.Bool("no-exec"), out: cCtx.App.Writer, errOut: cCtx.App.ErrWriter}
 	rep, err := CheckHost(cCtx.Context, hostsrules.Load(allow, deny), env, cCtx.Args().Get(0), cCtx.Args().Get(1))
 	if err != nil {
 		return cli.Exit(err.Error(), ExitFailure)
@@ -115,6 +113,30 @@ func runCheckHost(cCtx *cli.Context) error {
 		}
 	}
 	return nil
+}
+
+// checkHostEffects is what check-host does with options: aclexec runs
+// (its status decides the verdict), and banners are written to stdout
+// before the report, as tcpdmatch does. Nothing else runs.
+type checkHostEffects struct {
+	run         bool
+	out, errOut io.Writer
+}
+
+func (e *checkHostEffects) Apply(ctx context.Context, o hostsrules.Option, x *hostsrules.Expander) (bool, error) {
+	switch o.Name {
+	case "aclexec":
+		if e.run {
+			return wrapopts.ACLExec{}.Apply(ctx, o, x)
+		}
+	case "banners":
+		b, err := wrapopts.Banner(o.Value, x)
+		if err != nil {
+			fmt.Fprintf(e.errOut, "loginctl: warning: %v\n", err)
+		}
+		e.out.Write(b)
+	}
+	return true, nil
 }
 
 func cErr(err error) string {

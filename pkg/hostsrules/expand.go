@@ -156,3 +156,7 @@ func (c *check) sanitizeInfo(h *host) string {
 
 // sprintf is fmt.Sprintf, named to keep explain notes short.
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+// Daemon returns the request's daemon name as currently cached (raw until
+// a %d expansion sanitises it), as libwrap's eval_daemon.
+func (x *Expander) Daemon() string { return x.c.daemon }

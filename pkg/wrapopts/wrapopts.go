@@ -7,7 +7,9 @@
 package wrapopts
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"time"
@@ -48,4 +50,71 @@ func (a ACLExec) Apply(ctx context.Context, opt hostsrules.Option, _ *hostsrules
 	}
 	cmd.WaitDelay = time.Second
 	return cmd.Run() == nil, nil
+}
+
+// Banner returns the banner the banners option sends for the request x
+// belongs to (hosts_options(5)): the file DIR/<daemon>, with leading NUL
+// bytes copied, then each line %-expanded and its newline turned into
+// CR LF. A line with an unbalanced "[" keeps its bare LF, because libwrap
+// finds the newline with its bracket-aware splitter. A missing file is not
+// an error (nil, nil); a missing or unreadable directory is, with libwrap's
+// message "DIR: strerror".
+func Banner(dir string, x *hostsrules.Expander) ([]byte, error) {
+	data, err := os.ReadFile(dir + "/" + x.Daemon())
+	if err != nil {
+		if _, serr := os.Stat(dir); serr != nil {
+			return nil, fmt.Errorf("%s: %w", dir, serr)
+		}
+		return nil, nil
+	}
+	var out []byte
+	i := 0
+	for i < len(data) && data[i] == 0 {
+		out = append(out, 0)
+		i++
+	}
+	for _, line := range splitLinesKeep(data[i:]) {
+		if before, _, ok := splitAtBracket(line, '\n'); ok {
+			line = before + "\r\n"
+		}
+		exp, err := x.Expand(line)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, exp...)
+	}
+	return out, nil
+}
+
+// splitLinesKeep splits data after each newline, keeping it.
+func splitLinesKeep(data []byte) []string {
+	var out []string
+	for len(data) > 0 {
+		j := bytes.IndexByte(data, '\n')
+		if j < 0 {
+			out = append(out, string(data))
+			break
+		}
+		out = append(out, string(data[:j+1]))
+		data = data[j+1:]
+	}
+	return out
+}
+
+// splitAtBracket is libwrap's split_at: the first delim at bracket depth 0.
+func splitAtBracket(s string, delim byte) (string, string, bool) {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '[':
+			depth++
+		case ']':
+			depth--
+		default:
+			if depth == 0 && s[i] == delim {
+				return s[:i], s[i+1:], true
+			}
+		}
+	}
+	return s, "", false
 }

@@ -2,7 +2,8 @@
 // of the login access-check protocol (login_access_sockets, spec
 // ../shared/spec/dovecot-access-socket.md).
 //
-// A lab Dovecot is started with [Start]. It runs `/usr/sbin/dovecot -F -c
+// A lab Dovecot is started with [Start], or with [New] followed by
+// [Dovecot.Launch] when base_dir must be prepared first. It runs `/usr/sbin/dovecot -F -c
 // CONF` as a child of the test process, with a configuration generated
 // into the test's temporary directory:
 //
@@ -33,6 +34,16 @@
 // ownership; [StartSocketActivated] runs a daemon under
 // systemd-socket-activate on a socket there and makes the socket
 // connectable by the login user.
+//
+// Ordering, as verified by this package's tests: the socket directory and
+// a live socket in it may exist before the master starts (the master keeps
+// a pre-created base_dir/login, correcting its mode to root:dovenull 0750
+// if needed, and leaves sub-directories alone), or may be created after
+// it; both work, and the socket survives [Dovecot.Restart]. What fails is
+// permissions: a socket the login user cannot write (for example
+// systemd-socket-activate's root:root 0644) or a directory it cannot
+// traverse makes every login fail closed with "connect(ENTRY) failed:
+// Permission denied" and no "Client refused" line.
 //
 // Every process the harness starts is stopped by a t.Cleanup: SIGTERM
 // first, then SIGKILL for the process and any descendant still alive after

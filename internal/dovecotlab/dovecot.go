@@ -17,14 +17,26 @@ import (
 	"time"
 )
 
-// Paths of the installed Dovecot and helpers.
+// Installed programs, files and users the lab relies on (Debian 12).
 const (
-	DovecotBin     = "/usr/sbin/dovecot"
-	OwnTcpwrapBin  = "/usr/lib/dovecot/tcpwrap"
-	EtcHostsAllow  = "/etc/hosts.allow"
-	EtcHostsDeny   = "/etc/hosts.deny"
-	LoginUser      = "dovenull"
-	InternalUser   = "dovecot"
+	// DovecotBin is the Dovecot master.
+	DovecotBin = "/usr/sbin/dovecot"
+	// OwnTcpwrapBin is Dovecot's own libwrap-based tcpwrap service.
+	OwnTcpwrapBin = "/usr/lib/dovecot/tcpwrap"
+	// EtcHostsAllow is the hosts.allow that libwrap always reads. The lab
+	// never writes it.
+	EtcHostsAllow = "/etc/hosts.allow"
+	// EtcHostsDeny is the hosts.deny that libwrap always reads. The lab
+	// never writes it.
+	EtcHostsDeny = "/etc/hosts.deny"
+	// LoginUser is default_login_user: login processes run as it, so
+	// access sockets must be connectable by it.
+	LoginUser = "dovenull"
+	// InternalUser is default_internal_user: Dovecot's tcpwrap runs as it.
+	InternalUser = "dovecot"
+)
+
+const (
 	maxBaseDirLen  = 64 // leaves room for login/<dir>/<socket> in sun_path (108)
 	addrInUseHint  = "Address already in use"
 	startAttempts  = 3

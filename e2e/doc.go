@@ -7,7 +7,8 @@
 //
 // The tests need root and the Debian packages dovecot-core, dovecot-imapd,
 // dovecot-pop3d, tcpd and systemd (for systemd-socket-activate); without
-// them they skip with the reason. Run them with
+// them they skip with the reason, except under CI=true, where they fail.
+// Run them, as root, with
 //
-//	sudo go test -count=1 -v ./e2e
+//	go test -count=1 -v ./e2e ./internal/dovecotlab
 package e2e

@@ -178,7 +178,8 @@ func TestSystemdSocketActivate(t *testing.T) {
 	cmd := exec.Command(ssa, "-l", sock, "-E", "NOTIFY_SOCKET="+ns.path,
 		bin, "--allow-file", allow, "--deny-file", deny, "--listen", filepath.Join(dir, "ignored"))
 	out := startChild(t, cmd)
-	waitFor(t, "socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	// It binds, then listens, then says so.
+	waitFor(t, "systemd-socket-activate listening", func() bool { return strings.Contains(out.String(), "Listening on") })
 	// The first connection makes systemd-socket-activate exec tcpwrapd.
 	if got, p := askAccess(t, sock, "imap", "127.0.0.1"); got != "1\n" {
 		t.Errorf("reply from .1 = %q, want %q", got, "1\n")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 )
 
 var errIsDir = errors.New("is a directory")
@@ -165,14 +166,28 @@ type final struct {
 // decided and which options ran. Check is safe for concurrent use; ctx
 // bounds lookups made through env.
 func (p *Policy) Check(ctx context.Context, req *Request, env *Env) Decision {
-	return p.newCheck(ctx, req, env).run()
+	c := p.newCheck(ctx, req, env)
+	d := c.run()
+	c.release()
+	return d
+}
+
+// checkPool recycles check states so that a check allocates nothing.
+var checkPool = sync.Pool{New: func() any { return new(check) }}
+
+func (c *check) release() {
+	why := c.why[:0]
+	*c = check{why: why}
+	checkPool.Put(c)
 }
 
 func (p *Policy) newCheck(ctx context.Context, req *Request, env *Env) *check {
 	if env == nil {
 		env = &Env{}
 	}
-	c := &check{ctx: ctx, p: p, env: env, req: req, daemon: truncate(req.Daemon), explain: env.Explain}
+	c := checkPool.Get().(*check)
+	c.ctx, c.p, c.env, c.req = ctx, p, env, req
+	c.daemon, c.explain = truncate(req.Daemon), env.Explain
 	c.client.ep = &req.Client
 	c.server.ep = &req.Server
 	return c
@@ -215,8 +230,7 @@ func (c *check) scan(t *table) (scanResult, Decision) {
 	if t.state == FileUnreadable {
 		return scanError, Decision{File: t.name, Reason: "table error", Err: t.endErr}
 	}
-	match := func(i int) bool { return c.ruleMatch(t, &t.rules[i]) }
-	idx, found := t.index.first(c, match)
+	idx, found := t.index.first(c, t)
 	if !found {
 		if t.endErr != nil {
 			return scanError, Decision{File: t.name, Line: t.endErr.Line, Reason: "table error", Err: t.endErr}
@@ -238,9 +252,9 @@ func (c *check) scan(t *table) (scanResult, Decision) {
 // ruleMatch evaluates one rule: daemon list, then client list.
 func (c *check) ruleMatch(t *table, r *rule) bool {
 	c.why = c.why[:0]
-	m := c.listMatch(r.daemons, c.serverMatch)
+	m := c.listMatch(r.daemons, false)
 	if m {
-		m = c.listMatch(r.clients, c.clientMatch)
+		m = c.listMatch(r.clients, true)
 	}
 	if c.explain {
 		c.step(t, r, m)

@@ -33,6 +33,8 @@ type check struct {
 	explain        bool
 	why            []string
 	trace          []Step
+	// linear disables the address index (tests compare both paths).
+	linear bool
 	// identSecs is the RFC 931 timeout; 0 means the default of 10 s.
 	identSecs int
 }
@@ -126,16 +128,22 @@ func knownName(s string) bool {
 
 // listMatch is libwrap's list_match: the first token that matches decides,
 // unless it is followed by EXCEPT and the exception list matches.
-func (c *check) listMatch(toks []string, match func(string) bool) bool {
+func (c *check) listMatch(toks []string, clients bool) bool {
 	for i, t := range toks {
 		if strings.EqualFold(t, "EXCEPT") {
 			return false
 		}
-		if match(t) {
+		var m bool
+		if clients {
+			m = c.clientMatch(t)
+		} else {
+			m = c.serverMatch(t)
+		}
+		if m {
 			for j := i + 1; j < len(toks); j++ {
 				if strings.EqualFold(toks[j], "EXCEPT") {
 					c.note("%q matched", t)
-					if c.listMatch(toks[j+1:], match) {
+					if c.listMatch(toks[j+1:], clients) {
 						c.note("and the EXCEPT list after it matched")
 						return false
 					}

@@ -1,0 +1,105 @@
+package hostsrules
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// checkBoth evaluates req with the index and with a plain rule-by-rule scan.
+func checkBoth(p *Policy, req Request) (indexed, linear Decision) {
+	env := &Env{Resolver: ParseHosts([]byte("10.0.0.1 one.example\n2001:db8::1 six.example\n"))}
+	r1, r2 := req, req
+	c := p.newCheck(context.Background(), &r1, env)
+	indexed = c.run()
+	c = p.newCheck(context.Background(), &r2, env)
+	c.linear = true
+	linear = c.run()
+	return indexed, linear
+}
+
+// randomRules builds a rule set from a small vocabulary so that index
+// hits, EXCEPT, names, prefixes and mixed rules interleave.
+func randomRules(rng *rand.Rand, n int) string {
+	addrs := []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "010.0.0.1", "[2001:db8::1]", "[2001:db8::2]", "192.0.2.7"}
+	other := []string{"10.0.0.", ".1", "10.0.0.0/24", "ALL", "one.example", "KNOWN", "UNKNOWN", "LOCAL", "10.0.0.*"}
+	daemons := []string{"ALL", "imap", "pop3", "imap,pop3", "ALL EXCEPT pop3", "sshd", "0"}
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		var cl []string
+		k := 1 + rng.IntN(3)
+		for j := 0; j < k; j++ {
+			if rng.IntN(10) == 0 {
+				cl = append(cl, other[rng.IntN(len(other))])
+			} else {
+				cl = append(cl, addrs[rng.IntN(len(addrs))])
+			}
+		}
+		if rng.IntN(20) == 0 {
+			cl = append(cl, "EXCEPT", addrs[rng.IntN(len(addrs))])
+		}
+		opt := ""
+		if rng.IntN(8) == 0 {
+			opt = []string{": allow", ": deny", ": severity info"}[rng.IntN(3)]
+		}
+		fmt.Fprintf(&b, "%s: %s%s\n", daemons[rng.IntN(len(daemons))], strings.Join(cl, " "), opt)
+	}
+	return b.String()
+}
+
+func randomRequest(rng *rand.Rand) Request {
+	daemons := []string{"imap", "pop3", "sshd"}
+	clients := []string{"10.0.0.1", "10.0.0.2", "10.0.0.9", "2001:db8::1", "2001:db8::9", "192.0.2.7", "::ffff:10.0.0.3"}
+	a := netip.MustParseAddr(clients[rng.IntN(len(clients))])
+	req := Request{Daemon: daemons[rng.IntN(len(daemons))], User: Unknown}
+	req.Client.Addr = netip.AddrPortFrom(a, 40000)
+	req.Server.Addr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 143)
+	if rng.IntN(4) == 0 {
+		req.Client = Endpoint{AddrText: []string{"010.0.0.1", "10.0.0.1", "2001:DB8::1", "::FFFF:10.0.0.2"}[rng.IntN(4)], Name: Unknown}
+	}
+	return req
+}
+
+// FuzzIndex asserts that the address index and a plain rule-by-rule
+// interpreter agree on random rule sets and clients.
+func FuzzIndex(f *testing.F) {
+	for _, seed := range []uint64{1, 2, 3, 42, 1000} {
+		f.Add(seed, uint8(40))
+	}
+	f.Fuzz(func(t *testing.T, seed uint64, n uint8) {
+		rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+		allow := randomRules(rng, int(n)%80)
+		deny := randomRules(rng, int(n))
+		p := Compile(Source{Name: "hosts.allow", Data: []byte(allow)}, Source{Name: "hosts.deny", Data: []byte(deny)})
+		for k := 0; k < 20; k++ {
+			req := randomRequest(rng)
+			a, b := checkBoth(p, req)
+			if diff := cmp.Diff(b, a, cmp.Comparer(func(x, y error) bool { return (x == nil) == (y == nil) })); diff != "" {
+				t.Fatalf("index and interpreter disagree for %+v (-linear +indexed):\n%s\nallow:\n%s\ndeny:\n%s", req, diff, allow, deny)
+			}
+		}
+	})
+}
+
+func TestIndexUsed(t *testing.T) {
+	var b strings.Builder
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(&b, "ALL: 10.1.%d.%d\n", i/250, i%250)
+	}
+	p := Compile(Source{Name: "hosts.allow"}, Source{Name: "hosts.deny", Data: []byte(b.String())})
+	if got := len(p.deny.index.segs); got != 1 || !p.deny.index.segs[0].indexed {
+		t.Fatalf("want one indexed segment, got %+v", p.deny.index.segs)
+	}
+	req := Request{Daemon: "imap"}
+	req.Client.Addr = netip.MustParseAddrPort("10.1.0.57:1234")
+	d := p.Check(context.Background(), &req, nil)
+	want := Decision{Verdict: Denied, File: "hosts.deny", Line: 58, Rule: "ALL: 10.1.0.57", Reason: "matched"}
+	if diff := cmp.Diff(want, d); diff != "" {
+		t.Errorf("decision (-want +got):\n%s", diff)
+	}
+}

@@ -46,6 +46,7 @@ func NewApp(stdout, stderr io.Writer, version string) *cli.App {
 		EnableBashCompletion:   true,
 		Commands: []*cli.Command{
 			checkHostCommand(),
+			queryCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
@@ -62,7 +63,9 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "loginctl: %v\n", err)
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintf(stderr, "loginctl: %v\n", msg)
+	}
 	var ue usageError
 	if errors.As(err, &ue) || isFlagError(err) {
 		return ExitUsage

@@ -1,0 +1,104 @@
+package hostsrules
+
+import "strings"
+
+// Rule is one rule of a table as written, for tools such as linters and
+// explainers: "daemon_list : client_list [ : options ]" (hosts_access(5)).
+type Rule struct {
+	// File is the table's name; FirstLine and Line are the physical lines
+	// where the logical line starts and ends (they differ for backslash
+	// continuations). Line is the number libwrap reports.
+	File      string `json:"file"`
+	FirstLine int    `json:"first_line"`
+	Line      int    `json:"line"`
+	// Text is the logical line without its newline.
+	Text string `json:"text"`
+	// Daemons and Clients are the list tokens, with EXCEPT kept as a token.
+	Daemons []Token `json:"daemons"`
+	Clients []Token `json:"clients"`
+	// HasOptions says whether a second ":" made an options field exist
+	// (even an empty one, which libwrap rejects when the rule matches).
+	HasOptions bool `json:"has_options"`
+	// Options is the options field without the final newline; OptionsCol
+	// is its 1-based column in Text.
+	Options    string `json:"options,omitempty"`
+	OptionsCol int    `json:"options_col,omitempty"`
+}
+
+// Token is one list element with its 1-based column in the logical line.
+type Token struct {
+	Text string `json:"text"`
+	Col  int    `json:"col"`
+}
+
+// ParseRules reads a table and returns its rules and the diagnostics of
+// reading it. With lenient false it reads exactly as hosts_access does
+// (the scan stops at an unterminated or over-long line); with lenient true
+// it reads as tcpdchk(8) does: such a line only gives a warning and the
+// rest of the file is read too.
+func ParseRules(src Source, lenient bool) ([]Rule, []Diagnostic) {
+	if src.State != FileOK {
+		_, d := parseTable(src)
+		return nil, d
+	}
+	var rules []Rule
+	var diags []Diagnostic
+	r := lineReader{data: src.Data}
+	for {
+		first := r.line + 1
+		buf, ok := r.next()
+		if !ok {
+			break
+		}
+		if buf[len(buf)-1] != '\n' {
+			diags = append(diags, Diagnostic{File: src.Name, Line: r.line, Severity: Error, Code: "missing-newline",
+				Msg: "missing newline or line too long"})
+			if !lenient {
+				break
+			}
+		}
+		if buf[0] == '#' || isBlankLine(buf) {
+			continue
+		}
+		line := string(buf)
+		daemons, rest, ok := splitAt(line, ':')
+		if !ok {
+			diags = append(diags, Diagnostic{File: src.Name, Line: r.line, Severity: Warning,
+				Code: "missing-separator", Msg: `missing ":" separator`})
+			continue
+		}
+		clients, opts, hasOpts := splitAt(rest, ':')
+		rule := Rule{
+			File: src.Name, FirstLine: first, Line: r.line,
+			Text:       strings.TrimSuffix(line, "\n"),
+			Daemons:    tokens(daemons, 0),
+			Clients:    tokens(clients, len(daemons)+1),
+			HasOptions: hasOpts,
+		}
+		if hasOpts {
+			rule.Options = strings.TrimSuffix(opts, "\n")
+			rule.OptionsCol = len(daemons) + 1 + len(clients) + 1 + 1
+		}
+		rules = append(rules, rule)
+	}
+	return rules, diags
+}
+
+// tokens splits a list like splitList and records 1-based columns, given
+// the list's 0-based offset in the line.
+func tokens(s string, off int) []Token {
+	var out []Token
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		sep := i == len(s) || strings.IndexByte(listSeparators, s[i]) >= 0
+		if sep {
+			if start >= 0 {
+				out = append(out, Token{Text: s[start:i], Col: off + start + 1})
+				start = -1
+			}
+		} else if start < 0 {
+			start = i
+		}
+	}
+	return out
+}

@@ -252,9 +252,23 @@ func (c *check) scan(t *table) (scanResult, Decision) {
 // ruleMatch evaluates one rule: daemon list, then client list.
 func (c *check) ruleMatch(t *table, r *rule) bool {
 	c.why = c.why[:0]
+	if c.explain {
+		c.note("daemon list:")
+	}
+	n := len(c.why)
 	m := c.listMatch(r.daemons, false)
+	if c.explain && !m && len(c.why) == n {
+		c.note("nothing matched daemon %q", c.daemon)
+	}
 	if m {
+		if c.explain {
+			c.note("; client list:")
+		}
+		n = len(c.why)
 		m = c.listMatch(r.clients, true)
+		if c.explain && !m && len(c.why) == n {
+			c.note("nothing matched client %s", c.describeClient())
+		}
 	}
 	if c.explain {
 		c.step(t, r, m)
@@ -334,9 +348,9 @@ func (c *check) optionError(t *table, r *rule, dec Decision, msg string) {
 
 // step records one considered rule for Env.Explain.
 func (c *check) step(t *table, r *rule, matched bool) {
-	why := strings.Join(c.why, "; ")
-	if why == "" {
-		why = "no list element matched"
+	why := strings.Join(c.why, " ")
+	for _, r := range [][2]string{{" ;", ";"}, {"[ ", "["}, {" ]", "]"}} {
+		why = strings.ReplaceAll(why, r[0], r[1])
 	}
 	c.trace = append(c.trace, Step{File: t.name, Line: r.line, Rule: r.text, Matched: matched, Why: why})
 }
@@ -353,4 +367,17 @@ func (p *Policy) CheckExpand(ctx context.Context, req *Request, env *Env, texts 
 		out[i], _ = x.Expand(s)
 	}
 	return d, out
+}
+
+// describeClient names the client for explanations without starting any
+// lookup: the address, plus the user and name if already known.
+func (c *check) describeClient() string {
+	s := c.hostAddr(&c.client)
+	if c.client.nameDone {
+		s += " (name " + c.client.name + ")"
+	}
+	if c.userDone && c.user != Unknown {
+		s = c.user + "@" + s
+	}
+	return s
 }

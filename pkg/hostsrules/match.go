@@ -139,20 +139,26 @@ func (c *check) listMatch(toks []string, clients bool) bool {
 		} else {
 			m = c.serverMatch(t)
 		}
-		if m {
-			for j := i + 1; j < len(toks); j++ {
-				if strings.EqualFold(toks[j], "EXCEPT") {
-					c.note("%q matched", t)
-					if c.listMatch(toks[j+1:], clients) {
-						c.note("and the EXCEPT list after it matched")
-						return false
-					}
-					return true
-				}
-			}
-			c.note("%q matched", t)
-			return true
+		if !m {
+			continue
 		}
+		for j := i + 1; j < len(toks); j++ {
+			if strings.EqualFold(toks[j], "EXCEPT") {
+				c.note("%q matched, EXCEPT [", t)
+				n := len(c.why)
+				if c.listMatch(toks[j+1:], clients) {
+					c.note("] matched too, so excluded")
+					return false
+				}
+				if len(c.why) == n {
+					c.note("nothing")
+				}
+				c.note("] did not match")
+				return true
+			}
+		}
+		c.note("%q matched", t)
+		return true
 	}
 	return false
 }

@@ -1,0 +1,66 @@
+package hostsrules
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+)
+
+func writeFile(t testing.TB, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FuzzParse feeds arbitrary table text to the parser and evaluator: they
+// must never panic, every diagnostic must point inside the file, and the
+// lenient reader must see at least the rules the strict one sees.
+func FuzzParse(f *testing.F) {
+	for _, c := range loadOracle(f) {
+		if c.HostsAllow != nil {
+			f.Add(*c.HostsAllow, c.Daemon, c.Client)
+		}
+		if c.HostsDeny != nil {
+			f.Add(*c.HostsDeny, c.Daemon, c.Client)
+		}
+	}
+	f.Fuzz(func(t *testing.T, table, daemon, client string) {
+		src := Source{Name: "hosts.deny", Data: []byte(table)}
+		lines := strings.Count(table, "\n")
+		strict, diags := ParseRules(src, false)
+		lenient, _ := ParseRules(src, true)
+		if len(lenient) < len(strict) {
+			t.Fatalf("lenient reader found %d rules, strict %d", len(lenient), len(strict))
+		}
+		for _, d := range diags {
+			if d.Line < 0 || d.Line > lines {
+				t.Fatalf("diagnostic line %d outside 0..%d: %v", d.Line, lines, d)
+			}
+		}
+		for _, r := range strict {
+			if r.FirstLine > r.Line || r.Line > lines {
+				t.Fatalf("rule lines %d..%d outside file of %d lines", r.FirstLine, r.Line, lines)
+			}
+			for _, tok := range append(r.Daemons, r.Clients...) {
+				if tok.Col < 1 || !strings.HasPrefix(r.Text[tok.Col-1:], tok.Text) {
+					t.Fatalf("token %q at column %d not found in %q", tok.Text, tok.Col, r.Text)
+				}
+			}
+		}
+		p := Compile(Source{Name: "hosts.allow", State: FileMissing}, src)
+		req := Request{Daemon: daemon, Client: Endpoint{AddrText: client, Name: Unknown}, User: Unknown}
+		if a, err := netip.ParseAddr(client); err == nil {
+			req.Client = Endpoint{Addr: netip.AddrPortFrom(a, 1)}
+		}
+		d := p.Check(context.Background(), &req, &Env{})
+		if d.Verdict != Granted && d.Verdict != Denied {
+			t.Fatalf("verdict %v", d.Verdict)
+		}
+		if d.Verdict == Denied && d.Reason == "default" {
+			t.Fatalf("default decision must grant: %+v", d)
+		}
+	})
+}

@@ -4,8 +4,16 @@
 // github.com/tcpwrapd/tcpwrapd/pkg/accessd.
 //
 // Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on failure, 2 on
-// bad usage. A second SIGTERM or SIGINT during the drain exits at once.
-// SIGHUP reloads the rules.
+// bad usage, 89 when RLIMIT_AS (Dovecot's vsz_limit) is below 1 GiB. A
+// second SIGTERM or SIGINT during the drain exits at once. SIGHUP reloads
+// the rules.
+//
+// With --dovecot, tcpwrapd is a Dovecot service process
+// (`service tcpwrap { executable = /usr/sbin/tcpwrapd --dovecot }`): it
+// serves the master's listeners on fd 7 onwards, reports its free slots
+// on fd 5, drops to RESTRICT_SETUID/RESTRICT_SETGID, logs in the master's
+// log-pipe format on fd 2, exits once idle on SIGINT, shuts down on
+// SIGTERM or when the master dies. See docs/dovecot-managed.md.
 package main
 
 import (
@@ -24,6 +32,24 @@ import (
 )
 
 func main() { os.Exit(run(os.Args)) }
+
+// exitVSZ is the exit status for a too small RLIMIT_AS: Dovecot's
+// FATAL_DEFAULT.
+const exitVSZ = 89
+
+// init refuses to run under an RLIMIT_AS the Go runtime cannot work with.
+// Below about 730 MiB the runtime dies before init runs; vszEntry
+// (entry_linux_amd64.s) catches those when linked in.
+func init() {
+	if err := accessd.CheckAddressSpace(); err != nil {
+		if os.Getenv("LOG_SERVICE") == "1" {
+			accessd.DovecotFatal(os.Stderr, err.Error())
+		} else {
+			fmt.Fprintf(os.Stderr, "tcpwrapd: %v\n", err)
+		}
+		os.Exit(exitVSZ)
+	}
+}
 
 // usageError marks errors that exit with status 2.
 type usageError struct{ error }
@@ -51,6 +77,7 @@ func run(args []string) int {
 			&cli.IntFlag{Name: "max-conns", Value: accessd.DefaultMaxConns, Usage: "serve at most `N` connections at once"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: accessd.DefaultDrainTimeout, Usage: "on stop, wait `DURATION` for in-flight checks"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
+			&cli.BoolFlag{Name: "dovecot", Usage: "run as a Dovecot service process (service tcpwrap { executable = tcpwrapd --dovecot }): listeners on fd 7.., status on fd 5, Dovecot log format on stderr"},
 		},
 		HideHelpCommand: true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
@@ -64,6 +91,9 @@ func run(args []string) int {
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 				return usageError{fmt.Errorf("--log-level: %w", err)}
+			}
+			if c.Bool("dovecot") {
+				return runDovecot(c, level)
 			}
 			log := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
 			if lnErr != nil {
@@ -109,9 +139,13 @@ func run(args []string) int {
 	}
 	err := app.Run(args)
 	var ue usageError
+	var fe dovecotFatal
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &fe):
+		accessd.DovecotFatal(app.ErrWriter, "tcpwrapd: "+fe.Error())
+		return 89
 	case errors.As(err, &ue):
 		fmt.Fprintf(app.ErrWriter, "tcpwrapd: %v\n", err)
 		fmt.Fprintln(app.ErrWriter, "Run 'tcpwrapd --help' for usage.")

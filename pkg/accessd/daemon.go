@@ -56,6 +56,8 @@ type Config struct {
 	ReadTimeout, CheckTimeout time.Duration
 	MaxConns                  int
 	DrainTimeout              time.Duration
+	// ConnHook is the Server field of the same name.
+	ConnHook func(delta int)
 	// Env is passed to every check; nil means DefaultEnv().
 	Env *hostsrules.Env
 
@@ -108,6 +110,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Rules: rules, Env: cfg.Env, Logger: log,
 		ReadTimeout: cfg.ReadTimeout, CheckTimeout: cfg.CheckTimeout,
 		MaxConns: cfg.MaxConns, DrainTimeout: cfg.DrainTimeout,
+		ConnHook: cfg.ConnHook,
 	}
 	notify := func(state string) {
 		if _, err := cfg.Notifier.Notify(state); err != nil {

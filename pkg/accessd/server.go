@@ -79,6 +79,12 @@ type Server struct {
 	// its context is cancelled before it closes them; zero means
 	// DefaultDrainTimeout.
 	DrainTimeout time.Duration
+	// ConnHook, if set, is called with +1 right after Run accepts a
+	// connection and with -1 once that connection has been served and
+	// closed. Calls come from several goroutines; for one connection the
+	// +1 always precedes the -1. Dovecot-managed mode uses it for the
+	// master's available_count.
+	ConnHook func(delta int)
 
 	once sync.Once
 	sem  chan struct{}
@@ -170,6 +176,9 @@ loop:
 			break
 		}
 		delay = 0
+		if s.ConnHook != nil {
+			s.ConnHook(+1)
+		}
 		mu.Lock()
 		conns[c] = struct{}{}
 		mu.Unlock()
@@ -179,6 +188,9 @@ loop:
 				mu.Lock()
 				delete(conns, c)
 				mu.Unlock()
+				if s.ConnHook != nil {
+					s.ConnHook(-1)
+				}
 				<-s.sem
 				wg.Done()
 			}()

@@ -1,0 +1,596 @@
+package logind
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultConfigFile is where loginsvc reads its configuration when -c is
+// not given.
+const DefaultConfigFile = "/etc/loginsvc/loginsvc.conf"
+
+// globalDefaults lists every global setting in print order with its
+// default value as text (doveconf -a order is alphabetical; so is ours).
+var globalDefaults = []struct{ name, def string }{
+	{"base_dir", "/run/loginsvc"},
+	{"default_client_limit", "1000"},
+	{"default_idle_kill", "1 mins"},
+	{"default_login_user", "dovenull"},
+	{"default_process_limit", "100"},
+	{"default_vsz_limit", "256M"},
+	{"listen", "*, ::"},
+	{"login_access_sockets", ""},
+	{"login_greeting", "loginsvc ready."},
+	{"login_prelogin_timeout", "3 mins"},
+	{"login_trusted_networks", ""},
+	{"protocols", "imap pop3"},
+	{"shutdown_clients", "yes"},
+	{"ssl", "no"},
+	{"ssl_cert", ""},
+	{"ssl_key", ""},
+}
+
+// protocolSettings may also be set inside "protocol NAME { }".
+var protocolSettings = map[string]bool{
+	"login_access_sockets":   true,
+	"login_trusted_networks": true,
+	"login_greeting":         true,
+}
+
+// secretSettings are never printed by -n / -a (doveconf hides ssl_key too).
+var secretSettings = map[string]bool{"ssl_key": true}
+
+// serviceDefaults lists every service setting with its default as text.
+var serviceDefaults = []struct{ name, def string }{
+	{"chroot", "login"},
+	{"client_limit", "0"},
+	{"idle_kill", "0"},
+	{"process_limit", "0"},
+	{"process_min_avail", "0"},
+	{"service_count", "1"},
+	{"user", "$default_login_user"},
+	{"vsz_limit", "$default_vsz_limit"},
+}
+
+var listenerDefaults = []struct{ name, def string }{
+	{"address", ""},
+	{"haproxy", "no"},
+	{"port", "0"},
+	{"reuse_port", "no"},
+	{"ssl", "no"},
+}
+
+// loginServices are the services loginsvc runs, in order, with their
+// login protocol name (what access sockets receive) and default listener.
+var loginServices = []struct {
+	name, proto, listener string
+	port                  int
+}{
+	{"imap-login", "imap", "imap", 143},
+	{"pop3-login", "pop3", "pop3", 110},
+	{"submission-login", "submission", "submission", 587},
+	{"managesieve-login", "sieve", "sieve", 4190},
+}
+
+// LoginServiceNames returns the service names loginsvc knows, in order:
+// imap-login, pop3-login, submission-login, managesieve-login.
+func LoginServiceNames() []string {
+	var n []string
+	for _, s := range loginServices {
+		n = append(n, s.name)
+	}
+	return n
+}
+
+func protoService(proto string) string {
+	for _, s := range loginServices {
+		if s.proto == proto {
+			return s.name
+		}
+	}
+	return ""
+}
+
+// Config is a parsed loginsvc configuration (dovecot.conf syntax). The
+// raw text values are kept for printing (-n, -a); the typed fields are
+// filled in by the parser's validation and are what the supervisor uses.
+// A Config is not modified after Parse returns and may be shared.
+type Config struct {
+	values   map[string]string
+	set      map[string]bool
+	pos      map[string]Pos
+	disp     map[string]string // "<file" values as written, for printing
+	file     string
+	protoSet map[string]map[string]string // protocol -> setting -> value
+	// Services holds the four login services in the fixed order of
+	// LoginServiceNames, enabled or not.
+	Services []*Service
+
+	// Typed global values (valid after Parse).
+
+	BaseDir          string
+	DefaultLoginUser string
+	Protocols        []string
+	ShutdownClients  bool
+	// PreloginTimeout is the absolute pre-login deadline from accept
+	// (Dovecot's fixed 180 s; login_prelogin_timeout, a loginsvc extension).
+	PreloginTimeout time.Duration
+	// SSLCert and SSLKey are the PEM texts of ssl_cert / ssl_key (read with
+	// "<file" by the parser, as root).
+	SSLCert, SSLKey string
+}
+
+// Service is one login service ("service imap-login { }").
+type Service struct {
+	Name     string
+	Protocol string // imap, pop3, submission, sieve
+	values   map[string]string
+	set      map[string]bool
+	pos      map[string]Pos
+	// Listeners in configuration order (defaults first).
+	Listeners []*Listener
+
+	// Effective values (after Parse), as Dovecot's master computes them
+	// (spec §2.1): ClientLimit is clamped to ServiceCount when that is
+	// non-zero, so it is 1 in high-security mode.
+
+	ServiceCount    int
+	ProcessMinAvail int
+	ProcessLimit    int
+	ClientLimit     int
+	VszLimit        uint64        // bytes; 0 = unlimited
+	IdleKill        time.Duration // 0 = never
+	User            string
+	Chroot          string // absolute, or "" for no chroot
+	// AccessSockets is login_access_sockets for this protocol, split on
+	// spaces.
+	AccessSockets   []string
+	TrustedNetworks []netip.Prefix
+	Greeting        string
+}
+
+// Listener is one "inet_listener NAME { }".
+type Listener struct {
+	Name   string
+	values map[string]string
+	defs   map[string]string
+	set    map[string]bool
+	pos    map[string]Pos
+
+	// Typed values (after Parse).
+
+	Addresses []string // "*" = all IPv4, "::" = all IPv6
+	Port      int
+	SSL       bool
+	HAProxy   bool
+	ReusePort bool
+}
+
+// NewConfig returns the default configuration (what an empty file gives),
+// before validation.
+func NewConfig() *Config {
+	c := &Config{values: map[string]string{}, set: map[string]bool{}, pos: map[string]Pos{}, disp: map[string]string{}, protoSet: map[string]map[string]string{}}
+	for _, d := range globalDefaults {
+		c.values[d.name] = d.def
+	}
+	for _, s := range loginServices {
+		svc := &Service{Name: s.name, Protocol: s.proto, values: map[string]string{}, set: map[string]bool{}, pos: map[string]Pos{}}
+		for _, d := range serviceDefaults {
+			svc.values[d.name] = d.def
+		}
+		l := svc.listener(s.listener)
+		l.values["port"] = strconv.Itoa(s.port)
+		l.defs["port"] = l.values["port"]
+		c.Services = append(c.Services, svc)
+	}
+	return c
+}
+
+// Service returns the login service called name, or nil.
+func (c *Config) Service(name string) *Service {
+	for _, s := range c.Services {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// Enabled returns the services whose protocol is in protocols and that
+// have at least one listener with a port, in order.
+func (c *Config) Enabled() []*Service {
+	var out []*Service
+	for _, s := range c.Services {
+		if !contains(c.Protocols, s.Protocol) {
+			continue
+		}
+		for _, l := range s.Listeners {
+			if l.Port != 0 {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// ControlSocket is the path of the loginctl control socket:
+// base_dir/loginsvc.ctl.
+func (c *Config) ControlSocket() string { return filepath.Join(c.BaseDir, "loginsvc.ctl") }
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Config) globalValue(name string) (string, bool) {
+	v, ok := c.values[name]
+	return v, ok
+}
+
+func (c *Config) setGlobal(pos Pos, key, value string) error {
+	if _, ok := c.values[key]; !ok {
+		if isServiceSetting(key) {
+			return fmt.Errorf("%s: only valid inside a service section", key)
+		}
+		return fmt.Errorf("unknown setting: %s", key)
+	}
+	c.values[key] = value
+	c.set[key] = true
+	c.pos[key] = pos
+	return nil
+}
+
+func (c *Config) setProtocol(pos Pos, proto, key, value string) error {
+	if !protocolSettings[key] {
+		return fmt.Errorf("%s: not valid inside a protocol section (allowed: login_access_sockets, login_greeting, login_trusted_networks)", key)
+	}
+	m := c.protoSet[proto]
+	if m == nil {
+		m = map[string]string{}
+		c.protoSet[proto] = m
+	}
+	m[key] = value
+	c.pos[proto+"/"+key] = pos
+	return nil
+}
+
+func isServiceSetting(key string) bool {
+	for _, d := range serviceDefaults {
+		if d.name == key {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Service) listener(name string) *Listener {
+	for _, l := range s.Listeners {
+		if l.Name == name {
+			return l
+		}
+	}
+	l := &Listener{Name: name, values: map[string]string{}, set: map[string]bool{}, defs: map[string]string{}, pos: map[string]Pos{}}
+	for _, d := range listenerDefaults {
+		l.values[d.name] = d.def
+		l.defs[d.name] = d.def
+	}
+	s.Listeners = append(s.Listeners, l)
+	return l
+}
+
+func (s *Service) setValue(pos Pos, key, value string) error {
+	if _, ok := s.values[key]; !ok {
+		return fmt.Errorf("unknown setting in service %s: %s", s.Name, key)
+	}
+	s.values[key] = value
+	s.set[key] = true
+	s.pos[key] = pos
+	return nil
+}
+
+func (l *Listener) setValue(pos Pos, key, value string) error {
+	if _, ok := l.values[key]; !ok {
+		return fmt.Errorf("unknown setting in inet_listener %s: %s", l.Name, key)
+	}
+	l.values[key] = value
+	l.set[key] = true
+	l.pos[key] = pos
+	return nil
+}
+
+// validate fills in the typed fields and checks every value. Each error
+// carries the FILE:LINE where the offending setting was set (the main
+// file for a bad default-derived value).
+func (c *Config) validate() ErrorList {
+	var errs ErrorList
+	at := Pos{File: c.file}
+	bad := func(format string, args ...any) {
+		errs = append(errs, &Error{Pos: at, Msg: fmt.Sprintf(format, args...)})
+	}
+	posOf := func(m map[string]Pos, k string) Pos {
+		if p, ok := m[k]; ok {
+			return p
+		}
+		return Pos{File: c.file}
+	}
+	g := func(k string) string {
+		at = posOf(c.pos, k)
+		return c.values[k]
+	}
+	var err error
+	if c.BaseDir = g("base_dir"); !filepath.IsAbs(c.BaseDir) {
+		bad("base_dir: must be an absolute path: %q", c.BaseDir)
+	}
+	c.DefaultLoginUser = g("default_login_user")
+	c.Protocols = strings.Fields(g("protocols"))
+	for _, p := range c.Protocols {
+		if protoService(p) == "" && p != "lmtp" && p != "none" {
+			bad("protocols: unknown protocol %q", p)
+		}
+	}
+	if c.ShutdownClients, err = parseBool(g("shutdown_clients")); err != nil {
+		bad("shutdown_clients: %v", err)
+	}
+	if c.PreloginTimeout, err = ParseDuration(g("login_prelogin_timeout")); err != nil || c.PreloginTimeout <= 0 {
+		bad("login_prelogin_timeout: invalid time %q", c.values["login_prelogin_timeout"])
+	}
+	c.SSLCert, c.SSLKey = c.values["ssl_cert"], c.values["ssl_key"]
+	if _, err := parseBool(g("ssl")); err != nil && g("ssl") != "required" {
+		bad("ssl: %v", err)
+	}
+	defProc, err := strconv.Atoi(g("default_process_limit"))
+	if err != nil || defProc < 1 {
+		bad("default_process_limit: invalid number %q", c.values["default_process_limit"])
+	}
+	defClient, err := strconv.Atoi(g("default_client_limit"))
+	if err != nil || defClient < 1 {
+		bad("default_client_limit: invalid number %q", c.values["default_client_limit"])
+	}
+	defIdle, err := ParseDuration(g("default_idle_kill"))
+	if err != nil {
+		bad("default_idle_kill: %v", err)
+	}
+	if _, err := ParseSize(g("default_vsz_limit")); err != nil {
+		bad("default_vsz_limit: %v", err)
+	}
+	for proto, m := range c.protoSet {
+		for k := range m {
+			if k == "login_trusted_networks" {
+				at = posOf(c.pos, proto+"/"+k)
+				for _, n := range strings.Fields(strings.ReplaceAll(m[k], ",", " ")) {
+					if _, err := parseNetwork(n); err != nil {
+						bad("protocol %s: login_trusted_networks: %v", proto, err)
+					}
+				}
+			}
+		}
+	}
+	for _, n := range strings.Fields(strings.ReplaceAll(g("login_trusted_networks"), ",", " ")) {
+		if _, err := parseNetwork(n); err != nil {
+			bad("login_trusted_networks: %v", err)
+		}
+	}
+	for _, s := range c.Services {
+		sv := func(k string) string {
+			at = posOf(s.pos, k)
+			return s.values[k]
+		}
+		num := func(k string) int {
+			v, err := strconv.Atoi(sv(k))
+			if err != nil || v < 0 {
+				bad("service %s: %s: invalid number %q", s.Name, k, s.values[k])
+				return 0
+			}
+			return v
+		}
+		s.ServiceCount = num("service_count")
+		s.ProcessMinAvail = num("process_min_avail")
+		if s.ProcessLimit = num("process_limit"); s.ProcessLimit == 0 {
+			s.ProcessLimit = defProc
+		}
+		if s.ClientLimit = num("client_limit"); s.ClientLimit == 0 {
+			s.ClientLimit = defClient
+		}
+		if s.ServiceCount > 0 && s.ClientLimit > s.ServiceCount {
+			s.ClientLimit = s.ServiceCount
+		}
+		if s.ProcessMinAvail > s.ProcessLimit {
+			at = posOf(s.pos, "process_min_avail")
+			bad("service %s: process_min_avail (%d) > process_limit (%d)", s.Name, s.ProcessMinAvail, s.ProcessLimit)
+		}
+		vsz := expandVar(sv("vsz_limit"), c.values)
+		if s.VszLimit, err = ParseSize(vsz); err != nil {
+			bad("service %s: vsz_limit: %v", s.Name, err)
+		} else if s.VszLimit != 0 && s.VszLimit < MinVszLimit {
+			bad("service %s: vsz_limit: %s is below %dM, the least a Go login process starts in (vsz_limit is RLIMIT_DATA; see the package doc)", s.Name, strings.TrimSpace(vsz), MinVszLimit>>20)
+		}
+		if d, err := ParseDuration(sv("idle_kill")); err != nil {
+			bad("service %s: idle_kill: %v", s.Name, err)
+		} else {
+			if d == 0 {
+				d = defIdle
+			}
+			if d >= 4294967295*time.Second {
+				d = 0
+			}
+			s.IdleKill = d
+		}
+		s.User = expandVar(sv("user"), c.values)
+		s.Chroot = expandVar(sv("chroot"), c.values)
+		if s.Chroot != "" && !filepath.IsAbs(s.Chroot) {
+			s.Chroot = filepath.Join(c.BaseDir, s.Chroot)
+		}
+		pv := func(k string) string {
+			if m := c.protoSet[s.Protocol]; m != nil {
+				if v, ok := m[k]; ok {
+					return v
+				}
+			}
+			return c.values[k]
+		}
+		s.AccessSockets = strings.Fields(pv("login_access_sockets"))
+		s.Greeting = pv("login_greeting")
+		s.TrustedNetworks = nil
+		for _, n := range strings.Fields(strings.ReplaceAll(pv("login_trusted_networks"), ",", " ")) {
+			if pfx, err := parseNetwork(n); err == nil {
+				s.TrustedNetworks = append(s.TrustedNetworks, pfx)
+			}
+		}
+		for _, l := range s.Listeners {
+			lv := func(k string) string {
+				at = posOf(l.pos, k)
+				return l.values[k]
+			}
+			addr := lv("address")
+			if addr == "" {
+				addr = g("listen")
+			}
+			l.Addresses = strings.Fields(strings.ReplaceAll(addr, ",", " "))
+			for _, a := range l.Addresses {
+				if a == "*" || a == "::" {
+					continue
+				}
+				if _, err := netip.ParseAddr(strings.Trim(a, "[]")); err != nil {
+					bad("service %s: inet_listener %s: address: invalid IP %q", s.Name, l.Name, a)
+				}
+			}
+			if l.Port, err = strconv.Atoi(lv("port")); err != nil || l.Port < 0 || l.Port > 65535 {
+				bad("service %s: inet_listener %s: port: invalid port %q", s.Name, l.Name, l.values["port"])
+			}
+			for _, k := range []string{"ssl", "haproxy", "reuse_port"} {
+				v, err := parseBool(lv(k))
+				if err != nil {
+					bad("service %s: inet_listener %s: %s: %v", s.Name, l.Name, k, err)
+				}
+				switch k {
+				case "ssl":
+					l.SSL = v
+				case "haproxy":
+					l.HAProxy = v
+				case "reuse_port":
+					l.ReusePort = v
+				}
+			}
+		}
+	}
+	return errs
+}
+
+func expandVar(v string, values map[string]string) string {
+	if strings.HasPrefix(v, "$") {
+		if x, ok := values[v[1:]]; ok {
+			return x
+		}
+	}
+	return v
+}
+
+func parseNetwork(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("invalid network %q", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("invalid network %q", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "yes", "y", "true", "1":
+		return true, nil
+	case "no", "n", "false", "0", "":
+		return false, nil
+	}
+	return false, fmt.Errorf("invalid boolean %q (use yes or no)", s)
+}
+
+// MinVszLimit is the smallest vsz_limit loginsvc accepts: 48 MiB, the
+// least RLIMIT_DATA under which a Go login process starts.
+const MinVszLimit = 48 << 20
+
+// ParseSize parses a Dovecot size: a number with an optional unit B, k,
+// M, G or T (optionally followed by B, e.g. "64M", "1 GB", "512k"); a
+// bare number is bytes. It returns bytes.
+func ParseSize(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	n, err := strconv.ParseUint(t[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	unit := strings.ToUpper(strings.TrimSpace(t[i:]))
+	unit = strings.TrimSuffix(unit, "B")
+	mult := map[string]uint64{"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
+	if mult == 0 && unit != "" {
+		return 0, fmt.Errorf("invalid size unit in %q", s)
+	}
+	if unit == "" && strings.ToUpper(strings.TrimSpace(t[i:])) == "" {
+		mult = 1
+	} else if unit == "" {
+		mult = 1
+	}
+	if n > (1<<63)/mult {
+		return 0, fmt.Errorf("size too large: %q", s)
+	}
+	return n * mult, nil
+}
+
+// ParseDuration parses a Dovecot time: a number with an optional unit
+// (ms/msecs, s/secs/seconds, m/mins/minutes, h/hours, d/days, w/weeks);
+// a bare number is seconds.
+func ParseDuration(s string) (time.Duration, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("invalid time %q", s)
+	}
+	n, err := strconv.ParseUint(t[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid time %q", s)
+	}
+	var unit time.Duration
+	switch strings.ToLower(strings.TrimSpace(t[i:])) {
+	case "ms", "msec", "msecs", "millisecond", "milliseconds":
+		unit = time.Millisecond
+	case "", "s", "sec", "secs", "second", "seconds":
+		unit = time.Second
+	case "m", "min", "mins", "minute", "minutes":
+		unit = time.Minute
+	case "h", "hour", "hours":
+		unit = time.Hour
+	case "d", "day", "days":
+		unit = 24 * time.Hour
+	case "w", "week", "weeks":
+		unit = 7 * 24 * time.Hour
+	default:
+		return 0, fmt.Errorf("invalid time unit in %q", s)
+	}
+	if n > uint64(1<<62)/uint64(unit) {
+		return 0, fmt.Errorf("time too large: %q", s)
+	}
+	return time.Duration(n) * unit, nil
+}

@@ -1,0 +1,44 @@
+// Package logind implements loginsvc, a supervisor of login processes in
+// the manner of Dovecot 2.3's master for its type = login services
+// (imap-login, pop3-login, submission-login, managesieve-login), with the
+// high-security (service_count = 1) and high-performance (service_count =
+// 0) modes, and the login processes themselves up to the point where a
+// client would authenticate.
+//
+// # Configuration
+//
+// The configuration is a subset of dovecot.conf syntax (Parse, ParseFile):
+//
+//	key = value            # comment (a '#' after white space, outside quotes)
+//	key = "quoted \"value\""
+//	key = <file            # the file's contents, read by the parser (root)
+//	key = $other_setting   # a global setting's current value
+//	!include conf.d/*.conf # relative to the including file; !include_try
+//	protocol imap { login_access_sockets = ... login_greeting = ... login_trusted_networks = ... }
+//	service imap-login {
+//	  inet_listener imap { address = 127.0.0.1  port = 143  ssl = no  haproxy = no  reuse_port = no }
+//	  service_count process_min_avail process_limit client_limit vsz_limit idle_kill user chroot
+//	}
+//
+// Global settings: base_dir, default_client_limit (1000),
+// default_process_limit (100), default_vsz_limit (256M),
+// default_idle_kill (1 min), default_login_user (dovenull), listen,
+// login_access_sockets, login_greeting, login_trusted_networks,
+// protocols (imap pop3), shutdown_clients (yes), ssl, ssl_cert, ssl_key,
+// and login_prelogin_timeout (3 mins; Dovecot's fixed 180 s pre-login
+// deadline made settable). Limits are computed as Dovecot's master does
+// them (spec §2.1): process_limit/client_limit 0 mean the defaults, and
+// client_limit is clamped to service_count when that is non-zero.
+//
+// Errors are collected, not just the first, and each is printed as
+// FILE:LINE: MESSAGE. Config.Print writes the effective non-default
+// (loginsvc -n) or all (loginsvc -a) settings.
+//
+// # Differences from Dovecot
+//
+// Only login services exist; any other service section is an error.
+// inet_listener ssl = yes and haproxy = yes are parsed but refused until
+// TLS and the PROXY protocol are implemented. vsz_limit is RLIMIT_DATA
+// plus the Go memory limit, not RLIMIT_AS, and must be at least 48M (see
+// the Sandbox section of the supervisor documentation).
+package logind

@@ -29,6 +29,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
+	"github.com/tcpwrapd/tcpwrapd/pkg/version"
 )
 
 func main() { os.Exit(run(os.Args)) }
@@ -62,6 +63,7 @@ func run(args []string) int {
 
 	app := &cli.App{
 		Name:      "tcpwrapd",
+		Version:   version.Version,
 		Usage:     "answer Dovecot login access checks with hosts.allow/hosts.deny",
 		UsageText: "tcpwrapd [--listen PATH] [options]   (or started by systemd socket activation)",
 		Flags: []cli.Flag{

@@ -60,8 +60,8 @@ func Compile(allow, deny Source) *Policy {
 	}
 	for _, t := range []*table{p.allow, p.deny} {
 		for i := range t.rules {
-			p.preloadLists(t.rules[i].daemons, true)
-			p.preloadLists(t.rules[i].clients, false)
+			p.preloadLists(t.rules[i].daemons(), true)
+			p.preloadLists(t.rules[i].clients(), false)
 		}
 		t.index = buildIndex(t)
 	}
@@ -238,7 +238,7 @@ func (c *check) scan(t *table) (scanResult, Decision) {
 		return scanNoMatch, Decision{}
 	}
 	r := &t.rules[idx]
-	dec := Decision{File: t.name, Line: r.line, Rule: r.text, Reason: "matched"}
+	dec := Decision{File: t.name, Line: int(r.line), Rule: r.text, Reason: "matched"}
 	if r.hasOpts {
 		dec = c.runOptions(t, r, dec)
 		if c.aclexecFailed {
@@ -256,7 +256,7 @@ func (c *check) ruleMatch(t *table, r *rule) bool {
 		c.note("daemon list:")
 	}
 	n := len(c.why)
-	m := c.listMatch(r.daemons, false)
+	m := c.listMatch(r.daemons(), false)
 	if c.explain && !m && len(c.why) == n {
 		c.note("nothing matched daemon %q", c.daemon)
 	}
@@ -265,7 +265,7 @@ func (c *check) ruleMatch(t *table, r *rule) bool {
 			c.note("; client list:")
 		}
 		n = len(c.why)
-		m = c.listMatch(r.clients, true)
+		m = c.listMatch(r.clients(), true)
 		if c.explain && !m && len(c.why) == n {
 			c.note("nothing matched client %s", c.describeClient())
 		}
@@ -338,7 +338,7 @@ func (c *check) runOptions(t *table, r *rule, dec Decision) Decision {
 }
 
 func (c *check) optionError(t *table, r *rule, dec Decision, msg string) {
-	err := &OptionError{File: t.name, Line: r.line, Msg: msg}
+	err := &OptionError{File: t.name, Line: int(r.line), Msg: msg}
 	c.logf("error: %s, line %d: %s", t.name, r.line, msg)
 	dec.Reason = "option error"
 	dec.Verdict = Denied
@@ -352,7 +352,7 @@ func (c *check) step(t *table, r *rule, matched bool) {
 	for _, r := range [][2]string{{" ;", ";"}, {"[ ", "["}, {" ]", "]"}} {
 		why = strings.ReplaceAll(why, r[0], r[1])
 	}
-	c.trace = append(c.trace, Step{File: t.name, Line: r.line, Rule: r.text, Matched: matched, Why: why})
+	c.trace = append(c.trace, Step{File: t.name, Line: int(r.line), Rule: r.text, Matched: matched, Why: why})
 }
 
 // CheckExpand is Check followed by the %-expansion of each of texts with

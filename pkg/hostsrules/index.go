@@ -21,11 +21,13 @@ type tableIndex struct {
 type segment struct {
 	start, end int
 	indexed    bool
-	// byAddr maps a canonical address (IPv4 in dotted decimal, or a
-	// bracketed IPv6 pattern without zone) to the head of its entry chain;
-	// byText maps other all-digit-and-dot tokens ("010.0.0.1") by text.
-	byAddr  map[netip.Addr]int32
-	byText  map[string]int32
+	// by4 and by6 map a canonical address (an IPv4 token in dotted
+	// decimal, or a bracketed IPv6 pattern without zone) to the head of its
+	// entry chain; byText maps other all-digit-and-dot tokens
+	// ("010.0.0.1") by their text.
+	by4    map[uint32]int32
+	by6    map[[16]byte]int32
+	byText map[string]int32
 	entries []indexEntry
 	// v6Rule is the first rule with a bracketed IPv6 token, or -1. libwrap
 	// looks the client name up when such a token fails to match the
@@ -70,7 +72,7 @@ func addrToken(tok string) (addr netip.Addr, text string, v6, ok bool) {
 // has no daemon@host token (those may look the server name up) and every
 // client token is an exact address.
 func indexable(r *rule) bool {
-	for _, t := range r.daemons {
+	for _, t := range r.daemons() {
 		if strings.EqualFold(t, "EXCEPT") {
 			return false
 		}
@@ -78,10 +80,10 @@ func indexable(r *rule) bool {
 			return false
 		}
 	}
-	if len(r.clients) == 0 {
+	if len(r.clients()) == 0 {
 		return false
 	}
-	for _, t := range r.clients {
+	for _, t := range r.clients() {
 		if _, _, _, ok := addrToken(t); !ok {
 			return false
 		}
@@ -117,37 +119,60 @@ func buildIndex(t *table) *tableIndex {
 }
 
 func newIndexedSegment(t *table, start, end int) segment {
-	s := segment{start: start, end: end, indexed: true, byAddr: map[netip.Addr]int32{}, v6Rule: -1}
-	tails := map[any]int32{}
+	s := segment{start: start, end: end, indexed: true, v6Rule: -1,
+		by4: map[uint32]int32{}, by6: map[[16]byte]int32{}}
 	for i := start; i < end; i++ {
-		for _, tok := range t.rules[i].clients {
+		for _, tok := range t.rules[i].clients() {
 			a, text, v6, _ := addrToken(tok)
 			if v6 && s.v6Rule < 0 {
 				s.v6Rule = i
 			}
-			var key any = a
-			if text != "" {
-				key = text
+			var head int32
+			var ok bool
+			switch {
+			case text != "":
+				head, ok = s.byText[text]
+			case a.Is4():
+				head, ok = s.by4[v4key(a)]
+			default:
+				head, ok = s.by6[a.As16()]
 			}
 			e := int32(len(s.entries))
-			if tail, ok := tails[key]; ok {
-				if s.entries[tail].rule == int32(i) {
-					continue // same key twice in one rule
-				}
-				s.entries[tail].next = e
-			} else if text != "" {
-				if s.byText == nil {
-					s.byText = map[string]int32{}
-				}
-				s.byText[text] = e
-			} else {
-				s.byAddr[a] = e
-			}
 			s.entries = append(s.entries, indexEntry{rule: int32(i), next: -1})
-			tails[key] = e
+			if !ok {
+				switch {
+				case text != "":
+					if s.byText == nil {
+						s.byText = map[string]int32{}
+					}
+					s.byText[text] = e
+				case a.Is4():
+					s.by4[v4key(a)] = e
+				default:
+					s.by6[a.As16()] = e
+				}
+				continue
+			}
+			// Append to the key's chain; keys repeat rarely, so the walk
+			// is short.
+			tail := head
+			for s.entries[tail].next >= 0 {
+				tail = s.entries[tail].next
+			}
+			if s.entries[tail].rule == int32(i) {
+				s.entries = s.entries[:e] // same key twice in one rule
+				continue
+			}
+			s.entries[tail].next = e
 		}
 	}
+	s.entries = s.entries[:len(s.entries):len(s.entries)]
 	return s
+}
+
+func v4key(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
 // first returns the index of the first rule for which match is true.
@@ -175,8 +200,13 @@ func (ix *tableIndex) first(c *check, t *table) (int, bool) {
 func (s *segment) lookup(c *check, t *table) (int, bool) {
 	a, text := c.clientKey(s.byText != nil)
 	h1, h2 := int32(-1), int32(-1)
-	if a.IsValid() {
-		if e, ok := s.byAddr[a]; ok {
+	switch {
+	case a.Is4():
+		if e, ok := s.by4[v4key(a)]; ok {
+			h1 = e
+		}
+	case a.Is6():
+		if e, ok := s.by6[a.As16()]; ok {
 			h1 = e
 		}
 	}

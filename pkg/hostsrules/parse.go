@@ -21,15 +21,21 @@ const listSeparators = ", \t\r\n"
 
 // rule is one parsed rule line.
 type rule struct {
-	line    int    // physical line number of the rule's last line
-	text    string // the logical line without its final newline
-	daemons []string
-	clients []string
-	// opts is the options field including the final newline, and hasOpts
-	// says whether a second colon made one exist (even if blank).
-	opts    string
+	text string // the logical line without its final newline
+	// toks holds the daemon list tokens followed by the client list tokens;
+	// nd is the number of daemon tokens.
+	toks []string
+	// opts is the options field including the final newline.
+	opts string
+	line int32 // physical line number of the rule's last line
+	nd   int32
+	// hasOpts says whether a second colon made an options field exist
+	// (even if blank).
 	hasOpts bool
 }
+
+func (r *rule) daemons() []string { return r.toks[:r.nd] }
+func (r *rule) clients() []string { return r.toks[r.nd:] }
 
 // table is one compiled access table (hosts.allow or hosts.deny).
 type table struct {
@@ -80,6 +86,9 @@ func (r *lineReader) next() (buf []byte, ok bool) {
 			if got >= 2 && chunk[got-2] == '\\' {
 				got -= 2 // continuation: drop backslash-newline, read on
 			} else {
+				if buf == nil {
+					return chunk[:got], true // the common case: no copy
+				}
 				return append(buf, chunk[:got]...), true
 			}
 		}
@@ -125,12 +134,22 @@ func splitAt(s string, delim byte) (before, after string, ok bool) {
 	return s, "", false
 }
 
-// splitList splits a daemon or client list into tokens at runs of space,
-// TAB, CR, LF and comma (strtok with hosts_access.c's separators).
-func splitList(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool {
-		return r == ',' || r == ' ' || r == '\t' || r == '\r' || r == '\n'
-	})
+// appendList splits a daemon or client list into tokens at runs of space,
+// TAB, CR, LF and comma (strtok with hosts_access.c's separators) and
+// appends them to toks.
+func appendList(toks []string, s string) []string {
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ',' || s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n' {
+			if start >= 0 {
+				toks = append(toks, s[start:i])
+				start = -1
+			}
+		} else if start < 0 {
+			start = i
+		}
+	}
+	return toks
 }
 
 // isBlankLine reports whether s consists only of space, TAB, CR and LF.
@@ -181,11 +200,14 @@ func parseTable(src Source) (*table, []Diagnostic) {
 			continue
 		}
 		clients, opts, hasOpts := splitAt(rest, ':')
+		toks := appendList(nil, daemons)
+		nd := len(toks)
+		toks = appendList(toks, clients)
 		t.rules = append(t.rules, rule{
-			line:    r.line,
-			text:    strings.TrimSuffix(line, "\n"),
-			daemons: splitList(daemons),
-			clients: splitList(clients),
+			line:    int32(r.line),
+			text:    line[:len(line)-1],
+			toks:    toks[:len(toks):len(toks)],
+			nd:      int32(nd),
 			opts:    opts,
 			hasOpts: hasOpts,
 		})

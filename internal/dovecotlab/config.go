@@ -31,6 +31,19 @@ type Config struct {
 	// login/tcpwrap listener (dovenull, 0600), so that Dovecot's own
 	// /usr/lib/dovecot/tcpwrap answers. It implies PrivateHosts.
 	OwnTcpwrap bool
+	// TcpwrapExecutable, if set, is the `executable` of a `service
+	// tcpwrap` block with the documented login/tcpwrap listener
+	// (dovenull, 0600), so that the master runs this command (for
+	// example "/path/tcpwrapd --dovecot --allow-file F") as its tcpwrap
+	// service (spec §5A) instead of /usr/lib/dovecot/tcpwrap. The
+	// executable is split on spaces by Dovecot; paths must not contain
+	// any. Unlike OwnTcpwrap it does not imply PrivateHosts. The default
+	// login_access_sockets entry becomes OwnTcpwrapSocket.
+	TcpwrapExecutable string
+	// TcpwrapSettings are extra lines inside the `service tcpwrap` block
+	// of OwnTcpwrap or TcpwrapExecutable, e.g. "client_limit = 4",
+	// "vsz_limit = 1G", "idle_kill = 3 secs".
+	TcpwrapSettings []string
 	// PrivateHosts runs the master in a private mount namespace in which
 	// the lab's hosts.allow and hosts.deny are bind-mounted over
 	// /etc/hosts.allow and /etc/hosts.deny.
@@ -67,7 +80,7 @@ func (c Config) accessSockets() string {
 		return ""
 	case c.AccessSockets != "":
 		return c.AccessSockets
-	case c.OwnTcpwrap:
+	case c.OwnTcpwrap || c.TcpwrapExecutable != "":
 		return OwnTcpwrapSocket
 	}
 	return DefaultAccessSocket
@@ -85,6 +98,8 @@ type confData struct {
 	Protocols                                                       []string
 	Listeners                                                       []confListener
 	OwnTcpwrap                                                      bool
+	TcpwrapExecutable                                               string
+	TcpwrapSettings                                                 []string
 }
 
 type confListener struct {
@@ -128,8 +143,14 @@ service {{.Service}} {
   }
 }
 {{end}}
-{{- if .OwnTcpwrap}}
+{{- if or .OwnTcpwrap .TcpwrapExecutable}}
 service tcpwrap {
+{{- if .TcpwrapExecutable}}
+  executable = {{.TcpwrapExecutable}}
+{{- end}}
+{{- range .TcpwrapSettings}}
+  {{.}}
+{{- end}}
   unix_listener login/tcpwrap {
     group = $default_login_user
     mode = 0600
@@ -146,6 +167,7 @@ func (c Config) render(dir, baseDir, stateDir, logPath, instance string, ports m
 		Dir: dir, BaseDir: baseDir, StateDir: stateDir, LogPath: logPath,
 		Instance: instance, AccessSockets: c.accessSockets(), Extra: c.Extra,
 		Protocols: c.protocols(), OwnTcpwrap: c.OwnTcpwrap,
+		TcpwrapExecutable: c.TcpwrapExecutable, TcpwrapSettings: c.TcpwrapSettings,
 	}
 	for _, p := range d.Protocols {
 		ls, ok := loginServices[p]

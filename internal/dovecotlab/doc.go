@@ -16,7 +16,9 @@
 //     "tcpwrapd/access", i.e. base_dir/login/tcpwrapd/access);
 //   - with [Config.OwnTcpwrap] Dovecot's own /usr/lib/dovecot/tcpwrap is
 //     configured as the documented `service tcpwrap` with a login/tcpwrap
-//     listener.
+//     listener; with [Config.TcpwrapExecutable] the same block runs
+//     another executable (tcpwrapd --dovecot, spec §5A), with
+//     [Config.TcpwrapSettings] such as client_limit and vsz_limit.
 //
 // Dovecot's own tcpwrap uses libwrap, which always reads /etc/hosts.allow
 // and /etc/hosts.deny. The harness never writes those files. With

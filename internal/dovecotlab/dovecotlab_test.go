@@ -264,3 +264,24 @@ func TestStopLeavesNothing(t *testing.T) {
 		t.Errorf("still alive after Stop: %v", alive)
 	}
 }
+
+func TestConfigRenderTcpwrapExecutable(t *testing.T) {
+	cfg := Config{
+		TcpwrapExecutable: "/x/tcpwrapd --dovecot --allow-file /l/a",
+		TcpwrapSettings:   []string{"client_limit = 4", "vsz_limit = 1G"},
+		Protocols:         []string{"imap"},
+	}
+	text, err := cfg.render("/l", "/l/run", "/l/state", "/l/log", "inst", map[string]int{"imap": 2143})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "service tcpwrap {\n  executable = /x/tcpwrapd --dovecot --allow-file /l/a\n  client_limit = 4\n  vsz_limit = 1G\n  unix_listener login/tcpwrap {"
+	for _, w := range []string{"login_access_sockets = tcpwrap\n", want} {
+		if !strings.Contains(text, w) {
+			t.Errorf("config lacks %q:\n%s", w, text)
+		}
+	}
+	if cfg.PrivateHosts {
+		t.Error("TcpwrapExecutable must not imply PrivateHosts")
+	}
+}

@@ -1,9 +1,20 @@
 // Package wrapopts carries out the side effects of hosts_options(5)
 // options for tcpwrapd and loginctl: it implements hostsrules.Effects.
 //
-// The rules engine (package hostsrules) parses and validates every option
-// and decides allow and deny itself; what an option does beyond that
-// depends on where the check runs, and lives here.
+// The rules engine (package hostsrules) parses and validates every option,
+// %-expands the values of spawn, twist, aclexec and setenv (sanitising
+// every expansion as libwrap does), and decides allow and deny itself; what
+// an option does beyond that depends on where the check runs, and lives
+// here:
+//
+//   - Runner and Service: every option for real in a long-running access
+//     service whose check carries the live client socket (tcpwrapd). See
+//     Service for each option and for where this differs from tcpd.
+//   - ACLExec: only aclexec, the one option that changes a verdict
+//     (loginctl check-host).
+//   - Banner and WriteClient: the banners option's text and a bounded,
+//     flag-preserving write of it to a client socket.
+//   - SlogLevel and FormatPriority: the severity option for log/slog.
 package wrapopts
 
 import (

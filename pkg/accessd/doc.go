@@ -24,11 +24,15 @@
 //     polling) or on SIGHUP, instead of being read for every check. Rules
 //     swaps policies atomically: a check uses one consistent pair of
 //     tables.
-//   - Rule options run in dry-run mode (DefaultEnv has no Effects): allow
-//     and deny decide; spawn, twist, banners and aclexec are not executed.
-//     A decision delegated to twist is answered by closing the connection,
-//     which the login treats as a refusal, as it does when libwrap's twist
-//     replaces tcpwrap.
+//   - Rule options act on the passed client socket (DefaultEnv sets
+//     ClientEffects; see wrapopts.Service), but as fits a long-running
+//     service: spawn and twist commands run in the background, bounded in
+//     number and time, and never delay a verdict; twist does not replace
+//     the service, its command gets the client socket and the check is
+//     answered by closing the connection, which the login treats as a
+//     refusal, as when libwrap's twist replaces tcpwrap; setenv, umask,
+//     nice, user and group apply to the check's commands only; severity
+//     and rfc931 timeouts apply to one check, never to later ones.
 //   - Diagnostics of the rule files, refusals and invalid requests are
 //     logged with log/slog (keys daemon, client_addr, server_addr, file,
 //     line, rule), not to syslog by libwrap. Dovecot's tcpwrap logs no

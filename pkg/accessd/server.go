@@ -13,6 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+	"github.com/tcpwrapd/tcpwrapd/pkg/ident"
+	"github.com/tcpwrapd/tcpwrapd/pkg/wrapopts"
 )
 
 // Defaults for the zero values of Server's fields.
@@ -64,7 +66,8 @@ type Server struct {
 	// Env.Logf is replaced by one that logs warnings to Logger.
 	Env *hostsrules.Env
 	// Logger receives refusals (Info), invalid requests (Warn) and
-	// grants (Debug). Nil discards.
+	// grants (Debug), decisions of rules with a severity option at that
+	// level (see ClientEffects), and what options do. Nil discards.
 	Logger *slog.Logger
 	// ReadTimeout limits the wait for the request; zero means
 	// DefaultReadTimeout. It also limits the write of the reply.
@@ -260,11 +263,14 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 
 	req := &hostsrules.Request{Daemon: name}
+	fd := -1
 	if len(m.fds) > 0 {
-		req.Client, req.Server = endpoints(m.fds[0])
+		fd = m.fds[0]
+		req.Client, req.Server = endpoints(fd)
 	}
+	env, svc := s.checkEnv(fd, req)
 	cctx, cancel := context.WithTimeout(ctx, durOr(s.CheckTimeout, DefaultCheckTimeout))
-	d := s.Rules.Policy().Check(cctx, req, s.env)
+	d := s.Rules.Policy().Check(cctx, req, env)
 	cancel()
 	m.closeFDs() // never keep the client's socket (spec §2.5)
 
@@ -278,13 +284,16 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	var reply []byte
 	switch {
 	case d.Delegated:
-		s.log.Info("access delegated to twist, closing without reply", attrs...)
+		level, attrs := decisionLevel(svc, slog.LevelInfo, attrs)
+		s.log.Log(ctx, level, "access delegated to twist, closing without reply", attrs...)
 		return
 	case d.Verdict == hostsrules.Granted && d.Err == nil:
-		s.log.Debug("access granted", attrs...)
+		level, attrs := decisionLevel(svc, slog.LevelDebug, attrs)
+		s.log.Log(ctx, level, "access granted", attrs...)
 		reply = replyGranted
 	default:
-		s.log.Info("access refused", attrs...)
+		level, attrs := decisionLevel(svc, slog.LevelInfo, attrs)
+		s.log.Log(ctx, level, "access refused", attrs...)
 		reply = replyDenied
 	}
 	c.SetWriteDeadline(time.Now().Add(rt))
@@ -322,13 +331,15 @@ func peerCred(c *net.UnixConn) (pid, uid int) {
 
 // DefaultEnv returns the Env a live tcpwrapd uses for checks: host names
 // resolved by the system resolver (/etc/hosts and DNS, as libwrap does in
-// Dovecot's unchrooted tcpwrap) and @netgroups from /etc/netgroup, read
-// once now. There is no ident lookup (user names are "unknown") and options
-// run in dry-run mode (no Effects): allow and deny decide, while spawn,
-// twist, banners and aclexec are not executed.
+// Dovecot's unchrooted tcpwrap), @netgroups from /etc/netgroup, read once
+// now, RFC 1413 user names from the client's identd (ident.Lookup, made
+// only when a rule needs the user), and rule options carried out for real
+// on the client socket (ClientEffects with a Runner of default limits).
 func DefaultEnv() *hostsrules.Env {
 	return &hostsrules.Env{
 		Resolver:  hostsrules.SystemResolver{},
 		Netgroups: hostsrules.NetgroupFile("/etc/netgroup"),
+		Ident:     ident.Lookup,
+		Effects:   &ClientEffects{Runner: &wrapopts.Runner{}},
 	}
 }

@@ -1,0 +1,71 @@
+package accessd
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+	"github.com/tcpwrapd/tcpwrapd/pkg/wrapopts"
+)
+
+// ClientEffects, set as the Effects of a Server's Env, makes the Server
+// carry out rule options for real on each check's client socket (the
+// descriptor the login passed): for every check the Server replaces it by
+// Runner.Service(fd, log), a wrapopts.Service bound to that socket, so
+// spawn, twist, aclexec, banners, setenv, umask, nice, user, group,
+// keepalive, linger and severity all act (see wrapopts.Service). The
+// decision is then logged at the level of the check's severity option, if
+// it had one (wrapopts.SlogLevel), with the attribute severity.
+//
+// DefaultEnv sets it. Outside a Server (a Policy.Check with this Env),
+// Apply does nothing: a dry run.
+type ClientEffects struct {
+	// Runner runs the commands and bounds them. Nil means one Runner with
+	// default limits shared by every ClientEffects with a nil Runner.
+	Runner *wrapopts.Runner
+}
+
+// defaultRunner serves ClientEffects without a Runner.
+var defaultRunner = &wrapopts.Runner{}
+
+// Apply accepts every option without effect (keep=true, nil); the Server
+// never calls it, it calls a per-check wrapopts.Service instead.
+func (*ClientEffects) Apply(context.Context, hostsrules.Option, *hostsrules.Expander) (bool, error) {
+	return true, nil
+}
+
+func (e *ClientEffects) runner() *wrapopts.Runner {
+	if e.Runner == nil {
+		return defaultRunner
+	}
+	return e.Runner
+}
+
+// checkEnv returns the Env for the check of req whose client socket is fd
+// (-1: none) and the Service that carries out its options, or s.env and
+// nil when the Env's Effects is not a *ClientEffects.
+func (s *Server) checkEnv(fd int, req *hostsrules.Request) (*hostsrules.Env, *wrapopts.Service) {
+	ce, ok := s.env.Effects.(*ClientEffects)
+	if !ok || ce == nil {
+		return s.env, nil
+	}
+	env := *s.env
+	log := s.log.With("daemon", req.Daemon, "client_addr", addrString(req.Client))
+	svc := ce.runner().Service(fd, log)
+	env.Effects = svc
+	return &env, svc
+}
+
+// decisionLevel returns the level to log a decision at: def, or the
+// level of the check's severity option (then with a severity attribute
+// appended to attrs).
+func decisionLevel(svc *wrapopts.Service, def slog.Level, attrs []any) (slog.Level, []any) {
+	if svc == nil {
+		return def, attrs
+	}
+	p, ok := svc.Severity()
+	if !ok {
+		return def, attrs
+	}
+	return wrapopts.SlogLevel(p.Level), append(attrs, "severity", wrapopts.FormatPriority(p))
+}

@@ -1,0 +1,120 @@
+package lint
+
+import (
+	"errors"
+	"io/fs"
+	"strings"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+)
+
+// optField is one ":"-separated options field with its offset in the
+// options text.
+type optField struct {
+	text string
+	off  int
+}
+
+// optionFields splits an options field as libwrap does ("\:" is a colon).
+func optionFields(s string) []optField {
+	var out []optField
+	var b strings.Builder
+	start := 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && i+1 < len(s) && s[i+1] == ':':
+			b.WriteByte(':')
+			i++
+		case s[i] == ':':
+			out = append(out, optField{b.String(), start})
+			b.Reset()
+			start = i + 1
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return append(out, optField{b.String(), start})
+}
+
+// expanding lists the options whose value is %-expanded.
+var expanding = map[string]bool{"spawn": true, "twist": true, "aclexec": true, "setenv": true}
+
+// percentLetters are the valid %-expansions (hosts_access(5)).
+const percentLetters = "aAcdhHnNprRsu%"
+
+// options validates a rule's options as libwrap would when the rule
+// matches, and reports whether the rule always decides (no aclexec).
+func (l *linter) options(pt *parsedTable, r *hostsrules.Rule, line int) (decisive bool) {
+	fields := optionFields(r.Options)
+	opts, err := hostsrules.ParseOptions(r.Options)
+	decisive = true
+	for i, o := range opts {
+		f := fields[i]
+		col := r.OptionsCol + f.off + leadingBlanks(f.text)
+		if o.Name == "aclexec" {
+			decisive = false
+		}
+		if expanding[o.Name] {
+			v := o.Value
+			for j := 0; j+1 < len(v); j++ {
+				if v[j] != '%' {
+					continue
+				}
+				j++
+				if !strings.ContainsRune(percentLetters, rune(v[j])) {
+					l.addf(pt.path, line, col, Warning, "unknown-percent", "write %% for a literal percent sign",
+						"unrecognized %%%c in %s (it expands to nothing)", v[j], o.Name)
+				}
+			}
+		}
+		switch o.Name {
+		case "setenv":
+			name := strings.Fields(o.Value)
+			if len(name) == 0 || strings.Contains(name[0], "=") {
+				l.addf(pt.path, line, col, Error, "bad-option", "write setenv NAME VALUE",
+					"setenv %s: memory allocation failure (the variable name may not contain \"=\"; libwrap denies every client this rule matches)", o.Value)
+			}
+		case "banners":
+			if _, err := l.opts.Stat(o.Value); errors.Is(err, fs.ErrNotExist) {
+				l.addf(pt.path, line, col, Warning, "banners-missing", "",
+					"%s: No such file or directory (banners directory)", o.Value)
+			}
+		case "user", "group":
+			l.addf(pt.path, line, col, Info, "privilege-option", "",
+				"%s option: Debian's tcpd ignores it, tcpdmatch and tcpdchk really change their ids", o.Name)
+		}
+	}
+	if err == nil {
+		return decisive
+	}
+	k := min(len(opts), len(fields)-1)
+	f := fields[k]
+	col := r.OptionsCol + f.off + leadingBlanks(f.text)
+	msg := err.Error()
+	hint := ""
+	key := ""
+	if w := strings.Fields(f.text); len(w) > 0 {
+		key = w[0]
+	}
+	switch {
+	case strings.HasPrefix(msg, "missing option name") && k == len(fields)-1 && strings.TrimSpace(f.text) == "":
+		hint = `remove the trailing ":"`
+	case strings.HasPrefix(msg, "bad option name") && strings.HasPrefix(key, "/"):
+		hint = "to run a command write spawn " + strings.TrimSpace(f.text) + " (or twist, to replace the service)"
+	case strings.HasPrefix(msg, "bad option name") && k > 0 && expanding[opts[k-1].Name]:
+		hint = `write "\:" for a colon inside an option value`
+	case strings.HasPrefix(msg, "bad option name") && strings.HasPrefix(key, "#"):
+		hint = `"#" does not start a comment after a rule; put comments on their own line`
+	case strings.Contains(msg, "requires no value") && strings.Contains(f.text, "#"):
+		hint = `"#" does not start a comment after a rule; put comments on their own line`
+	case strings.Contains(msg, "must be at end"):
+		hint = "move it to the end of the options"
+	}
+	l.addf(pt.path, line, col, Error, "bad-option", hint,
+		"%s (libwrap denies every client this rule matches)", msg)
+	return decisive
+}
+
+func leadingBlanks(s string) int {
+	return len(s) - len(strings.TrimLeft(s, " \t\r\n\v\f"))
+}

@@ -8,7 +8,7 @@
 #   --dovecot-duration 4s          per run, Dovecot's tcpwrap      (DOVECOT_DURATION)
 #   --dovecot-count N              instead: N checks per run       (DOVECOT_COUNT)
 #   --workers 4                    concurrent clients              (WORKERS)
-#   --targets "null tcpwrapd dovecot"                              (TARGETS)
+#   --targets "null tcpwrapd dovecot managed"                      (TARGETS)
 #   --out FILE                     keep the JSON result lines      (OUT)
 #   -h, --help
 #
@@ -16,7 +16,12 @@
 # STYLE (all: "ALL: 198.18.x.y" lines | sshd: "sshd: 198.18.x.y"),
 # NULL_MODE (net | raw), FRESH (1: new TCP conn per check), TCPWRAPD_FLAGS
 # (extra flags for tcpwrapd), DOVECOT_PROCESS_LIMIT (100), KEEP (1: keep the
-# temp dir).
+# temp dir), MANAGED_CLIENT_LIMIT (100: client_limit of the managed target).
+#
+# Target "managed": tcpwrapd run by a second lab Dovecot master as its
+# tcpwrap service (executable = tcpwrapd --dovecot ..., client_limit =
+# MANAGED_CLIENT_LIMIT, process_min_avail = 1, vsz_limit = 1G), i.e. one
+# resident process that reloads the rules when they change.
 #
 # Every target is driven by the same client (bench/cmd/accessbench). The rule
 # files are private copies in a temp dir; Dovecot's tcpwrap sees them through
@@ -33,7 +38,7 @@ DURATION=${DURATION:-5s}
 DOVECOT_DURATION=${DOVECOT_DURATION:-4s}
 DOVECOT_COUNT=${DOVECOT_COUNT:-0}
 WORKERS=${WORKERS:-4}
-TARGETS=${TARGETS:-"null tcpwrapd dovecot"}
+TARGETS=${TARGETS:-"null tcpwrapd dovecot managed"}
 OUT=${OUT:-${TMPDIR:-/tmp}/accessbench-results.jsonl}
 WARMUP=${WARMUP:-500ms}
 SRC=${SRC:-127.0.0.1}
@@ -44,6 +49,7 @@ FRESH=${FRESH:-0}
 TCPWRAPD_FLAGS=${TCPWRAPD_FLAGS:-}
 DOVECOT_PROCESS_LIMIT=${DOVECOT_PROCESS_LIMIT:-100}
 KEEP=${KEEP:-0}
+MANAGED_CLIENT_LIMIT=${MANAGED_CLIENT_LIMIT:-100}
 
 die() { echo "access.sh: $*" >&2; exit 2; }
 say() { echo "== $*" >&2; }
@@ -57,7 +63,7 @@ while [ $# -gt 0 ]; do
     --workers) WORKERS=$2; shift ;;
     --targets) TARGETS=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
     shift
@@ -65,12 +71,16 @@ done
 
 want() { case " $TARGETS " in *" $1 "*) return 0 ;; esac; return 1; }
 for t in $TARGETS; do
-    case "$t" in null|tcpwrapd|dovecot) ;; *) die "unknown target $t (null, tcpwrapd, dovecot)" ;; esac
+    case "$t" in null|tcpwrapd|dovecot|managed) ;; *) die "unknown target $t (null, tcpwrapd, dovecot, managed)" ;; esac
 done
 case "$STYLE" in all) DAEMON=ALL ;; sshd) DAEMON=sshd ;; *) die "STYLE must be all or sshd" ;; esac
 [ "$SRC" != "$SENTINEL" ] || die "SRC must not be $SENTINEL (the sentinel rule denies it)"
 command -v go >/dev/null || die "go not found on PATH"
 
+if want managed; then
+    [ "$(id -u)" = 0 ] || die "the managed target needs root (a Dovecot master). Run: sudo $0 ..."
+    [ -x /usr/sbin/dovecot ] || die "/usr/sbin/dovecot not found (apt-get install dovecot-core)"
+fi
 if want dovecot; then
     if [ "$(id -u)" != 0 ]; then
         die "the dovecot target needs root (private mount namespace + a Dovecot master).
@@ -84,7 +94,7 @@ fi
 
 TMP=$(mktemp -d /tmp/accessbench.XXXXXX)
 chmod 755 "$TMP" # Dovecot's unprivileged services must traverse base_dir
-NULL_PID= OURS_PID= DV_PID= # processes we started, stopped by PID in cleanup
+NULL_PID= OURS_PID= DV_PID= MG_PID= # processes we started, stopped by PID in cleanup
 etc_sums() { sha256sum /etc/hosts.allow /etc/hosts.deny 2>/dev/null || true; }
 ETC_BEFORE=$(etc_sums)
 
@@ -105,7 +115,7 @@ stop_pid() { # stop_pid PID: SIGTERM, wait up to 5 s, then SIGKILL
 cleanup() {
     local rc=$? p
     trap - EXIT INT TERM
-    for p in $OURS_PID $NULL_PID $DV_PID; do stop_pid "$p"; done
+    for p in $OURS_PID $NULL_PID $DV_PID $MG_PID; do stop_pid "$p"; done
     if [ "$(etc_sums)" != "$ETC_BEFORE" ]; then
         echo "access.sh: WARNING: /etc/hosts.allow or /etc/hosts.deny changed during the run (not by us)" >&2
     fi
@@ -123,6 +133,10 @@ mkdir -p "$TMP/bin"
     && go build -o "$TMP/bin/nullresponder" ./bench/cmd/nullresponder)
 if want tcpwrapd; then
     (cd "$ROOT" && go build -o "$TMP/bin/tcpwrapd" ./cmd/tcpwrapd)
+fi
+if want managed; then
+    # As packaged for Dovecot: static, with the early vsz_limit check.
+    (cd "$ROOT" && CGO_ENABLED=0 go build -ldflags=-E=main.vszEntry -o "$TMP/bin/dv/tcpwrapd" ./cmd/tcpwrapd)
 fi
 AB=$TMP/bin/accessbench
 
@@ -222,6 +236,45 @@ EOF
     DV_SOCK=$DV/run/login/tcpwrap
 fi
 
+# ---- Dovecot master running tcpwrapd --dovecot (one for the whole run) --
+if want managed; then
+    MG=$TMP/managed
+    mkdir -p "$MG/run" "$MG/state"
+    cat > "$MG/dovecot.conf" <<EOF
+# accessbench lab instance: tcpwrapd as the tcpwrap service
+base_dir = $MG/run
+state_dir = $MG/state
+instance_name = accessbench-managed
+protocols =
+listen = 127.0.0.1
+log_path = $MG/dovecot.log
+ssl = no
+service tcpwrap {
+  executable = $TMP/bin/dv/tcpwrapd --dovecot --allow-file $TMP/hosts.allow --deny-file $TMP/hosts.deny --reload-interval 100ms
+  client_limit = $MANAGED_CLIENT_LIMIT
+  process_min_avail = 1
+  vsz_limit = 1G
+  unix_listener login/tcpwrap {
+    mode = 0666
+  }
+}
+EOF
+    /usr/sbin/dovecot -F -c "$MG/dovecot.conf" > "$MG/master.out" 2>&1 &
+    MG_PID=$!
+    MG_SOCK=$MG/run/login/tcpwrap
+fi
+# managed_pid: the resident tcpwrapd child of the managed master.
+managed_pid() { pgrep -P "$MG_PID" -x tcpwrapd | head -1; }
+# wait_managed_rules N: until the resident process has logged a load of N deny rules.
+wait_managed_rules() {
+    local i
+    for i in $(seq 300); do
+        grep -q "rules loaded: .*deny_rules=$1 " "$MG/dovecot.log" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "managed tcpwrapd did not load $1 deny rules; log: $(tail -3 "$MG/dovecot.log")"
+}
+
 # ---- per size ----------------------------------------------------------
 for n in $SIZES; do
     cat "$TMP/rules/deny.$n" > "$TMP/hosts.deny" # same inode: the bind mount sees it
@@ -247,6 +300,17 @@ for n in $SIZES; do
         stop_pid "$OURS_PID"
         OURS_PID=
     fi
+    if want managed; then
+        kill -0 "$MG_PID" 2>/dev/null || die "managed dovecot master exited: $(tail -5 "$MG/master.out" "$MG/dovecot.log" 2>/dev/null)"
+        "$AB" run -socket "$MG_SOCK" -count 1 -workers 1 -warmup 0 -duration 0 \
+            -wait 60s > /dev/null 2>&1 || die "managed tcpwrapd did not answer; log: $(tail -3 "$MG/dovecot.log")"
+        wait_managed_rules "$n"
+        MPID=$(managed_pid)
+        say "managed: resident tcpwrapd pid ${MPID:-?}, RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/$MPID/status" 2>/dev/null)"
+        verify managed "$MG_SOCK"
+        measure managed "$n" "$MG_SOCK" "${MPID:-$MG_PID}" -duration "$DURATION"
+        say "managed: tcpwrapd processes after the run: $(pgrep -P "$MG_PID" -x tcpwrapd | tr '\n' ' ')"
+    fi
     if want dovecot; then
         kill -0 "$DV_PID" 2>/dev/null || die "dovecot master exited: $(tail -5 "$DV/master.out" "$DV/dovecot.log" 2>/dev/null)"
         verify dovecot "$DV_SOCK"
@@ -265,6 +329,10 @@ say "JSON results: $OUT"
 if [ -n "$VERIFY_FAILED" ]; then
     echo
     echo "WARNING: the sentinel check was not denied by:$VERIFY_FAILED (rule engine stub or not reading the file?)"
+fi
+if want managed && grep -q 'Error\|Fatal\|Panic' "$MG/dovecot.log" 2>/dev/null; then
+    echo "WARNING: the managed Dovecot logged errors:" >&2
+    grep 'Error\|Fatal\|Panic' "$MG/dovecot.log" | head -5 >&2
 fi
 if want dovecot && grep -q 'Error\|Fatal\|Panic' "$DV/dovecot.log" 2>/dev/null; then
     echo "WARNING: Dovecot logged errors:" >&2

@@ -14,6 +14,9 @@ const (
 	TargetOurs    = "tcpwrapd"
 	TargetNull    = "null"
 	TargetDovecot = "dovecot"
+	// TargetManaged is tcpwrapd run by a Dovecot master as its tcpwrap
+	// service (tcpwrapd --dovecot, one resident process).
+	TargetManaged = "managed"
 )
 
 // Goals of tcpwrapd, checked by Report: at least GoalVsNull times the null
@@ -90,6 +93,9 @@ func Report(w io.Writer, results []*Result) error {
 			fmt.Fprintf(bw, "  %-10s %10.0f %9s %9s %9s %8d %6d %9s %9s\n", t, r.Rate, fmtUS(r.P50US), fmtUS(r.P99US), fmtUS(r.MaxUS), r.Checks, r.Errors, fmtUS(r.DriverCPUUS), svc)
 		}
 		ours, null, dov := byKey[key{n, TargetOurs}], byKey[key{n, TargetNull}], byKey[key{n, TargetDovecot}]
+		if m := byKey[key{n, TargetManaged}]; m != nil && dov != nil && dov.Rate > 0 {
+			fmt.Fprintf(bw, "  managed/dovecot = %s\n", fmtRatio(m.Rate/dov.Rate))
+		}
 		if ours == nil {
 			continue
 		}

@@ -68,7 +68,9 @@ type Runner struct {
 
 	once    sync.Once
 	sem     chan struct{}
-	wg      sync.WaitGroup
+	mu      sync.Mutex
+	idle    *sync.Cond // signalled when running drops to 0
+	running int        // started and not yet reaped, guarded by mu
 	environ []string
 	nice    string
 }
@@ -80,6 +82,7 @@ func (r *Runner) init() {
 			n = DefaultMaxBackground
 		}
 		r.sem = make(chan struct{}, n)
+		r.idle = sync.NewCond(&r.mu)
 		r.environ = r.Environ
 		if r.environ == nil {
 			for _, kv := range os.Environ() {
@@ -111,9 +114,17 @@ func (r *Runner) Running() int {
 	return len(r.sem)
 }
 
-// Wait waits until every spawn and twist command started so far has
-// exited (each is killed at BackgroundTimeout at the latest).
-func (r *Runner) Wait() { r.wg.Wait() }
+// Wait waits until no spawn or twist command is running (each is killed
+// at BackgroundTimeout at the latest). Commands started while Wait waits
+// are waited for too.
+func (r *Runner) Wait() {
+	r.init()
+	r.mu.Lock()
+	for r.running > 0 {
+		r.idle.Wait()
+	}
+	r.mu.Unlock()
+}
 
 // Service returns the hostsrules.Effects for one check. fd is the client's
 // socket (the descriptor whose peer is the client), or -1 when the check
@@ -428,9 +439,17 @@ func (s *Service) background(what, script string, client bool) {
 	pid := cmd.Process.Pid
 	s.log.Debug(what+" started", "cmd", script, "pid", pid)
 	log := s.log
-	r.wg.Add(1)
+	r.mu.Lock()
+	r.running++
+	r.mu.Unlock()
 	go func() {
-		defer r.wg.Done()
+		defer func() {
+			r.mu.Lock()
+			if r.running--; r.running == 0 {
+				r.idle.Broadcast()
+			}
+			r.mu.Unlock()
+		}()
 		defer release()
 		defer cancel()
 		start := time.Now()

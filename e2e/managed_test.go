@@ -199,9 +199,6 @@ func TestManagedResident(t *testing.T) {
 			// And the service comes back for the next check.
 			probeAll(t, d, 1, 1)
 			checkNoErrors(t, d)
-			if os.Getenv("E2E_SHOWLOG") != "" {
-				t.Logf("log:\n%s", d.Log())
-			}
 		})
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
+	"github.com/tcpwrapd/tcpwrapd/pkg/clidoc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/version"
 )
 
@@ -79,9 +80,11 @@ func run(args []string) int {
 			&cli.IntFlag{Name: "max-conns", Value: accessd.DefaultMaxConns, Usage: "serve at most `N` connections at once"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: accessd.DefaultDrainTimeout, Usage: "on stop, wait `DURATION` for in-flight checks"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
+			&cli.StringFlag{Name: "admin-socket", Usage: "serve the admin socket (loginctl status, query --admin-socket) at `PATH`, e.g. " + accessd.DefaultAdminSocket + "; root and the socket's owner only"},
 			&cli.BoolFlag{Name: "dovecot", Usage: "run as a Dovecot service process (service tcpwrap { executable = tcpwrapd --dovecot }): listeners on fd 7.., status on fd 5, Dovecot log format on stderr"},
 		},
 		HideHelpCommand: true,
+		Commands:        []*cli.Command{clidoc.Command(8)},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
@@ -135,7 +138,7 @@ func run(args []string) int {
 				ReloadInterval: reload, Hangup: hup,
 				ReadTimeout: c.Duration("read-timeout"), CheckTimeout: c.Duration("check-timeout"),
 				MaxConns: c.Int("max-conns"), DrainTimeout: c.Duration("drain-timeout"),
-				Logger: log, Notifier: notifier,
+				Logger: log, Notifier: notifier, AdminSocket: c.String("admin-socket"),
 			})
 		},
 	}

@@ -61,6 +61,11 @@ type Config struct {
 	// Env is passed to every check; nil means DefaultEnv().
 	Env *hostsrules.Env
 
+	// AdminSocket, if set, is the path of the admin socket (see
+	// AdminServer): created with mode 0600, usable by root and its owner.
+	// Empty means no admin socket.
+	AdminSocket string
+
 	// Logger receives all logs; nil discards.
 	Logger *slog.Logger
 	// Notifier receives READY=1, RELOADING=1, STOPPING=1 and STATUS=
@@ -137,6 +142,27 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		notify(daemon.SdNotifyReady + "\n" + status())
 	}
+	var adminDone chan struct{}
+	if cfg.AdminSocket != "" {
+		aln, owner, err := ListenAdmin(cfg.AdminSocket)
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return err
+		}
+		srv.Stats = NewStats()
+		admin := &AdminServer{Rules: rules, Stats: srv.Stats, Env: cfg.Env, Logger: log, OwnerUID: owner,
+			CheckTimeout: cfg.CheckTimeout, Reload: func() { reload("admin", true) }}
+		adminDone = make(chan struct{})
+		log.Info("admin socket listening", "addr", cfg.AdminSocket, "owner_uid", owner)
+		go func() {
+			defer close(adminDone)
+			if err := admin.Run(runCtx, aln); err != nil {
+				log.Error("admin socket failed", "err", err)
+			}
+		}()
+	}
 	for _, ln := range lns {
 		log.Info("listening", "addr", ln.Addr().String())
 		go func() { errc <- srv.Run(runCtx, ln) }()
@@ -188,6 +214,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	wg.Wait()
+	if adminDone != nil {
+		<-adminDone
+	}
 	log.Info("stopped")
 	return err
 }

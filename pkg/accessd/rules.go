@@ -34,6 +34,8 @@ type generation struct {
 	policy *hostsrules.Policy
 	stamps map[string]stamp
 	n      uint64
+	at     time.Time // when it was loaded
+	reason string    // why ("initial", "SIGHUP", "changed", "admin")
 }
 
 // stamp identifies the state of a path cheaply, without reading it: an
@@ -85,6 +87,13 @@ func NewRules(allowPath, denyPath string, logger *slog.Logger) *Rules {
 
 // Policy returns the current policy. It is never nil.
 func (r *Rules) Policy() *hostsrules.Policy { return r.cur.Load().policy }
+
+// Loaded returns when the current policy was loaded and the reason given
+// to the load ("initial", "SIGHUP", "changed", ...).
+func (r *Rules) Loaded() (at time.Time, reason string) {
+	g := r.cur.Load()
+	return g.at, g.reason
+}
 
 // Generation returns how many times the rules have been loaded, starting
 // with 1 after NewRules.
@@ -154,7 +163,7 @@ func (r *Rules) reloadLocked(reason string) *hostsrules.Policy {
 			stamps[f.Path] = statPath(f.Path)
 		}
 	}
-	g := &generation{policy: pol, stamps: stamps, n: 1}
+	g := &generation{policy: pol, stamps: stamps, n: 1, at: start, reason: reason}
 	if prev != nil {
 		g.n = prev.n + 1
 	}

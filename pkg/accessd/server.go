@@ -88,6 +88,9 @@ type Server struct {
 	// +1 always precedes the -1. Dovecot-managed mode uses it for the
 	// master's available_count.
 	ConnHook func(delta int)
+	// Stats, if set, counts checks, verdicts, errors by kind and check
+	// latency for the admin socket (see AdminServer). Nil counts nothing.
+	Stats *Stats
 
 	once sync.Once
 	sem  chan struct{}
@@ -227,6 +230,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	c, ok := nc.(*net.UnixConn)
 	if !ok {
 		s.log.Error("not a unix socket connection, closing", "remote_addr", nc.RemoteAddr().String())
+		s.Stats.Error(ErrKindNotUnix)
 		return
 	}
 	rt := durOr(s.ReadTimeout, DefaultReadTimeout)
@@ -236,10 +240,13 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			s.log.Debug("no request before timeout, closing", "timeout", rt)
+			s.Stats.Error(ErrKindReadTimeout)
 		case isGone(err):
 			s.log.Debug("client gone before request", "err", err)
+			s.Stats.Error(ErrKindClientGone)
 		default:
 			s.log.Warn("reading request failed", "err", err)
+			s.Stats.Error(ErrKindReadFailed)
 		}
 		return
 	}
@@ -254,6 +261,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		s.log.Warn("invalid request, closing without reply", "err", err,
 			"request", string(m.data[:min(len(m.data), 64)]), "fds", len(m.fds),
 			"peer_pid", pid, "peer_uid", uid)
+		s.Stats.Error(ErrKindInvalidRequest)
 		return
 	}
 	if len(m.fds) > 1 || m.truncated {
@@ -270,7 +278,9 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 	env, svc := s.checkEnv(fd, req)
 	cctx, cancel := context.WithTimeout(ctx, durOr(s.CheckTimeout, DefaultCheckTimeout))
+	start := time.Now()
 	d := s.Rules.Policy().Check(cctx, req, env)
+	s.Stats.Decision(&d, time.Since(start))
 	cancel()
 	m.closeFDs() // never keep the client's socket (spec §2.5)
 
@@ -300,8 +310,10 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	if _, err := c.Write(reply); err != nil {
 		if isGone(err) {
 			s.log.Debug("client gone before reply", "daemon", name, "err", err)
+			s.Stats.Error(ErrKindReplyGone)
 		} else {
 			s.log.Warn("writing reply failed", "daemon", name, "err", err)
+			s.Stats.Error(ErrKindWriteFailed)
 		}
 	}
 }

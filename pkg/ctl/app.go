@@ -47,6 +47,9 @@ func NewApp(stdout, stderr io.Writer, version string) *cli.App {
 		Commands: []*cli.Command{
 			checkHostCommand(),
 			queryCommand(),
+			rulesCommand(),
+			statusCommand(),
+			generateCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}

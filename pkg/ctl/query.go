@@ -3,9 +3,12 @@ package ctl
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/urfave/cli/v2"
 )
 
@@ -15,6 +18,10 @@ const QuerySchema = "tcpwrapd/query/v1"
 // QueryResult is the --json output of query.
 type QueryResult struct {
 	Schema string `json:"schema"`
+	// Via is "access-socket" (a real connection was passed to Socket) or
+	// "admin-socket" (the client address cannot be made locally, so
+	// tcpwrapd's admin socket checked it against the live rules).
+	Via    string `json:"via"`
 	Socket string `json:"socket"`
 	Daemon string `json:"daemon"`
 	Client string `json:"client"`
@@ -24,6 +31,10 @@ type QueryResult struct {
 	// Error explains a refusal that was not a plain "0\n" (invalid input,
 	// timeout, connect failure).
 	Error string `json:"error,omitempty"`
+	// Note says why the admin socket was used.
+	Note string `json:"note,omitempty"`
+	// Decision is the admin socket's full decision, with its trace.
+	Decision *hostsrules.Decision `json:"decision,omitempty"`
 }
 
 func queryCommand() *cli.Command {
@@ -35,9 +46,17 @@ func queryCommand() *cli.Command {
 can bind: 127.0.0.0/8 or ::1) and passes its server-side socket over SCM_RIGHTS
 to the access socket with "DAEMON\n", as imap-login does. Prints "allowed" only
 for the exact reply "1\n". Works with tcpwrapd and with Dovecot's own tcpwrap.
+
+A client address that cannot be made locally (any address this host cannot
+bind, or a host name) can only be checked by tcpwrapd itself: with
+--admin-socket, query asks tcpwrapd's admin socket to check it against the
+live rules instead, says so, and shows the deciding rule. That check is a dry
+run: options are not executed.
+
 Exit status: 0 allowed, 1 refused or failed, 2 bad usage.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "socket", Required: true, Usage: "access socket `PATH` (e.g. /run/dovecot/login/tcpwrapd/access)"},
+			&cli.StringFlag{Name: "socket", Usage: "access socket `PATH` (e.g. /run/dovecot/login/tcpwrapd/access)"},
+			&cli.StringFlag{Name: "admin-socket", Usage: "tcpwrapd's admin socket `PATH`, asked when CLIENT cannot be made locally (e.g. " + accessd.DefaultAdminSocket + ")"},
 			&cli.StringFlag{Name: "server", Usage: "local (server) `ADDR` of the connection (default 127.0.0.1 or ::1)"},
 			&cli.DurationFlag{Name: "timeout", Value: accessclient.DefaultTimeout, Usage: "reply timeout"},
 			&cli.BoolFlag{Name: "json", Usage: "print a machine-readable result (schema " + QuerySchema + ")"},
@@ -51,9 +70,15 @@ func runQuery(cCtx *cli.Context) error {
 		return usagef("query: need exactly two arguments, DAEMON and CLIENT (got %d)", cCtx.NArg())
 	}
 	daemon := cCtx.Args().Get(0)
-	client, err := netip.ParseAddr(cCtx.Args().Get(1))
-	if err != nil {
-		return usagef("query: CLIENT must be an IP address: %v", err)
+	clientArg := cCtx.Args().Get(1)
+	admin := cCtx.String("admin-socket")
+	path := cCtx.String("socket")
+	if path == "" && admin == "" {
+		return usagef("query: need --socket PATH (and optionally --admin-socket PATH)")
+	}
+	client, err := netip.ParseAddr(clientArg)
+	if err != nil && admin == "" {
+		return usagef("query: CLIENT must be an IP address (host names need --admin-socket): %v", err)
 	}
 	var server netip.Addr
 	if s := cCtx.String("server"); s != "" {
@@ -61,14 +86,29 @@ func runQuery(cCtx *cli.Context) error {
 			return usagef("query: --server must be an IP address: %v", err)
 		}
 	}
-	conn, done, err := accessclient.LocalConn(cCtx.Context, client, server)
-	if err != nil {
-		return cli.Exit(err.Error(), ExitFailure)
+	var (
+		conn    *net.TCPConn
+		done    = func() {}
+		connErr error
+	)
+	if client.IsValid() {
+		var cleanup func()
+		conn, cleanup, connErr = accessclient.LocalConn(cCtx.Context, client, server)
+		if cleanup != nil {
+			done = cleanup
+		}
+	} else {
+		connErr = fmt.Errorf("%s is not an address", clientArg)
 	}
 	defer done()
-	path := cCtx.String("socket")
+	if connErr != nil || path == "" {
+		if admin == "" {
+			return cli.Exit(connErr.Error(), ExitFailure)
+		}
+		return queryAdmin(cCtx, admin, daemon, clientArg, cCtx.String("server"), connErr)
+	}
 	v, qerr := accessclient.Ask(cCtx.Context, path, daemon, conn, cCtx.Duration("timeout"))
-	res := QueryResult{Schema: QuerySchema, Socket: path, Daemon: daemon, Client: client.String(),
+	res := QueryResult{Schema: QuerySchema, Via: "access-socket", Socket: path, Daemon: daemon, Client: client.String(),
 		Server: conn.LocalAddr().String(), Verdict: v.String()}
 	if qerr != nil {
 		res.Error = qerr.Error()
@@ -85,6 +125,67 @@ func runQuery(cCtx *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("access(%s): %v", path, qerr), ExitFailure)
 	}
 	if v != accessclient.Allowed {
+		return cli.Exit("", ExitFailure)
+	}
+	return nil
+}
+
+// queryAdmin checks daemon and client with tcpwrapd's admin socket, for a
+// client that cannot be made locally (why says why; nil when no access
+// socket was given).
+func queryAdmin(cCtx *cli.Context, admin, daemon, client, server string, why error) error {
+	rep, err := adminCall(cCtx.Context, admin, accessd.AdminRequest{Op: "check", Daemon: daemon, Client: client, Server: server})
+	if err != nil {
+		return cli.Exit(err.Error(), ExitFailure)
+	}
+	note := "no access socket given"
+	if why != nil {
+		note = why.Error()
+	}
+	note += "; checked by tcpwrapd's admin socket against the live rules (a dry run: options not executed)"
+	w := cCtx.App.Writer
+	refused := false
+	var results []QueryResult
+	for _, r := range rep.Results {
+		verdict := "refused"
+		if r.Access == "granted" {
+			verdict = "allowed"
+		} else {
+			refused = true
+		}
+		d := r.Decision
+		results = append(results, QueryResult{Schema: QuerySchema, Via: "admin-socket", Socket: admin, Daemon: daemon,
+			Client: r.Client, Server: r.Server, Verdict: verdict, Error: r.Error, Note: note, Decision: &d})
+	}
+	if cCtx.Bool("json") {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		for _, r := range results {
+			enc.Encode(r)
+		}
+	} else {
+		fmt.Fprintf(w, "note: %s\n", note)
+		for _, r := range results {
+			fmt.Fprintf(w, "%s %s from %s: %s\n", r.Socket, daemon, r.Client, r.Verdict)
+			d := r.Decision
+			for _, s := range d.Trace {
+				m := "no match"
+				if s.Matched {
+					m = "MATCH"
+				}
+				fmt.Fprintf(w, "  rule:     %s line %d: %s: %s (%s)\n", s.File, s.Line, s.Rule, m, s.Why)
+			}
+			if d.File != "" && d.Line > 0 {
+				fmt.Fprintf(w, "  decided:  %s line %d (%s)\n", d.File, d.Line, d.Reason)
+			} else {
+				fmt.Fprintf(w, "  decided:  %s\n", d.Reason)
+			}
+			if r.Error != "" {
+				fmt.Fprintf(w, "  error:    %s\n", r.Error)
+			}
+		}
+	}
+	if refused {
 		return cli.Exit("", ExitFailure)
 	}
 	return nil

@@ -108,6 +108,9 @@ type Table struct {
 	// Explicit marks a file the user named: a missing one is then an
 	// error rather than information.
 	Explicit bool `json:"-"`
+	// Separate analyses the table on its own even when its role is
+	// RoleAllow or RoleDeny (the role then only shapes the messages).
+	Separate bool `json:"-"`
 }
 
 // GuessRole returns RoleDeny for a name containing "deny", RoleAllow for
@@ -168,7 +171,7 @@ type Report struct {
 
 // Lint checks tables and returns every diagnostic, sorted by the order of
 // tables, then line, then column. Tables with roles RoleAllow and RoleDeny
-// (at most one of each) are analysed together as libwrap reads them:
+// (at most one of each) that are not Separate are analysed together as libwrap reads them:
 // hosts.allow first, then hosts.deny, so a catch-all rule in hosts.allow
 // also makes hosts.deny unreachable. Tables with RoleTable are analysed
 // alone. Lint never fails: unreadable files are diagnostics. ctx bounds
@@ -194,7 +197,7 @@ func Lint(ctx context.Context, tables []Table, opts Options) *Report {
 		order[t.Path] = i
 		pt := l.table(t)
 		rep.Files = append(rep.Files, FileReport{Path: t.Path, Role: t.Role, State: pt.state, Rules: len(pt.rules)})
-		if t.Role == RoleAllow || t.Role == RoleDeny {
+		if (t.Role == RoleAllow || t.Role == RoleDeny) && !t.Separate {
 			pair = append(pair, pt)
 		} else {
 			l.shadows([]*parsedTable{pt})

@@ -157,7 +157,7 @@ func (a *AdminServer) serve(ctx context.Context, c net.Conn, log *slog.Logger) {
 		return
 	}
 	pid, uid := peerCred(uc)
-	if uid != 0 && (a.OwnerUID < 0 || uid != a.OwnerUID) {
+	if !a.permitted(uid) {
 		log.Warn("admin socket: peer not allowed", "peer_pid", pid, "peer_uid", uid)
 		enc.Encode(AdminReply{Schema: AdminSchema, Error: fmt.Sprintf("permission denied: uid %d may not use the admin socket (root or uid %d only)", uid, a.OwnerUID)})
 		return
@@ -189,6 +189,12 @@ func (a *AdminServer) serve(ctx context.Context, c net.Conn, log *slog.Logger) {
 			return
 		}
 	}
+}
+
+// permitted reports whether a peer with uid may use the admin socket:
+// root, and the socket's owner.
+func (a *AdminServer) permitted(uid int) bool {
+	return uid == 0 || (a.OwnerUID >= 0 && uid == a.OwnerUID)
 }
 
 // Handle answers one request. It is safe for concurrent use.

@@ -159,7 +159,7 @@ func WriteAll(app *cli.App, section int, dir string) ([]string, error) {
 // a completion script of the application it belongs to:
 //
 //	NAME generate man|bash|zsh|fish     print one to stdout
-//	NAME generate docs --dir DIR        write all of them under DIR (see WriteAll)
+//	NAME generate docs DIR              write all of them under DIR (see WriteAll)
 //
 // section is the man section (8 for daemons and admin tools).
 func Command(section int) *cli.Command {
@@ -167,18 +167,23 @@ func Command(section int) *cli.Command {
 		Name:      "generate",
 		Hidden:    true,
 		Usage:     "print the man page or a shell completion script (for packaging)",
-		ArgsUsage: "man|bash|zsh|fish|docs",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "dir", Usage: "with docs: write everything under `DIR`"},
-		},
+		ArgsUsage: "man|bash|zsh|fish | docs DIR",
 		Action: func(cCtx *cli.Context) error {
 			app := cCtx.App
 			w := app.Writer
 			var text string
 			var err error
 			switch what := cCtx.Args().First(); {
+			case what == "docs" && cCtx.NArg() == 2:
+				files, err := WriteAll(app, section, cCtx.Args().Get(1))
+				for _, f := range files {
+					fmt.Fprintln(w, f)
+				}
+				return err
+			case what == "docs":
+				return cli.Exit("generate docs: need the output directory: generate docs DIR", 2)
 			case cCtx.NArg() != 1:
-				return cli.Exit("generate: need one argument: man, bash, zsh, fish or docs", 2)
+				return cli.Exit("generate: need one argument: man, bash, zsh, fish, or docs DIR", 2)
 			case what == "man":
 				text, err = Man(app, section)
 			case what == "bash":
@@ -187,16 +192,6 @@ func Command(section int) *cli.Command {
 				text = Zsh(app)
 			case what == "fish":
 				text, err = Fish(app)
-			case what == "docs":
-				dir := cCtx.String("dir")
-				if dir == "" {
-					return cli.Exit("generate docs: --dir is required", 2)
-				}
-				files, err := WriteAll(app, section, dir)
-				for _, f := range files {
-					fmt.Fprintln(w, f)
-				}
-				return err
 			default:
 				return cli.Exit(fmt.Sprintf("generate: unknown kind %q: want man, bash, zsh, fish or docs", what), 2)
 			}

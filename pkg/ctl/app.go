@@ -35,7 +35,7 @@ func usagef(format string, args ...any) error {
 // NewApp returns the loginctl command tree writing to stdout and stderr.
 // version is printed by --version.
 func NewApp(stdout, stderr io.Writer, version string) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                   "loginctl",
 		Usage:                  "check and inspect tcpwrapd access rules and login services",
 		Version:                version,
@@ -56,6 +56,17 @@ func NewApp(stdout, stderr io.Writer, version string) *cli.App {
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	usageErrors(app.Commands)
+	return app
+}
+
+// usageErrors makes every command report flag errors as usage errors (exit
+// status 2, message on stderr) instead of printing its help to stdout.
+func usageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+		usageErrors(c.Subcommands)
+	}
 }
 
 // Run runs loginctl with args (args[0] is the program name) and returns
@@ -71,6 +82,7 @@ func Run(args []string, stdout, stderr io.Writer, version string) int {
 	}
 	var ue usageError
 	if errors.As(err, &ue) || isFlagError(err) {
+		fmt.Fprintln(stderr, "Run 'loginctl help' or 'loginctl COMMAND --help' for usage.")
 		return ExitUsage
 	}
 	var ec cli.ExitCoder

@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -71,7 +72,7 @@ count), 1 when there is at least one error, 2 on bad usage.
 			&cli.BoolFlag{Name: "no-resolve", Usage: "do not look host names up (no host-not-found or host-alias checks)"},
 			&cli.BoolFlag{Name: "reverse", Usage: "also look up the name of every literal address, as tcpdchk does (slow on long lists)"},
 			&cli.StringFlag{Name: "netgroup-file", Value: "/etc/netgroup", Usage: "netgroup(5) `FILE` that @group patterns are checked against"},
-			&cli.DurationFlag{Name: "lookup-timeout", Value: 0, Usage: "limit each DNS lookup (default 5s)"},
+			&cli.DurationFlag{Name: "lookup-timeout", Value: 5 * time.Second, Usage: "give up on each DNS lookup after `DURATION`"},
 		},
 		Action: runLint,
 	}

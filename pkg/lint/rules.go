@@ -68,14 +68,18 @@ func (l *linter) rule(pt *parsedTable, r *hostsrules.Rule) (decisive, broken boo
 	}
 
 	// An IPv6 address without brackets is cut at its first colon.
-	if cut, col, ok := bareIPv6(r); ok {
+	cut, col, bare := bareIPv6(r)
+	if bare {
 		l.addf(pt.path, line, col, Error, "bare-ipv6", "write ["+cut+"]",
 			"IPv6 address %s without brackets: libwrap cuts the rule at its first \":\", so the rule does not mean what it says", cut)
-		return true, true
+		broken = true
+		skip[col] = true // the piece before the cut
 	}
 
 	l.list(pt, r, daemons, "daemon", at)
-	l.list(pt, r, clients, "client", at)
+	if !bare || len(clients) > 0 {
+		l.list(pt, r, clients, "client", at)
+	}
 	for _, t := range positive(daemons) {
 		if skip[t.Col] {
 			continue
@@ -99,10 +103,10 @@ func (l *linter) rule(pt *parsedTable, r *hostsrules.Rule) (decisive, broken boo
 		}
 	}
 	decisive = true
-	if r.HasOptions {
+	if r.HasOptions && !bare {
 		decisive = l.options(pt, r, line)
 	}
-	return decisive, false
+	return decisive, broken
 }
 
 // positive returns the tokens before the first EXCEPT.

@@ -4,7 +4,7 @@
 #
 #   deploy/build-packages.sh [-o OUTDIR] [--deb] [--rpm]
 #
-# Builds cmd/tcpwrapd, cmd/loginctl and cmd/loginsvc (static, CGO_ENABLED=0,
+# Builds cmd/tcpwrapd, cmd/loginctl and cmd/loginsvc (CGO_ENABLED=0, PIE,
 # -trimpath) with the version from `git describe --tags --always --dirty`
 # stamped into pkg/version, renders the man pages from deploy/man/*.md with
 # go-md2man, stages the shell completions, and runs nfpm. nfpm and
@@ -95,7 +95,9 @@ for cmd in tcpwrapd loginctl loginsvc; do
         flags+=" -E=main.vszEntry"
     fi
     log "go build ./cmd/$cmd"
-    CGO_ENABLED=0 GOOS=linux go build -trimpath -buildvcs=false -ldflags="$flags" -o "$stage/bin/$cmd" "./cmd/$cmd"
+    # PIE: the binaries get ASLR, and lintian sees Go's static-pie output
+    # as the Go binary it is rather than a "statically-linked-binary".
+    CGO_ENABLED=0 GOOS=linux go build -buildmode=pie -trimpath -buildvcs=false -ldflags="$flags" -o "$stage/bin/$cmd" "./cmd/$cmd"
 done
 
 # Every binary should print the stamped version; say so if one does not

@@ -113,22 +113,32 @@ if [ "$GOARCH" = "$host_goarch" ]; then
 fi
 
 # --- man pages -----------------------------------------------------------
-# loginctl may one day render its own page (a hidden generate-man command);
-# use that when it works, the markdown sources otherwise.
+# From deploy/man/PAGE.8.md (they add what admins need beyond the flags:
+# systemd, files, logs, the tcpwrapctl name). Without a markdown source, the
+# binary's hidden `generate man` renders the page from its command
+# definitions (pkg/clidoc).
 date_str=$(LC_ALL=C date -u -d "@$SOURCE_DATE_EPOCH" '+%B %Y')
 for page in tcpwrapd tcpwrapctl loginsvc; do
     roff=$stage/man/$page.8
-    if [ "$page" = tcpwrapctl ] && [ "$GOARCH" = "$host_goarch" ] &&
-        "$stage/bin/loginctl" generate-man >"$roff" 2>/dev/null && grep -q '^\.TH' "$roff"; then
-        log "man: $page.8 from loginctl generate-man"
-    else
+    bin=$page
+    [ "$page" = tcpwrapctl ] && bin=loginctl
+    if [ -f "deploy/man/$page.8.md" ]; then
         sed -e "s/@VERSION@/$describe/g" -e "s/@DATE@/$date_str/g" "deploy/man/$page.8.md" |
             "$stage/tools/go-md2man" >"$roff"
+    elif [ "$GOARCH" = "$host_goarch" ] && "$stage/bin/$bin" generate man >"$roff" 2>/dev/null &&
+        grep -q '^\.TH' "$roff"; then
+        log "man: $page.8 from '$bin generate man'"
+        sed -i -e 's/_loginctl\b/_tcpwrapctl/g' -e 's/\bloginctl\b/tcpwrapctl/g' "$roff"
+    else
+        log "no man page source for $page"
+        exit 1
     fi
     gzip -9n "$roff"
 done
 
 # --- completions ---------------------------------------------------------
+# Generated from loginctl's command definitions when it has the hidden
+# `generate` command, else the dynamic scripts in deploy/completions.
 for shell in bash zsh fish; do
     case $shell in
     bash) file=tcpwrapctl.bash ;;
@@ -136,11 +146,11 @@ for shell in bash zsh fish; do
     fish) file=tcpwrapctl.fish ;;
     esac
     if [ "$GOARCH" = "$host_goarch" ] &&
-        "$stage/bin/loginctl" completion "$shell" >"$stage/completions/$file" 2>/dev/null &&
+        "$stage/bin/loginctl" generate "$shell" >"$stage/completions/$file" 2>/dev/null &&
         [ -s "$stage/completions/$file" ]; then
-        log "completion: $shell from loginctl completion"
+        log "completion: $shell from 'loginctl generate $shell' (pkg/clidoc)"
         # generated for "loginctl"; the installed name is tcpwrapctl
-        sed -i 's/\bloginctl\b/tcpwrapctl/g' "$stage/completions/$file"
+        sed -i -e 's/_loginctl\b/_tcpwrapctl/g' -e 's/\bloginctl\b/tcpwrapctl/g' "$stage/completions/$file"
     else
         cp "deploy/completions/$file" "$stage/completions/$file"
     fi

@@ -13,12 +13,20 @@ const (
 	kindHost
 )
 
-// cacheKey names one DNS lookup: a PTR lookup of an address, or a forward
-// lookup of a (lower-cased) name in a network.
+// cacheKey names one DNS lookup: a PTR lookup of addr, or a forward
+// lookup of name (lower-cased) in network.
 type cacheKey struct {
 	kind    int
+	addr    netip.Addr
 	network string
 	name    string
+}
+
+func (k cacheKey) String() string {
+	if k.kind == kindPTR {
+		return k.addr.String()
+	}
+	return k.name
 }
 
 // result is the outcome of one lookup: a name (PTR target or canonical
@@ -40,17 +48,25 @@ type call struct {
 	res  result
 }
 
-// lookup answers k from the cache, or joins the upstream lookup in flight
-// for k, or starts one with fetch. fetch runs in its own goroutine under
-// the Resolver's context, not ctx, and returns the result and how long to
-// cache it (zero: not at all). lookup returns when the result is there or
-// ctx ends, whichever is first.
-func (r *Resolver) lookup(ctx context.Context, k cacheKey, fetch func(context.Context) (result, time.Duration)) result {
+// lookup answers k from the cache (emptied first when resolv.conf
+// changed), or joins the upstream lookup in flight for k, or starts one
+// (for a forward lookup, of name as spelt by this caller).
+// The upstream lookup runs in its own goroutine under the Resolver's
+// context, not ctx. lookup returns when the result is there or ctx ends,
+// whichever is first.
+func (r *Resolver) lookup(ctx context.Context, k cacheKey, name string) result {
+	conf := r.resolv.get()
 	now := r.now()
 	r.mu.Lock()
+	if conf != r.conf {
+		// resolv.conf changed (or this is the first lookup): answers
+		// from other servers or search lists are no longer valid.
+		clear(r.entries)
+		r.conf = conf
+	}
 	if r.closed {
 		r.mu.Unlock()
-		return result{err: fmt.Errorf("lookup %s: %w", k.name, ErrClosed)}
+		return result{err: fmt.Errorf("lookup %s: %w", k, ErrClosed)}
 	}
 	if e, ok := r.entries[k]; ok {
 		if now.Before(e.expires) {
@@ -72,7 +88,7 @@ func (r *Resolver) lookup(ctx context.Context, k cacheKey, fetch func(context.Co
 		c = &call{done: make(chan struct{})}
 		r.inflight[k] = c
 		r.wg.Add(1)
-		go r.run(k, c, fetch)
+		go r.run(k, c, name)
 	}
 	r.mu.Unlock()
 	select {
@@ -80,15 +96,21 @@ func (r *Resolver) lookup(ctx context.Context, k cacheKey, fetch func(context.Co
 		return c.res
 	case <-ctx.Done():
 		r.stats.timeouts.Add(1)
-		return result{err: fmt.Errorf("lookup %s: %w", k.name, ctx.Err())}
+		return result{err: fmt.Errorf("lookup %s: %w", k, ctx.Err())}
 	}
 }
 
-// run performs one upstream lookup, caches its result and wakes the
-// callers waiting for it.
-func (r *Resolver) run(k cacheKey, c *call, fetch func(context.Context) (result, time.Duration)) {
+// run performs one upstream lookup, caches its result for as long as the
+// fetch says (zero: not at all) and wakes the callers waiting for it.
+func (r *Resolver) run(k cacheKey, c *call, name string) {
 	defer r.wg.Done()
-	res, ttl := fetch(r.base)
+	var res result
+	var ttl time.Duration
+	if k.kind == kindPTR {
+		res, ttl = r.fetchPTR(r.base, k.addr)
+	} else {
+		res, ttl = r.fetchHost(r.base, k.network, name)
+	}
 	now := r.now()
 	r.mu.Lock()
 	delete(r.inflight, k)

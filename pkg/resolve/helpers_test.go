@@ -37,7 +37,7 @@ type env struct {
 	hosts, nsswitch, resolvcnf string
 }
 
-func writeFile(t *testing.T, path, data string) {
+func writeFile(t testing.TB, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
@@ -48,7 +48,7 @@ func writeFile(t *testing.T, path, data string) {
 // clock, files in a temporary directory (hosts: "127.0.0.1 localhost" and
 // fromfile.example.com = 198.51.100.77; nsswitch "files dns"; resolv.conf
 // with timeout 1 s, 1 attempt), closed when the test ends.
-func newResolver(t *testing.T, cfg Config, servers ...string) (*Resolver, *fakeClock, env) {
+func newResolver(t testing.TB, cfg Config, servers ...string) (*Resolver, *fakeClock, env) {
 	t.Helper()
 	dir := t.TempDir()
 	e := env{dir: dir, hosts: filepath.Join(dir, "hosts"), nsswitch: filepath.Join(dir, "nsswitch.conf"), resolvcnf: filepath.Join(dir, "resolv.conf")}

@@ -1,10 +1,14 @@
 package resolve
 
-import "github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+import (
+	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+)
 
 // Netgroups is a netgroup(5) database in the "files" format, read from a
-// file that is read again whenever a stat shows it changed (mtime, size,
-// inode or ctime), so a long-running service sees edits of /etc/netgroup
+// file that is read again when a stat shows it changed (mtime, size,
+// inode or ctime; checked at most once a second), so a long-running service sees edits of /etc/netgroup
 // without a restart. Membership follows glibc's innetgr(3) with a host
 // only, as libwrap asks it (spec §6.4): group names are case-sensitive,
 // host names compare case-insensitively, an empty host field matches
@@ -19,13 +23,18 @@ type Netgroups struct {
 var _ hostsrules.Netgroups = (*Netgroups)(nil)
 
 // NetgroupFile returns the database in path (normally /etc/netgroup). The
-// file is first read by the first InNetgroup call.
+// file is first read by the first InNetgroup call, and checked for changes
+// at most once per DefaultFileCheckInterval.
 func NetgroupFile(path string) *Netgroups {
-	return &Netgroups{w: newWatched(path, hostsrules.ParseNetgroup)}
+	return newNetgroups(path, DefaultFileCheckInterval, time.Now)
 }
 
-// InNetgroup reports whether host is a member of group, as the file is
-// now. It costs one stat(2) when the file has not changed.
+func newNetgroups(path string, interval time.Duration, now func() time.Time) *Netgroups {
+	return &Netgroups{w: newWatched(path, interval, now, hostsrules.ParseNetgroup)}
+}
+
+// InNetgroup reports whether host is a member of group, as the file was
+// at the last check.
 func (n *Netgroups) InNetgroup(group, host string) bool {
 	return n.w.get().InNetgroup(group, host)
 }

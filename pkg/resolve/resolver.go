@@ -30,6 +30,10 @@ const (
 	DefaultFailureTTL = 5 * time.Second
 	// DefaultMaxEntries bounds the number of cached answers.
 	DefaultMaxEntries = 100000
+	// DefaultFileCheckInterval is how often at most the hosts,
+	// nsswitch.conf, resolv.conf and netgroup files are checked for
+	// changes (a stat(2) each).
+	DefaultFileCheckInterval = time.Second
 )
 
 // Errors returned by Resolver lookups, to be tested with errors.Is.
@@ -47,7 +51,9 @@ var (
 type Config struct {
 	// ResolvConf is the resolv.conf(5) giving the nameservers, search
 	// list, ndots, timeout and attempts. Empty means /etc/resolv.conf.
-	// It is read again when it changes. A missing file means nameserver
+	// It is read again when it changes (see FileCheckInterval), and the
+	// cache is then emptied.
+	// A missing file means nameserver
 	// 127.0.0.1, no search list, ndots 1, timeout 5 s, 2 attempts.
 	ResolvConf string
 	// HostsFile is the hosts(5) file for the "files" source. Empty means
@@ -78,6 +84,11 @@ type Config struct {
 	// FailureTTL is how long a failed lookup is remembered; zero means
 	// DefaultFailureTTL, a negative value disables it.
 	FailureTTL time.Duration
+	// FileCheckInterval is how often at most each file is checked for
+	// changes with stat(2): an edit is seen by the first lookup at least
+	// this long after the previous check. Zero means
+	// DefaultFileCheckInterval; a negative value checks at every lookup.
+	FileCheckInterval time.Duration
 	// MaxEntries bounds the cache; zero means DefaultMaxEntries. When it
 	// is full, expired entries are dropped, then arbitrary ones.
 	MaxEntries int
@@ -106,7 +117,7 @@ type Config struct {
 type Resolver struct {
 	cfg      Config
 	nsswitch *watchedFile[[]string]
-	hosts    *watchedFile[*hostsrules.HostsResolver]
+	hosts    *watchedFile[*hostsFile]
 	resolv   *watchedFile[*dns.ClientConfig]
 	now      func() time.Time // injectable clock for tests
 	base     context.Context  // parent of upstream lookups; Close cancels it
@@ -115,6 +126,7 @@ type Resolver struct {
 
 	mu       sync.Mutex
 	closed   bool
+	conf     *dns.ClientConfig // resolv.conf the cached answers came from
 	entries  map[cacheKey]*entry
 	inflight map[cacheKey]*call
 
@@ -145,6 +157,7 @@ func New(cfg Config) *Resolver {
 	defDur(&cfg.MaxTTL, DefaultMaxTTL)
 	defDur(&cfg.NegativeTTL, DefaultNegativeTTL)
 	defDur(&cfg.FailureTTL, DefaultFailureTTL)
+	defDur(&cfg.FileCheckInterval, DefaultFileCheckInterval)
 	if cfg.MaxTTL < cfg.MinTTL {
 		cfg.MaxTTL = cfg.MinTTL
 	}
@@ -160,14 +173,10 @@ func New(cfg Config) *Resolver {
 		entries:  map[cacheKey]*entry{},
 		inflight: map[cacheKey]*call{},
 	}
-	r.nsswitch = newWatched(cfg.NsswitchFile, func(data []byte) []string {
-		if data == nil {
-			return []string{srcFiles, srcDNS}
-		}
-		return parseNsswitch(data)
-	})
-	r.hosts = newWatched(cfg.HostsFile, parseHosts)
-	r.resolv = newWatched(cfg.ResolvConf, parseResolvConf)
+	now := func() time.Time { return r.now() }
+	r.nsswitch = newWatched(cfg.NsswitchFile, cfg.FileCheckInterval, now, parseNsswitch)
+	r.hosts = newWatched(cfg.HostsFile, cfg.FileCheckInterval, now, parseHosts)
+	r.resolv = newWatched(cfg.ResolvConf, cfg.FileCheckInterval, now, parseResolvConf)
 	return r
 }
 
@@ -192,23 +201,24 @@ func (r *Resolver) Close() error {
 // failure (for example "SERVFAIL from 127.0.0.1:53" or a network error).
 func (r *Resolver) LookupAddr(ctx context.Context, addr netip.Addr) (string, error) {
 	addr = addr.Unmap().WithZone("")
-	var err error = fmt.Errorf("lookup %s: %w", addr, ErrNotFound)
+	var err error
 	for _, src := range r.nsswitch.get() {
 		switch src {
 		case srcFiles:
-			if n, ferr := r.hosts.get().LookupAddr(ctx, addr); ferr == nil {
+			if n, ok := r.hosts.get().lookupAddr(ctx, addr); ok {
 				r.stats.files.Add(1)
 				return n, nil
 			}
 		case srcDNS:
-			res := r.lookup(ctx, cacheKey{kind: kindPTR, name: addr.String()}, func(ctx context.Context) (result, time.Duration) {
-				return r.fetchPTR(ctx, addr)
-			})
+			res := r.lookup(ctx, cacheKey{kind: kindPTR, addr: addr}, "")
 			if res.err == nil {
 				return res.name, nil
 			}
 			err = res.err
 		}
+	}
+	if err == nil {
+		err = fmt.Errorf("lookup %s: %w", addr, ErrNotFound)
 	}
 	return "", err
 }
@@ -227,24 +237,24 @@ func (r *Resolver) LookupHost(ctx context.Context, network, name string) (string
 	default:
 		return "", nil, fmt.Errorf("lookup %s: unknown network %q", name, network)
 	}
-	var err error = fmt.Errorf("lookup %s: %w", name, ErrNotFound)
+	var err error
 	for _, src := range r.nsswitch.get() {
 		switch src {
 		case srcFiles:
-			if c, a, ferr := r.hosts.get().LookupHost(ctx, network, name); ferr == nil {
+			if c, a, ok := r.hosts.get().lookupHost(ctx, network, name); ok {
 				r.stats.files.Add(1)
 				return c, a, nil
 			}
 		case srcDNS:
-			k := cacheKey{kind: kindHost, network: network, name: strings.ToLower(name)}
-			res := r.lookup(ctx, k, func(ctx context.Context) (result, time.Duration) {
-				return r.fetchHost(ctx, network, name)
-			})
+			res := r.lookup(ctx, cacheKey{kind: kindHost, network: network, name: strings.ToLower(name)}, name)
 			if res.err == nil {
 				return res.name, res.addrs, nil
 			}
 			err = res.err
 		}
+	}
+	if err == nil {
+		err = fmt.Errorf("lookup %s: %w", name, ErrNotFound)
 	}
 	return "", nil, err
 }

@@ -360,7 +360,7 @@ func TestSlowAnswerDeadlineAndDedup(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	for start := time.Now(); !cond(); time.Sleep(time.Millisecond) {
 		if time.Since(start) > 5*time.Second {
@@ -371,7 +371,7 @@ func waitFor(t *testing.T, cond func() bool) {
 
 // deadUDP returns a loopback UDP address with nothing listening (queries
 // get ICMP port unreachable) and one that swallows every query.
-func deadUDP(t *testing.T) (refused, blackhole string) {
+func deadUDP(t testing.TB) (refused, blackhole string) {
 	pc, err := netListenUDP()
 	if err != nil {
 		t.Fatal(err)

@@ -38,7 +38,7 @@ type testServer struct {
 	handlers sync.WaitGroup
 }
 
-func startServer(t *testing.T, zone ...string) *testServer {
+func startServer(t testing.TB, zone ...string) *testServer {
 	t.Helper()
 	ts := &testServer{
 		rrs:     map[string][]dns.RR{},
@@ -87,7 +87,7 @@ func startServer(t *testing.T, zone ...string) *testServer {
 	return ts
 }
 
-func (ts *testServer) add(t *testing.T, line string) {
+func (ts *testServer) add(t testing.TB, line string) {
 	t.Helper()
 	rr, err := dns.NewRR(line)
 	if err != nil {

@@ -1,14 +1,22 @@
-// Command loginsvc will be the login-process supervisor (Dovecot's
-// high-security and high-performance modes). It is not implemented yet:
-// it says so and exits 1.
+// Command loginsvc supervises login processes for IMAP, POP3, submission
+// and ManageSieve the way Dovecot 2.3's master runs imap-login and its
+// siblings (high-security and high-performance modes), and is also the
+// login process itself when started by the supervisor. See package
+// github.com/tcpwrapd/tcpwrapd/pkg/logind.
+//
+// Usage: loginsvc [-F] [-c FILE] [-n | -a]. Exit status 0, 1 on failure,
+// 2 on bad usage.
 package main
 
 import (
-	"fmt"
 	"os"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "loginsvc: not implemented yet (see the loginsvc issue); use Dovecot's own login processes with tcpwrapd")
-	os.Exit(1)
+	if os.Getenv(logind.LoginProcessEnv) == "1" {
+		os.Exit(logind.LoginProcessMain())
+	}
+	os.Exit(logind.Main(os.Args, os.Stdout, os.Stderr))
 }

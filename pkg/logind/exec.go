@@ -1,0 +1,257 @@
+package logind
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// LoginProcessEnv is set (to "1") in the environment of every login
+// process; a binary that finds it must call LoginProcessMain instead of
+// its usual main (cmd/loginsvc and the package tests do).
+const LoginProcessEnv = "LOGINSVC_LOGIN_PROCESS"
+
+// ExecRunner starts real login processes by re-executing a binary (by
+// default the running one) with LoginProcessEnv=1, the control socket as
+// fd 3 and stderr piped into Logger line by line. Processes start as root
+// (they need it to chroot) in their own process group with
+// Pdeathsig = SIGKILL, and sandbox themselves before serving (see
+// LoginProcessMain). It is safe for concurrent use.
+type ExecRunner struct {
+	// Path is the executable; "" means os.Executable().
+	Path string
+	// Args are extra arguments after argv[0] (argv[0] is the service
+	// name, e.g. "imap-login", which is what ps shows).
+	Args []string
+	// Env is extra environment (KEY=VALUE) for the processes.
+	Env []string
+	// Logger receives the processes' stderr lines; nil discards them.
+	Logger *slog.Logger
+	// NoSandbox skips chroot and the user change (for tests not running
+	// as root); vsz_limit still applies.
+	NoSandbox bool
+
+	once    sync.Once
+	pathErr error
+	users   sync.Map // user name -> [2]int{uid, gid}
+}
+
+func (r *ExecRunner) path() (string, error) {
+	r.once.Do(func() {
+		if r.Path == "" {
+			r.Path, r.pathErr = os.Executable()
+		}
+	})
+	return r.Path, r.pathErr
+}
+
+func (r *ExecRunner) lookupUser(name string) (int, int, error) {
+	if v, ok := r.users.Load(name); ok {
+		ids := v.([2]int)
+		return ids[0], ids[1], nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, 0, fmt.Errorf("login user %q: %w", name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	r.users.Store(name, [2]int{uid, gid})
+	return uid, gid, nil
+}
+
+// initFor builds a login process's settings from its spec.
+func (r *ExecRunner) initFor(spec WorkerSpec) (*workerInit, error) {
+	s := spec.Service
+	in := &workerInit{
+		Service: s.Name, Protocol: s.Protocol, ClientLimit: s.ClientLimit, ServiceCount: s.ServiceCount,
+		AccessSockets: s.AccessSockets, Greeting: s.Greeting, PreloginTimeout: spec.Config.PreloginTimeout,
+		Chroot: s.Chroot, ChdirTo: filepath.Join(spec.Config.BaseDir, "login"), UID: -1, GID: -1,
+		VszLimit: s.VszLimit, NoFile: uint64(s.ClientLimit) + 64, Generation: spec.Generation,
+	}
+	for _, n := range s.TrustedNetworks {
+		in.TrustedNetworks = append(in.TrustedNetworks, n.String())
+	}
+	if r.NoSandbox {
+		in.Chroot = ""
+		return in, nil
+	}
+	uid, gid, err := r.lookupUser(s.User)
+	if err != nil {
+		return nil, err
+	}
+	in.UID, in.GID = uid, gid
+	return in, nil
+}
+
+// Start implements Runner.
+func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(WorkerEvent)) (Worker, error) {
+	path, err := r.path()
+	if err != nil {
+		return nil, err
+	}
+	in, err := r.initFor(spec)
+	if err != nil {
+		return nil, err
+	}
+	initMsg, err := encodeInit(in)
+	if err != nil {
+		return nil, err
+	}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	parentF := os.NewFile(uintptr(fds[0]), "login-ctl")
+	childF := os.NewFile(uintptr(fds[1]), "login-ctl-child")
+	defer childF.Close()
+	fc, err := net.FileConn(parentF)
+	parentF.Close()
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	uc := fc.(*net.UnixConn)
+
+	cmd := exec.Command(path, r.Args...)
+	cmd.Args = append([]string{spec.Service.Name}, r.Args...)
+	cmd.Env = append([]string{LoginProcessEnv + "=1", "GOTRACEBACK=single"}, r.Env...)
+	cmd.ExtraFiles = []*os.File{childF}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		uc.Close()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		uc.Close()
+		return nil, fmt.Errorf("start %s: %w", path, err)
+	}
+	w := &execWorker{cmd: cmd, c: uc, pid: cmd.Process.Pid}
+	// The settings go first; the kernel keeps them (and any client
+	// socket sent next) until the process reads them.
+	uc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if err := sendPacket(uc, initMsg, -1); err != nil {
+		cmd.Process.Kill()
+	}
+	log := r.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("service", spec.Service.Name, "pid", w.pid)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); copyLog(stderr, log) }()
+	go func() { defer wg.Done(); w.readLoop(events) }()
+	go func() {
+		err := cmd.Wait()
+		wg.Wait() // stderr at EOF and every event delivered before the exit
+		ev := WorkerEvent{Kind: EventExit, Err: err}
+		if ps := cmd.ProcessState; ps != nil {
+			ev.ExitCode = ps.ExitCode()
+			if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				ev.Signal = ws.Signal().String()
+			}
+		}
+		events(ev)
+	}()
+	return w, nil
+}
+
+// copyLog forwards a login process's stderr lines. A line "LEVEL text"
+// (DEBUG, INFO, WARN, ERROR) is logged at that level; others as errors
+// (a Go panic, say).
+func copyLog(r interface{ Read([]byte) (int, error) }, log *slog.Logger) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	for sc.Scan() {
+		line := sc.Text()
+		lvl, msg, ok := strings.Cut(line, " ")
+		var l slog.Level
+		switch {
+		case ok && lvl == "DEBUG":
+			l = slog.LevelDebug
+		case ok && lvl == "INFO":
+			l = slog.LevelInfo
+		case ok && lvl == "WARN":
+			l = slog.LevelWarn
+		case ok && lvl == "ERROR":
+			l = slog.LevelError
+		default:
+			l, msg = slog.LevelError, line
+		}
+		log.Log(context.Background(), l, msg)
+	}
+}
+
+type execWorker struct {
+	cmd *exec.Cmd
+	c   *net.UnixConn
+	pid int
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (w *execWorker) PID() int { return w.pid }
+
+func (w *execWorker) send(typ byte, id uint64, arg int, fd int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := append(w.buf[:0], typ)
+	switch typ {
+	case msgConn, msgEvict:
+		b = putU64(b, id)
+	case msgStop:
+		b = append(b, byte(arg))
+	}
+	w.buf = b
+	w.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	return sendPacket(w.c, b, fd)
+}
+
+func (w *execWorker) Give(id uint64, fd int) error { return w.send(msgConn, id, 0, fd) }
+func (w *execWorker) Evict(id uint64) error        { return w.send(msgEvict, id, 0, -1) }
+func (w *execWorker) Stop(m StopMode) error        { return w.send(msgStop, 0, int(m), -1) }
+func (w *execWorker) Kill() error                  { return w.cmd.Process.Kill() }
+
+func (w *execWorker) readLoop(events func(WorkerEvent)) {
+	defer w.c.Close()
+	buf := make([]byte, 64)
+	oob := make([]byte, syscall.CmsgSpace(4*4))
+	for {
+		pk, err := readPacket(w.c, buf, oob)
+		if pk.fd >= 0 {
+			syscall.Close(pk.fd) // login processes never send descriptors
+		}
+		if err != nil || pk.closed {
+			if err != nil && !errors.Is(err, net.ErrClosed) && !isConnReset(err) {
+				events(WorkerEvent{Kind: EventState, Err: err}) // ignored by the pool
+			}
+			return
+		}
+		switch pk.typ {
+		case msgReady:
+			events(WorkerEvent{Kind: EventReady})
+		case msgState:
+			events(WorkerEvent{Kind: EventState, Conn: pk.id, State: ConnState(pk.arg)})
+		case msgClosed:
+			events(WorkerEvent{Kind: EventClosed, Conn: pk.id, Reason: CloseReason(pk.arg)})
+		}
+	}
+}
+
+func isConnReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}

@@ -1,0 +1,636 @@
+package logind
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Policy constants, named after Dovecot's where they exist (spec §2–4).
+const (
+	// FirstStatusTimeout: a login process must report ready within this
+	// time or it is killed (SERVICE_FIRST_STATUS_TIMEOUT_SECS).
+	FirstStatusTimeout = 30 * time.Second
+	// ThrottleMin and ThrottleMax bound the start-up failure throttle,
+	// which doubles from ThrottleMin (SERVICE_STARTUP_FAILURE_THROTTLE_*).
+	ThrottleMin = 2 * time.Second
+	ThrottleMax = 60 * time.Second
+	// MaxExitFailuresInSec: before the first clean exit, more failures
+	// than this within one second throttle the service.
+	MaxExitFailuresInSec = 10
+	// DropTimeout: a connection waiting for a slot when nothing can be
+	// evicted is closed after this long (SERVICE_DROP_TIMEOUT_MSECS).
+	DropTimeout = 10 * time.Second
+	// ReloadShutdownDelay: with shutdown_clients = yes, processes of an
+	// old configuration are told to shut down this long after a reload.
+	ReloadShutdownDelay = 6 * time.Second
+	// idleCheckInterval is how often idle processes are looked at.
+	idleCheckInterval = time.Second
+)
+
+// Counters are a service's totals since the supervisor started.
+type Counters struct {
+	Accepted      uint64 `json:"accepted"`       // connections accepted from the listeners
+	Refused       uint64 `json:"refused"`        // refused by an access check
+	Evicted       uint64 `json:"evicted"`        // evicted at the limit (oldest logging-in)
+	Dropped       uint64 `json:"dropped"`        // closed unserved (nothing evictable for DropTimeout, or throttled with no process)
+	Lost          uint64 `json:"lost"`           // clients of login processes that died abnormally
+	Spawned       uint64 `json:"spawned"`        // login processes started
+	SpawnFailures uint64 `json:"spawn_failures"` // starts that failed, or processes that died before ready
+	Crashes       uint64 `json:"crashes"`        // processes that exited abnormally after ready
+	Throttles     uint64 `json:"throttles"`      // times the service was throttled
+}
+
+// pool runs one login service: its processes, their clients, pending
+// connections and the spawn/evict/throttle policy. All fields are guarded
+// by mu; Worker methods are called with mu held.
+type pool struct {
+	mu     sync.Mutex
+	ctx    context.Context
+	log    *slog.Logger
+	runner Runner
+	cfg    *Config
+	svc    *Service
+	gen    uint64
+	seq    *atomic.Uint64 // shared process counter
+
+	procs    map[*proc]struct{}
+	conns    map[uint64]*conn
+	nextID   *atomic.Uint64
+	pending  []pendingConn
+	inflight int // high-security evictions whose process has not exited yet
+
+	throttleUntil time.Time
+	throttleDur   time.Duration
+	throttleTimer *time.Timer
+	hadSuccess    bool
+	failSec       time.Time
+	failCount     int
+	lastLimitLog  time.Time
+	dropTimer     *time.Timer
+	idleTicker    *time.Ticker
+	stopping      bool
+	done          chan struct{} // closed when stopping and no process is left
+
+	counters Counters
+}
+
+type proc struct {
+	w         Worker
+	pid       int
+	seq       uint64
+	gen       uint64
+	svc       *Service
+	started   time.Time
+	ready     bool
+	exited    bool
+	conns     map[uint64]*conn
+	served    int
+	idleSince time.Time
+	stopSent  StopMode // highest stop mode sent, 0 = none
+	victim    bool     // counted in pool.inflight
+	readyT    *time.Timer
+}
+
+type conn struct {
+	id       uint64
+	p        *proc
+	state    ConnState
+	accepted time.Time
+	remote   netip.AddrPort
+}
+
+type pendingConn struct {
+	fd       int
+	remote   netip.AddrPort
+	deadline time.Time
+}
+
+func newPool(ctx context.Context, log *slog.Logger, r Runner, cfg *Config, svc *Service, gen uint64, seq, nextID *atomic.Uint64) *pool {
+	p := &pool{
+		ctx: ctx, log: log.With("service", svc.Name), runner: r, cfg: cfg, svc: svc, gen: gen,
+		seq: seq, nextID: nextID, procs: map[*proc]struct{}{}, conns: map[uint64]*conn{},
+		throttleDur: ThrottleMin, done: make(chan struct{}),
+	}
+	p.idleTicker = time.NewTicker(idleCheckInterval)
+	go p.idleLoop(p.idleTicker)
+	p.mu.Lock()
+	p.ensureMinAvail()
+	p.mu.Unlock()
+	return p
+}
+
+// canTake reports whether pr may be given one more client.
+func (p *pool) canTake(pr *proc) bool {
+	if pr.exited || pr.stopSent != 0 || pr.gen != p.gen {
+		return false
+	}
+	if len(pr.conns) >= pr.svc.ClientLimit {
+		return false
+	}
+	return pr.svc.ServiceCount == 0 || pr.served < pr.svc.ServiceCount
+}
+
+// pick returns the process to give the next client: among those that can
+// take one, ready before starting, then the fewest clients, then the
+// oldest (balanced, unlike Dovecot's wake-up lottery).
+func (p *pool) pick() *proc {
+	var best *proc
+	for pr := range p.procs {
+		if !p.canTake(pr) {
+			continue
+		}
+		if best == nil || (pr.ready && !best.ready) ||
+			(pr.ready == best.ready && (len(pr.conns) < len(best.conns) ||
+				(len(pr.conns) == len(best.conns) && pr.seq < best.seq))) {
+			best = pr
+		}
+	}
+	return best
+}
+
+func (p *pool) throttled(now time.Time) bool { return now.Before(p.throttleUntil) }
+
+// arrive takes a newly accepted client socket (the pool owns fd from now
+// on and closes it).
+func (p *pool) arrive(fd int, remote netip.AddrPort) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.counters.Accepted++
+	now := time.Now()
+	if p.stopping {
+		syscall.Close(fd)
+		p.counters.Dropped++
+		return
+	}
+	if len(p.pending) == 0 {
+		if pr := p.pick(); pr != nil {
+			p.give(pr, fd, remote, now)
+			return
+		}
+		if pr := p.spawnIfAllowed(now); pr != nil {
+			p.give(pr, fd, remote, now)
+			return
+		}
+	}
+	if p.throttled(now) && len(p.procs) == 0 {
+		syscall.Close(fd)
+		p.counters.Dropped++
+		return
+	}
+	p.pending = append(p.pending, pendingConn{fd: fd, remote: remote, deadline: now.Add(DropTimeout)})
+	p.armDropTimer()
+	if len(p.procs) >= p.svc.ProcessLimit {
+		if now.Sub(p.lastLimitLog) >= time.Second {
+			p.lastLimitLog = now
+			p.log.Warn("process_limit reached, evicting the oldest logging-in client per new connection", "process_limit", p.svc.ProcessLimit, "client_limit", p.svc.ClientLimit)
+		}
+		// Exactly one eviction per arrival: only while the waiting
+		// connections outnumber the evictions already under way.
+		if len(p.pending) > p.inflight {
+			p.evictOldest()
+		}
+	}
+	p.dispatch(now)
+}
+
+// spawnIfAllowed starts a process if the limit and throttle allow.
+func (p *pool) spawnIfAllowed(now time.Time) *proc {
+	if p.stopping || len(p.procs) >= p.svc.ProcessLimit || p.throttled(now) {
+		return nil
+	}
+	return p.spawn(now)
+}
+
+func (p *pool) spawn(now time.Time) *proc {
+	pr := &proc{seq: p.seq.Add(1), gen: p.gen, svc: p.svc, started: now, conns: map[uint64]*conn{}, idleSince: now}
+	spec := WorkerSpec{Config: p.cfg, Service: p.svc, Generation: p.gen, Seq: pr.seq}
+	w, err := p.runner.Start(p.ctx, spec, func(ev WorkerEvent) { p.event(pr, ev) })
+	if err != nil {
+		p.counters.SpawnFailures++
+		p.log.Error("cannot start login process", "err", err)
+		p.throttle(now, "start failed")
+		return nil
+	}
+	pr.w, pr.pid = w, w.PID()
+	p.procs[pr] = struct{}{}
+	p.counters.Spawned++
+	pr.readyT = time.AfterFunc(FirstStatusTimeout, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if !pr.ready && !pr.exited {
+			p.log.Error("login process not ready in time, killing it", "pid", pr.pid, "timeout", FirstStatusTimeout)
+			pr.w.Kill()
+		}
+	})
+	return pr
+}
+
+func (p *pool) give(pr *proc, fd int, remote netip.AddrPort, now time.Time) {
+	id := p.nextID.Add(1)
+	err := pr.w.Give(id, fd)
+	syscall.Close(fd)
+	if err != nil {
+		p.log.Error("cannot hand a client to a login process, killing it", "pid", pr.pid, "err", err)
+		pr.w.Kill()
+		pr.stopSent = StopShutdown
+		p.counters.Lost++
+		return
+	}
+	c := &conn{id: id, p: pr, state: StateChecking, accepted: now, remote: remote}
+	pr.conns[id] = c
+	pr.served++
+	p.conns[id] = c
+}
+
+// evictOldest evicts the oldest client that is logging in (never one
+// that is proxying, never one being checked by the access sockets) of
+// the current generation's processes. It returns false if there is none.
+func (p *pool) evictOldest() bool {
+	var victim *conn
+	for _, c := range p.conns {
+		if c.state != StateLoggingIn || c.p.exited {
+			continue
+		}
+		if victim == nil || c.accepted.Before(victim.accepted) || (c.accepted.Equal(victim.accepted) && c.id < victim.id) {
+			victim = c
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	pr := victim.p
+	p.counters.Evicted++
+	pr.w.Evict(victim.id)
+	delete(pr.conns, victim.id)
+	delete(p.conns, victim.id)
+	if !(pr.svc.ServiceCount == 0 || pr.served < pr.svc.ServiceCount) && !pr.victim {
+		// The process will exit after its last client: its slot comes
+		// back when it is reaped.
+		if len(pr.conns) == 0 {
+			pr.victim = true
+			p.inflight++
+		}
+	}
+	return true
+}
+
+// dispatch hands pending connections to processes that can take them,
+// spawning where allowed, and closes those past their deadline.
+func (p *pool) dispatch(now time.Time) {
+	for len(p.pending) > 0 {
+		pc := p.pending[0]
+		if !now.Before(pc.deadline) || p.stopping {
+			syscall.Close(pc.fd)
+			p.counters.Dropped++
+			p.pending = p.pending[1:]
+			continue
+		}
+		pr := p.pick()
+		if pr == nil {
+			pr = p.spawnIfAllowed(now)
+		}
+		if pr == nil {
+			break
+		}
+		p.pending = p.pending[1:]
+		p.give(pr, pc.fd, pc.remote, now)
+	}
+	if len(p.pending) == 0 {
+		p.pending = nil
+	}
+	p.ensureMinAvail()
+}
+
+func (p *pool) armDropTimer() {
+	if p.dropTimer != nil || len(p.pending) == 0 {
+		return
+	}
+	d := time.Until(p.pending[0].deadline)
+	p.dropTimer = time.AfterFunc(d, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.dropTimer = nil
+		p.dispatch(time.Now())
+		p.armDropTimer()
+	})
+}
+
+// ensureMinAvail keeps process_min_avail processes able to take a client
+// (Dovecot counts partly used high-performance processes too).
+func (p *pool) ensureMinAvail() {
+	if p.stopping {
+		return
+	}
+	now := time.Now()
+	avail := 0
+	for pr := range p.procs {
+		if p.canTake(pr) {
+			avail++
+		}
+	}
+	for avail < p.svc.ProcessMinAvail && len(p.procs) < p.svc.ProcessLimit && !p.throttled(now) {
+		if p.spawn(now) == nil {
+			return
+		}
+		avail++
+	}
+}
+
+// throttle stops spawning for throttleDur (doubling up to ThrottleMax).
+func (p *pool) throttle(now time.Time, why string) {
+	if p.throttled(now) {
+		return
+	}
+	p.counters.Throttles++
+	d := p.throttleDur
+	p.throttleUntil = now.Add(d)
+	p.throttleDur = min(2*d, ThrottleMax)
+	p.log.Error("command startup failed, throttling", "reason", why, "for", d)
+	if len(p.procs) == 0 {
+		for _, pc := range p.pending {
+			syscall.Close(pc.fd)
+			p.counters.Dropped++
+		}
+		p.pending = nil
+	}
+	if p.throttleTimer != nil {
+		p.throttleTimer.Stop()
+	}
+	p.throttleTimer = time.AfterFunc(d, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.dispatch(time.Now())
+	})
+}
+
+// event handles one report from a login process.
+func (p *pool) event(pr *proc, ev WorkerEvent) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	switch ev.Kind {
+	case EventReady:
+		pr.ready = true
+		if pr.readyT != nil {
+			pr.readyT.Stop()
+		}
+	case EventState:
+		if c := pr.conns[ev.Conn]; c != nil {
+			c.state = ev.State
+		}
+	case EventClosed:
+		if ev.Reason == CloseRefused {
+			p.counters.Refused++
+		}
+		if c := pr.conns[ev.Conn]; c != nil {
+			delete(pr.conns, ev.Conn)
+			delete(p.conns, ev.Conn)
+			if len(pr.conns) == 0 {
+				pr.idleSince = now
+			}
+		}
+		p.dispatch(now)
+	case EventExit:
+		p.exited(pr, ev, now)
+	}
+}
+
+func (p *pool) exited(pr *proc, ev WorkerEvent, now time.Time) {
+	if pr.exited {
+		return
+	}
+	pr.exited = true
+	if pr.readyT != nil {
+		pr.readyT.Stop()
+	}
+	delete(p.procs, pr)
+	if pr.victim {
+		p.inflight--
+	}
+	lost := len(pr.conns)
+	for id := range pr.conns {
+		delete(p.conns, id)
+	}
+	clean := ev.ExitCode == 0 && ev.Signal == ""
+	switch {
+	case clean:
+		p.hadSuccess = true
+		p.throttleDur = ThrottleMin
+	case !pr.ready:
+		p.counters.SpawnFailures++
+		p.log.Error("login process failed before it was ready", "pid", pr.pid, "status", ev.ExitCode, "signal", ev.Signal, "err", ev.Err)
+		p.throttle(now, "startup failure")
+	default:
+		killedByUs := pr.stopSent == StopShutdown && ev.Signal == "killed"
+		if !killedByUs {
+			p.counters.Crashes++
+			p.counters.Lost += uint64(lost)
+			p.log.Error("login process died", "pid", pr.pid, "status", ev.ExitCode, "signal", ev.Signal, "clients_lost", lost, "err", ev.Err)
+		}
+		if !p.hadSuccess {
+			if now.Sub(p.failSec) >= time.Second {
+				p.failSec, p.failCount = now, 0
+			}
+			p.failCount++
+			if p.failCount > MaxExitFailuresInSec {
+				p.throttle(now, "too many failures")
+			}
+		}
+	}
+	if p.stopping && len(p.procs) == 0 {
+		select {
+		case <-p.done:
+		default:
+			close(p.done)
+		}
+	}
+	p.dispatch(now)
+}
+
+// idleLoop applies idle_kill: a process without clients for IdleKill is
+// stopped while more than process_min_avail processes can take clients.
+func (p *pool) idleLoop(t *time.Ticker) {
+	for range t.C {
+		p.mu.Lock()
+		if p.stopping {
+			p.mu.Unlock()
+			return
+		}
+		p.idleCheck(time.Now())
+		p.mu.Unlock()
+	}
+}
+
+func (p *pool) idleCheck(now time.Time) {
+	if p.svc.IdleKill <= 0 {
+		return
+	}
+	avail := 0
+	var idle []*proc
+	for pr := range p.procs {
+		if p.canTake(pr) {
+			avail++
+			if pr.ready && len(pr.conns) == 0 && now.Sub(pr.idleSince) >= p.svc.IdleKill {
+				idle = append(idle, pr)
+			}
+		}
+	}
+	sort.Slice(idle, func(i, j int) bool { return idle[i].idleSince.Before(idle[j].idleSince) })
+	for _, pr := range idle {
+		if avail <= p.svc.ProcessMinAvail {
+			break
+		}
+		pr.stopSent = StopIdle
+		pr.w.Stop(StopIdle)
+		avail--
+	}
+}
+
+// reconfigure switches the pool to a new generation: processes of the
+// old one get no new clients and are told to drain; with
+// shutdown_clients they are shut down after ReloadShutdownDelay.
+func (p *pool) reconfigure(cfg *Config, svc *Service, gen uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg, p.svc, p.gen = cfg, svc, gen
+	var old []*proc
+	for pr := range p.procs {
+		if pr.gen != gen && pr.stopSent < StopDrain {
+			pr.stopSent = StopDrain
+			pr.w.Stop(StopDrain)
+			old = append(old, pr)
+		}
+	}
+	if cfg.ShutdownClients && len(old) > 0 {
+		time.AfterFunc(ReloadShutdownDelay, func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			for _, pr := range old {
+				if !pr.exited && pr.stopSent < StopShutdown {
+					pr.stopSent = StopShutdown
+					pr.w.Stop(StopShutdown)
+				}
+			}
+		})
+	}
+	p.dispatch(time.Now())
+}
+
+// shutdown stops the pool: pending connections are closed and every
+// process is told to shut down; after grace, the survivors are killed.
+// It returns when every process has exited or ctx is done.
+func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
+	p.mu.Lock()
+	p.stopping = true
+	p.idleTicker.Stop()
+	for _, pc := range p.pending {
+		syscall.Close(pc.fd)
+		p.counters.Dropped++
+	}
+	p.pending = nil
+	for pr := range p.procs {
+		pr.stopSent = StopShutdown
+		pr.w.Stop(StopShutdown)
+	}
+	if len(p.procs) == 0 {
+		close(p.done)
+	}
+	p.mu.Unlock()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	for pr := range p.procs {
+		p.log.Warn("login process did not stop in time, killing it", "pid", pr.pid)
+		pr.w.Kill()
+	}
+	p.mu.Unlock()
+	select {
+	case <-p.done:
+	case <-time.After(2 * time.Second):
+	}
+}
+
+// ProcInfo describes one login process for loginctl procs.
+type ProcInfo struct {
+	PID        int       `json:"pid"`
+	Service    string    `json:"service"`
+	Mode       string    `json:"mode"` // high-security, high-performance, service_count=N
+	Generation uint64    `json:"generation"`
+	Started    time.Time `json:"started"`
+	Ready      bool      `json:"ready"`
+	Stopping   string    `json:"stopping,omitempty"`
+	Served     int       `json:"served"`
+	Checking   int       `json:"checking"`
+	LoggingIn  int       `json:"logging_in"`
+	Proxying   int       `json:"proxying"`
+}
+
+// Mode names a service's process mode from its service_count.
+func (s *Service) Mode() string {
+	switch s.ServiceCount {
+	case 0:
+		return "high-performance"
+	case 1:
+		return "high-security"
+	}
+	return "service_count=" + itoa(s.ServiceCount)
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}
+
+func (p *pool) snapshot() ([]ProcInfo, Counters, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []ProcInfo
+	for pr := range p.procs {
+		pi := ProcInfo{PID: pr.pid, Service: p.svc.Name, Mode: pr.svc.Mode(), Generation: pr.gen, Started: pr.started, Ready: pr.ready, Served: pr.served}
+		if pr.stopSent != 0 {
+			pi.Stopping = [...]string{"", "idle", "drain", "shutdown"}[pr.stopSent]
+		}
+		for _, c := range pr.conns {
+			switch c.state {
+			case StateChecking:
+				pi.Checking++
+			case StateLoggingIn:
+				pi.LoggingIn++
+			case StateProxying:
+				pi.Proxying++
+			}
+		}
+		out = append(out, pi)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) || (out[i].Started.Equal(out[j].Started) && out[i].PID < out[j].PID) })
+	return out, p.counters, len(p.pending)
+}

@@ -1,0 +1,377 @@
+package logind
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+type netipPrefix = netip.Prefix
+
+// MaxInputLine is the longest pre-login command line in bytes, CRLF
+// included, before the client is dropped with "Input buffer full"
+// (Dovecot's LOGIN_MAX_INBUF_SIZE, 1026).
+const MaxInputLine = 1026
+
+// client is one connection inside a login process.
+type client struct {
+	id       uint64
+	lp       *loginProc
+	c        *net.TCPConn
+	accepted time.Time
+	done     *sync.WaitGroup // set by shutdown, under lp.mu
+
+	mu     sync.Mutex
+	reason CloseReason
+	killed bool
+
+	bad int // bad commands (cumulative or consecutive, per protocol)
+	mem [][]byte
+}
+
+// kill makes the serving goroutine stop with reason (the notice is
+// written by that goroutine, never concurrently with a reply).
+func (cl *client) kill(r CloseReason) {
+	cl.mu.Lock()
+	if !cl.killed {
+		cl.killed, cl.reason = true, r
+	}
+	cl.mu.Unlock()
+	cl.c.SetReadDeadline(time.Unix(1, 0))
+}
+
+func (cl *client) killedReason() (CloseReason, bool) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.reason, cl.killed
+}
+
+func (cl *client) write(s string) error {
+	cl.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, err := cl.c.Write([]byte(s))
+	return err
+}
+
+// serve runs the client: access check, greeting, commands, until it
+// leaves or is dropped. The pre-login deadline is absolute from accept.
+func (cl *client) serve() {
+	reason := CloseNormal
+	defer func() {
+		cl.c.Close()
+		cl.lp.finished(cl, reason)
+	}()
+	if !cl.access() {
+		reason = CloseRefused
+		return
+	}
+	if r, k := cl.killedReason(); k {
+		reason = r
+		if r != CloseRefused {
+			cl.write(cl.lp.proto.notice(cl.lp, r))
+		}
+		return
+	}
+	cl.lp.report(msgState, cl.id, uint8(StateLoggingIn))
+	deadline := cl.accepted.Add(cl.lp.in.PreloginTimeout)
+	if err := cl.write(cl.lp.proto.greeting(cl.lp)); err != nil {
+		reason = CloseError
+		return
+	}
+	cl.c.SetReadDeadline(deadline)
+	if r, k := cl.killedReason(); k { // killed while greeting
+		cl.c.SetReadDeadline(time.Unix(1, 0))
+		_ = r
+	}
+	br := bufio.NewReaderSize(cl.c, MaxInputLine)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if r, k := cl.killedReason(); k {
+				reason = r
+				cl.write(cl.lp.proto.notice(cl.lp, r))
+				return
+			}
+			var ne net.Error
+			switch {
+			case errors.Is(err, bufio.ErrBufferFull):
+				reason = CloseError
+				cl.write(cl.lp.proto.notice(cl.lp, closeInputFull))
+			case errors.As(err, &ne) && ne.Timeout():
+				reason = CloseTimeout
+				cl.write(cl.lp.proto.notice(cl.lp, CloseTimeout))
+			}
+			return
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		reply, quit, tooBad := cl.lp.proto.command(cl, string(line))
+		if reply != "" {
+			if err := cl.write(reply); err != nil {
+				reason = CloseError
+				return
+			}
+		}
+		if tooBad {
+			reason = CloseError
+			return
+		}
+		if quit {
+			return
+		}
+	}
+}
+
+// closeInputFull is a notice-only reason (reported as CloseError).
+const closeInputFull CloseReason = 100
+
+// protocol is one pre-login protocol.
+type protocol interface {
+	name() string
+	greeting(lp *loginProc) string
+	// command handles one line; quit ends the session normally, tooBad
+	// ends it for too many bad commands (the reply carries the notice).
+	command(cl *client, line string) (reply string, quit, tooBad bool)
+	notice(lp *loginProc, r CloseReason) string
+}
+
+func protocolFor(name string) protocol {
+	switch name {
+	case "pop3":
+		return pop3{}
+	case "submission":
+		return submission{}
+	case "sieve":
+		return sieve{}
+	}
+	return imap{}
+}
+
+// IMAP (spec §9.2). Authentication is not there yet: LOGINDISABLED is
+// advertised and LOGIN/AUTHENTICATE answer NO [UNAVAILABLE].
+
+type imap struct{}
+
+const imapCaps = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ LOGINDISABLED"
+
+func (imap) name() string { return "imap" }
+func (imap) greeting(lp *loginProc) string {
+	return "* OK [CAPABILITY " + imapCaps + "] " + lp.in.Greeting + "\r\n"
+}
+
+// IMAPMaxBadCommands is Dovecot's CLIENT_MAX_BAD_COMMANDS (3), counted
+// cumulatively for IMAP.
+const IMAPMaxBadCommands = 3
+
+func (imap) command(cl *client, line string) (string, bool, bool) {
+	tag, rest, _ := strings.Cut(line, " ")
+	cmd, args, _ := strings.Cut(rest, " ")
+	if tag == "" || len(tag) > 126 || strings.ContainsAny(tag, "*%(){\"\\") {
+		if strings.EqualFold(tag, "LOGIN") {
+			return "* BAD Missing tag\r\n", false, false
+		}
+		return cl.imapBad("*")
+	}
+	switch strings.ToUpper(cmd) {
+	case "CAPABILITY":
+		return "* CAPABILITY " + imapCaps + "\r\n" + tag + " OK Pre-login capabilities listed, post-login capabilities have more.\r\n", false, false
+	case "NOOP":
+		return tag + " OK NOOP completed.\r\n", false, false
+	case "LOGOUT":
+		return "* BYE Logging out\r\n" + tag + " OK Logout completed.\r\n", true, false
+	case "ID":
+		return "* ID NIL\r\n" + tag + " OK ID completed.\r\n", false, false
+	case "ENABLE":
+		return "* ENABLED\r\n" + tag + " OK ENABLE ignored in non-authenticated state.\r\n", false, false
+	case "STARTTLS":
+		return tag + " BAD TLS support isn't enabled.\r\n", false, false
+	case "LOGIN", "AUTHENTICATE":
+		return tag + " NO [UNAVAILABLE] Authentication is not available yet.\r\n", false, false
+	case "XALLOC", "XPROXY":
+		if testHooks {
+			return cl.testHook(strings.ToUpper(cmd), args, tag+" OK\r\n"), false, false
+		}
+	}
+	return cl.imapBad(tag)
+}
+
+func (cl *client) imapBad(tag string) (string, bool, bool) {
+	cl.bad++
+	if cl.bad >= IMAPMaxBadCommands {
+		return "* BYE Too many invalid IMAP commands.\r\n", false, true
+	}
+	return tag + " BAD Error in IMAP command received by server.\r\n", false, false
+}
+
+func (imap) notice(lp *loginProc, r CloseReason) string {
+	switch r {
+	case CloseEvicted:
+		return "* BYE Connection queue full\r\n"
+	case CloseTimeout:
+		return "* BYE Disconnected for inactivity.\r\n"
+	case CloseShutdown:
+		return "* BYE Shutting down\r\n"
+	case closeInputFull:
+		return "* BYE Input buffer full, aborting\r\n"
+	}
+	return ""
+}
+
+// POP3 (spec §9.3): 3 consecutive bad commands.
+
+type pop3 struct{}
+
+func (pop3) name() string                  { return "pop3" }
+func (pop3) greeting(lp *loginProc) string { return "+OK " + lp.in.Greeting + "\r\n" }
+func (pop3) command(cl *client, line string) (string, bool, bool) {
+	cmd, args, _ := strings.Cut(line, " ")
+	switch strings.ToUpper(cmd) {
+	case "CAPA":
+		cl.bad = 0
+		return "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n.\r\n", false, false
+	case "QUIT":
+		return "+OK Logging out\r\n", true, false
+	case "STLS":
+		cl.bad = 0
+		return "-ERR TLS support isn't enabled.\r\n", false, false
+	case "USER", "PASS", "AUTH", "APOP":
+		cl.bad = 0
+		return "-ERR [SYS/TEMP] Authentication is not available yet.\r\n", false, false
+	case "XALLOC", "XPROXY":
+		if testHooks {
+			cl.bad = 0
+			return cl.testHook(strings.ToUpper(cmd), args, "+OK\r\n"), false, false
+		}
+	}
+	cl.bad++
+	if cl.bad >= 3 {
+		return "-ERR Unknown command.\r\n-ERR Too many invalid bad commands.\r\n", false, true
+	}
+	return "-ERR Unknown command.\r\n", false, false
+}
+func (pop3) notice(lp *loginProc, r CloseReason) string {
+	switch r {
+	case CloseEvicted:
+		return "-ERR Connection queue full\r\n"
+	case CloseTimeout:
+		return "-ERR Disconnected for inactivity.\r\n"
+	case CloseShutdown:
+		return "-ERR Shutting down\r\n"
+	case closeInputFull:
+		return "-ERR Input buffer full, aborting\r\n"
+	}
+	return ""
+}
+
+// Submission (spec §9.4): 10 bad commands.
+
+type submission struct{}
+
+func (submission) name() string { return "submission" }
+func (submission) greeting(lp *loginProc) string {
+	return "220 " + lp.host + " " + lp.in.Greeting + "\r\n"
+}
+func (submission) command(cl *client, line string) (string, bool, bool) {
+	cmd, _, _ := strings.Cut(line, " ")
+	h := cl.lp.host
+	switch strings.ToUpper(cmd) {
+	case "EHLO":
+		return "250-" + h + "\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-PIPELINING\r\n250 CHUNKING\r\n", false, false
+	case "HELO":
+		return "250 " + h + "\r\n", false, false
+	case "NOOP", "RSET":
+		return "250 2.0.0 OK\r\n", false, false
+	case "QUIT":
+		return "221 2.0.0 " + h + " Bye\r\n", true, false
+	case "AUTH", "MAIL", "RCPT", "DATA", "BDAT":
+		return "530 5.7.0 Authentication required (not available yet)\r\n", false, false
+	}
+	cl.bad++
+	if cl.bad >= 10 {
+		return "421 4.7.0 " + h + " Too many invalid commands.\r\n", false, true
+	}
+	return "500 5.5.1 Unknown command\r\n", false, false
+}
+func (submission) notice(lp *loginProc, r CloseReason) string {
+	switch r {
+	case CloseEvicted:
+		return "421 4.3.2 " + lp.host + " Connection queue full\r\n"
+	case CloseTimeout:
+		return "421 4.4.2 " + lp.host + " Disconnected for inactivity\r\n"
+	case CloseShutdown:
+		return "421 4.3.2 " + lp.host + " Shutting down\r\n"
+	case closeInputFull:
+		return "500 5.5.2 Line too long\r\n"
+	}
+	return ""
+}
+
+// ManageSieve (spec §9.4): 3 bad commands.
+
+type sieve struct{}
+
+const sieveCaps = "\"IMPLEMENTATION\" \"loginsvc\"\r\n\"SIEVE\" \"\"\r\n\"SASL\" \"\"\r\n\"VERSION\" \"1.0\"\r\n"
+
+func (sieve) name() string                  { return "sieve" }
+func (sieve) greeting(lp *loginProc) string { return sieveCaps + "OK \"" + lp.in.Greeting + "\"\r\n" }
+func (sieve) command(cl *client, line string) (string, bool, bool) {
+	cmd, _, _ := strings.Cut(line, " ")
+	switch strings.ToUpper(cmd) {
+	case "CAPABILITY":
+		return sieveCaps + "OK \"Capability completed.\"\r\n", false, false
+	case "NOOP":
+		return "OK \"NOOP completed.\"\r\n", false, false
+	case "LOGOUT":
+		return "OK \"Logout completed.\"\r\n", true, false
+	case "AUTHENTICATE", "STARTTLS":
+		return "NO \"Not available yet.\"\r\n", false, false
+	}
+	cl.bad++
+	if cl.bad >= 3 {
+		return "BYE \"Too many invalid MANAGESIEVE commands.\"\r\n", false, true
+	}
+	return "NO \"Error in MANAGESIEVE command received by server.\"\r\n", false, false
+}
+func (sieve) notice(lp *loginProc, r CloseReason) string {
+	switch r {
+	case CloseEvicted:
+		return "BYE \"Connection queue full\"\r\n"
+	case CloseTimeout:
+		return "BYE \"Disconnected for inactivity.\"\r\n"
+	case CloseShutdown:
+		return "BYE \"Shutting down\"\r\n"
+	case closeInputFull:
+		return "BYE \"Input buffer full, aborting\"\r\n"
+	}
+	return ""
+}
+
+// testHook implements the test-only commands: XALLOC <MiB> allocates and
+// keeps that much memory (vsz_limit tests); XPROXY marks the client as
+// proxying (eviction tests before authentication exists).
+func (cl *client) testHook(cmd, args, ok string) string {
+	switch cmd {
+	case "XALLOC":
+		n := 0
+		for _, ch := range strings.TrimSpace(args) {
+			if ch >= '0' && ch <= '9' {
+				n = n*10 + int(ch-'0')
+			}
+		}
+		for i := 0; i < n; i++ {
+			b := make([]byte, 1<<20)
+			for j := range b {
+				b[j] = byte(j)
+			}
+			cl.mem = append(cl.mem, b)
+		}
+		_ = os.Getpid
+	case "XPROXY":
+		cl.lp.report(msgState, cl.id, uint8(StateProxying))
+	}
+	return ok
+}

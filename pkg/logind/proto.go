@@ -1,0 +1,202 @@
+package logind
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+)
+
+// The supervisor and each login process talk over one SOCK_SEQPACKET
+// socket pair (the child's end is its fd 3). Every message is one packet:
+// a type byte and a fixed little-endian payload; client sockets travel as
+// SCM_RIGHTS with the msgConn packet. Messages, supervisor to login:
+//
+//	'I' JSON(workerInit)        first message: settings and sandbox
+//	'C' id:u64 + fd             a client connection to serve
+//	'E' id:u64                  evict that client ("Connection queue full")
+//	'S' mode:u8                 stop (StopIdle, StopDrain, StopShutdown)
+//
+// and login to supervisor:
+//
+//	'R'                         ready: sandboxed, serving
+//	'T' id:u64 state:u8         a client changed state (ConnState)
+//	'X' id:u64 reason:u8        a client is gone (CloseReason)
+const (
+	msgInit   = 'I'
+	msgConn   = 'C'
+	msgEvict  = 'E'
+	msgStop   = 'S'
+	msgReady  = 'R'
+	msgState  = 'T'
+	msgClosed = 'X'
+)
+
+// ConnState is where a client connection is in its life, as the
+// supervisor tracks it for eviction.
+type ConnState uint8
+
+const (
+	// StateChecking: accepted, asking the login_access_sockets.
+	StateChecking ConnState = 1
+	// StateLoggingIn: greeted, in the pre-login protocol (Dovecot's
+	// "pre-login" clients, the eviction candidates).
+	StateLoggingIn ConnState = 2
+	// StateProxying: logged in and relayed (TLS or proxy=y); never
+	// evicted.
+	StateProxying ConnState = 3
+)
+
+func (s ConnState) String() string {
+	switch s {
+	case StateChecking:
+		return "checking"
+	case StateLoggingIn:
+		return "logging-in"
+	case StateProxying:
+		return "proxying"
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// CloseReason says why a client connection ended.
+type CloseReason uint8
+
+const (
+	CloseNormal   CloseReason = iota // the client left (LOGOUT, QUIT, EOF)
+	CloseRefused                     // an access socket refused it
+	CloseEvicted                     // evicted at the limit ("Connection queue full")
+	CloseTimeout                     // the pre-login deadline passed
+	CloseError                       // protocol limits (bad commands, input buffer full) or I/O errors
+	CloseShutdown                    // the service is shutting down
+)
+
+func (r CloseReason) String() string {
+	return [...]string{"normal", "refused", "evicted", "timeout", "error", "shutdown"}[min(int(r), 5)]
+}
+
+// StopMode is how a login process is asked to stop.
+type StopMode uint8
+
+const (
+	// StopIdle is Dovecot's idle-kill SIGINT: exit now if there are no
+	// clients, otherwise ignore it.
+	StopIdle StopMode = 1
+	// StopDrain: no new clients will come; exit when the last one leaves
+	// (reload with shutdown_clients = no, and the first phase of a reload).
+	StopDrain StopMode = 2
+	// StopShutdown: say goodbye to every pre-login client ("* BYE
+	// Shutting down" in IMAP) and exit.
+	StopShutdown StopMode = 3
+)
+
+// workerInit is the first message to a login process.
+type workerInit struct {
+	Service         string
+	Protocol        string
+	ClientLimit     int
+	ServiceCount    int
+	AccessSockets   []string
+	TrustedNetworks []string
+	Greeting        string
+	PreloginTimeout time.Duration
+	AccessTimeout   time.Duration
+	Chroot          string // "" = no chroot
+	ChdirTo         string // used when Chroot is ""
+	UID, GID        int    // -1 = keep (tests without root)
+	VszLimit        uint64
+	NoFile          uint64
+	Generation      uint64
+}
+
+// packet helpers
+
+func putU64(b []byte, v uint64) []byte { return binary.LittleEndian.AppendUint64(b, v) }
+
+func sendPacket(c *net.UnixConn, b []byte, fd int) error {
+	var oob []byte
+	if fd >= 0 {
+		oob = syscall.UnixRights(fd)
+	}
+	_, _, err := c.WriteMsgUnix(b, oob, nil)
+	return err
+}
+
+// packet is one decoded message.
+type packet struct {
+	typ    byte
+	id     uint64
+	arg    uint8
+	fd     int // -1 if none
+	json   []byte
+	closed bool
+}
+
+var errShortPacket = errors.New("short packet")
+
+// readPacket reads one message; buf and oob are scratch space (buf at
+// least 4096 bytes for the init message).
+func readPacket(c *net.UnixConn, buf, oob []byte) (packet, error) {
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	p := packet{fd: -1}
+	if oobn > 0 {
+		if msgs, perr := syscall.ParseSocketControlMessage(oob[:oobn]); perr == nil {
+			for _, m := range msgs {
+				if fds, ferr := syscall.ParseUnixRights(&m); ferr == nil {
+					for i, fd := range fds {
+						if i == 0 && p.fd < 0 {
+							p.fd = fd
+						} else {
+							syscall.Close(fd)
+						}
+					}
+				}
+			}
+		}
+	}
+	if err != nil {
+		if p.fd >= 0 {
+			syscall.Close(p.fd)
+		}
+		return p, err
+	}
+	if n == 0 {
+		p.closed = true
+		return p, nil
+	}
+	b := buf[:n]
+	p.typ = b[0]
+	b = b[1:]
+	switch p.typ {
+	case msgInit:
+		p.json = b
+	case msgConn, msgEvict:
+		if len(b) < 8 {
+			return p, errShortPacket
+		}
+		p.id = binary.LittleEndian.Uint64(b)
+	case msgState, msgClosed:
+		if len(b) < 9 {
+			return p, errShortPacket
+		}
+		p.id = binary.LittleEndian.Uint64(b)
+		p.arg = b[8]
+	case msgStop:
+		if len(b) < 1 {
+			return p, errShortPacket
+		}
+		p.arg = b[0]
+	}
+	return p, nil
+}
+
+func encodeInit(in *workerInit) ([]byte, error) {
+	j, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{msgInit}, j...), nil
+}

@@ -1,0 +1,86 @@
+package logind
+
+import (
+	"context"
+	"fmt"
+)
+
+// Runner starts login processes. The supervisor's policy (when to spawn,
+// whom to evict, throttling, idle kill) talks only to this interface, so
+// tests can run it with in-process fake workers (see the package's
+// tests); ExecRunner is the real one.
+type Runner interface {
+	// Start starts one login process for spec. Events about it (ready,
+	// client state changes, exit) must be delivered to events, in order,
+	// from any goroutine; EventExit must be the last one and must come
+	// exactly once, also when Start's process dies early. Start returns
+	// an error only if nothing was started.
+	Start(ctx context.Context, spec WorkerSpec, events func(WorkerEvent)) (Worker, error)
+}
+
+// WorkerSpec is what a login process is started for.
+type WorkerSpec struct {
+	Config     *Config
+	Service    *Service
+	Generation uint64 // configuration generation (1 at start, +1 per reload)
+	Seq        uint64 // per-supervisor process sequence number
+}
+
+// Worker is a started login process as the supervisor sees it. Methods
+// are called with the supervisor's pool lock held and must not block for
+// long; they are not called after EventExit was delivered.
+type Worker interface {
+	// PID is the process id (a fake number for fake workers).
+	PID() int
+	// Give hands the client socket fd (the supervisor's copy; Give
+	// duplicates it as needed and does not close it) to the process under
+	// the connection id.
+	Give(id uint64, fd int) error
+	// Evict asks the process to drop client id with the protocol's
+	// "Connection queue full" notice.
+	Evict(id uint64) error
+	// Stop asks the process to stop (see StopMode).
+	Stop(mode StopMode) error
+	// Kill kills the process (SIGKILL).
+	Kill() error
+}
+
+// EventKind tells what a WorkerEvent reports.
+type EventKind int
+
+const (
+	// EventReady: the process is sandboxed and serving.
+	EventReady EventKind = iota + 1
+	// EventState: client Conn changed to State.
+	EventState
+	// EventClosed: client Conn is gone, for Reason.
+	EventClosed
+	// EventExit: the process exited with ExitCode (-1 if killed by a
+	// signal, then Signal is set); Err describes it for logs.
+	EventExit
+)
+
+// WorkerEvent is one report about a login process.
+type WorkerEvent struct {
+	Kind     EventKind
+	Conn     uint64
+	State    ConnState
+	Reason   CloseReason
+	ExitCode int
+	Signal   string
+	Err      error
+}
+
+func (e WorkerEvent) String() string {
+	switch e.Kind {
+	case EventReady:
+		return "ready"
+	case EventState:
+		return fmt.Sprintf("conn %d %s", e.Conn, e.State)
+	case EventClosed:
+		return fmt.Sprintf("conn %d closed (%s)", e.Conn, e.Reason)
+	case EventExit:
+		return fmt.Sprintf("exit %d %s", e.ExitCode, e.Signal)
+	}
+	return "?"
+}

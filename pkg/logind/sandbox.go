@@ -1,0 +1,96 @@
+package logind
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
+)
+
+// sandbox applies a login process's restrictions, in this order (spec
+// §5.1, §6): RLIMIT_NOFILE for client_limit, chroot to base_dir/login
+// (or chdir there without a chroot, so that relative access socket names
+// resolve the same way), supplementary groups, gid, uid, then a check
+// that root cannot be regained, then vsz_limit as RLIMIT_DATA plus the Go
+// memory limit.
+func sandbox(in *workerInit) error {
+	if in.AccessTimeout <= 0 {
+		in.AccessTimeout = accessclient.DefaultTimeout
+	}
+	if in.PreloginTimeout <= 0 {
+		in.PreloginTimeout = 180 * time.Second
+	}
+	if in.NoFile > 0 {
+		lim := syscall.Rlimit{Cur: in.NoFile, Max: in.NoFile}
+		var cur syscall.Rlimit
+		if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur) == nil && cur.Max > in.NoFile && syscall.Geteuid() != 0 {
+			lim.Max = cur.Max
+		}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil && syscall.Geteuid() == 0 {
+			return fmt.Errorf("setrlimit(RLIMIT_NOFILE, %d): %w", in.NoFile, err)
+		}
+	}
+	if in.Chroot != "" {
+		if err := syscall.Chroot(in.Chroot); err != nil {
+			return fmt.Errorf("chroot(%s): %w", in.Chroot, err)
+		}
+		if err := syscall.Chdir("/"); err != nil {
+			return fmt.Errorf("chdir(/): %w", err)
+		}
+	} else if in.ChdirTo != "" {
+		if err := syscall.Chdir(in.ChdirTo); err != nil {
+			return fmt.Errorf("chdir(%s): %w", in.ChdirTo, err)
+		}
+	}
+	if in.UID >= 0 {
+		if err := syscall.Setgroups([]int{in.GID}); err != nil {
+			return fmt.Errorf("setgroups(%d): %w", in.GID, err)
+		}
+		if err := syscall.Setresgid(in.GID, in.GID, in.GID); err != nil {
+			return fmt.Errorf("setgid(%d): %w", in.GID, err)
+		}
+		if err := syscall.Setresuid(in.UID, in.UID, in.UID); err != nil {
+			return fmt.Errorf("setuid(%d): %w", in.UID, err)
+		}
+		if err := CheckNoRoot(); err != nil {
+			return err
+		}
+	}
+	if in.VszLimit > 0 {
+		if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: in.VszLimit, Max: in.VszLimit}); err != nil {
+			return fmt.Errorf("setrlimit(RLIMIT_DATA, %d): %w", in.VszLimit, err)
+		}
+		debug.SetMemoryLimit(int64(in.VszLimit) * 3 / 4)
+	}
+	return nil
+}
+
+// ErrCanRegainRoot is returned by CheckNoRoot when a process that dropped
+// its privileges could get uid or gid 0 back.
+var ErrCanRegainRoot = errors.New("privileges were not dropped: root can be regained")
+
+// CheckNoRoot verifies, as tailscale's incubator does, that the calling
+// process cannot become root again: setuid(0), seteuid(0), setgid(0) and
+// setegid(0) must all fail, and no id may be 0. It returns nil or
+// ErrCanRegainRoot (wrapped with the call that succeeded).
+func CheckNoRoot() error {
+	if syscall.Getuid() == 0 || syscall.Geteuid() == 0 || syscall.Getgid() == 0 || syscall.Getegid() == 0 {
+		return fmt.Errorf("%w: still uid %d euid %d gid %d egid %d", ErrCanRegainRoot, syscall.Getuid(), syscall.Geteuid(), syscall.Getgid(), syscall.Getegid())
+	}
+	for name, f := range map[string]func() error{
+		"setuid(0)":  func() error { return syscall.Setuid(0) },
+		"seteuid(0)": func() error { return syscall.Seteuid(0) },
+		"setgid(0)":  func() error { return syscall.Setgid(0) },
+		"setegid(0)": func() error { return syscall.Setegid(0) },
+	} {
+		if f() == nil {
+			return fmt.Errorf("%w: %s succeeded", ErrCanRegainRoot, name)
+		}
+	}
+	return nil
+}

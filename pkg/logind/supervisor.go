@@ -1,0 +1,442 @@
+package logind
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultShutdownGrace is how long Supervisor.Run waits on shutdown for
+// login processes to say goodbye to their clients and exit before it
+// kills them.
+const DefaultShutdownGrace = 5 * time.Second
+
+// Supervisor is loginsvc's master: it owns the listening sockets, accepts
+// every connection itself and hands it to a login process over that
+// process's control socket, so that it alone knows every connection's
+// state (see the package doc for the policy). Create one, then call Run.
+type Supervisor struct {
+	// Runner starts login processes; nil means an ExecRunner re-executing
+	// the running binary with Logger.
+	Runner Runner
+	// Logger receives the supervisor's log; nil discards.
+	Logger *slog.Logger
+	// ShutdownGrace: see DefaultShutdownGrace (0 means that).
+	ShutdownGrace time.Duration
+	// OnReady, if set, is called once the listeners are open and the
+	// first processes were started (e.g. to send READY=1).
+	OnReady func()
+
+	mu      sync.Mutex
+	cfg     *Config
+	gen     uint64
+	pools   map[string]*pool
+	lns     map[string]*listener
+	started time.Time
+	seq     atomic.Uint64
+	nextID  atomic.Uint64
+	ctx     context.Context
+	ctl     net.Listener
+}
+
+type listener struct {
+	key  string // "tcp4 127.0.0.1:143"
+	ln   *os.File // the listening socket (non-blocking, polled by the runtime)
+	pool atomic.Pointer[pool]
+	done chan struct{}
+}
+
+func (s *Supervisor) log() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+// Run prepares base_dir, opens the listeners of cfg's enabled services,
+// starts the login processes and the control socket, and serves until
+// ctx is cancelled; then it closes the listeners, shuts the login
+// processes down (see ShutdownGrace) and returns nil. It returns an error
+// if it cannot start (a listener that cannot be opened, a base_dir that
+// cannot be made).
+func (s *Supervisor) Run(ctx context.Context, cfg *Config) error {
+	if s.Runner == nil {
+		s.Runner = &ExecRunner{Logger: s.Logger}
+	}
+	s.ctx = ctx
+	s.started = time.Now()
+	if err := prepareBaseDir(cfg); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.pools = map[string]*pool{}
+	s.lns = map[string]*listener{}
+	err := s.apply(cfg)
+	s.mu.Unlock()
+	if err != nil {
+		s.stopAll(context.Background())
+		return err
+	}
+	if err := s.startControl(cfg); err != nil {
+		s.stopAll(context.Background())
+		return err
+	}
+	s.log().Info("loginsvc started", "services", len(s.pools), "listeners", len(s.lns))
+	if s.OnReady != nil {
+		s.OnReady()
+	}
+	<-ctx.Done()
+	s.log().Info("shutting down")
+	s.stopAll(context.Background())
+	return nil
+}
+
+// Reload switches to cfg (a new generation): new listeners are opened and
+// removed ones closed (unchanged ones are kept, so no connection is
+// refused), new clients go to processes of the new generation, and old
+// processes are drained (and with shutdown_clients = yes shut down after
+// ReloadShutdownDelay), as Dovecot's master does on SIGHUP. On error
+// (a listener that cannot be opened) the old configuration stays in
+// force for everything not yet switched, and the error says what failed.
+func (s *Supervisor) Reload(cfg *Config) error {
+	if err := prepareBaseDir(cfg); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.apply(cfg)
+}
+
+// apply opens/keeps/closes listeners and creates/reconfigures pools for
+// cfg. s.mu is held.
+func (s *Supervisor) apply(cfg *Config) error {
+	s.gen++
+	gen := s.gen
+	want := map[string]*Service{}
+	var errs []error
+	for _, svc := range cfg.Enabled() {
+		p := s.pools[svc.Name]
+		if p == nil {
+			p = newPool(s.ctx, s.log(), s.Runner, cfg, svc, gen, &s.seq, &s.nextID)
+			s.pools[svc.Name] = p
+		} else {
+			p.reconfigure(cfg, svc, gen)
+		}
+		for _, l := range svc.Listeners {
+			if l.Port == 0 {
+				continue
+			}
+			for _, a := range l.Addresses {
+				network, host := "tcp4", "0.0.0.0"
+				switch {
+				case a == "*":
+				case a == "::":
+					network, host = "tcp6", "::"
+				default:
+					ip, _ := netip.ParseAddr(a)
+					host = ip.String()
+					if ip.Is6() && !ip.Is4In6() {
+						network = "tcp6"
+					}
+				}
+				key := network + " " + net.JoinHostPort(host, strconv.Itoa(l.Port))
+				want[key] = svc
+				if ln := s.lns[key]; ln != nil {
+					ln.pool.Store(p)
+					continue
+				}
+				ln, err := s.listen(network, net.JoinHostPort(host, strconv.Itoa(l.Port)), svc)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("service %s: inet_listener %s: %w", svc.Name, l.Name, err))
+					continue
+				}
+				ln.key = key
+				ln.pool.Store(p)
+				s.lns[key] = ln
+				go s.acceptLoop(ln)
+			}
+		}
+	}
+	for key, ln := range s.lns {
+		if want[key] == nil {
+			ln.ln.Close()
+			delete(s.lns, key)
+		}
+	}
+	for name, p := range s.pools {
+		if cfg.Service(name) == nil || !contains(enabledNames(cfg), name) {
+			delete(s.pools, name)
+			go p.shutdown(context.Background(), s.grace())
+		}
+	}
+	s.cfg = cfg
+	return errors.Join(errs...)
+}
+
+func enabledNames(cfg *Config) []string {
+	var n []string
+	for _, s := range cfg.Enabled() {
+		n = append(n, s.Name)
+	}
+	return n
+}
+
+func (s *Supervisor) grace() time.Duration {
+	if s.ShutdownGrace > 0 {
+		return s.ShutdownGrace
+	}
+	return DefaultShutdownGrace
+}
+
+func (s *Supervisor) listen(network, addr string, svc *Service) (*listener, error) {
+	lc := net.ListenConfig{}
+	l, err := lc.Listen(context.Background(), network, addr)
+	if err != nil {
+		return nil, err
+	}
+	// A net.Listener's RawConn cannot Read; an *os.File of the same
+	// (non-blocking) socket can, and accept4 then yields bare fds.
+	f, err := l.(*net.TCPListener).File()
+	l.Close()
+	if err != nil {
+		return nil, err
+	}
+	return &listener{ln: f, done: make(chan struct{})}, nil
+}
+
+// acceptLoop accepts with accept4 directly (no Go netFD per client: the
+// socket only passes through) and hands each socket to its pool.
+func (s *Supervisor) acceptLoop(ln *listener) {
+	defer close(ln.done)
+	rc, err := ln.ln.SyscallConn()
+	if err != nil {
+		return
+	}
+	for {
+		var nfd int
+		var sa unix.Sockaddr
+		var aerr error
+		err := rc.Read(func(fd uintptr) bool {
+			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+			return aerr != unix.EAGAIN
+		})
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.log().Error("accept loop stopped", "listener", ln.key, "err", err)
+			}
+			return // listener closed
+		}
+		if aerr != nil {
+			if aerr == unix.EMFILE || aerr == unix.ENFILE || aerr == unix.ENOBUFS || aerr == unix.ENOMEM {
+				s.log().Error("accept failed", "err", aerr)
+				time.Sleep(10 * time.Millisecond)
+			}
+			continue
+		}
+		var remote netip.AddrPort
+		switch a := sa.(type) {
+		case *unix.SockaddrInet4:
+			remote = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+		case *unix.SockaddrInet6:
+			remote = netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
+		}
+		ln.pool.Load().arrive(nfd, remote)
+	}
+}
+
+func (s *Supervisor) stopAll(ctx context.Context) {
+	s.mu.Lock()
+	for _, ln := range s.lns {
+		ln.ln.Close()
+	}
+	s.lns = nil
+	pools := s.pools
+	s.pools = nil
+	if s.ctl != nil {
+		s.ctl.Close()
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range pools {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.shutdown(ctx, s.grace()) }()
+	}
+	wg.Wait()
+}
+
+// prepareBaseDir makes base_dir (0755 root) and the login chroot of each
+// enabled service, owned by root and group of the login user, mode 0750:
+// the login processes can enter it but not write to it (spec §6.1).
+func prepareBaseDir(cfg *Config) error {
+	if err := os.MkdirAll(cfg.BaseDir, 0o755); err != nil {
+		return fmt.Errorf("base_dir: %w", err)
+	}
+	dirs := map[string]string{filepath.Join(cfg.BaseDir, "login"): cfg.DefaultLoginUser}
+	for _, svc := range cfg.Enabled() {
+		if svc.Chroot != "" {
+			dirs[svc.Chroot] = svc.User
+		}
+	}
+	for dir, who := range dirs {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("login directory: %w", err)
+		}
+		if os.Geteuid() != 0 {
+			continue
+		}
+		gid := 0
+		if u, err := user.Lookup(who); err == nil {
+			gid, _ = strconv.Atoi(u.Gid)
+		}
+		if err := os.Chown(dir, 0, gid); err != nil {
+			return fmt.Errorf("login directory: %w", err)
+		}
+		if err := os.Chmod(dir, 0o750); err != nil {
+			return fmt.Errorf("login directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// StatusSchemaVersion is the version of Status's JSON shape.
+const StatusSchemaVersion = 1
+
+// Status is what the control socket reports (loginctl procs,
+// loginctl login-status).
+type Status struct {
+	Version    int             `json:"version"` // StatusSchemaVersion
+	PID        int             `json:"pid"`
+	Started    time.Time       `json:"started"`
+	Generation uint64          `json:"generation"` // 1 + number of reloads
+	Services   []ServiceStatus `json:"services"`
+}
+
+// ServiceStatus is one login service's limits, counters and processes.
+type ServiceStatus struct {
+	Name            string     `json:"name"`
+	Mode            string     `json:"mode"`
+	ServiceCount    int        `json:"service_count"`
+	ProcessLimit    int        `json:"process_limit"`
+	ClientLimit     int        `json:"client_limit"`
+	ProcessMinAvail int        `json:"process_min_avail"`
+	Pending         int        `json:"pending"` // connections waiting for a slot
+	Counters        Counters   `json:"counters"`
+	Procs           []ProcInfo `json:"procs"`
+}
+
+// Status returns the current state of every service, in configuration
+// order. It is safe for concurrent use.
+func (s *Supervisor) Status() Status {
+	s.mu.Lock()
+	st := Status{Version: StatusSchemaVersion, PID: os.Getpid(), Started: s.started, Generation: s.gen}
+	var pools []*pool
+	for _, p := range s.pools {
+		pools = append(pools, p)
+	}
+	s.mu.Unlock()
+	for _, p := range pools {
+		procs, ctr, pending := p.snapshot()
+		p.mu.Lock()
+		svc := p.svc
+		p.mu.Unlock()
+		st.Services = append(st.Services, ServiceStatus{
+			Name: svc.Name, Mode: svc.Mode(), ServiceCount: svc.ServiceCount, ProcessLimit: svc.ProcessLimit,
+			ClientLimit: svc.ClientLimit, ProcessMinAvail: svc.ProcessMinAvail, Pending: pending, Counters: ctr, Procs: procs,
+		})
+	}
+	order := map[string]int{}
+	for i, n := range LoginServiceNames() {
+		order[n] = i
+	}
+	sort.Slice(st.Services, func(i, j int) bool { return order[st.Services[i].Name] < order[st.Services[j].Name] })
+	return st
+}
+
+// startControl serves the control socket (Config.ControlSocket, mode
+// 0600): a client writes "status\n" and reads one JSON Status. Only root
+// and the supervisor's own uid are answered (SO_PEERCRED).
+func (s *Supervisor) startControl(cfg *Config) error {
+	path := cfg.ControlSocket()
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	os.Chmod(path, 0o600)
+	s.ctl = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.serveControl(c.(*net.UnixConn))
+		}
+	}()
+	return nil
+}
+
+func (s *Supervisor) serveControl(c *net.UnixConn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if rc, err := c.SyscallConn(); err == nil {
+		var cred *unix.Ucred
+		rc.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+		if cred == nil || (cred.Uid != 0 && int(cred.Uid) != os.Geteuid()) {
+			return
+		}
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return
+	}
+	switch line {
+	case "status\n":
+		json.NewEncoder(c).Encode(s.Status())
+	default:
+		fmt.Fprintf(c, "{\"error\":\"unknown command\"}\n")
+	}
+}
+
+// QueryStatus asks the supervisor listening on the control socket path
+// for its Status. Errors: the socket cannot be reached (loginsvc not
+// running, or no permission), or the answer is not a Status.
+func QueryStatus(ctx context.Context, path string) (*Status, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	} else {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+	}
+	if _, err := c.Write([]byte("status\n")); err != nil {
+		return nil, err
+	}
+	var st Status
+	if err := json.NewDecoder(c).Decode(&st); err != nil {
+		return nil, fmt.Errorf("read status from %s: %w", path, err)
+	}
+	if st.Version != StatusSchemaVersion {
+		return nil, fmt.Errorf("status from %s: unknown schema version %d", path, st.Version)
+	}
+	return &st, nil
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/tcpwrapd/tcpwrapd/pkg/ident"
+	"github.com/tcpwrapd/tcpwrapd/pkg/resolve"
 	"github.com/tcpwrapd/tcpwrapd/pkg/wrapopts"
 )
 
@@ -342,16 +343,25 @@ func peerCred(c *net.UnixConn) (pid, uid int) {
 }
 
 // DefaultEnv returns the Env a live tcpwrapd uses for checks: host names
-// resolved by the system resolver (/etc/hosts and DNS, as libwrap does in
-// Dovecot's unchrooted tcpwrap), @netgroups from /etc/netgroup, read once
-// now, RFC 1413 user names from the client's identd (ident.Lookup, made
+// resolved as libwrap does in Dovecot's unchrooted tcpwrap (/etc/hosts,
+// then DNS, in nsswitch.conf order) by one process-wide resolve.Resolver,
+// which caches DNS answers, shares concurrent lookups and gives up at each
+// check's deadline; @netgroups from /etc/netgroup, read again when it
+// changes (resolve.NetgroupFile); RFC 1413 user names from the client's identd (ident.Lookup, made
 // only when a rule needs the user), and rule options carried out for real
 // on the client socket (ClientEffects with a Runner of default limits).
 func DefaultEnv() *hostsrules.Env {
 	return &hostsrules.Env{
-		Resolver:  hostsrules.SystemResolver{},
-		Netgroups: hostsrules.NetgroupFile("/etc/netgroup"),
+		Resolver:  defaultResolver(),
+		Netgroups: defaultNetgroups(),
 		Ident:     ident.Lookup,
 		Effects:   &ClientEffects{Runner: &wrapopts.Runner{}},
 	}
 }
+
+// The resolver and netgroups of DefaultEnv, shared by every Env it returns
+// so that all checks of the process use one cache.
+var (
+	defaultResolver  = sync.OnceValue(func() *resolve.Resolver { return resolve.New(resolve.Config{}) })
+	defaultNetgroups = sync.OnceValue(func() *resolve.Netgroups { return resolve.NetgroupFile("/etc/netgroup") })
+)

@@ -17,8 +17,9 @@ import (
 // replaces it when the files change. Checks call Policy and keep the
 // *hostsrules.Policy they got, so an in-flight check finishes with the
 // policy it started with while a reload swaps in the next one atomically.
-// Because hostsrules.Load reads each file in one piece, no check ever sees a
-// half-written file.
+// hostsrules.Load reads each file in one piece, and a reload only adopts
+// files that have been left alone for SettleTime and did not change while
+// they were read, so no check sees a half-written file.
 //
 // All methods are safe for concurrent use. Create Rules with NewRules.
 type Rules struct {
@@ -148,20 +149,38 @@ func (r *Rules) ReloadIfChanged(reason string) bool {
 	return true
 }
 
+// SettleTime is how long the rule files must have been left alone before a
+// reload adopts them. An editor that rewrites a file in place in several
+// writes leaves it half-written for a moment; a reload that finds a file
+// modified less than SettleTime ago waits until it has been quiet that
+// long, and then adopts the files only if they did not change while they
+// were read. Together with reading each file in one piece, this keeps a
+// half-written file from ever reaching a check, unless its writer pauses
+// longer than SettleTime in the middle of writing it.
+const SettleTime = 200 * time.Millisecond
+
+// maxSettle bounds the wait for files that never stop changing; after it
+// the last complete read is adopted.
+const maxSettle = 3 * time.Second
+
 func (r *Rules) reloadLocked(reason string) *hostsrules.Policy {
 	prev := r.cur.Load()
-	// Stat before reading: a change racing with the read is seen by the
-	// next poll.
-	stamps := make(map[string]stamp)
-	for _, p := range r.paths(prev) {
-		stamps[p] = statPath(p)
-	}
 	start := time.Now()
-	pol := hostsrules.Load(r.allow, r.deny)
-	for _, f := range pol.Files() {
-		if _, ok := stamps[f.Path]; !ok {
-			stamps[f.Path] = statPath(f.Path)
+	var pol *hostsrules.Policy
+	var stamps map[string]stamp
+	for {
+		stamps = r.statAll(prev, nil)
+		if wait := SettleTime - time.Since(newest(stamps)); wait > 0 && time.Since(start) < maxSettle {
+			time.Sleep(wait)
+			continue
 		}
+		pol = hostsrules.Load(r.allow, r.deny)
+		after := r.statAll(prev, pol)
+		if sameStamps(stamps, after) || time.Since(start) >= maxSettle {
+			stamps = after
+			break
+		}
+		r.log.Debug("rule files changed while being read, reading again")
 	}
 	g := &generation{policy: pol, stamps: stamps, n: 1, at: start, reason: reason}
 	if prev != nil {
@@ -170,6 +189,42 @@ func (r *Rules) reloadLocked(reason string) *hostsrules.Policy {
 	r.cur.Store(g)
 	r.logLoad(g, reason, time.Since(start))
 	return pol
+}
+
+// statAll stats both tables, every file of the previous policy and every
+// file of pol (if not nil).
+func (r *Rules) statAll(prev *generation, pol *hostsrules.Policy) map[string]stamp {
+	stamps := make(map[string]stamp)
+	for _, p := range r.paths(prev) {
+		stamps[p] = statPath(p)
+	}
+	if pol != nil {
+		for _, f := range pol.Files() {
+			if _, ok := stamps[f.Path]; !ok {
+				stamps[f.Path] = statPath(f.Path)
+			}
+		}
+	}
+	return stamps
+}
+
+// newest returns the latest modification or change time among stamps.
+func newest(stamps map[string]stamp) time.Time {
+	var n int64
+	for _, s := range stamps {
+		n = max(n, s.mtime, s.ctime, s.linkCtime)
+	}
+	return time.Unix(0, n)
+}
+
+// sameStamps reports whether every path in a has the same stamp in b.
+func sameStamps(a, b map[string]stamp) bool {
+	for p, s := range a {
+		if b[p] != s {
+			return false
+		}
+	}
+	return true
 }
 
 // logLoad logs one load: a summary line with counts, one line per file that

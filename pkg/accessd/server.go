@@ -347,9 +347,10 @@ func peerCred(c *net.UnixConn) (pid, uid int) {
 // then DNS, in nsswitch.conf order) by one process-wide resolve.Resolver,
 // which caches DNS answers, shares concurrent lookups and gives up at each
 // check's deadline; @netgroups from /etc/netgroup, read again when it
-// changes (resolve.NetgroupFile); RFC 1413 user names from the client's identd (ident.Lookup, made
-// only when a rule needs the user), and rule options carried out for real
-// on the client socket (ClientEffects with a Runner of default limits).
+// changes (resolve.NetgroupFile); RFC 1413 user names from the client's
+// identd (ident.Lookup, made only when a rule needs the user), and rule
+// options carried out for real on the client socket (ClientEffects with a
+// Runner of default limits).
 func DefaultEnv() *hostsrules.Env {
 	return &hostsrules.Env{
 		Resolver:  defaultResolver(),

@@ -16,9 +16,9 @@ func TestHostsFileReadAgainWhenChanged(t *testing.T) {
 	ts := startServer(t, zone...)
 	r, clk, e := newResolver(t, Config{}, ts.Addr)
 	steps := []struct {
-		name, hosts string // hosts == "" keeps the file
-		rename          bool   // replace atomically instead of in place
-		client, want    string
+		name, hosts  string // hosts == "" keeps the file
+		rename       bool   // replace atomically instead of in place
+		client, want string
 	}{
 		{"from file", "", false, "198.51.100.77", "fromfile.example.com"},
 		{"edited in place", "198.51.100.77 renamed.example.com\n", false, "198.51.100.77", "renamed.example.com"},
@@ -84,8 +84,8 @@ func TestNsswitchOrder(t *testing.T) {
 
 func TestParseResolvConf(t *testing.T) {
 	type conf struct {
-		Servers, Search           []string
-		Port                      string
+		Servers, Search          []string
+		Port                     string
 		Ndots, Timeout, Attempts int
 	}
 	tests := []struct {
@@ -151,22 +151,22 @@ func TestNetgroups(t *testing.T) {
 		{"members", "trusted (good.example.com,,) (plainhost,-,)\nmixed (MiXeD.Example.COM,,)\nupper (GOOD.EXAMPLE.COM,,)\nnested trusted\n" +
 			"anyone (,alice,)\nnobody (-,,)\nTrusted (other.example.com,,)\nloop1 loop2\nloop2 loop1 (plainhost,,)\n",
 			map[q]bool{
-				{"trusted", "198.51.100.10"}:   true,  // member
-				{"trusted", "198.51.100.13"}:   true,  // dot-free member, user field "-"
-				{"trusted", "198.51.100.14"}:   false, // in "Trusted" only: group names are case-sensitive
-				{"Trusted", "198.51.100.14"}:   true,
-				{"TRUSTED", "198.51.100.10"}:   false, // no such group
-				{"upper", "198.51.100.10"}:     true,  // hosts compare case-insensitively
-				{"mixed", "198.51.100.11"}:     true,
-				{"nested", "198.51.100.10"}:    true,  // nested group
-				{"anyone", "198.51.100.14"}:    true,  // empty host field: every host
-				{"anyone", "198.51.100.99"}:    true,  // ... even "unknown"
-				{"nobody", "198.51.100.10"}:    false, // "-": no host
-				{"loop1", "198.51.100.13"}:     true,  // cycles end
-				{"loop1", "198.51.100.10"}:     false,
-				{"nosuch", "198.51.100.10"}:    false,
-				{"", "198.51.100.10"}:          false, // "@" alone
-				{"trusted", "198.51.100.99"}:   false, // name unknown
+				{"trusted", "198.51.100.10"}: true,  // member
+				{"trusted", "198.51.100.13"}: true,  // dot-free member, user field "-"
+				{"trusted", "198.51.100.14"}: false, // in "Trusted" only: group names are case-sensitive
+				{"Trusted", "198.51.100.14"}: true,
+				{"TRUSTED", "198.51.100.10"}: false, // no such group
+				{"upper", "198.51.100.10"}:   true,  // hosts compare case-insensitively
+				{"mixed", "198.51.100.11"}:   true,
+				{"nested", "198.51.100.10"}:  true,  // nested group
+				{"anyone", "198.51.100.14"}:  true,  // empty host field: every host
+				{"anyone", "198.51.100.99"}:  true,  // ... even "unknown"
+				{"nobody", "198.51.100.10"}:  false, // "-": no host
+				{"loop1", "198.51.100.13"}:   true,  // cycles end
+				{"loop1", "198.51.100.10"}:   false,
+				{"nosuch", "198.51.100.10"}:  false,
+				{"", "198.51.100.10"}:        false, // "@" alone
+				{"trusted", "198.51.100.99"}: false, // name unknown
 			}},
 		{"edited", "trusted (other.example.com,,)\n", map[q]bool{
 			{"trusted", "198.51.100.10"}: false,

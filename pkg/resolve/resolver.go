@@ -52,12 +52,12 @@ type Config struct {
 	// ResolvConf is the resolv.conf(5) giving the nameservers, search
 	// list, ndots, timeout and attempts. Empty means /etc/resolv.conf.
 	// It is read again when it changes (see FileCheckInterval), and the
-	// cache is then emptied.
-	// A missing file means nameserver
-	// 127.0.0.1, no search list, ndots 1, timeout 5 s, 2 attempts.
+	// cache is then emptied. A missing file means nameserver 127.0.0.1,
+	// no search list, ndots 1, timeout 5 s, 2 attempts.
 	ResolvConf string
 	// HostsFile is the hosts(5) file for the "files" source. Empty means
-	// /etc/hosts. It is read again when it changes.
+	// /etc/hosts. It is read again when it changes (see
+	// FileCheckInterval); its answers are never cached otherwise.
 	HostsFile string
 	// NsswitchFile gives the order of the sources in its "hosts:" line;
 	// only files and dns are used ("resolve" counts as dns). Empty means

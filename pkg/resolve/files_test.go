@@ -2,7 +2,6 @@ package resolve
 
 import (
 	"context"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -202,5 +201,4 @@ func TestNetgroupsAddressNeverUsed(t *testing.T) {
 	if !NetgroupFile(path).InNetgroup("byaddr", "198.51.100.10") {
 		t.Error("InNetgroup on the literal text failed")
 	}
-	_ = netip.Addr{}
 }

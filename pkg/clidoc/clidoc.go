@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -43,6 +44,9 @@ func words(app *cli.App) map[string][]string {
 				continue
 			}
 			w = append(w, c.Name)
+			if c.Name == "help" {
+				continue
+			}
 			w = append(w, c.Aliases...)
 			p := strings.TrimSpace(path + " " + c.Name)
 			walk(p, c.Subcommands, c.Flags)
@@ -60,13 +64,9 @@ func words(app *cli.App) map[string][]string {
 			w = append(w, "--help")
 		}
 		sort.Strings(w)
-		out[path] = w
+		out[path] = slices.Compact(w)
 	}
-	flags := append([]cli.Flag{}, app.Flags...)
-	if !app.HideVersion && app.Version != "" {
-		flags = append(flags, &cli.BoolFlag{Name: "version"})
-	}
-	walk("", app.Commands, flags)
+	walk("", app.Commands, app.Flags)
 	return out
 }
 

@@ -36,9 +36,23 @@ func usagef(format string, args ...any) error {
 // version is printed by --version.
 func NewApp(stdout, stderr io.Writer, version string) *cli.App {
 	app := &cli.App{
-		Name:                   "loginctl",
-		Usage:                  "check and inspect tcpwrapd access rules and login services",
-		Version:                version,
+		Name:    "loginctl",
+		Usage:   "check and inspect tcpwrapd access rules and login services",
+		Version: version,
+		Description: `loginctl is the admin tool of tcpwrapd, the hosts.allow/hosts.deny service for
+Dovecot's login processes. check-host answers what tcpdmatch(8) answers, and
+explains it; rules lint checks the rule files like a compiler (what tcpdchk(8)
+does, and more); query asks a live access socket exactly as imap-login does;
+status shows what a running tcpwrapd has done.
+
+Results go to stdout, errors to stderr. Exit status: 0 success (check-host
+prints a verdict, granted or denied; lint found no errors; query was allowed),
+1 failure (lint found errors, query was refused, a host or socket could not be
+reached), 2 bad usage.
+
+Files: /etc/hosts.allow, /etc/hosts.deny, /etc/netgroup, and tcpwrapd's admin
+socket (tcpwrapd --admin-socket, usually /run/tcpwrapd/admin).
+See also: tcpwrapd(8), hosts_access(5), hosts_options(5), tcpdmatch(8), tcpdchk(8).`,
 		Writer:                 stdout,
 		ErrWriter:              stderr,
 		HideHelpCommand:        false,

@@ -323,7 +323,7 @@ func TestStatusText(t *testing.T) {
 			Latency: accessd.Latency{Samples: 10, P50us: 120, P99us: 2100, MaxUs: 5000}},
 		UptimeSeconds: 3723,
 		Rules: accessd.RulesStatus{Generation: 3, LoadedAt: at, Reason: "SIGHUP", AllowRules: 12, DenyRules: 1,
-			Files: []hostsrules.FileInfo{{Path: "/etc/hosts.allow", ModTime: at, Size: 300}, {Path: "/etc/hosts.deny", State: hostsrules.FileMissing}},
+			Files:       []hostsrules.FileInfo{{Path: "/etc/hosts.allow", ModTime: at, Size: 300}, {Path: "/etc/hosts.deny", State: hostsrules.FileMissing}},
 			Diagnostics: []hostsrules.Diagnostic{{File: "/etc/hosts.allow", Line: 4, Code: "missing-separator", Msg: `missing ":" separator`}}},
 	}}
 	var b bytes.Buffer

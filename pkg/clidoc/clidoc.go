@@ -136,9 +136,9 @@ func WriteAll(app *cli.App, section int, dir string) ([]string, error) {
 	}
 	files := map[string]string{
 		filepath.Join("man", fmt.Sprintf("man%d", section), fmt.Sprintf("%s.%d", app.Name, section)): man,
-		filepath.Join("completions", "bash", app.Name):                                            Bash(app),
-		filepath.Join("completions", "zsh", "_"+app.Name):                                         Zsh(app),
-		filepath.Join("completions", "fish", app.Name+".fish"):                                    fish,
+		filepath.Join("completions", "bash", app.Name):                                               Bash(app),
+		filepath.Join("completions", "zsh", "_"+app.Name):                                            Zsh(app),
+		filepath.Join("completions", "fish", app.Name+".fish"):                                       fish,
 	}
 	var written []string
 	for rel, text := range files {

@@ -4,8 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-
-	"golang.org/x/sys/unix"
+	"syscall"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
@@ -15,11 +14,13 @@ import (
 // that is not an AF_INET or AF_INET6 socket (a pipe, an AF_UNIX socket, a
 // closed fd) gives empty endpoints: libwrap's "unknown" client.
 func endpoints(fd int) (client, server hostsrules.Endpoint) {
-	peer, err := unix.Getpeername(fd)
+	// The syscall package's versions: golang.org/x/sys/unix asks the
+	// socket's protocol with an extra getsockopt for every inet address.
+	peer, err := syscall.Getpeername(fd)
 	if err != nil {
 		return client, server
 	}
-	local, err := unix.Getsockname(fd)
+	local, err := syscall.Getsockname(fd)
 	if err != nil {
 		return client, server
 	}
@@ -32,11 +33,11 @@ func endpoints(fd int) (client, server hostsrules.Endpoint) {
 }
 
 // addrPort converts an inet socket address; ok is false for other families.
-func addrPort(sa unix.Sockaddr) (netip.AddrPort, bool) {
+func addrPort(sa syscall.Sockaddr) (netip.AddrPort, bool) {
 	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
+	case *syscall.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)), true
-	case *unix.SockaddrInet6:
+	case *syscall.SockaddrInet6:
 		a := netip.AddrFrom16(sa.Addr)
 		if sa.ZoneId != 0 {
 			a = a.WithZone(zoneName(sa.ZoneId))

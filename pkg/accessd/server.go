@@ -285,27 +285,33 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	cancel()
 	m.closeFDs() // never keep the client's socket (spec §2.5)
 
-	attrs := []any{
-		"daemon", name, "client_addr", addrString(req.Client), "server_addr", addrString(req.Server),
-		"file", d.File, "line", d.Line, "rule", d.Rule, "reason", d.Reason,
-	}
-	if d.Err != nil {
-		attrs = append(attrs, "err", d.Err)
+	// The log attributes are built only when the record will be written:
+	// a granted check is logged at debug level and costs nothing otherwise.
+	attrs := func() []any {
+		a := []any{
+			"daemon", name, "client_addr", addrString(req.Client), "server_addr", addrString(req.Server),
+			"file", d.File, "line", d.Line, "rule", d.Rule, "reason", d.Reason,
+		}
+		if d.Err != nil {
+			a = append(a, "err", d.Err)
+		}
+		return a
 	}
 	var reply []byte
+	msg, def := "access refused", slog.LevelInfo
 	switch {
 	case d.Delegated:
-		level, attrs := decisionLevel(svc, slog.LevelInfo, attrs)
-		s.log.Log(ctx, level, "access delegated to twist, closing without reply", attrs...)
-		return
+		msg = "access delegated to twist, closing without reply"
 	case d.Verdict == hostsrules.Granted && d.Err == nil:
-		level, attrs := decisionLevel(svc, slog.LevelDebug, attrs)
-		s.log.Log(ctx, level, "access granted", attrs...)
-		reply = replyGranted
+		msg, def, reply = "access granted", slog.LevelDebug, replyGranted
 	default:
-		level, attrs := decisionLevel(svc, slog.LevelInfo, attrs)
-		s.log.Log(ctx, level, "access refused", attrs...)
 		reply = replyDenied
+	}
+	if level, sev := decisionLevel(svc, def, nil); s.log.Enabled(ctx, level) {
+		s.log.Log(ctx, level, msg, append(attrs(), sev...)...)
+	}
+	if reply == nil {
+		return
 	}
 	c.SetWriteDeadline(time.Now().Add(rt))
 	if _, err := c.Write(reply); err != nil {

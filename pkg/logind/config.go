@@ -411,7 +411,7 @@ func (c *Config) validate() ErrorList {
 		if s.VszLimit, err = ParseSize(vsz); err != nil {
 			bad("service %s: vsz_limit: %v", s.Name, err)
 		} else if s.VszLimit != 0 && s.VszLimit < MinVszLimit {
-			bad("service %s: vsz_limit: %s is below %dM, the least a Go login process starts in (vsz_limit is RLIMIT_DATA; see the package doc)", s.Name, strings.TrimSpace(vsz), MinVszLimit>>20)
+			bad("service %s: vsz_limit: %s is below %dM, the least a Go login process can work with (see vsz_limit in the package doc)", s.Name, strings.TrimSpace(vsz), MinVszLimit>>20)
 		}
 		if d, err := ParseDuration(sv("idle_kill")); err != nil {
 			bad("service %s: idle_kill: %v", s.Name, err)
@@ -519,9 +519,10 @@ func parseBool(s string) (bool, error) {
 	return false, fmt.Errorf("invalid boolean %q (use yes or no)", s)
 }
 
-// MinVszLimit is the smallest vsz_limit loginsvc accepts: 48 MiB, the
-// least RLIMIT_DATA under which a Go login process starts.
-const MinVszLimit = 48 << 20
+// MinVszLimit is the smallest non-zero vsz_limit loginsvc accepts:
+// 16 MiB of memory beyond a login process's start-up footprint (see the
+// package doc, Sandbox).
+const MinVszLimit = 16 << 20
 
 // ParseSize parses a Dovecot size: a number with an optional unit B, k,
 // M, G or T (optionally followed by B, e.g. "64M", "1 GB", "512k"); a

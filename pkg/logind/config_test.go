@@ -105,7 +105,7 @@ func TestParseErrors(t *testing.T) {
 		{"no equals", "base_dir /x\n", []string{`c.conf:1: expecting '=' in "base_dir /x"`}},
 		{"bad number at its line", "\n\nservice pop3-login {\n  process_limit = lots\n}\n", []string{`c.conf:4: service pop3-login: process_limit: invalid number "lots"`}},
 		{"min_avail over limit", "service imap-login {\n process_limit = 2\n process_min_avail = 3\n}\n", []string{"c.conf:3: service imap-login: process_min_avail (3) > process_limit (2)"}},
-		{"vsz too small", "service imap-login {\n vsz_limit = 16M\n}\n", []string{"c.conf:2: service imap-login: vsz_limit: 16M is below 48M, the least a Go login process starts in (vsz_limit is RLIMIT_DATA; see the package doc)"}},
+		{"vsz too small", "service imap-login {\n vsz_limit = 8M\n}\n", []string{"c.conf:2: service imap-login: vsz_limit: 8M is below 16M, the least a Go login process can work with (see vsz_limit in the package doc)"}},
 		{"unknown variable", "login_greeting = $nope\n", []string{"c.conf:1: login_greeting: unknown variable $nope"}},
 		{"missing quote", "login_greeting = \"abc\n", []string{"c.conf:1: login_greeting: missing closing quote"}},
 		{"missing include", "!include /nonexistent/x.conf\n", []string{"c.conf:1: !include /nonexistent/x.conf: no such file or directory"}},

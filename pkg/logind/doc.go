@@ -39,6 +39,6 @@
 // Only login services exist; any other service section is an error.
 // inet_listener ssl = yes and haproxy = yes are parsed but refused until
 // TLS and the PROXY protocol are implemented. vsz_limit is RLIMIT_DATA
-// plus the Go memory limit, not RLIMIT_AS, and must be at least 48M (see
+// plus the Go memory limit, not RLIMIT_AS, and must be at least 16M (see
 // the Sandbox section of the supervisor documentation).
 package logind

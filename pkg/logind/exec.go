@@ -126,7 +126,7 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 
 	cmd := exec.Command(path, r.Args...)
 	cmd.Args = append([]string{spec.Service.Name}, r.Args...)
-	cmd.Env = append([]string{LoginProcessEnv + "=1", "GOTRACEBACK=single"}, r.Env...)
+	cmd.Env = append([]string{LoginProcessEnv + "=1", "GOTRACEBACK=none"}, r.Env...)
 	cmd.ExtraFiles = []*os.File{childF}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -153,7 +153,8 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 	log = log.With("service", spec.Service.Name, "pid", w.pid)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); copyLog(stderr, log) }()
+	vsz := spec.Service.VszLimit
+	go func() { defer wg.Done(); copyLog(stderr, log, vsz) }()
 	go func() { defer wg.Done(); w.readLoop(events) }()
 	go func() {
 		err := cmd.Wait()
@@ -173,7 +174,7 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 // copyLog forwards a login process's stderr lines. A line "LEVEL text"
 // (DEBUG, INFO, WARN, ERROR) is logged at that level; others as errors
 // (a Go panic, say).
-func copyLog(r interface{ Read([]byte) (int, error) }, log *slog.Logger) {
+func copyLog(r interface{ Read([]byte) (int, error) }, log *slog.Logger, vsz uint64) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), 64<<10)
 	for sc.Scan() {
@@ -193,6 +194,9 @@ func copyLog(r interface{ Read([]byte) (int, error) }, log *slog.Logger) {
 			l, msg = slog.LevelError, line
 		}
 		log.Log(context.Background(), l, msg)
+		if strings.HasPrefix(line, "fatal error: runtime: out of memory") || strings.HasPrefix(line, "fatal error: runtime: cannot allocate memory") {
+			log.Error(fmt.Sprintf("Out of memory (vsz_limit=%d MB), you may need to increase it", vsz>>20))
+		}
 	}
 }
 

@@ -74,6 +74,7 @@ type pool struct {
 	lastLimitLog  time.Time
 	dropTimer     *time.Timer
 	idleTicker    *time.Ticker
+	idleQuit      chan struct{}
 	stopping      bool
 	done          chan struct{} // closed when stopping and no process is left
 
@@ -118,7 +119,8 @@ func newPool(ctx context.Context, log *slog.Logger, r Runner, cfg *Config, svc *
 		throttleDur: ThrottleMin, done: make(chan struct{}),
 	}
 	p.idleTicker = time.NewTicker(idleCheckInterval)
-	go p.idleLoop(p.idleTicker)
+	p.idleQuit = make(chan struct{})
+	go p.idleLoop(p.idleTicker, p.idleQuit)
 	p.mu.Lock()
 	p.ensureMinAvail()
 	p.mu.Unlock()
@@ -171,10 +173,12 @@ func (p *pool) arrive(fd int, remote netip.AddrPort) {
 	if len(p.pending) == 0 {
 		if pr := p.pick(); pr != nil {
 			p.give(pr, fd, remote, now)
+			p.ensureMinAvail()
 			return
 		}
 		if pr := p.spawnIfAllowed(now); pr != nil {
 			p.give(pr, fd, remote, now)
+			p.ensureMinAvail()
 			return
 		}
 	}
@@ -455,8 +459,13 @@ func (p *pool) exited(pr *proc, ev WorkerEvent, now time.Time) {
 
 // idleLoop applies idle_kill: a process without clients for IdleKill is
 // stopped while more than process_min_avail processes can take clients.
-func (p *pool) idleLoop(t *time.Ticker) {
-	for range t.C {
+func (p *pool) idleLoop(t *time.Ticker, quit chan struct{}) {
+	for {
+		select {
+		case <-quit:
+			return
+		case <-t.C:
+		}
 		p.mu.Lock()
 		if p.stopping {
 			p.mu.Unlock()
@@ -527,8 +536,7 @@ func (p *pool) reconfigure(cfg *Config, svc *Service, gen uint64) {
 // It returns when every process has exited or ctx is done.
 func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
 	p.mu.Lock()
-	p.stopping = true
-	p.idleTicker.Stop()
+	p.stopIdle()
 	for _, pc := range p.pending {
 		syscall.Close(pc.fd)
 		p.counters.Dropped++
@@ -559,6 +567,15 @@ func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
 	select {
 	case <-p.done:
 	case <-time.After(2 * time.Second):
+	}
+}
+
+// stopIdle sets stopping and ends the idle loop; mu is held.
+func (p *pool) stopIdle() {
+	if !p.stopping {
+		p.stopping = true
+		p.idleTicker.Stop()
+		close(p.idleQuit)
 	}
 }
 

@@ -3,6 +3,9 @@ package logind
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -17,7 +20,18 @@ import (
 // (or chdir there without a chroot, so that relative access socket names
 // resolve the same way), supplementary groups, gid, uid, then a check
 // that root cannot be regained, then vsz_limit as RLIMIT_DATA plus the Go
-// memory limit.
+// memory limit (see below).
+//
+// vsz_limit: Go cannot run under Dovecot's RLIMIT_AS (it reserves far
+// more address space than it uses, and needs ~720 MiB of it to start),
+// and even an idle Go process already has 40–80 MiB of VmData (runtime
+// structures, thread stacks) before it serves anyone. So vsz_limit is
+// the memory a login process may use on top of its start-up footprint:
+// RLIMIT_DATA = VmData at sandbox time + vsz_limit, and the Go memory
+// limit (debug.SetMemoryLimit) = vsz_limit, which makes the collector
+// work harder as the heap approaches it. A process that needs more
+// dies with "fatal error: runtime: out of memory" (exit status 2) and is
+// replaced; only its own clients are lost.
 func sandbox(in *workerInit) error {
 	if in.AccessTimeout <= 0 {
 		in.AccessTimeout = accessclient.DefaultTimeout
@@ -35,6 +49,9 @@ func sandbox(in *workerInit) error {
 			return fmt.Errorf("setrlimit(RLIMIT_NOFILE, %d): %w", in.NoFile, err)
 		}
 	}
+	// The runtime's own start-up mappings (VmData, tens of MiB, more with
+	// more threads) are measured now, while /proc is still reachable.
+	base := vmData()
 	if in.Chroot != "" {
 		if err := syscall.Chroot(in.Chroot); err != nil {
 			return fmt.Errorf("chroot(%s): %w", in.Chroot, err)
@@ -62,12 +79,30 @@ func sandbox(in *workerInit) error {
 		}
 	}
 	if in.VszLimit > 0 {
-		if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: in.VszLimit, Max: in.VszLimit}); err != nil {
-			return fmt.Errorf("setrlimit(RLIMIT_DATA, %d): %w", in.VszLimit, err)
+		lim := base + in.VszLimit
+		if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: lim, Max: lim}); err != nil {
+			return fmt.Errorf("setrlimit(RLIMIT_DATA, %d): %w", lim, err)
 		}
-		debug.SetMemoryLimit(int64(in.VszLimit) * 3 / 4)
+		debug.SetMemoryLimit(int64(in.VszLimit))
 	}
 	return nil
+}
+
+// vmData returns the process's current data segment size (VmData in
+// /proc/self/status: private writable mappings, what RLIMIT_DATA limits)
+// in bytes, or 0 if it cannot be read.
+func vmData() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmData:"); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n << 10
+		}
+	}
+	return 0
 }
 
 // ErrCanRegainRoot is returned by CheckNoRoot when a process that dropped

@@ -236,7 +236,7 @@ func (s *Supervisor) acceptLoop(ln *listener) {
 			return aerr != unix.EAGAIN
 		})
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
 				s.log().Error("accept loop stopped", "listener", ln.key, "err", err)
 			}
 			return // listener closed

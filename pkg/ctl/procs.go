@@ -1,0 +1,103 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind"
+)
+
+// DefaultLoginControlSocket is loginsvc's control socket with the default
+// base_dir (/run/loginsvc).
+const DefaultLoginControlSocket = "/run/loginsvc/loginsvc.ctl"
+
+func loginSocketFlag() cli.Flag {
+	return &cli.StringFlag{Name: "socket", Value: DefaultLoginControlSocket, Usage: "loginsvc control socket `PATH` (base_dir/loginsvc.ctl)"}
+}
+
+func fetchLoginStatus(c *cli.Context) (*logind.Status, error) {
+	ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
+	defer cancel()
+	st, err := logind.QueryStatus(ctx, c.String("socket"))
+	if err != nil {
+		return nil, fmt.Errorf("loginsvc control socket: %w", err)
+	}
+	return st, nil
+}
+
+// procsCommand is `loginctl procs`: loginsvc's login processes.
+func procsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "procs",
+		Usage: "list loginsvc's login processes (pid, service, mode, clients by state, age)",
+		Description: `Asks loginsvc's control socket (root only). --json prints logind.Status
+(schema "version": 1) with every process.`,
+		Flags: []cli.Flag{loginSocketFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: func(c *cli.Context) error {
+			st, err := fetchLoginStatus(c)
+			if err != nil {
+				return err
+			}
+			w := c.App.Writer
+			if c.Bool("json") {
+				e := json.NewEncoder(w)
+				e.SetIndent("", "  ")
+				return e.Encode(st)
+			}
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PID\tSERVICE\tMODE\tGEN\tSTATE\tCHECKING\tLOGGING-IN\tPROXYING\tSERVED\tAGE")
+			now := time.Now()
+			for _, s := range st.Services {
+				for _, p := range s.Procs {
+					state := "ready"
+					if !p.Ready {
+						state = "starting"
+					}
+					if p.Stopping != "" {
+						state = "stopping(" + p.Stopping + ")"
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\n", p.PID, s.Name, p.Mode, p.Generation, state,
+						p.Checking, p.LoggingIn, p.Proxying, p.Served, now.Sub(p.Started).Round(time.Second))
+				}
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// loginStatusCommand is `loginctl login-status`: loginsvc's limits and
+// counters per service.
+func loginStatusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "login-status",
+		Usage: "show loginsvc's per-service limits and counters (accepted, refused, evicted, spawn failures)",
+		Flags: []cli.Flag{loginSocketFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: func(c *cli.Context) error {
+			st, err := fetchLoginStatus(c)
+			if err != nil {
+				return err
+			}
+			w := c.App.Writer
+			if c.Bool("json") {
+				e := json.NewEncoder(w)
+				e.SetIndent("", "  ")
+				return e.Encode(st)
+			}
+			fmt.Fprintf(w, "loginsvc pid %d, up %s, configuration generation %d\n", st.PID, time.Since(st.Started).Round(time.Second), st.Generation)
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SERVICE\tMODE\tPROCS\tLIMITS\tACCEPTED\tREFUSED\tEVICTED\tDROPPED\tLOST\tSPAWNED\tSPAWN-FAIL\tCRASHES\tTHROTTLES\tPENDING")
+			for _, s := range st.Services {
+				ct := s.Counters
+				fmt.Fprintf(tw, "%s\t%s\t%d\tproc=%d client=%d min=%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.Name, s.Mode, len(s.Procs),
+					s.ProcessLimit, s.ClientLimit, s.ProcessMinAvail, ct.Accepted, ct.Refused, ct.Evicted, ct.Dropped, ct.Lost,
+					ct.Spawned, ct.SpawnFailures, ct.Crashes, ct.Throttles, s.Pending)
+			}
+			return tw.Flush()
+		},
+	}
+}

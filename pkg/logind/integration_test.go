@@ -1,0 +1,548 @@
+package logind
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/dovecotlab"
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
+)
+
+// TestMain makes the test binary the login process when the supervisor
+// starts it (os/exec's helper-process pattern), with the test hooks on.
+func TestMain(m *testing.M) {
+	if os.Getenv(LoginProcessEnv) == "1" {
+		testHooks = true
+		os.Exit(LoginProcessMain())
+	}
+	if os.Getenv("LOGINSVC_TEST_SANDBOX") != "" {
+		os.Exit(sandboxChild())
+	}
+	os.Exit(m.Run())
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type lab struct {
+	t      *testing.T
+	sup    *Supervisor
+	cfg    *Config
+	port   int
+	cancel context.CancelFunc
+	done   chan error
+	logs   *syncBuf
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startLab runs a Supervisor in-process with real login processes (this
+// test binary) for one service svc whose body is conf; base_dir is a
+// temporary directory unless conf sets it.
+func startLab(t *testing.T, svc, global, conf string) *lab {
+	t.Helper()
+	port := freePort(t)
+	proto := strings.TrimSuffix(strings.TrimPrefix(svc, "manage"), "-login")
+	listener := map[string]string{"imap": "imap", "pop3": "pop3", "submission": "submission", "sieve": "sieve"}[proto]
+	text := fmt.Sprintf("base_dir = %s\nprotocols = %s\nlisten = 127.0.0.1\n%s\nservice %s {\n inet_listener %s {\n  port = %d\n }\n%s\n}\n",
+		t.TempDir(), proto, global, svc, listener, port, conf)
+	if strings.Contains(global, "base_dir") {
+		text = strings.Replace(text, "base_dir = ", "#base_dir = ", 1)
+	}
+	cfg, err := Parse("lab.conf", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuf{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l := &lab{t: t, cfg: cfg, port: port, logs: logs, done: make(chan error, 1)}
+	l.sup = &Supervisor{Logger: log, ShutdownGrace: 3 * time.Second,
+		Runner: &ExecRunner{Path: os.Args[0], Logger: log, NoSandbox: os.Geteuid() != 0}}
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	ready := make(chan struct{})
+	l.sup.OnReady = func() { close(ready) }
+	go func() { l.done <- l.sup.Run(ctx, cfg) }()
+	select {
+	case <-ready:
+	case err := <-l.done:
+		t.Fatalf("supervisor: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("supervisor did not start")
+	}
+	t.Cleanup(func() {
+		l.stop()
+		if t.Failed() {
+			t.Logf("supervisor log:\n%s", logs.String())
+		}
+	})
+	return l
+}
+
+func (l *lab) stop() error {
+	l.cancel()
+	select {
+	case err := <-l.done:
+		l.done <- err
+		return err
+	case <-time.After(15 * time.Second):
+		l.t.Error("supervisor did not stop")
+		return nil
+	}
+}
+
+func (l *lab) status() ServiceStatus {
+	st := l.sup.Status()
+	if len(st.Services) != 1 {
+		l.t.Fatalf("status: %d services", len(st.Services))
+	}
+	return st.Services[0]
+}
+
+// waitFor polls cond for up to 10 s.
+func (l *lab) waitFor(what string, cond func(ServiceStatus) bool) ServiceStatus {
+	l.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := l.status()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("timed out waiting for %s; status %+v", what, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readyProcs(st ServiceStatus) int {
+	n := 0
+	for _, p := range st.Procs {
+		if p.Ready {
+			n++
+		}
+	}
+	return n
+}
+
+type tclient struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func (l *lab) dial(src string) *tclient {
+	l.t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(l.port))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { c.Close() })
+	return &tclient{t: l.t, c: c, r: bufio.NewReader(c)}
+}
+
+// line reads one line (without CRLF), "EOF" at end of stream.
+func (c *tclient) line() string {
+	c.t.Helper()
+	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	s, err := c.r.ReadString('\n')
+	if err != nil {
+		if s == "" {
+			return "EOF"
+		}
+		return s
+	}
+	return strings.TrimRight(s, "\r\n")
+}
+
+func (c *tclient) cmd(s string) string {
+	c.t.Helper()
+	c.c.Write([]byte(s + "\r\n"))
+	return c.line()
+}
+
+func TestHighSecurityProcessesAndEviction(t *testing.T) {
+	l := startLab(t, "imap-login", "", "service_count = 1\nprocess_limit = 4")
+	var cs []*tclient
+	for i := 0; i < 4; i++ {
+		c := l.dial("")
+		if g := c.line(); !strings.HasPrefix(g, "* OK [CAPABILITY") {
+			t.Fatalf("client %d greeting %q", i, g)
+		}
+		cs = append(cs, c)
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := l.waitFor("4 processes with one logging-in client each", func(s ServiceStatus) bool {
+		n := 0
+		for _, p := range s.Procs {
+			n += p.LoggingIn
+		}
+		return len(s.Procs) == 4 && n == 4
+	})
+	if os.Geteuid() == 0 {
+		for _, p := range st.Procs {
+			checkSandboxed(t, p.PID, filepath.Join(l.cfg.BaseDir, "login"))
+		}
+	}
+	// The oldest client is proxying: it must never be evicted.
+	if r := cs[0].cmd("p XPROXY"); r != "p OK" {
+		t.Fatalf("XPROXY: %q", r)
+	}
+	l.waitFor("client 0 proxying", func(s ServiceStatus) bool {
+		for _, p := range s.Procs {
+			if p.Proxying == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	for i, victim := range []int{1, 2} {
+		nc := l.dial("")
+		if g := nc.line(); !strings.HasPrefix(g, "* OK") {
+			t.Fatalf("arrival %d greeting %q", i, g)
+		}
+		if got := cs[victim].line(); got != "* BYE Connection queue full" {
+			t.Errorf("victim %d got %q", victim, got)
+		}
+		cs = append(cs, nc)
+	}
+	// Exactly one eviction per arrival: the survivors still answer.
+	for _, i := range []int{0, 3, 4, 5} {
+		if r := cs[i].cmd("n NOOP"); r != "n OK NOOP completed." {
+			t.Errorf("client %d NOOP: %q", i, r)
+		}
+	}
+	st = l.waitFor("counters", func(s ServiceStatus) bool { return s.Counters.Evicted == 2 })
+	if len(st.Procs) > 4 {
+		t.Errorf("%d processes over process_limit 4", len(st.Procs))
+	}
+	// LOGOUT ends the process (service_count = 1).
+	if r := cs[3].cmd("a LOGOUT"); r != "* BYE Logging out" {
+		t.Errorf("LOGOUT: %q", r)
+	}
+	l.waitFor("3 processes after LOGOUT", func(s ServiceStatus) bool { return len(s.Procs) == 3 })
+}
+
+// checkSandboxed verifies a login process runs as dovenull, chrooted.
+func checkSandboxed(t *testing.T, pid int, root string) {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, gid, _ := dovecotlab.LookupIDs("dovenull")
+	wantUID := fmt.Sprintf("Uid:\t%d\t%d\t%d\t%d", uid, uid, uid, uid)
+	wantGID := fmt.Sprintf("Gid:\t%d\t%d\t%d\t%d", gid, gid, gid, gid)
+	if !strings.Contains(string(status), wantUID) || !strings.Contains(string(status), wantGID) {
+		t.Errorf("pid %d not dovenull:\n%s", pid, status)
+	}
+	if r, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid)); r != root {
+		t.Errorf("pid %d root %q, want %q", pid, r, root)
+	}
+	fi, err := os.Stat(root)
+	if err != nil || fi.Mode().Perm() != 0o750 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("chroot %s: %v %v (want root-owned 0750)", root, fi.Mode(), err)
+	}
+}
+
+func TestHighPerformanceSpillOverCrashAndReplacement(t *testing.T) {
+	l := startLab(t, "imap-login", "", "service_count = 0\nclient_limit = 3\nprocess_min_avail = 1\nprocess_limit = 3")
+	l.waitFor("one preforked process", func(s ServiceStatus) bool { return readyProcs(s) == 1 })
+	var cs []*tclient
+	for i := 0; i < 4; i++ {
+		c := l.dial("")
+		if g := c.line(); !strings.HasPrefix(g, "* OK") {
+			t.Fatalf("greeting %q", g)
+		}
+		cs = append(cs, c)
+	}
+	st := l.waitFor("spill-over to a second process", func(s ServiceStatus) bool {
+		return len(s.Procs) == 2 && s.Procs[0].LoggingIn == 3 && s.Procs[1].LoggingIn == 1
+	})
+	// Crash the first process: its three clients are lost, the other
+	// process's client is unharmed, and process_min_avail is restored.
+	syscall.Kill(st.Procs[0].PID, syscall.SIGKILL)
+	for i := 0; i < 3; i++ {
+		if got := cs[i].line(); got != "EOF" {
+			t.Errorf("client %d of the crashed process: %q", i, got)
+		}
+	}
+	if r := cs[3].cmd("n NOOP"); r != "n OK NOOP completed." {
+		t.Errorf("client of the other process: %q", r)
+	}
+	st = l.waitFor("crash counted", func(s ServiceStatus) bool { return s.Counters.Crashes == 1 && s.Counters.Lost == 3 })
+	c := l.dial("")
+	if g := c.line(); !strings.HasPrefix(g, "* OK") {
+		t.Fatalf("after crash greeting %q", g)
+	}
+}
+
+func TestVszLimitKillsOnlyThatProcess(t *testing.T) {
+	l := startLab(t, "imap-login", "", "service_count = 1\nvsz_limit = 64M")
+	a, b := l.dial(""), l.dial("")
+	a.line()
+	b.line()
+	l.waitFor("two processes", func(s ServiceStatus) bool { return len(s.Procs) == 2 })
+	a.c.Write([]byte("x XALLOC 300\r\n"))
+	if got := a.line(); got != "EOF" {
+		t.Errorf("over vsz_limit got %q, want the connection to die", got)
+	}
+	if r := b.cmd("n NOOP"); r != "n OK NOOP completed." {
+		t.Errorf("other client: %q", r)
+	}
+	l.waitFor("crash counted", func(s ServiceStatus) bool { return s.Counters.Crashes == 1 && len(s.Procs) == 1 })
+	if !strings.Contains(l.logs.String(), "Out of memory (vsz_limit=64 MB)") {
+		t.Errorf("no out-of-memory line in the log:\n%s", l.logs.String())
+	}
+	c := l.dial("")
+	if g := c.line(); !strings.HasPrefix(g, "* OK") {
+		t.Errorf("new client after the crash: %q", g)
+	}
+}
+
+func TestPreloginLimits(t *testing.T) {
+	t.Run("imap bad commands are cumulative", func(t *testing.T) {
+		l := startLab(t, "imap-login", "", "")
+		c := l.dial("")
+		c.line()
+		got := []string{c.cmd("a BOGUS"), c.cmd("b NOOP"), c.cmd("c BOGUS"), c.cmd("d BOGUS"), c.line()}
+		want := []string{"a BAD Error in IMAP command received by server.", "b OK NOOP completed.", "c BAD Error in IMAP command received by server.", "* BYE Too many invalid IMAP commands.", "EOF"}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("got %q\nwant %q", got, want)
+		}
+	})
+	t.Run("pop3 bad commands are consecutive", func(t *testing.T) {
+		l := startLab(t, "pop3-login", "", "")
+		c := l.dial("")
+		if g := c.line(); g != "+OK loginsvc ready." {
+			t.Fatalf("greeting %q", g)
+		}
+		got := []string{c.cmd("X"), c.cmd("X"), c.cmd("CAPA")}
+		for c.line() != "." {
+		}
+		got = append(got, c.cmd("X"), c.cmd("X"), c.cmd("X"), c.line(), c.line())
+		want := []string{"-ERR Unknown command.", "-ERR Unknown command.", "+OK", "-ERR Unknown command.", "-ERR Unknown command.", "-ERR Unknown command.", "-ERR Too many invalid bad commands.", "EOF"}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("got %q\nwant %q", got, want)
+		}
+	})
+	t.Run("absolute pre-login deadline", func(t *testing.T) {
+		l := startLab(t, "imap-login", "login_prelogin_timeout = 1500ms", "service_count = 0")
+		c := l.dial("")
+		c.line()
+		start := time.Now()
+		time.Sleep(700 * time.Millisecond)
+		if r := c.cmd("n NOOP"); r != "n OK NOOP completed." {
+			t.Fatalf("NOOP %q", r)
+		}
+		if got := c.line(); got != "* BYE Disconnected for inactivity." {
+			t.Errorf("got %q", got)
+		}
+		if e := time.Since(start); e > 1900*time.Millisecond {
+			t.Errorf("deadline not absolute: %v after greeting", e)
+		}
+	})
+	t.Run("input buffer full", func(t *testing.T) {
+		l := startLab(t, "imap-login", "", "")
+		c := l.dial("")
+		c.line()
+		if got := c.cmd("a LOGIN " + strings.Repeat("x", 2000)); got != "* BYE Input buffer full, aborting" {
+			t.Errorf("got %q", got)
+		}
+	})
+}
+
+func TestReloadAndGracefulShutdown(t *testing.T) {
+	l := startLab(t, "imap-login", "shutdown_clients = no", "service_count = 0")
+	a := l.dial("")
+	if g := a.line(); !strings.HasSuffix(g, "] loginsvc ready.") {
+		t.Fatalf("greeting %q", g)
+	}
+	text := fmt.Sprintf("base_dir = %s\nprotocols = imap\nlisten = 127.0.0.1\nshutdown_clients = no\nlogin_greeting = reloaded.\nservice imap-login {\n inet_listener imap {\n  port = %d\n }\n service_count = 0\n}\n", l.cfg.BaseDir, l.port)
+	cfg, err := Parse("lab2.conf", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.sup.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	b := l.dial("")
+	if g := b.line(); !strings.HasSuffix(g, "] reloaded.") {
+		t.Errorf("after reload greeting %q", g)
+	}
+	if r := a.cmd("n NOOP"); r != "n OK NOOP completed." {
+		t.Errorf("old client after reload: %q", r)
+	}
+	st := l.status()
+	gens := map[uint64]bool{}
+	for _, p := range st.Procs {
+		gens[p.Generation] = true
+	}
+	if !gens[1] || !gens[2] {
+		t.Errorf("want processes of generations 1 (draining) and 2: %+v", st.Procs)
+	}
+	var pids []int
+	for _, p := range st.Procs {
+		pids = append(pids, p.PID)
+	}
+	start := time.Now()
+	if err := l.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*tclient{a, b} {
+		if got := c.line(); got != "* BYE Shutting down" {
+			t.Errorf("at shutdown got %q", got)
+		}
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("shutdown took %v", d)
+	}
+	for _, pid := range pids {
+		if syscall.Kill(pid, 0) == nil {
+			if s, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(s), ") Z") {
+				t.Errorf("login process %d still alive after shutdown", pid)
+			}
+		}
+	}
+	if _, err := os.Stat(l.cfg.ControlSocket()); err == nil {
+		if _, err := QueryStatus(context.Background(), l.cfg.ControlSocket()); err == nil {
+			t.Errorf("control socket still answers after shutdown")
+		}
+	}
+}
+
+func TestControlSocket(t *testing.T) {
+	l := startLab(t, "pop3-login", "", "process_min_avail = 2")
+	l.waitFor("prefork", func(s ServiceStatus) bool { return readyProcs(s) == 2 })
+	st, err := QueryStatus(context.Background(), l.cfg.ControlSocket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Services) != 1 || st.Services[0].Name != "pop3-login" || len(st.Services[0].Procs) != 2 || st.Services[0].Mode != "high-security" {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// TestAccessChecks runs the access check against tcpwrapd (in-process
+// accessd on a socket inside the chroot) with two entries in order.
+func TestAccessChecksWithTcpwrapd(t *testing.T) {
+	base := t.TempDir()
+	sockDir := filepath.Join(base, "login", "tcpwrapd")
+	os.MkdirAll(sockDir, 0o755)
+	allow := filepath.Join(base, "hosts.allow")
+	deny := filepath.Join(base, "hosts.deny")
+	os.WriteFile(allow, []byte("imap: 127.0.0.1\n"), 0o644)
+	os.WriteFile(deny, []byte("ALL: ALL\n"), 0o644)
+	uid, gid := -1, -1
+	if os.Geteuid() == 0 {
+		uid, gid, _ = dovecotlab.LookupIDs("dovenull")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	adone := make(chan error, 1)
+	go func() {
+		adone <- accessd.Run(ctx, accessd.Config{Listen: filepath.Join(sockDir, "access"), SocketUID: uid, SocketGID: gid, AllowFile: allow, DenyFile: deny, ReloadInterval: -1})
+	}()
+	t.Cleanup(func() { cancel(); <-adone })
+	for i := 0; ; i++ {
+		if _, err := os.Stat(filepath.Join(sockDir, "access")); err == nil {
+			break
+		}
+		if i > 200 {
+			t.Fatal("tcpwrapd socket did not appear")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	l := startLab(t, "imap-login", "base_dir = "+base+"\nlogin_access_sockets = tcpwrapd/access /tcpwrapd/access", "service_count = 0")
+	ok := l.dial("127.0.0.1")
+	if g := ok.line(); !strings.HasPrefix(g, "* OK") {
+		t.Errorf("allowed client: %q", g)
+	}
+	no := l.dial("127.0.0.2")
+	if got := no.line(); got != "EOF" {
+		t.Errorf("refused client got %q, want EOF without a byte", got)
+	}
+	l.waitFor("refused counted", func(s ServiceStatus) bool { return s.Counters.Refused == 1 })
+	if !strings.Contains(l.logs.String(), `msg="access(tcpwrapd/access): Client refused (rip=127.0.0.2)"`) {
+		t.Errorf("no Dovecot refusal line in the log:\n%s", l.logs.String())
+	}
+}
+
+// TestAccessChecksWithDovecotTcpwrap asks Dovecot's own tcpwrap, run by a
+// lab Dovecot master (private mount namespace with the lab's hosts files
+// over /etc/hosts.*), sharing its base_dir so the socket is in our chroot.
+func TestAccessChecksWithDovecotTcpwrap(t *testing.T) {
+	dovecotlab.SkipIfUnavailable(t)
+	d := dovecotlab.Start(t, dovecotlab.Config{OwnTcpwrap: true, Protocols: []string{"pop3"}, HostsDeny: "ALL: 127.0.0.3\n"})
+	l := startLab(t, "imap-login", "base_dir = "+d.BaseDir+"\nlogin_access_sockets = tcpwrap", "service_count = 1")
+	ok := l.dial("127.0.0.1")
+	if g := ok.line(); !strings.HasPrefix(g, "* OK") {
+		t.Errorf("allowed client: %q", g)
+	}
+	no := l.dial("127.0.0.3")
+	if got := no.line(); got != "EOF" {
+		t.Errorf("refused client got %q", got)
+	}
+	l.waitFor("refused counted", func(s ServiceStatus) bool { return s.Counters.Refused == 1 })
+	if !strings.Contains(l.logs.String(), "access(tcpwrap): Client refused (rip=127.0.0.3)") {
+		t.Errorf("no refusal line:\n%s", l.logs.String())
+	}
+}
+
+// sandboxChild is the helper process of TestSandboxCannotRegainRoot.
+func sandboxChild() int {
+	uid, gid, err := dovecotlab.LookupIDs("dovenull")
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	in := &workerInit{Chroot: os.Getenv("LOGINSVC_TEST_SANDBOX"), UID: uid, GID: gid, VszLimit: 64 << 20}
+	if err := sandbox(in); err != nil {
+		fmt.Println("sandbox:", err)
+		return 1
+	}
+	fmt.Printf("setuid(0)=%v seteuid(0)=%v setgid(0)=%v check=%v\n", syscall.Setuid(0), syscall.Seteuid(0), syscall.Setgid(0), CheckNoRoot())
+	return 0
+}
+
+func TestSandboxCannotRegainRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	root := t.TempDir()
+	out, err := (&execCmd{env: "LOGINSVC_TEST_SANDBOX=" + root}).run()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	want := "setuid(0)=operation not permitted seteuid(0)=operation not permitted setgid(0)=operation not permitted check=<nil>\n"
+	if out != want {
+		t.Errorf("got %q\nwant %q", out, want)
+	}
+}

@@ -42,18 +42,46 @@ func (e *ClientEffects) runner() *wrapopts.Runner {
 }
 
 // checkEnv returns the Env for the check of req whose client socket is fd
-// (-1: none) and the Service that carries out its options, or s.env and
-// nil when the Env's Effects is not a *ClientEffects.
-func (s *Server) checkEnv(fd int, req *hostsrules.Request) (*hostsrules.Env, *wrapopts.Service) {
+// (-1: none) and the lazily built Service that carries out its options, or
+// s.env and nil when the Env's Effects is not a *ClientEffects.
+func (s *Server) checkEnv(fd int, req *hostsrules.Request) (*hostsrules.Env, *lazyService) {
 	ce, ok := s.env.Effects.(*ClientEffects)
 	if !ok || ce == nil {
 		return s.env, nil
 	}
-	env := *s.env
-	log := s.log.With("daemon", req.Daemon, "client_addr", addrString(req.Client))
-	svc := ce.runner().Service(fd, log)
-	env.Effects = svc
-	return &env, svc
+	ls := &lazyService{s: s, ce: ce, fd: fd, req: req}
+	ls.env = *s.env
+	ls.env.Effects = ls
+	return &ls.env, ls
+}
+
+// lazyService builds a check's wrapopts.Service (and its logger) only when
+// the matched rule has an option to carry out, so that the common check,
+// whose rule has no options, allocates nothing for it.
+type lazyService struct {
+	s   *Server
+	ce  *ClientEffects
+	fd  int
+	req *hostsrules.Request
+	env hostsrules.Env
+	svc *wrapopts.Service
+}
+
+// Apply builds the Service on first use and hands opt to it.
+func (l *lazyService) Apply(ctx context.Context, opt hostsrules.Option, x *hostsrules.Expander) (bool, error) {
+	if l.svc == nil {
+		log := l.s.log.With("daemon", l.req.Daemon, "client_addr", addrString(l.req.Client))
+		l.svc = l.ce.runner().Service(l.fd, log)
+	}
+	return l.svc.Apply(ctx, opt, x)
+}
+
+// service returns the Service if one was built.
+func (l *lazyService) service() *wrapopts.Service {
+	if l == nil {
+		return nil
+	}
+	return l.svc
 }
 
 // decisionLevel returns the level to log a decision at: def, or the

@@ -278,7 +278,8 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		req.Client, req.Server = endpoints(fd)
 	}
 	env, svc := s.checkEnv(fd, req)
-	cctx, cancel := context.WithTimeout(ctx, durOr(s.CheckTimeout, DefaultCheckTimeout))
+	cctx := newCheckContext(ctx, durOr(s.CheckTimeout, DefaultCheckTimeout))
+	cancel := cctx.release
 	start := time.Now()
 	d := s.Rules.Policy().Check(cctx, req, env)
 	s.Stats.Decision(&d, time.Since(start))
@@ -307,7 +308,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	default:
 		reply = replyDenied
 	}
-	if level, sev := decisionLevel(svc, def, nil); s.log.Enabled(ctx, level) {
+	if level, sev := decisionLevel(svc.service(), def, nil); s.log.Enabled(ctx, level) {
 		s.log.Log(ctx, level, msg, append(attrs(), sev...)...)
 	}
 	if reply == nil {

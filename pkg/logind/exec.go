@@ -194,7 +194,7 @@ func copyLog(r interface{ Read([]byte) (int, error) }, log *slog.Logger, vsz uin
 			l, msg = slog.LevelError, line
 		}
 		log.Log(context.Background(), l, msg)
-		if strings.HasPrefix(line, "fatal error: runtime: out of memory") || strings.HasPrefix(line, "fatal error: runtime: cannot allocate memory") {
+		if strings.HasPrefix(line, "fatal error:") && (strings.Contains(line, "out of memory") || strings.Contains(line, "cannot allocate memory")) {
 			log.Error(fmt.Sprintf("Out of memory (vsz_limit=%d MB), you may need to increase it", vsz>>20))
 		}
 	}

@@ -127,3 +127,35 @@ func (d Diagnostic) Error() string {
 	}
 	return fmt.Sprintf("%s:%d: %s", d.File, d.Line, d.Msg)
 }
+
+// MarshalText encodes the verdict as "granted" or "denied" (in JSON too).
+func (v Verdict) MarshalText() ([]byte, error) { return []byte(v.String()), nil }
+
+// UnmarshalText decodes "granted" or "denied".
+func (v *Verdict) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "granted":
+		*v = Granted
+	case "denied":
+		*v = Denied
+	default:
+		return fmt.Errorf("unknown verdict %q", b)
+	}
+	return nil
+}
+
+// MarshalText encodes the severity as "warning" or "error".
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText decodes "warning" or "error".
+func (s *Severity) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "warning":
+		*s = Warning
+	case "error":
+		*s = Error
+	default:
+		return fmt.Errorf("unknown severity %q", b)
+	}
+	return nil
+}

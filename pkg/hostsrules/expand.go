@@ -101,6 +101,9 @@ func (c *check) expandLetter(ch byte) string {
 	case 'H':
 		return c.sanitizeInfo(&c.server)
 	case 'c':
+		if !c.userDone && c.req.User != "" {
+			c.userName() // a given user counts as looked up; no ident
+		}
 		u := c.user
 		if c.userDone && u != "" && u != Unknown {
 			return sanitize(u + "@" + c.hostInfo(&c.client))

@@ -2,6 +2,7 @@ package hostsrules
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"time"
@@ -111,4 +112,19 @@ func ReadSource(path string) Source {
 // read at load time too, and listed by Policy.Files.
 func Load(allowPath, denyPath string) *Policy {
 	return Compile(ReadSource(allowPath), ReadSource(denyPath))
+}
+
+// MarshalText encodes the state as "ok", "missing", "directory" or
+// "unreadable".
+func (s FileState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText decodes the words MarshalText produces.
+func (s *FileState) UnmarshalText(b []byte) error {
+	for _, v := range []FileState{FileOK, FileMissing, FileDir, FileUnreadable} {
+		if v.String() == string(b) {
+			*s = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown file state %q", b)
 }

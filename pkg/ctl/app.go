@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 )
@@ -85,18 +86,27 @@ func usageErrors(cmds []*cli.Command) {
 
 // Run runs loginctl with args (args[0] is the program name) and returns
 // the exit status. Errors are printed to stderr as "loginctl: MSG".
+//
+// The program calls itself by the name it was invoked as when that is
+// "tcpwrapctl", the name packages install it under (systemd owns
+// /usr/bin/loginctl), and "loginctl" otherwise.
 func Run(args []string, stdout, stderr io.Writer, version string) int {
 	app := NewApp(stdout, stderr, version)
+	name := "loginctl"
+	if len(args) > 0 && filepath.Base(args[0]) == "tcpwrapctl" {
+		name = "tcpwrapctl"
+		app.Name, app.HelpName = name, name
+	}
 	err := app.Run(args)
 	if err == nil {
 		return ExitOK
 	}
 	if msg := err.Error(); msg != "" {
-		fmt.Fprintf(stderr, "loginctl: %v\n", msg)
+		fmt.Fprintf(stderr, "%s: %v\n", name, msg)
 	}
 	var ue usageError
 	if errors.As(err, &ue) || isFlagError(err) {
-		fmt.Fprintln(stderr, "Run 'loginctl help' or 'loginctl COMMAND --help' for usage.")
+		fmt.Fprintf(stderr, "Run '%s help' or '%s COMMAND --help' for usage.\n", name, name)
 		return ExitUsage
 	}
 	var ec cli.ExitCoder

@@ -217,6 +217,28 @@ func Run(ctx context.Context, cfg Config) error {
 	if adminDone != nil {
 		<-adminDone
 	}
+	waitCommands(srv, durOr(cfg.DrainTimeout, DefaultDrainTimeout), log)
 	log.Info("stopped")
 	return err
+}
+
+// waitCommands gives spawn and twist commands still running up to limit to
+// finish before the daemon exits; those that do not are left to the
+// service manager (systemd stops the whole control group).
+func waitCommands(srv *Server, limit time.Duration, log *slog.Logger) {
+	ce, ok := srv.env.Effects.(*ClientEffects)
+	if !ok || ce == nil {
+		return
+	}
+	r := ce.runner()
+	if r.Running() == 0 {
+		return
+	}
+	done := make(chan struct{})
+	go func() { r.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		log.Warn("option commands still running at exit", "commands", r.Running())
+	}
 }

@@ -155,7 +155,7 @@ func parseIPv6(s string) (netip.Addr, bool) {
 // unmapText turns "::ffff:a.b.c.d" (any case) into "a.b.c.d" when the rest
 // is a dot_quad, as Debian's string_match does for every subject string.
 func unmapText(s string) (string, bool) {
-	if len(s) > 7 && strings.EqualFold(s[:7], "::ffff:") {
+	if len(s) > 7 && asciiEqualFold(s[:7], "::ffff:") {
 		if _, ok := dotQuad(s[7:]); ok {
 			return s[7:], true
 		}

@@ -123,7 +123,7 @@ func (c *check) expandLetter(ch byte) string {
 		return strconv.Itoa(int(c.req.Server.Addr.Port()))
 	case 's':
 		h := c.hostInfo(&c.server)
-		if !strings.EqualFold(h, Unknown) {
+		if !asciiEqualFold(h, Unknown) {
 			return sanitize(c.daemon + "@" + h)
 		}
 		c.daemon = sanitize(c.daemon)

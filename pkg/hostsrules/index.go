@@ -2,7 +2,6 @@ package hostsrules
 
 import (
 	"net/netip"
-	"strings"
 )
 
 // minIndexedRun is the shortest run of address-only rules worth an index;
@@ -73,7 +72,7 @@ func addrToken(tok string) (addr netip.Addr, text string, v6, ok bool) {
 // client token is an exact address.
 func indexable(r *rule) bool {
 	for _, t := range r.daemons() {
-		if strings.EqualFold(t, "EXCEPT") {
+		if asciiEqualFold(t, "EXCEPT") {
 			return false
 		}
 		if _, _, ok := splitAtFrom1(t, '@'); ok {

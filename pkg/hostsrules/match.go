@@ -123,14 +123,14 @@ func (c *check) logf(format string, args ...any) {
 }
 
 func knownName(s string) bool {
-	return !strings.EqualFold(s, Unknown) && !strings.EqualFold(s, Paranoid)
+	return !asciiEqualFold(s, Unknown) && !asciiEqualFold(s, Paranoid)
 }
 
 // listMatch is libwrap's list_match: the first token that matches decides,
 // unless it is followed by EXCEPT and the exception list matches.
 func (c *check) listMatch(toks []string, clients bool) bool {
 	for i, t := range toks {
-		if strings.EqualFold(t, "EXCEPT") {
+		if asciiEqualFold(t, "EXCEPT") {
 			return false
 		}
 		var m bool
@@ -143,7 +143,7 @@ func (c *check) listMatch(toks []string, clients bool) bool {
 			continue
 		}
 		for j := i + 1; j < len(toks); j++ {
-			if strings.EqualFold(toks[j], "EXCEPT") {
+			if asciiEqualFold(toks[j], "EXCEPT") {
 				c.note("%q matched, EXCEPT [", t)
 				n := len(c.why)
 				if c.listMatch(toks[j+1:], clients) {
@@ -260,10 +260,10 @@ func (c *check) hostMatch(tok string, h *host) bool {
 		return c.env.Netgroups != nil && c.env.Netgroups.InNetgroup(tok[1:], name)
 	case strings.HasPrefix(tok, "/"):
 		return c.fileMatch(tok, h)
-	case strings.EqualFold(tok, "KNOWN"):
+	case asciiEqualFold(tok, "KNOWN"):
 		name := c.hostName(h)
-		return !strings.EqualFold(c.hostAddr(h), Unknown) && knownName(name)
-	case strings.EqualFold(tok, "LOCAL"):
+		return !asciiEqualFold(c.hostAddr(h), Unknown) && knownName(name)
+	case asciiEqualFold(tok, "LOCAL"):
 		name := c.hostName(h)
 		return !strings.Contains(name, ".") && knownName(name)
 	}
@@ -341,16 +341,16 @@ func stringMatch(pat, s string) bool {
 	}
 	if strings.HasPrefix(pat, ".") {
 		n := len(s) - len(pat)
-		return n > 0 && strings.EqualFold(s[n:], pat)
+		return n > 0 && asciiEqualFold(s[n:], pat)
 	}
-	if strings.EqualFold(pat, "ALL") {
+	if asciiEqualFold(pat, "ALL") {
 		return true
 	}
-	if strings.EqualFold(pat, "KNOWN") {
-		return !strings.EqualFold(s, Unknown)
+	if asciiEqualFold(pat, "KNOWN") {
+		return !asciiEqualFold(s, Unknown)
 	}
 	if strings.HasSuffix(pat, ".") {
-		return len(s) >= len(pat) && strings.EqualFold(s[:len(pat)], pat)
+		return len(s) >= len(pat) && asciiEqualFold(s[:len(pat)], pat)
 	}
 	if len(pat) >= 2 && pat[0] == '[' && pat[len(pat)-1] == ']' {
 		pa, ok := parseIPv6(pat[1 : len(pat)-1])
@@ -363,7 +363,7 @@ func stringMatch(pat, s string) bool {
 		}
 		return pa.WithZone("") == sa.WithZone("")
 	}
-	return strings.EqualFold(pat, s)
+	return asciiEqualFold(pat, s)
 }
 
 // globMatch matches s against a pattern of literal characters, "*" (any

@@ -210,3 +210,15 @@ func TestFileListCycle(t *testing.T) {
 		}
 	}
 }
+
+// TestASCIIFolding: keywords and names compare like strcasecmp in the C
+// locale, so the Kelvin sign (U+212A), which Unicode folds to "k", is not
+// KNOWN's K.
+func TestASCIIFolding(t *testing.T) {
+	if stringMatch("\u212ANOWN", "sshd") {
+		t.Error(`"\u212ANOWN" treated as KNOWN`)
+	}
+	if !stringMatch("known", "sshd") {
+		t.Error(`"known" not treated as KNOWN`)
+	}
+}

@@ -46,7 +46,7 @@ func verifiedName(ctx context.Context, r Resolver, addr netip.Addr, logf func(st
 		return Paranoid
 	}
 	canon = strings.TrimSuffix(canon, ".")
-	if (canon == "" || !strings.EqualFold(canon, name)) && !strings.EqualFold(name, "localhost") {
+	if (canon == "" || !asciiEqualFold(canon, name)) && !asciiEqualFold(name, "localhost") {
 		logf("host name/name mismatch: %s != %s", name, canon)
 		return Paranoid
 	}
@@ -263,7 +263,7 @@ func (h *HostsResolver) LookupHost(_ context.Context, network, name string) (str
 	var addrs []netip.Addr
 	for _, l := range h.lines {
 		for _, n := range l.names {
-			if !strings.EqualFold(n, name) {
+			if !asciiEqualFold(n, name) {
 				continue
 			}
 			a := l.addr
@@ -314,7 +314,9 @@ func ParseNetgroup(data []byte) *Netgroup {
 		if len(f) == 0 {
 			continue
 		}
-		ng.groups[f[0]] = append(ng.groups[f[0]], f[1:]...)
+		if _, dup := ng.groups[f[0]]; !dup { // the files backend uses the first line of a group
+			ng.groups[f[0]] = f[1:]
+		}
 	}
 	return ng
 }
@@ -387,7 +389,7 @@ func (ng *Netgroup) in(group, hostName string, seen map[string]bool) bool {
 				return true
 			case h == "-":
 				continue
-			case strings.EqualFold(h, hostName):
+			case asciiEqualFold(h, hostName):
 				return true
 			}
 			continue
@@ -397,4 +399,18 @@ func (ng *Netgroup) in(group, hostName string, seen map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// asciiEqualFold is strcasecmp(3) equality in the C locale: only ASCII
+// letters fold.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
+		}
+	}
+	return true
 }

@@ -38,7 +38,7 @@ func SimulatedRequests(ctx context.Context, r Resolver, daemonArg, clientArg str
 	var server Endpoint
 	if hasServer {
 		switch {
-		case strings.EqualFold(serverArg, Unknown), strings.EqualFold(serverArg, Paranoid):
+		case asciiEqualFold(serverArg, Unknown), asciiEqualFold(serverArg, Paranoid):
 			server.Name = serverArg
 		default:
 			addrs, err := resolveAll(ctx, r, serverArg)
@@ -61,7 +61,7 @@ func SimulatedRequests(ctx context.Context, r Resolver, daemonArg, clientArg str
 	}
 	base := Request{Daemon: daemon, Server: server, User: user}
 	switch {
-	case strings.EqualFold(hostArg, Unknown), strings.EqualFold(hostArg, Paranoid):
+	case asciiEqualFold(hostArg, Unknown), asciiEqualFold(hostArg, Paranoid):
 		base.Client = Endpoint{Name: hostArg}
 		return []Request{base}, nil
 	}

@@ -1,0 +1,95 @@
+#!/bin/sh
+# Login front-end benchmark: Dovecot 2.3's imap-login (lab master from
+# ../shared/labs/dovecot-login) and loginsvc side by side, one Go driver
+# (bench/loginbench), same port (127.0.0.1:31143), each mode:
+#   hs          service_count = 1, process_min_avail = 0, process_limit = 1024
+#   hs-prefork  the same with process_min_avail = 16
+#   hp          service_count = 0, client_limit = 1000, process_min_avail = 2, process_limit = 100
+# Tests: seq N_SEQ (connect, greeting, LOGOUT, one at a time) and conc N_CONC
+# (all at once, held idle, processes and PSS measured). Root required.
+# Env: LAB (default ../shared/labs/dovecot-login relative to the repo),
+# N_SEQ (1000), N_CONC (500), MODES ("hs hs-prefork hp"), TARGETS
+# ("dovecot loginsvc"), OUT (/tmp/loginbench-results.jsonl).
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LAB=${LAB:-$ROOT/../shared/labs/dovecot-login}
+N_SEQ=${N_SEQ:-1000}
+N_CONC=${N_CONC:-500}
+MODES=${MODES:-"hs hs-prefork hp"}
+TARGETS=${TARGETS:-"dovecot loginsvc"}
+OUT=${OUT:-/tmp/loginbench-results.jsonl}
+TMP=$(mktemp -d /tmp/loginbench.XXXXXX)
+trap 'stop_loginsvc; [ -x "$LAB/dovebench.sh" ] && "$LAB/dovebench.sh" stop >/dev/null 2>&1; rm -rf "$TMP"' EXIT
+
+cd "$ROOT"
+go build -o "$TMP/loginsvc" ./cmd/loginsvc
+go build -o "$TMP/loginbench" ./bench/loginbench
+: > "$OUT"
+LPID=
+
+stop_loginsvc() {
+	if [ -n "$LPID" ]; then
+		kill -TERM "$LPID" 2>/dev/null || true
+		i=0; while kill -0 "$LPID" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+		LPID=
+	fi
+}
+
+loginsvc_conf() { # mode
+	case $1 in
+	hs) body="service_count = 1
+  process_min_avail = 0
+  process_limit = 1024" ;;
+	hs-prefork) body="service_count = 1
+  process_min_avail = 16
+  process_limit = 1024" ;;
+	hp) body="service_count = 0
+  client_limit = 1000
+  process_min_avail = 2
+  process_limit = 100
+  vsz_limit = 1G" ;;
+	esac
+	cat > "$TMP/$1.conf" <<EOC
+base_dir = $TMP/run-$1
+protocols = imap
+listen = 127.0.0.1
+service imap-login {
+  inet_listener imap {
+    port = 31143
+  }
+  $body
+}
+EOC
+}
+
+wait_port() {
+	i=0
+	until python3 -c 'import socket; socket.create_connection(("127.0.0.1",31143),0.2).close()' 2>/dev/null; do
+		sleep 0.1; i=$((i+1)); [ $i -lt 100 ] || { echo "no listener" >&2; exit 1; }
+	done
+	sleep 1
+}
+
+for mode in $MODES; do
+	for t in $TARGETS; do
+		case $t in
+		dovecot)
+			"$LAB/dovebench.sh" start "mode-$mode.conf" >/dev/null
+			pid=$(cat /tmp/dovebench/run/master.pid) ;;
+		loginsvc)
+			loginsvc_conf "$mode"
+			"$TMP/loginsvc" -F -c "$TMP/$mode.conf" 2>"$TMP/loginsvc-$mode.log" &
+			LPID=$!; pid=$LPID
+			wait_port ;;
+		esac
+		"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" seq 20 >/dev/null # warm-up
+		"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" -target "$t/$mode" seq "$N_SEQ" | tee -a "$OUT"
+		"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" -target "$t/$mode" conc "$N_CONC" | tee -a "$OUT"
+		case $t in
+		dovecot) "$LAB/dovebench.sh" stop ;;
+		loginsvc) stop_loginsvc ;;
+		esac
+		sleep 1
+	done
+done
+echo "results in $OUT" >&2

@@ -1,0 +1,254 @@
+// Command loginbench drives an IMAP login front end (Dovecot's imap-login
+// under a lab master, or loginsvc) with the same client for both, and
+// prints one JSON line per run:
+//
+//	loginbench -addr 127.0.0.1:31143 -master PID seq 1000    # connect, greeting, LOGOUT, one at a time
+//	loginbench -addr ... -master PID conc 500                # N at once, hold idle, measure, LOGOUT all
+//
+// -master is the supervisor's pid: its children named *-login are the
+// login processes counted and measured (RSS, PSS from smaps_rollup).
+// -src N spreads client source addresses over 127.0.0.1..N (needed above
+// ~28,000 concurrent connections to one port).
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type result struct {
+	Target      string  `json:"target"`
+	Test        string  `json:"test"`
+	N           int     `json:"n"`
+	Errors      int     `json:"errors"`
+	WallS       float64 `json:"wall_s"`
+	PerSec      float64 `json:"conn_per_s,omitempty"`
+	GreetMedMs  float64 `json:"greet_median_ms"`
+	GreetP99Ms  float64 `json:"greet_p99_ms"`
+	CloseMedMs  float64 `json:"closed_median_ms,omitempty"`
+	AllGreetedS float64 `json:"all_greeted_s,omitempty"`
+	Procs       int     `json:"login_procs,omitempty"`
+	IdleProcs   int     `json:"idle_login_procs_before"`
+	RSSkB       int     `json:"sum_rss_kb,omitempty"`
+	PSSkB       int     `json:"sum_pss_kb,omitempty"`
+	PSSIdlekB   int     `json:"sum_pss_kb_before,omitempty"`
+	PSSPerConnB int     `json:"pss_per_conn_bytes,omitempty"`
+}
+
+var (
+	addr   = flag.String("addr", "127.0.0.1:31143", "IMAP `ADDR` to connect to")
+	master = flag.Int("master", 0, "supervisor `PID` whose *-login children are measured")
+	target = flag.String("target", "", "label for the output")
+	srcN   = flag.Int("src", 1, "spread source addresses over 127.0.0.1..127.0.0.`N`")
+	hold   = flag.Duration("hold", 2*time.Second, "conc: how long to hold the idle connections before measuring")
+)
+
+func main() {
+	flag.Parse()
+	if flag.NArg() != 2 {
+		fmt.Fprintln(os.Stderr, "usage: loginbench [flags] seq|conc N")
+		os.Exit(2)
+	}
+	n, _ := strconv.Atoi(flag.Arg(1))
+	var lim syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	if lim.Cur < uint64(n)+100 {
+		lim.Cur = uint64(n) + 1000
+		if lim.Max < lim.Cur {
+			lim.Max = lim.Cur
+		}
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	var r result
+	switch flag.Arg(0) {
+	case "seq":
+		r = seq(n)
+	case "conc":
+		r = conc(n)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown test", flag.Arg(0))
+		os.Exit(2)
+	}
+	r.Target = *target
+	json.NewEncoder(os.Stdout).Encode(r)
+}
+
+func dial(i int) (net.Conn, error) {
+	d := net.Dialer{Timeout: 30 * time.Second}
+	if *srcN > 1 {
+		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, byte((i%*srcN)/250), byte(1+(i%*srcN)%250))}
+	}
+	return d.Dial("tcp", *addr)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
+}
+
+func seq(n int) result {
+	r := result{Test: "seq", N: n}
+	r.IdleProcs, _, r.PSSIdlekB = measure()
+	var greet, closed []time.Duration
+	buf := make([]byte, 4096)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		c, err := dial(i)
+		if err != nil {
+			r.Errors++
+			continue
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		k, err := c.Read(buf)
+		if err != nil || k < 4 || string(buf[:4]) != "* OK" {
+			r.Errors++
+			c.Close()
+			continue
+		}
+		greet = append(greet, time.Since(t0))
+		c.Write([]byte("a LOGOUT\r\n"))
+		for {
+			if _, err := c.Read(buf); err != nil {
+				break
+			}
+		}
+		closed = append(closed, time.Since(t0))
+		c.Close()
+	}
+	wall := time.Since(start)
+	r.WallS = wall.Seconds()
+	r.PerSec = float64(n) / wall.Seconds()
+	r.GreetMedMs, r.GreetP99Ms, r.CloseMedMs = ms(pct(greet, 0.5)), ms(pct(greet, 0.99)), ms(pct(closed, 0.5))
+	return r
+}
+
+func conc(n int) result {
+	r := result{Test: "conc", N: n}
+	time.Sleep(500 * time.Millisecond)
+	r.IdleProcs, _, r.PSSIdlekB = measure()
+	conns := make([]net.Conn, n)
+	greet := make([]time.Duration, n)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	var last time.Time
+	sem := make(chan struct{}, 512)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			t0 := time.Now()
+			c, err := dial(i)
+			if err != nil {
+				mu.Lock()
+				r.Errors++
+				mu.Unlock()
+				return
+			}
+			c.SetReadDeadline(time.Now().Add(60 * time.Second))
+			br := bufio.NewReaderSize(c, 256)
+			line, err := br.ReadString('\n')
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil || !strings.HasPrefix(line, "* OK") {
+				r.Errors++
+				c.Close()
+				return
+			}
+			greet[i] = time.Since(t0)
+			if now := time.Now(); now.After(last) {
+				last = now
+			}
+			conns[i] = c
+		}(i)
+	}
+	wg.Wait()
+	r.AllGreetedS = last.Sub(start).Seconds()
+	var gs []time.Duration
+	for _, g := range greet {
+		if g > 0 {
+			gs = append(gs, g)
+		}
+	}
+	r.GreetMedMs, r.GreetP99Ms = ms(pct(gs, 0.5)), ms(pct(gs, 0.99))
+	time.Sleep(*hold)
+	r.Procs, r.RSSkB, r.PSSkB = measure()
+	if len(gs) > 0 {
+		r.PSSPerConnB = (r.PSSkB - r.PSSIdlekB) * 1024 / len(gs)
+	}
+	t0 := time.Now()
+	for _, c := range conns {
+		if c != nil {
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			c.Write([]byte("z LOGOUT\r\n"))
+			c.Close()
+		}
+	}
+	r.WallS = time.Since(t0).Seconds() + r.AllGreetedS
+	return r
+}
+
+// measure returns the number of *-login children of -master and their
+// summed RSS and PSS in kB.
+func measure() (procs, rss, pss int) {
+	if *master == 0 {
+		return
+	}
+	ents, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, e := range ents {
+		b, err := os.ReadFile(e)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		// argv[0]: Dovecot's binary is imap-login; loginsvc sets argv[0].
+		cmd, _ := os.ReadFile(filepath.Join(filepath.Dir(e), "cmdline"))
+		argv0, _, _ := strings.Cut(string(cmd), "\x00")
+		if !strings.HasSuffix(filepath.Base(argv0), "-login") && !strings.Contains(argv0, "-login") {
+			continue
+		}
+		f := strings.Fields(s[i+2:])
+		if len(f) < 2 || f[1] != strconv.Itoa(*master) {
+			continue
+		}
+		dir := filepath.Dir(e)
+		procs++
+		rss += field(filepath.Join(dir, "status"), "VmRSS:")
+		pss += field(filepath.Join(dir, "smaps_rollup"), "Pss:")
+	}
+	return
+}
+
+func field(path, key string) int {
+	b, _ := os.ReadFile(path)
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, key) {
+			v, _ := strconv.Atoi(strings.Fields(l[len(key):])[0])
+			return v
+		}
+	}
+	return 0
+}

@@ -42,45 +42,19 @@ func ParseRules(src Source, lenient bool) ([]Rule, []Diagnostic) {
 		return nil, d
 	}
 	var rules []Rule
-	var diags []Diagnostic
-	r := lineReader{data: src.Data}
-	for {
-		first := r.line + 1
-		buf, ok := r.next()
-		if !ok {
-			break
-		}
-		if buf[len(buf)-1] != '\n' {
-			diags = append(diags, Diagnostic{File: src.Name, Line: r.line, Severity: Error, Code: "missing-newline",
-				Msg: "missing newline or line too long"})
-			if !lenient {
-				break
-			}
-		}
-		if buf[0] == '#' || isBlankLine(buf) {
-			continue
-		}
-		line := string(buf)
-		daemons, rest, ok := splitAt(line, ':')
-		if !ok {
-			diags = append(diags, Diagnostic{File: src.Name, Line: r.line, Severity: Warning,
-				Code: "missing-separator", Msg: `missing ":" separator`})
-			continue
-		}
-		clients, opts, hasOpts := splitAt(rest, ':')
+	diags, _ := scanRules(src, lenient, func(l ruleLine) {
 		rule := Rule{
-			File: src.Name, FirstLine: first, Line: r.line,
-			Text:       strings.TrimSuffix(line, "\n"),
-			Daemons:    tokens(daemons, 0),
-			Clients:    tokens(clients, len(daemons)+1),
-			HasOptions: hasOpts,
+			File: src.Name, FirstLine: l.first, Line: l.last, Text: l.text,
+			Daemons:    tokens(l.daemons, 0),
+			Clients:    tokens(l.clients, len(l.daemons)+1),
+			HasOptions: l.hasOpts,
 		}
-		if hasOpts {
-			rule.Options = strings.TrimSuffix(opts, "\n")
-			rule.OptionsCol = len(daemons) + 1 + len(clients) + 1 + 1
+		if l.hasOpts {
+			rule.Options = strings.TrimSuffix(l.opts, "\n")
+			rule.OptionsCol = len(l.daemons) + 1 + len(l.clients) + 1 + 1
 		}
 		rules = append(rules, rule)
-	}
+	})
 	return rules, diags
 }
 

@@ -11,8 +11,8 @@ func TestParseRules(t *testing.T) {
 	rules, diags := ParseRules(src, false)
 	want := []Rule{
 		{File: "hosts.allow", FirstLine: 2, Line: 3, Text: "imap, pop3 : 10.0.0.1 EXCEPT 10.0.0.2 : spawn echo hi",
-			Daemons: []Token{{"imap", 1}, {"pop3", 7}},
-			Clients: []Token{{"10.0.0.1", 14}, {"EXCEPT", 23}, {"10.0.0.2", 30}},
+			Daemons:    []Token{{"imap", 1}, {"pop3", 7}},
+			Clients:    []Token{{"10.0.0.1", 14}, {"EXCEPT", 23}, {"10.0.0.2", 30}},
 			HasOptions: true, Options: " spawn echo hi", OptionsCol: 40},
 		{File: "hosts.allow", FirstLine: 6, Line: 6, Text: "sshd: ALL",
 			Daemons: []Token{{"sshd", 1}}, Clients: []Token{{"ALL", 7}}},

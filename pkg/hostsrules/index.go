@@ -24,9 +24,9 @@ type segment struct {
 	// decimal, or a bracketed IPv6 pattern without zone) to the head of its
 	// entry chain; byText maps other all-digit-and-dot tokens
 	// ("010.0.0.1") by their text.
-	by4    map[uint32]int32
-	by6    map[[16]byte]int32
-	byText map[string]int32
+	by4     map[uint32]int32
+	by6     map[[16]byte]int32
+	byText  map[string]int32
 	entries []indexEntry
 	// v6Rule is the first rule with a bracketed IPv6 token, or -1. libwrap
 	// looks the client name up when such a token fails to match the

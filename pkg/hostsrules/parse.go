@@ -113,10 +113,22 @@ func indexByte(b []byte, c byte) int {
 	return -1
 }
 
-// splitAt finds the first delimiter outside brackets, as libwrap's
-// split_at: "[" increments and "]" decrements a depth counter, and the
-// delimiter only splits at depth zero. It returns the text before and after
-// the delimiter and whether one was found.
+// SplitAt finds the first delim outside brackets, as libwrap's split_at
+// (used for the ":" between fields, "/" in net/mask, "." in severity and
+// the newline of banner lines): "[" increments and "]" decrements a depth
+// counter, and delim only splits at depth zero. It returns the text before
+// and after delim and whether there was one; without one, before is s.
+func SplitAt(s string, delim byte) (before, after string, ok bool) {
+	return splitAt(s, delim)
+}
+
+// SplitAtFrom1 is libwrap's split_at(s + 1, delim), how daemon@host and
+// user@host tokens are split: the search (and the bracket count) starts at
+// the second character, so a leading "@" never splits.
+func SplitAtFrom1(s string, delim byte) (before, after string, ok bool) {
+	return splitAtFrom1(s, delim)
+}
+
 func splitAt(s string, delim byte) (before, after string, ok bool) {
 	depth := 0
 	for i := 0; i < len(s); i++ {
@@ -162,32 +174,39 @@ func isBlankLine(s []byte) bool {
 	return true
 }
 
-// parseTable parses one table the way libwrap's table_match reads it.
-func parseTable(src Source) (*table, []Diagnostic) {
-	t := &table{name: src.Name, state: src.State, err: src.Err}
-	var diags []Diagnostic
-	switch src.State {
-	case FileMissing, FileDir:
-		return t, nil
-	case FileUnreadable:
-		d := Diagnostic{File: src.Name, Severity: Error, Code: "cannot-open",
-			Msg: fmt.Sprintf("cannot open %s: %s", src.Name, strerror(src.Err))}
-		t.endErr = &d
-		return t, []Diagnostic{d}
-	}
+// ruleLine is one logical line split into its fields, as table_match
+// splits it: the daemon list, the client list and the options field
+// (including the final newline) if a second colon made one exist.
+type ruleLine struct {
+	first, last int // physical line numbers
+	text        string
+	daemons     string
+	clients     string
+	opts        string
+	hasOpts     bool
+}
+
+// scanRules reads a table's logical lines as libwrap's table_match does
+// and calls fn for each rule line, returning the diagnostics of reading.
+// An unterminated or over-long line stops the scan (end is its
+// diagnostic) unless lenient, tcpdchk's reading, which goes on.
+func scanRules(src Source, lenient bool, fn func(ruleLine)) (diags []Diagnostic, end *Diagnostic) {
 	r := lineReader{data: src.Data}
 	for {
+		first := r.line + 1
 		buf, ok := r.next()
 		if !ok {
-			break
+			return diags, nil
 		}
 		if buf[len(buf)-1] != '\n' {
 			d := Diagnostic{File: src.Name, Line: r.line, Severity: Error, Code: "missing-newline",
 				Msg: "missing newline or line too long"}
-			t.endErr = &d
-			diags = append(diags, d, Diagnostic{File: src.Name, Line: r.line, Severity: Error,
-				Code: "rules-ignored", Msg: "all the subsequent rules will be ignored"})
-			break
+			diags = append(diags, d)
+			if !lenient {
+				diags = append(diags, Diagnostic{File: src.Name, Line: r.line, Severity: Error,
+					Code: "rules-ignored", Msg: "all the subsequent rules will be ignored"})
+				return diags, &d
+			}
 		}
 		if buf[0] == '#' || isBlankLine(buf) {
 			continue
@@ -200,18 +219,37 @@ func parseTable(src Source) (*table, []Diagnostic) {
 			continue
 		}
 		clients, opts, hasOpts := splitAt(rest, ':')
-		toks := appendList(nil, daemons)
+		fn(ruleLine{first: first, last: r.line, text: strings.TrimSuffix(line, "\n"),
+			daemons: daemons, clients: clients, opts: opts, hasOpts: hasOpts})
+	}
+}
+
+// parseTable parses one table the way libwrap's table_match reads it.
+func parseTable(src Source) (*table, []Diagnostic) {
+	t := &table{name: src.Name, state: src.State, err: src.Err}
+	switch src.State {
+	case FileMissing, FileDir:
+		return t, nil
+	case FileUnreadable:
+		d := Diagnostic{File: src.Name, Severity: Error, Code: "cannot-open",
+			Msg: fmt.Sprintf("cannot open %s: %s", src.Name, strerror(src.Err))}
+		t.endErr = &d
+		return t, []Diagnostic{d}
+	}
+	diags, end := scanRules(src, false, func(l ruleLine) {
+		toks := appendList(nil, l.daemons)
 		nd := len(toks)
-		toks = appendList(toks, clients)
+		toks = appendList(toks, l.clients)
 		t.rules = append(t.rules, rule{
-			line:    int32(r.line),
-			text:    line[:len(line)-1],
+			line:    int32(l.last),
+			text:    l.text,
 			toks:    toks[:len(toks):len(toks)],
 			nd:      int32(nd),
-			opts:    opts,
-			hasOpts: hasOpts,
+			opts:    l.opts,
+			hasOpts: l.hasOpts,
 		})
-	}
+	})
+	t.endErr = end
 	return t, diags
 }
 

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
 // maxFileDepth limits nested /file lists.
@@ -39,7 +41,8 @@ func (l *linter) hostToken(tok string, p pos, depth int) {
 			"FAIL is no longer recognized: it is compared as a literal host name")
 		return
 	}
-	if i := slashOutsideBrackets(tok); i >= 0 {
+	if before, _, ok := hostsrules.SplitAt(tok, '/'); ok {
+		i := len(before)
 		l.netmask(tok, tok[:i], tok[i+1:], p)
 		return
 	}
@@ -65,23 +68,6 @@ func (l *linter) hostToken(tok string, p pos, depth int) {
 		return // domain suffix
 	}
 	l.checkName(tok, p)
-}
-
-func slashOutsideBrackets(s string) int {
-	depth := 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '[':
-			depth++
-		case ']':
-			depth--
-		case '/':
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	return -1
 }
 
 // isNumeric reports whether s has only digits and dots (libwrap compares

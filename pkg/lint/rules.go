@@ -158,27 +158,8 @@ func (l *linter) list(pt *parsedTable, r *hostsrules.Rule, list []hostsrules.Tok
 	}
 }
 
-// splitFrom1 splits s at the first sep outside brackets at index 1 or
-// later, as libwrap does for daemon@host and user@host.
-func splitFrom1(s string, sep byte) (before, after string, ok bool) {
-	depth := 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '[':
-			depth++
-		case ']':
-			depth--
-		default:
-			if i > 0 && depth == 0 && s[i] == sep {
-				return s[:i], s[i+1:], true
-			}
-		}
-	}
-	return s, "", false
-}
-
 func (l *linter) daemonToken(t hostsrules.Token, p pos) {
-	name, host, hasHost := splitFrom1(t.Text, '@')
+	name, host, hasHost := hostsrules.SplitAtFrom1(t.Text, '@')
 	l.nameChecks(name, p, "daemon")
 	if to, ok := dovecotNames[strings.ToLower(name)]; ok {
 		hint := "use " + to
@@ -225,7 +206,7 @@ func (l *linter) nameChecks(name string, p pos, what string) {
 func hasWildcard(s string) bool { return strings.ContainsAny(s, "*?") }
 
 func (l *linter) clientToken(t hostsrules.Token, p pos) {
-	user, host, hasUser := splitFrom1(t.Text, '@')
+	user, host, hasUser := hostsrules.SplitAtFrom1(t.Text, '@')
 	if !hasUser {
 		l.hostToken(t.Text, p, 0)
 		return

@@ -56,7 +56,7 @@ func (ix shadowIndex) get(key string) *cover {
 
 // daemonKey is the index key of a daemon token.
 func daemonKey(tok string) string {
-	if _, _, ok := splitFrom1(tok, '@'); ok {
+	if _, _, ok := hostsrules.SplitAtFrom1(tok, '@'); ok {
 		return "tok:" + strings.ToLower(tok)
 	}
 	return strings.ToLower(tok)
@@ -74,7 +74,8 @@ func norm(tok string) string {
 // hostPrefix returns the address set of a numeric host pattern, if it is
 // one of the simple forms.
 func hostPrefix(tok string) (netip.Prefix, bool) {
-	if i := slashOutsideBrackets(tok); i >= 0 {
+	if before, _, ok := hostsrules.SplitAt(tok, '/'); ok {
+		i := len(before)
 		net, mask := tok[:i], tok[i+1:]
 		if strings.HasPrefix(net, "[") {
 			a, err := netip.ParseAddr(strings.TrimSuffix(net[1:], "]"))
@@ -150,7 +151,7 @@ func (ix shadowIndex) add(dk, tok string, r ref) {
 	if _, ok := c.exact[norm(tok)]; !ok {
 		c.exact[norm(tok)] = r
 	}
-	if _, _, ok := splitFrom1(tok, '@'); ok {
+	if _, _, ok := hostsrules.SplitAtFrom1(tok, '@'); ok {
 		return
 	}
 	if p, ok := hostPrefix(tok); ok {
@@ -175,7 +176,7 @@ func (c *cover) covered(tok string) (ref, bool) {
 		return r, true
 	}
 	host := tok
-	if _, h, ok := splitFrom1(tok, '@'); ok {
+	if _, h, ok := hostsrules.SplitAtFrom1(tok, '@'); ok {
 		host = h
 		if r, ok := c.exact[norm(host)]; ok {
 			return r, true
@@ -266,7 +267,7 @@ func (ix shadowIndex) shadowedBy(r *hostsrules.Rule) ([]ref, bool) {
 		keys := []string{"all"}
 		if !strings.EqualFold(d.Text, "ALL") {
 			keys = append(keys, daemonKey(d.Text))
-			if name, _, ok := splitFrom1(d.Text, '@'); ok {
+			if name, _, ok := hostsrules.SplitAtFrom1(d.Text, '@'); ok {
 				keys = append(keys, strings.ToLower(name))
 			}
 		}

@@ -95,7 +95,7 @@ func bannerReference(content []byte) []byte {
 		i++
 	}
 	for _, line := range splitLinesKeep(content[i:]) {
-		if before, _, ok := splitAtBracket(line, '\n'); ok {
+		if before, _, ok := hostsrules.SplitAt(line, '\n'); ok {
 			line = before + "\r\n"
 		}
 		out = append(out, line...)

@@ -85,7 +85,7 @@ func Banner(dir string, x *hostsrules.Expander) ([]byte, error) {
 		i++
 	}
 	for _, line := range splitLinesKeep(data[i:]) {
-		if before, _, ok := splitAtBracket(line, '\n'); ok {
+		if before, _, ok := hostsrules.SplitAt(line, '\n'); ok {
 			line = before + "\r\n"
 		}
 		exp, err := x.Expand(line)
@@ -110,22 +110,4 @@ func splitLinesKeep(data []byte) []string {
 		data = data[j+1:]
 	}
 	return out
-}
-
-// splitAtBracket is libwrap's split_at: the first delim at bracket depth 0.
-func splitAtBracket(s string, delim byte) (string, string, bool) {
-	depth := 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '[':
-			depth++
-		case ']':
-			depth--
-		default:
-			if depth == 0 && s[i] == delim {
-				return s[:i], s[i+1:], true
-			}
-		}
-	}
-	return s, "", false
 }

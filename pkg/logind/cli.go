@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/version"
 )
 
 // Exit statuses of loginsvc.
@@ -25,8 +27,9 @@ const (
 const daemonizedEnv = "LOGINSVC_DAEMONIZED"
 
 // Main is the loginsvc command: loginsvc [-F] [-c FILE] [-n | -a], like
-// Dovecot's master. -n and -a print the effective non-default or all
-// settings and exit; otherwise it supervises: in the foreground with -F
+// Dovecot's master. -version (or --version) prints "loginsvc version V"
+// (pkg/version) and exits. -n and -a print the effective non-default or
+// all settings and exit; otherwise it supervises: in the foreground with -F
 // (logging to stderr), else detached into the background (logging to
 // syslog). SIGHUP reloads the configuration (kept if it does not parse),
 // SIGTERM and SIGINT shut down (a second one exits at once), SIGPIPE is
@@ -39,8 +42,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	printN := fs.Bool("n", false, "print the non-default settings and exit")
 	printA := fs.Bool("a", false, "print all settings and exit")
 	logLevel := fs.String("log-level", "info", "`LEVEL`: debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: loginsvc [-F] [-c FILE] [-n | -a]")
+		fmt.Fprintln(stderr, "usage: loginsvc [-F] [-c FILE] [-n | -a] | -version")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args[1:]); err != nil {
@@ -48,6 +52,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return ExitOK
 		}
 		return ExitUsage
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "loginsvc version %s\n", version.Version)
+		return ExitOK
 	}
 	if fs.NArg() > 0 || (*printN && *printA) {
 		fs.Usage()

@@ -648,6 +648,8 @@ func (p *pool) snapshot() ([]ProcInfo, Counters, int) {
 		}
 		out = append(out, pi)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) || (out[i].Started.Equal(out[j].Started) && out[i].PID < out[j].PID) })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Started.Before(out[j].Started) || (out[i].Started.Equal(out[j].Started) && out[i].PID < out[j].PID)
+	})
 	return out, p.counters, len(p.pending)
 }

@@ -55,7 +55,7 @@ type Supervisor struct {
 }
 
 type listener struct {
-	key  string // "tcp4 127.0.0.1:143"
+	key  string   // "tcp4 127.0.0.1:143"
 	ln   *os.File // the listening socket (non-blocking, polled by the runtime)
 	pool atomic.Pointer[pool]
 	done chan struct{}

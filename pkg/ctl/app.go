@@ -64,6 +64,8 @@ See also: tcpwrapd(8), hosts_access(5), hosts_options(5), tcpdmatch(8), tcpdchk(
 			queryCommand(),
 			rulesCommand(),
 			statusCommand(),
+			procsCommand(),
+			loginStatusCommand(),
 			generateCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {

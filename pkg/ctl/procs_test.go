@@ -1,0 +1,83 @@
+package ctl
+
+import (
+	"bufio"
+	"encoding/json"
+	"net"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind"
+)
+
+// serveStatus answers loginsvc's control protocol ("status\n" → one JSON
+// logind.Status) on a socket in a temporary directory, as the supervisor's
+// control socket does, and returns its path.
+func serveStatus(t *testing.T, st *logind.Status) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "loginsvc.ctl")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if line, _ := bufio.NewReader(c).ReadString('\n'); line == "status\n" {
+				json.NewEncoder(c).Encode(st)
+			}
+			c.Close()
+		}
+	}()
+	return path
+}
+
+func sampleLoginStatus() *logind.Status {
+	started := time.Now().Add(-90 * time.Second)
+	return &logind.Status{Version: logind.StatusSchemaVersion, PID: 4242, Started: started, Generation: 2,
+		Services: []logind.ServiceStatus{
+			{Name: "imap-login", Mode: "high-performance", ProcessLimit: 4, ClientLimit: 1000, ProcessMinAvail: 1,
+				Counters: logind.Counters{Accepted: 120, Refused: 3, Evicted: 1, Spawned: 2},
+				Procs: []logind.ProcInfo{{PID: 5001, Service: "imap-login", Mode: "high-performance", Generation: 2,
+					Started: started, Ready: true, Served: 117, LoggingIn: 2, Proxying: 5}}},
+			{Name: "pop3-login", Mode: "high-security", ProcessLimit: 100, ClientLimit: 1, Pending: 1,
+				Counters: logind.Counters{Accepted: 9, Spawned: 9, SpawnFailures: 1},
+				Procs: []logind.ProcInfo{{PID: 5002, Service: "pop3-login", Mode: "high-security", Generation: 2,
+					Started: started, Checking: 1}}},
+		}}
+}
+
+// ages hides the age columns, which depend on the clock.
+var ages = regexp.MustCompile(`\b1m3[01]s\b`)
+
+func TestProcsAndLoginStatus(t *testing.T) {
+	st := sampleLoginStatus()
+	sock := serveStatus(t, st)
+	for _, tt := range []struct{ name, cmd string }{{"procs", "procs"}, {"login-status", "login-status"}} {
+		out, errOut, code := run(t, tt.cmd, "--socket", sock)
+		if code != 0 || errOut != "" {
+			t.Fatalf("%s: exit %d, stderr %q", tt.cmd, code, errOut)
+		}
+		golden(t, tt.name, ages.ReplaceAllString(out, "$$AGE"), "")
+
+		out, _, code = run(t, tt.cmd, "--socket", sock, "--json")
+		var got logind.Status
+		if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 {
+			t.Fatalf("%s --json: exit %d, %v:\n%s", tt.cmd, code, err, out)
+		}
+		if diff := cmp.Diff(st, &got, cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" {
+			t.Errorf("%s --json (-want +got):\n%s", tt.cmd, diff)
+		}
+	}
+	if _, errOut, code := run(t, "procs", "--socket", filepath.Join(t.TempDir(), "none")); code != 1 || errOut == "" {
+		t.Errorf("no loginsvc: exit %d, stderr %q; want 1 and a message", code, errOut)
+	}
+}

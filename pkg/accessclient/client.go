@@ -30,6 +30,7 @@ const (
 	Allowed
 )
 
+// String returns "allowed" or "refused".
 func (v Verdict) String() string {
 	if v == Allowed {
 		return "allowed"

@@ -100,6 +100,7 @@ const (
 	Error
 )
 
+// String returns "warning" or "error".
 func (s Severity) String() string {
 	if s == Error {
 		return "error"

@@ -42,6 +42,7 @@ type OptionError struct {
 	Msg  string
 }
 
+// Error formats the error as "file:line: msg".
 func (e *OptionError) Error() string {
 	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
 }

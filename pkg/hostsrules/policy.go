@@ -26,6 +26,7 @@ const (
 	FileUnreadable
 )
 
+// String returns "ok", "missing", "directory" or "unreadable".
 func (s FileState) String() string {
 	switch s {
 	case FileOK:

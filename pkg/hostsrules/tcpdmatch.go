@@ -12,6 +12,7 @@ import (
 // host, a server with several addresses); tcpdmatch exits 1 on it.
 type UsageError struct{ Msg string }
 
+// Error returns the message tcpdmatch would print.
 func (e *UsageError) Error() string { return e.Msg }
 
 // SimulatedRequests builds the requests tcpdmatch(8) evaluates for its two

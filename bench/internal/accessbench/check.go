@@ -41,6 +41,7 @@ type CheckError struct {
 	Got  []byte // the reply bytes for "invalid"
 }
 
+// Error formats the kind with the system error or the reply bytes.
 func (e *CheckError) Error() string {
 	switch {
 	case e.Err != nil:
@@ -52,6 +53,7 @@ func (e *CheckError) Error() string {
 	}
 }
 
+// Unwrap returns the system call error, if any.
 func (e *CheckError) Unwrap() error { return e.Err }
 
 // Checker sends access checks to one unix socket. It holds no connection

@@ -46,16 +46,21 @@ import (
 // Each check records when it started and ended. It must be answered ("1\n"
 // or "0\n", never an error or EOF), and its verdict must equal the
 // expected verdict of a state that was on disk at some time in [start -
-// lag, end], lag covering the reload poll interval. A check that lies
+// lag, end], lag covering the reload poll interval and the time a reload
+// waits for the files to be quiet (accessd.SettleTime). A check that lies
 // wholly inside one state (after lag) must match that state exactly.
 func TestReloadUnderLoad(t *testing.T) {
 	const (
 		versions       = 6
 		workers        = 16
 		reloadInterval = 10 * time.Millisecond
-		lag            = 3*reloadInterval + 50*time.Millisecond
+		maxShort       = 80 * time.Millisecond // longest short hold
+		// A reload adopts the files only once they have been quiet for
+		// accessd.SettleTime, so after a short state the policy may still
+		// be the one of the state before it.
+		lag = accessd.SettleTime + maxShort + 3*reloadInterval + 100*time.Millisecond
 	)
-	duration := 6 * time.Second
+	duration := 2 * time.Second // at least one round of each kind of mutation runs anyway
 	if testing.Short() {
 		duration = 2 * time.Second
 	}
@@ -124,18 +129,20 @@ func TestReloadUnderLoad(t *testing.T) {
 
 	// Writer: cycle through the mutations until the time is up.
 	deadline := time.Now().Add(duration)
-	hold := func(i int) time.Duration { // mix short and long holds
-		if i%3 == 0 {
-			return 250 * time.Millisecond
+	// Every state is held long enough to be served by its own policy,
+	// except the intermediate (truncated) moment of an in-place edit,
+	// which is held only briefly: a reload may or may not see it.
+	hold := func(name string) time.Duration {
+		if strings.Contains(name, "intermediate") {
+			return time.Duration(20+rand.IntN(60)) * time.Millisecond
 		}
-		return time.Duration(20+rand.IntN(60)) * time.Millisecond
+		return lag + 300*time.Millisecond
 	}
-	for v, i := 1, 0; time.Now().Before(deadline); v++ {
-		k := v % versions
-		for _, m := range mutations(allow, deny, k) {
-			time.Sleep(hold(i))
-			i++
+	time.Sleep(hold("initial"))
+	for v := 1; v <= 3 || time.Now().Before(deadline); v++ {
+		for _, m := range mutations(allow, deny, v%versions) {
 			w.step(m.name, m.do)
+			time.Sleep(hold(m.name))
 		}
 	}
 	time.Sleep(lag + 100*time.Millisecond)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"syscall"
 
@@ -78,24 +79,13 @@ var oobSpace = unix.CmsgSpace(4)
 // is an empty message with a nil error. On error, no descriptor is kept.
 func readMessage(c *net.UnixConn) (message, error) {
 	var m message
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return m, err
-	}
-	buf := make([]byte, MaxRequest)
-	oob := make([]byte, oobSpace)
-	var n, oobn, flags int
-	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
-		n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
-		return rerr != unix.EAGAIN && rerr != unix.EINTR
-	})
-	if err == nil {
-		err = rerr
-	}
+	// One buffer for data and control; the net package's ReadMsgUnix
+	// passes MSG_CMSG_CLOEXEC on Linux and waits in the poller.
+	buf := make([]byte, MaxRequest+oobSpace)
+	n, oobn, flags, _, err := c.ReadMsgUnix(buf[:MaxRequest], buf[MaxRequest:])
 	if oobn > 0 {
 		// Collect descriptors even on error so that none leaks.
-		if cmsgs, perr := unix.ParseSocketControlMessage(oob[:oobn]); perr == nil {
+		if cmsgs, perr := unix.ParseSocketControlMessage(buf[MaxRequest : MaxRequest+oobn]); perr == nil {
 			for i := range cmsgs {
 				if fds, ferr := unix.ParseUnixRights(&cmsgs[i]); ferr == nil {
 					m.fds = append(m.fds, fds...)
@@ -106,10 +96,10 @@ func readMessage(c *net.UnixConn) (message, error) {
 	m.truncated = flags&unix.MSG_CTRUNC != 0
 	if err != nil {
 		m.closeFDs()
+		if errors.Is(err, io.EOF) {
+			return message{}, nil
+		}
 		return message{}, err
-	}
-	if n < 0 {
-		n = 0
 	}
 	m.data = buf[:n]
 	return m, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -54,9 +55,26 @@ func DecodeRequest(msg []byte) (string, error) {
 // message is what one recvmsg returned: the data and every file descriptor
 // that came with it (all of them owned by the receiver, close-on-exec).
 type message struct {
+	buf       *[]byte // from bufPool; data points into it
 	data      []byte
 	fds       []int
 	truncated bool // MSG_CTRUNC: the kernel dropped ancillary data
+}
+
+// bufPool recycles request buffers (data and control space), so that a
+// check allocates no kilobyte buffer for the garbage collector to chase.
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, MaxRequest+oobSpace)
+	return &b
+}}
+
+// release returns the message's buffer to the pool; m.data is invalid
+// afterwards.
+func (m *message) release() {
+	if m.buf != nil {
+		bufPool.Put(m.buf)
+		m.buf, m.data = nil, nil
+	}
 }
 
 // closeFDs closes every received descriptor that is still open.
@@ -81,7 +99,9 @@ func readMessage(c *net.UnixConn) (message, error) {
 	var m message
 	// One buffer for data and control; the net package's ReadMsgUnix
 	// passes MSG_CMSG_CLOEXEC on Linux and waits in the poller.
-	buf := make([]byte, MaxRequest+oobSpace)
+	bp := bufPool.Get().(*[]byte)
+	buf := *bp
+	m.buf = bp
 	n, oobn, flags, _, err := c.ReadMsgUnix(buf[:MaxRequest], buf[MaxRequest:])
 	if oobn > 0 {
 		// Collect descriptors even on error so that none leaks.
@@ -96,6 +116,7 @@ func readMessage(c *net.UnixConn) (message, error) {
 	m.truncated = flags&unix.MSG_CTRUNC != 0
 	if err != nil {
 		m.closeFDs()
+		m.release()
 		if errors.Is(err, io.EOF) {
 			return message{}, nil
 		}

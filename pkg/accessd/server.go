@@ -252,6 +252,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	defer m.closeFDs()
+	defer m.release()
 	if len(m.data) == 0 && len(m.fds) == 0 {
 		s.log.Debug("client closed without a request")
 		return

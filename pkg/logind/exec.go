@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,43 @@ type ExecRunner struct {
 	once    sync.Once
 	pathErr error
 	users   sync.Map // user name -> [2]int{uid, gid}
+
+	spawnOnce sync.Once
+	spawnReqs chan spawnReq
+}
+
+// StartNice is the nice value a login process starts with: its Go
+// runtime start-up and set-up run at low priority, so that on a busy
+// machine they do not delay the greetings of processes that already
+// serve clients; it returns to nice 0 (all threads) before it sandboxes
+// itself and reports ready.
+const StartNice = 10
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// start starts cmd from one dedicated OS thread whose nice value is
+// StartNice; the child inherits it. The thread never exits, which also
+// keeps Pdeathsig (tied to the thread that forked) from firing early.
+func (r *ExecRunner) start(cmd *exec.Cmd) error {
+	r.spawnOnce.Do(func() {
+		r.spawnReqs = make(chan spawnReq)
+		ready := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()                                  // never unlocked: this thread only forks
+			syscall.Setpriority(syscall.PRIO_PROCESS, 0, StartNice) // this thread only (Linux)
+			close(ready)
+			for req := range r.spawnReqs {
+				req.done <- req.cmd.Start()
+			}
+		}()
+		<-ready
+	})
+	done := make(chan error, 1)
+	r.spawnReqs <- spawnReq{cmd, done}
+	return <-done
 }
 
 func (r *ExecRunner) path() (string, error) {
@@ -130,12 +168,19 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 	cmd.ExtraFiles = []*os.File{childF}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stderr, err := cmd.StderrPipe()
+	// Our own pipe, not cmd.StderrPipe: Wait closes that one as soon as
+	// the process exits, and its last lines (a refusal logged just before
+	// a high-security process exits) would be lost.
+	stderr, stderrW, err := os.Pipe()
 	if err != nil {
 		uc.Close()
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	cmd.Stderr = stderrW
+	err = r.start(cmd)
+	stderrW.Close()
+	if err != nil {
+		stderr.Close()
 		uc.Close()
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
@@ -154,7 +199,7 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 	var wg sync.WaitGroup
 	wg.Add(2)
 	vsz := spec.Service.VszLimit
-	go func() { defer wg.Done(); copyLog(stderr, log, vsz) }()
+	go func() { defer wg.Done(); defer stderr.Close(); copyLog(stderr, log, vsz) }()
 	go func() { defer wg.Done(); w.readLoop(events) }()
 	go func() {
 		err := cmd.Wait()

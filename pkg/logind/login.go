@@ -103,68 +103,73 @@ func (lp *loginProc) report(typ byte, id uint64, arg uint8) {
 	lp.send(b[:])
 }
 
-// run is the control loop; it returns the exit status.
+// run is the control loop; it returns the exit status. Packets are
+// handled by the goroutine that reads them (a client socket is greeted
+// without a hand-off to another goroutine); the exit status comes back
+// on lp.exit.
 func (lp *loginProc) run(buf, oob []byte) int {
 	lp.exit = make(chan int, 1)
-	pkts := make(chan packet)
 	go func() {
 		for {
 			pk, err := readPacket(lp.c, buf, oob)
 			if err != nil || pk.closed {
-				close(pkts)
-				return
-			}
-			pkts <- pk
-		}
-	}()
-	for {
-		select {
-		case code := <-lp.exit:
-			return code
-		case pk, ok := <-pkts:
-			if !ok {
 				// The supervisor is gone: say goodbye and stop.
 				lp.shutdown()
-				return 0
+				lp.stop(0)
+				return
 			}
-			switch pk.typ {
-			case msgConn:
-				lp.accept(pk.id, pk.fd)
-			case msgEvict:
-				lp.mu.Lock()
-				cl := lp.clients[pk.id]
-				lp.mu.Unlock()
-				if cl != nil {
-					cl.kill(CloseEvicted)
-				}
-			case msgStop:
-				switch StopMode(pk.arg) {
-				case StopIdle:
-					lp.mu.Lock()
-					idle := len(lp.clients) == 0
-					lp.mu.Unlock()
-					if idle {
-						return 0
-					}
-				case StopDrain:
-					lp.mu.Lock()
-					lp.draining = true
-					idle := len(lp.clients) == 0
-					lp.mu.Unlock()
-					if idle {
-						return 0
-					}
-				case StopShutdown:
-					lp.shutdown()
-					return 0
-				}
-			default:
-				if pk.fd >= 0 {
-					syscall.Close(pk.fd)
-				}
+			if code, stop := lp.handle(pk); stop {
+				lp.stop(code)
+				return
 			}
 		}
+	}()
+	return <-lp.exit
+}
+
+func (lp *loginProc) stop(code int) {
+	select {
+	case lp.exit <- code:
+	default:
 	}
+}
+
+// handle acts on one packet from the supervisor; stop reports that the
+// process must exit with code.
+func (lp *loginProc) handle(pk packet) (code int, stop bool) {
+	switch pk.typ {
+	case msgConn:
+		lp.accept(pk.id, pk.fd)
+	case msgEvict:
+		lp.mu.Lock()
+		cl := lp.clients[pk.id]
+		lp.mu.Unlock()
+		if cl != nil {
+			cl.kill(CloseEvicted)
+		}
+	case msgStop:
+		switch StopMode(pk.arg) {
+		case StopIdle:
+			lp.mu.Lock()
+			idle := len(lp.clients) == 0
+			lp.mu.Unlock()
+			return 0, idle
+		case StopDrain:
+			lp.mu.Lock()
+			lp.draining = true
+			idle := len(lp.clients) == 0
+			lp.mu.Unlock()
+			return 0, idle
+		case StopShutdown:
+			lp.shutdown()
+			return 0, true
+		}
+	default:
+		if pk.fd >= 0 {
+			syscall.Close(pk.fd)
+		}
+	}
+	return 0, false
 }
 
 // shutdown tells every client goodbye and waits (at most 2 s) for them.
@@ -191,6 +196,21 @@ func (lp *loginProc) accept(id uint64, fd int) {
 		lp.report(msgClosed, id, uint8(CloseError))
 		return
 	}
+	// Without access checks the greeting goes out at once, from this
+	// goroutine, with one write(2) on the (non-blocking) socket; the
+	// client goroutine then only reads commands.
+	greeted := false
+	if len(lp.in.AccessSockets) == 0 {
+		g := lp.proto.greeting(lp)
+		if n, err := syscall.Write(fd, []byte(g)); err == nil && n == len(g) {
+			greeted = true
+			lp.report(msgState, id, uint8(StateLoggingIn))
+		} else if err == nil || err != syscall.EAGAIN {
+			syscall.Close(fd)
+			lp.report(msgClosed, id, uint8(CloseError))
+			return
+		}
+	}
 	f := os.NewFile(uintptr(fd), "client")
 	nc, err := net.FileConn(f)
 	f.Close()
@@ -205,7 +225,7 @@ func (lp *loginProc) accept(id uint64, fd int) {
 		lp.report(msgClosed, id, uint8(CloseError))
 		return
 	}
-	cl := &client{id: id, lp: lp, c: tc, accepted: time.Now()}
+	cl := &client{id: id, lp: lp, c: tc, accepted: time.Now(), greeted: greeted}
 	lp.mu.Lock()
 	lp.clients[id] = cl
 	lp.served++

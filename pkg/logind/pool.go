@@ -75,6 +75,8 @@ type pool struct {
 	dropTimer     *time.Timer
 	idleTicker    *time.Ticker
 	idleQuit      chan struct{}
+	replenish     bool        // an ensureMinAvail is deferred (replenishSoon)
+	replenishT    *time.Timer // its deadline
 	stopping      bool
 	done          chan struct{} // closed when stopping and no process is left
 
@@ -173,12 +175,16 @@ func (p *pool) arrive(fd int, remote netip.AddrPort) {
 	if len(p.pending) == 0 {
 		if pr := p.pick(); pr != nil {
 			p.give(pr, fd, remote, now)
-			p.ensureMinAvail()
+			// A preforked process took the client: its replacement is
+			// started once the client is greeted (or gone), not now, so
+			// that a starting Go runtime does not compete for the CPU
+			// with the greeting (see replenishAfter).
+			p.replenishSoon()
 			return
 		}
 		if pr := p.spawnIfAllowed(now); pr != nil {
 			p.give(pr, fd, remote, now)
-			p.ensureMinAvail()
+			p.replenishSoon()
 			return
 		}
 	}
@@ -325,6 +331,36 @@ func (p *pool) armDropTimer() {
 	})
 }
 
+// replenishAfter is how long the replacement of a preforked process that
+// took a client waits at most for that client's greeting.
+const replenishAfter = 5 * time.Millisecond
+
+// replenishSoon arranges for ensureMinAvail to run when the next client
+// is greeted, or after replenishAfter at the latest. mu is held.
+func (p *pool) replenishSoon() {
+	if p.replenish {
+		return
+	}
+	p.replenish = true
+	p.replenishT = time.AfterFunc(replenishAfter, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.replenish {
+			p.replenishNow()
+		}
+	})
+}
+
+// replenishNow runs the deferred ensureMinAvail. mu is held.
+func (p *pool) replenishNow() {
+	p.replenish = false
+	if p.replenishT != nil {
+		p.replenishT.Stop()
+		p.replenishT = nil
+	}
+	p.ensureMinAvail()
+}
+
 // ensureMinAvail keeps process_min_avail processes able to take a client
 // (Dovecot counts partly used high-performance processes too).
 func (p *pool) ensureMinAvail() {
@@ -387,6 +423,9 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 	case EventState:
 		if c := pr.conns[ev.Conn]; c != nil {
 			c.state = ev.State
+		}
+		if ev.State == StateLoggingIn && p.replenish {
+			p.replenishNow()
 		}
 	case EventClosed:
 		if ev.Reason == CloseRefused {

@@ -193,7 +193,8 @@ func TestIdleKill(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p, r := testPool(t, "service imap-login {\n service_count = 0\n process_min_avail = 1\n client_limit = 1\n idle_kill = 5s\n}\n")
 		r.w(0).emit(WorkerEvent{Kind: EventReady})
-		p.arrive(-1, anyAddr) // fills worker 0; worker 1 is preforked
+		p.arrive(-1, anyAddr) // fills worker 0; worker 1 is preforked once conn 1 is greeted
+		r.w(0).emit(WorkerEvent{Kind: EventState, Conn: 1, State: StateLoggingIn})
 		r.w(1).emit(WorkerEvent{Kind: EventReady})
 		r.w(0).emit(WorkerEvent{Kind: EventClosed, Conn: 1})
 		time.Sleep(7 * time.Second)
@@ -210,5 +211,35 @@ func TestIdleKill(t *testing.T) {
 			t.Errorf("%d idle stops, want 1: %v %v", stops, r.w(0).got(), r.w(1).got())
 		}
 		_ = p
+	})
+}
+
+// TestPreforkReplacementAfterGreeting: when a preforked process takes a
+// client, its replacement starts once that client is greeted (so that a
+// starting process does not compete with the greeting), or after
+// replenishAfter at the latest.
+func TestPreforkReplacementAfterGreeting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, r := testPool(t, "service imap-login {\n service_count = 1\n process_min_avail = 1\n}\n")
+		r.w(0).emit(WorkerEvent{Kind: EventReady})
+		p.arrive(-1, anyAddr)
+		if r.n() != 1 {
+			t.Fatalf("replacement started before the greeting: %d processes", r.n())
+		}
+		r.w(0).emit(WorkerEvent{Kind: EventState, Conn: 1, State: StateLoggingIn})
+		if r.n() != 2 {
+			t.Fatalf("no replacement after the greeting: %d processes", r.n())
+		}
+		// No greeting report (a slow access check): replenishAfter.
+		r.w(1).emit(WorkerEvent{Kind: EventReady})
+		p.arrive(-1, anyAddr)
+		time.Sleep(replenishAfter / 2)
+		if r.n() != 2 {
+			t.Fatalf("replacement started early: %d processes", r.n())
+		}
+		time.Sleep(replenishAfter)
+		if r.n() != 3 {
+			t.Fatalf("no replacement after %v: %d processes", replenishAfter, r.n())
+		}
 	})
 }

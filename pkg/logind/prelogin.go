@@ -26,6 +26,7 @@ type client struct {
 	c        *net.TCPConn
 	accepted time.Time
 	done     *sync.WaitGroup // set by shutdown, under lp.mu
+	greeted  bool            // the greeting was sent before serve (no access checks)
 
 	mu     sync.Mutex
 	reason CloseReason
@@ -66,22 +67,24 @@ func (cl *client) serve() {
 		cl.c.Close()
 		cl.lp.finished(cl, reason)
 	}()
-	if !cl.access() {
-		reason = CloseRefused
-		return
-	}
-	if r, k := cl.killedReason(); k {
-		reason = r
-		if r != CloseRefused {
-			cl.write(cl.lp.proto.notice(cl.lp, r))
-		}
-		return
-	}
-	cl.lp.report(msgState, cl.id, uint8(StateLoggingIn))
 	deadline := cl.accepted.Add(cl.lp.in.PreloginTimeout)
-	if err := cl.write(cl.lp.proto.greeting(cl.lp)); err != nil {
-		reason = CloseError
-		return
+	if !cl.greeted {
+		if !cl.access() {
+			reason = CloseRefused
+			return
+		}
+		if r, k := cl.killedReason(); k {
+			reason = r
+			if r != CloseRefused {
+				cl.write(cl.lp.proto.notice(cl.lp, r))
+			}
+			return
+		}
+		cl.lp.report(msgState, cl.id, uint8(StateLoggingIn))
+		if err := cl.write(cl.lp.proto.greeting(cl.lp)); err != nil {
+			reason = CloseError
+			return
+		}
 	}
 	cl.c.SetReadDeadline(deadline)
 	if r, k := cl.killedReason(); k { // killed while greeting

@@ -49,6 +49,9 @@ func sandbox(in *workerInit) error {
 			return fmt.Errorf("setrlimit(RLIMIT_NOFILE, %d): %w", in.NoFile, err)
 		}
 	}
+	// Back to normal priority (ExecRunner starts processes at StartNice),
+	// while root and /proc are still there.
+	resetNice()
 	// The runtime's own start-up mappings (VmData, tens of MiB, more with
 	// more threads) are measured now, while /proc is still reachable.
 	base := vmData()
@@ -128,4 +131,27 @@ func CheckNoRoot() error {
 		}
 	}
 	return nil
+}
+
+// resetNice sets the nice value of every thread of the process to 0
+// (nice is per thread on Linux; threads created later inherit it from
+// their creator). It needs root (or CAP_SYS_NICE) when lowering the
+// value; errors are ignored: a process left at a higher nice value only
+// runs at a lower priority. Two passes catch threads started during the
+// first.
+func resetNice() {
+	for range 2 {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return
+		}
+		for _, e := range ents {
+			if tid, err := strconv.Atoi(e.Name()); err == nil {
+				if n, err := unix.Getpriority(unix.PRIO_PROCESS, tid); err == nil && n != 20 {
+					// getpriority returns 20 - nice
+					syscall.Setpriority(syscall.PRIO_PROCESS, tid, 0)
+				}
+			}
+		}
+	}
 }

@@ -59,6 +59,12 @@ type listener struct {
 	ln   *os.File // the listening socket (non-blocking, polled by the runtime)
 	pool atomic.Pointer[pool]
 	done chan struct{}
+	shut atomic.Bool // closed by us: the accept loop's error is expected
+}
+
+func (l *listener) close() {
+	l.shut.Store(true)
+	l.ln.Close()
 }
 
 func (s *Supervisor) log() *slog.Logger {
@@ -174,7 +180,7 @@ func (s *Supervisor) apply(cfg *Config) error {
 	}
 	for key, ln := range s.lns {
 		if want[key] == nil {
-			ln.ln.Close()
+			ln.close()
 			delete(s.lns, key)
 		}
 	}
@@ -236,7 +242,7 @@ func (s *Supervisor) acceptLoop(ln *listener) {
 			return aerr != unix.EAGAIN
 		})
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
+			if !ln.shut.Load() && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
 				s.log().Error("accept loop stopped", "listener", ln.key, "err", err)
 			}
 			return // listener closed
@@ -262,7 +268,7 @@ func (s *Supervisor) acceptLoop(ln *listener) {
 func (s *Supervisor) stopAll(ctx context.Context) {
 	s.mu.Lock()
 	for _, ln := range s.lns {
-		ln.ln.Close()
+		ln.close()
 	}
 	s.lns = nil
 	pools := s.pools

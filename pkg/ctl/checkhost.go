@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+	"github.com/tcpwrapd/tcpwrapd/pkg/resolve"
 	"github.com/tcpwrapd/tcpwrapd/pkg/wrapopts"
 	"github.com/urfave/cli/v2"
 )
@@ -87,7 +88,7 @@ func runCheckHost(cCtx *cli.Context) error {
 		fh.Close()
 	}
 	env := &hostsrules.Env{
-		Resolver:  hostsrules.SystemResolver{},
+		Resolver:  resolve.New(resolve.Config{FileCheckInterval: -1}),
 		Netgroups: hostsrules.NetgroupFile("/etc/netgroup"),
 		Explain:   cCtx.Bool("explain"),
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+	"github.com/tcpwrapd/tcpwrapd/pkg/resolve"
 	"github.com/tcpwrapd/tcpwrapd/pkg/lint"
 )
 
@@ -79,7 +80,7 @@ count), 1 when there is at least one error, 2 on bad usage.
 }
 
 // lintResolver is the resolver of `rules lint`; tests replace it.
-var lintResolver hostsrules.Resolver = hostsrules.SystemResolver{}
+var lintResolver hostsrules.Resolver = resolve.New(resolve.Config{FileCheckInterval: -1})
 
 func runLint(cCtx *cli.Context) error {
 	var tables []lint.Table

@@ -3,6 +3,7 @@ package logind
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -118,6 +119,7 @@ func (r *ExecRunner) initFor(spec WorkerSpec) (*workerInit, error) {
 		AccessSockets: s.AccessSockets, Greeting: s.Greeting, PreloginTimeout: spec.Config.PreloginTimeout,
 		Chroot: s.Chroot, ChdirTo: filepath.Join(spec.Config.BaseDir, "login"), UID: -1, GID: -1,
 		VszLimit: s.VszLimit, NoFile: uint64(s.ClientLimit) + 64, Generation: spec.Generation,
+		Seq: spec.Seq, Listeners: len(spec.Listeners),
 	}
 	for _, n := range s.TrustedNetworks {
 		in.TrustedNetworks = append(in.TrustedNetworks, n.String())
@@ -165,7 +167,7 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 	cmd := exec.Command(path, r.Args...)
 	cmd.Args = append([]string{spec.Service.Name}, r.Args...)
 	cmd.Env = append([]string{LoginProcessEnv + "=1", "GOTRACEBACK=none"}, r.Env...)
-	cmd.ExtraFiles = []*os.File{childF}
+	cmd.ExtraFiles = append([]*os.File{childF}, spec.Listeners...)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// Our own pipe, not cmd.StderrPipe: Wait closes that one as soon as
@@ -277,7 +279,7 @@ func (w *execWorker) Kill() error                  { return w.cmd.Process.Kill()
 
 func (w *execWorker) readLoop(events func(WorkerEvent)) {
 	defer w.c.Close()
-	buf := make([]byte, 64)
+	buf := make([]byte, 8192) // batches (login.go maxBatch)
 	oob := make([]byte, syscall.CmsgSpace(4*4))
 	for {
 		pk, err := readPacket(w.c, buf, oob)
@@ -290,11 +292,30 @@ func (w *execWorker) readLoop(events func(WorkerEvent)) {
 			}
 			return
 		}
+		if pk.typ == msgBatch {
+			for b := pk.json; len(b) >= 10; b = b[10:] {
+				ev := WorkerEvent{Conn: binary.LittleEndian.Uint64(b[1:9])}
+				switch b[0] {
+				case msgAccepted:
+					ev.Kind, ev.State = EventAccepted, ConnState(b[9])
+				case msgState:
+					ev.Kind, ev.State = EventState, ConnState(b[9])
+				case msgClosed:
+					ev.Kind, ev.Reason = EventClosed, CloseReason(b[9])
+				default:
+					continue
+				}
+				events(ev)
+			}
+			continue
+		}
 		switch pk.typ {
 		case msgReady:
 			events(WorkerEvent{Kind: EventReady})
 		case msgState:
 			events(WorkerEvent{Kind: EventState, Conn: pk.id, State: ConnState(pk.arg)})
+		case msgAccepted:
+			events(WorkerEvent{Kind: EventAccepted, Conn: pk.id, State: ConnState(pk.arg)})
 		case msgClosed:
 			events(WorkerEvent{Kind: EventClosed, Conn: pk.id, Reason: CloseReason(pk.arg)})
 		}

@@ -316,6 +316,71 @@ func TestHighPerformanceSpillOverCrashAndReplacement(t *testing.T) {
 	}
 }
 
+// TestHighPerformanceDirectAcceptEviction: high-performance processes
+// accept by themselves; at process_limit x client_limit the supervisor
+// takes the next arrival, evicts the oldest logging-in client of all
+// (never a proxying one) exactly once and gives the arrival its slot.
+func TestHighPerformanceDirectAcceptEviction(t *testing.T) {
+	l := startLab(t, "imap-login", "", "service_count = 0\nclient_limit = 2\nprocess_min_avail = 2\nprocess_limit = 2")
+	l.waitFor("two preforked processes", func(s ServiceStatus) bool { return readyProcs(s) == 2 })
+	var cs []*tclient
+	for i := 0; i < 4; i++ {
+		c := l.dial("")
+		if g := c.line(); !strings.HasPrefix(g, "* OK") {
+			t.Fatalf("client %d greeting %q", i, g)
+		}
+		cs = append(cs, c)
+		time.Sleep(20 * time.Millisecond)
+	}
+	l.waitFor("2 processes x 2 logging-in clients, all accepted directly", func(s ServiceStatus) bool {
+		return len(s.Procs) == 2 && s.Procs[0].LoggingIn == 2 && s.Procs[1].LoggingIn == 2 && s.Counters.Direct == 4
+	})
+	if r := cs[0].cmd("p XPROXY"); r != "p OK" {
+		t.Fatalf("XPROXY: %q", r)
+	}
+	l.waitFor("client 0 proxying", func(s ServiceStatus) bool { return s.Procs[0].Proxying+s.Procs[1].Proxying == 1 })
+	for i, victim := range []int{1, 2} {
+		nc := l.dial("")
+		if g := nc.line(); !strings.HasPrefix(g, "* OK") {
+			t.Fatalf("arrival %d greeting %q", i, g)
+		}
+		if got := cs[victim].line(); got != "* BYE Connection queue full" {
+			t.Errorf("victim %d got %q", victim, got)
+		}
+		cs = append(cs, nc)
+	}
+	for _, i := range []int{0, 3, 4, 5} {
+		if r := cs[i].cmd("n NOOP"); r != "n OK NOOP completed." {
+			t.Errorf("client %d NOOP: %q", i, r)
+		}
+	}
+	st := l.waitFor("two evictions, 4 clients in 2 processes", func(s ServiceStatus) bool {
+		n := 0
+		for _, p := range s.Procs {
+			n += p.LoggingIn + p.Proxying
+		}
+		return s.Counters.Evicted == 2 && n == 4
+	})
+	for _, p := range st.Procs {
+		if p.LoggingIn+p.Proxying > 2 {
+			t.Errorf("process %d has %d clients, client_limit 2", p.PID, p.LoggingIn+p.Proxying)
+		}
+	}
+	if st.Counters.Accepted != 6 || st.Counters.Direct != 4 {
+		t.Errorf("counters %+v", st.Counters)
+	}
+	// A slot frees up: the processes accept by themselves again. (An
+	// arrival racing with the departure could still be taken by the
+	// supervisor, whose view then lags by one report.)
+	cs[3].cmd("a LOGOUT")
+	l.waitFor("a free slot", func(s ServiceStatus) bool { return s.Procs[0].LoggingIn+s.Procs[1].LoggingIn == 2 })
+	c := l.dial("")
+	if g := c.line(); !strings.HasPrefix(g, "* OK") {
+		t.Fatalf("after LOGOUT greeting %q", g)
+	}
+	l.waitFor("direct accept again", func(s ServiceStatus) bool { return s.Counters.Direct == 5 && s.Counters.Evicted == 2 })
+}
+
 func TestVszLimitKillsOnlyThatProcess(t *testing.T) {
 	l := startLab(t, "imap-login", "", "service_count = 1\nvsz_limit = 64M")
 	a, b := l.dial(""), l.dial("")

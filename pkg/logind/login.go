@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
 )
 
@@ -64,6 +66,7 @@ func LoginProcessMain() int {
 	if err := lp.send([]byte{msgReady}); err != nil {
 		return 0
 	}
+	lp.startAccepting()
 	return lp.run(buf, oob)
 }
 
@@ -81,11 +84,18 @@ type loginProc struct {
 	trusted []netipPrefix
 
 	mu       sync.Mutex
-	wmu      sync.Mutex
+	wmu      sync.Mutex // send order; guards batch
+	batch    []byte     // lazy reports: msgBatch + 10-byte records
 	clients  map[uint64]*client
 	served   int
 	draining bool
 	exit     chan int
+
+	// Direct accept (Listeners > 0), guarded by mu.
+	listeners []*acceptor
+	nextLocal uint64        // last local id (ids are Seq<<32 | n)
+	reserved  int           // slots of evicted clients kept for the supervisor's next client
+	slotFree  chan struct{} // closed (and replaced) when a slot may have become free
 }
 
 func (lp *loginProc) send(b []byte) error {
@@ -95,12 +105,67 @@ func (lp *loginProc) send(b []byte) error {
 	return err
 }
 
+// report sends one report now, after any batched ones (in order).
 func (lp *loginProc) report(typ byte, id uint64, arg uint8) {
 	var b [10]byte
 	b[0] = typ
 	binary.LittleEndian.PutUint64(b[1:], id)
 	b[9] = arg
-	lp.send(b[:])
+	lp.wmu.Lock()
+	defer lp.wmu.Unlock()
+	if len(lp.batch) > 0 {
+		lp.batch = append(lp.batch, b[:]...)
+		lp.flushLocked()
+		return
+	}
+	lp.c.WriteMsgUnix(b[:], nil, nil)
+}
+
+// reportLazy batches a report that the supervisor does not need at once
+// (a direct accept or a close that does not make the process full or
+// non-full): batches go out within reportDelay, or before the next
+// urgent report. The supervisor's view of which processes are full, and
+// of every client of a full process, therefore stays exact, and that is
+// all that decides spawning and eviction.
+func (lp *loginProc) reportLazy(typ byte, id uint64, arg uint8) {
+	lp.wmu.Lock()
+	defer lp.wmu.Unlock()
+	if len(lp.batch) == 0 {
+		lp.batch = append(lp.batch, msgBatch)
+		time.AfterFunc(reportDelay, lp.flush)
+	}
+	lp.batch = append(lp.batch, typ)
+	lp.batch = binary.LittleEndian.AppendUint64(lp.batch, id)
+	lp.batch = append(lp.batch, arg)
+	if len(lp.batch) >= maxBatch {
+		lp.flushLocked()
+	}
+}
+
+// reportDelay bounds how long a lazy report waits; maxBatch is the
+// largest batch packet in bytes.
+const (
+	reportDelay = 20 * time.Millisecond
+	maxBatch    = 4000
+)
+
+func (lp *loginProc) flush() {
+	lp.wmu.Lock()
+	defer lp.wmu.Unlock()
+	lp.flushLocked()
+}
+
+func (lp *loginProc) flushLocked() {
+	if len(lp.batch) > 1 {
+		lp.c.WriteMsgUnix(lp.batch, nil, nil)
+	}
+	lp.batch = lp.batch[:0]
+}
+
+// fullWith reports whether the process is full with extra more clients.
+// mu is held.
+func (lp *loginProc) fullWith(extra int) bool {
+	return len(lp.clients)+lp.reserved+extra >= lp.in.ClientLimit
 }
 
 // run is the control loop; it returns the exit status. Packets are
@@ -139,10 +204,20 @@ func (lp *loginProc) stop(code int) {
 func (lp *loginProc) handle(pk packet) (code int, stop bool) {
 	switch pk.typ {
 	case msgConn:
-		lp.accept(pk.id, pk.fd)
+		lp.mu.Lock()
+		if lp.reserved > 0 {
+			lp.reserved--
+		}
+		lp.mu.Unlock()
+		lp.accept(pk.id, pk.fd, 0)
 	case msgEvict:
 		lp.mu.Lock()
 		cl := lp.clients[pk.id]
+		if cl != nil && len(lp.listeners) > 0 {
+			// The supervisor sends the client that replaces it next:
+			// the victim's slot is not for a direct accept.
+			lp.reserved++
+		}
 		lp.mu.Unlock()
 		if cl != nil {
 			cl.kill(CloseEvicted)
@@ -157,6 +232,7 @@ func (lp *loginProc) handle(pk packet) (code int, stop bool) {
 		case StopDrain:
 			lp.mu.Lock()
 			lp.draining = true
+			lp.closeListeners()
 			idle := len(lp.clients) == 0
 			lp.mu.Unlock()
 			return 0, idle
@@ -176,6 +252,7 @@ func (lp *loginProc) handle(pk packet) (code int, stop bool) {
 func (lp *loginProc) shutdown() {
 	lp.mu.Lock()
 	lp.draining = true
+	lp.closeListeners()
 	var wg sync.WaitGroup
 	for _, cl := range lp.clients {
 		wg.Add(1)
@@ -191,10 +268,113 @@ func (lp *loginProc) shutdown() {
 	}
 }
 
-func (lp *loginProc) accept(id uint64, fd int) {
+// startAccepting starts one accept loop per listening socket passed by
+// the supervisor (fds 4, 5, ...; none in high-security mode).
+func (lp *loginProc) startAccepting() {
+	if lp.in.Listeners == 0 {
+		return
+	}
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	lp.slotFree = make(chan struct{})
+	for i := 0; i < lp.in.Listeners; i++ {
+		fd := 4 + i
+		a, err := newAcceptor(fd, true)
+		if err != nil {
+			logLine("ERROR", "listener fd %d: %v", fd, err)
+			continue
+		}
+		// A raw fd, never an *os.File: that would register the
+		// (non-blocking) socket with the netpoller, which would then wake
+		// this process for every connection, even when it is full.
+		lp.listeners = append(lp.listeners, a)
+		go lp.acceptLoop(a)
+	}
+}
+
+// closeListeners stops the accept loops (drain, shutdown). mu is held.
+func (lp *loginProc) closeListeners() {
+	for _, a := range lp.listeners {
+		a.stop()
+	}
+	lp.listeners = nil
+	if lp.slotFree != nil {
+		close(lp.slotFree)
+		lp.slotFree = make(chan struct{})
+	}
+}
+
+// canAccept reports whether a direct accept may take a slot. mu is held.
+// Each listener's loop checks on its own, so with several listeners the
+// process can go over client_limit by at most (listeners - 1) for a
+// moment (NoFile leaves room for that).
+func (lp *loginProc) canAccept() bool {
+	return !lp.draining && len(lp.listeners) > 0 && len(lp.clients)+lp.reserved < lp.in.ClientLimit
+}
+
+// acceptLoop accepts clients from one listening socket (shared with the
+// supervisor and the service's other processes, see acceptor) while the
+// process has a free slot; when it is full, it stops waiting on the
+// socket until a client leaves. It closes the socket when it ends
+// (drain, shutdown).
+func (lp *loginProc) acceptLoop(a *acceptor) {
+	defer unix.Close(a.lfd)
+	defer a.release()
+	for {
+		lp.mu.Lock()
+		for !lp.canAccept() {
+			if lp.draining || len(lp.listeners) == 0 {
+				lp.mu.Unlock()
+				return
+			}
+			ch := lp.slotFree
+			lp.mu.Unlock()
+			<-ch
+			lp.mu.Lock()
+		}
+		lp.mu.Unlock()
+		nfd, _, err := a.next(nil)
+		switch err {
+		case nil:
+		case errAcceptorClosed:
+			return
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			time.Sleep(10 * time.Millisecond)
+			continue
+		default:
+			logLine("ERROR", "accept: %v", err)
+			return
+		}
+		lp.mu.Lock()
+		lp.nextLocal++
+		id := lp.in.Seq<<32 | lp.nextLocal
+		lp.mu.Unlock()
+		lp.accept(id, nfd, msgAccepted)
+	}
+}
+
+// accept serves client socket fd under id. announce is 0 for a client
+// the supervisor handed over, msgAccepted for one the process accepted
+// itself (the supervisor learns about it from that report).
+func (lp *loginProc) accept(id uint64, fd int, announce byte) {
 	if fd < 0 {
 		lp.report(msgClosed, id, uint8(CloseError))
 		return
+	}
+	state := func(s ConnState) {
+		if announce != 0 {
+			lp.mu.Lock()
+			lazy := s == StateLoggingIn && !lp.fullWith(1)
+			lp.mu.Unlock()
+			if lazy {
+				lp.reportLazy(announce, id, uint8(s))
+			} else {
+				lp.report(announce, id, uint8(s))
+			}
+			announce = 0
+		} else if s != StateChecking {
+			lp.report(msgState, id, uint8(s))
+		}
 	}
 	// Without access checks the greeting goes out at once, from this
 	// goroutine, with one write(2) on the (non-blocking) socket; the
@@ -204,13 +384,15 @@ func (lp *loginProc) accept(id uint64, fd int) {
 		g := lp.proto.greeting(lp)
 		if n, err := syscall.Write(fd, []byte(g)); err == nil && n == len(g) {
 			greeted = true
-			lp.report(msgState, id, uint8(StateLoggingIn))
+			state(StateLoggingIn)
 		} else if err == nil || err != syscall.EAGAIN {
 			syscall.Close(fd)
+			state(StateChecking)
 			lp.report(msgClosed, id, uint8(CloseError))
 			return
 		}
 	}
+	state(StateChecking)
 	f := os.NewFile(uintptr(fd), "client")
 	nc, err := net.FileConn(f)
 	f.Close()
@@ -235,9 +417,20 @@ func (lp *loginProc) accept(id uint64, fd int) {
 
 // finished is called once per client when it is gone.
 func (lp *loginProc) finished(cl *client, reason CloseReason) {
-	lp.report(msgClosed, cl.id, uint8(reason))
+	lp.mu.Lock()
+	lazy := len(lp.listeners) > 0 && !lp.fullWith(0)
+	lp.mu.Unlock()
+	if lazy {
+		lp.reportLazy(msgClosed, cl.id, uint8(reason))
+	} else {
+		lp.report(msgClosed, cl.id, uint8(reason))
+	}
 	lp.mu.Lock()
 	delete(lp.clients, cl.id)
+	if lp.slotFree != nil {
+		close(lp.slotFree)
+		lp.slotFree = make(chan struct{})
+	}
 	done := len(lp.clients) == 0 && (lp.draining || (lp.in.ServiceCount > 0 && lp.served >= lp.in.ServiceCount))
 	if cl.done != nil {
 		cl.done.Done()

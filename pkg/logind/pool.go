@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -35,15 +36,16 @@ const (
 
 // Counters are a service's totals since the supervisor started.
 type Counters struct {
-	Accepted      uint64 `json:"accepted"`       // connections accepted from the listeners
-	Refused       uint64 `json:"refused"`        // refused by an access check
-	Evicted       uint64 `json:"evicted"`        // evicted at the limit (oldest logging-in)
-	Dropped       uint64 `json:"dropped"`        // closed unserved (nothing evictable for DropTimeout, or throttled with no process)
-	Lost          uint64 `json:"lost"`           // clients of login processes that died abnormally
-	Spawned       uint64 `json:"spawned"`        // login processes started
-	SpawnFailures uint64 `json:"spawn_failures"` // starts that failed, or processes that died before ready
-	Crashes       uint64 `json:"crashes"`        // processes that exited abnormally after ready
-	Throttles     uint64 `json:"throttles"`      // times the service was throttled
+	Accepted      uint64 `json:"accepted"`        // connections accepted from the listeners
+	Direct        uint64 `json:"accepted_direct"` // of those, accepted by login processes themselves (high-performance mode)
+	Refused       uint64 `json:"refused"`         // refused by an access check
+	Evicted       uint64 `json:"evicted"`         // evicted at the limit (oldest logging-in)
+	Dropped       uint64 `json:"dropped"`         // closed unserved (nothing evictable for DropTimeout, or throttled with no process)
+	Lost          uint64 `json:"lost"`            // clients of login processes that died abnormally
+	Spawned       uint64 `json:"spawned"`         // login processes started
+	SpawnFailures uint64 `json:"spawn_failures"`  // starts that failed, or processes that died before ready
+	Crashes       uint64 `json:"crashes"`         // processes that exited abnormally after ready
+	Throttles     uint64 `json:"throttles"`       // times the service was throttled
 }
 
 // pool runs one login service: its processes, their clients, pending
@@ -77,8 +79,16 @@ type pool struct {
 	idleQuit      chan struct{}
 	replenish     bool        // an ensureMinAvail is deferred (replenishSoon)
 	replenishT    *time.Timer // its deadline
-	stopping      bool
-	done          chan struct{} // closed when stopping and no process is left
+
+	// lnFiles are the service's listening sockets, passed to processes
+	// in high-performance mode (direct accept). gate is closed while the
+	// supervisor itself should accept from them: always, except in
+	// direct-accept mode while some process can take a client.
+	lnFiles  []*os.File
+	gate     chan struct{}
+	gateOpen bool
+	stopping bool
+	done     chan struct{} // closed when stopping and no process is left
 
 	counters Counters
 }
@@ -114,19 +124,48 @@ type pendingConn struct {
 	deadline time.Time
 }
 
-func newPool(ctx context.Context, log *slog.Logger, r Runner, cfg *Config, svc *Service, gen uint64, seq, nextID *atomic.Uint64) *pool {
+func newPool(ctx context.Context, log *slog.Logger, r Runner, cfg *Config, svc *Service, gen uint64, seq, nextID *atomic.Uint64, lns []*os.File) *pool {
 	p := &pool{
 		ctx: ctx, log: log.With("service", svc.Name), runner: r, cfg: cfg, svc: svc, gen: gen,
 		seq: seq, nextID: nextID, procs: map[*proc]struct{}{}, conns: map[uint64]*conn{},
-		throttleDur: ThrottleMin, done: make(chan struct{}),
+		throttleDur: ThrottleMin, done: make(chan struct{}), lnFiles: lns, gate: make(chan struct{}),
 	}
 	p.idleTicker = time.NewTicker(idleCheckInterval)
 	p.idleQuit = make(chan struct{})
 	go p.idleLoop(p.idleTicker, p.idleQuit)
 	p.mu.Lock()
 	p.ensureMinAvail()
+	p.updateGate()
 	p.mu.Unlock()
 	return p
+}
+
+// direct reports whether the processes accept clients themselves
+// (high-performance mode with listeners). mu is held.
+func (p *pool) direct() bool { return p.svc.ServiceCount == 0 && len(p.lnFiles) > 0 }
+
+// updateGate opens the supervisor's accept gate when it must accept
+// (not direct-accept mode, stopping, or no process can take a client:
+// then it spawns or evicts) and closes it otherwise, as Dovecot's master
+// listens only while no process is available. mu is held.
+func (p *pool) updateGate() {
+	open := !p.direct() || p.stopping || p.pick() == nil
+	switch {
+	case open && !p.gateOpen:
+		close(p.gate)
+		p.gateOpen = true
+	case !open && p.gateOpen:
+		p.gate = make(chan struct{})
+		p.gateOpen = false
+	}
+}
+
+// acceptGate returns a channel that is closed while the supervisor
+// should accept from the service's listeners.
+func (p *pool) acceptGate() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gate
 }
 
 // canTake reports whether pr may be given one more client.
@@ -165,6 +204,7 @@ func (p *pool) throttled(now time.Time) bool { return now.Before(p.throttleUntil
 func (p *pool) arrive(fd int, remote netip.AddrPort) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	defer p.updateGate()
 	p.counters.Accepted++
 	now := time.Now()
 	if p.stopping {
@@ -220,6 +260,9 @@ func (p *pool) spawnIfAllowed(now time.Time) *proc {
 func (p *pool) spawn(now time.Time) *proc {
 	pr := &proc{seq: p.seq.Add(1), gen: p.gen, svc: p.svc, started: now, conns: map[uint64]*conn{}, idleSince: now}
 	spec := WorkerSpec{Config: p.cfg, Service: p.svc, Generation: p.gen, Seq: pr.seq}
+	if p.direct() {
+		spec.Listeners = p.lnFiles
+	}
 	w, err := p.runner.Start(p.ctx, spec, func(ev WorkerEvent) { p.event(pr, ev) })
 	if err != nil {
 		p.counters.SpawnFailures++
@@ -315,6 +358,7 @@ func (p *pool) dispatch(now time.Time) {
 		p.pending = nil
 	}
 	p.ensureMinAvail()
+	p.updateGate()
 }
 
 func (p *pool) armDropTimer() {
@@ -413,8 +457,22 @@ func (p *pool) throttle(now time.Time, why string) {
 func (p *pool) event(pr *proc, ev WorkerEvent) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	defer p.updateGate()
 	now := time.Now()
 	switch ev.Kind {
+	case EventAccepted:
+		p.counters.Accepted++
+		p.counters.Direct++
+		if pr.exited {
+			break
+		}
+		c := &conn{id: ev.Conn, p: pr, state: ev.State, accepted: now}
+		pr.conns[ev.Conn] = c
+		pr.served++
+		p.conns[ev.Conn] = c
+		if !p.canTake(pr) {
+			p.ensureMinAvail() // full: keep process_min_avail with a free slot
+		}
 	case EventReady:
 		pr.ready = true
 		if pr.readyT != nil {
@@ -543,10 +601,10 @@ func (p *pool) idleCheck(now time.Time) {
 // reconfigure switches the pool to a new generation: processes of the
 // old one get no new clients and are told to drain; with
 // shutdown_clients they are shut down after ReloadShutdownDelay.
-func (p *pool) reconfigure(cfg *Config, svc *Service, gen uint64) {
+func (p *pool) reconfigure(cfg *Config, svc *Service, gen uint64, lns []*os.File) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cfg, p.svc, p.gen = cfg, svc, gen
+	p.cfg, p.svc, p.gen, p.lnFiles = cfg, svc, gen, lns
 	var old []*proc
 	for pr := range p.procs {
 		if pr.gen != gen && pr.stopSent < StopDrain {
@@ -588,6 +646,7 @@ func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
 	if len(p.procs) == 0 {
 		close(p.done)
 	}
+	p.updateGate()
 	p.mu.Unlock()
 	t := time.NewTimer(grace)
 	defer t.Stop()

@@ -72,7 +72,7 @@ func testPool(t *testing.T, conf string) (*pool, *fakeRunner) {
 	}
 	r := &fakeRunner{}
 	var seq, id atomic.Uint64
-	p := newPool(t.Context(), slog.New(slog.DiscardHandler), r, cfg, cfg.Service("imap-login"), 1, &seq, &id)
+	p := newPool(t.Context(), slog.New(slog.DiscardHandler), r, cfg, cfg.Service("imap-login"), 1, &seq, &id, nil)
 	t.Cleanup(func() { p.mu.Lock(); p.stopIdle(); p.mu.Unlock() })
 	return p, r
 }

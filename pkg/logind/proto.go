@@ -23,16 +23,25 @@ import (
 // and login to supervisor:
 //
 //	'R'                         ready: sandboxed, serving
+//	'A' id:u64 state:u8         a client accepted by the process itself
+//	                            (direct accept) is now in state
 //	'T' id:u64 state:u8         a client changed state (ConnState)
 //	'X' id:u64 reason:u8        a client is gone (CloseReason)
+//	'B' records                 several 'A'/'T'/'X' reports of 10 bytes each
+//
+// Connection ids are the supervisor's (1, 2, ...) for clients it handed
+// over, and Seq<<32 | n (n = 1, 2, ... per process) for clients a process
+// accepted itself, so they never collide.
 const (
-	msgInit   = 'I'
-	msgConn   = 'C'
-	msgEvict  = 'E'
-	msgStop   = 'S'
-	msgReady  = 'R'
-	msgState  = 'T'
-	msgClosed = 'X'
+	msgInit     = 'I'
+	msgConn     = 'C'
+	msgEvict    = 'E'
+	msgStop     = 'S'
+	msgReady    = 'R'
+	msgAccepted = 'A'
+	msgState    = 'T'
+	msgClosed   = 'X'
+	msgBatch    = 'B'
 )
 
 // ConnState is where a client connection is in its life, as the
@@ -110,6 +119,11 @@ type workerInit struct {
 	VszLimit        uint64
 	NoFile          uint64
 	Generation      uint64
+	Seq             uint64 // process sequence number (ids of direct accepts)
+	// Listeners is the number of listening sockets passed from fd 4 on:
+	// the process accepts from them itself while it has a free slot
+	// (high-performance mode, see Supervisor).
+	Listeners int
 }
 
 // packet helpers
@@ -171,14 +185,14 @@ func readPacket(c *net.UnixConn, buf, oob []byte) (packet, error) {
 	p.typ = b[0]
 	b = b[1:]
 	switch p.typ {
-	case msgInit:
+	case msgInit, msgBatch:
 		p.json = b
 	case msgConn, msgEvict:
 		if len(b) < 8 {
 			return p, errShortPacket
 		}
 		p.id = binary.LittleEndian.Uint64(b)
-	case msgState, msgClosed:
+	case msgState, msgClosed, msgAccepted:
 		if len(b) < 9 {
 			return p, errShortPacket
 		}

@@ -3,6 +3,7 @@ package logind
 import (
 	"context"
 	"fmt"
+	"os"
 )
 
 // Runner starts login processes. The supervisor's policy (when to spawn,
@@ -24,6 +25,11 @@ type WorkerSpec struct {
 	Service    *Service
 	Generation uint64 // configuration generation (1 at start, +1 per reload)
 	Seq        uint64 // per-supervisor process sequence number
+	// Listeners are the service's listening sockets, set in
+	// high-performance mode: the process accepts from them itself while
+	// it has a free slot and reports each client with EventAccepted. The
+	// runner must not close them.
+	Listeners []*os.File
 }
 
 // Worker is a started login process as the supervisor sees it. Methods
@@ -58,6 +64,9 @@ const (
 	// EventExit: the process exited with ExitCode (-1 if killed by a
 	// signal, then Signal is set); Err describes it for logs.
 	EventExit
+	// EventAccepted: the process accepted client Conn from a listener
+	// itself (WorkerSpec.Listeners); it is in State.
+	EventAccepted
 )
 
 // WorkerEvent is one report about a login process.
@@ -81,6 +90,8 @@ func (e WorkerEvent) String() string {
 		return fmt.Sprintf("conn %d closed (%s)", e.Conn, e.Reason)
 	case EventExit:
 		return fmt.Sprintf("exit %d %s", e.ExitCode, e.Signal)
+	case EventAccepted:
+		return fmt.Sprintf("conn %d accepted (%s)", e.Conn, e.State)
 	}
 	return "?"
 }

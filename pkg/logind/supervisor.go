@@ -56,15 +56,37 @@ type Supervisor struct {
 
 type listener struct {
 	key  string   // "tcp4 127.0.0.1:143"
-	ln   *os.File // the listening socket (non-blocking, polled by the runtime)
+	ln   *os.File // the listening socket (non-blocking, not in the netpoller)
+	acc  *acceptor
 	pool atomic.Pointer[pool]
-	done chan struct{}
-	shut atomic.Bool // closed by us: the accept loop's error is expected
+	done chan struct{} // closed when the accept loop has ended
+	shut atomic.Bool
+	qch  chan struct{}
+	qmu  sync.Mutex
 }
 
+// quit returns a channel closed by close.
+func (l *listener) quit() chan struct{} {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	if l.qch == nil {
+		l.qch = make(chan struct{})
+	}
+	return l.qch
+}
+
+// close stops the accept loop, which then closes the socket (login
+// processes keep their own copies until they drain).
 func (l *listener) close() {
-	l.shut.Store(true)
-	l.ln.Close()
+	if l.shut.Swap(true) {
+		return
+	}
+	close(l.quit())
+	l.acc.stop()
+	if l.pool.Load() == nil { // no accept loop was started
+		l.acc.release()
+		l.ln.Close()
+	}
 }
 
 func (s *Supervisor) log() *slog.Logger {
@@ -136,13 +158,8 @@ func (s *Supervisor) apply(cfg *Config) error {
 	want := map[string]*Service{}
 	var errs []error
 	for _, svc := range cfg.Enabled() {
-		p := s.pools[svc.Name]
-		if p == nil {
-			p = newPool(s.ctx, s.log(), s.Runner, cfg, svc, gen, &s.seq, &s.nextID)
-			s.pools[svc.Name] = p
-		} else {
-			p.reconfigure(cfg, svc, gen)
-		}
+		// Listeners first: high-performance processes get them at spawn.
+		var lns []*listener
 		for _, l := range svc.Listeners {
 			if l.Port == 0 {
 				continue
@@ -163,7 +180,7 @@ func (s *Supervisor) apply(cfg *Config) error {
 				key := network + " " + net.JoinHostPort(host, strconv.Itoa(l.Port))
 				want[key] = svc
 				if ln := s.lns[key]; ln != nil {
-					ln.pool.Store(p)
+					lns = append(lns, ln)
 					continue
 				}
 				ln, err := s.listen(network, net.JoinHostPort(host, strconv.Itoa(l.Port)), svc)
@@ -172,8 +189,25 @@ func (s *Supervisor) apply(cfg *Config) error {
 					continue
 				}
 				ln.key = key
-				ln.pool.Store(p)
 				s.lns[key] = ln
+				lns = append(lns, ln)
+			}
+		}
+		files := make([]*os.File, len(lns))
+		for i, ln := range lns {
+			files[i] = ln.ln
+		}
+		p := s.pools[svc.Name]
+		if p == nil {
+			p = newPool(s.ctx, s.log(), s.Runner, cfg, svc, gen, &s.seq, &s.nextID, files)
+			s.pools[svc.Name] = p
+		} else {
+			p.reconfigure(cfg, svc, gen, files)
+		}
+		for _, ln := range lns {
+			started := ln.pool.Load() != nil
+			ln.pool.Store(p)
+			if !started {
 				go s.acceptLoop(ln)
 			}
 		}
@@ -210,49 +244,56 @@ func (s *Supervisor) grace() time.Duration {
 }
 
 func (s *Supervisor) listen(network, addr string, svc *Service) (*listener, error) {
-	lc := net.ListenConfig{}
-	l, err := lc.Listen(context.Background(), network, addr)
+	f, err := listenTCP(network, addr)
 	if err != nil {
 		return nil, err
 	}
-	// A net.Listener's RawConn cannot Read; an *os.File of the same
-	// (non-blocking) socket can, and accept4 then yields bare fds.
-	f, err := l.(*net.TCPListener).File()
-	l.Close()
+	a, err := newAcceptor(int(f.Fd()), false)
 	if err != nil {
+		f.Close()
 		return nil, err
 	}
-	return &listener{ln: f, done: make(chan struct{})}, nil
+	return &listener{ln: f, acc: a, done: make(chan struct{})}, nil
 }
 
 // acceptLoop accepts with accept4 directly (no Go netFD per client: the
-// socket only passes through) and hands each socket to its pool.
+// socket only passes through) and hands each socket to its pool. In
+// high-performance mode it accepts only while no login process can (see
+// pool.updateGate). It closes the listening socket when stopped.
 func (s *Supervisor) acceptLoop(ln *listener) {
 	defer close(ln.done)
-	rc, err := ln.ln.SyscallConn()
-	if err != nil {
-		return
-	}
+	defer ln.ln.Close()
+	defer ln.acc.release()
 	for {
-		var nfd int
-		var sa unix.Sockaddr
-		var aerr error
-		err := rc.Read(func(fd uintptr) bool {
-			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
-			return aerr != unix.EAGAIN
-		})
-		if err != nil {
-			if !ln.shut.Load() && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
-				s.log().Error("accept loop stopped", "listener", ln.key, "err", err)
-			}
-			return // listener closed
+		select {
+		case <-ln.pool.Load().acceptGate():
+		case <-ln.quit():
+			return
 		}
-		if aerr != nil {
-			if aerr == unix.EMFILE || aerr == unix.ENFILE || aerr == unix.ENOBUFS || aerr == unix.ENOMEM {
-				s.log().Error("accept failed", "err", aerr)
-				time.Sleep(10 * time.Millisecond)
+		// Woken while waiting, the gate may have closed meanwhile (a
+		// process got a free slot): then leave the client to it.
+		nfd, sa, err := ln.acc.next(func() bool {
+			select {
+			case <-ln.pool.Load().acceptGate():
+				return true
+			default:
+				return false
 			}
+		})
+		if err == errAcceptorClosed {
+			return
+		}
+		if err == errNotNow {
 			continue
+		}
+		if err != nil {
+			if err == unix.EMFILE || err == unix.ENFILE || err == unix.ENOBUFS || err == unix.ENOMEM {
+				s.log().Error("accept failed", "listener", ln.key, "err", err)
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			s.log().Error("accept loop stopped", "listener", ln.key, "err", err)
+			return
 		}
 		var remote netip.AddrPort
 		switch a := sa.(type) {

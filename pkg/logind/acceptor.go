@@ -1,0 +1,156 @@
+package logind
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// errAcceptorClosed is returned by acceptor.next after stop, and
+// errNotNow when its may function said no after a wake-up.
+var (
+	errAcceptorClosed = errors.New("acceptor stopped")
+	errNotNow         = errors.New("not accepting now")
+)
+
+// acceptor accepts from a listening socket that several processes share
+// (the supervisor and a service's high-performance login processes). It
+// waits in its own epoll set with EPOLLEXCLUSIVE, so that a connection
+// wakes one waiting process rather than all of them (Dovecot wakes every
+// process polling the socket; the losers get EAGAIN), and it waits in
+// epoll_wait on its own thread, not in the Go netpoller: the socket is
+// never registered there, so a process that is not accepting is not
+// woken by connections at all.
+type acceptor struct {
+	lfd    int
+	ep     int
+	efd    int // eventfd that stop writes, to wake a waiting next
+	closed atomic.Bool
+}
+
+// newAcceptor waits on listening socket lfd. exclusive: an
+// EPOLLEXCLUSIVE wait (login processes); the supervisor waits
+// non-exclusively, so that it never takes a wake-up away from a process
+// (the kernel wakes every non-exclusive waiter and one exclusive one).
+func newAcceptor(lfd int, exclusive bool) (*acceptor, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(ep)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	a := &acceptor{lfd: lfd, ep: ep, efd: efd}
+	events := uint32(unix.EPOLLIN)
+	if exclusive {
+		events |= unix.EPOLLEXCLUSIVE
+	}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: events, Fd: int32(lfd)}); err != nil {
+		a.release()
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
+		a.release()
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return a, nil
+}
+
+// next returns the next connection (non-blocking, close-on-exec), waiting
+// for one as long as needed. may, if not nil, is asked after each
+// wake-up; if it says no, next returns errNotNow without accepting.
+// Other errors: errAcceptorClosed after stop, or accept4's (EMFILE and
+// the like: the caller decides whether to retry). Only one goroutine may
+// call next at a time.
+func (a *acceptor) next(may func() bool) (int, unix.Sockaddr, error) {
+	evs := make([]unix.EpollEvent, 2)
+	for woken := false; ; woken = true {
+		if a.closed.Load() {
+			return -1, nil, errAcceptorClosed
+		}
+		if woken && may != nil && !may() {
+			return -1, nil, errNotNow
+		}
+		nfd, sa, err := unix.Accept4(a.lfd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+		if err == nil {
+			return nfd, sa, nil
+		}
+		if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
+			return -1, nil, err
+		}
+		if err == unix.EAGAIN {
+			if _, err := unix.EpollWait(a.ep, evs, -1); err != nil && err != unix.EINTR {
+				return -1, nil, err
+			}
+		}
+	}
+}
+
+// stop makes next return errAcceptorClosed (at once if it is waiting).
+// It is safe to call from any goroutine, more than once.
+func (a *acceptor) stop() {
+	if !a.closed.Swap(true) {
+		unix.Write(a.efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}
+}
+
+// release closes the epoll set and the eventfd (not the listening
+// socket); call it when next will not be called again.
+func (a *acceptor) release() {
+	unix.Close(a.ep)
+	unix.Close(a.efd)
+}
+
+// listenTCP opens a listening TCP socket (SO_REUSEADDR, IPV6_V6ONLY for
+// tcp6, backlog capped by net.core.somaxconn) and returns it as an
+// *os.File that is NOT registered with the Go netpoller (see acceptor)
+// but is in non-blocking mode.
+func listenTCP(network, addr string) (*os.File, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	family := unix.AF_INET
+	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().Unmap().As4()}
+	if network == "tcp6" {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	fail := func(call string, err error) (*os.File, error) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s %s: %w", call, addr, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fail("setsockopt", err)
+	}
+	if family == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return fail("setsockopt", err)
+		}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	if err := unix.Listen(fd, 65535); err != nil {
+		return fail("listen", err)
+	}
+	// Still blocking here, so os.NewFile does not register it with the
+	// netpoller; then non-blocking for accept4.
+	f := os.NewFile(uintptr(fd), strings.Join([]string{network, addr}, " "))
+	if err := unix.SetNonblock(fd, true); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("set non-blocking: %w", err)
+	}
+	return f, nil
+}

@@ -5,16 +5,27 @@
 #   hs          service_count = 1, process_min_avail = 0, process_limit = 1024
 #   hs-prefork  the same with process_min_avail = 16
 #   hp          service_count = 0, client_limit = 1000, process_min_avail = 2, process_limit = 100
+#   hp-idle     loginsvc only: service_count = 0, client_limit = 19000,
+#               process_limit = 6, process_min_avail = 6, login_prelogin_timeout = 10 mins
+#               (client_limit + 64 must fit under the hard RLIMIT_NOFILE, 20000
+#               in the VM, where root lacks CAP_SYS_RESOURCE; the driver uses
+#               one worker process per 15,000 connections for the same reason)
 # Tests: seq N_SEQ (connect, greeting, LOGOUT, one at a time) and conc N_CONC
-# (all at once, held idle, processes and PSS measured). Root required.
+# (all at once, held idle, processes and PSS measured); hp-idle runs
+# "loginbench idle N_IDLE" instead: N_IDLE connections from 127.0.0.1..SRC
+# held idle, PSS of the login processes and of all loginsvc processes,
+# then a NOOP on every connection (alive), then all closed. Root required.
 # Env: LAB (default ../shared/labs/dovecot-login relative to the repo),
-# N_SEQ (1000), N_CONC (500), MODES ("hs hs-prefork hp"), TARGETS
+# N_SEQ (1000), N_CONC (500), N_IDLE (100000), SRC (8), MODES ("hs
+# hs-prefork hp"; add hp-idle for the 100,000-connection run), TARGETS
 # ("dovecot loginsvc"), OUT (/tmp/loginbench-results.jsonl).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=${LAB:-$ROOT/../shared/labs/dovecot-login}
 N_SEQ=${N_SEQ:-1000}
 N_CONC=${N_CONC:-500}
+N_IDLE=${N_IDLE:-100000}
+SRC=${SRC:-8}
 MODES=${MODES:-"hs hs-prefork hp"}
 TARGETS=${TARGETS:-"dovecot loginsvc"}
 OUT=${OUT:-/tmp/loginbench-results.jsonl}
@@ -51,9 +62,15 @@ loginsvc_conf() { # mode
   process_min_avail = 2
   process_limit = 100
   vsz_limit = 1G" ;;
+	hp-idle) body="service_count = 0
+  client_limit = ${IDLE_CLIENT_LIMIT:-19000}
+  process_min_avail = ${IDLE_PROCS:-6}
+  process_limit = ${IDLE_PROCS:-6}
+  vsz_limit = 1G" ;;
 	esac
 	cat > "$TMP/$1.conf" <<EOC
 base_dir = $TMP/run-$1
+login_prelogin_timeout = 10 mins
 protocols = imap
 listen = 127.0.0.1
 service imap-login {
@@ -75,19 +92,28 @@ wait_port() {
 
 for mode in $MODES; do
 	for t in $TARGETS; do
+		if [ "$mode" = hp-idle ] && [ "$t" != loginsvc ]; then
+			continue # the lab has no Dovecot configuration for it
+		fi
 		case $t in
 		dovecot)
 			"$LAB/dovebench.sh" start "mode-$mode.conf" >/dev/null
 			pid=$(cat /tmp/dovebench/run/master.pid) ;;
 		loginsvc)
 			loginsvc_conf "$mode"
-			"$TMP/loginsvc" -F -c "$TMP/$mode.conf" 2>"$TMP/loginsvc-$mode.log" &
+			# Login processes set RLIMIT_NOFILE to client_limit + 64
+			# themselves; the supervisor gets the hard limit.
+			(ulimit -n "$(ulimit -Hn)"; exec "$TMP/loginsvc" -F -c "$TMP/$mode.conf") 2>"$TMP/loginsvc-$mode.log" &
 			LPID=$!; pid=$LPID
 			wait_port ;;
 		esac
 		"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" seq 20 >/dev/null # warm-up
-		"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" -target "$t/$mode" seq "$N_SEQ" | tee -a "$OUT"
-		"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" -target "$t/$mode" conc "$N_CONC" | tee -a "$OUT"
+		if [ "$mode" = hp-idle ]; then
+			"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" -src "$SRC" -hold 5s -target "$t/$mode" idle "$N_IDLE" | tee -a "$OUT"
+		else
+			"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" -target "$t/$mode" seq "$N_SEQ" | tee -a "$OUT"
+			"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" -target "$t/$mode" conc "$N_CONC" | tee -a "$OUT"
+		fi
 		case $t in
 		dovecot) "$LAB/dovebench.sh" stop ;;
 		loginsvc) stop_loginsvc ;;

@@ -4,6 +4,13 @@
 //
 //	loginbench -addr 127.0.0.1:31143 -master PID seq 1000    # connect, greeting, LOGOUT, one at a time
 //	loginbench -addr ... -master PID conc 500                # N at once, hold idle, measure, LOGOUT all
+//	loginbench -addr ... -master PID -src 8 idle 100000      # conc, plus a NOOP to every held connection
+//
+// idle is conc for very many connections: it spreads the source
+// addresses (-src, about 28,000 ports each), measures the PSS of the
+// supervisor too (sum_pss_kb_all, pss_per_conn_all_bytes), then sends a
+// NOOP to every held connection and counts the answers (alive) before
+// it closes them all.
 //
 // -master is the supervisor's pid: its children named *-login are the
 // login processes counted and measured (RSS, PSS from smaps_rollup).
@@ -44,6 +51,12 @@ type result struct {
 	PSSkB       int     `json:"sum_pss_kb,omitempty"`
 	PSSIdlekB   int     `json:"sum_pss_kb_before,omitempty"`
 	PSSPerConnB int     `json:"pss_per_conn_bytes,omitempty"`
+	// idle only: the supervisor (-master) included, and the NOOP check.
+	PSSAllkB       int     `json:"sum_pss_kb_all,omitempty"`
+	PSSAllIdlekB   int     `json:"sum_pss_kb_all_before,omitempty"`
+	PSSPerConnAllB int     `json:"pss_per_conn_all_bytes,omitempty"`
+	Alive          int     `json:"alive,omitempty"`
+	AliveCheckS    float64 `json:"alive_check_s,omitempty"`
 }
 
 var (
@@ -75,7 +88,13 @@ func main() {
 	case "seq":
 		r = seq(n)
 	case "conc":
-		r = conc(n)
+		r = conc(n, false)
+	case "idle":
+		if *workerIdx >= 0 {
+			idleWorker(n)
+			return
+		}
+		r = idle(n)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown test", flag.Arg(0))
 		os.Exit(2)
@@ -86,7 +105,10 @@ func main() {
 
 func dial(i int) (net.Conn, error) {
 	d := net.Dialer{Timeout: 30 * time.Second}
-	if *srcN > 1 {
+	switch {
+	case *workerIdx >= 0: // idle worker W: 127.0.W+1.1..src
+		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, byte(*workerIdx+1), byte(1+i%max(*srcN, 1)%250))}
+	case *srcN > 1:
 		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, byte((i%*srcN)/250), byte(1+(i%*srcN)%250))}
 	}
 	return d.Dial("tcp", *addr)
@@ -139,7 +161,7 @@ func seq(n int) result {
 	return r
 }
 
-func conc(n int) result {
+func conc(n int, _ bool) result {
 	r := result{Test: "conc", N: n}
 	time.Sleep(500 * time.Millisecond)
 	r.IdleProcs, _, r.PSSIdlekB = measure()
@@ -205,6 +227,46 @@ func conc(n int) result {
 	}
 	r.WallS = time.Since(t0).Seconds() + r.AllGreetedS
 	return r
+}
+
+// alive sends a NOOP to every connection (in parallel, bounded) and
+// counts the ones that answer "n OK".
+func alive(conns []net.Conn) int {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	n := 0
+	sem := make(chan struct{}, 512)
+	for _, c := range conns {
+		if c == nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(c net.Conn) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			if _, err := c.Write([]byte("n NOOP\r\n")); err != nil {
+				return
+			}
+			line, err := bufio.NewReaderSize(c, 256).ReadString('\n')
+			if err == nil && strings.HasPrefix(line, "n OK") {
+				mu.Lock()
+				n++
+				mu.Unlock()
+			}
+		}(c)
+	}
+	wg.Wait()
+	return n
+}
+
+// masterPSS is the PSS of -master itself in kB.
+func masterPSS() int {
+	if *master == 0 {
+		return 0
+	}
+	return field(fmt.Sprintf("/proc/%d/smaps_rollup", *master), "Pss:")
 }
 
 // measure returns the number of *-login children of -master and their

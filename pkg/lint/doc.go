@@ -23,8 +23,12 @@
 //	world-writable         warning  "<path>: world writable"
 //	missing-newline        error    the last line has no newline: libwrap stops there
 //	line-too-long          error    a logical line over 2046 characters: libwrap stops there
+//	continuation-at-end    error    the last line ends in a backslash: libwrap reads it as a line
+//	                                without newline and stops there
 //	comment-continuation   error    a comment ending in a backslash swallows the next line
 //	broken-continuation    error    a backslash followed by blanks does not continue the line
+//	crlf-continuation      error    a backslash before CR-LF does not continue the line (plain
+//	                                CR-LF line endings are fine: CR separates like a blank)
 //	missing-separator      error    `missing ":" separator`: the line is skipped
 //	indented-comment       error    a "#" line with leading blanks is a rule, not a comment
 //	                       warning  (the same line without ":" is skipped, so harmless)
@@ -67,6 +71,8 @@
 //	unknown-percent        warning  "unrecognized %<c>" in an option value
 //	banners-missing        warning  a banners directory that does not exist
 //	privilege-option       info     user/group options: no-ops in Debian's tcpd (spec §10.4)
+//	aclexec-decided        warning  allow or deny after aclexec decides whatever aclexec returns
+//	                                (a failed aclexec does not make the rule fall through)
 //	unreachable-rules      warning  a rule that matches every request: every rule after it is dead
 //	shadowed-rule          warning  an earlier rule always matches first: this rule is never used
 //

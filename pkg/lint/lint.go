@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -398,6 +399,10 @@ func logicalLines(data []byte) []logicalLine {
 	return out
 }
 
+// maxLogical is the longest logical line libwrap reads whole (its 2048-byte
+// buffer holds the line, its newline and a NUL).
+const maxLogical = 2046
+
 // lineEnd reports hostsrules' "missing newline or line too long" as one of
 // missing-newline and line-too-long. It returns the over-long logical line.
 func (l *linter) lineEnd(pt *parsedTable, data []byte, lines []string, logical []logicalLine, d hostsrules.Diagnostic) (logicalLine, bool) {
@@ -411,6 +416,17 @@ func (l *linter) lineEnd(pt *parsedTable, data []byte, lines []string, logical [
 	if len(data) > 0 && data[len(data)-1] != '\n' && d.Line == nlines {
 		l.addf(pt.path, d.Line+1, 0, Error, "missing-newline", "end the file with a newline",
 			"missing newline at end of file: %s", consequence)
+		return logicalLine{}, false
+	}
+	if last := len(logical) - 1; last >= 0 && bytes.HasSuffix(data, []byte("\\\n")) &&
+		logical[last].last > nlines && logical[last].length <= maxLogical && d.Line == nlines {
+		// The last line ends in backslash-newline: xgets looks for the
+		// rest of the line, finds the end of the file and returns the
+		// line without a newline (not an over-long one).
+		text := lines[nlines-1]
+		l.addf(pt.path, nlines, len(text), Error, "continuation-at-end", fmt.Sprintf("remove the backslash at the end of line %d", nlines),
+			"the last line ends in a backslash, which continues it past the end of the file: libwrap reads it as a line without newline (\"line %d: missing newline or line too long\"): %s",
+			d.Line, consequence)
 		return logicalLine{}, false
 	}
 	n := d.Line + 1
@@ -448,7 +464,7 @@ func (l *linter) continuations(pt *parsedTable, lines []string, logical []logica
 		if !ll.comment || ll.last == ll.first {
 			continue
 		}
-		for n := ll.first + 1; n <= ll.last; n++ {
+		for n := ll.first + 1; n <= min(ll.last, len(lines)); n++ { // a comment continued at the end of the file runs past the last line
 			text := lines[n-1]
 			if strings.TrimSpace(strings.TrimSuffix(text, "\\")) == "" || strings.HasPrefix(text, "#") {
 				continue
@@ -459,6 +475,15 @@ func (l *linter) continuations(pt *parsedTable, lines []string, logical []logica
 	}
 	for i, text := range lines {
 		trimmed := strings.TrimRight(text, " \t\r")
+		if strings.HasSuffix(text, "\\\r") && !strings.HasPrefix(text, "#") {
+			// The CR-LF trap: the line looks continued in an editor
+			// that hides the CR, but the backslash is not before the
+			// newline. Plain CR-LF lines are fine (CR separates list
+			// items like a blank).
+			l.addf(pt.path, i+1, len(trimmed), Error, "crlf-continuation", "convert the file to LF line endings (dos2unix), or join the lines",
+				"CRLF line endings: a backslash before CR-LF does not continue the line: the \"\\\" is a list item and line %d is read on its own", i+2)
+			continue
+		}
 		if trimmed != text && strings.HasSuffix(trimmed, "\\") && !strings.HasPrefix(text, "#") {
 			l.addf(pt.path, i+1, len(trimmed), Error, "broken-continuation", "remove the blanks after the backslash",
 				"a backslash followed by blanks does not continue the line: the \"\\\" is a list item and line %d is read on its own", i+2)

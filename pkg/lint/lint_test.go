@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -91,6 +92,16 @@ func TestChecks(t *testing.T) {
 		{"except does not cover", "imap: ALL EXCEPT 10.0.0.1\nimap: 10.0.0.2\n", "", nil},
 		{"aclexec does not cover", "imap: ALL: aclexec /bin/check\nimap: 10.0.0.2\n", "", nil},
 		{"catch-all in allow", "imap: 10.0.0.1\nALL: ALL\nimap: 10.0.0.2\n", "sshd: ALL\n", []string{"hosts.allow:2:0 unreachable-rules"}},
+		{"slash 32 is the address", "imap: 10.0.0.1/32\nimap: 10.0.0.1\n", "", []string{"hosts.allow:2:0 shadowed-rule"}},
+		{"ipv6 inside net", "imap: [2001:db8::]/32\nimap: [2001:db8::1] [2001:db8:0:1::]/64\nimap: [2001:db9::1]\n", "", []string{"hosts.allow:2:0 shadowed-rule"}},
+		{"aclexec then allow covers", "imap: ALL: aclexec /bin/check: allow\nimap: 10.0.0.2\n", "", []string{"hosts.allow:1:32 aclexec-decided", "hosts.allow:2:0 shadowed-rule"}},
+		{"aclexec then deny", "imap: ALL: aclexec /bin/check : deny\n", "", []string{"hosts.allow:1:33 aclexec-decided"}},
+		{"allow without aclexec", "imap: ALL: spawn echo: allow\n", "", nil},
+		{"continuation at end", "imap: 10.0.0.1\npop3: 10.0.0.2 \\\n", "", []string{"hosts.allow:2:16 continuation-at-end"}},
+		{"continued lines at end", "imap: 10.0.0.1 \\\n 10.0.0.2 \\\n", "", []string{"hosts.allow:2:11 continuation-at-end"}},
+		{"comment continued at end", "imap: 10.0.0.1\n# note \\\n", "", []string{"hosts.allow:2:8 continuation-at-end"}},
+		{"crlf", "imap: 10.0.0.1\r\n# note\r\npop3: 10.0.0.2, 10.0.0.3\r\n", "", nil},
+		{"crlf continuation", "imap: 10.0.0.1 \\\r\n 10.0.0.2\r\n# note \\\r\n", "", []string{"hosts.allow:1:16 crlf-continuation", "hosts.allow:2:0 missing-separator"}},
 		{"allow covers deny", "imap: 10.0.0.0/8: allow\n", "imap: 10.1.1.1\nimap: 11.1.1.1\n", []string{"hosts.deny:1:0 shadowed-rule"}},
 	}
 	for _, tt := range tests {
@@ -100,6 +111,47 @@ func TestChecks(t *testing.T) {
 				t.Errorf("diagnostics (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestShadowFirstEntry checks that, of several earlier rules that cover a
+// token, the first one is named, whatever the prefix lengths.
+func TestShadowFirstEntry(t *testing.T) {
+	for _, tt := range []struct{ name, allow, want string }{
+		{"longer net first", "imap: 10.1.0.0/16\nimap: 10.0.0.0/8\nimap: 10.1.2.3\n", "line 1"},
+		{"shorter net first", "imap: 10.0.0.0/8\npop3 imap: 10.1.0.0/16\nimap: 10.1.2.3\n", "line 1"},
+		{"address before net", "imap: 10.1.2.3\nimap: 10.0.0.0/8\nimap: 10.1.2.3 10.9.9.9\n", "line 1, line 2 together"},
+		{"longer suffix first", "imap: .mail.example.com\nimap: .example.com\nimap: a.mail.example.com\n", "line 1"},
+		{"shorter suffix first", "imap: .example.com\npop3 imap: .mail.example.com\nimap: a.mail.example.com\n", "line 1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "hosts.allow")
+			os.WriteFile(p, []byte(tt.allow), 0o644)
+			rep := Lint(context.Background(), []Table{{Path: p, Role: RoleAllow}}, Options{})
+			if len(rep.Diagnostics) != 1 || rep.Diagnostics[0].Line != 3 || !strings.HasPrefix(rep.Diagnostics[0].Msg, "rule is never used: "+tt.want+" ") {
+				t.Errorf("got %v, want line 3 shadowed by %s", rep.Diagnostics, tt.want)
+			}
+		})
+	}
+}
+
+// TestBlocklistShadow lints a long blocklist with a repeated address and
+// an address inside an earlier net at its end.
+func TestBlocklistShadow(t *testing.T) {
+	list := "ALL: 192.0.2.0/24\n" + blocklist(20_000) + "ALL: 10.0.0.7\nALL: 192.0.2.9\n"
+	p := filepath.Join(t.TempDir(), "hosts.deny")
+	os.WriteFile(p, []byte(list), 0o644)
+	rep := Lint(context.Background(), []Table{{Path: p, Role: RoleDeny}}, Options{})
+	var got []string
+	for _, d := range rep.Diagnostics {
+		got = append(got, d.String())
+	}
+	want := []string{
+		p + `:20002: warning: rule is never used: it repeats the daemons and clients of line 8 ("ALL: 10.0.0.7"), which decides first [shadowed-rule]`,
+		p + `:20003: warning: rule is never used: line 1 ("ALL: 192.0.2.0/24") matches every request it matches and decides first [shadowed-rule]`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
 

@@ -2,6 +2,7 @@ package lint
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"strings"
 
@@ -48,11 +49,22 @@ func (l *linter) options(pt *parsedTable, r *hostsrules.Rule, line int) (decisiv
 	fields := optionFields(r.Options)
 	opts, err := hostsrules.ParseOptions(r.Options)
 	decisive = true
+	aclexec := false
 	for i, o := range opts {
 		f := fields[i]
 		col := r.OptionsCol + f.off + leadingBlanks(f.text)
-		if o.Name == "aclexec" {
+		switch o.Name {
+		case "aclexec":
+			aclexec = true
 			decisive = false
+		case "allow", "deny", "twist":
+			// libwrap runs the options in order whatever aclexec
+			// returned: these end the check, so the rule decides.
+			decisive = true
+			if aclexec && o.Name != "twist" {
+				l.addf(pt.path, line, col, Warning, "aclexec-decided", fmt.Sprintf("remove %q to let a failed aclexec fall through to the next rules", o.Name),
+					"%q after aclexec decides whatever the aclexec command returns: a failed aclexec does not make this rule fall through", o.Name)
+			}
 		}
 		if expanding[o.Name] {
 			v := o.Value

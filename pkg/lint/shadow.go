@@ -15,7 +15,8 @@ import (
 // count as covering: ALL, an identical token (names without regard to case),
 // an address or net inside an earlier net or numeric prefix, a name inside
 // an earlier ".domain" suffix, and a user@host whose host is covered.
-// Earlier rules with EXCEPT or aclexec cover nothing.
+// Earlier rules with EXCEPT cover nothing, nor do rules with aclexec unless
+// allow, deny or twist follows it (the rule then decides anyway).
 
 // ref names a rule.
 type ref struct {
@@ -25,22 +26,27 @@ type ref struct {
 
 func (r ref) rule() *hostsrules.Rule { return &r.t.rules[r.idx] }
 
-type prefixRef struct {
-	p netip.Prefix
-	r ref
+// seqRef is a rule with the order in which its entry was added to a cover:
+// when several entries cover a token, the first added one is reported.
+type seqRef struct {
+	seq int
+	r   ref
 }
 
-type suffixRef struct {
-	s string
-	r ref
-}
-
-// cover holds what earlier rules cover for one daemon key.
+// cover holds what earlier rules cover for one daemon key. Everything is
+// kept in maps so that a lookup costs the same however many rules came
+// before (a fail2ban blocklist has one rule per address): nets maps each
+// address or net (masked) to the first entry for it, and the lookup tries
+// only the prefix lengths in use; suffixes maps each ".domain" to the first
+// entry for it, and the lookup tries each dot of the name.
 type cover struct {
 	all      *ref
 	exact    map[string]ref
-	prefixes []prefixRef
-	suffixes []suffixRef
+	nets     map[netip.Prefix]seqRef
+	lens4    [33]bool  // prefix lengths in nets, IPv4
+	lens6    [129]bool // prefix lengths in nets, IPv6
+	suffixes map[string]seqRef
+	seq      int
 }
 
 type shadowIndex map[string]*cover
@@ -48,7 +54,7 @@ type shadowIndex map[string]*cover
 func (ix shadowIndex) get(key string) *cover {
 	c := ix[key]
 	if c == nil {
-		c = &cover{exact: map[string]ref{}}
+		c = &cover{exact: map[string]ref{}, nets: map[netip.Prefix]seqRef{}, suffixes: map[string]seqRef{}}
 		ix[key] = c
 	}
 	return c
@@ -128,8 +134,15 @@ func hostPrefix(tok string) (netip.Prefix, bool) {
 	}
 	var b [4]byte
 	for i, part := range parts {
-		var n int
-		if _, err := fmt.Sscanf(part, "%d", &n); err != nil || n > 255 || len(part) > 1 && part[0] == '0' {
+		// part is all digits (isNumeric): decimal 0-255 without leading zeros.
+		if part == "" || len(part) > 3 || len(part) > 1 && part[0] == '0' {
+			return netip.Prefix{}, false
+		}
+		n := 0
+		for j := 0; j < len(part); j++ {
+			n = n*10 + int(part[j]-'0')
+		}
+		if n > 255 {
 			return netip.Prefix{}, false
 		}
 		b[i] = byte(n)
@@ -155,11 +168,24 @@ func (ix shadowIndex) add(dk, tok string, r ref) {
 		return
 	}
 	if p, ok := hostPrefix(tok); ok {
-		c.prefixes = append(c.prefixes, prefixRef{p, r})
+		p = p.Masked()
+		c.seq++
+		if _, ok := c.nets[p]; !ok {
+			c.nets[p] = seqRef{c.seq, r}
+		}
+		if p.Addr().Is4() {
+			c.lens4[p.Bits()] = true
+		} else {
+			c.lens6[p.Bits()] = true
+		}
 		return
 	}
 	if strings.HasPrefix(tok, ".") && !hasWildcard(tok) && !isNumeric(tok) && len(tok) > 1 {
-		c.suffixes = append(c.suffixes, suffixRef{strings.ToLower(tok), r})
+		s := strings.ToLower(tok)
+		c.seq++
+		if _, ok := c.suffixes[s]; !ok {
+			c.suffixes[s] = seqRef{c.seq, r}
+		}
 	}
 }
 
@@ -185,23 +211,42 @@ func (c *cover) covered(tok string) (ref, bool) {
 			return ref{}, false
 		}
 	}
+	var best seqRef
+	consider := func(e seqRef, ok bool) {
+		if ok && (best.seq == 0 || e.seq < best.seq) {
+			best = e
+		}
+	}
 	if p, ok := hostPrefix(host); ok {
-		for _, e := range c.prefixes {
-			if e.p.Addr().Is4() == p.Addr().Is4() && e.p.Bits() <= p.Bits() && e.p.Contains(p.Addr()) {
-				return e.r, true
+		// An entry covers p when it is p's address masked to one of the
+		// entry lengths up to p's own.
+		lens := c.lens4[:]
+		if !p.Addr().Is4() {
+			lens = c.lens6[:]
+		}
+		for bits := 0; bits <= p.Bits() && bits < len(lens); bits++ {
+			if !lens[bits] {
+				continue
+			}
+			if q, err := p.Addr().Prefix(bits); err == nil {
+				e, ok := c.nets[q]
+				consider(e, ok)
 			}
 		}
-		return ref{}, false
+		return best.r, best.seq > 0
 	}
-	if !isNumeric(host) && !hasWildcard(host) && !strings.HasPrefix(host, "@") && !strings.HasPrefix(host, "/") && !strings.HasPrefix(host, "[") {
+	if !isNumeric(host) && !hasWildcard(host) && !strings.HasPrefix(host, "@") && !strings.HasPrefix(host, "/") && !strings.HasPrefix(host, "[") && len(c.suffixes) > 0 {
+		// A ".domain" entry covers a longer name that ends in it, so it
+		// is what follows one of the name's dots (not the first byte).
 		h := strings.ToLower(host)
-		for _, e := range c.suffixes {
-			if len(h) > len(e.s) && strings.HasSuffix(h, e.s) {
-				return e.r, true
+		for i := 1; i < len(h); i++ {
+			if h[i] == '.' {
+				e, ok := c.suffixes[h[i:]]
+				consider(e, ok)
 			}
 		}
 	}
-	return ref{}, false
+	return best.r, best.seq > 0
 }
 
 // analysable reports whether a rule's lists have the simple shape the

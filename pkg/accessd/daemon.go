@@ -222,9 +222,9 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
-// waitCommands gives spawn and twist commands still running up to limit to
-// finish before the daemon exits; those that do not are left to the
-// service manager (systemd stops the whole control group).
+// waitCommands gives spawn and twist commands still running a moment
+// (at most limit, and no more than a second) to finish, then kills their
+// process groups: no command outlives the daemon unsupervised.
 func waitCommands(srv *Server, limit time.Duration, log *slog.Logger) {
 	ce, ok := srv.env.Effects.(*ClientEffects)
 	if !ok || ce == nil {
@@ -238,7 +238,14 @@ func waitCommands(srv *Server, limit time.Duration, log *slog.Logger) {
 	go func() { r.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(limit):
-		log.Warn("option commands still running at exit", "commands", r.Running())
+		return
+	case <-time.After(min(limit, time.Second)):
+	}
+	log.Info("stopping option commands still running", "commands", r.Running())
+	r.Stop()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		log.Warn("option commands did not exit after SIGKILL", "commands", r.Running())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -151,7 +152,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
-		conns = make(map[net.Conn]struct{})
+		conns = make(map[net.Conn]*connState)
 		err   error
 		delay time.Duration
 	)
@@ -186,8 +187,9 @@ loop:
 		if s.ConnHook != nil {
 			s.ConnHook(+1)
 		}
+		st := new(connState)
 		mu.Lock()
-		conns[c] = struct{}{}
+		conns[c] = st
 		mu.Unlock()
 		wg.Add(1)
 		go func() {
@@ -201,10 +203,24 @@ loop:
 				<-s.sem
 				wg.Done()
 			}()
-			s.serveConn(checkCtx, c)
+			s.serveConn(checkCtx, c, st)
 		}()
 	}
 	ln.Close()
+
+	// A login sends its request right after connecting. Connections that
+	// still have not sent one after a moment are not checks in flight:
+	// close them rather than hold the shutdown for the whole drain time.
+	idleTimer := time.AfterFunc(min(durOr(s.DrainTimeout, DefaultDrainTimeout), stopGrace), func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for c, st := range conns {
+			if st.CompareAndSwap(connWaiting, connClosed) {
+				c.Close()
+			}
+		}
+	})
+	defer idleTimer.Stop()
 
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -225,8 +241,22 @@ loop:
 	return err
 }
 
+// stopGrace is how long a stopping server still waits for the request of
+// a connection that has not sent one.
+const stopGrace = time.Second
+
+// connState tracks a connection for shutdown: waiting for its request
+// (closed at once on stop), or busy with a check (drained).
+type connState struct{ atomic.Int32 }
+
+const (
+	connWaiting int32 = iota
+	connBusy
+	connClosed
+)
+
 // serveConn handles one connection and closes it.
-func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, st *connState) {
 	defer nc.Close()
 	c, ok := nc.(*net.UnixConn)
 	if !ok {
@@ -237,7 +267,15 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	rt := durOr(s.ReadTimeout, DefaultReadTimeout)
 	c.SetReadDeadline(time.Now().Add(rt))
 	m, err := readMessage(c)
+	if err == nil && !st.CompareAndSwap(connWaiting, connBusy) {
+		m.closeFDs() // the server is stopping: a request this late is refused
+		m.release()
+		return
+	}
 	if err != nil {
+		if st.Load() == connClosed {
+			return // closed by the stop, not an error
+		}
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			s.log.Debug("no request before timeout, closing", "timeout", rt)

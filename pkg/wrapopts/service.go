@@ -67,6 +67,8 @@ type Runner struct {
 	Shell string
 
 	once    sync.Once
+	stopCtx context.Context // cancelled by Stop: kills background commands
+	stop    context.CancelFunc
 	sem     chan struct{}
 	mu      sync.Mutex
 	idle    *sync.Cond // signalled when running drops to 0
@@ -82,6 +84,7 @@ func (r *Runner) init() {
 			n = DefaultMaxBackground
 		}
 		r.sem = make(chan struct{}, n)
+		r.stopCtx, r.stop = context.WithCancel(context.Background())
 		r.idle = sync.NewCond(&r.mu)
 		r.environ = r.Environ
 		if r.environ == nil {
@@ -124,6 +127,15 @@ func (r *Runner) Wait() {
 		r.idle.Wait()
 	}
 	r.mu.Unlock()
+}
+
+// Stop kills the process group of every spawn and twist command still
+// running and makes later ones fail to start; Wait then returns once they
+// are reaped. A daemon calls it on its way out, so that no command
+// outlives it unsupervised.
+func (r *Runner) Stop() {
+	r.init()
+	r.stop()
 }
 
 // Service returns the hostsrules.Effects for one check. fd is the client's
@@ -411,7 +423,7 @@ func (s *Service) background(what, script string, client bool) {
 	}
 	release := func() { <-r.sem }
 	timeout := durOr(r.BackgroundTimeout, DefaultBackgroundTimeout)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(r.stopCtx, timeout)
 	var stdio *os.File
 	if client {
 		f, err := s.clientFile()

@@ -481,3 +481,51 @@ func TestSplitSetenv(t *testing.T) {
 		}
 	}
 }
+
+// TestRunnerStop: Stop kills the process groups of running background
+// commands (grandchildren included) and later commands do not start.
+func TestRunnerStop(t *testing.T) {
+	dir := t.TempDir()
+	ck := newChecker(t, &Runner{})
+	c := dial(t, "127.0.0.1")
+	rule := "ALL: ALL: spawn (sleep 317; touch " + dir + "/late) & sleep 317\n"
+	ck.check(t, c, "imap", rule, "")
+	if ck.r.Running() != 1 {
+		t.Fatalf("Running() = %d, want 1", ck.r.Running())
+	}
+	start := time.Now()
+	ck.r.Stop()
+	ck.r.Wait()
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("Stop took %v", el)
+	}
+	waitUntil(t, "the backgrounded grandchild is gone too", func() bool { return countProcs("sleep\x00317\x00") == 0 })
+	ck.check(t, dial(t, "127.0.0.1"), "imap", "ALL: ALL: spawn touch "+dir+"/after\n", "")
+	ck.r.Wait()
+	if exists(dir + "/after") {
+		t.Error("a command started after Stop")
+	}
+}
+
+// countProcs counts processes whose /proc/PID/cmdline equals cmdline.
+func countProcs(cmdline string) int {
+	ents, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range ents {
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && string(b) == cmdline {
+			n++
+		}
+	}
+	return n
+}
+
+// waitUntil polls cond for up to 3 seconds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -67,6 +67,7 @@ because their exit status decides; spawn, twist and banners are not run.`,
 			&cli.BoolFlag{Name: "json", Usage: "print a machine-readable report (schema " + CheckHostSchema + ")"},
 			&cli.BoolFlag{Name: "explain", Usage: "list every rule considered and why it did or did not match"},
 			&cli.BoolFlag{Name: "no-exec", Usage: "do not run aclexec commands (the rule then matches, as in tcpdmatch)"},
+			&cli.BoolFlag{Name: "resolve", Usage: "for a CLIENT given as an address, look its name up as tcpwrapd does for a live connection (tcpdmatch treats the name as unknown)"},
 		},
 		Action: runCheckHost,
 	}
@@ -88,12 +89,16 @@ func runCheckHost(cCtx *cli.Context) error {
 		fh.Close()
 	}
 	env := &hostsrules.Env{
-		Resolver:  resolve.New(resolve.Config{FileCheckInterval: -1}),
+		Resolver:  checkHostResolver(),
 		Netgroups: hostsrules.NetgroupFile("/etc/netgroup"),
 		Explain:   cCtx.Bool("explain"),
 	}
 	env.Effects = &checkHostEffects{run: !cCtx.Bool("no-exec"), out: cCtx.App.Writer, errOut: cCtx.App.ErrWriter}
-	rep, err := CheckHost(cCtx.Context, hostsrules.Load(allow, deny), env, cCtx.Args().Get(0), cCtx.Args().Get(1))
+	build := hostsrules.SimulatedRequests
+	if cCtx.Bool("resolve") {
+		build = hostsrules.LiveRequests
+	}
+	rep, err := checkHost(cCtx.Context, hostsrules.Load(allow, deny), env, build, cCtx.Args().Get(0), cCtx.Args().Get(1))
 	if err != nil {
 		return cli.Exit(err.Error(), ExitFailure)
 	}
@@ -115,6 +120,11 @@ func runCheckHost(cCtx *cli.Context) error {
 	}
 	return nil
 }
+
+// checkHostResolver resolves names for check-host: /etc/hosts with glibc's
+// files semantics and DNS answers as libwrap sees them (pkg/resolve).
+// Tests replace it.
+var checkHostResolver = func() hostsrules.Resolver { return resolve.New(resolve.Config{FileCheckInterval: -1}) }
 
 // checkHostEffects is what check-host does with options: aclexec runs
 // (its status decides the verdict), and banners are written to stdout
@@ -154,10 +164,16 @@ func cErr(err error) string {
 // operands that tcpdmatch rejects (an unresolvable host, a server with
 // several addresses).
 func CheckHost(ctx context.Context, p *hostsrules.Policy, env *hostsrules.Env, daemonArg, clientArg string) (*CheckHostReport, error) {
+	return checkHost(ctx, p, env, hostsrules.SimulatedRequests, daemonArg, clientArg)
+}
+
+func checkHost(ctx context.Context, p *hostsrules.Policy, env *hostsrules.Env,
+	build func(context.Context, hostsrules.Resolver, string, string) ([]hostsrules.Request, error),
+	daemonArg, clientArg string) (*CheckHostReport, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	reqs, err := hostsrules.SimulatedRequests(ctx, env.Resolver, daemonArg, clientArg)
+	reqs, err := build(ctx, env.Resolver, daemonArg, clientArg)
 	if err != nil {
 		return nil, err
 	}

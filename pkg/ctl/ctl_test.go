@@ -23,6 +23,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 func TestMain(m *testing.M) {
 	// Name checks in lint must not depend on this machine's DNS.
 	lintResolver = hostsrules.ParseHosts([]byte("127.0.0.1 localhost\n192.0.2.7 mail.example.com\n"))
+	checkHostResolver = func() hostsrules.Resolver { return lintResolver }
 	os.Exit(m.Run())
 }
 
@@ -373,5 +374,46 @@ func TestHelpAndGenerate(t *testing.T) {
 	}
 	if out, _, _ := run(t, "--help"); strings.Contains(out, "generate") {
 		t.Errorf("generate is not hidden:\n%s", out)
+	}
+}
+
+// TestCheckHostResolve: tcpdmatch treats a client given as an address as
+// having no name; --resolve looks it up as a live tcpwrapd does.
+func TestCheckHostResolve(t *testing.T) {
+	dir, allow, deny := tables(t, "imap: .example.com\n", "ALL: UNKNOWN\n")
+	_ = dir
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"imap", "192.0.2.7"}, "access:   denied\n"},              // name unknown: UNKNOWN matches
+		{[]string{"--resolve", "imap", "192.0.2.7"}, "access:   granted\n"}, // mail.example.com
+		{[]string{"--resolve", "imap", "192.0.2.8"}, "access:   denied\n"},  // no PTR: unknown
+	} {
+		out, errOut, code := run(t, append([]string{"check-host", "--allow-file", allow, "--deny-file", deny}, tt.args...)...)
+		if code != 0 || !strings.HasSuffix(out, tt.want) {
+			t.Errorf("%v: exit %d, stderr %q, stdout:\n%s\nwant it to end in %q", tt.args, code, errOut, out, tt.want)
+		}
+	}
+}
+
+// TestCheckHostJSONError: an option error reaches the JSON report.
+func TestCheckHostJSONError(t *testing.T) {
+	_, allow, deny := tables(t, "imap: 192.0.2.0/255.255.255.0 : allow : spawn /bin/true\n", "")
+	out, _, code := run(t, "check-host", "--json", "--allow-file", allow, "--deny-file", deny, "imap", "192.0.2.7")
+	var rep CheckHostReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v:\n%s", code, err, out)
+	}
+	var raw struct {
+		Results []struct {
+			Decision map[string]any `json:"decision"`
+		} `json:"results"`
+	}
+	json.Unmarshal([]byte(out), &raw)
+	got := []any{rep.Results[0].Access, raw.Results[0].Decision["reason"], raw.Results[0].Decision["error"]}
+	want := []any{"denied", "option error", allow + `:1: option "allow" must be at end`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }

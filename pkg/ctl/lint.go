@@ -19,14 +19,15 @@ const lintCodes = `Codes (severity; see also the documentation of package lint):
     comment-continuation broken-continuation indented-comment bare-ipv6
     empty-list leading-except fail-keyword empty-host file-list-loop
     bad-netmask netmask-host-bits netmask-all-ones netmask-zero bad-ipv6
-    incomplete-address bad-address bad-option
+    incomplete-address bad-address bad-option continuation-at-end
+    crlf-continuation
   warnings:
     not-a-file world-writable comment-in-rule trailing-except reserved-word
     daemon-name user-name dovecot-daemon-name unknown-netgroup
     missing-file-list file-list-word netmask-atoi netmask-noncontiguous
     nondecimal-address numeric-begins-with-dot name-ends-in-dot
     host-not-found host-alias unknown-percent banners-missing
-    unreachable-rules shadowed-rule
+    unreachable-rules shadowed-rule aclexec-decided
   notes: file-missing no-reverse-name privilege-option`
 
 // rulesCommand returns `loginctl rules`, the group of commands about rule

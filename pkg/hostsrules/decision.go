@@ -2,6 +2,7 @@ package hostsrules
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 )
 
@@ -73,7 +74,8 @@ type Decision struct {
 	// "twist".
 	Reason string `json:"reason"`
 	// Err is the error that forced a denial (an option error, an
-	// unreadable hosts.deny, an unterminated line), or nil.
+	// unreadable hosts.deny, an unterminated line), or nil. In JSON it is
+	// the string "error".
 	Err error `json:"-"`
 	// Trace lists each rule considered, in order, when Env.Explain is set.
 	Trace []Step `json:"trace,omitempty"`
@@ -159,4 +161,18 @@ func (s *Severity) UnmarshalText(b []byte) error {
 		return fmt.Errorf("unknown severity %q", b)
 	}
 	return nil
+}
+
+// MarshalJSON encodes the decision with its fields as tagged and Err as
+// the string "error" (omitted when nil).
+func (d Decision) MarshalJSON() ([]byte, error) {
+	type plain Decision
+	var errText string
+	if d.Err != nil {
+		errText = d.Err.Error()
+	}
+	return json.Marshal(struct {
+		plain
+		Error string `json:"error,omitempty"`
+	}{plain(d), errText})
 }

@@ -222,3 +222,19 @@ func TestASCIIFolding(t *testing.T) {
 		t.Error(`"known" not treated as KNOWN`)
 	}
 }
+
+func TestLiveRequests(t *testing.T) {
+	hosts := ParseHosts([]byte("10.0.0.1 one.example.com\n"))
+	sim, err := SimulatedRequests(context.Background(), hosts, "imap", "010.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := LiveRequests(context.Background(), hosts, "imap", "010.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Endpoint{{AddrText: "010.0.0.1", Name: Unknown}, {Addr: netip.MustParseAddrPort("8.0.0.1:0")}}
+	if diff := cmp.Diff(want, []Endpoint{sim[0].Client, live[0].Client}, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+		t.Errorf("client endpoints (-want +got):\n%s", diff)
+	}
+}

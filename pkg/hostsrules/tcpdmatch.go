@@ -32,6 +32,20 @@ func (e *UsageError) Error() string { return e.Msg }
 // It returns a *UsageError for an unresolvable client or server and for a
 // server with several addresses.
 func SimulatedRequests(ctx context.Context, r Resolver, daemonArg, clientArg string) ([]Request, error) {
+	return simulatedRequests(ctx, r, daemonArg, clientArg, false)
+}
+
+// LiveRequests is SimulatedRequests, except that a client given as an
+// address is treated as a live daemon sees it: the address is normalised
+// and its name is looked up (with the double-reverse check) when a rule
+// needs it, instead of tcpdmatch's "simulated failed lookup" that makes
+// the name unknown. Use it to ask what tcpwrapd would answer for a
+// connection from that address.
+func LiveRequests(ctx context.Context, r Resolver, daemonArg, clientArg string) ([]Request, error) {
+	return simulatedRequests(ctx, r, daemonArg, clientArg, true)
+}
+
+func simulatedRequests(ctx context.Context, r Resolver, daemonArg, clientArg string, live bool) ([]Request, error) {
 	daemon, serverArg, hasServer := splitAt(daemonArg, '@')
 	if strings.HasPrefix(daemon, "/") {
 		daemon = path.Base(daemon)
@@ -66,12 +80,19 @@ func SimulatedRequests(ctx context.Context, r Resolver, daemonArg, clientArg str
 		base.Client = Endpoint{Name: hostArg}
 		return []Request{base}, nil
 	}
-	if _, ok := dotQuad(hostArg); ok {
+	if v, ok := dotQuad(hostArg); ok {
 		base.Client = Endpoint{AddrText: hostArg, Name: Unknown}
+		if live {
+			a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+			base.Client = Endpoint{Addr: netip.AddrPortFrom(a, 0)}
+		}
 		return []Request{base}, nil
 	}
-	if _, ok := parseIPv6(hostArg); ok {
+	if a, ok := parseIPv6(hostArg); ok {
 		base.Client = Endpoint{AddrText: hostArg, Name: Unknown}
+		if live {
+			base.Client = Endpoint{Addr: netip.AddrPortFrom(a, 0)}
+		}
 		return []Request{base}, nil
 	}
 	addrs, err := resolveAll(ctx, r, hostArg)

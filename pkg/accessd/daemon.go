@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -85,6 +86,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	warnFDLimit(log, cfg.MaxConns)
 	allow, deny := cfg.AllowFile, cfg.DenyFile
 	if allow == "" {
 		allow = DefaultAllowFile
@@ -247,5 +249,22 @@ func waitCommands(srv *Server, limit time.Duration, log *slog.Logger) {
 	case <-done:
 	case <-time.After(2 * time.Second):
 		log.Warn("option commands did not exit after SIGKILL", "commands", r.Running())
+	}
+}
+
+// warnFDLimit warns when maxConns connections (each holding its own socket
+// and, briefly, the passed client socket) cannot fit under the open-file
+// limit: accept would then fail with EMFILE while checks wait.
+func warnFDLimit(log *slog.Logger, maxConns int) {
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	if need := uint64(2*maxConns + 64); lim.Cur < need {
+		log.Warn("open-file limit too low for --max-conns: lower --max-conns or raise LimitNOFILE",
+			"max_conns", maxConns, "nofile", lim.Cur, "needed", need)
 	}
 }

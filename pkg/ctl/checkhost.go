@@ -228,13 +228,7 @@ func WriteCheckHostText(w io.Writer, rep *CheckHostReport, explain bool) {
 			fmt.Fprintf(w, "server:   process  %s\n", r.Process)
 		}
 		if explain {
-			for _, s := range r.Decision.Trace {
-				verdict := "no match"
-				if s.Matched {
-					verdict = "MATCH"
-				}
-				fmt.Fprintf(w, "rule:     %s line %d: %s: %s (%s)\n", s.File, s.Line, s.Rule, verdict, s.Why)
-			}
+			writeTrace(w, "", r.Decision.Trace)
 		}
 		d := r.Decision
 		if d.File != "" && d.Line > 0 && d.Reason != "table error" {
@@ -252,5 +246,19 @@ func WriteCheckHostText(w io.Writer, rep *CheckHostReport, explain bool) {
 		if r.Access != "" {
 			fmt.Fprintf(w, "access:   %s\n", r.Access)
 		}
+	}
+}
+
+// writeTrace prints an explanation trace, one "rule:" line per step.
+func writeTrace(w io.Writer, indent string, trace []hostsrules.Step) {
+	for _, s := range trace {
+		verdict := "no match"
+		switch {
+		case s.Index:
+			verdict = "index"
+		case s.Matched:
+			verdict = "MATCH"
+		}
+		fmt.Fprintf(w, "%srule:     %s line %d: %s: %s (%s)\n", indent, s.File, s.Line, s.Rule, verdict, s.Why)
 	}
 }

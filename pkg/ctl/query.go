@@ -168,13 +168,7 @@ func queryAdmin(cCtx *cli.Context, admin, daemon, client, server string, why err
 		for _, r := range results {
 			fmt.Fprintf(w, "%s %s from %s: %s\n", r.Socket, daemon, r.Client, r.Verdict)
 			d := r.Decision
-			for _, s := range d.Trace {
-				m := "no match"
-				if s.Matched {
-					m = "MATCH"
-				}
-				fmt.Fprintf(w, "  rule:     %s line %d: %s: %s (%s)\n", s.File, s.Line, s.Rule, m, s.Why)
-			}
+			writeTrace(w, "  ", d.Trace)
 			if d.File != "" && d.Line > 0 {
 				fmt.Fprintf(w, "  decided:  %s line %d (%s)\n", d.File, d.Line, d.Reason)
 			} else {

@@ -87,6 +87,9 @@ type Step struct {
 	Line    int    `json:"line"`
 	Rule    string `json:"rule"`
 	Matched bool   `json:"matched"`
+	// Index marks a step that stands for a run of address-only rules
+	// looked up through the address index instead of one by one.
+	Index bool `json:"index,omitempty"`
 	// Why explains the outcome, e.g. `daemon list: no element matched "imap"`
 	// or `client list: "10.0.0.1" matched, EXCEPT "10.0.0.2" did not`.
 	Why string `json:"why"`

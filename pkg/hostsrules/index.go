@@ -178,13 +178,18 @@ func v4key(a netip.Addr) uint32 {
 func (ix *tableIndex) first(c *check, t *table) (int, bool) {
 	for k := range ix.segs {
 		s := &ix.segs[k]
-		if !s.indexed || c.explain || c.linear {
+		if !s.indexed || c.linear {
 			for i := s.start; i < s.end; i++ {
 				if c.ruleMatch(t, &t.rules[i]) {
 					return i, true
 				}
 			}
 			continue
+		}
+		if c.explain {
+			c.trace = append(c.trace, Step{File: t.name, Line: int(t.rules[s.start].line),
+				Rule: sprintf("lines %d-%d: %d address-only rules (indexed)", t.rules[s.start].line, t.rules[s.end-1].line, s.end-s.start),
+				Why:  "only the rules listing the client's address are evaluated; they follow", Index: true})
 		}
 		if i, ok := s.lookup(c, t); ok {
 			return i, true

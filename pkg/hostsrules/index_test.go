@@ -103,3 +103,19 @@ func TestIndexUsed(t *testing.T) {
 		t.Errorf("decision (-want +got):\n%s", diff)
 	}
 }
+
+// TestExplainIndexed: with Explain, an indexed run is one summary step
+// followed by the rules actually evaluated.
+func TestExplainIndexed(t *testing.T) {
+	var b strings.Builder
+	for i := 0; i < 1000; i++ {
+		fmt.Fprintf(&b, "ALL: 10.1.%d.%d\n", i/250, i%250)
+	}
+	p := Compile(Source{Name: "hosts.allow"}, Source{Name: "hosts.deny", Data: []byte(b.String())})
+	req := Request{Daemon: "imap"}
+	req.Client.Addr = netip.MustParseAddrPort("10.1.2.7:1234")
+	d := p.Check(context.Background(), &req, &Env{Explain: true})
+	if len(d.Trace) != 2 || !d.Trace[0].Index || d.Trace[1].Line != 508 || !d.Trace[1].Matched {
+		t.Errorf("trace %+v, want an index step then line 508 matched", d.Trace)
+	}
+}

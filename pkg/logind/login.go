@@ -95,6 +95,7 @@ type loginProc struct {
 	listeners []*acceptor
 	nextLocal uint64        // last local id (ids are Seq<<32 | n)
 	reserved  int           // slots of evicted clients kept for the supervisor's next client
+	starting  int           // clients being set up by accept, not yet in clients
 	slotFree  chan struct{} // closed (and replaced) when a slot may have become free
 }
 
@@ -162,10 +163,14 @@ func (lp *loginProc) flushLocked() {
 	lp.batch = lp.batch[:0]
 }
 
+// count is the number of clients, those being set up included (an idle
+// or drain stop must not end a process that is greeting one). mu is held.
+func (lp *loginProc) count() int { return len(lp.clients) + lp.starting }
+
 // fullWith reports whether the process is full with extra more clients.
 // mu is held.
 func (lp *loginProc) fullWith(extra int) bool {
-	return len(lp.clients)+lp.reserved+extra >= lp.in.ClientLimit
+	return lp.count()+lp.reserved+extra >= lp.in.ClientLimit
 }
 
 // run is the control loop; it returns the exit status. Packets are
@@ -226,14 +231,14 @@ func (lp *loginProc) handle(pk packet) (code int, stop bool) {
 		switch StopMode(pk.arg) {
 		case StopIdle:
 			lp.mu.Lock()
-			idle := len(lp.clients) == 0
+			idle := lp.count() == 0
 			lp.mu.Unlock()
 			return 0, idle
 		case StopDrain:
 			lp.mu.Lock()
 			lp.draining = true
 			lp.closeListeners()
-			idle := len(lp.clients) == 0
+			idle := lp.count() == 0
 			lp.mu.Unlock()
 			return 0, idle
 		case StopShutdown:
@@ -309,7 +314,7 @@ func (lp *loginProc) closeListeners() {
 // process can go over client_limit by at most (listeners - 1) for a
 // moment (NoFile leaves room for that).
 func (lp *loginProc) canAccept() bool {
-	return !lp.draining && len(lp.listeners) > 0 && len(lp.clients)+lp.reserved < lp.in.ClientLimit
+	return !lp.draining && len(lp.listeners) > 0 && lp.count()+lp.reserved < lp.in.ClientLimit
 }
 
 // acceptLoop accepts clients from one listening socket (shared with the
@@ -361,10 +366,21 @@ func (lp *loginProc) accept(id uint64, fd int, announce byte) {
 		lp.report(msgClosed, id, uint8(CloseError))
 		return
 	}
+	lp.mu.Lock()
+	lp.starting++
+	lp.mu.Unlock()
+	added := false
+	defer func() {
+		if !added {
+			lp.mu.Lock()
+			lp.starting--
+			lp.mu.Unlock()
+		}
+	}()
 	state := func(s ConnState) {
 		if announce != 0 {
 			lp.mu.Lock()
-			lazy := s == StateLoggingIn && !lp.fullWith(1)
+			lazy := s == StateLoggingIn && !lp.fullWith(0) // this one counted (starting)
 			lp.mu.Unlock()
 			if lazy {
 				lp.reportLazy(announce, id, uint8(s))
@@ -409,6 +425,8 @@ func (lp *loginProc) accept(id uint64, fd int, announce byte) {
 	}
 	cl := &client{id: id, lp: lp, c: tc, accepted: time.Now(), greeted: greeted}
 	lp.mu.Lock()
+	lp.starting--
+	added = true
 	lp.clients[id] = cl
 	lp.served++
 	lp.mu.Unlock()
@@ -431,7 +449,7 @@ func (lp *loginProc) finished(cl *client, reason CloseReason) {
 		close(lp.slotFree)
 		lp.slotFree = make(chan struct{})
 	}
-	done := len(lp.clients) == 0 && (lp.draining || (lp.in.ServiceCount > 0 && lp.served >= lp.in.ServiceCount))
+	done := lp.count() == 0 && (lp.draining || (lp.in.ServiceCount > 0 && lp.served >= lp.in.ServiceCount))
 	if cl.done != nil {
 		cl.done.Done()
 	}

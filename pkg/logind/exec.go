@@ -62,29 +62,26 @@ const StartNice = 10
 
 type spawnReq struct {
 	cmd  *exec.Cmd
-	done chan error
+	done func(error)
 }
 
-// start starts cmd from one dedicated OS thread whose nice value is
-// StartNice; the child inherits it. The thread never exits, which also
-// keeps Pdeathsig (tied to the thread that forked) from firing early.
-func (r *ExecRunner) start(cmd *exec.Cmd) error {
+// startAsync starts cmd from one dedicated OS thread whose nice value is
+// StartNice (the child inherits it) and then calls done with the result,
+// on that goroutine; it does not wait. The thread never exits, which
+// also keeps Pdeathsig (tied to the thread that forked) from firing
+// early.
+func (r *ExecRunner) startAsync(cmd *exec.Cmd, done func(error)) {
 	r.spawnOnce.Do(func() {
-		r.spawnReqs = make(chan spawnReq)
-		ready := make(chan struct{})
+		r.spawnReqs = make(chan spawnReq, 1024)
 		go func() {
 			runtime.LockOSThread()                                  // never unlocked: this thread only forks
 			syscall.Setpriority(syscall.PRIO_PROCESS, 0, StartNice) // this thread only (Linux)
-			close(ready)
 			for req := range r.spawnReqs {
-				req.done <- req.cmd.Start()
+				req.done(req.cmd.Start())
 			}
 		}()
-		<-ready
 	})
-	done := make(chan error, 1)
 	r.spawnReqs <- spawnReq{cmd, done}
-	return <-done
 }
 
 func (r *ExecRunner) path() (string, error) {
@@ -156,13 +153,22 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 	}
 	parentF := os.NewFile(uintptr(fds[0]), "login-ctl")
 	childF := os.NewFile(uintptr(fds[1]), "login-ctl-child")
-	defer childF.Close()
 	fc, err := net.FileConn(parentF)
 	parentF.Close()
 	if err != nil {
+		childF.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	uc := fc.(*net.UnixConn)
+	// The settings go first; the kernel keeps them (and any client
+	// socket sent next) until the process reads them - which is why the
+	// process can be forked later, off the caller's path.
+	uc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if err := sendPacket(uc, initMsg, -1); err != nil {
+		childF.Close()
+		uc.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
 
 	cmd := exec.Command(path, r.Args...)
 	cmd.Args = append([]string{spec.Service.Name}, r.Args...)
@@ -175,46 +181,50 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 	// a high-security process exits) would be lost.
 	stderr, stderrW, err := os.Pipe()
 	if err != nil {
+		childF.Close()
 		uc.Close()
 		return nil, err
 	}
 	cmd.Stderr = stderrW
-	err = r.start(cmd)
-	stderrW.Close()
-	if err != nil {
-		stderr.Close()
-		uc.Close()
-		return nil, fmt.Errorf("start %s: %w", path, err)
-	}
-	w := &execWorker{cmd: cmd, c: uc, pid: cmd.Process.Pid}
-	// The settings go first; the kernel keeps them (and any client
-	// socket sent next) until the process reads them.
-	uc.SetWriteDeadline(time.Now().Add(2 * time.Second))
-	if err := sendPacket(uc, initMsg, -1); err != nil {
-		cmd.Process.Kill()
-	}
+	w := &execWorker{cmd: cmd, c: uc, started: make(chan struct{})}
 	log := r.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("service", spec.Service.Name, "pid", w.pid)
-	var wg sync.WaitGroup
-	wg.Add(2)
 	vsz := spec.Service.VszLimit
-	go func() { defer wg.Done(); defer stderr.Close(); copyLog(stderr, log, vsz) }()
-	go func() { defer wg.Done(); w.readLoop(events) }()
-	go func() {
-		err := cmd.Wait()
-		wg.Wait() // stderr at EOF and every event delivered before the exit
-		ev := WorkerEvent{Kind: EventExit, Err: err}
-		if ps := cmd.ProcessState; ps != nil {
-			ev.ExitCode = ps.ExitCode()
-			if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				ev.Signal = ws.Signal().String()
-			}
+	// fork+exec takes a few hundred microseconds; the caller (the pool,
+	// under its lock) does not wait for it: the worker takes clients at
+	// once (they queue on the socket pair) and PID and Kill wait for it.
+	r.startAsync(cmd, func(err error) {
+		stderrW.Close()
+		childF.Close()
+		if err != nil {
+			close(w.started)
+			stderr.Close()
+			uc.Close()
+			go events(WorkerEvent{Kind: EventExit, ExitCode: 84, Err: fmt.Errorf("start %s: %w", path, err)})
+			return
 		}
-		events(ev)
-	}()
+		w.pid = cmd.Process.Pid
+		close(w.started)
+		log := log.With("service", spec.Service.Name, "pid", w.pid)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); defer stderr.Close(); copyLog(stderr, log, vsz) }()
+		go func() { defer wg.Done(); w.readLoop(events) }()
+		go func() {
+			err := cmd.Wait()
+			wg.Wait() // stderr at EOF and every event delivered before the exit
+			ev := WorkerEvent{Kind: EventExit, Err: err}
+			if ps := cmd.ProcessState; ps != nil {
+				ev.ExitCode = ps.ExitCode()
+				if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					ev.Signal = ws.Signal().String()
+				}
+			}
+			events(ev)
+		}()
+	})
 	return w, nil
 }
 
@@ -248,14 +258,16 @@ func copyLog(r interface{ Read([]byte) (int, error) }, log *slog.Logger, vsz uin
 }
 
 type execWorker struct {
-	cmd *exec.Cmd
-	c   *net.UnixConn
-	pid int
-	mu  sync.Mutex
-	buf []byte
+	cmd     *exec.Cmd
+	c       *net.UnixConn
+	started chan struct{} // closed once forked (pid set) or failed (pid 0)
+	pid     int
+	mu      sync.Mutex
+	buf     []byte
 }
 
-func (w *execWorker) PID() int { return w.pid }
+// PID waits until the process is forked; 0 if it could not be.
+func (w *execWorker) PID() int { <-w.started; return w.pid }
 
 func (w *execWorker) send(typ byte, id uint64, arg int, fd int) error {
 	w.mu.Lock()
@@ -275,7 +287,12 @@ func (w *execWorker) send(typ byte, id uint64, arg int, fd int) error {
 func (w *execWorker) Give(id uint64, fd int) error { return w.send(msgConn, id, 0, fd) }
 func (w *execWorker) Evict(id uint64) error        { return w.send(msgEvict, id, 0, -1) }
 func (w *execWorker) Stop(m StopMode) error        { return w.send(msgStop, 0, int(m), -1) }
-func (w *execWorker) Kill() error                  { return w.cmd.Process.Kill() }
+func (w *execWorker) Kill() error {
+	if w.PID() == 0 {
+		return nil
+	}
+	return w.cmd.Process.Kill()
+}
 
 func (w *execWorker) readLoop(events func(WorkerEvent)) {
 	defer w.c.Close()

@@ -110,6 +110,14 @@ type proc struct {
 	readyT    *time.Timer
 }
 
+// PID is the process id (the runner may fork after Start returns).
+func (pr *proc) PID() int {
+	if pr.pid == 0 {
+		pr.pid = pr.w.PID()
+	}
+	return pr.pid
+}
+
 type conn struct {
 	id       uint64
 	p        *proc
@@ -270,14 +278,14 @@ func (p *pool) spawn(now time.Time) *proc {
 		p.throttle(now, "start failed")
 		return nil
 	}
-	pr.w, pr.pid = w, w.PID()
+	pr.w = w // pid: pr.PID(), once forked
 	p.procs[pr] = struct{}{}
 	p.counters.Spawned++
 	pr.readyT = time.AfterFunc(FirstStatusTimeout, func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if !pr.ready && !pr.exited {
-			p.log.Error("login process not ready in time, killing it", "pid", pr.pid, "timeout", FirstStatusTimeout)
+			p.log.Error("login process not ready in time, killing it", "pid", pr.PID(), "timeout", FirstStatusTimeout)
 			pr.w.Kill()
 		}
 	})
@@ -289,7 +297,7 @@ func (p *pool) give(pr *proc, fd int, remote netip.AddrPort, now time.Time) {
 	err := pr.w.Give(id, fd)
 	syscall.Close(fd)
 	if err != nil {
-		p.log.Error("cannot hand a client to a login process, killing it", "pid", pr.pid, "err", err)
+		p.log.Error("cannot hand a client to a login process, killing it", "pid", pr.PID(), "err", err)
 		pr.w.Kill()
 		pr.stopSent = StopShutdown
 		p.counters.Lost++
@@ -525,14 +533,14 @@ func (p *pool) exited(pr *proc, ev WorkerEvent, now time.Time) {
 		p.throttleDur = ThrottleMin
 	case !pr.ready:
 		p.counters.SpawnFailures++
-		p.log.Error("login process failed before it was ready", "pid", pr.pid, "status", ev.ExitCode, "signal", ev.Signal, "err", ev.Err)
+		p.log.Error("login process failed before it was ready", "pid", pr.PID(), "status", ev.ExitCode, "signal", ev.Signal, "err", ev.Err)
 		p.throttle(now, "startup failure")
 	default:
 		killedByUs := pr.stopSent == StopShutdown && ev.Signal == "killed"
 		if !killedByUs {
 			p.counters.Crashes++
 			p.counters.Lost += uint64(lost)
-			p.log.Error("login process died", "pid", pr.pid, "status", ev.ExitCode, "signal", ev.Signal, "clients_lost", lost, "err", ev.Err)
+			p.log.Error("login process died", "pid", pr.PID(), "status", ev.ExitCode, "signal", ev.Signal, "clients_lost", lost, "err", ev.Err)
 		}
 		if !p.hadSuccess {
 			if now.Sub(p.failSec) >= time.Second {
@@ -658,7 +666,7 @@ func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
 	}
 	p.mu.Lock()
 	for pr := range p.procs {
-		p.log.Warn("login process did not stop in time, killing it", "pid", pr.pid)
+		p.log.Warn("login process did not stop in time, killing it", "pid", pr.PID())
 		pr.w.Kill()
 	}
 	p.mu.Unlock()
@@ -730,7 +738,7 @@ func (p *pool) snapshot() ([]ProcInfo, Counters, int) {
 	defer p.mu.Unlock()
 	var out []ProcInfo
 	for pr := range p.procs {
-		pi := ProcInfo{PID: pr.pid, Service: p.svc.Name, Mode: pr.svc.Mode(), Generation: pr.gen, Started: pr.started, Ready: pr.ready, Served: pr.served}
+		pi := ProcInfo{PID: pr.PID(), Service: p.svc.Name, Mode: pr.svc.Mode(), Generation: pr.gen, Started: pr.started, Ready: pr.ready, Served: pr.served}
 		if pr.stopSent != 0 {
 			pi.Stopping = [...]string{"", "idle", "drain", "shutdown"}[pr.stopSent]
 		}

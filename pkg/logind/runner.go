@@ -36,7 +36,8 @@ type WorkerSpec struct {
 // are called with the supervisor's pool lock held and must not block for
 // long; they are not called after EventExit was delivered.
 type Worker interface {
-	// PID is the process id (a fake number for fake workers).
+	// PID is the process id (a fake number for fake workers); it may
+	// wait until the process is forked, and is 0 if that failed.
 	PID() int
 	// Give hands the client socket fd (the supervisor's copy; Give
 	// duplicates it as needed and does not close it) to the process under

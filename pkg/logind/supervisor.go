@@ -26,10 +26,15 @@ import (
 // kills them.
 const DefaultShutdownGrace = 5 * time.Second
 
-// Supervisor is loginsvc's master: it owns the listening sockets, accepts
-// every connection itself and hands it to a login process over that
-// process's control socket, so that it alone knows every connection's
-// state (see the package doc for the policy). Create one, then call Run.
+// Supervisor is loginsvc's master: it owns the listening sockets and the
+// login processes. In high-security mode (and service_count = N) it
+// accepts every connection itself and hands it to a login process over
+// that process's control socket; in high-performance mode the processes
+// accept from the shared listening sockets themselves while they have a
+// free slot and report each client, and the supervisor accepts only
+// while none of them can (to spawn, or at the limit to evict). Either
+// way it knows every connection's state (see docs/loginsvc.md for the
+// policy). Create one, then call Run.
 type Supervisor struct {
 	// Runner starts login processes; nil means an ExecRunner re-executing
 	// the running binary with Logger.

@@ -1,6 +1,7 @@
 package logind
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -32,6 +33,7 @@ var globalDefaults = []struct{ name, def string }{
 	{"ssl", "no"},
 	{"ssl_cert", ""},
 	{"ssl_key", ""},
+	{"ssl_min_protocol", "TLSv1.2"},
 }
 
 // protocolSettings may also be set inside "protocol NAME { }".
@@ -120,8 +122,16 @@ type Config struct {
 	// (Dovecot's fixed 180 s; login_prelogin_timeout, a loginsvc extension).
 	PreloginTimeout time.Duration
 	// SSLCert and SSLKey are the PEM texts of ssl_cert / ssl_key (read with
-	// "<file" by the parser, as root).
+	// "<file" by the parser, as root). When SSL is not "no" they were
+	// checked to form a valid key pair (tls.X509KeyPair).
 	SSLCert, SSLKey string
+	// SSL is "no", "yes" or "required" (ssl). With "no", ssl = yes
+	// listeners are not opened (Listener.Disabled) and STARTTLS is not
+	// offered.
+	SSL string
+	// SSLMinProtocol is the lowest TLS version accepted (ssl_min_protocol:
+	// TLSv1, TLSv1.1, TLSv1.2 (default), TLSv1.3), a crypto/tls constant.
+	SSLMinProtocol uint16
 }
 
 // Service is one login service ("service imap-login { }").
@@ -168,6 +178,9 @@ type Listener struct {
 	SSL       bool
 	HAProxy   bool
 	ReusePort bool
+	// Disabled is set for an ssl = yes listener while the global ssl is
+	// "no": as in Dovecot's master, it is not opened.
+	Disabled bool
 }
 
 // NewConfig returns the default configuration (what an empty file gives),
@@ -209,7 +222,7 @@ func (c *Config) Enabled() []*Service {
 			continue
 		}
 		for _, l := range s.Listeners {
-			if l.Port != 0 {
+			if l.Port != 0 && !l.Disabled {
 				out = append(out, s)
 				break
 			}
@@ -344,8 +357,36 @@ func (c *Config) validate() ErrorList {
 		bad("login_prelogin_timeout: invalid time %q", c.values["login_prelogin_timeout"])
 	}
 	c.SSLCert, c.SSLKey = c.values["ssl_cert"], c.values["ssl_key"]
-	if _, err := parseBool(g("ssl")); err != nil && g("ssl") != "required" {
-		bad("ssl: %v", err)
+	switch c.SSL = strings.ToLower(g("ssl")); c.SSL {
+	case "required", "no":
+	default:
+		if v, err := parseBool(c.SSL); err != nil {
+			bad("ssl: invalid value %q (use yes, no or required)", c.values["ssl"])
+			c.SSL = "no"
+		} else if v {
+			c.SSL = "yes"
+		} else {
+			c.SSL = "no"
+		}
+	}
+	if c.SSLMinProtocol, err = parseTLSVersion(g("ssl_min_protocol")); err != nil {
+		bad("ssl_min_protocol: %v", err)
+	}
+	if c.SSL != "no" {
+		// Dovecot's messages; the key is never quoted in an error.
+		switch {
+		case c.SSLCert == "":
+			at = posOf(c.pos, "ssl")
+			bad("ssl enabled, but ssl_cert not set")
+		case c.SSLKey == "":
+			at = posOf(c.pos, "ssl")
+			bad("ssl enabled, but ssl_key not set")
+		default:
+			if _, err := tls.X509KeyPair([]byte(c.SSLCert), []byte(c.SSLKey)); err != nil {
+				at = posOf(c.pos, "ssl_key")
+				bad("ssl_cert, ssl_key: cannot load the key pair: %v", err)
+			}
+		}
 	}
 	defProc, err := strconv.Atoi(g("default_process_limit"))
 	if err != nil || defProc < 1 {
@@ -474,6 +515,7 @@ func (c *Config) validate() ErrorList {
 				switch k {
 				case "ssl":
 					l.SSL = v
+					l.Disabled = v && c.SSL == "no"
 				case "haproxy":
 					l.HAProxy = v
 				case "reuse_port":

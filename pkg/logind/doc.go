@@ -24,8 +24,9 @@
 // default_process_limit (100), default_vsz_limit (256M),
 // default_idle_kill (1 min), default_login_user (dovenull), listen,
 // login_access_sockets, login_greeting, login_trusted_networks,
-// protocols (imap pop3), shutdown_clients (yes), ssl, ssl_cert, ssl_key,
-// and login_prelogin_timeout (3 mins; Dovecot's fixed 180 s pre-login
+// protocols (imap pop3), shutdown_clients (yes), ssl (no, yes, required),
+// ssl_cert, ssl_key (PEM, normally "<file"), ssl_min_protocol (TLSv1.2;
+// TLSv1, TLSv1.1, TLSv1.3), and login_prelogin_timeout (3 mins; Dovecot's fixed 180 s pre-login
 // deadline made settable). Limits are computed as Dovecot's master does
 // them (spec §2.1): process_limit/client_limit 0 mean the defaults, and
 // client_limit is clamped to service_count when that is non-zero.
@@ -37,8 +38,20 @@
 // # Differences from Dovecot
 //
 // Only login services exist; any other service section is an error.
-// inet_listener ssl = yes and haproxy = yes are parsed but refused until
-// TLS and the PROXY protocol are implemented. vsz_limit is RLIMIT_DATA
+// haproxy = yes is parsed but not implemented yet. With ssl = no, an
+// ssl = yes listener is not opened (as Dovecot's master does). With ssl
+// = yes or required, ssl_cert and ssl_key must be set and form a key
+// pair (checked when parsing). Only crypto/tls's protocols exist: no
+// SSLv3, no ssl_cipher_list, no ssl_key_password, no SNI (local_name).
+//
+// # TLS
+//
+// TLS is done by the login processes, after the access checks: on an
+// ssl = yes listener the handshake follows the check and precedes the
+// greeting; on the others IMAP offers STARTTLS and POP3 STLS while ssl
+// is not no. The key reaches a login process in a sealed memfd sent with
+// its settings, is parsed before the sandbox and then lives only in that
+// process's memory (see tls.go and docs/loginsvc.md). vsz_limit is RLIMIT_DATA
 // plus the Go memory limit, not RLIMIT_AS, and must be at least 16M (see
 // the Sandbox section of the supervisor documentation).
 package logind

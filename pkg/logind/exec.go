@@ -117,6 +117,14 @@ func (r *ExecRunner) initFor(spec WorkerSpec) (*workerInit, error) {
 		Chroot: s.Chroot, ChdirTo: filepath.Join(spec.Config.BaseDir, "login"), UID: -1, GID: -1,
 		VszLimit: s.VszLimit, NoFile: uint64(s.ClientLimit) + 64, Generation: spec.Generation,
 		Seq: spec.Seq, Listeners: len(spec.Listeners),
+		SSL: spec.Config.SSL, SSLMinProtocol: spec.Config.SSLMinProtocol,
+	}
+	if in.SSL == "" {
+		in.SSL = "no"
+	}
+	if in.SSL != "no" {
+		in.TLSCertLen = len(spec.Config.SSLCert)
+		in.SSLListen = sslListenAddrs(s)
 	}
 	for _, n := range s.TrustedNetworks {
 		in.TrustedNetworks = append(in.TrustedNetworks, n.String())
@@ -162,9 +170,24 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 	uc := fc.(*net.UnixConn)
 	// The settings go first; the kernel keeps them (and any client
 	// socket sent next) until the process reads them - which is why the
-	// process can be forked later, off the caller's path.
+	// process can be forked later, off the caller's path. With TLS the
+	// key travels along in a sealed memfd (tls.go), in flight in the
+	// socket until the process takes it: it is never in the process's
+	// fd table at exec, and never in a file system.
+	keyFd := -1
+	if in.SSL != "no" {
+		if keyFd, err = newKeyMemfd(spec.Config.SSLCert, spec.Config.SSLKey); err != nil {
+			childF.Close()
+			uc.Close()
+			return nil, err
+		}
+	}
 	uc.SetWriteDeadline(time.Now().Add(2 * time.Second))
-	if err := sendPacket(uc, initMsg, -1); err != nil {
+	err = sendPacket(uc, initMsg, keyFd)
+	if keyFd >= 0 {
+		syscall.Close(keyFd)
+	}
+	if err != nil {
 		childF.Close()
 		uc.Close()
 		return nil, fmt.Errorf("control socket: %w", err)

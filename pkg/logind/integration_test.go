@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("LOGINSVC_TEST_SANDBOX") != "" {
 		os.Exit(sandboxChild())
 	}
+	if os.Getenv("LOGINSVC_TEST_OPENAS") != "" {
+		os.Exit(openAsLoginUser(os.Getenv("LOGINSVC_TEST_OPENAS")))
+	}
 	os.Exit(m.Run())
 }
 

@@ -2,6 +2,7 @@ package logind
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -50,14 +51,35 @@ func LoginProcessMain() int {
 	}
 	var in workerInit
 	if err := json.Unmarshal(pk.json, &in); err != nil {
+		if pk.fd >= 0 {
+			syscall.Close(pk.fd)
+		}
 		logLine("ERROR", "settings: %v", err)
 		return 89
+	}
+	// TLS before the sandbox (Dovecot's main_preinit): the key comes in
+	// a sealed memfd that is read, parsed and closed here (tls.go).
+	var tlsConf *tls.Config
+	if in.SSL != "" && in.SSL != "no" {
+		if pk.fd < 0 {
+			logLine("ERROR", "ssl = %s but no key from the supervisor", in.SSL)
+			return 89
+		}
+		cert, err := loadKeyMemfd(pk.fd, in.TLSCertLen)
+		if err != nil {
+			logLine("ERROR", "%v", err)
+			return 89
+		}
+		tlsConf = serverTLSConfig(cert, in.SSLMinProtocol)
+	} else if pk.fd >= 0 {
+		syscall.Close(pk.fd)
 	}
 	if err := sandbox(&in); err != nil {
 		logLine("ERROR", "sandbox: %v", err)
 		return 89
 	}
-	lp := &loginProc{in: &in, c: uc, clients: map[uint64]*client{}, proto: protocolFor(in.Protocol), host: hostname()}
+	lp := &loginProc{in: &in, c: uc, clients: map[uint64]*client{}, proto: protocolFor(in.Protocol), host: hostname(),
+		tls: tlsConf, ssl: newSSLSet(in.SSLListen)}
 	for _, s := range in.TrustedNetworks {
 		if p, err := parseNetwork(s); err == nil {
 			lp.trusted = append(lp.trusted, p)
@@ -82,6 +104,8 @@ type loginProc struct {
 	proto   protocol
 	host    string
 	trusted []netipPrefix
+	tls     *tls.Config // nil: ssl = no
+	ssl     sslSet      // local addresses of the ssl = yes listeners
 
 	mu       sync.Mutex
 	wmu      sync.Mutex // send order; guards batch
@@ -394,10 +418,12 @@ func (lp *loginProc) accept(id uint64, fd int, announce byte) {
 	}
 	// Without access checks the greeting goes out at once, from this
 	// goroutine, with one write(2) on the (non-blocking) socket; the
-	// client goroutine then only reads commands.
+	// client goroutine then only reads commands. A client of an ssl = yes
+	// listener is greeted after its TLS handshake, in serve.
 	greeted := false
-	if len(lp.in.AccessSockets) == 0 {
-		g := lp.proto.greeting(lp)
+	implicitTLS := lp.tls != nil && lp.ssl.implicit(fd)
+	if len(lp.in.AccessSockets) == 0 && !implicitTLS {
+		g := lp.proto.greeting(lp, false)
 		if n, err := syscall.Write(fd, []byte(g)); err == nil && n == len(g) {
 			greeted = true
 			state(StateLoggingIn)
@@ -423,7 +449,7 @@ func (lp *loginProc) accept(id uint64, fd int, announce byte) {
 		lp.report(msgClosed, id, uint8(CloseError))
 		return
 	}
-	cl := &client{id: id, lp: lp, c: tc, accepted: time.Now(), greeted: greeted}
+	cl := &client{id: id, lp: lp, c: tc, conn: tc, accepted: time.Now(), greeted: greeted, implicitTLS: implicitTLS}
 	lp.mu.Lock()
 	lp.starting--
 	added = true

@@ -3,6 +3,7 @@ package logind
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
@@ -23,10 +24,16 @@ const MaxInputLine = 1026
 type client struct {
 	id       uint64
 	lp       *loginProc
-	c        *net.TCPConn
+	c        *net.TCPConn // the socket: access checks, deadlines
+	conn     net.Conn     // what the protocol reads and writes: c, or TLS over it
 	accepted time.Time
 	done     *sync.WaitGroup // set by shutdown, under lp.mu
 	greeted  bool            // the greeting was sent before serve (no access checks)
+	// implicitTLS: accepted on an ssl = yes listener (TLS handshake
+	// after the access check, then the greeting); tlsActive: TLS is on;
+	// wantTLS: STARTTLS/STLS was accepted, the handshake follows the
+	// reply. Only the serving goroutine touches these.
+	implicitTLS, tlsActive, wantTLS bool
 
 	mu     sync.Mutex
 	reason CloseReason
@@ -55,7 +62,7 @@ func (cl *client) killedReason() (CloseReason, bool) {
 
 func (cl *client) write(s string) error {
 	cl.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	_, err := cl.c.Write([]byte(s))
+	_, err := cl.conn.Write([]byte(s))
 	return err
 }
 
@@ -64,7 +71,7 @@ func (cl *client) write(s string) error {
 func (cl *client) serve() {
 	reason := CloseNormal
 	defer func() {
-		cl.c.Close()
+		cl.conn.Close()
 		cl.lp.finished(cl, reason)
 	}()
 	deadline := cl.accepted.Add(cl.lp.in.PreloginTimeout)
@@ -75,13 +82,21 @@ func (cl *client) serve() {
 		}
 		if r, k := cl.killedReason(); k {
 			reason = r
-			if r != CloseRefused {
+			if r != CloseRefused && !cl.implicitTLS { // no plaintext to a TLS client
 				cl.write(cl.lp.proto.notice(cl.lp, r))
 			}
 			return
 		}
+		// A client in its TLS handshake is logging in (evictable), as in
+		// Dovecot.
 		cl.lp.report(msgState, cl.id, uint8(StateLoggingIn))
-		if err := cl.write(cl.lp.proto.greeting(cl.lp)); err != nil {
+		if cl.implicitTLS {
+			if err := cl.handshake(deadline); err != nil {
+				reason = cl.tlsFailure(err)
+				return
+			}
+		}
+		if err := cl.write(cl.lp.proto.greeting(cl.lp, cl.tlsActive)); err != nil {
 			reason = CloseError
 			return
 		}
@@ -91,7 +106,7 @@ func (cl *client) serve() {
 		cl.c.SetReadDeadline(time.Unix(1, 0))
 		_ = r
 	}
-	br := bufio.NewReaderSize(cl.c, MaxInputLine)
+	br := bufio.NewReaderSize(cl.conn, MaxInputLine)
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
@@ -126,7 +141,57 @@ func (cl *client) serve() {
 		if quit {
 			return
 		}
+		if cl.wantTLS {
+			cl.wantTLS = false
+			// Plaintext pipelined after STARTTLS is dropped, never run
+			// as if it had come over TLS (the CVE-2011-0411 class).
+			if br.Buffered() > 0 {
+				br.Discard(br.Buffered())
+			}
+			if err := cl.handshake(deadline); err != nil {
+				reason = cl.tlsFailure(err)
+				return
+			}
+			cl.c.SetReadDeadline(deadline)
+			if _, k := cl.killedReason(); k {
+				cl.c.SetReadDeadline(time.Unix(1, 0))
+			}
+			br = bufio.NewReaderSize(cl.conn, MaxInputLine)
+		}
 	}
+}
+
+// handshake runs the server side of a TLS handshake on the client's
+// socket, bounded by the pre-login deadline (and cut short by kill), and
+// makes TLS the connection's transport.
+func (cl *client) handshake(deadline time.Time) error {
+	tc := tls.Server(cl.c, cl.lp.tls)
+	cl.c.SetDeadline(deadline)
+	if _, k := cl.killedReason(); k { // a kill before SetDeadline must not be lost
+		cl.c.SetReadDeadline(time.Unix(1, 0))
+	}
+	err := tc.Handshake()
+	cl.c.SetWriteDeadline(time.Time{})
+	if err != nil {
+		return err
+	}
+	cl.conn, cl.tlsActive = tc, true
+	return nil
+}
+
+// tlsFailure logs a failed handshake (Dovecot: "Disconnected ... TLS
+// handshaking: ...") and returns the close reason.
+func (cl *client) tlsFailure(err error) CloseReason {
+	if r, k := cl.killedReason(); k {
+		return r
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		logLine("INFO", "Disconnected: Inactivity during TLS handshake (rip=%s)", remoteIP(cl.c))
+		return CloseTimeout
+	}
+	logLine("INFO", "Disconnected: TLS handshaking: %v (rip=%s)", err, remoteIP(cl.c))
+	return CloseError
 }
 
 // closeInputFull is a notice-only reason (reported as CloseError).
@@ -135,7 +200,9 @@ const closeInputFull CloseReason = 100
 // protocol is one pre-login protocol.
 type protocol interface {
 	name() string
-	greeting(lp *loginProc) string
+	// greeting is the greeting line(s); tlsActive: the connection is
+	// already TLS (no STARTTLS capability).
+	greeting(lp *loginProc, tlsActive bool) string
 	// command handles one line; quit ends the session normally, tooBad
 	// ends it for too many bad commands (the reply carries the notice).
 	command(cl *client, line string) (reply string, quit, tooBad bool)
@@ -159,11 +226,23 @@ func protocolFor(name string) protocol {
 
 type imap struct{}
 
-const imapCaps = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ LOGINDISABLED"
+const (
+	imapCaps         = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ LOGINDISABLED"
+	imapCapsStartTLS = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS LOGINDISABLED"
+)
+
+// imapCapsFor is the pre-login capability list: STARTTLS while TLS is
+// available (ssl != no) and not active (Dovecot's order).
+func imapCapsFor(lp *loginProc, tlsActive bool) string {
+	if lp.tls != nil && !tlsActive {
+		return imapCapsStartTLS
+	}
+	return imapCaps
+}
 
 func (imap) name() string { return "imap" }
-func (imap) greeting(lp *loginProc) string {
-	return "* OK [CAPABILITY " + imapCaps + "] " + lp.in.Greeting + "\r\n"
+func (imap) greeting(lp *loginProc, tlsActive bool) string {
+	return "* OK [CAPABILITY " + imapCapsFor(lp, tlsActive) + "] " + lp.in.Greeting + "\r\n"
 }
 
 // IMAPMaxBadCommands is Dovecot's CLIENT_MAX_BAD_COMMANDS (3), counted
@@ -181,7 +260,7 @@ func (imap) command(cl *client, line string) (string, bool, bool) {
 	}
 	switch strings.ToUpper(cmd) {
 	case "CAPABILITY":
-		return "* CAPABILITY " + imapCaps + "\r\n" + tag + " OK Pre-login capabilities listed, post-login capabilities have more.\r\n", false, false
+		return "* CAPABILITY " + imapCapsFor(cl.lp, cl.tlsActive) + "\r\n" + tag + " OK Pre-login capabilities listed, post-login capabilities have more.\r\n", false, false
 	case "NOOP":
 		return tag + " OK NOOP completed.\r\n", false, false
 	case "LOGOUT":
@@ -191,10 +270,17 @@ func (imap) command(cl *client, line string) (string, bool, bool) {
 	case "ENABLE":
 		return "* ENABLED\r\n" + tag + " OK ENABLE ignored in non-authenticated state.\r\n", false, false
 	case "STARTTLS":
-		return tag + " BAD TLS support isn't enabled.\r\n", false, false
+		switch {
+		case cl.tlsActive:
+			return tag + " BAD TLS is already active.\r\n", false, false
+		case cl.lp.tls == nil:
+			return tag + " BAD TLS support isn't enabled.\r\n", false, false
+		}
+		cl.wantTLS = true
+		return tag + " OK Begin TLS negotiation now.\r\n", false, false
 	case "LOGIN", "AUTHENTICATE":
 		return tag + " NO [UNAVAILABLE] Authentication is not available yet.\r\n", false, false
-	case "XALLOC", "XPROXY":
+	case "XALLOC", "XPROXY", "XOPEN":
 		if testHooks {
 			return cl.testHook(strings.ToUpper(cmd), args, tag+" OK\r\n"), false, false
 		}
@@ -228,19 +314,30 @@ func (imap) notice(lp *loginProc, r CloseReason) string {
 
 type pop3 struct{}
 
-func (pop3) name() string                  { return "pop3" }
-func (pop3) greeting(lp *loginProc) string { return "+OK " + lp.in.Greeting + "\r\n" }
+func (pop3) name() string                          { return "pop3" }
+func (pop3) greeting(lp *loginProc, _ bool) string { return "+OK " + lp.in.Greeting + "\r\n" }
 func (pop3) command(cl *client, line string) (string, bool, bool) {
 	cmd, args, _ := strings.Cut(line, " ")
 	switch strings.ToUpper(cmd) {
 	case "CAPA":
 		cl.bad = 0
-		return "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n.\r\n", false, false
+		stls := ""
+		if cl.lp.tls != nil && !cl.tlsActive {
+			stls = "STLS\r\n"
+		}
+		return "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n" + stls + ".\r\n", false, false
 	case "QUIT":
 		return "+OK Logging out\r\n", true, false
 	case "STLS":
 		cl.bad = 0
-		return "-ERR TLS support isn't enabled.\r\n", false, false
+		switch {
+		case cl.tlsActive:
+			return "-ERR TLS is already active.\r\n", false, false
+		case cl.lp.tls == nil:
+			return "-ERR TLS support isn't enabled.\r\n", false, false
+		}
+		cl.wantTLS = true
+		return "+OK Begin TLS negotiation now.\r\n", false, false
 	case "USER", "PASS", "AUTH", "APOP":
 		cl.bad = 0
 		return "-ERR [SYS/TEMP] Authentication is not available yet.\r\n", false, false
@@ -275,7 +372,7 @@ func (pop3) notice(lp *loginProc, r CloseReason) string {
 type submission struct{}
 
 func (submission) name() string { return "submission" }
-func (submission) greeting(lp *loginProc) string {
+func (submission) greeting(lp *loginProc, _ bool) string {
 	return "220 " + lp.host + " " + lp.in.Greeting + "\r\n"
 }
 func (submission) command(cl *client, line string) (string, bool, bool) {
@@ -319,8 +416,10 @@ type sieve struct{}
 
 const sieveCaps = "\"IMPLEMENTATION\" \"loginsvc\"\r\n\"SIEVE\" \"\"\r\n\"SASL\" \"\"\r\n\"VERSION\" \"1.0\"\r\n"
 
-func (sieve) name() string                  { return "sieve" }
-func (sieve) greeting(lp *loginProc) string { return sieveCaps + "OK \"" + lp.in.Greeting + "\"\r\n" }
+func (sieve) name() string { return "sieve" }
+func (sieve) greeting(lp *loginProc, _ bool) string {
+	return sieveCaps + "OK \"" + lp.in.Greeting + "\"\r\n"
+}
 func (sieve) command(cl *client, line string) (string, bool, bool) {
 	cmd, _, _ := strings.Cut(line, " ")
 	switch strings.ToUpper(cmd) {
@@ -355,7 +454,9 @@ func (sieve) notice(lp *loginProc, r CloseReason) string {
 
 // testHook implements the test-only commands: XALLOC <MiB> allocates and
 // keeps that much memory (vsz_limit tests); XPROXY marks the client as
-// proxying (eviction tests before authentication exists).
+// proxying (eviction tests before authentication exists); XOPEN <path>
+// tries to open a file from inside the login process (TLS key tests) and
+// answers "* XOPEN ok" or "* XOPEN <error>" before ok.
 func (cl *client) testHook(cmd, args, ok string) string {
 	switch cmd {
 	case "XALLOC":
@@ -375,6 +476,13 @@ func (cl *client) testHook(cmd, args, ok string) string {
 		_ = os.Getpid
 	case "XPROXY":
 		cl.lp.report(msgState, cl.id, uint8(StateProxying))
+	case "XOPEN":
+		f, err := os.Open(strings.TrimSpace(args))
+		if err != nil {
+			return "* XOPEN " + err.Error() + "\r\n" + ok
+		}
+		f.Close()
+		return "* XOPEN ok\r\n" + ok
 	}
 	return ok
 }

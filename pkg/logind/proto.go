@@ -15,7 +15,8 @@ import (
 // a type byte and a fixed little-endian payload; client sockets travel as
 // SCM_RIGHTS with the msgConn packet. Messages, supervisor to login:
 //
-//	'I' JSON(workerInit)        first message: settings and sandbox
+//	'I' JSON(workerInit) [+ fd] first message: settings and sandbox; with
+//	                            TLS, a sealed memfd holding the cert and key
 //	'C' id:u64 + fd             a client connection to serve
 //	'E' id:u64                  evict that client ("Connection queue full")
 //	'S' mode:u8                 stop (StopIdle, StopDrain, StopShutdown)
@@ -124,6 +125,15 @@ type workerInit struct {
 	// the process accepts from them itself while it has a free slot
 	// (high-performance mode, see Supervisor).
 	Listeners int
+	// TLS: SSL is the global ssl ("no", "yes", "required"); when it is
+	// not "no", the init packet carries a sealed memfd with the
+	// certificate (the first TLSCertLen bytes) and the key (see tls.go).
+	// SSLListen are the local addresses of the ssl = yes listeners
+	// (implicit TLS), SSLMinProtocol the lowest TLS version.
+	SSL            string
+	TLSCertLen     int
+	SSLMinProtocol uint16
+	SSLListen      []string
 }
 
 // packet helpers

@@ -166,7 +166,10 @@ func (s *Supervisor) apply(cfg *Config) error {
 		// Listeners first: high-performance processes get them at spawn.
 		var lns []*listener
 		for _, l := range svc.Listeners {
-			if l.Port == 0 {
+			if l.Disabled {
+				s.log().Warn("not listening: inet_listener has ssl = yes but ssl = no", "service", svc.Name, "listener", l.Name)
+			}
+			if l.Port == 0 || l.Disabled {
 				continue
 			}
 			for _, a := range l.Addresses {

@@ -20,7 +20,8 @@ import (
 // (or chdir there without a chroot, so that relative access socket names
 // resolve the same way), supplementary groups, gid, uid, then a check
 // that root cannot be regained, then vsz_limit as RLIMIT_DATA plus the Go
-// memory limit (see below).
+// memory limit (see below). A process that changed its uid is made
+// non-dumpable.
 //
 // vsz_limit: Go cannot run under Dovecot's RLIMIT_AS (it reserves far
 // more address space than it uses, and needs ~720 MiB of it to start),
@@ -79,6 +80,13 @@ func sandbox(in *workerInit) error {
 		}
 		if err := CheckNoRoot(); err != nil {
 			return err
+		}
+		// Not dumpable (the kernel's default after a uid change unless
+		// fs.suid_dumpable says otherwise): no core file, and another
+		// process of the login user can neither ptrace this one nor read
+		// its /proc/PID/mem - where the TLS key now lives.
+		if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+			return fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
 		}
 	}
 	if in.VszLimit > 0 {

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -241,6 +242,11 @@ func TestTLSKeyHandOver(t *testing.T) {
 	for _, p := range st.Procs {
 		checkSandboxed(t, p.PID, chroot)
 		checkNoKeyFds(t, strconv.Itoa(p.PID), keyPath)
+		// Non-dumpable: /proc/PID/mem belongs to root, so another
+		// dovenull process cannot read the key from memory (nor ptrace).
+		if fi, err := os.Stat(fmt.Sprintf("/proc/%d/mem", p.PID)); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+			t.Errorf("pid %d /proc/PID/mem: %v (want owned by root: not dumpable)", p.PID, err)
+		}
 	}
 	checkNoKeyFds(t, "self", keyPath) // the supervisor closes its copies
 	filepath.WalkDir(chroot, func(path string, d fs.DirEntry, err error) error {

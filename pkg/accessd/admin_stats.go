@@ -14,6 +14,7 @@ import (
 const (
 	ErrKindInvalidRequest = "invalid_request" // the request was not "NAME\n"
 	ErrKindReadTimeout    = "read_timeout"    // no request within ReadTimeout
+	ErrKindEvictedIdle    = "evicted_idle"    // closed without a request to make room at MaxConns
 	ErrKindClientGone     = "client_gone"     // the client left before its request (EPIPE, ECONNRESET)
 	ErrKindReadFailed     = "read_failed"     // reading the request failed otherwise
 	ErrKindReplyGone      = "reply_gone"      // the client left before the reply (EPIPE)

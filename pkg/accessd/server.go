@@ -160,8 +160,21 @@ loop:
 	for {
 		select {
 		case s.sem <- struct{}{}:
-		case <-ctx.Done():
-			break loop
+		default:
+			// At MaxConns: make room by closing the oldest connection that
+			// has been silent for silentAfter (logins send their request at
+			// once), so silent connections cannot starve real checks.
+		full:
+			for {
+				s.closeOldestWaiting(&mu, conns)
+				select {
+				case s.sem <- struct{}{}:
+					break full
+				case <-ctx.Done():
+					break loop
+				case <-time.After(silentAfter / 4):
+				}
+			}
 		}
 		c, aerr := ln.Accept()
 		if aerr != nil {
@@ -187,7 +200,7 @@ loop:
 		if s.ConnHook != nil {
 			s.ConnHook(+1)
 		}
-		st := new(connState)
+		st := &connState{since: time.Now()}
 		mu.Lock()
 		conns[c] = st
 		mu.Unlock()
@@ -247,7 +260,36 @@ const stopGrace = time.Second
 
 // connState tracks a connection for shutdown: waiting for its request
 // (closed at once on stop), or busy with a check (drained).
-type connState struct{ atomic.Int32 }
+type connState struct {
+	atomic.Int32
+	since time.Time // accepted at
+}
+
+// silentAfter is how long a connection must have been silent before it may
+// be closed to make room at MaxConns: a login sends its request right
+// after connecting, so a connection that has not within a second is not a
+// login in progress.
+const silentAfter = time.Second
+
+// closeOldestWaiting closes the connection that has waited longest for its
+// request, if it has waited at least silentAfter.
+func (s *Server) closeOldestWaiting(mu *sync.Mutex, conns map[net.Conn]*connState) {
+	mu.Lock()
+	defer mu.Unlock()
+	var oldest net.Conn
+	var st *connState
+	for c, cs := range conns {
+		if cs.Load() == connWaiting && (st == nil || cs.since.Before(st.since)) {
+			oldest, st = c, cs
+		}
+	}
+	if st != nil && time.Since(st.since) >= silentAfter && st.CompareAndSwap(connWaiting, connClosed) {
+		s.log.Warn("connection limit reached: closed the connection that waited longest for its request",
+			"waited", time.Since(st.since).Round(time.Millisecond))
+		s.Stats.Error(ErrKindEvictedIdle)
+		oldest.Close()
+	}
+}
 
 const (
 	connWaiting int32 = iota

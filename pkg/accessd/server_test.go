@@ -319,3 +319,27 @@ func TestRunStopsOnCancel(t *testing.T) {
 		t.Errorf("socket file after stop: %v", err)
 	}
 }
+
+// TestSilentConnectionsCannotStarve: at MaxConns, the connection that has
+// waited longest for its request (at least silentAfter) is closed to make
+// room for a real check.
+func TestSilentConnectionsCannotStarve(t *testing.T) {
+	ts := startServer(t, "", "ALL: 127.0.0.2\n", func(s *Server) { s.MaxConns = 2; s.ReadTimeout = time.Minute })
+	first := dialAccess(t, ts.sock)
+	time.Sleep(50 * time.Millisecond)
+	dialAccess(t, ts.sock)
+	time.Sleep(silentAfter + 100*time.Millisecond)
+	start := time.Now()
+	if r, _ := askAccess(t, ts.sock, "imap", "127.0.0.2"); r != "0\n" {
+		t.Errorf("check at the limit answered %q, want %q", r, "0\n")
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("check at the limit took %v", el)
+	}
+	if r := readReply(t, first); r != "" {
+		t.Errorf("oldest silent connection got %q, want it closed", r)
+	}
+	if !strings.Contains(ts.log.String(), "connection limit reached") {
+		t.Errorf("no log line about the closed connection:\n%s", ts.log)
+	}
+}

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // LoginProcessEnv is set (to "1") in the environment of every login
@@ -193,10 +195,30 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 
+	// The fork happens later on another goroutine, by when the supervisor
+	// may have closed a listener (reload, shutdown): hand the child
+	// duplicates owned by this start, closed once it has forked.
+	lns := make([]*os.File, 0, len(spec.Listeners))
+	closeListeners := func() {
+		for _, f := range lns {
+			f.Close()
+		}
+	}
+	for _, l := range spec.Listeners {
+		fd, err := unix.FcntlInt(l.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			closeListeners()
+			childF.Close()
+			uc.Close()
+			return nil, fmt.Errorf("dup listener: %w", err)
+		}
+		lns = append(lns, os.NewFile(uintptr(fd), l.Name()))
+	}
+
 	cmd := exec.Command(path, r.Args...)
 	cmd.Args = append([]string{spec.Service.Name}, r.Args...)
 	cmd.Env = append([]string{LoginProcessEnv + "=1", "GOTRACEBACK=none"}, r.Env...)
-	cmd.ExtraFiles = append([]*os.File{childF}, spec.Listeners...)
+	cmd.ExtraFiles = append([]*os.File{childF}, lns...)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// Our own pipe, not cmd.StderrPipe: Wait closes that one as soon as
@@ -204,6 +226,7 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 	// a high-security process exits) would be lost.
 	stderr, stderrW, err := os.Pipe()
 	if err != nil {
+		closeListeners()
 		childF.Close()
 		uc.Close()
 		return nil, err
@@ -221,6 +244,7 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 	r.startAsync(cmd, func(err error) {
 		stderrW.Close()
 		childF.Close()
+		closeListeners()
 		if err != nil {
 			close(w.started)
 			stderr.Close()

@@ -4,7 +4,8 @@
 // github.com/tcpwrapd/tcpwrapd/pkg/accessd.
 //
 // Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on failure, 2 on
-// bad usage, 89 when RLIMIT_AS (Dovecot's vsz_limit) is below 1 GiB. A
+// bad usage, 89 when RLIMIT_AS (Dovecot's vsz_limit) is below 1 GiB (2 GiB for a
+// cgo build, see accessd.MinAddressSpaceCgo). A
 // second SIGTERM or SIGINT during the drain exits at once. SIGHUP reloads
 // the rules.
 //

@@ -380,13 +380,12 @@ func TestHelpAndGenerate(t *testing.T) {
 // TestCheckHostResolve: tcpdmatch treats a client given as an address as
 // having no name; --resolve looks it up as a live tcpwrapd does.
 func TestCheckHostResolve(t *testing.T) {
-	dir, allow, deny := tables(t, "imap: .example.com\n", "ALL: UNKNOWN\n")
-	_ = dir
+	_, allow, deny := tables(t, "imap: .example.com\n", "ALL: UNKNOWN\n")
 	for _, tt := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"imap", "192.0.2.7"}, "access:   denied\n"},              // name unknown: UNKNOWN matches
+		{[]string{"imap", "192.0.2.7"}, "access:   denied\n"},               // name unknown: UNKNOWN matches
 		{[]string{"--resolve", "imap", "192.0.2.7"}, "access:   granted\n"}, // mail.example.com
 		{[]string{"--resolve", "imap", "192.0.2.8"}, "access:   denied\n"},  // no PTR: unknown
 	} {

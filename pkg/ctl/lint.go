@@ -8,8 +8,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
-	"github.com/tcpwrapd/tcpwrapd/pkg/resolve"
 	"github.com/tcpwrapd/tcpwrapd/pkg/lint"
+	"github.com/tcpwrapd/tcpwrapd/pkg/resolve"
 )
 
 // lintCodes is the code list shown by `rules lint --help`.

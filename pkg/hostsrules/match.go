@@ -209,38 +209,15 @@ func (c *check) daemonMatch(pat string) bool {
 // conversion (optional sign, decimal digits, nothing after) with a value of
 // at most 65535 after reduction modulo 2^32.
 func portPattern(pat string) (uint32, bool) {
-	i := 0
-	for i < len(pat) && isCSpace(pat[i]) {
-		i++
-	}
-	neg := false
-	if i < len(pat) && (pat[i] == '+' || pat[i] == '-') {
-		neg = pat[i] == '-'
-		i++
-	}
-	start := i
-	var v uint64
-	for i < len(pat) && isDigit(pat[i]) {
-		v = v*10 + uint64(pat[i]-'0')
-		if v > 1<<40 {
-			v = 1 << 40 // saturate: strtoul gives ULONG_MAX, too big anyway
-		}
-		i++
-	}
-	if i == start || i != len(pat) {
+	neg, mag, ok := scanNumber(pat, 10)
+	if !ok {
 		return 0, false
 	}
-	u := uint32(v)
-	if v > 0xffffffff {
-		u = 0xffffffff
-	}
+	u := uint32(min(mag, 0xffffffff)) // strtoul saturates at ULONG_MAX
 	if neg {
 		u = -u
 	}
-	if u > 65535 {
-		return 0, false
-	}
-	return u, true
+	return u, u <= 65535
 }
 
 // clientMatch matches one client-list token (client_match).

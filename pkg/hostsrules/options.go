@@ -195,29 +195,34 @@ func validSetenv(value string) (name, val string, err error) {
 	return name, val, nil
 }
 
-// scanInt is sscanf("%d%c") == 1: optional blanks and sign, decimal
-// digits, nothing after.
-func scanInt(s string) (int, bool) {
+// scanNumber reads what sscanf("%d%c"), ("%o%c") and ("%u%c") accept
+// with exactly one conversion: optional blanks, an optional sign, at least
+// one digit of the base, and nothing after. The magnitude saturates at
+// 2^40, far beyond any value the callers accept.
+func scanNumber(s string, base uint64) (neg bool, mag uint64, ok bool) {
 	i := 0
 	for i < len(s) && isCSpace(s[i]) {
 		i++
 	}
-	neg := false
 	if i < len(s) && (s[i] == '+' || s[i] == '-') {
 		neg = s[i] == '-'
 		i++
 	}
 	start := i
-	n := 0
-	for i < len(s) && isDigit(s[i]) {
-		if n < 1<<30 {
-			n = n*10 + int(s[i]-'0')
-		}
-		i++
+	for ; i < len(s) && isDigit(s[i]) && uint64(s[i]-'0') < base; i++ {
+		mag = min(mag*base+uint64(s[i]-'0'), 1<<40)
 	}
-	if i == start || i != len(s) {
+	return neg, mag, i > start && i == len(s)
+}
+
+// scanInt is sscanf("%d%c") == 1: optional blanks and sign, decimal
+// digits, nothing after.
+func scanInt(s string) (int, bool) {
+	neg, mag, ok := scanNumber(s, 10)
+	if !ok {
 		return 0, false
 	}
+	n := int(min(mag, 1<<30))
 	if neg {
 		n = -n
 	}
@@ -226,23 +231,13 @@ func scanInt(s string) (int, bool) {
 
 // scanOctal is sscanf("%o%c") == 1 (the value as an unsigned 32-bit int).
 func scanOctal(s string) (uint32, bool) {
-	i := 0
-	for i < len(s) && isCSpace(s[i]) {
-		i++
-	}
-	neg := false
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
-	start := i
-	var n uint32
-	for i < len(s) && s[i] >= '0' && s[i] <= '7' {
-		n = n*8 + uint32(s[i]-'0')
-		i++
-	}
-	if i == start || i != len(s) {
+	neg, mag, ok := scanNumber(s, 8)
+	if !ok {
 		return 0, false
+	}
+	n := uint32(mag)
+	if mag > 0xffffffff {
+		n = 0xffffffff
 	}
 	if neg {
 		n = -n

@@ -8,6 +8,7 @@
 package ctl
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -137,4 +138,17 @@ func containsFold(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// writeJSON writes each value as indented JSON, one after another: the
+// --json output of every command.
+func writeJSON(w io.Writer, vs ...any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	for _, v := range vs {
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	}
+	return nil
 }

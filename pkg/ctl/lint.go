@@ -2,7 +2,6 @@ package ctl
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -117,9 +116,7 @@ func runLint(cCtx *cli.Context) error {
 	rep := lint.Lint(ctx, tables, opts)
 	w := cCtx.App.Writer
 	if cCtx.Bool("json") {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := writeJSON(w, rep); err != nil {
 			return err
 		}
 	} else if err := rep.WriteText(w); err != nil {

@@ -2,8 +2,8 @@ package ctl
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -30,6 +30,21 @@ func fetchLoginStatus(c *cli.Context) (*logind.Status, error) {
 	return st, nil
 }
 
+// loginStatusAction fetches loginsvc's status and prints it as JSON with
+// --json, else with text.
+func loginStatusAction(text func(io.Writer, *logind.Status) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		st, err := fetchLoginStatus(c)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return writeJSON(c.App.Writer, st)
+		}
+		return text(c.App.Writer, st)
+	}
+}
+
 // procsCommand is `loginctl procs`: loginsvc's login processes.
 func procsCommand() *cli.Command {
 	return &cli.Command{
@@ -38,17 +53,7 @@ func procsCommand() *cli.Command {
 		Description: `Asks loginsvc's control socket (root only). --json prints logind.Status
 (schema "version": 1) with every process.`,
 		Flags: []cli.Flag{loginSocketFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
-		Action: func(c *cli.Context) error {
-			st, err := fetchLoginStatus(c)
-			if err != nil {
-				return err
-			}
-			w := c.App.Writer
-			if c.Bool("json") {
-				e := json.NewEncoder(w)
-				e.SetIndent("", "  ")
-				return e.Encode(st)
-			}
+		Action: loginStatusAction(func(w io.Writer, st *logind.Status) error {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "PID\tSERVICE\tMODE\tGEN\tSTATE\tCHECKING\tLOGGING-IN\tPROXYING\tSERVED\tAGE")
 			now := time.Now()
@@ -66,7 +71,7 @@ func procsCommand() *cli.Command {
 				}
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 }
 
@@ -77,17 +82,7 @@ func loginStatusCommand() *cli.Command {
 		Name:  "login-status",
 		Usage: "show loginsvc's per-service limits and counters (accepted, refused, evicted, spawn failures)",
 		Flags: []cli.Flag{loginSocketFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
-		Action: func(c *cli.Context) error {
-			st, err := fetchLoginStatus(c)
-			if err != nil {
-				return err
-			}
-			w := c.App.Writer
-			if c.Bool("json") {
-				e := json.NewEncoder(w)
-				e.SetIndent("", "  ")
-				return e.Encode(st)
-			}
+		Action: loginStatusAction(func(w io.Writer, st *logind.Status) error {
 			fmt.Fprintf(w, "loginsvc pid %d, up %s, configuration generation %d\n", st.PID, time.Since(st.Started).Round(time.Second), st.Generation)
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SERVICE\tMODE\tPROCS\tLIMITS\tACCEPTED\t(DIRECT)\tREFUSED\tEVICTED\tDROPPED\tLOST\tSPAWNED\tSPAWN-FAIL\tCRASHES\tTHROTTLES\tPENDING")
@@ -98,6 +93,6 @@ func loginStatusCommand() *cli.Command {
 					ct.Spawned, ct.SpawnFailures, ct.Crashes, ct.Throttles, s.Pending)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 }

@@ -1,7 +1,6 @@
 package ctl
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -115,9 +114,7 @@ func runQuery(cCtx *cli.Context) error {
 	}
 	w := cCtx.App.Writer
 	if cCtx.Bool("json") {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(res)
+		writeJSON(w, res)
 	} else {
 		fmt.Fprintf(w, "%s %s from %s: %s\n", res.Socket, daemon, res.Client, res.Verdict)
 	}
@@ -158,10 +155,8 @@ func queryAdmin(cCtx *cli.Context, admin, daemon, client, server string, why err
 			Client: r.Client, Server: r.Server, Verdict: verdict, Error: r.Error, Note: note, Decision: &d})
 	}
 	if cCtx.Bool("json") {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
 		for _, r := range results {
-			enc.Encode(r)
+			writeJSON(w, r)
 		}
 	} else {
 		fmt.Fprintf(w, "note: %s\n", note)

@@ -69,9 +69,7 @@ func runStatus(cCtx *cli.Context) error {
 	out := StatusReport{Schema: StatusSchema, Socket: path, Stats: *rep.Stats}
 	w := cCtx.App.Writer
 	if cCtx.Bool("json") {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(w, out)
 	}
 	WriteStatusText(w, &out, time.Now())
 	return nil

@@ -41,6 +41,7 @@ type result struct {
 	Errors      int     `json:"errors"`
 	WallS       float64 `json:"wall_s"`
 	PerSec      float64 `json:"conn_per_s,omitempty"`
+	Workers     int     `json:"workers,omitempty"`
 	GreetMedMs  float64 `json:"greet_median_ms"`
 	GreetP99Ms  float64 `json:"greet_p99_ms"`
 	CloseMedMs  float64 `json:"closed_median_ms,omitempty"`
@@ -60,11 +61,12 @@ type result struct {
 }
 
 var (
-	addr   = flag.String("addr", "127.0.0.1:31143", "IMAP `ADDR` to connect to")
-	master = flag.Int("master", 0, "supervisor `PID` whose *-login children are measured")
-	target = flag.String("target", "", "label for the output")
-	srcN   = flag.Int("src", 1, "spread source addresses over 127.0.0.1..127.0.0.`N`")
-	hold   = flag.Duration("hold", 2*time.Second, "conc: how long to hold the idle connections before measuring")
+	addr    = flag.String("addr", "127.0.0.1:31143", "IMAP `ADDR` to connect to")
+	master  = flag.Int("master", 0, "supervisor `PID` whose *-login children are measured")
+	target  = flag.String("target", "", "label for the output")
+	srcN    = flag.Int("src", 1, "spread source addresses over 127.0.0.1..127.0.0.`N`")
+	clients = flag.Int("clients", 1, "seq-raw: `C` clients at once, each connecting one at a time (par-raw)")
+	hold    = flag.Duration("hold", 2*time.Second, "conc: how long to hold the idle connections before measuring")
 )
 
 func main() {
@@ -87,6 +89,8 @@ func main() {
 	switch flag.Arg(0) {
 	case "seq":
 		r = seq(n)
+	case "seq-raw":
+		r = seqRaw(n)
 	case "conc":
 		r = conc(n, false)
 	case "idle":

@@ -238,7 +238,10 @@ func (lp *loginProc) handle(pk packet) (code int, stop bool) {
 			lp.reserved--
 		}
 		lp.mu.Unlock()
-		lp.accept(pk.id, pk.fd, 0)
+		if pk.fd >= 0 {
+			syscall.SetNonblock(pk.fd, true) // it is (accept4 with SOCK_NONBLOCK); newSockConn needs it
+		}
+		lp.accept(pk.id, pk.fd, nil, 0)
 	case msgEvict:
 		lp.mu.Lock()
 		cl := lp.clients[pk.id]
@@ -362,7 +365,7 @@ func (lp *loginProc) acceptLoop(a *acceptor) {
 			lp.mu.Lock()
 		}
 		lp.mu.Unlock()
-		nfd, _, err := a.next(nil)
+		nfd, sa, err := a.next(nil)
 		switch err {
 		case nil:
 		case errAcceptorClosed:
@@ -378,14 +381,14 @@ func (lp *loginProc) acceptLoop(a *acceptor) {
 		lp.nextLocal++
 		id := lp.in.Seq<<32 | lp.nextLocal
 		lp.mu.Unlock()
-		lp.accept(id, nfd, msgAccepted)
+		lp.accept(id, nfd, sa, msgAccepted)
 	}
 }
 
 // accept serves client socket fd under id. announce is 0 for a client
 // the supervisor handed over, msgAccepted for one the process accepted
 // itself (the supervisor learns about it from that report).
-func (lp *loginProc) accept(id uint64, fd int, announce byte) {
+func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce byte) {
 	if fd < 0 {
 		lp.report(msgClosed, id, uint8(CloseError))
 		return
@@ -435,20 +438,7 @@ func (lp *loginProc) accept(id uint64, fd int, announce byte) {
 		}
 	}
 	state(StateChecking)
-	f := os.NewFile(uintptr(fd), "client")
-	nc, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		logLine("ERROR", "client socket: %v", err)
-		lp.report(msgClosed, id, uint8(CloseError))
-		return
-	}
-	tc, ok := nc.(*net.TCPConn)
-	if !ok {
-		nc.Close()
-		lp.report(msgClosed, id, uint8(CloseError))
-		return
-	}
+	tc := newSockConn(fd, remote)
 	cl := &client{id: id, lp: lp, c: tc, conn: tc, accepted: time.Now(), greeted: greeted, implicitTLS: implicitTLS}
 	lp.mu.Lock()
 	lp.starting--

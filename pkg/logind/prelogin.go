@@ -24,7 +24,7 @@ const MaxInputLine = 1026
 type client struct {
 	id       uint64
 	lp       *loginProc
-	c        *net.TCPConn // the socket: access checks, deadlines
+	c        *sockConn    // the socket: access checks, deadlines
 	conn     net.Conn     // what the protocol reads and writes: c, or TLS over it
 	accepted time.Time
 	done     *sync.WaitGroup // set by shutdown, under lp.mu

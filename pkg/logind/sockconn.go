@@ -1,0 +1,80 @@
+package logind
+
+import (
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sockConn is a client's TCP socket as a net.Conn, made straight from the
+// accepted (non-blocking) descriptor: os.NewFile registers it with the Go
+// netpoller as it is, where net.FileConn would dup it, probe it with
+// getsockopt, getsockname and getpeername, and set TCP_NODELAY and four
+// keep-alive options, about a dozen system calls per connection that a
+// login process (which writes whole replies and holds a client for at
+// most the pre-login timeout) has no use for. Reads, writes, deadlines
+// and Close are os.File's; a timeout is os.ErrDeadlineExceeded, which
+// is a net.Error with Timeout() true, and end of stream is io.EOF.
+// The addresses are asked of the kernel when first wanted.
+type sockConn struct {
+	*os.File
+	fd     int
+	remote net.Addr
+	local  net.Addr
+}
+
+// newSockConn takes ownership of fd, a connected, non-blocking TCP socket.
+// remote, if known (from accept), saves a getpeername later.
+func newSockConn(fd int, remote unix.Sockaddr) *sockConn {
+	c := &sockConn{File: os.NewFile(uintptr(fd), "client"), fd: fd}
+	if remote != nil {
+		c.remote = tcpAddr(remote)
+	}
+	return c
+}
+
+// tcpAddr converts an AF_INET or AF_INET6 socket address (nil: an empty
+// *net.TCPAddr, so that callers need no nil check).
+func tcpAddr(sa unix.Sockaddr) *net.TCPAddr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(append([]byte(nil), a.Addr[:]...)), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(append([]byte(nil), a.Addr[:]...)), Port: a.Port}
+	}
+	return &net.TCPAddr{}
+}
+
+// RemoteAddr is the client's address (*net.TCPAddr).
+func (c *sockConn) RemoteAddr() net.Addr {
+	if c.remote == nil {
+		sa, _ := unix.Getpeername(c.fd)
+		c.remote = tcpAddr(sa)
+	}
+	return c.remote
+}
+
+// LocalAddr is the listener's address the client connected to
+// (*net.TCPAddr).
+func (c *sockConn) LocalAddr() net.Addr {
+	if c.local == nil {
+		sa, _ := unix.Getsockname(c.fd)
+		c.local = tcpAddr(sa)
+	}
+	return c.local
+}
+
+// SetDeadline, SetReadDeadline and SetWriteDeadline are os.File's; they are
+// listed here so that sockConn is a net.Conn.
+func (c *sockConn) SetDeadline(t time.Time) error      { return c.File.SetDeadline(t) }
+func (c *sockConn) SetReadDeadline(t time.Time) error  { return c.File.SetReadDeadline(t) }
+func (c *sockConn) SetWriteDeadline(t time.Time) error { return c.File.SetWriteDeadline(t) }
+
+// SyscallConn gives the descriptor to the access-socket client, which
+// passes it with SCM_RIGHTS (as Dovecot's login processes do).
+func (c *sockConn) SyscallConn() (syscall.RawConn, error) { return c.File.SyscallConn() }
+
+var _ net.Conn = (*sockConn)(nil)

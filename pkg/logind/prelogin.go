@@ -24,8 +24,8 @@ const MaxInputLine = 1026
 type client struct {
 	id       uint64
 	lp       *loginProc
-	c        *sockConn    // the socket: access checks, deadlines
-	conn     net.Conn     // what the protocol reads and writes: c, or TLS over it
+	c        *sockConn // the socket: access checks, deadlines
+	conn     net.Conn  // what the protocol reads and writes: c, or TLS over it
 	accepted time.Time
 	done     *sync.WaitGroup // set by shutdown, under lp.mu
 	greeted  bool            // the greeting was sent before serve (no access checks)

@@ -10,15 +10,22 @@
 #               (client_limit + 64 must fit under the hard RLIMIT_NOFILE, 20000
 #               in the VM, where root lacks CAP_SYS_RESOURCE; the driver uses
 #               one worker process per 15,000 connections for the same reason)
-# Tests: seq N_SEQ (connect, greeting, LOGOUT, one at a time) and conc N_CONC
-# (all at once, held idle, processes and PSS measured); hp-idle runs
+#   floor       bench/cmd/floorgreeter, 2 threads: accept, greeting, read,
+#               LOGOUT reply, close with blocking system calls and nothing
+#               else; what loopback TCP itself costs here (seq-raw, par-raw only)
+# Tests: seq N_SEQ (connect, greeting, LOGOUT, one at a time, Go net
+# client), seq-raw N_SEQ (the same with blocking system calls on one
+# thread: no Go scheduler between the client and the server), par-raw
+# N_SEQ (PAR such clients at once: throughput), each with the service's
+# and the driver's CPU time per connection; conc N_CONC (all at once,
+# held idle, processes and PSS measured); hp-idle runs
 # "loginbench idle N_IDLE" instead: N_IDLE connections from 127.0.0.1..SRC
 # held idle, PSS of the login processes and of all loginsvc processes,
 # then a NOOP on every connection (alive), then all closed. Root required.
 # Env: LAB (default ../shared/labs/dovecot-login relative to the repo),
 # N_SEQ (1000), N_CONC (500), N_IDLE (100000), SRC (8), MODES ("hs
 # hs-prefork hp"; add hp-idle for the 100,000-connection run), TARGETS
-# ("dovecot loginsvc"), OUT (/tmp/loginbench-results.jsonl).
+# ("dovecot loginsvc floor"), PAR (4), OUT (/tmp/loginbench-results.jsonl).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=${LAB:-$ROOT/../shared/labs/dovecot-login}
@@ -27,9 +34,12 @@ N_CONC=${N_CONC:-500}
 N_IDLE=${N_IDLE:-100000}
 SRC=${SRC:-8}
 MODES=${MODES:-"hs hs-prefork hp"}
-TARGETS=${TARGETS:-"dovecot loginsvc"}
+TARGETS=${TARGETS:-"dovecot loginsvc floor"}
+PAR=${PAR:-4}
 OUT=${OUT:-/tmp/loginbench-results.jsonl}
 TMP=$(mktemp -d /tmp/loginbench.XXXXXX)
+LPID=
+FPID=
 trap 'stop_loginsvc; [ -x "$LAB/dovebench.sh" ] && "$LAB/dovebench.sh" stop >/dev/null 2>&1; rm -rf "$TMP"' EXIT
 
 cd "$ROOT"
@@ -38,10 +48,15 @@ cd "$ROOT"
 # high-security process start. LOGINSVC_BUILD_FLAGS overrides.
 CGO_ENABLED=0 go build ${LOGINSVC_BUILD_FLAGS:--buildmode=pie -trimpath} -o "$TMP/loginsvc" ./cmd/loginsvc
 go build -o "$TMP/loginbench" ./bench/loginbench
+go build -o "$TMP/floorgreeter" ./bench/cmd/floorgreeter
 : > "$OUT"
-LPID=
 
 stop_loginsvc() {
+	if [ -n "$FPID" ]; then
+		kill -TERM "$FPID" 2>/dev/null || true
+		wait "$FPID" 2>/dev/null || true
+		FPID=
+	fi
 	if [ -n "$LPID" ]; then
 		kill -TERM "$LPID" 2>/dev/null || true
 		i=0; while kill -0 "$LPID" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
@@ -95,6 +110,9 @@ for mode in $MODES; do
 		if [ "$mode" = hp-idle ] && [ "$t" != loginsvc ]; then
 			continue # the lab has no Dovecot configuration for it
 		fi
+		if [ "$t" = floor ] && [ "$mode" != hp ]; then
+			continue # one floor for all modes, measured with hp
+		fi
 		case $t in
 		dovecot)
 			"$LAB/dovebench.sh" start "mode-$mode.conf" >/dev/null
@@ -106,17 +124,24 @@ for mode in $MODES; do
 			(ulimit -n "$(ulimit -Hn)"; exec "$TMP/loginsvc" -F -c "$TMP/$mode.conf") 2>"$TMP/loginsvc-$mode.log" &
 			LPID=$!; pid=$LPID
 			wait_port ;;
+		floor)
+			"$TMP/floorgreeter" -addr 127.0.0.1:31143 -threads 2 &
+			FPID=$!; pid=$FPID
+			wait_port ;;
 		esac
 		"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" seq 20 >/dev/null # warm-up
 		if [ "$mode" = hp-idle ]; then
 			"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" -src "$SRC" -hold 5s -target "$t/$mode" idle "$N_IDLE" | tee -a "$OUT"
 		else
-			"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" -target "$t/$mode" seq "$N_SEQ" | tee -a "$OUT"
-			"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" -target "$t/$mode" conc "$N_CONC" | tee -a "$OUT"
+			lb() { "$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" -target "$t/$mode" "$@" | tee -a "$OUT"; }
+			[ "$t" = floor ] || lb seq "$N_SEQ"
+			lb seq-raw "$N_SEQ"
+			lb -clients "$PAR" seq-raw "$N_SEQ"
+			[ "$t" = floor ] || lb conc "$N_CONC"
 		fi
 		case $t in
 		dovecot) "$LAB/dovebench.sh" stop ;;
-		loginsvc) stop_loginsvc ;;
+		loginsvc | floor) stop_loginsvc ;;
 		esac
 		sleep 1
 	done

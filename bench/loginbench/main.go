@@ -35,13 +35,17 @@ import (
 )
 
 type result struct {
-	Target      string  `json:"target"`
-	Test        string  `json:"test"`
-	N           int     `json:"n"`
-	Errors      int     `json:"errors"`
-	WallS       float64 `json:"wall_s"`
-	PerSec      float64 `json:"conn_per_s,omitempty"`
-	Workers     int     `json:"workers,omitempty"`
+	Target  string  `json:"target"`
+	Test    string  `json:"test"`
+	N       int     `json:"n"`
+	Errors  int     `json:"errors"`
+	WallS   float64 `json:"wall_s"`
+	PerSec  float64 `json:"conn_per_s,omitempty"`
+	Workers int     `json:"workers,omitempty"`
+	// seq-raw, par-raw: CPU time per connection of the service (-master
+	// and its children) and of this driver, in microseconds.
+	SvcCPUus    float64 `json:"svc_cpu_us_per_conn,omitempty"`
+	DrvCPUus    float64 `json:"drv_cpu_us_per_conn,omitempty"`
 	GreetMedMs  float64 `json:"greet_median_ms"`
 	GreetP99Ms  float64 `json:"greet_p99_ms"`
 	CloseMedMs  float64 `json:"closed_median_ms,omitempty"`
@@ -317,4 +321,47 @@ func field(path, key string) int {
 		}
 	}
 	return 0
+}
+
+// serviceCPU is the CPU time (user + system) used so far by -master and
+// every process it has started: its own, its live children's, and its
+// reaped children's (cutime, cstime). Resolution: one clock tick (10 ms).
+func serviceCPU() time.Duration {
+	if *master == 0 {
+		return 0
+	}
+	const tick = 10 * time.Millisecond // USER_HZ = 100
+	var ticks int
+	ents, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, e := range ents {
+		b, err := os.ReadFile(e)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+2:])
+		if len(f) < 15 {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(e)))
+		n := func(k int) int { v, _ := strconv.Atoi(f[k]); return v }
+		switch {
+		case pid == *master:
+			ticks += n(11) + n(12) + n(13) + n(14)
+		case f[1] == strconv.Itoa(*master):
+			ticks += n(11) + n(12)
+		}
+	}
+	return time.Duration(ticks) * tick
+}
+
+// selfCPU is this process's CPU time (user + system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

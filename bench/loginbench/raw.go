@@ -73,6 +73,7 @@ func seqRaw(n int) result {
 	}
 	parts := make([]part, w)
 	var wg sync.WaitGroup
+	svc0, drv0 := serviceCPU(), selfCPU()
 	start := time.Now()
 	for k := range parts {
 		wg.Add(1)
@@ -83,6 +84,9 @@ func seqRaw(n int) result {
 	}
 	wg.Wait()
 	wall := time.Since(start)
+	svc, drv := serviceCPU()-svc0, selfCPU()-drv0
+	r.SvcCPUus = float64(svc.Microseconds()) / float64(n)
+	r.DrvCPUus = float64(drv.Microseconds()) / float64(n)
 	var greet, closed []time.Duration
 	for _, p := range parts {
 		greet, closed = append(greet, p.greet...), append(closed, p.closed...)

@@ -358,32 +358,34 @@ func (w *execWorker) readLoop(events func(WorkerEvent)) {
 		}
 		if pk.typ == msgBatch {
 			for b := pk.json; len(b) >= 10; b = b[10:] {
-				ev := WorkerEvent{Conn: binary.LittleEndian.Uint64(b[1:9])}
-				switch b[0] {
-				case msgAccepted:
-					ev.Kind, ev.State = EventAccepted, ConnState(b[9])
-				case msgState:
-					ev.Kind, ev.State = EventState, ConnState(b[9])
-				case msgClosed:
-					ev.Kind, ev.Reason = EventClosed, CloseReason(b[9])
-				default:
-					continue
+				if ev, ok := reportEvent(b[0], binary.LittleEndian.Uint64(b[1:9]), b[9]); ok {
+					events(ev)
 				}
-				events(ev)
 			}
 			continue
 		}
-		switch pk.typ {
-		case msgReady:
-			events(WorkerEvent{Kind: EventReady})
-		case msgState:
-			events(WorkerEvent{Kind: EventState, Conn: pk.id, State: ConnState(pk.arg)})
-		case msgAccepted:
-			events(WorkerEvent{Kind: EventAccepted, Conn: pk.id, State: ConnState(pk.arg)})
-		case msgClosed:
-			events(WorkerEvent{Kind: EventClosed, Conn: pk.id, Reason: CloseReason(pk.arg)})
+		if ev, ok := reportEvent(pk.typ, pk.id, pk.arg); ok {
+			events(ev)
 		}
 	}
+}
+
+// reportEvent is the WorkerEvent for one report of a login process
+// (alone or inside a msgBatch); ok is false for an unknown type.
+func reportEvent(typ byte, id uint64, arg uint8) (WorkerEvent, bool) {
+	switch typ {
+	case msgReady:
+		return WorkerEvent{Kind: EventReady}, true
+	case msgUnlistened:
+		return WorkerEvent{Kind: EventUnlistened}, true
+	case msgState:
+		return WorkerEvent{Kind: EventState, Conn: id, State: ConnState(arg)}, true
+	case msgAccepted:
+		return WorkerEvent{Kind: EventAccepted, Conn: id, State: ConnState(arg)}, true
+	case msgClosed:
+		return WorkerEvent{Kind: EventClosed, Conn: id, Reason: CloseReason(arg)}, true
+	}
+	return WorkerEvent{}, false
 }
 
 func isConnReset(err error) bool {

@@ -460,33 +460,36 @@ func TestPreloginLimits(t *testing.T) {
 }
 
 func TestReloadAndGracefulShutdown(t *testing.T) {
-	l := startLab(t, "imap-login", "shutdown_clients = no", "service_count = 0")
+	l := startLab(t, "imap-login", "shutdown_clients = no", "service_count = 0\nprocess_min_avail = 2")
 	a := l.dial("")
 	if g := a.line(); !strings.HasSuffix(g, "] loginsvc ready.") {
 		t.Fatalf("greeting %q", g)
 	}
-	text := fmt.Sprintf("base_dir = %s\nprotocols = imap\nlisten = 127.0.0.1\nshutdown_clients = no\nlogin_greeting = reloaded.\nservice imap-login {\n inet_listener imap {\n  port = %d\n }\n service_count = 0\n}\n", l.cfg.BaseDir, l.port)
+	text := fmt.Sprintf("base_dir = %s\nprotocols = imap\nlisten = 127.0.0.1\nshutdown_clients = no\nlogin_greeting = reloaded.\nservice imap-login {\n inet_listener imap {\n  port = %d\n }\n service_count = 0\n process_min_avail = 2\n}\n", l.cfg.BaseDir, l.port)
 	cfg, err := Parse("lab2.conf", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t0 := time.Now()
 	if err := l.sup.Reload(cfg); err != nil {
 		t.Fatal(err)
 	}
-	// High-performance processes of the old generation accept by
-	// themselves until their drain notice arrives, so a connection made
-	// within a moment of the reload may still meet one of them.
-	var b *tclient
-	for deadline := time.Now().Add(2 * time.Second); ; {
-		b = l.dial("")
-		g := b.line()
-		if strings.HasSuffix(g, "] reloaded.") {
-			break
+	t.Logf("reload took %v", time.Since(t0))
+	if strings.Contains(l.logs.String(), "still accepting") {
+		t.Errorf("Reload gave up waiting for the old generation's processes to stop accepting")
+	}
+	// Reload returns once the old generation has stopped accepting:
+	// every connection from now on meets the new configuration.
+	for i := 0; i < 20; i++ {
+		c := l.dial("")
+		if g := c.line(); !strings.HasSuffix(g, "] reloaded.") {
+			t.Fatalf("connection %d after reload: greeting %q", i, g)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after reload greeting %q", g)
-		}
-		time.Sleep(10 * time.Millisecond)
+		c.c.Close()
+	}
+	b := l.dial("")
+	if g := b.line(); !strings.HasSuffix(g, "] reloaded.") {
+		t.Fatalf("after reload greeting %q", g)
 	}
 	if r := a.cmd("n NOOP"); r != "n OK NOOP completed." {
 		t.Errorf("old client after reload: %q", r)

@@ -117,10 +117,12 @@ type loginProc struct {
 
 	// Direct accept (Listeners > 0), guarded by mu.
 	listeners []*acceptor
-	nextLocal uint64        // last local id (ids are Seq<<32 | n)
-	reserved  int           // slots of evicted clients kept for the supervisor's next client
-	starting  int           // clients being set up by accept, not yet in clients
-	slotFree  chan struct{} // closed (and replaced) when a slot may have become free
+	nextLocal uint64         // last local id (ids are Seq<<32 | n)
+	reserved  int            // slots of evicted clients kept for the supervisor's next client
+	starting  int            // clients being set up by accept, not yet in clients
+	slotFree  chan struct{}  // closed (and replaced) when a slot may have become free
+	accepting sync.WaitGroup // running accept loops
+	unlisten  bool           // closeListeners has run (msgUnlistened is on its way)
 }
 
 func (lp *loginProc) send(b []byte) error {
@@ -320,14 +322,25 @@ func (lp *loginProc) startAccepting() {
 		// (non-blocking) socket with the netpoller, which would then wake
 		// this process for every connection, even when it is full.
 		lp.listeners = append(lp.listeners, a)
+		lp.accepting.Add(1)
 		go lp.acceptLoop(a)
 	}
 }
 
 // closeListeners stops the accept loops (drain, shutdown). mu is held.
+// Once the loops have ended (and reported what they accepted), the
+// supervisor is told with msgUnlistened: its Reload waits for that, so
+// that no client is accepted by an old generation after a reload.
 func (lp *loginProc) closeListeners() {
 	for _, a := range lp.listeners {
 		a.stop()
+	}
+	if len(lp.listeners) > 0 && !lp.unlisten {
+		lp.unlisten = true
+		go func() {
+			lp.accepting.Wait()
+			lp.report(msgUnlistened, 0, 0)
+		}()
 	}
 	lp.listeners = nil
 	if lp.slotFree != nil {
@@ -350,6 +363,7 @@ func (lp *loginProc) canAccept() bool {
 // socket until a client leaves. It closes the socket when it ends
 // (drain, shutdown).
 func (lp *loginProc) acceptLoop(a *acceptor) {
+	defer lp.accepting.Done()
 	defer unix.Close(a.lfd)
 	defer a.release()
 	for {

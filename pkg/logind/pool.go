@@ -106,6 +106,7 @@ type proc struct {
 	served    int
 	idleSince time.Time
 	stopSent  StopMode // highest stop mode sent, 0 = none
+	listening bool     // accepts from the listeners itself (until EventUnlistened or exit)
 	victim    bool     // counted in pool.inflight
 	readyT    *time.Timer
 }
@@ -279,6 +280,7 @@ func (p *pool) spawn(now time.Time) *proc {
 		return nil
 	}
 	pr.w = w // pid: pr.PID(), once forked
+	pr.listening = spec.Listeners != nil
 	p.procs[pr] = struct{}{}
 	p.counters.Spawned++
 	pr.readyT = time.AfterFunc(FirstStatusTimeout, func() {
@@ -505,9 +507,24 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 			}
 		}
 		p.dispatch(now)
+	case EventUnlistened:
+		pr.listening = false
 	case EventExit:
 		p.exited(pr, ev, now)
 	}
+}
+
+// oldListening reports whether a process of a generation before the
+// pool's current one still accepts clients from the listeners itself.
+func (p *pool) oldListening() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for pr := range p.procs {
+		if pr.listening && pr.gen != p.gen && !pr.exited {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *pool) exited(pr *proc, ev WorkerEvent, now time.Time) {
@@ -515,6 +532,7 @@ func (p *pool) exited(pr *proc, ev WorkerEvent, now time.Time) {
 		return
 	}
 	pr.exited = true
+	pr.listening = false
 	if pr.readyT != nil {
 		pr.readyT.Stop()
 	}

@@ -43,6 +43,10 @@ const (
 	msgState    = 'T'
 	msgClosed   = 'X'
 	msgBatch    = 'B'
+	// msgUnlistened: a high-performance process has closed its
+	// listening sockets and will accept no more clients (after a drain or
+	// shutdown notice); everything it accepted was reported before it.
+	msgUnlistened = 'U'
 )
 
 // ConnState is where a client connection is in its life, as the

@@ -68,6 +68,10 @@ const (
 	// EventAccepted: the process accepted client Conn from a listener
 	// itself (WorkerSpec.Listeners); it is in State.
 	EventAccepted
+	// EventUnlistened: a process that accepted from WorkerSpec.Listeners
+	// has stopped doing so for good (after Stop); every client it
+	// accepted was reported before this event.
+	EventUnlistened
 )
 
 // WorkerEvent is one report about a login process.
@@ -93,6 +97,8 @@ func (e WorkerEvent) String() string {
 		return fmt.Sprintf("exit %d %s", e.ExitCode, e.Signal)
 	case EventAccepted:
 		return fmt.Sprintf("conn %d accepted (%s)", e.Conn, e.State)
+	case EventUnlistened:
+		return "unlistened"
 	}
 	return "?"
 }

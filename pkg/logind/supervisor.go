@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -146,14 +147,37 @@ func (s *Supervisor) Run(ctx context.Context, cfg *Config) error {
 // ReloadShutdownDelay), as Dovecot's master does on SIGHUP. On error
 // (a listener that cannot be opened) the old configuration stays in
 // force for everything not yet switched, and the error says what failed.
+//
+// Reload returns once no high-performance process of an older
+// generation accepts clients any more (each reports when its accept
+// loops have ended; at most ReloadSettleTimeout): every client that
+// connects after Reload returns is served with cfg. Dovecot's master
+// returns at once, and old processes go on accepting until they have
+// handled its SIGQUIT.
 func (s *Supervisor) Reload(cfg *Config) error {
 	if err := prepareBaseDir(cfg); err != nil {
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.apply(cfg)
+	err := s.apply(cfg)
+	pools := maps.Clone(s.pools)
+	s.mu.Unlock()
+	deadline := time.Now().Add(ReloadSettleTimeout)
+	for name, p := range pools {
+		for p.oldListening() {
+			if time.Now().After(deadline) {
+				s.log().Warn("reload: old login processes still accepting", "service", name, "waited", ReloadSettleTimeout)
+				return err
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return err
 }
+
+// ReloadSettleTimeout bounds how long Reload waits for the old
+// generation's high-performance processes to stop accepting.
+const ReloadSettleTimeout = 2 * time.Second
 
 // apply opens/keeps/closes listeners and creates/reconfigures pools for
 // cfg. s.mu is held.

@@ -18,26 +18,31 @@ var (
 	errNotNow         = errors.New("not accepting now")
 )
 
-// acceptor accepts from a listening socket that several processes share
-// (the supervisor and a service's high-performance login processes). It
-// waits in its own epoll set with EPOLLEXCLUSIVE, so that a connection
+// acceptor accepts from listening sockets that several processes share
+// (the supervisor and a service's high-performance login processes): one
+// socket in the supervisor, all of a service's sockets in a login process,
+// which therefore takes exactly one client at a time whatever the number of
+// listeners (so it never goes over client_limit). It waits in its own
+// epoll set with EPOLLEXCLUSIVE, so that a connection
 // wakes one waiting process rather than all of them (Dovecot wakes every
 // process polling the socket; the losers get EAGAIN), and it waits in
 // epoll_wait on its own thread, not in the Go netpoller: the socket is
 // never registered there, so a process that is not accepting is not
 // woken by connections at all.
 type acceptor struct {
-	lfd    int
+	lfds   []int
+	turn   int // the socket tried first by the next accept (round robin)
 	ep     int
 	efd    int // eventfd that stop writes, to wake a waiting next
 	closed atomic.Bool
 }
 
-// newAcceptor waits on listening socket lfd. exclusive: an
-// EPOLLEXCLUSIVE wait (login processes); the supervisor waits
-// non-exclusively, so that it never takes a wake-up away from a process
-// (the kernel wakes every non-exclusive waiter and one exclusive one).
-func newAcceptor(lfd int, exclusive bool) (*acceptor, error) {
+// newAcceptor waits on the listening sockets lfds (it does not own or
+// close them). exclusive: an EPOLLEXCLUSIVE wait (login processes); the
+// supervisor waits non-exclusively, so that it never takes a wake-up
+// away from a process (the kernel wakes every non-exclusive waiter and
+// one exclusive one).
+func newAcceptor(lfds []int, exclusive bool) (*acceptor, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -47,14 +52,16 @@ func newAcceptor(lfd int, exclusive bool) (*acceptor, error) {
 		unix.Close(ep)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	a := &acceptor{lfd: lfd, ep: ep, efd: efd}
+	a := &acceptor{lfds: lfds, ep: ep, efd: efd}
 	events := uint32(unix.EPOLLIN)
 	if exclusive {
 		events |= unix.EPOLLEXCLUSIVE
 	}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: events, Fd: int32(lfd)}); err != nil {
-		a.release()
-		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	for _, lfd := range lfds {
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: events, Fd: int32(lfd)}); err != nil {
+			a.release()
+			return nil, fmt.Errorf("epoll_ctl(%d): %w", lfd, err)
+		}
 	}
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
 		a.release()
@@ -63,14 +70,14 @@ func newAcceptor(lfd int, exclusive bool) (*acceptor, error) {
 	return a, nil
 }
 
-// next returns the next connection (non-blocking, close-on-exec), waiting
-// for one as long as needed. may, if not nil, is asked after each
+// next returns the next connection (non-blocking, close-on-exec) from any
+// of the sockets, taking them in turn, waiting for one as long as needed. may, if not nil, is asked after each
 // wake-up; if it says no, next returns errNotNow without accepting.
 // Other errors: errAcceptorClosed after stop, or accept4's (EMFILE and
 // the like: the caller decides whether to retry). Only one goroutine may
 // call next at a time.
 func (a *acceptor) next(may func() bool) (int, unix.Sockaddr, error) {
-	evs := make([]unix.EpollEvent, 2)
+	evs := make([]unix.EpollEvent, len(a.lfds)+1)
 	for woken := false; ; woken = true {
 		if a.closed.Load() {
 			return -1, nil, errAcceptorClosed
@@ -78,12 +85,22 @@ func (a *acceptor) next(may func() bool) (int, unix.Sockaddr, error) {
 		if woken && may != nil && !may() {
 			return -1, nil, errNotNow
 		}
-		nfd, sa, err := unix.Accept4(a.lfd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
-		if err == nil {
-			return nfd, sa, nil
-		}
-		if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
-			return -1, nil, err
+		var err error
+		for range a.lfds {
+			lfd := a.lfds[a.turn]
+			a.turn = (a.turn + 1) % len(a.lfds)
+			var nfd int
+			var sa unix.Sockaddr
+			nfd, sa, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+			if err == nil {
+				return nfd, sa, nil
+			}
+			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
+				return -1, nil, err
+			}
+			if err != unix.EAGAIN {
+				break // EINTR, ECONNABORTED: try again before waiting
+			}
 		}
 		if err == unix.EAGAIN {
 			if _, err := unix.EpollWait(a.ep, evs, -1); err != nil && err != unix.EINTR {

@@ -319,6 +319,56 @@ func TestHighPerformanceSpillOverCrashAndReplacement(t *testing.T) {
 	}
 }
 
+// TestHighPerformanceClientLimitAcrossListeners: a process accepting from
+// two listeners at once still never holds more than client_limit clients
+// (one accept loop for all of a process's listeners); clients arriving on
+// both at once spill over to further processes and all are greeted.
+func TestHighPerformanceClientLimitAcrossListeners(t *testing.T) {
+	port2 := freePort(t)
+	l := startLab(t, "imap-login", "", fmt.Sprintf("inet_listener imap2 {\n  port = %d\n }\nservice_count = 0\nclient_limit = 3\nprocess_min_avail = 1\nprocess_limit = 10", port2))
+	l.waitFor("one preforked process", func(s ServiceStatus) bool { return readyProcs(s) == 1 })
+	const n = 24
+	var wg sync.WaitGroup
+	greetings := make([]string, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			port := l.port
+			if i%2 == 1 {
+				port = port2
+			}
+			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 5*time.Second)
+			if err != nil {
+				greetings[i] = err.Error()
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			g, _ := bufio.NewReader(c).ReadString('\n')
+			greetings[i] = g
+		}(i)
+	}
+	wg.Wait()
+	for i, g := range greetings {
+		if !strings.HasPrefix(g, "* OK") {
+			t.Errorf("client %d: %q", i, g)
+		}
+	}
+	st := l.waitFor("all 24 logging in", func(s ServiceStatus) bool {
+		n := 0
+		for _, p := range s.Procs {
+			n += p.LoggingIn
+		}
+		return n == 24
+	})
+	for _, p := range st.Procs {
+		if p.Served > 3 || p.LoggingIn+p.Checking > 3 {
+			t.Errorf("process %d: served %d, holds %d clients; client_limit is 3", p.PID, p.Served, p.LoggingIn+p.Checking)
+		}
+	}
+}
+
 // TestHighPerformanceDirectAcceptEviction: high-performance processes
 // accept by themselves; at process_limit x client_limit the supervisor
 // takes the next arrival, evicts the oldest logging-in client of all

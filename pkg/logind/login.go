@@ -302,8 +302,9 @@ func (lp *loginProc) shutdown() {
 	}
 }
 
-// startAccepting starts one accept loop per listening socket passed by
-// the supervisor (fds 4, 5, ...; none in high-security mode).
+// startAccepting starts the accept loop over the listening sockets passed
+// by the supervisor (fds 4, 5, ...; none in high-security mode): one loop
+// for all of them, so that the process takes one client at a time.
 func (lp *loginProc) startAccepting() {
 	if lp.in.Listeners == 0 {
 		return
@@ -311,20 +312,24 @@ func (lp *loginProc) startAccepting() {
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
 	lp.slotFree = make(chan struct{})
-	for i := 0; i < lp.in.Listeners; i++ {
-		fd := 4 + i
-		a, err := newAcceptor(fd, true)
-		if err != nil {
-			logLine("ERROR", "listener fd %d: %v", fd, err)
-			continue
-		}
-		// A raw fd, never an *os.File: that would register the
-		// (non-blocking) socket with the netpoller, which would then wake
-		// this process for every connection, even when it is full.
-		lp.listeners = append(lp.listeners, a)
-		lp.accepting.Add(1)
-		go lp.acceptLoop(a)
+	fds := make([]int, lp.in.Listeners)
+	for i := range fds {
+		fds[i] = 4 + i
 	}
+	// Raw fds, never *os.File: that would register the (non-blocking)
+	// sockets with the netpoller, which would then wake this process for
+	// every connection, even when it is full.
+	a, err := newAcceptor(fds, true)
+	if err != nil {
+		logLine("ERROR", "listeners: %v", err)
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return
+	}
+	lp.listeners = append(lp.listeners, a)
+	lp.accepting.Add(1)
+	go lp.acceptLoop(a)
 }
 
 // closeListeners stops the accept loops (drain, shutdown). mu is held.
@@ -350,21 +355,27 @@ func (lp *loginProc) closeListeners() {
 }
 
 // canAccept reports whether a direct accept may take a slot. mu is held.
-// Each listener's loop checks on its own, so with several listeners the
-// process can go over client_limit by at most (listeners - 1) for a
-// moment (NoFile leaves room for that).
+// The accept loop asks before it waits and takes one client at a time
+// from all listeners, so a process holds at most client_limit clients;
+// the one exception is a moment after an eviction, when the supervisor's
+// replacement client can arrive while the accept loop takes a client it
+// was already woken for and the victim is still closing (one over).
 func (lp *loginProc) canAccept() bool {
 	return !lp.draining && len(lp.listeners) > 0 && lp.count()+lp.reserved < lp.in.ClientLimit
 }
 
-// acceptLoop accepts clients from one listening socket (shared with the
+// acceptLoop accepts clients from the listening sockets (shared with the
 // supervisor and the service's other processes, see acceptor) while the
-// process has a free slot; when it is full, it stops waiting on the
-// socket until a client leaves. It closes the socket when it ends
-// (drain, shutdown).
+// process has a free slot; when it is full, it stops waiting on them
+// until a client leaves. It closes the sockets when it ends (drain,
+// shutdown).
 func (lp *loginProc) acceptLoop(a *acceptor) {
 	defer lp.accepting.Done()
-	defer unix.Close(a.lfd)
+	defer func() {
+		for _, fd := range a.lfds {
+			unix.Close(fd)
+		}
+	}()
 	defer a.release()
 	for {
 		lp.mu.Lock()
@@ -379,6 +390,9 @@ func (lp *loginProc) acceptLoop(a *acceptor) {
 			lp.mu.Lock()
 		}
 		lp.mu.Unlock()
+		// No second look at canAccept once woken: with EPOLLEXCLUSIVE
+		// the wake-up was this process's alone, and a client left in the
+		// queue would wait for the next arrival to wake another process.
 		nfd, sa, err := a.next(nil)
 		switch err {
 		case nil:

@@ -280,7 +280,7 @@ func (s *Supervisor) listen(network, addr string, svc *Service) (*listener, erro
 	if err != nil {
 		return nil, err
 	}
-	a, err := newAcceptor(int(f.Fd()), false)
+	a, err := newAcceptor([]int{int(f.Fd())}, false)
 	if err != nil {
 		f.Close()
 		return nil, err

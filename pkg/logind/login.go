@@ -284,9 +284,20 @@ func (lp *loginProc) handle(pk packet) (code int, stop bool) {
 
 // shutdown tells every client goodbye and waits (at most 2 s) for them.
 func (lp *loginProc) shutdown() {
+	deadline := time.After(2 * time.Second)
 	lp.mu.Lock()
 	lp.draining = true
 	lp.closeListeners()
+	lp.mu.Unlock()
+	// A client being set up by the accept loop (greeted, not yet in
+	// clients) must get its goodbye too: let the loop finish first.
+	loops := make(chan struct{})
+	go func() { lp.accepting.Wait(); close(loops) }()
+	select {
+	case <-loops:
+	case <-deadline:
+	}
+	lp.mu.Lock()
 	var wg sync.WaitGroup
 	for _, cl := range lp.clients {
 		wg.Add(1)
@@ -298,7 +309,7 @@ func (lp *loginProc) shutdown() {
 	go func() { wg.Wait(); close(ch) }()
 	select {
 	case <-ch:
-	case <-time.After(2 * time.Second):
+	case <-deadline:
 	}
 }
 

@@ -23,6 +23,8 @@ var globalDefaults = []struct{ name, def string }{
 	{"default_login_user", "dovenull"},
 	{"default_process_limit", "100"},
 	{"default_vsz_limit", "256M"},
+	{"haproxy_timeout", "3 secs"},
+	{"haproxy_trusted_networks", ""},
 	{"listen", "*, ::"},
 	{"login_access_sockets", ""},
 	{"login_greeting", "loginsvc ready."},
@@ -132,7 +134,18 @@ type Config struct {
 	// SSLMinProtocol is the lowest TLS version accepted (ssl_min_protocol:
 	// TLSv1, TLSv1.1, TLSv1.2 (default), TLSv1.3), a crypto/tls constant.
 	SSLMinProtocol uint16
+	// HAProxyTrustedNetworks are the networks (haproxy_trusted_networks,
+	// separated by spaces or commas; default none) from which a
+	// connection to a haproxy = yes listener may come: a peer outside
+	// them is closed before anything is read or written.
+	HAProxyTrustedNetworks []netip.Prefix
+	// HAProxyTimeout bounds the wait for the PROXY header, from accept
+	// (haproxy_timeout, default DefaultHAProxyTimeout).
+	HAProxyTimeout time.Duration
 }
+
+// DefaultHAProxyTimeout is the default haproxy_timeout, Dovecot's 3 s.
+const DefaultHAProxyTimeout = 3 * time.Second
 
 // Service is one login service ("service imap-login { }").
 type Service struct {
@@ -407,18 +420,21 @@ func (c *Config) validate() ErrorList {
 		for k := range m {
 			if k == "login_trusted_networks" {
 				at = posOf(c.pos, proto+"/"+k)
-				for _, n := range strings.Fields(strings.ReplaceAll(m[k], ",", " ")) {
-					if _, err := parseNetwork(n); err != nil {
-						bad("protocol %s: login_trusted_networks: %v", proto, err)
-					}
+				for _, err := range parseNetworks(m[k], nil) {
+					bad("protocol %s: login_trusted_networks: %v", proto, err)
 				}
 			}
 		}
 	}
-	for _, n := range strings.Fields(strings.ReplaceAll(g("login_trusted_networks"), ",", " ")) {
-		if _, err := parseNetwork(n); err != nil {
-			bad("login_trusted_networks: %v", err)
-		}
+	for _, err := range parseNetworks(g("login_trusted_networks"), nil) {
+		bad("login_trusted_networks: %v", err)
+	}
+	c.HAProxyTrustedNetworks = nil
+	for _, err := range parseNetworks(g("haproxy_trusted_networks"), &c.HAProxyTrustedNetworks) {
+		bad("haproxy_trusted_networks: %v", err)
+	}
+	if c.HAProxyTimeout, err = ParseDuration(g("haproxy_timeout")); err != nil || c.HAProxyTimeout <= 0 {
+		bad("haproxy_timeout: invalid time %q", c.values["haproxy_timeout"])
 	}
 	for _, s := range c.Services {
 		sv := func(k string) string {
@@ -481,11 +497,7 @@ func (c *Config) validate() ErrorList {
 		s.AccessSockets = strings.Fields(pv("login_access_sockets"))
 		s.Greeting = pv("login_greeting")
 		s.TrustedNetworks = nil
-		for _, n := range strings.Fields(strings.ReplaceAll(pv("login_trusted_networks"), ",", " ")) {
-			if pfx, err := parseNetwork(n); err == nil {
-				s.TrustedNetworks = append(s.TrustedNetworks, pfx)
-			}
-		}
+		parseNetworks(pv("login_trusted_networks"), &s.TrustedNetworks)
 		for _, l := range s.Listeners {
 			lv := func(k string) string {
 				at = posOf(l.pos, k)
@@ -549,6 +561,24 @@ func parseNetwork(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("invalid network %q", s)
 	}
 	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// parseNetworks parses a list of networks separated by spaces or commas
+// (login_trusted_networks, haproxy_trusted_networks), each as
+// parseNetwork does. It appends the valid ones to *out if out is not
+// nil and returns an error for each invalid one.
+func parseNetworks(s string, out *[]netip.Prefix) []error {
+	var errs []error
+	for _, n := range strings.Fields(strings.ReplaceAll(s, ",", " ")) {
+		p, err := parseNetwork(n)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case out != nil:
+			*out = append(*out, p)
+		}
+	}
+	return errs
 }
 
 func parseBool(s string) (bool, error) {

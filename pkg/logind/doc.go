@@ -22,7 +22,8 @@
 //
 // Global settings: base_dir, default_client_limit (1000),
 // default_process_limit (100), default_vsz_limit (256M),
-// default_idle_kill (1 min), default_login_user (dovenull), listen,
+// default_idle_kill (1 min), default_login_user (dovenull),
+// haproxy_trusted_networks (none), haproxy_timeout (3 secs), listen,
 // login_access_sockets, login_greeting, login_trusted_networks,
 // protocols (imap pop3), shutdown_clients (yes), ssl (no, yes, required),
 // ssl_cert, ssl_key (PEM, normally "<file"), ssl_min_protocol (TLSv1.2;
@@ -38,7 +39,7 @@
 // # Differences from Dovecot
 //
 // Only login services exist; any other service section is an error.
-// haproxy = yes is parsed but not implemented yet. With ssl = no, an
+// With ssl = no, an
 // ssl = yes listener is not opened (as Dovecot's master does). With ssl
 // = yes or required, ssl_cert and ssl_key must be set and form a key
 // pair (checked when parsing). Only crypto/tls's protocols exist: no
@@ -54,4 +55,31 @@
 // process's memory (see tls.go and docs/loginsvc.md). vsz_limit is RLIMIT_DATA
 // plus the Go memory limit, not RLIMIT_AS, and must be at least 16M (see
 // the Sandbox section of the supervisor documentation).
+//
+// # HAProxy
+//
+// On an inet_listener with haproxy = yes, a PROXY protocol header comes
+// first, as in Dovecot (haproxy.go): before the access checks and before
+// any byte is written, the peer (the proxy) must be in
+// haproxy_trusted_networks (else the warning "haproxy: Client not
+// trusted (rip=PROXY)" and close), and a v1 (at most 107 bytes) or v2
+// (at most 1500 bytes, TLVs included) header must arrive within
+// haproxy_timeout of accept. TCP over IPv4 or IPv6 replaces the client's
+// remote and local addresses; v1 UNKNOWN, v2 LOCAL and v2 AF_UNIX keep
+// the connection's own; UDP and malformed TLVs are errors; a v2 SSL TLV
+// with the client-SSL bit is recorded as TLS terminated by the proxy. On
+// any failure the connection is closed without a byte written, logging
+// "haproxy: Client disconnected: Failed to read valid HAproxy data:
+// WHY", "haproxy: Client timed out" or "haproxy: Client disconnected"
+// with the proxy as rip. Unlike Dovecot, the header may arrive in
+// several reads; like it, nothing after the header is read (a command
+// pipelined behind it is served). Afterwards every "rip=" is the
+// forwarded client's address.
+//
+// Deployment note: the login_access_sockets are asked with the client
+// socket itself (passed as SCM_RIGHTS, Dovecot's wire protocol has no
+// address field), so tcpwrap judges the proxy's address, not the
+// forwarded one, exactly as with Dovecot: hosts.allow must allow the
+// proxies, and per-client rules do not apply to proxied clients (the
+// "Client refused" log line still names the forwarded client).
 package logind

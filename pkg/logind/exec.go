@@ -131,6 +131,10 @@ func (r *ExecRunner) initFor(spec WorkerSpec) (*workerInit, error) {
 	for _, n := range s.TrustedNetworks {
 		in.TrustedNetworks = append(in.TrustedNetworks, n.String())
 	}
+	if in.HAProxyListen = haproxyListenAddrs(s); len(in.HAProxyListen) > 0 {
+		in.HAProxyTrusted = spec.Config.HAProxyTrustedNetworks
+		in.HAProxyTimeout = spec.Config.HAProxyTimeout
+	}
 	if r.NoSandbox {
 		in.Chroot = ""
 		return in, nil

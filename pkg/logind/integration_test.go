@@ -171,16 +171,23 @@ type tclient struct {
 
 func (l *lab) dial(src string) *tclient {
 	l.t.Helper()
+	return dialPort(l.t, l.port, src)
+}
+
+// dialPort connects to 127.0.0.1:port from src ("": any address); the
+// connection is closed at the end of the test.
+func dialPort(t *testing.T, port int, src string) *tclient {
+	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second}
 	if src != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
 	}
-	c, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(l.port))
+	c, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
-	l.t.Cleanup(func() { c.Close() })
-	return &tclient{t: l.t, c: c, r: bufio.NewReader(c)}
+	t.Cleanup(func() { c.Close() })
+	return &tclient{t: t, c: c, r: bufio.NewReader(c)}
 }
 
 // line reads one line (without CRLF), "EOF" at end of stream.
@@ -597,6 +604,29 @@ func TestControlSocket(t *testing.T) {
 // TestAccessChecks runs the access check against tcpwrapd (in-process
 // accessd on a socket inside the chroot) with two entries in order.
 func TestAccessChecksWithTcpwrapd(t *testing.T) {
+	base := startTcpwrapd(t)
+	l := startLab(t, "imap-login", "base_dir = "+base+"\nlogin_access_sockets = tcpwrapd/access /tcpwrapd/access", "service_count = 0")
+	ok := l.dial("127.0.0.1")
+	if g := ok.line(); !strings.HasPrefix(g, "* OK") {
+		t.Errorf("allowed client: %q", g)
+	}
+	no := l.dial("127.0.0.2")
+	if got := no.line(); got != "EOF" {
+		t.Errorf("refused client got %q, want EOF without a byte", got)
+	}
+	l.waitFor("refused counted", func(s ServiceStatus) bool { return s.Counters.Refused == 1 })
+	if !l.hasLog(`msg="access(tcpwrapd/access): Client refused (rip=127.0.0.2)"`) {
+		t.Errorf("no Dovecot refusal line in the log:\n%s", l.logs.String())
+	}
+}
+
+// startTcpwrapd runs tcpwrapd (in-process accessd) with hosts.allow
+// "imap: 127.0.0.1" and hosts.deny "ALL: ALL" on
+// BASE/login/tcpwrapd/access, BASE a new temporary directory meant as the
+// lab's base_dir (so that "tcpwrapd/access" is the socket inside the
+// chroot); it returns BASE. The daemon stops at the end of the test.
+func startTcpwrapd(t *testing.T) string {
+	t.Helper()
 	base := t.TempDir()
 	sockDir := filepath.Join(base, "login", "tcpwrapd")
 	os.MkdirAll(sockDir, 0o755)
@@ -623,19 +653,7 @@ func TestAccessChecksWithTcpwrapd(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	l := startLab(t, "imap-login", "base_dir = "+base+"\nlogin_access_sockets = tcpwrapd/access /tcpwrapd/access", "service_count = 0")
-	ok := l.dial("127.0.0.1")
-	if g := ok.line(); !strings.HasPrefix(g, "* OK") {
-		t.Errorf("allowed client: %q", g)
-	}
-	no := l.dial("127.0.0.2")
-	if got := no.line(); got != "EOF" {
-		t.Errorf("refused client got %q, want EOF without a byte", got)
-	}
-	l.waitFor("refused counted", func(s ServiceStatus) bool { return s.Counters.Refused == 1 })
-	if !l.hasLog(`msg="access(tcpwrapd/access): Client refused (rip=127.0.0.2)"`) {
-		t.Errorf("no Dovecot refusal line in the log:\n%s", l.logs.String())
-	}
+	return base
 }
 
 // TestAccessChecksWithDovecotTcpwrap asks Dovecot's own tcpwrap, run by a

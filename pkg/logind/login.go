@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -79,7 +80,7 @@ func LoginProcessMain() int {
 		return 89
 	}
 	lp := &loginProc{in: &in, c: uc, clients: map[uint64]*client{}, proto: protocolFor(in.Protocol), host: hostname(),
-		tls: tlsConf, ssl: newSSLSet(in.SSLListen)}
+		tls: tlsConf, listen: newListenSet(in.SSLListen, in.HAProxyListen)}
 	for _, s := range in.TrustedNetworks {
 		if p, err := parseNetwork(s); err == nil {
 			lp.trusted = append(lp.trusted, p)
@@ -105,7 +106,7 @@ type loginProc struct {
 	host    string
 	trusted []netipPrefix
 	tls     *tls.Config // nil: ssl = no
-	ssl     sslSet      // local addresses of the ssl = yes listeners
+	listen  listenSet   // local addresses of the ssl = yes and haproxy = yes listeners
 
 	mu       sync.Mutex
 	wmu      sync.Mutex // send order; guards batch
@@ -461,10 +462,13 @@ func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce by
 	// Without access checks the greeting goes out at once, from this
 	// goroutine, with one write(2) on the (non-blocking) socket; the
 	// client goroutine then only reads commands. A client of an ssl = yes
-	// listener is greeted after its TLS handshake, in serve.
+	// listener is greeted after its TLS handshake, one of a haproxy = yes
+	// listener after its PROXY header, in serve.
 	greeted := false
-	implicitTLS := lp.tls != nil && lp.ssl.implicit(fd)
-	if len(lp.in.AccessSockets) == 0 && !implicitTLS {
+	flags := lp.listen.lookup(fd)
+	implicitTLS := lp.tls != nil && flags&listenSSL != 0
+	haproxy := flags&listenHAProxy != 0
+	if len(lp.in.AccessSockets) == 0 && !implicitTLS && !haproxy {
 		g := lp.proto.greeting(lp, false)
 		if n, err := syscall.Write(fd, []byte(g)); err == nil && n == len(g) {
 			greeted = true
@@ -478,7 +482,7 @@ func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce by
 	}
 	state(StateChecking)
 	tc := newSockConn(fd, remote)
-	cl := &client{id: id, lp: lp, c: tc, conn: tc, accepted: time.Now(), greeted: greeted, implicitTLS: implicitTLS}
+	cl := &client{id: id, lp: lp, c: tc, conn: tc, accepted: time.Now(), greeted: greeted, implicitTLS: implicitTLS, haproxy: haproxy}
 	lp.mu.Lock()
 	lp.starting--
 	added = true
@@ -550,9 +554,19 @@ func isReadErr(err error) bool {
 	return err != nil && len(err.Error()) > 5 && err.Error()[:5] == "read("
 }
 
-func remoteIP(c net.Conn) string {
+// remoteAddr is c's remote IP address, unmapped; the zero Addr if c is
+// not TCP.
+func remoteAddr(c net.Conn) netip.Addr {
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.AddrPort().Addr().Unmap().String()
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// remoteIP is remoteAddr as logged after "rip=" ("?" if unknown).
+func remoteIP(c net.Conn) string {
+	if a := remoteAddr(c); a.IsValid() {
+		return a.String()
 	}
 	return "?"
 }

@@ -34,6 +34,11 @@ type client struct {
 	// wantTLS: STARTTLS/STLS was accepted, the handshake follows the
 	// reply. Only the serving goroutine touches these.
 	implicitTLS, tlsActive, wantTLS bool
+	// haproxy: accepted on a haproxy = yes listener (the PROXY header
+	// comes first, see haproxy.go); haproxyTLS: the proxy said it
+	// terminated TLS for the client (v2 SSL TLV), which will make the
+	// client secured (spec §9.1) once authentication exists.
+	haproxy, haproxyTLS bool
 
 	mu     sync.Mutex
 	reason CloseReason
@@ -76,6 +81,12 @@ func (cl *client) serve() {
 	}()
 	deadline := cl.accepted.Add(cl.lp.in.PreloginTimeout)
 	if !cl.greeted {
+		if cl.haproxy {
+			if r, ok := cl.proxyHeader(deadline); !ok {
+				reason = r
+				return
+			}
+		}
 		if !cl.access() {
 			reason = CloseRefused
 			return
@@ -280,7 +291,7 @@ func (imap) command(cl *client, line string) (string, bool, bool) {
 		return tag + " OK Begin TLS negotiation now.\r\n", false, false
 	case "LOGIN", "AUTHENTICATE":
 		return tag + " NO [UNAVAILABLE] Authentication is not available yet.\r\n", false, false
-	case "XALLOC", "XPROXY", "XOPEN":
+	case "XALLOC", "XPROXY", "XOPEN", "XADDR":
 		if testHooks {
 			return cl.testHook(strings.ToUpper(cmd), args, tag+" OK\r\n"), false, false
 		}
@@ -456,9 +467,15 @@ func (sieve) notice(lp *loginProc, r CloseReason) string {
 // keeps that much memory (vsz_limit tests); XPROXY marks the client as
 // proxying (eviction tests before authentication exists); XOPEN <path>
 // tries to open a file from inside the login process (TLS key tests) and
-// answers "* XOPEN ok" or "* XOPEN <error>" before ok.
+// answers "* XOPEN ok" or "* XOPEN <error>" before ok; XADDR answers
+// "* XADDR <remote> <local> tls=<yes|no>" before ok: the client's
+// addresses as the process sees them and whether a PROXY header said the
+// proxy terminated TLS (haproxy tests).
 func (cl *client) testHook(cmd, args, ok string) string {
 	switch cmd {
+	case "XADDR":
+		tls := map[bool]string{true: "yes", false: "no"}[cl.haproxyTLS]
+		return "* XADDR " + cl.c.RemoteAddr().String() + " " + cl.c.LocalAddr().String() + " tls=" + tls + "\r\n" + ok
 	case "XALLOC":
 		n := 0
 		for _, ch := range strings.TrimSpace(args) {

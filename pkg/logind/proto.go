@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"syscall"
 	"time"
 )
@@ -138,6 +139,13 @@ type workerInit struct {
 	TLSCertLen     int
 	SSLMinProtocol uint16
 	SSLListen      []string
+	// HAProxy: HAProxyListen are the local addresses of the haproxy =
+	// yes listeners (a PROXY header precedes everything, see
+	// haproxy.go), HAProxyTrusted the haproxy_trusted_networks and
+	// HAProxyTimeout the haproxy_timeout.
+	HAProxyListen  []string
+	HAProxyTrusted []netip.Prefix
+	HAProxyTimeout time.Duration
 }
 
 // packet helpers

@@ -40,6 +40,9 @@ func sandbox(in *workerInit) error {
 	if in.PreloginTimeout <= 0 {
 		in.PreloginTimeout = 180 * time.Second
 	}
+	if in.HAProxyTimeout <= 0 {
+		in.HAProxyTimeout = DefaultHAProxyTimeout
+	}
 	if in.NoFile > 0 {
 		lim := syscall.Rlimit{Cur: in.NoFile, Max: in.NoFile}
 		var cur syscall.Rlimit

@@ -1,6 +1,7 @@
 package logind
 
 import (
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -65,6 +66,40 @@ func (c *sockConn) LocalAddr() net.Addr {
 		c.local = tcpAddr(sa)
 	}
 	return c.local
+}
+
+// setAddrs replaces the addresses RemoteAddr and LocalAddr return (with
+// those of a PROXY header).
+func (c *sockConn) setAddrs(remote, local net.Addr) { c.remote, c.local = remote, local }
+
+// peek waits, at most until the read deadline, for unread bytes and
+// copies as many as fit into p without consuming them (recv MSG_PEEK);
+// io.EOF when the peer has closed and nothing is left. It is how the
+// PROXY header is read without taking bytes past it (haproxy.go).
+func (c *sockConn) peek(p []byte) (int, error) {
+	rc, err := c.File.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			n, _, rerr = unix.Recvfrom(int(fd), p, unix.MSG_PEEK)
+			if rerr != unix.EINTR {
+				return rerr != unix.EAGAIN
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, os.NewSyscallError("recvfrom", rerr)
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // SetDeadline, SetReadDeadline and SetWriteDeadline are os.File's; they are

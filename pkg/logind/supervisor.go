@@ -196,6 +196,9 @@ func (s *Supervisor) apply(cfg *Config) error {
 			if l.Port == 0 || l.Disabled {
 				continue
 			}
+			if l.HAProxy && len(cfg.HAProxyTrustedNetworks) == 0 {
+				s.log().Warn("inet_listener has haproxy = yes but haproxy_trusted_networks is empty: every connection to it will be closed", "service", svc.Name, "listener", l.Name)
+			}
 			for _, a := range l.Addresses {
 				network, host := "tcp4", "0.0.0.0"
 				switch {

@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/netip"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -116,69 +114,4 @@ func serverTLSConfig(cert tls.Certificate, minVersion uint16) *tls.Config {
 		minVersion = tls.VersionTLS12
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: minVersion}
-}
-
-// sslListenAddrs returns the local addresses ("IP:port"; 0.0.0.0 and ::
-// for wildcards) of svc's ssl = yes listeners that are opened.
-func sslListenAddrs(svc *Service) []string {
-	var out []string
-	for _, l := range svc.Listeners {
-		if !l.SSL || l.Disabled || l.Port == 0 {
-			continue
-		}
-		for _, a := range l.Addresses {
-			var ip netip.Addr
-			switch a {
-			case "*":
-				ip = netip.IPv4Unspecified()
-			case "::":
-				ip = netip.IPv6Unspecified()
-			default:
-				var err error
-				if ip, err = netip.ParseAddr(strings.Trim(a, "[]")); err != nil {
-					continue // reported by Parse
-				}
-				ip = ip.Unmap()
-			}
-			out = append(out, netip.AddrPortFrom(ip, uint16(l.Port)).String())
-		}
-	}
-	return out
-}
-
-// sslSet matches a client socket's local address against the ssl = yes
-// listeners (exact address first, else a wildcard of the same family).
-type sslSet map[netip.AddrPort]bool
-
-func newSSLSet(addrs []string) sslSet {
-	s := sslSet{}
-	for _, a := range addrs {
-		if ap, err := netip.ParseAddrPort(a); err == nil {
-			s[ap] = true
-		}
-	}
-	return s
-}
-
-// implicit reports whether client socket fd was accepted on an ssl = yes
-// listener (one getsockname; false if there are none).
-func (s sslSet) implicit(fd int) bool {
-	if len(s) == 0 {
-		return false
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		return false
-	}
-	var ap netip.AddrPort
-	var any netip.Addr
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		ap, any = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)), netip.IPv4Unspecified()
-	case *unix.SockaddrInet6:
-		ap, any = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)), netip.IPv6Unspecified()
-	default:
-		return false
-	}
-	return s[ap] || s[netip.AddrPortFrom(any, ap.Port())]
 }

@@ -2,7 +2,6 @@ package logind
 
 import (
 	"bufio"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -25,7 +24,6 @@ import (
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/dovecotlab"
-	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
 )
 
 // testCert writes a fresh self-signed certificate for localhost and
@@ -313,31 +311,7 @@ func (c *countingConn) Read(b []byte) (int, error) {
 // check runs first; a refused client gets its connection closed without
 // a single byte, TLS or otherwise, even after sending its ClientHello.
 func TestTLSAccessDenyBeforeHandshake(t *testing.T) {
-	base := t.TempDir()
-	sockDir := filepath.Join(base, "login", "tcpwrapd")
-	os.MkdirAll(sockDir, 0o755)
-	allow, deny := filepath.Join(base, "hosts.allow"), filepath.Join(base, "hosts.deny")
-	os.WriteFile(allow, []byte("imap: 127.0.0.1\n"), 0o644)
-	os.WriteFile(deny, []byte("ALL: ALL\n"), 0o644)
-	uid, gid := -1, -1
-	if os.Geteuid() == 0 {
-		uid, gid, _ = dovecotlab.LookupIDs("dovenull")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	adone := make(chan error, 1)
-	go func() {
-		adone <- accessd.Run(ctx, accessd.Config{Listen: filepath.Join(sockDir, "access"), SocketUID: uid, SocketGID: gid, AllowFile: allow, DenyFile: deny, ReloadInterval: -1})
-	}()
-	t.Cleanup(func() { cancel(); <-adone })
-	for i := 0; ; i++ {
-		if _, err := os.Stat(filepath.Join(sockDir, "access")); err == nil {
-			break
-		}
-		if i > 200 {
-			t.Fatal("tcpwrapd socket did not appear")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	base := startTcpwrapd(t)
 	for _, mode := range []string{"service_count = 1", "service_count = 0\nprocess_min_avail = 1"} {
 		t.Run(strings.Fields(mode)[2], func(t *testing.T) {
 			l, sport, pool, _ := tlsLab(t, "imap-login", "base_dir = "+base+"\nlogin_access_sockets = tcpwrapd/access", mode)

@@ -1,0 +1,112 @@
+package logind
+
+import (
+	"net/netip"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Per-listener options that a login process needs for each client
+// (ssl = yes, haproxy = yes). Dovecot's master passes them with each
+// listening socket (SOCKETn_SETTINGS); here the supervisor passes the
+// local addresses of the listeners that have them (workerInit.SSLListen,
+// HAProxyListen), and a login process looks a client socket's local
+// address up, because in high-security mode it only ever sees the
+// accepted socket.
+
+// listenerFlags are the options of the listener a client came in on.
+type listenerFlags uint8
+
+const (
+	listenSSL     listenerFlags = 1 << iota // ssl = yes: implicit TLS
+	listenHAProxy                           // haproxy = yes: a PROXY header comes first
+)
+
+// listenAddrs returns the local addresses ("IP:port"; 0.0.0.0 and :: for
+// wildcards) of svc's opened listeners for which want is true.
+func listenAddrs(svc *Service, want func(*Listener) bool) []string {
+	var out []string
+	for _, l := range svc.Listeners {
+		if !want(l) || l.Disabled || l.Port == 0 {
+			continue
+		}
+		for _, a := range l.Addresses {
+			var ip netip.Addr
+			switch a {
+			case "*":
+				ip = netip.IPv4Unspecified()
+			case "::":
+				ip = netip.IPv6Unspecified()
+			default:
+				var err error
+				if ip, err = netip.ParseAddr(strings.Trim(a, "[]")); err != nil {
+					continue // reported by Parse
+				}
+				ip = ip.Unmap()
+			}
+			out = append(out, netip.AddrPortFrom(ip, uint16(l.Port)).String())
+		}
+	}
+	return out
+}
+
+// sslListenAddrs returns the local addresses of svc's ssl = yes listeners.
+func sslListenAddrs(svc *Service) []string {
+	return listenAddrs(svc, func(l *Listener) bool { return l.SSL })
+}
+
+// haproxyListenAddrs returns the local addresses of svc's haproxy = yes
+// listeners.
+func haproxyListenAddrs(svc *Service) []string {
+	return listenAddrs(svc, func(l *Listener) bool { return l.HAProxy })
+}
+
+// listenSet maps the local addresses of the listeners that have options
+// to those options.
+type listenSet map[netip.AddrPort]listenerFlags
+
+// newListenSet builds the set from the addresses of the ssl = yes and the
+// haproxy = yes listeners (as listenAddrs returns them).
+func newListenSet(ssl, haproxy []string) listenSet {
+	s := listenSet{}
+	for _, l := range []struct {
+		addrs []string
+		flag  listenerFlags
+	}{{ssl, listenSSL}, {haproxy, listenHAProxy}} {
+		for _, a := range l.addrs {
+			if ap, err := netip.ParseAddrPort(a); err == nil {
+				s[ap] |= l.flag
+			}
+		}
+	}
+	return s
+}
+
+// lookup returns the options of the listener client socket fd was
+// accepted on: those of its exact local address, else those of a
+// wildcard listener of the same family and port. It costs one
+// getsockname, none when no listener has options; 0 if that fails.
+func (s listenSet) lookup(fd int) listenerFlags {
+	if len(s) == 0 {
+		return 0
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0
+	}
+	var ap netip.AddrPort
+	var any netip.Addr
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		ap, any = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)), netip.IPv4Unspecified()
+	case *unix.SockaddrInet6:
+		ap, any = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)), netip.IPv6Unspecified()
+	default:
+		return 0
+	}
+	if f, ok := s[ap]; ok {
+		return f
+	}
+	return s[netip.AddrPortFrom(any, ap.Port())]
+}

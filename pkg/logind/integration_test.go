@@ -376,6 +376,26 @@ func TestHighPerformanceClientLimitAcrossListeners(t *testing.T) {
 	}
 }
 
+// TestShutdownWhileSpawningForAnotherListener: with two listeners and no
+// preforked process, a client on one listener makes the supervisor spawn
+// (duplicating both listening sockets) while shutdown closes the other
+// listener; pools stop spawning before any listener is closed, so the
+// two never meet (go test -race saw them meet before).
+func TestShutdownWhileSpawningForAnotherListener(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		port2 := freePort(t)
+		l := startLab(t, "imap-login", "", fmt.Sprintf("inet_listener imap2 {\n  port = %d\n }\nservice_count = 0\nprocess_min_avail = 0", port2))
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port2), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.stop(); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
 // TestHighPerformanceDirectAcceptEviction: high-performance processes
 // accept by themselves; at process_limit x client_limit the supervisor
 // takes the next arrival, evicts the oldest logging-in client of all

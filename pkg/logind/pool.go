@@ -694,6 +694,14 @@ func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
 	}
 }
 
+// stopSpawning makes the pool start no more processes (the first step of
+// shutdown); a spawn in progress has finished when it returns.
+func (p *pool) stopSpawning() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopIdle()
+}
+
 // stopIdle sets stopping and ends the idle loop; mu is held.
 func (p *pool) stopIdle() {
 	if !p.stopping {

@@ -247,17 +247,26 @@ func (s *Supervisor) apply(cfg *Config) error {
 			}
 		}
 	}
+	// Pools that go away stop spawning before any listener is closed: a
+	// spawn duplicates its pool's listening sockets (ExecRunner.Start),
+	// and must never meet one being closed. Pools that stay were
+	// reconfigured above and no longer spawn with removed listeners.
+	var gone []*pool
+	for name, p := range s.pools {
+		if cfg.Service(name) == nil || !contains(enabledNames(cfg), name) {
+			delete(s.pools, name)
+			p.stopSpawning()
+			gone = append(gone, p)
+		}
+	}
 	for key, ln := range s.lns {
 		if want[key] == nil {
 			ln.close()
 			delete(s.lns, key)
 		}
 	}
-	for name, p := range s.pools {
-		if cfg.Service(name) == nil || !contains(enabledNames(cfg), name) {
-			delete(s.pools, name)
-			go p.shutdown(context.Background(), s.grace())
-		}
+	for _, p := range gone {
+		go p.shutdown(context.Background(), s.grace())
 	}
 	s.cfg = cfg
 	return errors.Join(errs...)
@@ -343,6 +352,11 @@ func (s *Supervisor) acceptLoop(ln *listener) {
 
 func (s *Supervisor) stopAll(ctx context.Context) {
 	s.mu.Lock()
+	// No spawn may be duplicating a listening socket while it is closed
+	// (see apply).
+	for _, p := range s.pools {
+		p.stopSpawning()
+	}
 	for _, ln := range s.lns {
 		ln.close()
 	}

@@ -297,6 +297,9 @@ func checkSandboxed(t *testing.T, pid int, root string) {
 func TestHighPerformanceSpillOverCrashAndReplacement(t *testing.T) {
 	l := startLab(t, "imap-login", "", "service_count = 0\nclient_limit = 3\nprocess_min_avail = 1\nprocess_limit = 3")
 	l.waitFor("one preforked process", func(s ServiceStatus) bool { return readyProcs(s) == 1 })
+	if p := l.status().Procs[0]; procEnv(t, p.PID, "GOMAXPROCS") != "" {
+		t.Errorf("high-performance process %d: GOMAXPROCS set; it should use every CPU", p.PID)
+	}
 	var cs []*tclient
 	for i := 0; i < 4; i++ {
 		c := l.dial("")
@@ -617,8 +620,30 @@ func TestControlSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(st.Services) != 1 || st.Services[0].Name != "pop3-login" || len(st.Services[0].Procs) != 2 || st.Services[0].Mode != "high-security" {
-		t.Errorf("status %+v", st)
+		t.Fatalf("status %+v", st)
 	}
+	// A one-client process runs on one P.
+	for _, p := range st.Services[0].Procs {
+		if got := procEnv(t, p.PID, "GOMAXPROCS"); got != "1" {
+			t.Errorf("high-security process %d: GOMAXPROCS=%q, want 1", p.PID, got)
+		}
+	}
+}
+
+// procEnv is the value of name in the environment of process pid ("" if
+// unset).
+func procEnv(t *testing.T, pid int, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // TestAccessChecks runs the access check against tcpwrapd (in-process

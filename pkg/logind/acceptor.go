@@ -125,20 +125,26 @@ func (a *acceptor) release() {
 	unix.Close(a.efd)
 }
 
-// listenTCP opens a listening TCP socket (SO_REUSEADDR, IPV6_V6ONLY for
+// listenTCP opens a listening TCP socket (SO_REUSEADDR, SO_REUSEPORT if
+// reusePort (inet_listener reuse_port = yes, as Dovecot's master sets it:
+// other programs may then bind the same port too), IPV6_V6ONLY for
 // tcp6, backlog capped by net.core.somaxconn) and returns it as an
 // *os.File that is NOT registered with the Go netpoller (see acceptor)
 // but is in non-blocking mode.
-func listenTCP(network, addr string) (*os.File, error) {
+func listenTCP(network, addr string, reusePort bool) (*os.File, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return nil, err
 	}
-	family := unix.AF_INET
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().Unmap().As4()}
-	if network == "tcp6" {
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	var family int
+	var sa unix.Sockaddr
+	switch a := ap.Addr().Unmap(); {
+	case network == "tcp4" && a.Is4():
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
+	case network == "tcp6":
+		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	default:
+		return nil, fmt.Errorf("listen %s %s: address family mismatch", network, addr)
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -150,6 +156,11 @@ func listenTCP(network, addr string) (*os.File, error) {
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fail("setsockopt", err)
+	}
+	if reusePort {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return fail("setsockopt", err)
+		}
 	}
 	if family == unix.AF_INET6 {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {

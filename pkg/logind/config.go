@@ -3,8 +3,11 @@ package logind
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -248,6 +251,11 @@ func (c *Config) Enabled() []*Service {
 // base_dir/loginsvc.ctl.
 func (c *Config) ControlSocket() string { return filepath.Join(c.BaseDir, "loginsvc.ctl") }
 
+// PIDFile is base_dir/loginsvc.pid: the running supervisor's pid, locked
+// (flock) while it runs so that a second one with the same base_dir
+// refuses to start.
+func (c *Config) PIDFile() string { return filepath.Join(c.BaseDir, "loginsvc.pid") }
+
 func contains(l []string, s string) bool {
 	for _, x := range l {
 		if x == s {
@@ -353,6 +361,11 @@ func (c *Config) validate() ErrorList {
 		return c.values[k]
 	}
 	var err error
+	if _, errs := parseListenAddresses(g("listen")); len(errs) > 0 {
+		for _, e := range errs {
+			bad("listen: %s", e)
+		}
+	}
 	if c.BaseDir = g("base_dir"); !filepath.IsAbs(c.BaseDir) {
 		bad("base_dir: must be an absolute path: %q", c.BaseDir)
 	}
@@ -489,13 +502,21 @@ func (c *Config) validate() ErrorList {
 		pv := func(k string) string {
 			if m := c.protoSet[s.Protocol]; m != nil {
 				if v, ok := m[k]; ok {
+					at = posOf(c.pos, s.Protocol+"/"+k)
 					return v
 				}
 			}
+			at = posOf(c.pos, k)
 			return c.values[k]
 		}
 		s.AccessSockets = strings.Fields(pv("login_access_sockets"))
-		s.Greeting = pv("login_greeting")
+		// A "<file" value keeps the file's final newline (as in
+		// Dovecot); a greeting is one protocol line, so that newline goes
+		// and any other line break is an error.
+		s.Greeting = strings.TrimRight(pv("login_greeting"), "\r\n")
+		if strings.ContainsAny(s.Greeting, "\r\n\x00") {
+			bad("login_greeting: must be one line (it contains a line break or NUL)")
+		}
 		s.TrustedNetworks = nil
 		parseNetworks(pv("login_trusted_networks"), &s.TrustedNetworks)
 		for _, l := range s.Listeners {
@@ -503,18 +524,14 @@ func (c *Config) validate() ErrorList {
 				at = posOf(l.pos, k)
 				return l.values[k]
 			}
-			addr := lv("address")
-			if addr == "" {
-				addr = g("listen")
-			}
-			l.Addresses = strings.Fields(strings.ReplaceAll(addr, ",", " "))
-			for _, a := range l.Addresses {
-				if a == "*" || a == "::" {
-					continue
+			var errs []string
+			if addr := lv("address"); addr != "" {
+				l.Addresses, errs = parseListenAddresses(addr)
+				for _, e := range errs {
+					bad("service %s: inet_listener %s: address: %s", s.Name, l.Name, e)
 				}
-				if _, err := netip.ParseAddr(strings.Trim(a, "[]")); err != nil {
-					bad("service %s: inet_listener %s: address: invalid IP %q", s.Name, l.Name, a)
-				}
+			} else {
+				l.Addresses, _ = parseListenAddresses(c.values["listen"]) // errors: reported once, for listen
 			}
 			if l.Port, err = strconv.Atoi(lv("port")); err != nil || l.Port < 0 || l.Port > 65535 {
 				bad("service %s: inet_listener %s: port: invalid port %q", s.Name, l.Name, l.values["port"])
@@ -536,7 +553,86 @@ func (c *Config) validate() ErrorList {
 			}
 		}
 	}
-	return errs
+	// Two listeners on one address and port (in one service or two) would
+	// share one socket; Dovecot refuses them too ("duplicate listener").
+	type owner struct {
+		svc, ln string
+		pos     Pos
+	}
+	seen := map[Endpoint]owner{}
+	for _, s := range c.Enabled() {
+		for _, l := range s.Listeners {
+			for _, e := range l.Endpoints() {
+				at = posOf(l.pos, "port")
+				if o, dup := seen[e]; dup {
+					bad("service %s: inet_listener %s: duplicate listener %s (also service %s, inet_listener %s at %s)", s.Name, l.Name, e.Addr, o.svc, o.ln, o.pos)
+					continue
+				}
+				seen[e] = owner{s.Name, l.Name, at}
+			}
+		}
+	}
+	// In file order, each message once (a global value checked for each
+	// service would otherwise repeat).
+	sort.SliceStable(errs, func(i, j int) bool {
+		a, b := errs[i].Pos, errs[j].Pos
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		return a.Line < b.Line
+	})
+	return slices.CompactFunc(errs, func(a, b *Error) bool { return a.Pos == b.Pos && a.Msg == b.Msg })
+}
+
+// parseListenAddresses splits a listen or address value (space or comma
+// separated) into "*", "::" and canonical IP addresses ([IPv6] accepted,
+// IPv4-mapped IPv6 made IPv4), with a message for each bad word.
+func parseListenAddresses(v string) (addrs, errs []string) {
+	for _, a := range strings.Fields(strings.ReplaceAll(v, ",", " ")) {
+		if a == "*" || a == "::" {
+			addrs = append(addrs, a)
+			continue
+		}
+		ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(a, "["), "]"))
+		if err != nil || ip.Zone() != "" {
+			errs = append(errs, fmt.Sprintf("invalid IP %q (an IPv4 or IPv6 address, [IPv6], * or ::)", a))
+			continue
+		}
+		addrs = append(addrs, ip.Unmap().String())
+	}
+	return addrs, errs
+}
+
+// Endpoint is one listening socket: Network "tcp4" or "tcp6", Addr
+// "host:port" with a numeric host (0.0.0.0 for *, :: for ::).
+type Endpoint struct{ Network, Addr string }
+
+// Endpoints returns the sockets l binds, one per address, or none if its
+// port is 0 or it is Disabled.
+func (l *Listener) Endpoints() []Endpoint {
+	if l.Port == 0 || l.Disabled {
+		return nil
+	}
+	var out []Endpoint
+	for _, a := range l.Addresses {
+		network, host := "tcp4", "0.0.0.0"
+		switch a {
+		case "*":
+		case "::":
+			network, host = "tcp6", "::"
+		default:
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				continue // reported by validate
+			}
+			host = ip.String()
+			if ip.Is6() {
+				network = "tcp6"
+			}
+		}
+		out = append(out, Endpoint{network, net.JoinHostPort(host, strconv.Itoa(l.Port))})
+	}
+	return out
 }
 
 func expandVar(v string, values map[string]string) string {

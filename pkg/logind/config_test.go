@@ -110,6 +110,16 @@ func TestParseErrors(t *testing.T) {
 		{"missing quote", "login_greeting = \"abc\n", []string{"c.conf:1: login_greeting: missing closing quote"}},
 		{"missing include", "!include /nonexistent/x.conf\n", []string{"c.conf:1: !include /nonexistent/x.conf: no such file or directory"}},
 		{"bad network", "login_trusted_networks = 10.0.0.0/33\n", []string{`c.conf:1: login_trusted_networks: invalid network "10.0.0.0/33"`}},
+		{"duplicate listener across services", "protocols = imap pop3\nservice imap-login {\n inet_listener imap {\n  port = 21243\n }\n}\nservice pop3-login {\n inet_listener pop3 {\n  port = 21243\n }\n}\n",
+			[]string{"c.conf:9: service pop3-login: inet_listener pop3: duplicate listener 0.0.0.0:21243 (also service imap-login, inet_listener imap at c.conf:4)",
+				"c.conf:9: service pop3-login: inet_listener pop3: duplicate listener [::]:21243 (also service imap-login, inet_listener imap at c.conf:4)"}},
+		{"duplicate listener, * and 0.0.0.0", "protocols = imap\nservice imap-login {\n inet_listener imap {\n  address = *\n  port = 21243\n }\n inet_listener imap2 {\n  address = 0.0.0.0\n  port = 21243\n }\n}\n",
+			[]string{"c.conf:9: service imap-login: inet_listener imap2: duplicate listener 0.0.0.0:21243 (also service imap-login, inet_listener imap at c.conf:5)"}},
+		{"<file of a device", "login_greeting = </dev/zero\n", []string{"c.conf:1: login_greeting: read /dev/zero: not a regular file"}},
+		{"bad listen address, once", "listen = localhost\nprotocols = imap\n", []string{`c.conf:1: listen: invalid IP "localhost" (an IPv4 or IPv6 address, [IPv6], * or ::)`}},
+		{"bad listener address", "service imap-login {\n inet_listener imap {\n  address = 127.0.0.1, fe80::1%eth0\n }\n}\n", []string{`c.conf:3: service imap-login: inet_listener imap: address: invalid IP "fe80::1%eth0" (an IPv4 or IPv6 address, [IPv6], * or ::)`}},
+		{"errors sorted by line", "service pop3-login {\n  process_limit = x\n}\nlogin_trusted_networks = 10.0.0.0/33\n",
+			[]string{`c.conf:2: service pop3-login: process_limit: invalid number "x"`, `c.conf:4: login_trusted_networks: invalid network "10.0.0.0/33"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,4 +270,37 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip (-want +got)\n%s", d)
 		}
 	})
+}
+
+// TestGreetingFromFile: a "<file" greeting loses the file's final newline
+// (Dovecot keeps it and would send it inside the greeting line); a file
+// of several lines is an error, reported once at its line.
+func TestGreetingFromFile(t *testing.T) {
+	dir := t.TempDir()
+	one := filepath.Join(dir, "one.txt")
+	two := filepath.Join(dir, "two.txt")
+	os.WriteFile(one, []byte("hello from file\n"), 0o644)
+	os.WriteFile(two, []byte("multi\nline greeting\n"), 0o644)
+	cfg, err := Parse("c.conf", []byte("protocols = imap pop3\nlogin_greeting = <"+one+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range cfg.Enabled() {
+		if s.Greeting != "hello from file" {
+			t.Errorf("service %s: greeting %q", s.Name, s.Greeting)
+		}
+	}
+	_, err = Parse("c.conf", []byte("protocols = imap pop3\n\nlogin_greeting = <"+two+"\n"))
+	var el ErrorList
+	if !errors.As(err, &el) {
+		t.Fatalf("err = %v, want ErrorList", err)
+	}
+	want := []string{"c.conf:3: login_greeting: must be one line (it contains a line break or NUL)"}
+	var got []string
+	for _, e := range el {
+		got = append(got, e.Error())
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
 }

@@ -3,6 +3,7 @@ package logind
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -80,7 +81,37 @@ func (p *Parser) readFile(name string) ([]byte, error) {
 	if p.ReadFile != nil {
 		return p.ReadFile(name)
 	}
-	return os.ReadFile(name)
+	return readConfigFile(name)
+}
+
+// MaxConfigFile bounds a configuration file, an !include target or a
+// "<file" value (bytes).
+const MaxConfigFile = 4 << 20
+
+// readConfigFile reads a regular file of at most MaxConfigFile bytes: a
+// device, FIFO or directory named by mistake (</dev/zero, a socket) is an
+// error, not a read that never ends.
+func readConfigFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: errors.New("not a regular file")}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxConfigFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxConfigFile {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: fmt.Errorf("larger than %d bytes", MaxConfigFile)}
+	}
+	return b, nil
 }
 
 func (p *Parser) glob(pat string) ([]string, error) {

@@ -571,11 +571,7 @@ func (p *pool) exited(pr *proc, ev WorkerEvent, now time.Time) {
 		}
 	}
 	if p.stopping && len(p.procs) == 0 {
-		select {
-		case <-p.done:
-		default:
-			close(p.done)
-		}
+		p.closeDone()
 	}
 	p.dispatch(now)
 }
@@ -670,7 +666,7 @@ func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
 		pr.w.Stop(StopShutdown)
 	}
 	if len(p.procs) == 0 {
-		close(p.done)
+		p.closeDone()
 	}
 	p.updateGate()
 	p.mu.Unlock()
@@ -691,6 +687,16 @@ func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
 	select {
 	case <-p.done:
 	case <-time.After(2 * time.Second):
+	}
+}
+
+// closeDone closes done once (the last exit after stopSpawning and
+// shutdown may both find no process left). mu is held.
+func (p *pool) closeDone() {
+	select {
+	case <-p.done:
+	default:
+		close(p.done)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +60,7 @@ type Supervisor struct {
 	nextID  atomic.Uint64
 	ctx     context.Context
 	ctl     net.Listener
+	pidFile *os.File // base_dir/loginsvc.pid, flock'ed while running
 }
 
 type listener struct {
@@ -117,10 +120,19 @@ func (s *Supervisor) Run(ctx context.Context, cfg *Config) error {
 	if err := prepareBaseDir(cfg); err != nil {
 		return err
 	}
+	pf, err := lockPIDFile(cfg.PIDFile())
+	if err != nil {
+		return err
+	}
+	s.pidFile = pf
+	defer func() {
+		os.Remove(pf.Name())
+		pf.Close()
+	}()
 	s.mu.Lock()
 	s.pools = map[string]*pool{}
 	s.lns = map[string]*listener{}
-	err := s.apply(cfg)
+	err = s.apply(cfg)
 	s.mu.Unlock()
 	if err != nil {
 		s.stopAll(context.Background())
@@ -144,9 +156,10 @@ func (s *Supervisor) Run(ctx context.Context, cfg *Config) error {
 // removed ones closed (unchanged ones are kept, so no connection is
 // refused), new clients go to processes of the new generation, and old
 // processes are drained (and with shutdown_clients = yes shut down after
-// ReloadShutdownDelay), as Dovecot's master does on SIGHUP. On error
-// (a listener that cannot be opened) the old configuration stays in
-// force for everything not yet switched, and the error says what failed.
+// ReloadShutdownDelay), as Dovecot's master does on SIGHUP. On error (a
+// listener that cannot be opened, a login user that does not exist) the
+// running configuration stays in force, whole, and the error says what
+// failed.
 //
 // Reload returns once no high-performance process of an older
 // generation accepts clients any more (each reports when its accept
@@ -182,50 +195,59 @@ const ReloadSettleTimeout = 2 * time.Second
 // apply opens/keeps/closes listeners and creates/reconfigures pools for
 // cfg. s.mu is held.
 func (s *Supervisor) apply(cfg *Config) error {
-	s.gen++
-	gen := s.gen
+	// Listeners first, all or nothing: every new one is opened before
+	// anything changes, and if one cannot be, those opened here are
+	// closed again and the running configuration stays whole (as
+	// Dovecot's master keeps its old configuration when listening fails).
+	type serviceListeners struct {
+		svc *Service
+		lns []*listener
+	}
+	var plan []serviceListeners
 	want := map[string]*Service{}
+	opened := map[string]*listener{}
 	var errs []error
 	for _, svc := range cfg.Enabled() {
-		// Listeners first: high-performance processes get them at spawn.
 		var lns []*listener
+		for _, l := range svc.Listeners {
+			for _, e := range l.Endpoints() {
+				key := e.Network + " " + e.Addr
+				want[key] = svc
+				ln := s.lns[key]
+				if ln == nil {
+					ln = opened[key]
+				}
+				if ln == nil {
+					var err error
+					if ln, err = s.listen(e.Network, e.Addr, l.ReusePort); err != nil {
+						errs = append(errs, fmt.Errorf("service %s: inet_listener %s: %w", svc.Name, l.Name, err))
+						continue
+					}
+					ln.key = key
+					opened[key] = ln
+				}
+				lns = append(lns, ln)
+			}
+		}
+		plan = append(plan, serviceListeners{svc, lns})
+	}
+	if len(errs) > 0 {
+		for _, ln := range opened {
+			ln.close()
+		}
+		return errors.Join(errs...)
+	}
+	maps.Copy(s.lns, opened)
+	s.gen++
+	gen := s.gen
+	for _, sl := range plan {
+		svc, lns := sl.svc, sl.lns
 		for _, l := range svc.Listeners {
 			if l.Disabled {
 				s.log().Warn("not listening: inet_listener has ssl = yes but ssl = no", "service", svc.Name, "listener", l.Name)
 			}
-			if l.Port == 0 || l.Disabled {
-				continue
-			}
-			if l.HAProxy && len(cfg.HAProxyTrustedNetworks) == 0 {
+			if l.HAProxy && l.Port != 0 && !l.Disabled && len(cfg.HAProxyTrustedNetworks) == 0 {
 				s.log().Warn("inet_listener has haproxy = yes but haproxy_trusted_networks is empty: every connection to it will be closed", "service", svc.Name, "listener", l.Name)
-			}
-			for _, a := range l.Addresses {
-				network, host := "tcp4", "0.0.0.0"
-				switch {
-				case a == "*":
-				case a == "::":
-					network, host = "tcp6", "::"
-				default:
-					ip, _ := netip.ParseAddr(a)
-					host = ip.String()
-					if ip.Is6() && !ip.Is4In6() {
-						network = "tcp6"
-					}
-				}
-				key := network + " " + net.JoinHostPort(host, strconv.Itoa(l.Port))
-				want[key] = svc
-				if ln := s.lns[key]; ln != nil {
-					lns = append(lns, ln)
-					continue
-				}
-				ln, err := s.listen(network, net.JoinHostPort(host, strconv.Itoa(l.Port)), svc)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("service %s: inet_listener %s: %w", svc.Name, l.Name, err))
-					continue
-				}
-				ln.key = key
-				s.lns[key] = ln
-				lns = append(lns, ln)
 			}
 		}
 		files := make([]*os.File, len(lns))
@@ -287,8 +309,8 @@ func (s *Supervisor) grace() time.Duration {
 	return DefaultShutdownGrace
 }
 
-func (s *Supervisor) listen(network, addr string, svc *Service) (*listener, error) {
-	f, err := listenTCP(network, addr)
+func (s *Supervisor) listen(network, addr string, reusePort bool) (*listener, error) {
+	f, err := listenTCP(network, addr, reusePort)
 	if err != nil {
 		return nil, err
 	}
@@ -375,6 +397,34 @@ func (s *Supervisor) stopAll(ctx context.Context) {
 	wg.Wait()
 }
 
+// lockPIDFile opens path, takes an exclusive flock on it (held while the
+// file stays open; the kernel drops it when the process dies) and writes
+// this process's pid into it. If another process holds the lock, it fails
+// with "loginsvc is already running with PID N", as Dovecot's master does
+// for one base_dir.
+func lockPIDFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("pid file: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		b, _ := io.ReadAll(io.LimitReader(f, 32))
+		f.Close()
+		if err == unix.EWOULDBLOCK {
+			return nil, fmt.Errorf("loginsvc is already running with PID %s (%s)", strings.TrimSpace(string(b)), path)
+		}
+		return nil, fmt.Errorf("pid file %s: flock: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("pid file: %w", err)
+	}
+	return f, nil
+}
+
 // prepareBaseDir makes base_dir (0755 root) and the login chroot of each
 // enabled service, owned by root and group of the login user, mode 0750:
 // the login processes can enter it but not write to it (spec §6.1).
@@ -386,6 +436,15 @@ func prepareBaseDir(cfg *Config) error {
 	for _, svc := range cfg.Enabled() {
 		if svc.Chroot != "" {
 			dirs[svc.Chroot] = svc.User
+		}
+	}
+	if os.Geteuid() == 0 {
+		// As Dovecot's master, refuse to start (or reload) with a login
+		// user that does not exist, rather than fail every connection.
+		for _, svc := range cfg.Enabled() {
+			if _, err := user.Lookup(svc.User); err != nil {
+				return fmt.Errorf("service %s: user %s doesn't exist (user, default_login_user)", svc.Name, svc.User)
+			}
 		}
 	}
 	for dir, who := range dirs {

@@ -407,6 +407,12 @@ func (c *Config) validate() ErrorList {
 		case c.SSLKey == "":
 			at = posOf(c.pos, "ssl")
 			bad("ssl enabled, but ssl_key not set")
+		case !strings.Contains(c.SSLCert, "-----BEGIN"):
+			at = posOf(c.pos, "ssl_cert")
+			bad("ssl_cert: not PEM data (to read a file, write ssl_cert = <%s)", clip(strings.TrimSpace(c.SSLCert)))
+		case !strings.Contains(c.SSLKey, "-----BEGIN"):
+			at = posOf(c.pos, "ssl_key")
+			bad("ssl_key: not PEM data (to read a file, write ssl_key = <FILE)")
 		default:
 			if _, err := tls.X509KeyPair([]byte(c.SSLCert), []byte(c.SSLKey)); err != nil {
 				at = posOf(c.pos, "ssl_key")

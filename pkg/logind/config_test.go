@@ -115,6 +115,7 @@ func TestParseErrors(t *testing.T) {
 				"c.conf:9: service pop3-login: inet_listener pop3: duplicate listener [::]:21243 (also service imap-login, inet_listener imap at c.conf:4)"}},
 		{"duplicate listener, * and 0.0.0.0", "protocols = imap\nservice imap-login {\n inet_listener imap {\n  address = *\n  port = 21243\n }\n inet_listener imap2 {\n  address = 0.0.0.0\n  port = 21243\n }\n}\n",
 			[]string{"c.conf:9: service imap-login: inet_listener imap2: duplicate listener 0.0.0.0:21243 (also service imap-login, inet_listener imap at c.conf:5)"}},
+		{"ssl_cert path without <", "ssl = yes\nssl_cert = /etc/ssl/x.pem\nssl_key = /etc/ssl/x.key\n", []string{"c.conf:2: ssl_cert: not PEM data (to read a file, write ssl_cert = </etc/ssl/x.pem)"}},
 		{"<file of a device", "login_greeting = </dev/zero\n", []string{"c.conf:1: login_greeting: read /dev/zero: not a regular file"}},
 		{"bad listen address, once", "listen = localhost\nprotocols = imap\n", []string{`c.conf:1: listen: invalid IP "localhost" (an IPv4 or IPv6 address, [IPv6], * or ::)`}},
 		{"bad listener address", "service imap-login {\n inet_listener imap {\n  address = 127.0.0.1, fe80::1%eth0\n }\n}\n", []string{`c.conf:3: service imap-login: inet_listener imap: address: invalid IP "fe80::1%eth0" (an IPv4 or IPv6 address, [IPv6], * or ::)`}},

@@ -147,7 +147,8 @@ func TestIncludeAndFileValues(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("main.conf", "base_dir = /tmp/x\n!include conf.d/*.conf\n!include_try missing.conf\nssl_cert = <cert.pem\n")
+	write("main.conf", "base_dir = /tmp/x\n!include conf.d/*.conf\n!include_try missing.conf\nssl_cert = <cert.pem\nprotocol pop3 {\n  login_greeting = <greeting.txt\n}\n")
+	write("greeting.txt", "pop ready\n")
 	os.Mkdir(filepath.Join(dir, "conf.d"), 0o755)
 	write("conf.d/10-a.conf", "service imap-login {\n  process_limit = 3\n}\n")
 	write("conf.d/20-b.conf", "service imap-login {\n  client_limit = 9\n  service_count = 0\n}\nbogus = 1\n")
@@ -167,8 +168,11 @@ func TestIncludeAndFileValues(t *testing.T) {
 	}
 	var b strings.Builder
 	c.Print(&b, PrintNonDefault)
-	if !strings.Contains(b.String(), "ssl_cert = <cert.pem\n") {
-		t.Errorf("-n output lacks the <file value:\n%s", b.String())
+	if !strings.Contains(b.String(), "ssl_cert = <cert.pem\n") || !strings.Contains(b.String(), "protocol pop3 {\n  login_greeting = <greeting.txt\n}\n") {
+		t.Errorf("-n output lacks the <file values as written:\n%s", b.String())
+	}
+	if g := c.Service("pop3-login").Greeting; g != "pop ready" {
+		t.Errorf("pop3 greeting %q", g)
 	}
 	// Self-include is bounded.
 	write("loop.conf", "!include loop.conf\n")

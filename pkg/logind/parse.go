@@ -227,8 +227,13 @@ func (st *parseState) parse(name string, data []byte, depth int) {
 			continue
 		}
 		st.set(pos, key, v)
-		if strings.HasPrefix(raw, "<") && st.top() == nil {
-			st.cfg.disp[key] = raw
+		if strings.HasPrefix(raw, "<") {
+			switch top := st.top(); {
+			case top == nil:
+				st.cfg.disp[key] = raw
+			case top.kind == "protocol":
+				st.cfg.disp[top.proto+"/"+key] = raw
+			}
 		}
 	}
 	if depth == 0 && len(st.stack) > 0 {

@@ -53,6 +53,10 @@ func (c *Config) Print(w io.Writer, mode PrintMode) error {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
+			if raw := c.disp[p+"/"+k]; raw != "" {
+				fmt.Fprintf(&b, "  %s = %s\n", k, raw) // "<file" as written
+				continue
+			}
 			fmt.Fprintf(&b, "  %s = %s\n", k, quote(c.protoSet[p][k]))
 		}
 		b.WriteString("}\n")

@@ -45,6 +45,11 @@
 // pair (checked when parsing). Only crypto/tls's protocols exist: no
 // SSLv3, no ssl_cipher_list, no ssl_key_password, no SNI (local_name).
 //
+// At process_limit the supervisor, which knows every client's state,
+// chooses the victims: the oldest logging-in client, exactly one per
+// waiting connection, also when the clients become evictable only after
+// the connections arrived (a burst), with no timers (docs/loginsvc.md).
+//
 // # TLS
 //
 // TLS is done by the login processes, after the access checks: on an

@@ -666,7 +666,7 @@ func TestAccessChecksWithTcpwrapd(t *testing.T) {
 }
 
 // startTcpwrapd runs tcpwrapd (in-process accessd) with hosts.allow
-// "imap: 127.0.0.1" and hosts.deny "ALL: ALL" on
+// "imap pop3: 127.0.0.1" and hosts.deny "ALL: ALL" on
 // BASE/login/tcpwrapd/access, BASE a new temporary directory meant as the
 // lab's base_dir (so that "tcpwrapd/access" is the socket inside the
 // chroot); it returns BASE. The daemon stops at the end of the test.
@@ -677,7 +677,7 @@ func startTcpwrapd(t *testing.T) string {
 	os.MkdirAll(sockDir, 0o755)
 	allow := filepath.Join(base, "hosts.allow")
 	deny := filepath.Join(base, "hosts.deny")
-	os.WriteFile(allow, []byte("imap: 127.0.0.1\n"), 0o644)
+	os.WriteFile(allow, []byte("imap pop3: 127.0.0.1\n"), 0o644)
 	os.WriteFile(deny, []byte("ALL: ALL\n"), 0o644)
 	uid, gid := -1, -1
 	if os.Geteuid() == 0 {

@@ -55,10 +55,13 @@ const (
 type ConnState uint8
 
 const (
-	// StateChecking: accepted, asking the login_access_sockets.
+	// StateChecking: accepted, asking the login_access_sockets (or
+	// waiting for the PROXY header of a haproxy = yes listener).
 	StateChecking ConnState = 1
-	// StateLoggingIn: greeted, in the pre-login protocol (Dovecot's
-	// "pre-login" clients, the eviction candidates).
+	// StateLoggingIn: in the pre-login protocol (Dovecot's "pre-login"
+	// clients, the eviction candidates): greeted, or about to be. A
+	// client of a service with nothing to check is logging in from the
+	// moment the supervisor hands it over (see checksFirst).
 	StateLoggingIn ConnState = 2
 	// StateProxying: logged in and relayed (TLS or proxy=y); never
 	// evicted.

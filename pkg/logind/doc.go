@@ -49,6 +49,12 @@
 // chooses the victims: the oldest logging-in client, exactly one per
 // waiting connection, also when the clients become evictable only after
 // the connections arrived (a burst), with no timers (docs/loginsvc.md).
+// An access socket that cannot be asked at all (connect or fd_send
+// fails) closes the client as in Dovecot, but is logged with rip= and
+// counted as an access error (Counters.AccessErrors), not as a refusal.
+// A login process's RLIMIT_NOFILE allows a second descriptor per client
+// when there are login_access_sockets, and is clamped, with a warning,
+// to the hard limit the supervisor has.
 //
 // # TLS
 //

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -564,8 +565,15 @@ func (lp *loginProc) finished(cl *client, reason CloseReason) {
 
 // access asks every login_access_sockets entry in order, as Dovecot's
 // login does (src/login-common/access-lookup.c), logging the same lines.
-// It reports whether all of them allowed the client.
-func (cl *client) access() bool {
+// It reports whether all of them allowed the client, and if not why it
+// is closed: CloseRefused when a socket said no (or answered badly, or
+// not in time: "Client refused (rip=...)"), CloseAccessError when one
+// could not be asked at all (connect or fd_send failed: tcpwrapd not
+// running, or this process out of descriptors). Dovecot logs the latter
+// without the client's address and closes the client just the same;
+// here the line ends with "(rip=...)" and the supervisor counts it
+// apart from the refusals, since no rule refused the client.
+func (cl *client) access() (CloseReason, bool) {
 	in := cl.lp.in
 	for _, entry := range in.AccessSockets {
 		v, err := accessclient.Ask(context.Background(), entry, cl.lp.proto.name(), cl.c, in.AccessTimeout)
@@ -578,21 +586,28 @@ func (cl *client) access() bool {
 			logLine("ERROR", "access(%s): Invalid input", entry)
 		case errors.Is(err, accessclient.ErrTimeout):
 			logLine("ERROR", "access(%s): Timed out while waiting for reply", entry)
+		case notAsked(err):
+			logLine("ERROR", "%v (rip=%s)", err, rip)
+			return CloseAccessError, false
 		case err != nil:
-			// connect()/fd_send() failures: no "Client refused" line.
-			logLine("ERROR", "%v", err)
-			if !isReadErr(err) {
-				return false
-			}
+			logLine("ERROR", "%v", err) // read(SOCKET) failed, then refused
 		}
 		logLine("INFO", "access(%s): Client refused (rip=%s)", entry, rip)
-		return false
+		return CloseRefused, false
 	}
-	return true
+	return CloseNormal, true
 }
 
-func isReadErr(err error) bool {
-	return err != nil && len(err.Error()) > 5 && err.Error()[:5] == "read("
+// notAsked reports whether err from accessclient.Ask says that the
+// request never reached the socket: "connect(SOCKET) failed: ..." or
+// "fd_send(SOCKET) failed: ..." (no verdict at all), as opposed to a
+// missing or bad reply.
+func notAsked(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.HasPrefix(s, "connect(") || strings.HasPrefix(s, "fd_send(")
 }
 
 // remoteAddr is c's remote IP address, unmapped; the zero Addr if c is

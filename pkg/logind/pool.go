@@ -39,6 +39,7 @@ type Counters struct {
 	Accepted      uint64 `json:"accepted"`        // connections accepted from the listeners
 	Direct        uint64 `json:"accepted_direct"` // of those, accepted by login processes themselves (high-performance mode)
 	Refused       uint64 `json:"refused"`         // refused by an access check
+	AccessErrors  uint64 `json:"access_errors"`   // closed because an access socket could not be asked (connect or send failed)
 	Evicted       uint64 `json:"evicted"`         // evicted at the limit (oldest logging-in)
 	Dropped       uint64 `json:"dropped"`         // closed unserved (nothing evictable for DropTimeout, or throttled with no process)
 	Lost          uint64 `json:"lost"`            // clients of login processes that died abnormally
@@ -581,8 +582,11 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 			}
 		}
 	case EventClosed:
-		if ev.Reason == CloseRefused {
+		switch ev.Reason {
+		case CloseRefused:
 			p.counters.Refused++
+		case CloseAccessError:
+			p.counters.AccessErrors++
 		}
 		if c := pr.conns[ev.Conn]; c != nil {
 			delete(pr.conns, ev.Conn)

@@ -84,16 +84,21 @@ func (s ConnState) String() string {
 type CloseReason uint8
 
 const (
-	CloseNormal   CloseReason = iota // the client left (LOGOUT, QUIT, EOF)
-	CloseRefused                     // an access socket refused it
-	CloseEvicted                     // evicted at the limit ("Connection queue full")
-	CloseTimeout                     // the pre-login deadline passed
-	CloseError                       // protocol limits (bad commands, input buffer full) or I/O errors
-	CloseShutdown                    // the service is shutting down
+	CloseNormal      CloseReason = iota // the client left (LOGOUT, QUIT, EOF)
+	CloseRefused                        // an access socket refused it
+	CloseEvicted                        // evicted at the limit ("Connection queue full")
+	CloseTimeout                        // the pre-login deadline passed
+	CloseError                          // protocol limits (bad commands, input buffer full) or I/O errors
+	CloseShutdown                       // the service is shutting down
+	CloseAccessError                    // an access socket could not be asked (connect or send failed); closed, failing closed
 )
 
 func (r CloseReason) String() string {
-	return [...]string{"normal", "refused", "evicted", "timeout", "error", "shutdown"}[min(int(r), 5)]
+	names := [...]string{"normal", "refused", "evicted", "timeout", "error", "shutdown", "access-error"}
+	if int(r) < len(names) {
+		return names[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
 }
 
 // StopMode is how a login process is asked to stop.

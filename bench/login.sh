@@ -7,7 +7,7 @@
 #   hp          service_count = 0, client_limit = 1000, process_min_avail = 2, process_limit = 100
 #   hp-idle     loginsvc only: service_count = 0, client_limit = 19000,
 #               process_limit = 6, process_min_avail = 6, login_prelogin_timeout = 10 mins
-#               (client_limit + 64 must fit under the hard RLIMIT_NOFILE, 20000
+#               (client_limit + 65 must fit under the hard RLIMIT_NOFILE, 20000
 #               in the VM, where root lacks CAP_SYS_RESOURCE; the driver uses
 #               one worker process per 15,000 connections for the same reason)
 #   floor       bench/cmd/floorgreeter, 2 threads: accept, greeting, read,
@@ -119,7 +119,7 @@ for mode in $MODES; do
 			pid=$(cat /tmp/dovebench/run/master.pid) ;;
 		loginsvc)
 			loginsvc_conf "$mode"
-			# Login processes set RLIMIT_NOFILE to client_limit + 64
+			# Login processes set RLIMIT_NOFILE to client_limit + 65
 			# themselves; the supervisor gets the hard limit.
 			(ulimit -n "$(ulimit -Hn)"; exec "$TMP/loginsvc" -F -c "$TMP/$mode.conf") 2>"$TMP/loginsvc-$mode.log" &
 			LPID=$!; pid=$LPID

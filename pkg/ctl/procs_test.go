@@ -45,7 +45,7 @@ func sampleLoginStatus() *logind.Status {
 	return &logind.Status{Version: logind.StatusSchemaVersion, PID: 4242, Started: started, Generation: 2,
 		Services: []logind.ServiceStatus{
 			{Name: "imap-login", Mode: "high-performance", ProcessLimit: 4, ClientLimit: 1000, ProcessMinAvail: 1,
-				Counters: logind.Counters{Accepted: 120, Direct: 100, Refused: 3, Evicted: 1, Spawned: 2},
+				Counters: logind.Counters{Accepted: 120, Direct: 100, Refused: 3, AccessErrors: 4, Evicted: 1, Spawned: 2},
 				Procs: []logind.ProcInfo{{PID: 5001, Service: "imap-login", Mode: "high-performance", Generation: 2,
 					Started: started, Ready: true, Served: 117, LoggingIn: 2, Proxying: 5}}},
 			{Name: "pop3-login", Mode: "high-security", ProcessLimit: 100, ClientLimit: 1, Pending: 1,

@@ -45,6 +45,17 @@
 // pair (checked when parsing). Only crypto/tls's protocols exist: no
 // SSLv3, no ssl_cipher_list, no ssl_key_password, no SNI (local_name).
 //
+// At process_limit the supervisor, which knows every client's state,
+// chooses the victims: the oldest logging-in client, exactly one per
+// waiting connection, also when the clients become evictable only after
+// the connections arrived (a burst), with no timers (docs/loginsvc.md).
+// An access socket that cannot be asked at all (connect or fd_send
+// fails) closes the client as in Dovecot, but is logged with rip= and
+// counted as an access error (Counters.AccessErrors), not as a refusal.
+// A login process's RLIMIT_NOFILE allows a second descriptor per client
+// when there are login_access_sockets, and is clamped, with a warning,
+// to the hard limit the supervisor has.
+//
 // # TLS
 //
 // TLS is done by the login processes, after the access checks: on an

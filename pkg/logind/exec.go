@@ -119,10 +119,11 @@ func (r *ExecRunner) initFor(spec WorkerSpec) (*workerInit, error) {
 		Service: s.Name, Protocol: s.Protocol, ClientLimit: s.ClientLimit, ServiceCount: s.ServiceCount,
 		AccessSockets: s.AccessSockets, Greeting: s.Greeting, PreloginTimeout: spec.Config.PreloginTimeout,
 		Chroot: s.Chroot, ChdirTo: filepath.Join(spec.Config.BaseDir, "login"), UID: -1, GID: -1,
-		VszLimit: s.VszLimit, NoFile: uint64(s.ClientLimit) + 64, Generation: spec.Generation,
+		VszLimit: s.VszLimit, Generation: spec.Generation,
 		Seq: spec.Seq, Listeners: len(spec.Listeners),
 		SSL: spec.Config.SSL, SSLMinProtocol: spec.Config.SSLMinProtocol,
 	}
+	in.NoFile, _ = loginNoFile(s, len(spec.Listeners), hardNoFile())
 	if in.SSL == "" {
 		in.SSL = "no"
 	}
@@ -147,6 +148,49 @@ func (r *ExecRunner) initFor(spec WorkerSpec) (*workerInit, error) {
 	}
 	in.UID, in.GID = uid, gid
 	return in, nil
+}
+
+// noFileReserve is what a login process needs in descriptors besides its
+// clients: stdin, stdout, stderr, the control socket, the Go runtime's
+// epoll set and its wake-up descriptor, the accept loop's epoll set and
+// eventfd, and room for a client more than client_limit for a moment
+// after an eviction (see loginProc.canAccept).
+const noFileReserve = 64
+
+// loginNoFile is the RLIMIT_NOFILE for a login process of svc that gets
+// listeners listening sockets: enough to hold client_limit clients at
+// once, each with its socket and, while it is being checked, its
+// connection to a login_access_sockets entry (the entries are asked one
+// after the other, so one at a time; TLS and the PROXY header need no
+// descriptor more), plus noFileReserve and the listeners. If that is
+// more than hard (the hard limit the process inherits, which it cannot
+// raise without CAP_SYS_RESOURCE; 0 means unknown), it returns hard and
+// clamped = true.
+func loginNoFile(svc *Service, listeners int, hard uint64) (limit uint64, clamped bool) {
+	limit = uint64(svc.ClientLimit)*noFilePerClient(svc) + noFileReserve + uint64(listeners)
+	if hard > 0 && limit > hard {
+		return hard, true
+	}
+	return limit, false
+}
+
+// noFilePerClient is how many descriptors a client of svc can hold at
+// once in its login process: 2 with login_access_sockets, else 1.
+func noFilePerClient(svc *Service) uint64 {
+	if len(svc.AccessSockets) > 0 {
+		return 2
+	}
+	return 1
+}
+
+// hardNoFile is the calling process's hard RLIMIT_NOFILE, which its
+// children inherit; 0 if it cannot be read.
+func hardNoFile() uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	return lim.Max
 }
 
 // Start implements Runner.

@@ -665,8 +665,109 @@ func TestAccessChecksWithTcpwrapd(t *testing.T) {
 	}
 }
 
+// TestAccessChecksHighPerformanceNearClientLimit: a high-performance
+// process with login_access_sockets holds, for each client being
+// checked, the client's socket and a connection to the access socket;
+// its open-file limit allows for both, so 190 clients arriving at once
+// at a process with client_limit 200 are all checked and greeted (with
+// client_limit + 64 descriptors, 30 or so of them failed with "too many
+// open files").
+func TestAccessChecksHighPerformanceNearClientLimit(t *testing.T) {
+	base := startTcpwrapd(t)
+	l := startLab(t, "imap-login", "base_dir = "+base+"\nlogin_access_sockets = tcpwrapd/access", "service_count = 0\nclient_limit = 200\nprocess_limit = 1\nprocess_min_avail = 1")
+	l.waitFor("one preforked process", func(s ServiceStatus) bool { return readyProcs(s) == 1 })
+	const n = 190
+	cs := burst(t, l.port, n, 10*time.Second)
+	greeted := 0
+	for i, bc := range cs {
+		if strings.HasPrefix(bc.greeting, "* OK") {
+			greeted++
+		} else if i < 5 || greeted < 5 {
+			t.Errorf("client %d: %q", i, bc.greeting)
+		}
+	}
+	st := l.waitFor("every client logging in", func(s ServiceStatus) bool {
+		return len(s.Procs) == 1 && s.Procs[0].LoggingIn+s.Procs[0].Checking == greeted
+	})
+	if greeted != n || st.Counters.Refused != 0 || st.Counters.AccessErrors != 0 {
+		t.Errorf("%d of %d greeted; counters %+v", greeted, n, st.Counters)
+	}
+	if strings.Contains(l.logs.String(), "too many open files") {
+		t.Errorf("login process ran out of descriptors:\n%s", l.logs.String())
+	}
+	// 200 clients x 2 + 64 + 1 listener.
+	if got := procNoFile(t, st.Procs[0].PID); got != "465" {
+		t.Errorf("login process RLIMIT_NOFILE %s, want 465", got)
+	}
+}
+
+// TestOpenFileLimitClampedToHardLimit: when client_limit needs more
+// descriptors than the hard RLIMIT_NOFILE the supervisor has (and root
+// without CAP_SYS_RESOURCE cannot raise it), the login processes run
+// with the hard limit (they used to fail to start: setrlimit EPERM) and
+// the supervisor says so at start.
+func TestOpenFileLimitClampedToHardLimit(t *testing.T) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Max > 1<<20 {
+		t.Skipf("hard RLIMIT_NOFILE %d: too high to exceed here", lim.Max)
+	}
+	base := startTcpwrapd(t)
+	l := startLab(t, "imap-login", "base_dir = "+base+"\nlogin_access_sockets = tcpwrapd/access", fmt.Sprintf("service_count = 0\nclient_limit = %d\nprocess_min_avail = 1", lim.Max))
+	st := l.waitFor("one preforked process", func(s ServiceStatus) bool { return readyProcs(s) == 1 })
+	if got, want := procNoFile(t, st.Procs[0].PID), strconv.FormatUint(lim.Max, 10); got != want {
+		t.Errorf("login process RLIMIT_NOFILE %s, want the hard limit %s", got, want)
+	}
+	c := l.dial("127.0.0.1")
+	if g := c.line(); !strings.HasPrefix(g, "* OK") {
+		t.Errorf("greeting %q", g)
+	}
+	want := fmt.Sprintf("required=%d hard_limit=%d clients_that_fit=%d", 2*lim.Max+65, lim.Max, (lim.Max-65)/2)
+	if !l.hasLog("fd limit (ulimit -n) is lower than required under max. load") || !l.hasLog(want) {
+		t.Errorf("no start-up warning with %q:\n%s", want, l.logs.String())
+	}
+}
+
+// procNoFile is the soft "Max open files" of process pid.
+func procNoFile(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 4 && strings.HasPrefix(l, "Max open files") {
+			return f[3]
+		}
+	}
+	t.Fatalf("no open files limit in /proc/%d/limits", pid)
+	return ""
+}
+
+// TestAccessCheckLocalFailure: when an access socket cannot be asked at
+// all (here it does not exist; "too many open files" is the other usual
+// cause), the client is closed without a byte, as in Dovecot, but the
+// failure is logged with the client's address and counted as an access
+// error, not as a refusal by the rules.
+func TestAccessCheckLocalFailure(t *testing.T) {
+	l := startLab(t, "imap-login", "login_access_sockets = nosuch/access", "service_count = 0")
+	c := l.dial("127.0.0.1")
+	if got := c.line(); got != "EOF" {
+		t.Errorf("client got %q, want EOF without a byte", got)
+	}
+	st := l.waitFor("access error counted", func(s ServiceStatus) bool { return s.Counters.AccessErrors == 1 })
+	if st.Counters.Refused != 0 {
+		t.Errorf("counted as refused: %+v", st.Counters)
+	}
+	if !l.hasLog(`msg="connect(nosuch/access) failed: connect: no such file or directory (rip=127.0.0.1)"`) {
+		t.Errorf("no connect failure line with rip= in the log:\n%s", l.logs.String())
+	}
+	if strings.Contains(l.logs.String(), "Client refused") {
+		t.Errorf("logged as a refusal:\n%s", l.logs.String())
+	}
+}
+
 // startTcpwrapd runs tcpwrapd (in-process accessd) with hosts.allow
-// "imap: 127.0.0.1" and hosts.deny "ALL: ALL" on
+// "imap pop3: 127.0.0.1" and hosts.deny "ALL: ALL" on
 // BASE/login/tcpwrapd/access, BASE a new temporary directory meant as the
 // lab's base_dir (so that "tcpwrapd/access" is the socket inside the
 // chroot); it returns BASE. The daemon stops at the end of the test.
@@ -677,7 +778,7 @@ func startTcpwrapd(t *testing.T) string {
 	os.MkdirAll(sockDir, 0o755)
 	allow := filepath.Join(base, "hosts.allow")
 	deny := filepath.Join(base, "hosts.deny")
-	os.WriteFile(allow, []byte("imap: 127.0.0.1\n"), 0o644)
+	os.WriteFile(allow, []byte("imap pop3: 127.0.0.1\n"), 0o644)
 	os.WriteFile(deny, []byte("ALL: ALL\n"), 0o644)
 	uid, gid := -1, -1
 	if os.Geteuid() == 0 {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -89,8 +90,42 @@ func LoginProcessMain() int {
 	if err := lp.send([]byte{msgReady}); err != nil {
 		return 0
 	}
+	if code, stop := lp.takeQueued(buf, oob); stop {
+		return code
+	}
 	lp.startAccepting()
 	return lp.run(buf, oob)
+}
+
+// takeQueued handles the packets already waiting on the control socket
+// when the process starts, before it accepts from the listeners itself:
+// a high-performance process that the supervisor spawned for a client
+// finds that client queued there, and must count it before its first
+// direct accept, or the two together could exceed client_limit. stop
+// reports that a queued packet asked the process to exit with code.
+func (lp *loginProc) takeQueued(buf, oob []byte) (code int, stop bool) {
+	if lp.in.Listeners == 0 {
+		return 0, false // the run loop takes them
+	}
+	rc, err := lp.c.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	for {
+		queued := 0
+		rc.Control(func(fd uintptr) { queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+		if queued <= 0 {
+			return 0, false
+		}
+		pk, err := readPacket(lp.c, buf, oob)
+		if err != nil || pk.closed {
+			lp.shutdown()
+			return 0, true
+		}
+		if code, stop := lp.handle(pk); stop {
+			return code, true
+		}
+	}
 }
 
 // logLine writes one "LEVEL text" line to stderr, which the supervisor
@@ -236,10 +271,13 @@ func (lp *loginProc) stop(code int) {
 func (lp *loginProc) handle(pk packet) (code int, stop bool) {
 	switch pk.typ {
 	case msgConn:
+		// The reserved slot becomes this client's in one step: the
+		// accept loop never sees it free in between.
 		lp.mu.Lock()
 		if lp.reserved > 0 {
 			lp.reserved--
 		}
+		lp.starting++
 		lp.mu.Unlock()
 		if pk.fd >= 0 {
 			syscall.SetNonblock(pk.fd, true) // it is (accept4 with SOCK_NONBLOCK); newSockConn needs it
@@ -420,6 +458,7 @@ func (lp *loginProc) acceptLoop(a *acceptor) {
 		lp.mu.Lock()
 		lp.nextLocal++
 		id := lp.in.Seq<<32 | lp.nextLocal
+		lp.starting++
 		lp.mu.Unlock()
 		lp.accept(id, nfd, sa, msgAccepted)
 	}
@@ -427,15 +466,9 @@ func (lp *loginProc) acceptLoop(a *acceptor) {
 
 // accept serves client socket fd under id. announce is 0 for a client
 // the supervisor handed over, msgAccepted for one the process accepted
-// itself (the supervisor learns about it from that report).
+// itself (the supervisor learns about it from that report). The caller
+// has counted the client in lp.starting.
 func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce byte) {
-	if fd < 0 {
-		lp.report(msgClosed, id, uint8(CloseError))
-		return
-	}
-	lp.mu.Lock()
-	lp.starting++
-	lp.mu.Unlock()
 	added := false
 	defer func() {
 		if !added {
@@ -444,10 +477,14 @@ func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce by
 			lp.mu.Unlock()
 		}
 	}()
+	if fd < 0 {
+		lp.report(msgClosed, id, uint8(CloseError))
+		return
+	}
 	state := func(s ConnState) {
 		if announce != 0 {
 			lp.mu.Lock()
-			lazy := s == StateLoggingIn && !lp.fullWith(0) // this one counted (starting)
+			lazy := s == StateLoggingIn && !lp.fullWith(0) // this one counted (in clients)
 			lp.mu.Unlock()
 			if lazy {
 				lp.reportLazy(announce, id, uint8(s))
@@ -472,7 +509,6 @@ func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce by
 		g := lp.proto.greeting(lp, false)
 		if n, err := syscall.Write(fd, []byte(g)); err == nil && n == len(g) {
 			greeted = true
-			state(StateLoggingIn)
 		} else if err == nil || err != syscall.EAGAIN {
 			syscall.Close(fd)
 			state(StateChecking)
@@ -480,7 +516,6 @@ func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce by
 			return
 		}
 	}
-	state(StateChecking)
 	tc := newSockConn(fd, remote)
 	cl := &client{id: id, lp: lp, c: tc, conn: tc, accepted: time.Now(), greeted: greeted, implicitTLS: implicitTLS, haproxy: haproxy}
 	lp.mu.Lock()
@@ -489,6 +524,13 @@ func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce by
 	lp.clients[id] = cl
 	lp.served++
 	lp.mu.Unlock()
+	// Reported only now that an eviction (msgEvict, which the report
+	// can prompt at once) finds the client in lp.clients.
+	if greeted {
+		state(StateLoggingIn)
+	} else {
+		state(StateChecking)
+	}
 	go cl.serve()
 }
 
@@ -523,8 +565,15 @@ func (lp *loginProc) finished(cl *client, reason CloseReason) {
 
 // access asks every login_access_sockets entry in order, as Dovecot's
 // login does (src/login-common/access-lookup.c), logging the same lines.
-// It reports whether all of them allowed the client.
-func (cl *client) access() bool {
+// It reports whether all of them allowed the client, and if not why it
+// is closed: CloseRefused when a socket said no (or answered badly, or
+// not in time: "Client refused (rip=...)"), CloseAccessError when one
+// could not be asked at all (connect or fd_send failed: tcpwrapd not
+// running, or this process out of descriptors). Dovecot logs the latter
+// without the client's address and closes the client just the same;
+// here the line ends with "(rip=...)" and the supervisor counts it
+// apart from the refusals, since no rule refused the client.
+func (cl *client) access() (CloseReason, bool) {
 	in := cl.lp.in
 	for _, entry := range in.AccessSockets {
 		v, err := accessclient.Ask(context.Background(), entry, cl.lp.proto.name(), cl.c, in.AccessTimeout)
@@ -537,21 +586,28 @@ func (cl *client) access() bool {
 			logLine("ERROR", "access(%s): Invalid input", entry)
 		case errors.Is(err, accessclient.ErrTimeout):
 			logLine("ERROR", "access(%s): Timed out while waiting for reply", entry)
+		case notAsked(err):
+			logLine("ERROR", "%v (rip=%s)", err, rip)
+			return CloseAccessError, false
 		case err != nil:
-			// connect()/fd_send() failures: no "Client refused" line.
-			logLine("ERROR", "%v", err)
-			if !isReadErr(err) {
-				return false
-			}
+			logLine("ERROR", "%v", err) // read(SOCKET) failed, then refused
 		}
 		logLine("INFO", "access(%s): Client refused (rip=%s)", entry, rip)
-		return false
+		return CloseRefused, false
 	}
-	return true
+	return CloseNormal, true
 }
 
-func isReadErr(err error) bool {
-	return err != nil && len(err.Error()) > 5 && err.Error()[:5] == "read("
+// notAsked reports whether err from accessclient.Ask says that the
+// request never reached the socket: "connect(SOCKET) failed: ..." or
+// "fd_send(SOCKET) failed: ..." (no verdict at all), as opposed to a
+// missing or bad reply.
+func notAsked(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.HasPrefix(s, "connect(") || strings.HasPrefix(s, "fd_send(")
 }
 
 // remoteAddr is c's remote IP address, unmapped; the zero Addr if c is

@@ -39,6 +39,7 @@ type Counters struct {
 	Accepted      uint64 `json:"accepted"`        // connections accepted from the listeners
 	Direct        uint64 `json:"accepted_direct"` // of those, accepted by login processes themselves (high-performance mode)
 	Refused       uint64 `json:"refused"`         // refused by an access check
+	AccessErrors  uint64 `json:"access_errors"`   // closed because an access socket could not be asked (connect or send failed)
 	Evicted       uint64 `json:"evicted"`         // evicted at the limit (oldest logging-in)
 	Dropped       uint64 `json:"dropped"`         // closed unserved (nothing evictable for DropTimeout, or throttled with no process)
 	Lost          uint64 `json:"lost"`            // clients of login processes that died abnormally
@@ -179,13 +180,13 @@ func (p *pool) acceptGate() <-chan struct{} {
 
 // canTake reports whether pr may be given one more client.
 func (p *pool) canTake(pr *proc) bool {
-	if pr.exited || pr.stopSent != 0 || pr.gen != p.gen {
-		return false
-	}
-	if len(pr.conns) >= pr.svc.ClientLimit {
-		return false
-	}
-	return pr.svc.ServiceCount == 0 || pr.served < pr.svc.ServiceCount
+	return p.canTakeMore(pr) && len(pr.conns) < pr.svc.ClientLimit
+}
+
+// canTakeMore reports whether pr may be given clients at all (canTake
+// without the client_limit). mu is held.
+func (p *pool) canTakeMore(pr *proc) bool {
+	return !pr.exited && pr.stopSent == 0 && pr.gen == p.gen && (pr.svc.ServiceCount == 0 || pr.served < pr.svc.ServiceCount)
 }
 
 // pick returns the process to give the next client: among those that can
@@ -244,18 +245,11 @@ func (p *pool) arrive(fd int, remote netip.AddrPort) {
 	}
 	p.pending = append(p.pending, pendingConn{fd: fd, remote: remote, deadline: now.Add(DropTimeout)})
 	p.armDropTimer()
-	if len(p.procs) >= p.svc.ProcessLimit {
-		if now.Sub(p.lastLimitLog) >= time.Second {
-			p.lastLimitLog = now
-			p.log.Warn("process_limit reached, evicting the oldest logging-in client per new connection", "process_limit", p.svc.ProcessLimit, "client_limit", p.svc.ClientLimit)
-		}
-		// Exactly one eviction per arrival: only while the waiting
-		// connections outnumber the evictions already under way.
-		if len(p.pending) > p.inflight {
-			p.evictOldest()
-		}
+	if len(p.procs) >= p.svc.ProcessLimit && now.Sub(p.lastLimitLog) >= time.Second {
+		p.lastLimitLog = now
+		p.log.Warn("process_limit reached, evicting the oldest logging-in client per new connection", "process_limit", p.svc.ProcessLimit, "client_limit", p.svc.ClientLimit)
 	}
-	p.dispatch(now)
+	p.dispatch(now) // evicts for it at the limit (evictForWaiting)
 }
 
 // spawnIfAllowed starts a process if the limit and throttle allow.
@@ -305,19 +299,66 @@ func (p *pool) give(pr *proc, fd int, remote netip.AddrPort, now time.Time) {
 		p.counters.Lost++
 		return
 	}
-	c := &conn{id: id, p: pr, state: StateChecking, accepted: now, remote: remote}
+	state := StateChecking
+	if !checksFirst(pr.svc) {
+		state = StateLoggingIn
+	}
+	c := &conn{id: id, p: pr, state: state, accepted: now, remote: remote}
 	pr.conns[id] = c
 	pr.served++
 	p.conns[id] = c
 }
 
+// checksFirst reports whether svc's clients go through something before
+// their greeting that an eviction must not cut short: the
+// login_access_sockets, or a PROXY header on a haproxy = yes listener.
+// Without either, a client handed to a login process is in the
+// pre-login protocol from that moment (its greeting is the first thing
+// the process does with it, once started), so it counts as logging in
+// (evictable, by its age) at once: a burst at the limit then evicts
+// strictly the oldest clients, whichever of their processes happens to
+// start first.
+func checksFirst(svc *Service) bool {
+	if len(svc.AccessSockets) > 0 {
+		return true
+	}
+	for _, l := range svc.Listeners {
+		if l.HAProxy {
+			return true
+		}
+	}
+	return false
+}
+
+// evictForWaiting evicts one client for the oldest waiting connection
+// that no eviction under way is already making room for, if the service
+// is at process_limit (otherwise a process can be spawned, now or once
+// a throttle ends) and some client can be evicted (evictOldest). It
+// reports whether it evicted. dispatch calls it after every change that
+// can make a client evictable or a connection wait: an arrival, a client
+// that becomes logging-in, a client or process that goes away. So a
+// connection that arrives while every client is still being greeted or
+// checked (a burst: the processes spawned for the first clients have not
+// started yet) is not left waiting for DropTimeout: it gets its eviction
+// as soon as a client is logging in. Exactly one eviction per waiting
+// connection: p.inflight counts the evictions whose place comes back
+// only when the victim's process exits. mu is held.
+func (p *pool) evictForWaiting() bool {
+	if p.stopping || len(p.pending) <= p.inflight || len(p.procs) < p.svc.ProcessLimit {
+		return false
+	}
+	return p.evictOldest()
+}
+
 // evictOldest evicts the oldest client that is logging in (never one
-// that is proxying, never one being checked by the access sockets) of
-// the current generation's processes. It returns false if there is none.
+// that is proxying, never one being access-checked or awaited for its
+// PROXY header: see checksFirst) among those whose eviction makes room
+// for a new client (evictionFrees). It returns false if there is none.
+// mu is held.
 func (p *pool) evictOldest() bool {
 	var victim *conn
 	for _, c := range p.conns {
-		if c.state != StateLoggingIn || c.p.exited {
+		if c.state != StateLoggingIn || !p.evictionFrees(c) {
 			continue
 		}
 		if victim == nil || c.accepted.Before(victim.accepted) || (c.accepted.Equal(victim.accepted) && c.id < victim.id) {
@@ -332,20 +373,62 @@ func (p *pool) evictOldest() bool {
 	pr.w.Evict(victim.id)
 	delete(pr.conns, victim.id)
 	delete(p.conns, victim.id)
-	if !(pr.svc.ServiceCount == 0 || pr.served < pr.svc.ServiceCount) && !pr.victim {
-		// The process will exit after its last client: its slot comes
-		// back when it is reaped.
-		if len(pr.conns) == 0 {
-			pr.victim = true
-			p.inflight++
-		}
+	if len(pr.conns) == 0 && exitsWhenIdle(pr) && !pr.victim {
+		// Its place comes back when the process is reaped.
+		pr.victim = true
+		p.inflight++
 	}
 	return true
 }
 
-// dispatch hands pending connections to processes that can take them,
-// spawning where allowed, and closes those past their deadline.
+// evictionFrees reports whether evicting c makes room for a new client:
+// either c's process can take another client once c is gone (a
+// high-performance process of the current generation: the new client
+// gets the slot at once, and the process keeps it for the supervisor
+// rather than for a direct accept), or c is the last client of a
+// process that then exits (service_count reached, as always in
+// high-security mode, or draining after a reload), which gives back its
+// place under process_limit. Evicting any other client (one of several
+// of a process that has reached its service_count, say) would not help
+// the connection it is evicted for. mu is held.
+func (p *pool) evictionFrees(c *conn) bool {
+	pr := c.p
+	if pr.exited {
+		return false
+	}
+	if p.canTakeMore(pr) && len(pr.conns)-1 < pr.svc.ClientLimit {
+		return true
+	}
+	return len(pr.conns) == 1 && exitsWhenIdle(pr)
+}
+
+// exitsWhenIdle reports whether pr exits once it has no client: it has
+// served service_count clients, or it is draining.
+func exitsWhenIdle(pr *proc) bool {
+	return pr.stopSent == StopDrain || (pr.stopSent == 0 && pr.svc.ServiceCount > 0 && pr.served >= pr.svc.ServiceCount)
+}
+
+// dispatch hands waiting connections to processes that can take them,
+// spawning where allowed, closes those past their deadline, and at the
+// limit evicts for the others (evictForWaiting). mu is held.
 func (p *pool) dispatch(now time.Time) {
+	for {
+		p.giveWaiting(now)
+		if !p.evictForWaiting() {
+			break
+		}
+	}
+	if len(p.pending) == 0 {
+		p.pending = nil
+	}
+	p.ensureMinAvail()
+	p.updateGate()
+}
+
+// giveWaiting hands waiting connections, oldest first, to processes that
+// can take them, spawning where allowed, and closes those past their
+// deadline. mu is held.
+func (p *pool) giveWaiting(now time.Time) {
 	for len(p.pending) > 0 {
 		pc := p.pending[0]
 		if !now.Before(pc.deadline) || p.stopping {
@@ -359,16 +442,11 @@ func (p *pool) dispatch(now time.Time) {
 			pr = p.spawnIfAllowed(now)
 		}
 		if pr == nil {
-			break
+			return
 		}
 		p.pending = p.pending[1:]
 		p.give(pr, pc.fd, pc.remote, now)
 	}
-	if len(p.pending) == 0 {
-		p.pending = nil
-	}
-	p.ensureMinAvail()
-	p.updateGate()
 }
 
 func (p *pool) armDropTimer() {
@@ -483,6 +561,9 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 		if !p.canTake(pr) {
 			p.ensureMinAvail() // full: keep process_min_avail with a free slot
 		}
+		if ev.State == StateLoggingIn && len(p.pending) > 0 {
+			p.dispatch(now) // it may be evicted for a waiting connection
+		}
 	case EventReady:
 		pr.ready = true
 		if pr.readyT != nil {
@@ -492,12 +573,20 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 		if c := pr.conns[ev.Conn]; c != nil {
 			c.state = ev.State
 		}
-		if ev.State == StateLoggingIn && p.replenish {
-			p.replenishNow()
+		if ev.State == StateLoggingIn {
+			if p.replenish {
+				p.replenishNow()
+			}
+			if len(p.pending) > 0 {
+				p.dispatch(now) // it may be evicted for a waiting connection
+			}
 		}
 	case EventClosed:
-		if ev.Reason == CloseRefused {
+		switch ev.Reason {
+		case CloseRefused:
 			p.counters.Refused++
+		case CloseAccessError:
+			p.counters.AccessErrors++
 		}
 		if c := pr.conns[ev.Conn]; c != nil {
 			delete(pr.conns, ev.Conn)
@@ -570,10 +659,17 @@ func (p *pool) exited(pr *proc, ev WorkerEvent, now time.Time) {
 			}
 		}
 	}
+	p.closeDoneIfIdle()
+	p.dispatch(now)
+}
+
+// closeDoneIfIdle closes p.done once the pool is stopping and has no
+// process left (it may get there more than once: a process can exit
+// between stopSpawning and shutdown). mu is held.
+func (p *pool) closeDoneIfIdle() {
 	if p.stopping && len(p.procs) == 0 {
 		p.closeDone()
 	}
-	p.dispatch(now)
 }
 
 // idleLoop applies idle_kill: a process without clients for IdleKill is
@@ -665,9 +761,7 @@ func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
 		pr.stopSent = StopShutdown
 		pr.w.Stop(StopShutdown)
 	}
-	if len(p.procs) == 0 {
-		p.closeDone()
-	}
+	p.closeDoneIfIdle()
 	p.updateGate()
 	p.mu.Unlock()
 	t := time.NewTimer(grace)

@@ -243,3 +243,175 @@ func TestPreforkReplacementAfterGreeting(t *testing.T) {
 		}
 	})
 }
+
+// told returns, per process in start order, what the pool told it.
+func (r *fakeRunner) told() [][]string {
+	var out [][]string
+	for i := 0; i < r.n(); i++ {
+		out = append(out, r.w(i).got())
+	}
+	return out
+}
+
+// burstOutcome is what 8 simultaneous connections to a high-security
+// service with process_limit 3 end with: one process per connection,
+// the 5 oldest evicted (one per connection beyond the limit), the 3
+// newest kept.
+var burstOutcome = [][]string{
+	{"give 1", "evict 1"}, {"give 2", "evict 2"}, {"give 3", "evict 3"},
+	{"give 4", "evict 4"}, {"give 5", "evict 5"},
+	{"give 6"}, {"give 7"}, {"give 8"},
+}
+
+// TestHighSecurityBurstEvictsAsClientsBecomeLoggingIn: 8 connections
+// arrive at once at a high-security service with process_limit 3 whose
+// clients are access-checked first. None of the first three can be
+// evicted when the others arrive (they are being checked), so the others
+// wait; each client that becomes logging-in while connections wait is
+// evicted at once, oldest first, exactly one per waiting connection
+// (victims whose process has not exited yet count), and each place that
+// comes back goes to the oldest waiting connection. Nothing waits for
+// DropTimeout.
+func TestHighSecurityBurstEvictsAsClientsBecomeLoggingIn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, r := testPool(t, "login_access_sockets = tcpwrap\nservice imap-login {\n service_count = 1\n process_limit = 3\n}\n")
+		for i := 0; i < 8; i++ {
+			p.arrive(-1, anyAddr)
+		}
+		if _, ctr, pending := p.snapshot(); ctr.Evicted != 0 || pending != 5 || r.n() != 3 {
+			t.Fatalf("at arrival: %d processes, %d waiting, counters %+v; want 3, 5, nothing evicted", r.n(), pending, ctr)
+		}
+		loggingIn := func(w, conn int) {
+			r.w(w).emit(WorkerEvent{Kind: EventState, Conn: uint64(conn), State: StateLoggingIn})
+		}
+		for _, w := range []int{1, 0, 2} { // in any order: each is evicted at once
+			r.w(w).emit(WorkerEvent{Kind: EventReady})
+			loggingIn(w, w+1)
+		}
+		if r.n() != 3 {
+			t.Fatalf("%d processes before any victim exited, want 3", r.n())
+		}
+		r.w(1).emit(WorkerEvent{Kind: EventExit}) // conn 4 gets worker 3
+		r.w(0).emit(WorkerEvent{Kind: EventExit}) // conn 5 gets worker 4
+		loggingIn(3, 4)                           // evicted for conn 6 (7, 8 wait; 3 victims under way)
+		loggingIn(4, 5)                           // evicted for conn 7
+		r.w(2).emit(WorkerEvent{Kind: EventExit}) // conn 6 gets worker 5
+		loggingIn(5, 6)                           // 2 waiting, 2 victims under way: kept
+		r.w(3).emit(WorkerEvent{Kind: EventExit}) // conn 7 gets worker 6
+		r.w(4).emit(WorkerEvent{Kind: EventExit}) // conn 8 gets worker 7
+		loggingIn(6, 7)
+		loggingIn(7, 8)
+		if d := cmp.Diff(burstOutcome, r.told()); d != "" {
+			t.Errorf("what each process was told (-want +got)\n%s", d)
+		}
+		time.Sleep(DropTimeout + time.Second)
+		if _, ctr, pending := p.snapshot(); ctr.Evicted != 5 || ctr.Dropped != 0 || pending != 0 {
+			t.Errorf("counters %+v, %d waiting; want 5 evicted, none dropped or waiting", ctr, pending)
+		}
+	})
+}
+
+// TestHighSecurityBurstWithoutChecksEvictsOldestAtArrival: with nothing
+// to check before the greeting, a client handed to a process that has not
+// started yet already counts as logging in, so the same burst evicts at
+// arrival, strictly in arrival order, without waiting for any process to
+// report; the rest follows the victims' exits alone.
+func TestHighSecurityBurstWithoutChecksEvictsOldestAtArrival(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, r := testPool(t, "service imap-login {\n service_count = 1\n process_limit = 3\n}\n")
+		for i := 0; i < 8; i++ {
+			p.arrive(-1, anyAddr)
+		}
+		if _, ctr, pending := p.snapshot(); ctr.Evicted != 3 || pending != 5 {
+			t.Fatalf("at arrival: %d waiting, counters %+v; want 5 waiting, 3 evicted", pending, ctr)
+		}
+		for w := 0; w < 5; w++ {
+			r.w(w).emit(WorkerEvent{Kind: EventExit})
+		}
+		if d := cmp.Diff(burstOutcome, r.told()); d != "" {
+			t.Errorf("what each process was told (-want +got)\n%s", d)
+		}
+		if _, ctr, pending := p.snapshot(); ctr.Evicted != 5 || ctr.Dropped != 0 || pending != 0 {
+			t.Errorf("counters %+v, %d waiting; want 5 evicted, none dropped or waiting", ctr, pending)
+		}
+	})
+}
+
+// TestHighPerformanceEvictsAsAcceptedClientsBecomeLoggingIn: two full
+// high-performance processes whose four clients (accepted by the
+// processes themselves) are being access-checked; three connections
+// arrive at the supervisor and wait. As each client becomes logging-in,
+// it is evicted for the oldest waiting connection, which gets its slot
+// in the same process at once (no process exits or starts).
+func TestHighPerformanceEvictsAsAcceptedClientsBecomeLoggingIn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, r := testPool(t, "login_access_sockets = tcpwrap\nservice imap-login {\n service_count = 0\n client_limit = 2\n process_limit = 2\n process_min_avail = 2\n}\n")
+		a, b := uint64(1)<<32, uint64(2)<<32
+		for i, w := range []*fakeWorker{r.w(0), r.w(1)} {
+			base := []uint64{a, b}[i]
+			w.emit(WorkerEvent{Kind: EventReady})
+			w.emit(WorkerEvent{Kind: EventAccepted, Conn: base | 1, State: StateChecking})
+			w.emit(WorkerEvent{Kind: EventAccepted, Conn: base | 2, State: StateChecking})
+		}
+		for i := 0; i < 3; i++ {
+			p.arrive(-1, anyAddr) // conns 1, 2, 3
+		}
+		if _, ctr, pending := p.snapshot(); ctr.Evicted != 0 || pending != 3 {
+			t.Fatalf("at arrival: %d waiting, counters %+v; want 3 waiting, none evicted", pending, ctr)
+		}
+		r.w(1).emit(WorkerEvent{Kind: EventState, Conn: b | 1, State: StateLoggingIn}) // for conn 1
+		r.w(0).emit(WorkerEvent{Kind: EventState, Conn: a | 2, State: StateLoggingIn}) // for conn 2
+		r.w(0).emit(WorkerEvent{Kind: EventState, Conn: a | 1, State: StateLoggingIn}) // for conn 3
+		r.w(1).emit(WorkerEvent{Kind: EventState, Conn: b | 2, State: StateLoggingIn}) // nobody waits: kept
+		want := [][]string{
+			{fmt.Sprintf("evict %d", a|2), "give 2", fmt.Sprintf("evict %d", a|1), "give 3"},
+			{fmt.Sprintf("evict %d", b|1), "give 1"},
+		}
+		if d := cmp.Diff(want, r.told()); d != "" {
+			t.Errorf("what each process was told (-want +got)\n%s", d)
+		}
+		if _, ctr, pending := p.snapshot(); ctr.Evicted != 3 || pending != 0 || ctr.Direct != 4 {
+			t.Errorf("counters %+v, %d waiting; want 3 evicted, 4 direct, none waiting", ctr, pending)
+		}
+	})
+}
+
+// TestEvictionOnlyWhereItMakesRoom: a process that has served its
+// service_count (2) and still holds two clients takes no new one whether
+// or not one of them is evicted, so a connection waiting at the limit
+// evicts nobody; once one client has left, evicting the other makes the
+// process exit, and that is what happens.
+func TestEvictionOnlyWhereItMakesRoom(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, r := testPool(t, "service imap-login {\n service_count = 2\n client_limit = 2\n process_limit = 1\n}\n")
+		p.arrive(-1, anyAddr)
+		p.arrive(-1, anyAddr)
+		r.w(0).emit(WorkerEvent{Kind: EventReady})
+		p.arrive(-1, anyAddr) // conn 3 waits
+		if _, ctr, pending := p.snapshot(); ctr.Evicted != 0 || pending != 1 {
+			t.Fatalf("%d waiting, counters %+v; want 1 waiting, none evicted", pending, ctr)
+		}
+		r.w(0).emit(WorkerEvent{Kind: EventClosed, Conn: 2}) // conn 1 is now its last client
+		r.w(0).emit(WorkerEvent{Kind: EventExit})
+		want := [][]string{{"give 1", "give 2", "evict 1"}, {"give 3"}}
+		if d := cmp.Diff(want, r.told()); d != "" {
+			t.Errorf("what each process was told (-want +got)\n%s", d)
+		}
+		if _, ctr, pending := p.snapshot(); ctr.Evicted != 1 || pending != 0 {
+			t.Errorf("counters %+v, %d waiting; want 1 evicted, none waiting", ctr, pending)
+		}
+	})
+}
+
+// TestShutdownAfterTheLastProcessExited: a process that exits between
+// stopSpawning and shutdown (the pool is stopping and empty) must not
+// make shutdown close the pool's done channel a second time.
+func TestShutdownAfterTheLastProcessExited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, r := testPool(t, "service imap-login {\n process_min_avail = 1\n}\n")
+		r.w(0).emit(WorkerEvent{Kind: EventReady})
+		p.stopSpawning()
+		r.w(0).emit(WorkerEvent{Kind: EventExit})
+		p.shutdown(t.Context(), time.Second)
+	})
+}

@@ -87,8 +87,8 @@ func (cl *client) serve() {
 				return
 			}
 		}
-		if !cl.access() {
-			reason = CloseRefused
+		if r, ok := cl.access(); !ok {
+			reason = r
 			return
 		}
 		if r, k := cl.killedReason(); k {

@@ -55,10 +55,13 @@ const (
 type ConnState uint8
 
 const (
-	// StateChecking: accepted, asking the login_access_sockets.
+	// StateChecking: accepted, asking the login_access_sockets (or
+	// waiting for the PROXY header of a haproxy = yes listener).
 	StateChecking ConnState = 1
-	// StateLoggingIn: greeted, in the pre-login protocol (Dovecot's
-	// "pre-login" clients, the eviction candidates).
+	// StateLoggingIn: in the pre-login protocol (Dovecot's "pre-login"
+	// clients, the eviction candidates): greeted, or about to be. A
+	// client of a service with nothing to check is logging in from the
+	// moment the supervisor hands it over (see checksFirst).
 	StateLoggingIn ConnState = 2
 	// StateProxying: logged in and relayed (TLS or proxy=y); never
 	// evicted.
@@ -81,16 +84,21 @@ func (s ConnState) String() string {
 type CloseReason uint8
 
 const (
-	CloseNormal   CloseReason = iota // the client left (LOGOUT, QUIT, EOF)
-	CloseRefused                     // an access socket refused it
-	CloseEvicted                     // evicted at the limit ("Connection queue full")
-	CloseTimeout                     // the pre-login deadline passed
-	CloseError                       // protocol limits (bad commands, input buffer full) or I/O errors
-	CloseShutdown                    // the service is shutting down
+	CloseNormal      CloseReason = iota // the client left (LOGOUT, QUIT, EOF)
+	CloseRefused                        // an access socket refused it
+	CloseEvicted                        // evicted at the limit ("Connection queue full")
+	CloseTimeout                        // the pre-login deadline passed
+	CloseError                          // protocol limits (bad commands, input buffer full) or I/O errors
+	CloseShutdown                       // the service is shutting down
+	CloseAccessError                    // an access socket could not be asked (connect or send failed); closed, failing closed
 )
 
 func (r CloseReason) String() string {
-	return [...]string{"normal", "refused", "evicted", "timeout", "error", "shutdown"}[min(int(r), 5)]
+	names := [...]string{"normal", "refused", "evicted", "timeout", "error", "shutdown", "access-error"}
+	if int(r) < len(names) {
+		return names[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
 }
 
 // StopMode is how a login process is asked to stop.

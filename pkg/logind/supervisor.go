@@ -254,6 +254,7 @@ func (s *Supervisor) apply(cfg *Config) error {
 		for i, ln := range lns {
 			files[i] = ln.ln
 		}
+		s.warnNoFile(svc, len(files))
 		p := s.pools[svc.Name]
 		if p == nil {
 			p = newPool(s.ctx, s.log(), s.Runner, cfg, svc, gen, &s.seq, &s.nextID, files)
@@ -292,6 +293,28 @@ func (s *Supervisor) apply(cfg *Config) error {
 	}
 	s.cfg = cfg
 	return errors.Join(errs...)
+}
+
+// warnNoFile warns (at start and at every reload) when the login
+// processes of svc, given listeners listening sockets, cannot hold
+// client_limit clients because the hard open-file limit is lower than
+// they need (see loginNoFile): they then run with the hard limit, and
+// when a descriptor is missing ("too many open files") an access check
+// fails (the client is closed, counted as an access error) or a
+// direct accept waits until one is free. Dovecot's master warns
+// likewise.
+func (s *Supervisor) warnNoFile(svc *Service, listeners int) {
+	hard := hardNoFile()
+	need, _ := loginNoFile(svc, listeners, 0)
+	if hard == 0 || need <= hard {
+		return
+	}
+	fit := uint64(0) // clients that fit when all are being checked at once
+	if fixed := noFileReserve + uint64(listeners); hard > fixed {
+		fit = (hard - fixed) / noFilePerClient(svc)
+	}
+	s.log().Warn("fd limit (ulimit -n) is lower than required under max. load: login processes get the hard limit and hold fewer clients than client_limit; raise the hard limit (LimitNOFILE= in the systemd unit) or lower client_limit",
+		"service", svc.Name, "client_limit", svc.ClientLimit, "access_sockets", len(svc.AccessSockets), "required", need, "hard_limit", hard, "clients_that_fit", fit)
 }
 
 func enabledNames(cfg *Config) []string {

@@ -571,11 +571,7 @@ func (p *pool) exited(pr *proc, ev WorkerEvent, now time.Time) {
 		}
 	}
 	if p.stopping && len(p.procs) == 0 {
-		select {
-		case <-p.done:
-		default:
-			close(p.done)
-		}
+		p.closeDone()
 	}
 	p.dispatch(now)
 }
@@ -670,7 +666,9 @@ func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
 		pr.w.Stop(StopShutdown)
 	}
 	if len(p.procs) == 0 {
-		close(p.done)
+		// The last process may have exited already, after stopSpawning
+		// (which set stopping) and before this.
+		p.closeDone()
 	}
 	p.updateGate()
 	p.mu.Unlock()
@@ -700,6 +698,15 @@ func (p *pool) stopSpawning() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stopIdle()
+}
+
+// closeDone closes done once; mu is held.
+func (p *pool) closeDone() {
+	select {
+	case <-p.done:
+	default:
+		close(p.done)
+	}
 }
 
 // stopIdle sets stopping and ends the idle loop; mu is held.

@@ -67,6 +67,19 @@
 // plus the Go memory limit, not RLIMIT_AS, and must be at least 16M (see
 // the Sandbox section of the supervisor documentation).
 //
+// # Pre-login protocol
+//
+// The login processes answer as Dovecot 2.3's do, authentication apart
+// (LOGIN and AUTHENTICATE answer NO [UNAVAILABLE]): the same replies,
+// limits and bad-command counting. IMAP commands are read as Dovecot's
+// imap-login reads them (imapcmd.go: literals, synchronizing and
+// LITERAL+, a 1026-byte input buffer, 8192 bytes per command, Dovecot's
+// error texts, tags never echoed when invalid); POP3, submission and
+// ManageSieve read lines. Every client that goes away before
+// authentication is logged in Dovecot's words (disconnect.go):
+//
+//	Disconnected: Aborted login by logging out (no auth attempts in 0 secs): user=<>, rip=IP, lip=IP, secured, session=<ID>
+//
 // # HAProxy
 //
 // On an inet_listener with haproxy = yes, a PROXY protocol header comes

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/tcpwrapd/tcpwrapd/internal/dovecotlab"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
 )
@@ -662,6 +664,15 @@ func TestAccessChecksWithTcpwrapd(t *testing.T) {
 	l.waitFor("refused counted", func(s ServiceStatus) bool { return s.Counters.Refused == 1 })
 	if !l.hasLog(`msg="access(tcpwrapd/access): Client refused (rip=127.0.0.2)"`) {
 		t.Errorf("no Dovecot refusal line in the log:\n%s", l.logs.String())
+	}
+	// A refused client was never a client: no "Disconnected" line (as
+	// in Dovecot), unlike the allowed one.
+	ok.cmd("a LOGOUT")
+	l.waitDisconnects(1)
+	time.Sleep(100 * time.Millisecond)
+	lines, _ := l.disconnects()
+	if d := cmp.Diff([]string{disconnectLine("Aborted login by logging out")}, lines); d != "" {
+		t.Errorf("disconnect lines (-want +got)\n%s", d)
 	}
 }
 

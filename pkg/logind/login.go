@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -32,6 +33,7 @@ var testHooks bool
 // 0 after a normal stop (service_count reached, idle, drain, shutdown,
 // supervisor gone), 89 on a fatal set-up error (Dovecot's FATAL_DEFAULT).
 func LoginProcessMain() int {
+	defer processLog.flush()
 	f := os.NewFile(3, "login-ctl")
 	fc, err := net.FileConn(f)
 	f.Close()
@@ -129,9 +131,61 @@ func (lp *loginProc) takeQueued(buf, oob []byte) (code int, stop bool) {
 }
 
 // logLine writes one "LEVEL text" line to stderr, which the supervisor
-// logs with the service name and pid.
+// logs with the service name and pid. INFO lines (one per client that
+// goes away, on the hot path) are batched for up to logDelay, so that
+// the supervisor reads and logs them in batches instead of being woken
+// for every one; other levels go out at once, after the batch (order is
+// kept). The batch is written when the process ends normally; a crash
+// may lose the last logDelay of INFO lines.
 func logLine(level, format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s %s\n", level, fmt.Sprintf(format, args...))
+	processLog.add(level, fmt.Sprintf(format, args...))
+}
+
+// logDelay bounds how long an INFO line waits; maxLogBatch is the
+// largest batch in bytes (one atomic pipe write).
+const (
+	logDelay    = 20 * time.Millisecond
+	maxLogBatch = 4096
+)
+
+// processLog is the login process's stderr (logLine).
+var processLog = &lineLog{w: os.Stderr}
+
+// lineLog writes "LEVEL text" lines to w, batching INFO lines. It is safe
+// for concurrent use.
+type lineLog struct {
+	w     io.Writer
+	mu    sync.Mutex
+	buf   []byte
+	armed bool // a flush is scheduled
+}
+
+func (l *lineLog) add(level, text string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(append(append(append(l.buf, level...), ' '), text...), '\n')
+	switch {
+	case level != "INFO" || len(l.buf) >= maxLogBatch:
+		l.flushLocked()
+	case !l.armed:
+		l.armed = true
+		time.AfterFunc(logDelay, l.flush)
+	}
+}
+
+// flush writes the batched lines.
+func (l *lineLog) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flushLocked()
+}
+
+func (l *lineLog) flushLocked() {
+	l.armed = false
+	if len(l.buf) > 0 {
+		l.w.Write(l.buf)
+		l.buf = l.buf[:0]
+	}
 }
 
 type loginProc struct {
@@ -612,20 +666,10 @@ func notAsked(err error) bool {
 
 // remoteAddr is c's remote IP address, unmapped; the zero Addr if c is
 // not TCP.
-func remoteAddr(c net.Conn) netip.Addr {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.AddrPort().Addr().Unmap()
-	}
-	return netip.Addr{}
-}
+func remoteAddr(c net.Conn) netip.Addr { return addrOf(c.RemoteAddr()) }
 
 // remoteIP is remoteAddr as logged after "rip=" ("?" if unknown).
-func remoteIP(c net.Conn) string {
-	if a := remoteAddr(c); a.IsValid() {
-		return a.String()
-	}
-	return "?"
-}
+func remoteIP(c net.Conn) string { return ipString(remoteAddr(c)) }
 
 func hostname() string {
 	h, err := os.Hostname()

@@ -1,23 +1,28 @@
 package logind
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
 type netipPrefix = netip.Prefix
 
-// MaxInputLine is the longest pre-login command line in bytes, CRLF
-// included, before the client is dropped with "Input buffer full"
-// (Dovecot's LOGIN_MAX_INBUF_SIZE, 1026).
+// MaxInputLine is the size of a client's input buffer in bytes (Dovecot's
+// LOGIN_MAX_INBUF_SIZE, 1026): the longest POP3, submission or
+// ManageSieve command line, CRLF included, and the longest piece of an
+// IMAP command (tag, name, atom, quoted string, literal octets; a
+// command with literals may be longer, up to 8192 bytes), before the
+// client is dropped with "Input buffer full".
 const MaxInputLine = 1026
 
 // client is one connection inside a login process.
@@ -44,7 +49,9 @@ type client struct {
 	reason CloseReason
 	killed bool
 
-	bad int // bad commands (cumulative or consecutive, per protocol)
+	out string     // corked replies (queue, flush)
+	bad int        // bad commands (cumulative or consecutive, per protocol)
+	ir  imapReader // IMAP's command reader (imapcmd.go), set at the first command
 	mem [][]byte
 }
 
@@ -71,12 +78,67 @@ func (cl *client) write(s string) error {
 	return err
 }
 
+// maxCorked is how many bytes of replies are held back at most (Dovecot's
+// login output buffer).
+const maxCorked = 4096
+
+// queue adds replies to the output, which is corked while the client's
+// input is being processed, as Dovecot's is: the replies to pipelined
+// commands go out in one write, before the process waits for more input
+// (flush, called by the input buffer), with a notice, or when more than
+// maxCorked bytes are waiting. One write per batch also keeps a reply
+// from being held back by Nagle's algorithm behind an earlier one and
+// then lost when the process closes a socket with input unread (a
+// reset).
+func (cl *client) queue(s string) error {
+	if cl.out == "" {
+		cl.out = s
+	} else {
+		cl.out += s
+	}
+	if len(cl.out) > maxCorked {
+		return cl.flush()
+	}
+	return nil
+}
+
+// flush writes the queued replies; an error is a *writeError.
+func (cl *client) flush() error {
+	if cl.out == "" {
+		return nil
+	}
+	err := cl.write(cl.out)
+	cl.out = ""
+	if err != nil {
+		return &writeError{err}
+	}
+	return nil
+}
+
+// writeError is a failed write to the client.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return "write: " + e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
 // serve runs the client: access check, greeting, commands, until it
 // leaves or is dropped. The pre-login deadline is absolute from accept.
+// A client that passed the checks (haproxy header, access sockets) is
+// logged when it goes, as Dovecot's login processes do (disconnect.go).
 func (cl *client) serve() {
 	reason := CloseNormal
+	why := "" // Dovecot's disconnect reason; "" logs nothing
 	defer func() {
+		if why != "" {
+			// The addresses are needed after Close, which ends the
+			// socket before the line is written.
+			cl.c.RemoteAddr()
+			cl.c.LocalAddr()
+		}
 		cl.conn.Close()
+		if why != "" {
+			cl.logDisconnect(why)
+		}
 		cl.lp.finished(cl, reason)
 	}()
 	deadline := cl.accepted.Add(cl.lp.in.PreloginTimeout)
@@ -92,7 +154,7 @@ func (cl *client) serve() {
 			return
 		}
 		if r, k := cl.killedReason(); k {
-			reason = r
+			reason, why = r, closeWhy(r)
 			if r != CloseRefused && !cl.implicitTLS { // no plaintext to a TLS client
 				cl.write(cl.lp.proto.notice(cl.lp, r))
 			}
@@ -108,57 +170,41 @@ func (cl *client) serve() {
 			}
 		}
 		if err := cl.write(cl.lp.proto.greeting(cl.lp, cl.tlsActive)); err != nil {
-			reason = CloseError
+			reason, why = CloseError, "Connection closed"
 			return
 		}
 	}
 	cl.c.SetReadDeadline(deadline)
-	if r, k := cl.killedReason(); k { // killed while greeting
+	if _, k := cl.killedReason(); k { // killed while greeting
 		cl.c.SetReadDeadline(time.Unix(1, 0))
-		_ = r
 	}
-	br := bufio.NewReaderSize(cl.conn, MaxInputLine)
+	in := newInbuf(cl.conn)
+	in.out = cl
 	for {
-		line, err := br.ReadSlice('\n')
+		reply, end, err := cl.lp.proto.next(cl, in)
+		if qerr := cl.queue(reply); qerr != nil && err == nil {
+			err = qerr
+		}
+		if end.why != "" {
+			reason, why = end.reason, end.why
+			if cl.flush() != nil {
+				why = "Connection closed"
+			}
+			return
+		}
 		if err != nil {
-			if r, k := cl.killedReason(); k {
-				reason = r
-				cl.write(cl.lp.proto.notice(cl.lp, r))
-				return
-			}
-			var ne net.Error
-			switch {
-			case errors.Is(err, bufio.ErrBufferFull):
-				reason = CloseError
-				cl.write(cl.lp.proto.notice(cl.lp, closeInputFull))
-			case errors.As(err, &ne) && ne.Timeout():
-				reason = CloseTimeout
-				cl.write(cl.lp.proto.notice(cl.lp, CloseTimeout))
-			}
-			return
-		}
-		line = bytes.TrimRight(line, "\r\n")
-		reply, quit, tooBad := cl.lp.proto.command(cl, string(line))
-		if reply != "" {
-			if err := cl.write(reply); err != nil {
-				reason = CloseError
-				return
-			}
-		}
-		if tooBad {
-			reason = CloseError
-			return
-		}
-		if quit {
+			reason, why = cl.inputFailure(err)
 			return
 		}
 		if cl.wantTLS {
 			cl.wantTLS = false
+			if err := cl.flush(); err != nil {
+				reason, why = CloseError, "Connection closed"
+				return
+			}
 			// Plaintext pipelined after STARTTLS is dropped, never run
 			// as if it had come over TLS (the CVE-2011-0411 class).
-			if br.Buffered() > 0 {
-				br.Discard(br.Buffered())
-			}
+			in.discard()
 			if err := cl.handshake(deadline); err != nil {
 				reason = cl.tlsFailure(err)
 				return
@@ -167,9 +213,41 @@ func (cl *client) serve() {
 			if _, k := cl.killedReason(); k {
 				cl.c.SetReadDeadline(time.Unix(1, 0))
 			}
-			br = bufio.NewReaderSize(cl.conn, MaxInputLine)
+			in.src = cl.conn
 		}
 	}
+}
+
+// inputFailure handles an input error: the queued replies and the
+// notice to the client (if any) are written, and the close reason and
+// Dovecot's disconnect reason are returned.
+func (cl *client) inputFailure(err error) (CloseReason, string) {
+	defer cl.flush()
+	if r, k := cl.killedReason(); k {
+		cl.queue(cl.lp.proto.notice(cl.lp, r))
+		return r, closeWhy(r)
+	}
+	var ne net.Error
+	var we *writeError
+	switch {
+	case errors.As(err, &we):
+		return CloseError, "Connection closed"
+	case errors.Is(err, errInputFull):
+		cl.queue(cl.lp.proto.notice(cl.lp, closeInputFull))
+		return CloseError, "Input buffer full"
+	case errors.Is(err, errAuthTooLarge):
+		return CloseError, "Authentication response too large"
+	case errors.As(err, &ne) && ne.Timeout():
+		cl.queue(cl.lp.proto.notice(cl.lp, CloseTimeout))
+		return CloseTimeout, closeWhy(CloseTimeout)
+	case errors.Is(err, io.EOF):
+		return CloseNormal, "Connection closed"
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return CloseNormal, "Connection closed: read(size=" + strconv.Itoa(MaxInputLine) + ") failed: " + capitalize(errno.Error())
+	}
+	return CloseNormal, "Connection closed"
 }
 
 // handshake runs the server side of a TLS handshake on the client's
@@ -214,10 +292,34 @@ type protocol interface {
 	// greeting is the greeting line(s); tlsActive: the connection is
 	// already TLS (no STARTTLS capability).
 	greeting(lp *loginProc, tlsActive bool) string
-	// command handles one line; quit ends the session normally, tooBad
-	// ends it for too many bad commands (the reply carries the notice).
-	command(cl *client, line string) (reply string, quit, tooBad bool)
+	// next reads one command from in and runs it. reply is written to
+	// the client (also when err is not nil); end, if set, ends the
+	// session after the reply; err is an input error (end of stream, a
+	// deadline, errInputFull, ...).
+	next(cl *client, in *inbuf) (reply string, end ending, err error)
 	notice(lp *loginProc, r CloseReason) string
+}
+
+// ending says why a command ends the session: why is Dovecot's
+// disconnect reason (logged), reason what the supervisor is told. The
+// zero ending goes on.
+type ending struct {
+	why    string
+	reason CloseReason
+}
+
+// endLogout ends a session at the client's LOGOUT or QUIT.
+var endLogout = ending{"Aborted login by logging out", CloseNormal}
+
+// lineCommand reads one line (the line protocols: POP3, submission,
+// ManageSieve) and runs it with command.
+func lineCommand(cl *client, in *inbuf, command func(*client, string) (string, ending)) (string, ending, error) {
+	line, err := in.line()
+	if err != nil {
+		return "", ending{}, err
+	}
+	reply, end := command(cl, string(bytes.TrimRight(line, "\r\n")))
+	return reply, end, nil
 }
 
 func protocolFor(name string) protocol {
@@ -260,51 +362,101 @@ func (imap) greeting(lp *loginProc, tlsActive bool) string {
 // cumulatively for IMAP.
 const IMAPMaxBadCommands = 3
 
-func (imap) command(cl *client, line string) (string, bool, bool) {
-	tag, rest, _ := strings.Cut(line, " ")
-	cmd, args, _ := strings.Cut(rest, " ")
-	if tag == "" || len(tag) > 126 || strings.ContainsAny(tag, "*%(){\"\\") {
-		if strings.EqualFold(tag, "LOGIN") {
-			return "* BAD Missing tag\r\n", false, false
-		}
-		return cl.imapBad("*")
+// imapUnavailable answers LOGIN and AUTHENTICATE until authentication
+// exists.
+const imapUnavailable = " NO [UNAVAILABLE] Authentication is not available yet.\r\n"
+
+// next reads a command with the client's IMAP reader (imapcmd.go) and
+// runs it.
+func (imap) next(cl *client, in *inbuf) (string, ending, error) {
+	if cl.ir.in != in {
+		cl.ir = imapReader{in: in, cont: cl}
 	}
-	switch strings.ToUpper(cmd) {
+	cmd, ok, err := cl.ir.read()
+	if !ok {
+		return "", ending{}, err
+	}
+	reply, end := cl.imapRun(&cmd)
+	return reply, end, err
+}
+
+// continueLiteral asks for a synchronizing literal's octets (with the
+// replies queued before it).
+func (cl *client) continueLiteral() error {
+	cl.queue("+ OK\r\n")
+	return cl.flush()
+}
+
+// imapRun answers one command as Dovecot's imap-login does (spec §9.2),
+// authentication apart. Arguments are never echoed; the tag only if
+// valid.
+func (cl *client) imapRun(cmd *imapCommand) (string, ending) {
+	tag := cmd.tag
+	switch {
+	case tag == "":
+		return cl.imapBad("*")
+	case cmd.err != nil && cmd.err.fatal:
+		return "* BYE " + cmd.err.msg + "\r\n", ending{cmd.err.msg, CloseError}
+	case cmd.err != nil:
+		return tag + " BAD " + cmd.err.msg + "\r\n", ending{}
+	}
+	switch name := strings.ToUpper(cmd.name); name {
 	case "CAPABILITY":
-		return "* CAPABILITY " + imapCapsFor(cl.lp, cl.tlsActive) + "\r\n" + tag + " OK Pre-login capabilities listed, post-login capabilities have more.\r\n", false, false
+		return "* CAPABILITY " + imapCapsFor(cl.lp, cl.tlsActive) + "\r\n" + tag + " OK Pre-login capabilities listed, post-login capabilities have more.\r\n", ending{}
 	case "NOOP":
-		return tag + " OK NOOP completed.\r\n", false, false
+		return tag + " OK NOOP completed.\r\n", ending{}
 	case "LOGOUT":
-		return "* BYE Logging out\r\n" + tag + " OK Logout completed.\r\n", true, false
+		return "* BYE Logging out\r\n" + tag + " OK Logout completed.\r\n", endLogout
 	case "ID":
-		return "* ID NIL\r\n" + tag + " OK ID completed.\r\n", false, false
+		if cmd.idInvalid {
+			return tag + " BAD Invalid ID parameters\r\n", ending{}
+		}
+		return "* ID NIL\r\n" + tag + " OK ID completed.\r\n", ending{}
 	case "ENABLE":
-		return "* ENABLED\r\n" + tag + " OK ENABLE ignored in non-authenticated state.\r\n", false, false
+		return "* ENABLED\r\n" + tag + " OK ENABLE ignored in non-authenticated state.\r\n", ending{}
 	case "STARTTLS":
 		switch {
 		case cl.tlsActive:
-			return tag + " BAD TLS is already active.\r\n", false, false
+			return tag + " BAD TLS is already active.\r\n", ending{}
 		case cl.lp.tls == nil:
-			return tag + " BAD TLS support isn't enabled.\r\n", false, false
+			return tag + " BAD TLS support isn't enabled.\r\n", ending{}
 		}
 		cl.wantTLS = true
-		return tag + " OK Begin TLS negotiation now.\r\n", false, false
-	case "LOGIN", "AUTHENTICATE":
-		return tag + " NO [UNAVAILABLE] Authentication is not available yet.\r\n", false, false
+		return tag + " OK Begin TLS negotiation now.\r\n", ending{}
+	case "LOGIN":
+		// Dovecot: exactly two astrings, else a bad command.
+		if len(cmd.args) == 2 && cmd.args[0].astring() && cmd.args[1].astring() {
+			return tag + imapUnavailable, ending{}
+		}
+	case "AUTHENTICATE":
+		// A mechanism name is needed, else a bad command.
+		if mech, _, _ := strings.Cut(cmd.raw, " "); mech != "" {
+			return tag + imapUnavailable, ending{}
+		}
 	case "XALLOC", "XPROXY", "XOPEN", "XADDR":
 		if testHooks {
-			return cl.testHook(strings.ToUpper(cmd), args, tag+" OK\r\n"), false, false
+			arg := ""
+			if len(cmd.args) > 0 {
+				arg = cmd.args[0].str
+			}
+			return cl.testHook(name, arg, tag+" OK\r\n"), ending{}
+		}
+		fallthrough
+	default:
+		if strings.EqualFold(tag, "LOGIN") { // not counted
+			return tag + " BAD First parameter in line is IMAP's command tag, not the command name. Add that before the command, like: a login user pass\r\n", ending{}
 		}
 	}
 	return cl.imapBad(tag)
 }
 
-func (cl *client) imapBad(tag string) (string, bool, bool) {
+// imapBad counts a bad command: BAD, or at the third (cumulative) BYE.
+func (cl *client) imapBad(tag string) (string, ending) {
 	cl.bad++
 	if cl.bad >= IMAPMaxBadCommands {
-		return "* BYE Too many invalid IMAP commands.\r\n", false, true
+		return "* BYE Too many invalid IMAP commands.\r\n", ending{"Too many invalid commands", CloseError}
 	}
-	return tag + " BAD Error in IMAP command received by server.\r\n", false, false
+	return tag + " BAD Error in IMAP command received by server.\r\n", ending{}
 }
 
 func (imap) notice(lp *loginProc, r CloseReason) string {
@@ -327,7 +479,11 @@ type pop3 struct{}
 
 func (pop3) name() string                          { return "pop3" }
 func (pop3) greeting(lp *loginProc, _ bool) string { return "+OK " + lp.in.Greeting + "\r\n" }
-func (pop3) command(cl *client, line string) (string, bool, bool) {
+func (pop3) next(cl *client, in *inbuf) (string, ending, error) {
+	return lineCommand(cl, in, pop3Command)
+}
+
+func pop3Command(cl *client, line string) (string, ending) {
 	cmd, args, _ := strings.Cut(line, " ")
 	switch strings.ToUpper(cmd) {
 	case "CAPA":
@@ -336,33 +492,35 @@ func (pop3) command(cl *client, line string) (string, bool, bool) {
 		if cl.lp.tls != nil && !cl.tlsActive {
 			stls = "STLS\r\n"
 		}
-		return "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n" + stls + ".\r\n", false, false
+		return "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n" + stls + ".\r\n", ending{}
 	case "QUIT":
-		return "+OK Logging out\r\n", true, false
+		return "+OK Logging out\r\n", endLogout
 	case "STLS":
 		cl.bad = 0
 		switch {
 		case cl.tlsActive:
-			return "-ERR TLS is already active.\r\n", false, false
+			return "-ERR TLS is already active.\r\n", ending{}
 		case cl.lp.tls == nil:
-			return "-ERR TLS support isn't enabled.\r\n", false, false
+			return "-ERR TLS support isn't enabled.\r\n", ending{}
 		}
 		cl.wantTLS = true
-		return "+OK Begin TLS negotiation now.\r\n", false, false
+		return "+OK Begin TLS negotiation now.\r\n", ending{}
 	case "USER", "PASS", "AUTH", "APOP":
 		cl.bad = 0
-		return "-ERR [SYS/TEMP] Authentication is not available yet.\r\n", false, false
+		return "-ERR [SYS/TEMP] Authentication is not available yet.\r\n", ending{}
 	case "XALLOC", "XPROXY":
 		if testHooks {
 			cl.bad = 0
-			return cl.testHook(strings.ToUpper(cmd), args, "+OK\r\n"), false, false
+			return cl.testHook(strings.ToUpper(cmd), args, "+OK\r\n"), ending{}
 		}
 	}
 	cl.bad++
 	if cl.bad >= 3 {
-		return "-ERR Unknown command.\r\n-ERR Too many invalid bad commands.\r\n", false, true
+		// Dovecot 2.3.19.1 logs "Disconnected: Disconnected: Too many
+		// bad commands", the reason with its own prefix.
+		return "-ERR Unknown command.\r\n-ERR Too many invalid bad commands.\r\n", ending{"Disconnected: Too many bad commands", CloseError}
 	}
-	return "-ERR Unknown command.\r\n", false, false
+	return "-ERR Unknown command.\r\n", ending{}
 }
 func (pop3) notice(lp *loginProc, r CloseReason) string {
 	switch r {
@@ -386,26 +544,30 @@ func (submission) name() string { return "submission" }
 func (submission) greeting(lp *loginProc, _ bool) string {
 	return "220 " + lp.host + " " + lp.in.Greeting + "\r\n"
 }
-func (submission) command(cl *client, line string) (string, bool, bool) {
+func (submission) next(cl *client, in *inbuf) (string, ending, error) {
+	return lineCommand(cl, in, submissionCommand)
+}
+
+func submissionCommand(cl *client, line string) (string, ending) {
 	cmd, _, _ := strings.Cut(line, " ")
 	h := cl.lp.host
 	switch strings.ToUpper(cmd) {
 	case "EHLO":
-		return "250-" + h + "\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-PIPELINING\r\n250 CHUNKING\r\n", false, false
+		return "250-" + h + "\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-PIPELINING\r\n250 CHUNKING\r\n", ending{}
 	case "HELO":
-		return "250 " + h + "\r\n", false, false
+		return "250 " + h + "\r\n", ending{}
 	case "NOOP", "RSET":
-		return "250 2.0.0 OK\r\n", false, false
+		return "250 2.0.0 OK\r\n", ending{}
 	case "QUIT":
-		return "221 2.0.0 " + h + " Bye\r\n", true, false
+		return "221 2.0.0 " + h + " Bye\r\n", endLogout
 	case "AUTH", "MAIL", "RCPT", "DATA", "BDAT":
-		return "530 5.7.0 Authentication required (not available yet)\r\n", false, false
+		return "530 5.7.0 Authentication required (not available yet)\r\n", ending{}
 	}
 	cl.bad++
 	if cl.bad >= 10 {
-		return "421 4.7.0 " + h + " Too many invalid commands.\r\n", false, true
+		return "421 4.7.0 " + h + " Too many invalid commands.\r\n", ending{"Too many invalid commands", CloseError}
 	}
-	return "500 5.5.1 Unknown command\r\n", false, false
+	return "500 5.5.1 Unknown command\r\n", ending{}
 }
 func (submission) notice(lp *loginProc, r CloseReason) string {
 	switch r {
@@ -431,23 +593,27 @@ func (sieve) name() string { return "sieve" }
 func (sieve) greeting(lp *loginProc, _ bool) string {
 	return sieveCaps + "OK \"" + lp.in.Greeting + "\"\r\n"
 }
-func (sieve) command(cl *client, line string) (string, bool, bool) {
+func (sieve) next(cl *client, in *inbuf) (string, ending, error) {
+	return lineCommand(cl, in, sieveCommand)
+}
+
+func sieveCommand(cl *client, line string) (string, ending) {
 	cmd, _, _ := strings.Cut(line, " ")
 	switch strings.ToUpper(cmd) {
 	case "CAPABILITY":
-		return sieveCaps + "OK \"Capability completed.\"\r\n", false, false
+		return sieveCaps + "OK \"Capability completed.\"\r\n", ending{}
 	case "NOOP":
-		return "OK \"NOOP completed.\"\r\n", false, false
+		return "OK \"NOOP completed.\"\r\n", ending{}
 	case "LOGOUT":
-		return "OK \"Logout completed.\"\r\n", true, false
+		return "OK \"Logout completed.\"\r\n", endLogout
 	case "AUTHENTICATE", "STARTTLS":
-		return "NO \"Not available yet.\"\r\n", false, false
+		return "NO \"Not available yet.\"\r\n", ending{}
 	}
 	cl.bad++
 	if cl.bad >= 3 {
-		return "BYE \"Too many invalid MANAGESIEVE commands.\"\r\n", false, true
+		return "BYE \"Too many invalid MANAGESIEVE commands.\"\r\n", ending{"Too many invalid commands", CloseError}
 	}
-	return "NO \"Error in MANAGESIEVE command received by server.\"\r\n", false, false
+	return "NO \"Error in MANAGESIEVE command received by server.\"\r\n", ending{}
 }
 func (sieve) notice(lp *loginProc, r CloseReason) string {
 	switch r {

@@ -260,7 +260,17 @@ func TestManagedSignalsAndMasterDeath(t *testing.T) {
 	}
 	// SIGINT while a check is in flight: a raw client that connects and
 	// sends nothing keeps a connection open until the read timeout.
+	before := socketFDs(pids[0])
 	conn := openIdleCheck(t, d)
+	// connect returns once the connection is queued; wait until the
+	// service has accepted it (one more socket descriptor), or SIGINT
+	// could find it idle.
+	for deadline := time.Now().Add(5 * time.Second); socketFDs(pids[0]) <= before; {
+		if time.Now().After(deadline) {
+			t.Fatalf("tcpwrapd pid %d did not accept the idle check's connection", pids[0])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	mark := d.LogMark()
 	syscall.Kill(pids[0], syscall.SIGINT)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -295,6 +305,18 @@ func TestManagedSignalsAndMasterDeath(t *testing.T) {
 		t.Fatalf("tcpwrapd pid %d still running 5 s after the master was killed", last)
 	}
 	t.Logf("SIGINT with a check in flight, SIGTERM and master death: all exited")
+}
+
+// socketFDs counts the socket descriptors of process pid.
+func socketFDs(pid int) int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	return n
 }
 
 // openIdleCheck connects to the tcpwrap socket directly (as root) and

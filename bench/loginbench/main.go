@@ -283,6 +283,27 @@ func measure() (procs, rss, pss int) {
 	if *master == 0 {
 		return
 	}
+	eachProc(func(dir string, pid int, f []string) {
+		if f[1] != strconv.Itoa(*master) {
+			return
+		}
+		// argv[0]: Dovecot's binary is imap-login; loginsvc sets argv[0].
+		cmd, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
+		argv0, _, _ := strings.Cut(string(cmd), "\x00")
+		if !strings.Contains(argv0, "-login") {
+			return
+		}
+		procs++
+		rss += field(filepath.Join(dir, "status"), "VmRSS:")
+		pss += field(filepath.Join(dir, "smaps_rollup"), "Pss:")
+	})
+	return
+}
+
+// eachProc calls fn for every process in /proc with its directory, its
+// pid and the fields of its stat file after the command name (f[0] is
+// the state, f[1] the parent pid; at least 15 fields).
+func eachProc(fn func(dir string, pid int, f []string)) {
 	ents, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, e := range ents {
 		b, err := os.ReadFile(e)
@@ -291,25 +312,17 @@ func measure() (procs, rss, pss int) {
 		}
 		s := string(b)
 		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		// argv[0]: Dovecot's binary is imap-login; loginsvc sets argv[0].
-		cmd, _ := os.ReadFile(filepath.Join(filepath.Dir(e), "cmdline"))
-		argv0, _, _ := strings.Cut(string(cmd), "\x00")
-		if !strings.HasSuffix(filepath.Base(argv0), "-login") && !strings.Contains(argv0, "-login") {
+		if i < 0 || i+2 > len(s) {
 			continue
 		}
 		f := strings.Fields(s[i+2:])
-		if len(f) < 2 || f[1] != strconv.Itoa(*master) {
+		if len(f) < 15 {
 			continue
 		}
 		dir := filepath.Dir(e)
-		procs++
-		rss += field(filepath.Join(dir, "status"), "VmRSS:")
-		pss += field(filepath.Join(dir, "smaps_rollup"), "Pss:")
+		pid, _ := strconv.Atoi(filepath.Base(dir))
+		fn(dir, pid, f)
 	}
-	return
 }
 
 func field(path, key string) int {
@@ -332,22 +345,7 @@ func serviceCPU() time.Duration {
 	}
 	const tick = 10 * time.Millisecond // USER_HZ = 100
 	var ticks int
-	ents, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, e := range ents {
-		b, err := os.ReadFile(e)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+2:])
-		if len(f) < 15 {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(e)))
+	eachProc(func(_ string, pid int, f []string) {
 		n := func(k int) int { v, _ := strconv.Atoi(f[k]); return v }
 		switch {
 		case pid == *master:
@@ -355,7 +353,7 @@ func serviceCPU() time.Duration {
 		case f[1] == strconv.Itoa(*master):
 			ticks += n(11) + n(12)
 		}
-	}
+	})
 	return time.Duration(ticks) * tick
 }
 

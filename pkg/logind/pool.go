@@ -664,11 +664,16 @@ func (p *pool) exited(pr *proc, ev WorkerEvent, now time.Time) {
 }
 
 // closeDoneIfIdle closes p.done once the pool is stopping and has no
-// process left (it may get there more than once: a process can exit
-// between stopSpawning and shutdown). mu is held.
+// process left. It may get there more than once (a process can exit
+// between stopSpawning and shutdown), so it closes only once. mu is held.
 func (p *pool) closeDoneIfIdle() {
-	if p.stopping && len(p.procs) == 0 {
-		p.closeDone()
+	if !p.stopping || len(p.procs) > 0 {
+		return
+	}
+	select {
+	case <-p.done:
+	default:
+		close(p.done)
 	}
 }
 
@@ -781,16 +786,6 @@ func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
 	select {
 	case <-p.done:
 	case <-time.After(2 * time.Second):
-	}
-}
-
-// closeDone closes done once (the last exit after stopSpawning and
-// shutdown may both find no process left). mu is held.
-func (p *pool) closeDone() {
-	select {
-	case <-p.done:
-	default:
-		close(p.done)
 	}
 }
 

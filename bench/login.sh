@@ -146,4 +146,6 @@ for mode in $MODES; do
 		sleep 1
 	done
 done
+echo
+"$TMP/loginbench" report "$OUT"
 echo "results in $OUT" >&2

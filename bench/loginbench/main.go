@@ -5,6 +5,7 @@
 //	loginbench -addr 127.0.0.1:31143 -master PID seq 1000    # connect, greeting, LOGOUT, one at a time
 //	loginbench -addr ... -master PID conc 500                # N at once, hold idle, measure, LOGOUT all
 //	loginbench -addr ... -master PID -src 8 idle 100000      # conc, plus a NOOP to every held connection
+//	loginbench report results.jsonl                          # side-by-side table with ratios
 //
 // idle is conc for very many connections: it spreads the source
 // addresses (-src, about 28,000 ports each), measures the PSS of the
@@ -76,8 +77,20 @@ var (
 func main() {
 	flag.Parse()
 	if flag.NArg() != 2 {
-		fmt.Fprintln(os.Stderr, "usage: loginbench [flags] seq|conc N")
+		fmt.Fprintln(os.Stderr, "usage: loginbench [flags] seq|seq-raw|conc|idle N | report FILE")
 		os.Exit(2)
+	}
+	if flag.Arg(0) == "report" {
+		f, err := os.Open(flag.Arg(1))
+		if err == nil {
+			err = report(f, os.Stdout)
+			f.Close()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loginbench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	n, _ := strconv.Atoi(flag.Arg(1))
 	var lim syscall.Rlimit

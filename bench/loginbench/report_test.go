@@ -1,0 +1,41 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestReport(t *testing.T) {
+	in := `{"target":"dovecot/hp","test":"seq-raw","n":1000,"conn_per_s":5000}
+{"target":"loginsvc/hp","test":"seq-raw","n":1000,"conn_per_s":5500}
+{"target":"floor/hp","test":"seq-raw","n":1000,"conn_per_s":6000}
+{"target":"dovecot/hp","test":"conc","n":500,"all_greeted_s":0.04,"pss_per_conn_bytes":13600}
+{"target":"loginsvc/hp","test":"conc","n":500,"all_greeted_s":0.02,"pss_per_conn_bytes":3400}
+{"target":"loginsvc/hp-idle","test":"idle","n":100000,"all_greeted_s":5.5,"pss_per_conn_bytes":6276}
+`
+	var b strings.Builder
+	if err := report(strings.NewReader(in), &b); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"hp  seq-raw conn/s  5000  5500  6000  1.10x  1.20x",
+		"hp  conc all greeted  0.040 s  0.020 s  -  2.00x  -",
+		"hp  conc PSS/conn  13600 B  3400 B  -  4.00x  -",
+		"hp-idle  idle all greeted  -  5.500 s  -  -  -",
+	}
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n")[1:5] {
+		got = append(got, strings.Join(strings.Fields(l), "  "))
+	}
+	for i := range want {
+		want[i] = strings.Join(strings.Fields(want[i]), "  ")
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got)\n%s\nfull output:\n%s", d, b.String())
+	}
+	if err := report(strings.NewReader("not json\n"), &b); err == nil {
+		t.Error("no error for a line that is not JSON")
+	}
+}

@@ -100,11 +100,13 @@ func (l *linter) numeric(tok string, p pos) {
 	}
 	switch {
 	case prefix && len(parts) > 3:
-		l.addf(p.file, p.line, p.col, Error, "bad-address", "remove the final dot",
-			"%s has four parts and a final dot: it never matches", tok)
+		l.addFix(Diagnostic{File: p.file, Line: p.line, Col: p.col, Severity: Error, Code: "bad-address",
+			Hint: "remove the final dot", Msg: fmt.Sprintf("%s has four parts and a final dot: it never matches", tok)},
+			tok, strings.TrimSuffix(tok, "."))
 	case !prefix && len(parts) < 4:
-		l.addf(p.file, p.line, p.col, Error, "incomplete-address", "write "+tok+". to match the network",
-			"%s is compared with the whole client address and never matches", tok)
+		l.addFix(Diagnostic{File: p.file, Line: p.line, Col: p.col, Severity: Error, Code: "incomplete-address",
+			Hint: "write " + tok + ". to match the network", Msg: fmt.Sprintf("%s is compared with the whole client address and never matches", tok)},
+			tok, tok+".")
 	case !prefix && l.opts.ReverseLookups && l.opts.Resolver != nil:
 		a, err := netip.ParseAddr(tok)
 		if err != nil {
@@ -123,6 +125,18 @@ func (l *linter) numeric(tok string, p pos) {
 func (l *linter) bracketed(tok string, p pos) {
 	inner, ok := strings.CutSuffix(strings.TrimPrefix(tok, "["), "]")
 	a, err := netip.ParseAddr(inner)
+	if addr, _, net := strings.Cut(inner, "/"); ok && net {
+		if a6, err := netip.ParseAddr(addr); err == nil && a6.Is6() {
+			l.fixf(p.file, p.line, p.col, Error, "bad-ipv6", tok, bracketIPv6(inner),
+				"%s: the prefix length goes after the brackets; written inside them the pattern never matches", tok)
+			return
+		}
+	}
+	if ok && err == nil && a.Is4() {
+		l.fixf(p.file, p.line, p.col, Error, "bad-ipv6", tok, inner,
+			"%s: libwrap writes IPv4 addresses without brackets; this pattern never matches", tok)
+		return
+	}
 	if !ok || err != nil || !a.Is6() {
 		l.addf(p.file, p.line, p.col, Error, "bad-ipv6", "write an IPv6 address in brackets, an IPv4 address without",
 			"%s is not a bracketed IPv6 address: it never matches", tok)
@@ -137,6 +151,12 @@ func (l *linter) netmask(tok, net, mask string, p pos) {
 	if strings.HasPrefix(net, "[") {
 		inner, ok := strings.CutSuffix(net[1:], "]")
 		a, err := netip.ParseAddr(inner)
+		if !ok && err == nil && a.Is6() && strings.HasSuffix(mask, "]") {
+			// "[2001:db8::/32]": the prefix length inside the brackets.
+			l.fixf(p.file, p.line, p.col, Error, "bad-netmask", tok, bracketIPv6(inner+"/"+strings.TrimSuffix(mask, "]")),
+				"%s: bad net/mask pattern (it never matches): the prefix length goes after the brackets", tok)
+			return
+		}
 		if !ok || err != nil || !a.Is6() {
 			bad("write [IPv6-net]/prefix")
 			return
@@ -147,7 +167,7 @@ func (l *linter) netmask(tok, net, mask string, p pos) {
 			return
 		}
 		if !clean {
-			l.addf(p.file, p.line, p.col, Warning, "netmask-atoi", fmt.Sprintf("write %s/%d", net, n),
+			l.fixf(p.file, p.line, p.col, Warning, "netmask-atoi", tok, fmt.Sprintf("%s/%d", net, n),
 				"%s: libwrap reads the prefix length %q as %d", tok, mask, n)
 		}
 		return
@@ -189,8 +209,9 @@ func (l *linter) netmask(tok, net, mask string, p pos) {
 		}
 	} else {
 		if strings.TrimSpace(mask) == "255.255.255.255" {
-			l.addf(p.file, p.line, p.col, Error, "netmask-all-ones", "write "+net+"/32 or just "+net,
-				"%s: libwrap rejects the mask 255.255.255.255, so this never matches", tok)
+			l.addFix(Diagnostic{File: p.file, Line: p.line, Col: p.col, Severity: Error, Code: "netmask-all-ones",
+				Hint: "write " + net + "/32 or just " + net, Msg: fmt.Sprintf("%s: libwrap rejects the mask 255.255.255.255, so this never matches", tok)},
+				tok, net)
 			return
 		}
 		n, clean := atoi(mask)
@@ -203,13 +224,13 @@ func (l *linter) netmask(tok, net, mask string, p pos) {
 			bad("the prefix length of an IPv4 net is 1 to 32")
 			return
 		case !clean:
-			l.addf(p.file, p.line, p.col, Warning, "netmask-atoi", fmt.Sprintf("write %s/%d", net, n),
+			l.fixf(p.file, p.line, p.col, Warning, "netmask-atoi", tok, fmt.Sprintf("%s/%d", net, n),
 				"%s: libwrap reads the prefix length %q as %d", tok, mask, n)
 		}
 		mv = ^uint32(0) << (32 - n)
 	}
 	if nv&^mv != 0 {
-		l.addf(p.file, p.line, p.col, Error, "netmask-host-bits", "write "+quad(nv&mv)+"/"+mask,
+		l.fixf(p.file, p.line, p.col, Error, "netmask-host-bits", tok, quad(nv&mv)+"/"+mask,
 			"%s: the net has host bits set; libwrap compares (address & mask) with the unmasked net, so this never matches", tok)
 	}
 }
@@ -303,7 +324,7 @@ func (l *linter) checkName(name string, p pos) {
 			"a name pattern only matches clients whose reverse name resolves back to their address",
 			"%s: host not found", name)
 	case res.canon != "" && !strings.EqualFold(strings.TrimSuffix(res.canon, "."), name):
-		l.addf(p.file, p.line, p.col, Warning, "host-alias", "write "+res.canon,
+		l.fixf(p.file, p.line, p.col, Warning, "host-alias", name, strings.TrimSuffix(res.canon, "."),
 			"%s: hostname alias (official name: %s); libwrap compares the verified name, which is the official one", name, res.canon)
 	}
 }

@@ -75,6 +75,17 @@ type Diagnostic struct {
 	Msg string `json:"message"`
 	// Hint, when not empty, says how to fix it.
 	Hint string `json:"hint,omitempty"`
+	// Fix, when not nil, is the edit the hint describes, exact enough
+	// to apply by program: the rule then means what the admin meant
+	// (pkg/lint's tests apply every Fix and check the result again).
+	Fix *Fix `json:"fix,omitempty"`
+}
+
+// Fix replaces the text Old, which starts at the diagnostic's column of
+// its line, by New.
+type Fix struct {
+	Old string `json:"old"`
+	New string `json:"new"`
 }
 
 // String formats d as "file:line:col: severity: msg [code]".
@@ -260,6 +271,19 @@ func (l *linter) add(d Diagnostic) { l.diags = append(l.diags, d) }
 
 func (l *linter) addf(file string, line, col int, sev Severity, code, hint, format string, args ...any) {
 	l.add(Diagnostic{File: file, Line: line, Col: col, Severity: sev, Code: code, Msg: fmt.Sprintf(format, args...), Hint: hint})
+}
+
+// addFix adds d with a Fix replacing old, at d's column, by new.
+func (l *linter) addFix(d Diagnostic, old, new string) {
+	d.Fix = &Fix{Old: old, New: new}
+	l.add(d)
+}
+
+// fixf adds a diagnostic whose hint is "write NEW" and whose Fix replaces
+// old, at col, by new.
+func (l *linter) fixf(file string, line, col int, sev Severity, code, old, new, format string, args ...any) {
+	l.add(Diagnostic{File: file, Line: line, Col: col, Severity: sev, Code: code, Msg: fmt.Sprintf(format, args...),
+		Hint: "write " + new, Fix: &Fix{Old: old, New: new}})
 }
 
 // parsedTable is one table with its rules and per-rule facts used by the

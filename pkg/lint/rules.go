@@ -70,7 +70,7 @@ func (l *linter) rule(pt *parsedTable, r *hostsrules.Rule) (decisive, broken boo
 	// An IPv6 address without brackets is cut at its first colon.
 	cut, col, bare := bareIPv6(r)
 	if bare {
-		l.addf(pt.path, line, col, Error, "bare-ipv6", "write ["+cut+"]",
+		l.fixf(pt.path, line, col, Error, "bare-ipv6", cut, bracketIPv6(cut),
 			"IPv6 address %s without brackets: libwrap cuts the rule at its first \":\", so the rule does not mean what it says", cut)
 		broken = true
 		skip[col] = true // the piece before the cut
@@ -215,7 +215,7 @@ func (l *linter) clientToken(t hostsrules.Token, p pos) {
 		l.nameChecks(user, p, "user")
 	}
 	if host == "" {
-		l.addf(p.file, p.line, p.col, Error, "empty-host", "write "+user+"@ALL",
+		l.fixf(p.file, p.line, p.col, Error, "empty-host", t.Text, user+"@ALL",
 			"%s has an empty host part: it never matches", t.Text)
 		return
 	}
@@ -252,6 +252,16 @@ func bareIPv6(r *hostsrules.Rule) (string, int, bool) {
 		return "", 0, false
 	}
 	return cand, start + 1, true
+}
+
+// bracketIPv6 writes an IPv6 address, or an IPv6 net with its prefix
+// length, as libwrap reads it: "2001:db8::/32" -> "[2001:db8::]/32".
+func bracketIPv6(s string) string {
+	addr, length, hasLen := strings.Cut(s, "/")
+	if hasLen {
+		return "[" + addr + "]/" + length
+	}
+	return "[" + addr + "]"
 }
 
 func isAddrChar(c byte) bool {

@@ -15,6 +15,11 @@
 //     the author probably did not mean.
 //   - info: worth knowing, not a problem.
 //
+// A hint that is an edit ("write [2001:db8::]/32", "did you mean ALL?") also
+// comes as a Fix (Old text at the diagnostic's column, New text): applied,
+// the rule does what the admin meant, which the package's tests check by
+// applying each Fix, linting again and evaluating the result.
+//
 // Codes (stable; tcpdchk's message is quoted where it has one):
 //
 //	cannot-open            error    the table or a /file list cannot be read
@@ -46,6 +51,11 @@
 //	dovecot-daemon-name    warning  a name no Dovecot login process sends (imaps, imap-login,
 //	                                managesieve, dovecot ...): they send imap, pop3,
 //	                                submission, sieve
+//	misspelt-wildcard      warning  one slip from a wildcard (ALLL, LOCALL, PARANIOD): did you mean
+//	                                ALL...? libwrap compares it as a literal name (no DNS check follows)
+//	misspelt-daemon        warning  one slip from a Dovecot daemon name (imapp, submision); classic
+//	                                inetd names ending in "d" (imapd, ipop3d) are left alone
+//	unknown-wildcard       warning  an all-capitals word that is no wildcard (BLOCKED): a literal name
 //	empty-host             error    "user@" with no host part never matches
 //	unknown-netgroup       warning  "<g>: unknown or empty netgroup"
 //	missing-file-list      warning  a /file list that does not exist matches nothing

@@ -65,6 +65,8 @@ func TestFixesDoWhatTheAdminMeant(t *testing.T) {
 		{"all-ones mask", "imap: 10.0.0.1/255.255.255.255\n", "netmask-all-ones", "imap: 10.0.0.1\n", "10.0.0.1", "10.0.0.2"},
 		{"atoi prefix", "imap: 10.0.0.0/8x\n", "netmask-atoi", "imap: 10.0.0.0/8\n", "10.9.9.9", "11.0.0.1"},
 		{"atoi ipv6 prefix", "imap: [2001:db8::]/32x\n", "netmask-atoi", "imap: [2001:db8::]/32\n", "2001:db8::9", "2001:db9::9"},
+		{"misspelt ALL", "imap: ALLL\n", "misspelt-wildcard", "imap: ALL\n", "192.0.2.1", ""},
+		{"misspelt daemon", "imapp: 192.0.2.1\n", "misspelt-daemon", "imap: 192.0.2.1\n", "192.0.2.1", "192.0.2.2"},
 		{"empty host", "imap: ALL@\n", "empty-host", "imap: ALL@ALL\n", "192.0.2.1", ""},
 	}
 	for _, tt := range tests {
@@ -109,7 +111,7 @@ func TestFixesDoWhatTheAdminMeant(t *testing.T) {
 // TestEveryHintWithAnEditHasAFix: a hint that says "write X" is an
 // edit, and lint must offer it as a Fix (so the test above covers it).
 func TestEveryHintWithAnEditHasAFix(t *testing.T) {
-	rules := "imap: 2001:db8::/32\nimap: [2001:db8::/32]\nimap: 192.0.2\nimap: 10.1.2.3/8\n" +
+	rules := "ALLL imapp: LOCALL 2001:db8::/32\nimap: [2001:db8::/32]\nimap: 192.0.2\nimap: 10.1.2.3/8\n" +
 		"imap: 10.0.0.1/255.255.255.255\nimap: 10.0.0.0/8x\nimap: ALL@\nimap: 192.0.2.7.\n"
 	for _, d := range lintAllow(t, rules) {
 		if strings.HasPrefix(d.Hint, "write ") && !strings.Contains(d.Hint, "IPv6-net") && d.Fix == nil {

@@ -67,6 +67,9 @@ func (l *linter) hostToken(tok string, p pos, depth int) {
 	if strings.HasPrefix(tok, ".") {
 		return // domain suffix
 	}
+	if l.spelling(tok, p, "client") {
+		return
+	}
 	l.checkName(tok, p)
 }
 

@@ -161,6 +161,7 @@ func (l *linter) list(pt *parsedTable, r *hostsrules.Rule, list []hostsrules.Tok
 func (l *linter) daemonToken(t hostsrules.Token, p pos) {
 	name, host, hasHost := hostsrules.SplitAtFrom1(t.Text, '@')
 	l.nameChecks(name, p, "daemon")
+	l.spelling(name, p, "daemon")
 	if to, ok := dovecotNames[strings.ToLower(name)]; ok {
 		hint := "use " + to
 		if to == "" {

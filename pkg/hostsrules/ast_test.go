@@ -41,7 +41,7 @@ func TestParseRulesLenient(t *testing.T) {
 	if len(strict) != 1 || len(lenient) != 3 {
 		t.Fatalf("strict %d rules, lenient %d rules; want 1 and 3", len(strict), len(lenient))
 	}
-	if diags[0].Code != "missing-newline" || diags[0].Line != 1 {
-		t.Errorf("first diagnostic %+v, want missing-newline at line 1", diags[0])
+	if diags[0].Code != "missing-newline" || diags[0].Line != 2 || diags[0].LibwrapLine != 1 {
+		t.Errorf("first diagnostic %+v, want missing-newline at line 2 (libwrap's line 1)", diags[0])
 	}
 }

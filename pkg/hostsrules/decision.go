@@ -113,11 +113,17 @@ func (s Severity) String() string {
 	return "warning"
 }
 
-// Diagnostic is one message about a rule file, located by file and line
-// (1-based; 0 when libwrap has no line yet, as for an over-long first line).
+// Diagnostic is one message about a rule file, located by file and its
+// true 1-based line.
 type Diagnostic struct {
-	File     string   `json:"file"`
-	Line     int      `json:"line"`
+	File string `json:"file"`
+	Line int    `json:"line"`
+	// LibwrapLine, for "missing newline or line too long" (Codes
+	// missing-newline and rules-ignored), is the line number libwrap
+	// prints in its own message: the count of newlines it has read
+	// (0 for an over-long or unterminated first line, usually Line-1).
+	// Only output that reproduces libwrap's bytes uses it.
+	LibwrapLine int      `json:"libwrap_line,omitempty"`
 	Col      int      `json:"col,omitempty"`
 	Severity Severity `json:"severity"`
 	// Code is a stable identifier such as "missing-separator".

@@ -175,8 +175,8 @@ func TestDecisionLocation(t *testing.T) {
 	}
 	wantDiags := []string{
 		`/etc/hosts.allow:4: missing ":" separator`,
-		`/etc/hosts.deny:2: missing newline or line too long`,
-		`/etc/hosts.deny:2: all the subsequent rules will be ignored`,
+		`/etc/hosts.deny:3: missing newline or line too long`,
+		`/etc/hosts.deny:3: all the subsequent rules will be ignored`,
 	}
 	var got []string
 	for _, d := range p.Diagnostics() {

@@ -56,6 +56,10 @@ type lineReader struct {
 	data []byte
 	pos  int
 	line int // physical lines read so far (tcpd_context.line)
+	// newlines is the count of newline bytes consumed (line counts only
+	// those fgets's strlen sees), and pieceLine the true 1-based line of
+	// the last piece read: where an unterminated or over-long line is.
+	newlines, pieceLine int
 }
 
 // next returns the next logical line, or ok=false at the end of the table.
@@ -76,6 +80,10 @@ func (r *lineReader) next() (buf []byte, ok bool) {
 			chunk = chunk[:i+1]
 		}
 		r.pos += len(chunk)
+		r.pieceLine = r.newlines + 1
+		if chunk[len(chunk)-1] == '\n' {
+			r.newlines++
+		}
 		// strlen: a NUL byte ends the string early.
 		got := len(chunk)
 		if i := indexByte(chunk, 0); i >= 0 {
@@ -199,11 +207,13 @@ func scanRules(src Source, lenient bool, fn func(ruleLine)) (diags []Diagnostic,
 			return diags, nil
 		}
 		if buf[len(buf)-1] != '\n' {
-			d := Diagnostic{File: src.Name, Line: r.line, Severity: Error, Code: "missing-newline",
-				Msg: "missing newline or line too long"}
+			// libwrap prints the count of newlines it has read
+			// (tcpd_context.line), usually the line before this one.
+			d := Diagnostic{File: src.Name, Line: r.pieceLine, LibwrapLine: r.line, Severity: Error,
+				Code: "missing-newline", Msg: "missing newline or line too long"}
 			diags = append(diags, d)
 			if !lenient {
-				diags = append(diags, Diagnostic{File: src.Name, Line: r.line, Severity: Error,
+				diags = append(diags, Diagnostic{File: src.Name, Line: r.pieceLine, LibwrapLine: r.line, Severity: Error,
 					Code: "rules-ignored", Msg: "all the subsequent rules will be ignored"})
 				return diags, &d
 			}

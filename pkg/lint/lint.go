@@ -437,23 +437,23 @@ func (l *linter) lineEnd(pt *parsedTable, data []byte, lines []string, logical [
 		consequence += " (hosts.deny is consulted as if nothing matched)"
 	}
 	nlines := strings.Count(string(data), "\n")
-	if len(data) > 0 && data[len(data)-1] != '\n' && d.Line == nlines {
-		l.addf(pt.path, d.Line+1, 0, Error, "missing-newline", "end the file with a newline",
+	if len(data) > 0 && data[len(data)-1] != '\n' && d.LibwrapLine == nlines {
+		l.addf(pt.path, d.Line, 0, Error, "missing-newline", "end the file with a newline",
 			"missing newline at end of file: %s", consequence)
 		return logicalLine{}, false
 	}
 	if last := len(logical) - 1; last >= 0 && bytes.HasSuffix(data, []byte("\\\n")) &&
-		logical[last].last > nlines && logical[last].length <= maxLogical && d.Line == nlines {
+		logical[last].last > nlines && logical[last].length <= maxLogical && d.LibwrapLine == nlines {
 		// The last line ends in backslash-newline: xgets looks for the
 		// rest of the line, finds the end of the file and returns the
 		// line without a newline (not an over-long one).
 		text := lines[nlines-1]
 		l.addf(pt.path, nlines, len(text), Error, "continuation-at-end", fmt.Sprintf("remove the backslash at the end of line %d", nlines),
 			"the last line ends in a backslash, which continues it past the end of the file: libwrap reads it as a line without newline (\"line %d: missing newline or line too long\"): %s",
-			d.Line, consequence)
+			d.LibwrapLine, consequence)
 		return logicalLine{}, false
 	}
-	n := d.Line + 1
+	n := d.Line
 	if n <= len(lines) && strings.IndexByte(lines[n-1], 0) >= 0 {
 		l.addf(pt.path, n, 0, Error, "missing-newline", "remove the NUL byte",
 			"a NUL byte ends this line early (libwrap: missing newline or line too long): %s", consequence)
@@ -476,7 +476,7 @@ func (l *linter) lineEnd(pt *parsedTable, data []byte, lines []string, logical [
 	}
 	l.addf(pt.path, ll.first, 0, Error, "line-too-long", "split the list over several rules, or use a /file list",
 		"line too long (%d characters%s; libwrap reads at most 2046 and says \"line %d: missing newline or line too long\"): %s",
-		ll.length, span, d.Line, consequence)
+		ll.length, span, d.LibwrapLine, consequence)
 	return ll, true
 }
 

@@ -124,8 +124,8 @@ type Diagnostic struct {
 	// (0 for an over-long or unterminated first line, usually Line-1).
 	// Only output that reproduces libwrap's bytes uses it.
 	LibwrapLine int      `json:"libwrap_line,omitempty"`
-	Col      int      `json:"col,omitempty"`
-	Severity Severity `json:"severity"`
+	Col         int      `json:"col,omitempty"`
+	Severity    Severity `json:"severity"`
 	// Code is a stable identifier such as "missing-separator".
 	Code string `json:"code"`
 	// Msg is libwrap's message text where libwrap has one.

@@ -46,6 +46,22 @@ var ErrInvalidInput = errors.New("invalid input")
 // logs "access(SOCKET): Timed out while waiting for reply".
 var ErrTimeout = errors.New("timed out while waiting for reply")
 
+// ErrNotAsked matches (errors.Is) the errors of Ask that mean the socket
+// was never asked: connecting to it or sending the request failed
+// (Dovecot's "connect(SOCKET) failed" / "fd_send(SOCKET) failed"). The
+// Refused that comes with it is no verdict of the socket's.
+var ErrNotAsked = errors.New("access socket not asked")
+
+// notAskedError is a connect or send failure: its text is Dovecot's, and
+// it matches both ErrNotAsked and the system error.
+type notAskedError struct {
+	op, path string
+	err      error
+}
+
+func (e *notAskedError) Error() string   { return fmt.Sprintf("%s(%s) failed: %v", e.op, e.path, e.err) }
+func (e *notAskedError) Unwrap() []error { return []error{ErrNotAsked, e.err} }
+
 // Ask asks the access socket at path whether the client connection conn
 // may proceed, sending name (the login protocol: "imap", "pop3",
 // "submission", "sieve"). conn must be the accepted, server-side TCP
@@ -54,9 +70,9 @@ var ErrTimeout = errors.New("timed out while waiting for reply")
 //
 // Ask returns Allowed only for the exact reply "1\n". EOF and "0\n" give
 // Refused with a nil error; other replies give ErrInvalidInput, a missing
-// reply ErrTimeout, and a failed connect or send the wrapped system error
-// (Dovecot's "connect(SOCKET) failed" / "fd_send(SOCKET) failed"), all with
-// Refused.
+// reply ErrTimeout, and a failed connect or send an error matching
+// ErrNotAsked and the system error (Dovecot's "connect(SOCKET) failed" /
+// "fd_send(SOCKET) failed"), all with Refused.
 func Ask(ctx context.Context, path, name string, conn syscall.Conn, timeout time.Duration) (Verdict, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -66,7 +82,7 @@ func Ask(ctx context.Context, path, name string, conn syscall.Conn, timeout time
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
-		return Refused, fmt.Errorf("connect(%s) failed: %w", path, errors.Unwrap(err))
+		return Refused, &notAskedError{"connect", path, errors.Unwrap(err)}
 	}
 	uc := c.(*net.UnixConn)
 	defer uc.Close()
@@ -77,16 +93,16 @@ func Ask(ctx context.Context, path, name string, conn syscall.Conn, timeout time
 	defer stop()
 	raw, err := conn.SyscallConn()
 	if err != nil {
-		return Refused, fmt.Errorf("fd_send(%s) failed: %w", path, err)
+		return Refused, &notAskedError{"fd_send", path, err}
 	}
 	var sendErr error
 	if err := raw.Control(func(fd uintptr) {
 		_, _, sendErr = uc.WriteMsgUnix([]byte(name+"\n"), syscall.UnixRights(int(fd)), nil)
 	}); err != nil {
-		return Refused, fmt.Errorf("fd_send(%s) failed: %w", path, err)
+		return Refused, &notAskedError{"fd_send", path, err}
 	}
 	if sendErr != nil {
-		return Refused, fmt.Errorf("fd_send(%s) failed: %w", path, sendErr)
+		return Refused, &notAskedError{"fd_send", path, sendErr}
 	}
 	var buf [3]byte
 	n, err := uc.Read(buf[:])

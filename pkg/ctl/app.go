@@ -22,6 +22,10 @@ const (
 	ExitOK      = 0
 	ExitFailure = 1
 	ExitUsage   = 2
+	// ExitNoVerdict: query could not ask the socket at all (it does not
+	// exist, permission denied, the client connection could not be made),
+	// so there is no verdict, allowed or refused.
+	ExitNoVerdict = 3
 )
 
 // usageError marks an error as bad usage (exit status 2).

@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -25,10 +26,11 @@ type QueryResult struct {
 	Daemon string `json:"daemon"`
 	Client string `json:"client"`
 	Server string `json:"server"`
-	// Verdict is "allowed" or "refused".
+	// Verdict is "allowed", "refused", or "error" when the socket could
+	// not be asked at all (Error says why; exit status 3).
 	Verdict string `json:"verdict"`
 	// Error explains a refusal that was not a plain "0\n" (invalid input,
-	// timeout, connect failure).
+	// timeout), or why there is no verdict.
 	Error string `json:"error,omitempty"`
 	// Note says why the admin socket was used.
 	Note string `json:"note,omitempty"`
@@ -52,7 +54,12 @@ bind, or a host name) can only be checked by tcpwrapd itself: with
 live rules instead, says so, and shows the deciding rule. That check is a dry
 run: options are not executed.
 
-Exit status: 0 allowed, 1 refused or failed, 2 bad usage.`,
+A socket that cannot be asked (missing, permission denied) is no refusal:
+query prints "error: ..." as the result and exits 3.
+
+Exit status: 0 allowed, 1 refused (also a timeout or an invalid reply, which
+login processes treat as a refusal), 2 bad usage, 3 no verdict (the socket
+or the admin socket could not be asked).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "socket", Usage: "access socket `PATH` (e.g. /run/dovecot/login/tcpwrapd/access)"},
 			&cli.StringFlag{Name: "admin-socket", Usage: "tcpwrapd's admin socket `PATH`, asked when CLIENT cannot be made locally (e.g. " + accessd.DefaultAdminSocket + ")"},
@@ -102,21 +109,31 @@ func runQuery(cCtx *cli.Context) error {
 	defer done()
 	if connErr != nil || path == "" {
 		if admin == "" {
-			return cli.Exit(connErr.Error(), ExitFailure)
+			return cli.Exit(connErr.Error(), ExitNoVerdict)
 		}
 		return queryAdmin(cCtx, admin, daemon, clientArg, cCtx.String("server"), connErr)
 	}
 	v, qerr := accessclient.Ask(cCtx.Context, path, daemon, conn, cCtx.Duration("timeout"))
 	res := QueryResult{Schema: QuerySchema, Via: "access-socket", Socket: path, Daemon: daemon, Client: client.String(),
 		Server: conn.LocalAddr().String(), Verdict: v.String()}
+	notAsked := errors.Is(qerr, accessclient.ErrNotAsked)
 	if qerr != nil {
 		res.Error = qerr.Error()
 	}
+	if notAsked {
+		res.Verdict = "error"
+	}
 	w := cCtx.App.Writer
-	if cCtx.Bool("json") {
+	switch {
+	case cCtx.Bool("json"):
 		writeJSON(w, res)
-	} else {
+	case notAsked:
+		fmt.Fprintf(w, "%s %s from %s: error: %s\n", res.Socket, daemon, res.Client, res.Error)
+	default:
 		fmt.Fprintf(w, "%s %s from %s: %s\n", res.Socket, daemon, res.Client, res.Verdict)
+	}
+	if notAsked {
+		return cli.Exit("", ExitNoVerdict)
 	}
 	if qerr != nil {
 		return cli.Exit(fmt.Sprintf("access(%s): %v", path, qerr), ExitFailure)
@@ -133,7 +150,7 @@ func runQuery(cCtx *cli.Context) error {
 func queryAdmin(cCtx *cli.Context, admin, daemon, client, server string, why error) error {
 	rep, err := adminCall(cCtx.Context, admin, accessd.AdminRequest{Op: "check", Daemon: daemon, Client: client, Server: server})
 	if err != nil {
-		return cli.Exit(err.Error(), ExitFailure)
+		return cli.Exit(err.Error(), ExitNoVerdict)
 	}
 	note := "no access socket given"
 	if why != nil {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"net/netip"
 	"strings"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+	"github.com/tcpwrapd/tcpwrapd/pkg/lint"
 	"github.com/tcpwrapd/tcpwrapd/pkg/resolve"
 	"github.com/tcpwrapd/tcpwrapd/pkg/wrapopts"
 	"github.com/urfave/cli/v2"
@@ -26,6 +28,10 @@ type CheckHostReport struct {
 	Allow   string            `json:"allow_file"`
 	Deny    string            `json:"deny_file"`
 	Results []CheckHostResult `json:"results"`
+	// Notes are what `rules lint` says about DAEMON (a name Dovecot
+	// never sends, a misspelling); the text report prints them on
+	// standard error as "loginctl: note: ...".
+	Notes []string `json:"notes,omitempty"`
 }
 
 // CheckHostResult is one evaluated client address. Empty strings mean
@@ -97,17 +103,22 @@ func runCheckHost(cCtx *cli.Context) error {
 	if cCtx.Bool("resolve") {
 		build = hostsrules.LiveRequests
 	}
-	rep, err := checkHost(cCtx.Context, hostsrules.Load(allow, deny), env, build, cCtx.Args().Get(0), cCtx.Args().Get(1))
+	rep, err := checkHost(cCtx.Context, hostsrules.Load(allow, deny), env, build, cCtx.Args().Get(0), unbracket(cCtx.Args().Get(1)))
 	if err != nil {
 		return cli.Exit(err.Error(), ExitFailure)
 	}
 	rep.Allow, rep.Deny = allow, deny
+	daemon, _, _ := hostsrules.SplitAtFrom1(cCtx.Args().Get(0), '@')
+	rep.Notes = lint.DaemonNotes(daemon)
 	w := cCtx.App.Writer
 	if cCtx.Bool("json") {
 		if err := writeJSON(w, rep); err != nil {
 			return err
 		}
 	} else {
+		for _, n := range rep.Notes {
+			fmt.Fprintf(cCtx.App.ErrWriter, "loginctl: note: %s\n", n)
+		}
 		WriteCheckHostText(w, rep, cCtx.Bool("explain"))
 	}
 	for _, r := range rep.Results {
@@ -116,6 +127,23 @@ func runCheckHost(cCtx *cli.Context) error {
 		}
 	}
 	return nil
+}
+
+// unbracket turns a CLIENT written as in the rules, "[::1]" or
+// "user@[2001:db8::1]", into the address tcpdmatch's argument is.
+func unbracket(client string) string {
+	user, host, hasUser := hostsrules.SplitAtFrom1(client, '@')
+	if !hasUser {
+		user, host = "", client
+	}
+	inner, ok := strings.CutSuffix(strings.TrimPrefix(host, "["), "]")
+	if a, err := netip.ParseAddr(inner); !ok || len(inner) == len(host) || err != nil || !a.Is6() {
+		return client
+	}
+	if hasUser {
+		return user + "@" + inner
+	}
+	return inner
 }
 
 // checkHostResolver resolves names for check-host: /etc/hosts with glibc's

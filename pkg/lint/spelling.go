@@ -1,8 +1,10 @@
 package lint
 
 import (
+	"context"
 	"strings"
 
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/xrash/smetrics"
 )
 
@@ -100,4 +102,23 @@ func (l *linter) spelling(word string, p pos, what string) bool {
 		return true
 	}
 	return false
+}
+
+// DaemonNotes returns what lint would say about name as a daemon name (a
+// name no Dovecot login process sends, a misspelt wildcard or Dovecot
+// name), one "message (hint)" string each, for tools that take a daemon
+// name on the command line (loginctl check-host). nil when lint has
+// nothing to say.
+func DaemonNotes(name string) []string {
+	l := &linter{ctx: context.Background(), lookups: map[string]lookupResult{}}
+	l.daemonToken(hostsrules.Token{Text: name, Col: 1}, pos{})
+	var notes []string
+	for _, d := range l.diags {
+		n := d.Msg
+		if d.Hint != "" {
+			n += " (" + d.Hint + ")"
+		}
+		notes = append(notes, n)
+	}
+	return notes
 }

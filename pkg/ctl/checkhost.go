@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"net/netip"
+	"os"
 	"strings"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"

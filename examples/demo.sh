@@ -11,9 +11,10 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-echo "== building"
+echo "== building tcpwrapd and loginctl (the first time, Go downloads and compiles the modules: a minute or two)"
 go build -o "$tmp/tcpwrapd" ./cmd/tcpwrapd
 go build -o "$tmp/loginctl" ./cmd/loginctl
+echo "   built"
 
 echo "== what the rules say (loginctl check-host, like tcpdmatch)"
 "$tmp/loginctl" check-host --allow-file examples/hosts.allow --deny-file examples/hosts.deny imap 127.0.0.2

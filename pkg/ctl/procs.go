@@ -16,16 +16,41 @@ import (
 // base_dir (/run/loginsvc).
 const DefaultLoginControlSocket = "/run/loginsvc/loginsvc.ctl"
 
-func loginSocketFlag() cli.Flag {
-	return &cli.StringFlag{Name: "socket", Value: DefaultLoginControlSocket, Usage: "loginsvc control socket `PATH` (base_dir/loginsvc.ctl)"}
+// loginSocketFlags are --socket PATH and -c CONFIG: the control socket
+// directly, or the base_dir of loginsvc's configuration file.
+func loginSocketFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "socket", Value: DefaultLoginControlSocket, Usage: "loginsvc control socket `PATH` (base_dir/loginsvc.ctl)"},
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "find the control socket from base_dir in loginsvc's configuration `FILE` (e.g. /etc/loginsvc/loginsvc.conf)"},
+	}
+}
+
+// loginControlSocket is the control socket the flags name: -c CONFIG's
+// base_dir/loginsvc.ctl, else --socket.
+func loginControlSocket(c *cli.Context) (string, error) {
+	if f := c.String("config"); f != "" {
+		if c.IsSet("socket") {
+			return "", usagef("give --socket or -c, not both")
+		}
+		cfg, err := logind.ParseFile(f)
+		if err != nil {
+			return "", fmt.Errorf("-c %s: %w", f, err)
+		}
+		return cfg.ControlSocket(), nil
+	}
+	return c.String("socket"), nil
 }
 
 func fetchLoginStatus(c *cli.Context) (*logind.Status, error) {
+	path, err := loginControlSocket(c)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
 	defer cancel()
-	st, err := logind.QueryStatus(ctx, c.String("socket"))
+	st, err := logind.QueryStatus(ctx, path)
 	if err != nil {
-		return nil, fmt.Errorf("loginsvc control socket: %w", err)
+		return nil, fmt.Errorf("loginsvc control socket %s: %w (is loginsvc running? a base_dir other than /run/loginsvc moves the socket: give --socket PATH or -c CONFIG)", path, err)
 	}
 	return st, nil
 }
@@ -52,7 +77,7 @@ func procsCommand() *cli.Command {
 		Usage: "list loginsvc's login processes (pid, service, mode, clients by state, age)",
 		Description: `Asks loginsvc's control socket (root only). --json prints logind.Status
 (schema "version": 1) with every process.`,
-		Flags: []cli.Flag{loginSocketFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Flags: append(loginSocketFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 		Action: loginStatusAction(func(w io.Writer, st *logind.Status) error {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "PID\tSERVICE\tMODE\tGEN\tSTATE\tCHECKING\tLOGGING-IN\tPROXYING\tSERVED\tAGE")
@@ -81,7 +106,7 @@ func loginStatusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "login-status",
 		Usage: "show loginsvc's per-service limits and counters (accepted, refused, access errors, evicted, spawn failures)",
-		Flags: []cli.Flag{loginSocketFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Flags: append(loginSocketFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 		Action: loginStatusAction(func(w io.Writer, st *logind.Status) error {
 			fmt.Fprintf(w, "loginsvc pid %d, up %s, configuration generation %d\n", st.PID, time.Since(st.Started).Round(time.Second), st.Generation)
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"encoding/json"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,7 +79,22 @@ func TestProcsAndLoginStatus(t *testing.T) {
 			t.Errorf("%s --json (-want +got):\n%s", tt.cmd, diff)
 		}
 	}
-	if _, errOut, code := run(t, "procs", "--socket", filepath.Join(t.TempDir(), "none")); code != 1 || errOut == "" {
-		t.Errorf("no loginsvc: exit %d, stderr %q; want 1 and a message", code, errOut)
+	if _, errOut, code := run(t, "procs", "--socket", filepath.Join(t.TempDir(), "none")); code != 1 ||
+		!strings.Contains(errOut, "give --socket PATH or -c CONFIG") {
+		t.Errorf("no loginsvc: exit %d, stderr %q; want 1 and a message suggesting --socket", code, errOut)
+	}
+
+	// -c CONFIG finds the socket as base_dir/loginsvc.ctl.
+	conf := filepath.Join(t.TempDir(), "loginsvc.conf")
+	if err := os.WriteFile(conf, []byte("base_dir = "+filepath.Dir(sock)+"\nprotocols = imap\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"procs", "login-status"} {
+		if out, errOut, code := run(t, cmd, "-c", conf); code != 0 || !strings.Contains(out, "imap-login") {
+			t.Errorf("%s -c %s: exit %d, stderr %q, stdout:\n%s", cmd, conf, code, errOut, out)
+		}
+	}
+	if _, errOut, code := run(t, "procs", "-c", conf, "--socket", sock); code != 2 {
+		t.Errorf("-c and --socket: exit %d, stderr %q; want 2", code, errOut)
 	}
 }

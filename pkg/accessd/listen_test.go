@@ -114,3 +114,43 @@ func TestListenOwner(t *testing.T) {
 		t.Errorf("owner %d:%d, want %d:4243", sys.Uid, sys.Gid, uid)
 	}
 }
+
+// TestListenCreatesLoginDirAsDovecotWants: missing directories named
+// "login" and below are created root:dovenull 0750, as Dovecot enforces on
+// base_dir/login (so it has nothing to "correct"); others 0755.
+func TestListenCreatesLoginDirAsDovecotWants(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	gid, err := LookupGroup(loginGroup)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("group %s (dovecot-core) missing under CI: %v", loginGroup, err)
+		}
+		t.Skipf("no group %s: %v", loginGroup, err)
+	}
+	base := filepath.Join(shortDir(t), "dovecot")
+	ln, err := Listen(filepath.Join(base, "login", "tcpwrapd", "access"), 0o660, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, tt := range []struct {
+		dir  string
+		mode os.FileMode
+		gid  int
+	}{
+		{base, 0o755, 0},
+		{filepath.Join(base, "login"), 0o750, gid},
+		{filepath.Join(base, "login", "tcpwrapd"), 0o750, gid},
+	} {
+		st, err := os.Stat(tt.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		if st.Mode().Perm() != tt.mode || sys.Uid != 0 || int(sys.Gid) != tt.gid {
+			t.Errorf("%s: mode %v owner %d:%d, want %v 0:%d", tt.dir, st.Mode().Perm(), sys.Uid, sys.Gid, tt.mode, tt.gid)
+		}
+	}
+}

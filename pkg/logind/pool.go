@@ -266,7 +266,7 @@ func (p *pool) arrive(fd int, remote netip.AddrPort) {
 	p.armDropTimer()
 	if len(p.procs) >= p.svc.ProcessLimit && now.Sub(p.lastLimitLog) >= time.Second {
 		p.lastLimitLog = now
-		p.log.Warn("process_limit reached, evicting the oldest logging-in client per new connection", "process_limit", p.svc.ProcessLimit, "client_limit", p.svc.ClientLimit)
+		p.log.Warn("process_limit reached, evicting per new connection the oldest logging-in client of the source holding the most places", "process_limit", p.svc.ProcessLimit, "client_limit", p.svc.ClientLimit)
 	}
 	p.dispatch(now) // evicts for it at the limit (evictForWaiting)
 }

@@ -86,6 +86,8 @@ loginsvc_conf() { # mode
 	cat > "$TMP/$1.conf" <<EOC
 base_dir = $TMP/run-$1
 login_prelogin_timeout = 10 mins
+# the driver holds thousands of pre-login connections per address (hp-idle)
+login_prelogin_ip_limit = 0
 protocols = imap
 listen = 127.0.0.1
 service imap-login {

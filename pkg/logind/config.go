@@ -31,6 +31,8 @@ var globalDefaults = []struct{ name, def string }{
 	{"listen", "*, ::"},
 	{"login_access_sockets", ""},
 	{"login_greeting", "loginsvc ready."},
+	{"login_prelogin_ip_limit", "1000"},
+	{"login_prelogin_ipv6_prefix", "64"},
 	{"login_prelogin_timeout", "3 mins"},
 	{"login_trusted_networks", ""},
 	{"protocols", "imap pop3"},
@@ -126,6 +128,16 @@ type Config struct {
 	// PreloginTimeout is the absolute pre-login deadline from accept
 	// (Dovecot's fixed 180 s; login_prelogin_timeout, a loginsvc extension).
 	PreloginTimeout time.Duration
+	// PreloginIPLimit caps the places one source (an IPv4 address, or an
+	// IPv6 prefix of PreloginIPv6Prefix bits) holds in a service: its
+	// pre-login clients (being checked or logging in) plus its
+	// connections waiting for a place (login_prelogin_ip_limit, default
+	// DefaultPreloginIPLimit; 0: no cap). A new connection over the cap
+	// evicts the source's oldest logging-in client (see evict.go).
+	PreloginIPLimit int
+	// PreloginIPv6Prefix is the prefix length that makes IPv6 clients one
+	// source (login_prelogin_ipv6_prefix, 1 to 128, default 64).
+	PreloginIPv6Prefix int
 	// SSLCert and SSLKey are the PEM texts of ssl_cert / ssl_key (read with
 	// "<file" by the parser, as root). When SSL is not "no" they were
 	// checked to form a valid key pair (tls.X509KeyPair).
@@ -146,6 +158,9 @@ type Config struct {
 	// (haproxy_timeout, default DefaultHAProxyTimeout).
 	HAProxyTimeout time.Duration
 }
+
+// DefaultPreloginIPLimit is the default login_prelogin_ip_limit.
+const DefaultPreloginIPLimit = 1000
 
 // DefaultHAProxyTimeout is the default haproxy_timeout, Dovecot's 3 s.
 const DefaultHAProxyTimeout = 3 * time.Second
@@ -381,6 +396,13 @@ func (c *Config) validate() ErrorList {
 	}
 	if c.PreloginTimeout, err = ParseDuration(g("login_prelogin_timeout")); err != nil || c.PreloginTimeout <= 0 {
 		bad("login_prelogin_timeout: invalid time %q", c.values["login_prelogin_timeout"])
+	}
+	if c.PreloginIPLimit, err = strconv.Atoi(g("login_prelogin_ip_limit")); err != nil || c.PreloginIPLimit < 0 {
+		bad("login_prelogin_ip_limit: invalid number %q", c.values["login_prelogin_ip_limit"])
+	}
+	if c.PreloginIPv6Prefix, err = strconv.Atoi(strings.TrimPrefix(g("login_prelogin_ipv6_prefix"), "/")); err != nil || c.PreloginIPv6Prefix < 1 || c.PreloginIPv6Prefix > 128 {
+		bad("login_prelogin_ipv6_prefix: invalid prefix length %q (1 to 128)", c.values["login_prelogin_ipv6_prefix"])
+		c.PreloginIPv6Prefix = 64
 	}
 	c.SSLCert, c.SSLKey = c.values["ssl_cert"], c.values["ssl_key"]
 	switch c.SSL = strings.ToLower(g("ssl")); c.SSL {

@@ -27,8 +27,10 @@
 // login_access_sockets, login_greeting, login_trusted_networks,
 // protocols (imap pop3), shutdown_clients (yes), ssl (no, yes, required),
 // ssl_cert, ssl_key (PEM, normally "<file"), ssl_min_protocol (TLSv1.2;
-// TLSv1, TLSv1.1, TLSv1.3), and login_prelogin_timeout (3 mins; Dovecot's fixed 180 s pre-login
-// deadline made settable). Limits are computed as Dovecot's master does
+// TLSv1, TLSv1.1, TLSv1.3), login_prelogin_timeout (3 mins; Dovecot's fixed 180 s pre-login
+// deadline made settable), and login_prelogin_ip_limit (1000; 0 = none)
+// and login_prelogin_ipv6_prefix (64), the places one source may hold
+// and what makes IPv6 clients one source (see evict.go). Limits are computed as Dovecot's master does
 // them (spec §2.1): process_limit/client_limit 0 mean the defaults, and
 // client_limit is clamped to service_count when that is non-zero.
 //

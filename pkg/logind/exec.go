@@ -378,8 +378,10 @@ func (w *execWorker) send(typ byte, id uint64, arg int, fd int) error {
 	defer w.mu.Unlock()
 	b := append(w.buf[:0], typ)
 	switch typ {
-	case msgConn, msgEvict:
+	case msgConn:
 		b = putU64(b, id)
+	case msgEvict:
+		b = append(putU64(b, id), byte(arg))
 	case msgStop:
 		b = append(b, byte(arg))
 	}
@@ -389,8 +391,14 @@ func (w *execWorker) send(typ byte, id uint64, arg int, fd int) error {
 }
 
 func (w *execWorker) Give(id uint64, fd int) error { return w.send(msgConn, id, 0, fd) }
-func (w *execWorker) Evict(id uint64) error        { return w.send(msgEvict, id, 0, -1) }
-func (w *execWorker) Stop(m StopMode) error        { return w.send(msgStop, 0, int(m), -1) }
+func (w *execWorker) Evict(id uint64, reserve bool) error {
+	arg := 0
+	if reserve {
+		arg = 1
+	}
+	return w.send(msgEvict, id, arg, -1)
+}
+func (w *execWorker) Stop(m StopMode) error { return w.send(msgStop, 0, int(m), -1) }
 func (w *execWorker) Kill() error {
 	if w.PID() == 0 {
 		return nil
@@ -414,14 +422,21 @@ func (w *execWorker) readLoop(events func(WorkerEvent)) {
 			return
 		}
 		if pk.typ == msgBatch {
-			for b := pk.json; len(b) >= 10; b = b[10:] {
+			for b := pk.json; len(b) >= 10; {
+				n := reportLen(b[0])
+				if len(b) < n {
+					break
+				}
 				if ev, ok := reportEvent(b[0], binary.LittleEndian.Uint64(b[1:9]), b[9]); ok {
+					ev.Remote = reportAddr(b[:n])
 					events(ev)
 				}
+				b = b[n:]
 			}
 			continue
 		}
 		if ev, ok := reportEvent(pk.typ, pk.id, pk.arg); ok {
+			ev.Remote = pk.addr
 			events(ev)
 		}
 	}

@@ -3,7 +3,6 @@ package logind
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -224,18 +223,21 @@ func (lp *loginProc) send(b []byte) error {
 
 // report sends one report now, after any batched ones (in order).
 func (lp *loginProc) report(typ byte, id uint64, arg uint8) {
-	var b [10]byte
-	b[0] = typ
-	binary.LittleEndian.PutUint64(b[1:], id)
-	b[9] = arg
+	lp.reportFrom(typ, id, arg, netip.AddrPort{})
+}
+
+// reportFrom is report with the client's address (msgAccepted).
+func (lp *loginProc) reportFrom(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
+	var a [28]byte
+	b := appendReport(a[:0], typ, id, arg, remote)
 	lp.wmu.Lock()
 	defer lp.wmu.Unlock()
 	if len(lp.batch) > 0 {
-		lp.batch = append(lp.batch, b[:]...)
+		lp.batch = append(lp.batch, b...)
 		lp.flushLocked()
 		return
 	}
-	lp.c.WriteMsgUnix(b[:], nil, nil)
+	lp.c.WriteMsgUnix(b, nil, nil)
 }
 
 // reportLazy batches a report that the supervisor does not need at once
@@ -245,15 +247,18 @@ func (lp *loginProc) report(typ byte, id uint64, arg uint8) {
 // of every client of a full process, therefore stays exact, and that is
 // all that decides spawning and eviction.
 func (lp *loginProc) reportLazy(typ byte, id uint64, arg uint8) {
+	lp.reportLazyFrom(typ, id, arg, netip.AddrPort{})
+}
+
+// reportLazyFrom is reportLazy with the client's address (msgAccepted).
+func (lp *loginProc) reportLazyFrom(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
 	lp.wmu.Lock()
 	defer lp.wmu.Unlock()
 	if len(lp.batch) == 0 {
 		lp.batch = append(lp.batch, msgBatch)
 		time.AfterFunc(reportDelay, lp.flush)
 	}
-	lp.batch = append(lp.batch, typ)
-	lp.batch = binary.LittleEndian.AppendUint64(lp.batch, id)
-	lp.batch = append(lp.batch, arg)
+	lp.batch = appendReport(lp.batch, typ, id, arg, remote)
 	if len(lp.batch) >= maxBatch {
 		lp.flushLocked()
 	}
@@ -340,7 +345,7 @@ func (lp *loginProc) handle(pk packet) (code int, stop bool) {
 	case msgEvict:
 		lp.mu.Lock()
 		cl := lp.clients[pk.id]
-		if cl != nil && len(lp.listeners) > 0 {
+		if cl != nil && len(lp.listeners) > 0 && pk.arg != 0 {
 			// The supervisor sends the client that replaces it next:
 			// the victim's slot is not for a direct accept.
 			lp.reserved++
@@ -535,15 +540,16 @@ func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce by
 		lp.report(msgClosed, id, uint8(CloseError))
 		return
 	}
+	var from netip.AddrPort // msgAccepted: the source (evict.go), unknown behind haproxy
 	state := func(s ConnState) {
 		if announce != 0 {
 			lp.mu.Lock()
 			lazy := s == StateLoggingIn && !lp.fullWith(0) // this one counted (in clients)
 			lp.mu.Unlock()
 			if lazy {
-				lp.reportLazy(announce, id, uint8(s))
+				lp.reportLazyFrom(announce, id, uint8(s), from)
 			} else {
-				lp.report(announce, id, uint8(s))
+				lp.reportFrom(announce, id, uint8(s), from)
 			}
 			announce = 0
 		} else if s != StateChecking {
@@ -559,6 +565,9 @@ func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce by
 	flags := lp.listen.lookup(fd)
 	implicitTLS := lp.tls != nil && flags&listenSSL != 0
 	haproxy := flags&listenHAProxy != 0
+	if !haproxy {
+		from = sockaddrPort(remote)
+	}
 	if len(lp.in.AccessSockets) == 0 && !implicitTLS && !haproxy {
 		g := lp.proto.greeting(lp, false)
 		if n, err := syscall.Write(fd, []byte(g)); err == nil && n == len(g) {

@@ -65,8 +65,10 @@ type pool struct {
 	procs    map[*proc]struct{}
 	conns    map[uint64]*conn
 	nextID   *atomic.Uint64
-	pending  []pendingConn
-	inflight int // high-security evictions whose process has not exited yet
+	pending  []*pendingConn // waiting connections by arrival, given ones (gone) not yet removed
+	waiting  int            // of those, the ones still waiting
+	waitSeq  uint64         // arrivals queued so far (pendingConn.seq)
+	inflight int            // high-security evictions whose process has not exited yet
 
 	throttleUntil time.Time
 	throttleDur   time.Duration
@@ -92,6 +94,11 @@ type pool struct {
 	done     chan struct{} // closed when stopping and no process is left
 
 	counters Counters
+
+	// srcs indexes the clients by source for the choice of victims and
+	// login_prelogin_ip_limit (evict.go).
+	srcs           sources
+	lastIPLimitLog time.Time
 }
 
 type proc struct {
@@ -126,12 +133,18 @@ type conn struct {
 	state    ConnState
 	accepted time.Time
 	remote   netip.AddrPort
+	src      *source // see evict.go
+	inAt     int     // index in src.in, -1 if not logging in
+	counted  bool    // holds a place of src (pre-login)
 }
 
 type pendingConn struct {
 	fd       int
 	remote   netip.AddrPort
 	deadline time.Time
+	src      *source // holds a place of it while waiting
+	seq      uint64  // arrival order
+	gone     bool    // given or closed
 }
 
 func newPool(ctx context.Context, log *slog.Logger, r Runner, cfg *Config, svc *Service, gen uint64, seq, nextID *atomic.Uint64, lns []*os.File) *pool {
@@ -140,6 +153,7 @@ func newPool(ctx context.Context, log *slog.Logger, r Runner, cfg *Config, svc *
 		seq: seq, nextID: nextID, procs: map[*proc]struct{}{}, conns: map[uint64]*conn{},
 		throttleDur: ThrottleMin, done: make(chan struct{}), lnFiles: lns, gate: make(chan struct{}),
 	}
+	p.srcs = newSources(cfg.PreloginIPv6Prefix)
 	p.idleTicker = time.NewTicker(idleCheckInterval)
 	p.idleQuit = make(chan struct{})
 	go p.idleLoop(p.idleTicker, p.idleQuit)
@@ -222,7 +236,12 @@ func (p *pool) arrive(fd int, remote netip.AddrPort) {
 		p.counters.Dropped++
 		return
 	}
-	if len(p.pending) == 0 {
+	if !p.admit(p.srcs.peek(remote.Addr()), nil) {
+		syscall.Close(fd) // login_prelogin_ip_limit, and nothing of the source to evict
+		p.counters.Dropped++
+		return
+	}
+	if p.waiting == 0 {
 		if pr := p.pick(); pr != nil {
 			p.give(pr, fd, remote, now)
 			// A preforked process took the client: its replacement is
@@ -243,11 +262,11 @@ func (p *pool) arrive(fd int, remote netip.AddrPort) {
 		p.counters.Dropped++
 		return
 	}
-	p.pending = append(p.pending, pendingConn{fd: fd, remote: remote, deadline: now.Add(DropTimeout)})
+	p.queue(fd, remote, now)
 	p.armDropTimer()
 	if len(p.procs) >= p.svc.ProcessLimit && now.Sub(p.lastLimitLog) >= time.Second {
 		p.lastLimitLog = now
-		p.log.Warn("process_limit reached, evicting the oldest logging-in client per new connection", "process_limit", p.svc.ProcessLimit, "client_limit", p.svc.ClientLimit)
+		p.log.Warn("process_limit reached, evicting per new connection the oldest logging-in client of the source holding the most places", "process_limit", p.svc.ProcessLimit, "client_limit", p.svc.ClientLimit)
 	}
 	p.dispatch(now) // evicts for it at the limit (evictForWaiting)
 }
@@ -304,6 +323,7 @@ func (p *pool) give(pr *proc, fd int, remote netip.AddrPort, now time.Time) {
 		state = StateLoggingIn
 	}
 	c := &conn{id: id, p: pr, state: state, accepted: now, remote: remote}
+	p.srcs.track(c, remote.Addr())
 	pr.conns[id] = c
 	pr.served++
 	p.conns[id] = c
@@ -333,7 +353,9 @@ func checksFirst(svc *Service) bool {
 // evictForWaiting evicts one client for the oldest waiting connection
 // that no eviction under way is already making room for, if the service
 // is at process_limit (otherwise a process can be spawned, now or once
-// a throttle ends) and some client can be evicted (evictOldest). It
+// a throttle ends) and some client can be evicted for it (victim, in
+// evict.go: the oldest logging-in client of the source that holds the
+// most places, if that is no fewer than the connection's source). It
 // reports whether it evicted. dispatch calls it after every change that
 // can make a client evictable or a connection wait: an arrival, a client
 // that becomes logging-in, a client or process that goes away. So a
@@ -344,40 +366,14 @@ func checksFirst(svc *Service) bool {
 // connection: p.inflight counts the evictions whose place comes back
 // only when the victim's process exits. mu is held.
 func (p *pool) evictForWaiting() bool {
-	if p.stopping || len(p.pending) <= p.inflight || len(p.procs) < p.svc.ProcessLimit {
+	if p.stopping || p.waiting <= p.inflight || len(p.procs) < p.svc.ProcessLimit {
 		return false
 	}
-	return p.evictOldest()
-}
-
-// evictOldest evicts the oldest client that is logging in (never one
-// that is proxying, never one being access-checked or awaited for its
-// PROXY header: see checksFirst) among those whose eviction makes room
-// for a new client (evictionFrees). It returns false if there is none.
-// mu is held.
-func (p *pool) evictOldest() bool {
-	var victim *conn
-	for _, c := range p.conns {
-		if c.state != StateLoggingIn || !p.evictionFrees(c) {
-			continue
-		}
-		if victim == nil || c.accepted.Before(victim.accepted) || (c.accepted.Equal(victim.accepted) && c.id < victim.id) {
-			victim = c
-		}
-	}
-	if victim == nil {
+	c := p.victim(p.srcs.nextWaiting().src)
+	if c == nil {
 		return false
 	}
-	pr := victim.p
-	p.counters.Evicted++
-	pr.w.Evict(victim.id)
-	delete(pr.conns, victim.id)
-	delete(p.conns, victim.id)
-	if len(pr.conns) == 0 && exitsWhenIdle(pr) && !pr.victim {
-		// Its place comes back when the process is reaped.
-		pr.victim = true
-		p.inflight++
-	}
+	p.evict(c, true)
 	return true
 }
 
@@ -418,49 +414,8 @@ func (p *pool) dispatch(now time.Time) {
 			break
 		}
 	}
-	if len(p.pending) == 0 {
-		p.pending = nil
-	}
 	p.ensureMinAvail()
 	p.updateGate()
-}
-
-// giveWaiting hands waiting connections, oldest first, to processes that
-// can take them, spawning where allowed, and closes those past their
-// deadline. mu is held.
-func (p *pool) giveWaiting(now time.Time) {
-	for len(p.pending) > 0 {
-		pc := p.pending[0]
-		if !now.Before(pc.deadline) || p.stopping {
-			syscall.Close(pc.fd)
-			p.counters.Dropped++
-			p.pending = p.pending[1:]
-			continue
-		}
-		pr := p.pick()
-		if pr == nil {
-			pr = p.spawnIfAllowed(now)
-		}
-		if pr == nil {
-			return
-		}
-		p.pending = p.pending[1:]
-		p.give(pr, pc.fd, pc.remote, now)
-	}
-}
-
-func (p *pool) armDropTimer() {
-	if p.dropTimer != nil || len(p.pending) == 0 {
-		return
-	}
-	d := time.Until(p.pending[0].deadline)
-	p.dropTimer = time.AfterFunc(d, func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.dropTimer = nil
-		p.dispatch(time.Now())
-		p.armDropTimer()
-	})
 }
 
 // replenishAfter is how long the replacement of a preforked process that
@@ -525,11 +480,7 @@ func (p *pool) throttle(now time.Time, why string) {
 	p.throttleDur = min(2*d, ThrottleMax)
 	p.log.Error("command startup failed, throttling", "reason", why, "for", d)
 	if len(p.procs) == 0 {
-		for _, pc := range p.pending {
-			syscall.Close(pc.fd)
-			p.counters.Dropped++
-		}
-		p.pending = nil
+		p.dropPending()
 	}
 	if p.throttleTimer != nil {
 		p.throttleTimer.Stop()
@@ -554,14 +505,16 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 		if pr.exited {
 			break
 		}
-		c := &conn{id: ev.Conn, p: pr, state: ev.State, accepted: now}
+		c := &conn{id: ev.Conn, p: pr, state: ev.State, accepted: now, remote: ev.Remote}
+		p.srcs.track(c, ev.Remote.Addr())
 		pr.conns[ev.Conn] = c
 		pr.served++
 		p.conns[ev.Conn] = c
+		p.admit(c.src, c)
 		if !p.canTake(pr) {
 			p.ensureMinAvail() // full: keep process_min_avail with a free slot
 		}
-		if ev.State == StateLoggingIn && len(p.pending) > 0 {
+		if ev.State == StateLoggingIn && p.waiting > 0 {
 			p.dispatch(now) // it may be evicted for a waiting connection
 		}
 	case EventReady:
@@ -571,13 +524,13 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 		}
 	case EventState:
 		if c := pr.conns[ev.Conn]; c != nil {
-			c.state = ev.State
+			p.srcs.setState(c, ev.State)
 		}
 		if ev.State == StateLoggingIn {
 			if p.replenish {
 				p.replenishNow()
 			}
-			if len(p.pending) > 0 {
+			if p.waiting > 0 {
 				p.dispatch(now) // it may be evicted for a waiting connection
 			}
 		}
@@ -589,6 +542,7 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 			p.counters.AccessErrors++
 		}
 		if c := pr.conns[ev.Conn]; c != nil {
+			p.srcs.untrack(c)
 			delete(pr.conns, ev.Conn)
 			delete(p.conns, ev.Conn)
 			if len(pr.conns) == 0 {
@@ -630,7 +584,8 @@ func (p *pool) exited(pr *proc, ev WorkerEvent, now time.Time) {
 		p.inflight--
 	}
 	lost := len(pr.conns)
-	for id := range pr.conns {
+	for id, c := range pr.conns {
+		p.srcs.untrack(c)
 		delete(p.conns, id)
 	}
 	clean := ev.ExitCode == 0 && ev.Signal == ""
@@ -728,6 +683,7 @@ func (p *pool) reconfigure(cfg *Config, svc *Service, gen uint64, lns []*os.File
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cfg, p.svc, p.gen, p.lnFiles = cfg, svc, gen, lns
+	p.srcs.v6Bits = cfg.PreloginIPv6Prefix // for new clients
 	var old []*proc
 	for pr := range p.procs {
 		if pr.gen != gen && pr.stopSent < StopDrain {
@@ -757,11 +713,7 @@ func (p *pool) reconfigure(cfg *Config, svc *Service, gen uint64, lns []*os.File
 func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
 	p.mu.Lock()
 	p.stopIdle()
-	for _, pc := range p.pending {
-		syscall.Close(pc.fd)
-		p.counters.Dropped++
-	}
-	p.pending = nil
+	p.dropPending()
 	for pr := range p.procs {
 		pr.stopSent = StopShutdown
 		pr.w.Stop(StopShutdown)
@@ -878,5 +830,5 @@ func (p *pool) snapshot() ([]ProcInfo, Counters, int) {
 	sort.Slice(out, func(i, j int) bool {
 		return out[i].Started.Before(out[j].Started) || (out[i].Started.Equal(out[j].Started) && out[i].PID < out[j].PID)
 	})
-	return out, p.counters, len(p.pending)
+	return out, p.counters, p.waiting
 }

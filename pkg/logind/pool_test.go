@@ -52,9 +52,14 @@ func (w *fakeWorker) rec(s string) error {
 	return nil
 }
 func (w *fakeWorker) Give(id uint64, fd int) error { return w.rec(fmt.Sprintf("give %d", id)) }
-func (w *fakeWorker) Evict(id uint64) error        { return w.rec(fmt.Sprintf("evict %d", id)) }
-func (w *fakeWorker) Stop(m StopMode) error        { return w.rec(fmt.Sprintf("stop %d", m)) }
-func (w *fakeWorker) Kill() error                  { return w.rec("kill") }
+func (w *fakeWorker) Evict(id uint64, reserve bool) error {
+	if !reserve {
+		return w.rec(fmt.Sprintf("evict %d (ip limit)", id))
+	}
+	return w.rec(fmt.Sprintf("evict %d", id))
+}
+func (w *fakeWorker) Stop(m StopMode) error { return w.rec(fmt.Sprintf("stop %d", m)) }
+func (w *fakeWorker) Kill() error           { return w.rec("kill") }
 func (w *fakeWorker) got() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -354,7 +359,10 @@ func TestHighPerformanceEvictsAsAcceptedClientsBecomeLoggingIn(t *testing.T) {
 			w.emit(WorkerEvent{Kind: EventAccepted, Conn: base | 2, State: StateChecking})
 		}
 		for i := 0; i < 3; i++ {
-			p.arrive(-1, anyAddr) // conns 1, 2, 3
+			// conns 1, 2, 3, each from an address of its own: a
+			// source that holds more places than a victim's would not
+			// evict it (evict.go)
+			p.arrive(-1, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i)}), 1))
 		}
 		if _, ctr, pending := p.snapshot(); ctr.Evicted != 0 || pending != 3 {
 			t.Fatalf("at arrival: %d waiting, counters %+v; want 3 waiting, none evicted", pending, ctr)

@@ -19,17 +19,25 @@ import (
 //	'I' JSON(workerInit) [+ fd] first message: settings and sandbox; with
 //	                            TLS, a sealed memfd holding the cert and key
 //	'C' id:u64 + fd             a client connection to serve
-//	'E' id:u64                  evict that client ("Connection queue full")
+//	'E' id:u64 reserve:u8       evict that client ("Connection queue full");
+//	                            reserve 1: keep its slot for the next 'C'
+//	                            (an eviction for a waiting connection), 0:
+//	                            not (login_prelogin_ip_limit)
 //	'S' mode:u8                 stop (StopIdle, StopDrain, StopShutdown)
 //
 // and login to supervisor:
 //
 //	'R'                         ready: sandboxed, serving
-//	'A' id:u64 state:u8         a client accepted by the process itself
-//	                            (direct accept) is now in state
+//	'A' id:u64 state:u8 ip:16 port:u16
+//	                            a client accepted by the process itself
+//	                            (direct accept) is now in state; ip (IPv6,
+//	                            IPv4-mapped for IPv4; all zero if unknown)
+//	                            and port are its peer's, for the choice of
+//	                            victims by source (evict.go)
 //	'T' id:u64 state:u8         a client changed state (ConnState)
 //	'X' id:u64 reason:u8        a client is gone (CloseReason)
-//	'B' records                 several 'A'/'T'/'X' reports of 10 bytes each
+//	'B' records                 several 'A'/'T'/'X' reports, each as above
+//	                            ('A' 28 bytes, the others 10: reportLen)
 //
 // Connection ids are the supervisor's (1, 2, ...) for clients it handed
 // over, and Seq<<32 | n (n = 1, 2, ... per process) for clients a process
@@ -174,7 +182,8 @@ type packet struct {
 	typ    byte
 	id     uint64
 	arg    uint8
-	fd     int // -1 if none
+	fd     int            // -1 if none
+	addr   netip.AddrPort // msgAccepted: the client's address
 	json   []byte
 	closed bool
 }
@@ -222,12 +231,16 @@ func readPacket(c *net.UnixConn, buf, oob []byte) (packet, error) {
 			return p, errShortPacket
 		}
 		p.id = binary.LittleEndian.Uint64(b)
+		if p.typ == msgEvict && len(b) > 8 {
+			p.arg = b[8]
+		}
 	case msgState, msgClosed, msgAccepted:
-		if len(b) < 9 {
+		if len(b) < 9 || len(b) < reportLen(p.typ)-1 {
 			return p, errShortPacket
 		}
 		p.id = binary.LittleEndian.Uint64(b)
 		p.arg = b[8]
+		p.addr = reportAddr(buf[:n])
 	case msgStop:
 		if len(b) < 1 {
 			return p, errShortPacket
@@ -235,6 +248,46 @@ func readPacket(c *net.UnixConn, buf, oob []byte) (packet, error) {
 		p.arg = b[0]
 	}
 	return p, nil
+}
+
+// reportLen is the length in bytes of a report of type typ (type byte
+// included), alone or in a msgBatch.
+func reportLen(typ byte) int {
+	if typ == msgAccepted {
+		return 28
+	}
+	return 10
+}
+
+// appendReport appends the report typ id arg; for msgAccepted, remote
+// (the zero AddrPort if unknown) follows.
+func appendReport(b []byte, typ byte, id uint64, arg uint8, remote netip.AddrPort) []byte {
+	b = append(b, typ)
+	b = binary.LittleEndian.AppendUint64(b, id)
+	b = append(b, arg)
+	if typ == msgAccepted {
+		var ip [16]byte
+		if remote.Addr().IsValid() {
+			ip = remote.Addr().As16()
+		}
+		b = append(b, ip[:]...)
+		b = binary.LittleEndian.AppendUint16(b, remote.Port())
+	}
+	return b
+}
+
+// reportAddr is the client address of report r (one record, type byte
+// first): that of a msgAccepted report, the zero AddrPort otherwise or
+// if unknown.
+func reportAddr(r []byte) netip.AddrPort {
+	if len(r) < 28 || r[0] != msgAccepted {
+		return netip.AddrPort{}
+	}
+	ip := netip.AddrFrom16([16]byte(r[10:26])).Unmap()
+	if ip.IsUnspecified() {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ip, binary.LittleEndian.Uint16(r[26:28]))
 }
 
 func encodeInit(in *workerInit) ([]byte, error) {

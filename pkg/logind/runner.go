@@ -3,6 +3,7 @@ package logind
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 )
 
@@ -44,8 +45,11 @@ type Worker interface {
 	// the connection id.
 	Give(id uint64, fd int) error
 	// Evict asks the process to drop client id with the protocol's
-	// "Connection queue full" notice.
-	Evict(id uint64) error
+	// "Connection queue full" notice. reserve: the client's slot is kept
+	// for the next client the supervisor gives the process (an eviction
+	// for a waiting connection), not for a direct accept; false for an
+	// eviction at login_prelogin_ip_limit.
+	Evict(id uint64, reserve bool) error
 	// Stop asks the process to stop (see StopMode).
 	Stop(mode StopMode) error
 	// Kill kills the process (SIGKILL).
@@ -76,9 +80,12 @@ const (
 
 // WorkerEvent is one report about a login process.
 type WorkerEvent struct {
-	Kind     EventKind
-	Conn     uint64
-	State    ConnState
+	Kind  EventKind
+	Conn  uint64
+	State ConnState
+	// Remote is the client's address, for EventAccepted (the zero
+	// AddrPort if unknown: then the client is a source of its own).
+	Remote   netip.AddrPort
 	Reason   CloseReason
 	ExitCode int
 	Signal   string

@@ -3,6 +3,7 @@ package logind
 import (
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"time"
@@ -47,6 +48,18 @@ func tcpAddr(sa unix.Sockaddr) *net.TCPAddr {
 		return &net.TCPAddr{IP: net.IP(append([]byte(nil), a.Addr[:]...)), Port: a.Port}
 	}
 	return &net.TCPAddr{}
+}
+
+// sockaddrPort is sa's address and port (IPv4-mapped addresses
+// unmapped), the zero AddrPort if sa is not IPv4 or IPv6.
+func sockaddrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
+	}
+	return netip.AddrPort{}
 }
 
 // RemoteAddr is the client's address (*net.TCPAddr).

@@ -70,8 +70,10 @@ type listener struct {
 	pool atomic.Pointer[pool]
 	done chan struct{} // closed when the accept loop has ended
 	shut atomic.Bool
-	qch  chan struct{}
-	qmu  sync.Mutex
+	// haproxy: the listener is haproxy = yes (set by apply).
+	haproxy atomic.Bool
+	qch     chan struct{}
+	qmu     sync.Mutex
 }
 
 // quit returns a channel closed by close.
@@ -243,6 +245,11 @@ func (s *Supervisor) apply(cfg *Config) error {
 	for _, sl := range plan {
 		svc, lns := sl.svc, sl.lns
 		for _, l := range svc.Listeners {
+			for _, e := range l.Endpoints() {
+				if ln := s.lns[e.Network+" "+e.Addr]; ln != nil {
+					ln.haproxy.Store(l.HAProxy)
+				}
+			}
 			if l.Disabled {
 				s.log().Warn("not listening: inet_listener has ssl = yes but ssl = no", "service", svc.Name, "listener", l.Name)
 			}
@@ -385,11 +392,10 @@ func (s *Supervisor) acceptLoop(ln *listener) {
 			return
 		}
 		var remote netip.AddrPort
-		switch a := sa.(type) {
-		case *unix.SockaddrInet4:
-			remote = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-		case *unix.SockaddrInet6:
-			remote = netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
+		if !ln.haproxy.Load() {
+			// Behind haproxy the peer is the proxy, not the client's
+			// source (see evict.go): the client is a source of its own.
+			remote = sockaddrPort(sa)
 		}
 		ln.pool.Load().arrive(nfd, remote)
 	}

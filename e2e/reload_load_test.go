@@ -251,11 +251,15 @@ func TestReloadUnderLoad(t *testing.T) {
 	// started after its load and ended before the next step.
 	type counts struct{ allowed, denied int }
 	perKind := map[string]*counts{}
+	var delays []time.Duration // from a step to the report of its load
 	for j, st := range w.states {
 		if strings.Contains(st.name, "intermediate") {
 			continue
 		}
 		g := loads.first(st, gens)
+		if g >= 0 {
+			delays = append(delays, gens[g].at.Sub(st.begin))
+		}
 		c := counts{}
 		for _, r := range results {
 			if g >= 0 && r.start.After(gens[g].at) && r.end.Before(st.end) && r.err == nil {
@@ -275,6 +279,11 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 		perKind[key].allowed += c.allowed
 		perKind[key].denied += c.denied
+	}
+	slices.Sort(delays)
+	if len(delays) > 0 {
+		t.Logf("load reported %v after a step (median; poll %v, SettleTime %v), at most %v",
+			delays[len(delays)/2].Round(time.Millisecond), reloadInterval, accessd.SettleTime, delays[len(delays)-1].Round(time.Millisecond))
 	}
 	var kinds []string
 	for k := range perKind {

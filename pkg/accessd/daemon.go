@@ -70,11 +70,12 @@ type Config struct {
 	// RulesLoaded, if set, is called after each load of the rules, the
 	// first one included, with the generation number (as in
 	// Rules.Generation, counting from 1) and the new policy, once checks
-	// use it: a check that starts after the call is decided by this policy
-	// or a later one, and one that ended before it by an earlier one.
-	// Calls come one at a time, in generation order, and a slow call
-	// delays the next reload. It lets tests and embedders wait for a
-	// reload instead of for a time.
+	// use it. The policy replaced the previous one after the previous
+	// call and before this one: a check that starts after this call is
+	// decided by this policy or a later one, and one that ended before
+	// the previous call by an earlier one. Calls come one at a time, in
+	// generation order, and a slow call delays the next reload. It lets
+	// tests and embedders wait for a reload instead of for a time.
 	RulesLoaded func(generation uint64, p *hostsrules.Policy)
 
 	// Logger receives all logs; nil discards.

@@ -163,8 +163,8 @@ func (r *Rules) ReloadContext(ctx context.Context, reason string) (*hostsrules.P
 	return r.Policy(), err
 }
 
-// ReloadIfChanged reloads, as Reload does, only when Changed reports a
-// change, and reports whether it did.
+// ReloadIfChanged reloads, as Reload does (waiting for quiet files), only
+// when Changed reports a change, and reports whether it did.
 func (r *Rules) ReloadIfChanged(reason string) bool {
 	ok, _ := r.reload(context.Background(), reason, true)
 	return ok
@@ -191,23 +191,24 @@ func (r *Rules) reload(ctx context.Context, reason string, ifChanged bool) (bool
 // SettleTime is how long the rule files must have been left alone before a
 // reload adopts them. The files are quiet when, for every file the policy
 // is built from (both tables and every /file list), the inode, size, mode,
-// mtime and ctime (and for a symlink the link's own inode and ctime; for a
+// mtime and ctime (for a symlink also the link's own inode and ctime; for a
 // missing file the mtime and ctime of its directory) have not changed for
 // SettleTime: the newest of these times is at least SettleTime old, or the
-// reload has seen the same values for SettleTime (a time in the future,
-// after the clock was set back or a touch -d, counts as "now"). A reload then reads the files and adopts them only if they
-// did not change while they were read. A file whose content does not end
-// in a newline (a torn last line, which in hosts.deny denies every client
-// no rule before it matched) must be quiet for TornSettleTime instead.
+// reload has seen the same values for SettleTime. A time in the future
+// (the clock set back, touch -d) counts as now. A reload then reads the
+// files and adopts them only if they did not change while they were read.
+// A file whose content does not end in a newline (a torn last line, which
+// in hosts.deny denies every client no rule before it matched) must be
+// quiet for TornSettleTime instead.
 //
 // While a file keeps changing the current policy stays, for as long as
 // the writing goes on: there is no limit after which a file still being
 // written is adopted anyway. A reload that has waited SettleWarnInterval
-// logs a warning, and another one every SettleWarnInterval, naming the
-// files. Together with reading each file in one piece, this keeps a
-// half-written file from ever reaching a check, unless its writer pauses
-// longer than SettleTime (TornSettleTime in the middle of a line) while
-// writing it.
+// logs a warning naming the files, and another one every
+// SettleWarnInterval. Together with reading each file in one piece, this
+// keeps a half-written file from ever reaching a check, unless its writer
+// pauses longer than SettleTime (TornSettleTime in the middle of a line)
+// while writing it.
 const SettleTime = 200 * time.Millisecond
 
 // TornSettleTime is how long a rule file whose content does not end in a

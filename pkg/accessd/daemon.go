@@ -67,6 +67,17 @@ type Config struct {
 	// Empty means no admin socket.
 	AdminSocket string
 
+	// RulesLoaded, if set, is called after each load of the rules, the
+	// first one included, with the generation number (as in
+	// Rules.Generation, counting from 1) and the new policy, once checks
+	// use it. The policy replaced the previous one after the previous
+	// call and before this one: a check that starts after this call is
+	// decided by this policy or a later one, and one that ended before
+	// the previous call by an earlier one. Calls come one at a time, in
+	// generation order, and a slow call delays the next reload. It lets
+	// tests and embedders wait for a reload instead of for a time.
+	RulesLoaded func(generation uint64, p *hostsrules.Policy)
+
 	// Logger receives all logs; nil discards.
 	Logger *slog.Logger
 	// Notifier receives READY=1, RELOADING=1, STOPPING=1 and STATUS=
@@ -112,7 +123,13 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("socket activation in use, ignoring --listen", "listen", cfg.Listen)
 	}
 
-	rules := NewRules(allow, deny, log)
+	rules, err := newRules(ctx, allow, deny, log, cfg.RulesLoaded)
+	if err != nil { // stopped while the rule files were being written
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil
+	}
 	srv := &Server{
 		Rules: rules, Env: cfg.Env, Logger: log,
 		ReadTimeout: cfg.ReadTimeout, CheckTimeout: cfg.CheckTimeout,
@@ -137,11 +154,7 @@ func Run(ctx context.Context, cfg Config) error {
 		reloadMu.Lock()
 		defer reloadMu.Unlock()
 		notify(reloading())
-		if force {
-			rules.Reload(reason)
-		} else {
-			rules.ReloadIfChanged(reason)
-		}
+		rules.reload(runCtx, reason, !force) // an error: stopping, logged
 		notify(daemon.SdNotifyReady + "\n" + status())
 	}
 	var adminDone chan struct{}
@@ -200,7 +213,6 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:

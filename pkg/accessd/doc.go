@@ -23,7 +23,9 @@
 //   - The rules are compiled once and reloaded when a file changes (stat
 //     polling) or on SIGHUP, instead of being read for every check. Rules
 //     swaps policies atomically: a check uses one consistent pair of
-//     tables.
+//     tables. A reload waits until the files are quiet (SettleTime,
+//     TornSettleTime) and keeps the previous policy while they are being
+//     written, where libwrap would read a half-written file.
 //   - Rule options act on the passed client socket (DefaultEnv sets
 //     ClientEffects; see wrapopts.Service), but as fits a long-running
 //     service: spawn and twist commands run in the background, bounded in

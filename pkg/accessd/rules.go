@@ -5,6 +5,9 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,6 +28,7 @@ import (
 type Rules struct {
 	allow, deny string
 	log         *slog.Logger
+	loaded      func(uint64, *hostsrules.Policy) // Config.RulesLoaded
 
 	mu  sync.Mutex // serializes loads
 	cur atomic.Pointer[generation]
@@ -77,13 +81,26 @@ func statPath(path string) stamp {
 // /etc/hosts.allow and /etc/hosts.deny) with hostsrules.Load and logs the
 // result to logger (nil discards). It never fails: missing, unreadable and
 // malformed files have libwrap's meaning and are only logged.
+//
+// If a file is being written, NewRules waits until it is quiet (see
+// SettleTime), however long that takes.
 func NewRules(allowPath, denyPath string, logger *slog.Logger) *Rules {
+	r, _ := newRules(context.Background(), allowPath, denyPath, logger, nil)
+	return r
+}
+
+// newRules is NewRules with a bound on the wait for quiet files (it
+// returns ctx's error and no Rules if ctx ends first) and a function called
+// after each load (Config.RulesLoaded).
+func newRules(ctx context.Context, allowPath, denyPath string, logger *slog.Logger, loaded func(uint64, *hostsrules.Policy)) (*Rules, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Rules{allow: allowPath, deny: denyPath, log: logger}
-	r.Reload("initial")
-	return r
+	r := &Rules{allow: allowPath, deny: denyPath, log: logger, loaded: loaded}
+	if _, err := r.reload(ctx, "initial", false); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Policy returns the current policy. It is never nil.
@@ -126,61 +143,93 @@ func (r *Rules) Changed() bool {
 	return false
 }
 
-// Reload reads and compiles both tables now, swaps the new policy in, logs
-// it with reason (e.g. "SIGHUP", "changed") and returns it. Load cannot
-// fail, so the new policy always replaces the old one: like libwrap, which
-// reads the tables for every check, a broken file takes effect with the
-// meaning libwrap gives it, and its diagnostics are logged.
+// Reload reads and compiles both tables once they are quiet (see
+// SettleTime), swaps the new policy in, logs it with reason (e.g. "SIGHUP",
+// "changed") and returns it. Load cannot fail, so the new policy always
+// replaces the old one: like libwrap, which reads the tables for every
+// check, a broken file takes effect with the meaning libwrap gives it, and
+// its diagnostics are logged. While a file keeps changing, Reload keeps
+// the current policy and waits, however long that takes; ReloadContext
+// bounds the wait.
 func (r *Rules) Reload(reason string) *hostsrules.Policy {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.reloadLocked(reason)
+	p, _ := r.ReloadContext(context.Background(), reason)
+	return p
 }
 
-// ReloadIfChanged reloads, as Reload does, only when Changed reports a
-// change, and reports whether it did.
+// ReloadContext is Reload with a bound on the wait for quiet files: if ctx
+// ends first, it returns the current policy, unchanged, and ctx's error.
+func (r *Rules) ReloadContext(ctx context.Context, reason string) (*hostsrules.Policy, error) {
+	_, err := r.reload(ctx, reason, false)
+	return r.Policy(), err
+}
+
+// ReloadIfChanged reloads, as Reload does (waiting for quiet files), only
+// when Changed reports a change, and reports whether it did.
 func (r *Rules) ReloadIfChanged(reason string) bool {
+	ok, _ := r.reload(context.Background(), reason, true)
+	return ok
+}
+
+// reload reloads, if ifChanged only when Changed reports a change, and
+// reports whether it did. It gives up, keeping the current policy, when
+// ctx ends while the files are still being written.
+func (r *Rules) reload(ctx context.Context, reason string, ifChanged bool) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.Changed() {
-		return false
+	if err := ctx.Err(); err != nil {
+		return false, err
 	}
-	r.reloadLocked(reason)
-	return true
+	if ifChanged && !r.Changed() {
+		return false, nil
+	}
+	if _, err := r.reloadLocked(ctx, reason); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // SettleTime is how long the rule files must have been left alone before a
-// reload adopts them. An editor that rewrites a file in place in several
-// writes leaves it half-written for a moment; a reload that finds a file
-// modified less than SettleTime ago waits until it has been quiet that
-// long, and then adopts the files only if they did not change while they
-// were read. Together with reading each file in one piece, this keeps a
-// half-written file from ever reaching a check, unless its writer pauses
-// longer than SettleTime in the middle of writing it.
+// reload adopts them. The files are quiet when, for every file the policy
+// is built from (both tables and every /file list), the inode, size, mode,
+// mtime and ctime (for a symlink also the link's own inode and ctime; for a
+// missing file the mtime and ctime of its directory) have not changed for
+// SettleTime: the newest of these times is at least SettleTime old, or the
+// reload has seen the same values for SettleTime. A time in the future
+// (the clock set back, touch -d) counts as now. A reload then reads the
+// files and adopts them only if they did not change while they were read.
+// A file whose content does not end in a newline (a torn last line, which
+// in hosts.deny denies every client no rule before it matched) must be
+// quiet for TornSettleTime instead.
+//
+// While a file keeps changing the current policy stays, for as long as
+// the writing goes on: there is no limit after which a file still being
+// written is adopted anyway. A reload that has waited SettleWarnInterval
+// logs a warning naming the files, and another one every
+// SettleWarnInterval. Together with reading each file in one piece, this
+// keeps a half-written file from ever reaching a check, unless its writer
+// pauses longer than SettleTime (TornSettleTime in the middle of a line)
+// while writing it.
 const SettleTime = 200 * time.Millisecond
 
-// maxSettle bounds the wait for files that never stop changing; after it
-// the last complete read is adopted.
-const maxSettle = 3 * time.Second
+// TornSettleTime is how long a rule file whose content does not end in a
+// newline must have been quiet before a reload adopts it, with the meaning
+// libwrap gives an unterminated last line. See SettleTime.
+const TornSettleTime = 2 * time.Second
 
-func (r *Rules) reloadLocked(reason string) *hostsrules.Policy {
+// SettleWarnInterval is how often a reload waiting for files that keep
+// changing logs that it is still waiting. See SettleTime.
+const SettleWarnInterval = 5 * time.Second
+
+// settlePoll bounds one sleep of a reload waiting for quiet files, so a
+// change in the middle of the wait is seen.
+const settlePoll = 50 * time.Millisecond
+
+func (r *Rules) reloadLocked(ctx context.Context, reason string) (*hostsrules.Policy, error) {
 	prev := r.cur.Load()
 	start := time.Now()
-	var pol *hostsrules.Policy
-	var stamps map[string]stamp
-	for {
-		stamps = r.statAll(prev, nil)
-		if wait := SettleTime - time.Since(newest(stamps)); wait > 0 && time.Since(start) < maxSettle {
-			time.Sleep(wait)
-			continue
-		}
-		pol = hostsrules.Load(r.allow, r.deny)
-		after := r.statAll(prev, pol)
-		if sameStamps(stamps, after) || time.Since(start) >= maxSettle {
-			stamps = after
-			break
-		}
-		r.log.Debug("rule files changed while being read, reading again")
+	pol, stamps, err := r.settle(ctx, prev, start)
+	if err != nil {
+		return nil, err
 	}
 	g := &generation{policy: pol, stamps: stamps, n: 1, at: start, reason: reason}
 	if prev != nil {
@@ -188,39 +237,169 @@ func (r *Rules) reloadLocked(reason string) *hostsrules.Policy {
 	}
 	r.cur.Store(g)
 	r.logLoad(g, reason, time.Since(start))
-	return pol
+	if r.loaded != nil {
+		r.loaded(g.n, pol)
+	}
+	return pol, nil
 }
 
-// statAll stats both tables, every file of the previous policy and every
-// file of pol (if not nil).
-func (r *Rules) statAll(prev *generation, pol *hostsrules.Policy) map[string]stamp {
-	stamps := make(map[string]stamp)
-	for _, p := range r.paths(prev) {
-		stamps[p] = statPath(p)
-	}
-	if pol != nil {
-		for _, f := range pol.Files() {
-			if _, ok := stamps[f.Path]; !ok {
-				stamps[f.Path] = statPath(f.Path)
+// settle waits until the rule files are quiet (see SettleTime), reads and
+// compiles them and returns the policy with the stamps of every file it
+// was built from. It returns ctx's error if ctx ends first.
+func (r *Rules) settle(ctx context.Context, prev *generation, start time.Time) (*hostsrules.Policy, map[string]stamp, error) {
+	paths := r.paths(prev)
+	var (
+		seen    map[string]stamp   // the stamps last observed
+		seenAt  time.Time          // since when they have been observed unchanged
+		need    = SettleTime       // how long the files must be quiet
+		pending *hostsrules.Policy // read from files with the stamps seen
+		torn    []string           // files of pending without a final newline
+		changed []string           // files whose stamps changed last
+		warned  = start
+	)
+	for {
+		stamps := statAll(paths)
+		now := time.Now()
+		if !equalStamps(stamps, seen) {
+			changed = changedPaths(seen, stamps)
+			seen, seenAt, need, pending, torn = stamps, now, SettleTime, nil, nil
+		}
+		quiet := quietFor(stamps, seenAt, now)
+		if quiet >= need && pending == nil {
+			pol := hostsrules.Load(r.allow, r.deny)
+			t := tornFiles(pol)
+			for _, f := range pol.Files() {
+				if _, ok := stamps[f.Path]; !ok {
+					paths = append(paths, f.Path) // a new /file list
+				}
+			}
+			if after := statAll(paths); !equalStamps(stamps, after) {
+				r.log.Debug("rule files changed while being read, reading again")
+				continue
+			}
+			pending, torn = pol, t
+			if len(torn) > 0 {
+				need = TornSettleTime
 			}
 		}
+		if quiet >= need {
+			if len(torn) > 0 {
+				r.log.Info("rule file does not end in a newline; quiet for TornSettleTime, adopting it",
+					"files", torn, "quiet", quiet.Round(time.Millisecond))
+			}
+			return pending, stamps, nil
+		}
+		if now.Sub(warned) >= SettleWarnInterval {
+			warned = now
+			what := "rule files still being written, keeping the previous rules"
+			if pending != nil {
+				what = "rule file ends in the middle of a line, keeping the previous rules until it is quiet"
+			}
+			r.log.Warn(what, "changing", changed, "torn", torn, "waited", now.Sub(start).Round(time.Millisecond),
+				"quiet", quiet.Round(time.Millisecond), "need_quiet", need)
+		}
+		t := time.NewTimer(min(need-quiet, settlePoll))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			r.log.Warn("reload abandoned while the rule files were still being written, keeping the previous rules",
+				"changing", changed, "torn", torn, "waited", time.Since(start).Round(time.Millisecond))
+			return nil, nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// quietFor returns how long the files with stamps have been left alone, as
+// far as the reload can tell at now: since their newest mtime or ctime, or
+// since seenAt, when it first saw them as they are, whichever is earlier.
+// A time stamp after now does not count.
+func quietFor(stamps map[string]stamp, seenAt, now time.Time) time.Duration {
+	since := seenAt
+	if n := newest(stamps); !n.After(now) && n.Before(since) {
+		since = n
+	}
+	return now.Sub(since)
+}
+
+// tornFiles returns the files of p that were read and whose content does
+// not end in a newline.
+func tornFiles(p *hostsrules.Policy) []string {
+	var torn []string
+	for _, f := range p.Files() {
+		if f.State == hostsrules.FileOK && !endsInNewline(f.Path) {
+			torn = append(torn, f.Path)
+		}
+	}
+	return torn
+}
+
+// endsInNewline reports whether the file at path is empty or ends in a
+// newline. A file it cannot read counts as ending in one: its stamps tell
+// whether it changes.
+func endsInNewline(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
+		return true
+	}
+	b := make([]byte, 1)
+	if n, _ := f.ReadAt(b, st.Size()-1); n != 1 {
+		return true
+	}
+	return b[0] == '\n'
+}
+
+// changedPaths returns the paths whose stamps differ between a and b.
+func changedPaths(a, b map[string]stamp) []string {
+	var c []string
+	for p, s := range b {
+		if old, ok := a[p]; !ok || old != s {
+			c = append(c, p)
+		}
+	}
+	slices.Sort(c)
+	return c
+}
+
+// statAll stats every path.
+func statAll(paths []string) map[string]stamp {
+	stamps := make(map[string]stamp, len(paths))
+	for _, p := range paths {
+		stamps[p] = statPath(p)
 	}
 	return stamps
 }
 
-// newest returns the latest modification or change time among stamps.
+// newest returns the latest modification or change time among stamps. For
+// a file that does not exist it is the time of its directory, which
+// changed when the file was removed or renamed away.
 func newest(stamps map[string]stamp) time.Time {
 	var n int64
-	for _, s := range stamps {
+	for p, s := range stamps {
 		n = max(n, s.mtime, s.ctime, s.linkCtime)
+		if s.errno == syscall.ENOENT {
+			var st syscall.Stat_t
+			if syscall.Stat(filepath.Dir(p), &st) == nil {
+				n = max(n, st.Mtim.Nano(), st.Ctim.Nano())
+			}
+		}
 	}
 	return time.Unix(0, n)
 }
 
-// sameStamps reports whether every path in a has the same stamp in b.
-func sameStamps(a, b map[string]stamp) bool {
+// equalStamps reports whether a and b hold the same paths with the same
+// stamps.
+func equalStamps(a, b map[string]stamp) bool {
+	if len(a) != len(b) {
+		return false
+	}
 	for p, s := range a {
-		if b[p] != s {
+		if o, ok := b[p]; !ok || o != s {
 			return false
 		}
 	}

@@ -132,6 +132,7 @@ type workerInit struct {
 	UID, GID        int    // -1 = keep (tests without root)
 	VszLimit        uint64
 	NoFile          uint64
+	NProc           uint64 // RLIMIT_NPROC once running as UID (see loginNProc); 0 = keep
 	Generation      uint64
 	Seq             uint64 // process sequence number (ids of direct accepts)
 	// Listeners is the number of listening sockets passed from fd 4 on:

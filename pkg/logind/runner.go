@@ -72,6 +72,11 @@ const (
 	// has stopped doing so for good (after Stop); every client it
 	// accepted was reported before this event.
 	EventUnlistened
+	// EventInvalid: the process sent something the protocol does not
+	// allow (a malformed or oversized packet, an unknown message type, a
+	// descriptor) or stopped talking without exiting; Err says what. The
+	// runner reads nothing more from it, and the pool kills it.
+	EventInvalid
 )
 
 // WorkerEvent is one report about a login process.
@@ -99,6 +104,8 @@ func (e WorkerEvent) String() string {
 		return fmt.Sprintf("conn %d accepted (%s)", e.Conn, e.State)
 	case EventUnlistened:
 		return "unlistened"
+	case EventInvalid:
+		return fmt.Sprintf("invalid: %v", e.Err)
 	}
 	return "?"
 }

@@ -767,7 +767,7 @@ func (p *pool) exited(pr *proc, ev WorkerEvent, now time.Time) {
 		// binary that lies from the start is not respawned in a loop.
 		p.counters.Lost += uint64(lost)
 		if pr.served == 0 {
-			p.throttle(now, "a login process that served no client broke the protocol")
+			p.throttle(now, "killed before serving a client (protocol violation)")
 		}
 	case clean:
 		p.hadSuccess = true

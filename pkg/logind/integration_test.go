@@ -754,17 +754,7 @@ func TestOpenFileLimitClampedToHardLimit(t *testing.T) {
 // procNoFile is the soft "Max open files" of process pid.
 func procNoFile(t *testing.T, pid int) string {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 4 && strings.HasPrefix(l, "Max open files") {
-			return f[3]
-		}
-	}
-	t.Fatalf("no open files limit in /proc/%d/limits", pid)
-	return ""
+	return procLimit(t, pid, "Max open files")
 }
 
 // TestAccessCheckLocalFailure: when an access socket cannot be asked at

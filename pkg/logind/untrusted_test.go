@@ -587,24 +587,7 @@ func TestLoginProcessInheritsOnlyItsDescriptors(t *testing.T) {
 	cmd.Stderr = &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Errorf("supervisor did not stop")
-		}
-		if t.Failed() {
-			t.Logf("supervisor log:\n%s", logs.String())
-		}
-	}()
+	startStopped(t, cmd, 15*time.Second, "supervisor log", &logs)
 	var pid int
 	for deadline := time.Now().Add(15 * time.Second); pid == 0; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -33,7 +33,9 @@ import (
 //
 // Connection ids are the supervisor's (1, 2, ...) for clients it handed
 // over, and Seq<<32 | n (n = 1, 2, ... per process) for clients a process
-// accepted itself, so they never collide.
+// accepted itself, so they never collide. A login process is not
+// trusted: the supervisor checks every packet (execWorker.readLoop) and
+// report (pool.check) and kills a process that breaks the protocol.
 const (
 	msgInit     = 'I'
 	msgConn     = 'C'

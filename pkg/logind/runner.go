@@ -48,7 +48,7 @@ type Worker interface {
 	Evict(id uint64) error
 	// Stop asks the process to stop (see StopMode).
 	Stop(mode StopMode) error
-	// Kill kills the process (SIGKILL).
+	// Kill kills the process (SIGKILL), and anything it started.
 	Kill() error
 }
 

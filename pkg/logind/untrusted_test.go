@@ -617,6 +617,7 @@ func TestLoginProcessInheritsOnlyItsDescriptors(t *testing.T) {
 		t.Fatalf("the supervisor holds %d copies of the marker, want 6 (the test is broken)", n)
 	}
 	fds := fdTargets(t, pid)
+	t.Logf("login process %d descriptors: %v", pid, fds)
 	if n := count(fds); n != 0 {
 		t.Errorf("login process %d inherited %d of the supervisor's descriptors: %v", pid, n, fds)
 	}

@@ -1,6 +1,7 @@
 package logind
 
 import (
+	"fmt"
 	"container/heap"
 	"net/netip"
 	"slices"
@@ -286,10 +287,17 @@ func (p *pool) evict(c *conn, reserve bool) {
 	p.counters.Evicted++
 	pr.w.Evict(c.id, reserve)
 	p.forget(c)
+	if pr.evicted == nil {
+		pr.evicted = map[uint64]struct{}{}
+	}
+	pr.evicted[c.id] = struct{}{} // until the process reports it closed
 	if len(pr.conns) == 0 && exitsWhenIdle(pr) && !pr.victim {
 		// Its place comes back when the process is reaped.
 		pr.victim = true
 		p.inflight++
+	}
+	if len(pr.evicted) > maxUnclosedEvictions {
+		p.violation(pr, fmt.Sprintf("left %d evicted clients unclosed", len(pr.evicted)))
 	}
 }
 

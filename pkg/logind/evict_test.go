@@ -184,7 +184,9 @@ func playSteps(t *testing.T, p *pool, r *fakeRunner, steps []string) {
 		case "X":
 			r.w(int(n)).emit(WorkerEvent{Kind: EventExit})
 		case "D":
-			r.w(0).emit(WorkerEvent{Kind: EventAccepted, Conn: n, State: StateLoggingIn, Remote: netip.AddrPortFrom(netip.MustParseAddr(f[2]), 1)})
+			// A direct accept of the first process (Seq 1): its own ids
+			// are 1<<32|n; evictions print n.
+			r.w(0).emit(WorkerEvent{Kind: EventAccepted, Conn: 1<<32 | n, State: StateLoggingIn, Remote: netip.AddrPortFrom(netip.MustParseAddr(f[2]), 1)})
 		default:
 			t.Fatalf("bad step %q", s)
 		}
@@ -328,13 +330,13 @@ func TestPreloginIPLimit(t *testing.T) {
 			name:  "high-performance direct accepts, by the reported address",
 			conf:  "login_prelogin_ip_limit = 2\nservice imap-login {\n service_count = 0\n client_limit = 10\n process_limit = 1\n process_min_avail = 1\n}\n",
 			steps: []string{"D 11 10.0.0.1", "D 12 10.0.0.1", "D 13 10.0.0.2", "D 14 10.0.0.1"},
-			want:  []string{"evict 11 (ip limit)"},
+			want:  []string{"evict 4294967307 (ip limit)"}, // 1<<32 | 11
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				p, r := testPool(t, tc.conf)
+				p, r := testPool(t, tc.conf, fakeListener(t))
 				playSteps(t, p, r, tc.steps)
 				if d := cmp.Diff(tc.want, evictions(r)); d != "" {
 					t.Errorf("evictions and hand-overs (-want +got)\n%s", d)

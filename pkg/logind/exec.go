@@ -2,10 +2,12 @@ package logind
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -81,11 +84,35 @@ func (r *ExecRunner) startAsync(cmd *exec.Cmd, done func(error)) {
 			runtime.LockOSThread()                                  // never unlocked: this thread only forks
 			syscall.Setpriority(syscall.PRIO_PROCESS, 0, StartNice) // this thread only (Linux)
 			for req := range r.spawnReqs {
+				cloexecInherited()
 				req.done(req.cmd.Start())
 			}
 		}()
 	})
 	r.spawnReqs <- spawnReq{cmd, done}
+}
+
+// cloexecInherited marks every descriptor from 3 up close-on-exec, so that
+// a login process starts with exactly the descriptors ExecRunner gives it
+// (stdin and stdout on /dev/null, stderr, the control socket as fd 3 and
+// the listening sockets from fd 4; os/exec puts them in place and clears
+// their flag in the child). The Go runtime opens all of its own
+// descriptors close-on-exec, but those the supervisor inherited when it
+// was started (from a shell, a service manager, a test harness) are not,
+// and would otherwise be inherited by every login process.
+func cloexecInherited() {
+	if unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return
+	}
+	ents, err := os.ReadDir("/proc/self/fd") // before Linux 5.11
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
 }
 
 func (r *ExecRunner) path() (string, error) {
@@ -124,6 +151,7 @@ func (r *ExecRunner) initFor(spec WorkerSpec) (*workerInit, error) {
 		SSL: spec.Config.SSL, SSLMinProtocol: spec.Config.SSLMinProtocol,
 	}
 	in.NoFile, _ = loginNoFile(s, len(spec.Listeners), hardNoFile())
+	in.NProc = loginNProc(spec.Config, s)
 	if in.SSL == "" {
 		in.SSL = "no"
 	}
@@ -148,6 +176,41 @@ func (r *ExecRunner) initFor(spec WorkerSpec) (*workerInit, error) {
 	}
 	in.UID, in.GID = uid, gid
 	return in, nil
+}
+
+// nprocReserve is what loginNProc allows beyond the login processes'
+// own threads, for other processes of the login user (Dovecot's own login
+// processes also run as dovenull, each counting one).
+const nprocReserve = 1024
+
+// loginNProc is the RLIMIT_NPROC of a login process of svc (set once it
+// runs as the login user). Dovecot's login processes set 1, so that they
+// cannot fork at all; but the limit counts every thread of every process
+// of the user, and a Go process creates threads as it runs (and dies
+// when it cannot). So it is a ceiling instead: the threads that all
+// login processes of cfg running as svc's user may have, twice over
+// (during a reload the draining generation runs beside the new one),
+// plus nprocReserve. A compromised login process can then fork no more
+// than that, not the whole machine's worth.
+func loginNProc(cfg *Config, svc *Service) uint64 {
+	var n uint64
+	for _, s := range cfg.Enabled() {
+		if s.User == svc.User {
+			n += uint64(s.ProcessLimit) * loginThreads(s)
+		}
+	}
+	return 2*n + nprocReserve
+}
+
+// loginThreads is a generous bound on the OS threads of one login
+// process of svc: GOMAXPROCS (1 with a service_count, see Start) running
+// threads, as many in blocking system calls, and the runtime's own.
+func loginThreads(svc *Service) uint64 {
+	procs := 1
+	if svc.ServiceCount == 0 {
+		procs = runtime.NumCPU()
+	}
+	return uint64(2*procs + 14)
 }
 
 // noFileReserve is what a login process needs in descriptors besides its
@@ -192,6 +255,11 @@ func hardNoFile() uint64 {
 	}
 	return lim.Max
 }
+
+// exitDrain bounds how long the stderr relay and the report reader of a
+// process that has exited may take to reach the end of its stderr and
+// control socket; then they are closed.
+const exitDrain = 2 * time.Second
 
 // Start implements Runner.
 func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(WorkerEvent)) (Worker, error) {
@@ -289,7 +357,7 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 		return nil, err
 	}
 	cmd.Stderr = stderrW
-	w := &execWorker{cmd: cmd, c: uc, started: make(chan struct{})}
+	w := &execWorker{cmd: cmd, c: uc, started: make(chan struct{}), exited: make(chan struct{}), logs: newLogLimiter(spec.Service.ClientLimit)}
 	log := r.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -314,11 +382,16 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 		log := log.With("service", spec.Service.Name, "pid", w.pid)
 		var wg sync.WaitGroup
 		wg.Add(2)
-		go func() { defer wg.Done(); defer stderr.Close(); copyLog(stderr, log, vsz) }()
-		go func() { defer wg.Done(); w.readLoop(events) }()
+		go func() { defer wg.Done(); defer stderr.Close(); relayLog(stderr, log, vsz, w.logs) }()
+		go func() { defer wg.Done(); w.readLoop(events, w.exited) }()
 		go func() {
 			err := cmd.Wait()
-			wg.Wait() // stderr at EOF and every event delivered before the exit
+			close(w.exited)
+			// stderr at EOF and every event delivered before the exit;
+			// unless something the process left behind holds them open.
+			t := time.AfterFunc(exitDrain, func() { stderr.Close(); uc.Close() })
+			wg.Wait()
+			t.Stop()
 			ev := WorkerEvent{Kind: EventExit, Err: err}
 			if ps := cmd.ProcessState; ps != nil {
 				ev.ExitCode = ps.ExitCode()
@@ -332,32 +405,140 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 	return w, nil
 }
 
-// copyLog forwards a login process's stderr lines. A line "LEVEL text"
-// (DEBUG, INFO, WARN, ERROR) is logged at that level; others as errors
-// (a Go panic, say).
-func copyLog(r interface{ Read([]byte) (int, error) }, log *slog.Logger, vsz uint64) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), 64<<10)
-	for sc.Scan() {
-		line := sc.Text()
-		lvl, msg, ok := strings.Cut(line, " ")
-		var l slog.Level
-		switch {
-		case ok && lvl == "DEBUG":
-			l = slog.LevelDebug
-		case ok && lvl == "INFO":
-			l = slog.LevelInfo
-		case ok && lvl == "WARN":
-			l = slog.LevelWarn
-		case ok && lvl == "ERROR":
-			l = slog.LevelError
-		default:
-			l, msg = slog.LevelError, line
+// Limits of the relay of a login process's stderr lines (per process;
+// see relayLog).
+const (
+	// MaxLogLine is the longest line relayed, in bytes; a longer one is
+	// cut there and marked with LogLineCut, and the rest of it dropped.
+	MaxLogLine = 4096
+	// LogRate and LogBurst are the token bucket of a process's lines:
+	// LogBurst at once, refilled at LogRate lines a second.
+	LogRate  = 50
+	LogBurst = 500
+	// LogPerClient lines are added to the bucket (up to LogPerClient x
+	// (client_limit + 1) in reserve) for each client the process gets,
+	// so that a busy high-performance process logs a line or two for
+	// each of thousands of clients a second.
+	LogPerClient = 16
+	// LogLineCut ends a line that was cut at MaxLogLine.
+	LogLineCut = " [line cut at 4096 bytes]"
+)
+
+// logLimiter is the token bucket of one process's log lines. allow is
+// called by the relay goroutine only; grant from any goroutine.
+type logLimiter struct {
+	tokens     float64
+	last       time.Time
+	credit     atomic.Int64 // lines granted for clients (grant)
+	maxCredit  int64
+	suppressed int // lines dropped since the last notice
+	noticed    time.Time
+}
+
+func newLogLimiter(clientLimit int) *logLimiter {
+	return &logLimiter{tokens: LogBurst, last: time.Now(), maxCredit: int64(LogPerClient * (clientLimit + 1))}
+}
+
+// grant adds LogPerClient lines for a new client, up to maxCredit.
+func (l *logLimiter) grant() {
+	for {
+		c := l.credit.Load()
+		if c >= l.maxCredit || l.credit.CompareAndSwap(c, min(c+LogPerClient, l.maxCredit)) {
+			return
 		}
-		log.Log(context.Background(), l, msg)
-		if strings.HasPrefix(line, "fatal error:") && (strings.Contains(line, "out of memory") || strings.Contains(line, "cannot allocate memory")) {
+	}
+}
+
+// allow takes one line from the bucket, or counts it as suppressed.
+func (l *logLimiter) allow(now time.Time) bool {
+	l.tokens = min(LogBurst, l.tokens+now.Sub(l.last).Seconds()*LogRate)
+	l.last = now
+	if l.tokens >= 1 {
+		l.tokens--
+		return true
+	}
+	for {
+		c := l.credit.Load()
+		if c <= 0 {
+			l.suppressed++
+			return false
+		}
+		if l.credit.CompareAndSwap(c, c-1) {
+			return true
+		}
+	}
+}
+
+// notice logs how many lines were suppressed, at most once a second
+// (always when final).
+func (l *logLimiter) notice(log *slog.Logger, now time.Time, final bool) {
+	if l.suppressed == 0 || (!final && now.Sub(l.noticed) < time.Second) {
+		return
+	}
+	log.Warn("login process logs too fast: lines suppressed", "suppressed", l.suppressed, "rate", LogRate, "burst", LogBurst)
+	l.suppressed, l.noticed = 0, now
+}
+
+// relayLog forwards a login process's stderr lines, which a login
+// process writes as it likes (it is not trusted): a line "LEVEL text"
+// (DEBUG, INFO, WARN, ERROR) is logged at that level, others as errors
+// (a Go panic, say). Memory is bounded (one MaxLogLine buffer): a
+// longer line is cut (LogLineCut) and the rest of it dropped; lines
+// beyond the process's budget (lim) are dropped and counted, and how
+// many is logged (at most once a second, and when stderr ends).
+func relayLog(r io.Reader, log *slog.Logger, vsz uint64, lim *logLimiter) {
+	br := bufio.NewReaderSize(r, MaxLogLine)
+	cutting := false // dropping the rest of a cut line
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			long := err == bufio.ErrBufferFull
+			rest := cutting
+			cutting = long
+			if !rest {
+				relayLine(log, line, long, vsz, lim)
+			}
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			break
+		}
+	}
+	lim.notice(log, time.Now(), true)
+}
+
+// relayLine logs one line (cut: the start of a longer one), if lim
+// allows it.
+func relayLine(log *slog.Logger, line []byte, cut bool, vsz uint64, lim *logLimiter) {
+	now := time.Now()
+	oom := bytes.HasPrefix(line, []byte("fatal error:")) && (bytes.Contains(line, []byte("out of memory")) || bytes.Contains(line, []byte("cannot allocate memory")))
+	if !lim.allow(now) {
+		if oom { // the reason a process died is worth a line
 			log.Error(fmt.Sprintf("Out of memory (vsz_limit=%d MB), you may need to increase it", vsz>>20))
 		}
+		return
+	}
+	lim.notice(log, now, false)
+	text := string(bytes.TrimRight(line, "\r\n"))
+	if cut {
+		text += LogLineCut
+	}
+	lvl, msg, ok := strings.Cut(text, " ")
+	var l slog.Level
+	switch {
+	case ok && lvl == "DEBUG":
+		l = slog.LevelDebug
+	case ok && lvl == "INFO":
+		l = slog.LevelInfo
+	case ok && lvl == "WARN":
+		l = slog.LevelWarn
+	case ok && lvl == "ERROR":
+		l = slog.LevelError
+	default:
+		l, msg = slog.LevelError, text
+	}
+	log.Log(context.Background(), l, msg)
+	if oom {
+		log.Error(fmt.Sprintf("Out of memory (vsz_limit=%d MB), you may need to increase it", vsz>>20))
 	}
 }
 
@@ -365,7 +546,9 @@ type execWorker struct {
 	cmd     *exec.Cmd
 	c       *net.UnixConn
 	started chan struct{} // closed once forked (pid set) or failed (pid 0)
+	exited  chan struct{} // closed once reaped
 	pid     int
+	logs    *logLimiter
 	mu      sync.Mutex
 	buf     []byte
 }
@@ -390,7 +573,10 @@ func (w *execWorker) send(typ byte, id uint64, arg int, fd int) error {
 	return sendPacket(w.c, b, fd)
 }
 
-func (w *execWorker) Give(id uint64, fd int) error { return w.send(msgConn, id, 0, fd) }
+func (w *execWorker) Give(id uint64, fd int) error {
+	w.logs.grant()
+	return w.send(msgConn, id, 0, fd)
+}
 func (w *execWorker) Evict(id uint64, reserve bool) error {
 	arg := 0
 	if reserve {
@@ -399,45 +585,144 @@ func (w *execWorker) Evict(id uint64, reserve bool) error {
 	return w.send(msgEvict, id, arg, -1)
 }
 func (w *execWorker) Stop(m StopMode) error { return w.send(msgStop, 0, int(m), -1) }
+
+// Kill sends SIGKILL to the process and to its process group (anything
+// it forked, before it sandboxed itself or despite RLIMIT_NPROC, which
+// would otherwise keep its stderr and control socket open).
 func (w *execWorker) Kill() error {
 	if w.PID() == 0 {
 		return nil
 	}
-	return w.cmd.Process.Kill()
+	select {
+	case <-w.exited:
+		return nil
+	default:
+	}
+	err := w.cmd.Process.Kill()
+	syscall.Kill(-w.pid, syscall.SIGKILL)
+	return err
 }
 
-func (w *execWorker) readLoop(events func(WorkerEvent)) {
+// maxReportPacket is the largest packet a login process may send: a
+// batch holds at most maxBatch bytes and one record more (login.go). A
+// larger packet is cut by the kernel (MSG_TRUNC) and is a violation.
+const maxReportPacket = 8192
+
+// eofGrace is how long a process may live on after closing its control
+// socket (it closes it by exiting) before it is reported invalid.
+const eofGrace = 5 * time.Second
+
+// readLoop reads the process's reports and delivers them as events,
+// checking the packets themselves (a login process is not trusted):
+// their size, type and form, and that they carry no descriptor. The
+// first violation is delivered as EventInvalid and ends the loop, as
+// does the end of the socket (also if the process then does not exit
+// within eofGrace, which is a violation too: it would go on running
+// unheard). What the reports say is checked by the pool (pool.check).
+func (w *execWorker) readLoop(events func(WorkerEvent), exited <-chan struct{}) {
 	defer w.c.Close()
-	buf := make([]byte, 8192) // batches (login.go maxBatch)
+	buf := make([]byte, maxReportPacket)
 	oob := make([]byte, syscall.CmsgSpace(4*4))
+	invalid := func(format string, args ...any) {
+		events(WorkerEvent{Kind: EventInvalid, Err: fmt.Errorf(format, args...)})
+	}
 	for {
-		pk, err := readPacket(w.c, buf, oob)
-		if pk.fd >= 0 {
-			syscall.Close(pk.fd) // login processes never send descriptors
+		n, oobn, flags, _, err := w.c.ReadMsgUnix(buf, oob)
+		if oobn > 0 || flags&syscall.MSG_CTRUNC != 0 {
+			closeRights(oob[:oobn])
+			if err == nil {
+				invalid("sent a descriptor")
+				return
+			}
 		}
-		if err != nil || pk.closed {
-			if err != nil && !errors.Is(err, net.ErrClosed) && !isConnReset(err) {
-				events(WorkerEvent{Kind: EventState, Err: err}) // ignored by the pool
+		switch {
+		case err != nil && (errors.Is(err, net.ErrClosed) || isConnReset(err)):
+			return
+		case n == 0 || errors.Is(err, io.EOF): // the end (or an empty packet, which looks the same)
+			select {
+			case <-exited:
+			case <-time.After(eofGrace):
+				invalid("closed its control socket but did not exit")
 			}
 			return
+		case err != nil:
+			invalid("control socket: %v", err)
+			return
+		case flags&syscall.MSG_TRUNC != 0:
+			invalid("sent a packet larger than %d bytes", len(buf))
+			return
 		}
-		if pk.typ == msgBatch {
-			for b := pk.json; len(b) >= 10; {
-				n := reportLen(b[0])
-				if len(b) < n {
-					break
-				}
-				if ev, ok := reportEvent(b[0], binary.LittleEndian.Uint64(b[1:9]), b[9]); ok {
-					ev.Remote = reportAddr(b[:n])
-					events(ev)
-				}
-				b = b[n:]
+		if what := w.deliver(buf[:n], events); what != "" {
+			invalid("%s", what)
+			return
+		}
+	}
+}
+
+// deliver delivers the reports in packet b; it returns what is wrong
+// with b, or "" (reports before the fault are delivered).
+func (w *execWorker) deliver(b []byte, events func(WorkerEvent)) string {
+	switch typ := b[0]; typ {
+	case msgReady:
+		if len(b) != 1 {
+			return fmt.Sprintf("sent a malformed ready message (%d bytes)", len(b))
+		}
+		events(WorkerEvent{Kind: EventReady})
+	case msgBatch:
+		recs := b[1:]
+		if len(recs) == 0 {
+			return "sent an empty batch"
+		}
+		for len(recs) > 0 {
+			n := reportLen(recs[0])
+			if len(recs) < n {
+				return fmt.Sprintf("sent a malformed batch (a %q record of %d bytes)", recs[0], len(recs))
 			}
-			continue
+			if !w.report(recs[:n], events) {
+				return fmt.Sprintf("sent a batch with a record of unknown type %q", recs[0])
+			}
+			recs = recs[n:]
 		}
-		if ev, ok := reportEvent(pk.typ, pk.id, pk.arg); ok {
-			ev.Remote = pk.addr
-			events(ev)
+	case msgAccepted, msgState, msgClosed, msgUnlistened:
+		if len(b) != reportLen(typ) {
+			return fmt.Sprintf("sent a malformed %q report (%d bytes)", typ, len(b))
+		}
+		w.report(b, events)
+	default:
+		return fmt.Sprintf("sent a message of unknown type %q (%d bytes)", typ, len(b))
+	}
+	return ""
+}
+
+// report delivers one report (reportLen bytes); false if its type is not
+// one a report can have.
+func (w *execWorker) report(r []byte, events func(WorkerEvent)) bool {
+	if r[0] == msgReady {
+		return false
+	}
+	ev, ok := reportEvent(r[0], binary.LittleEndian.Uint64(r[1:9]), r[9])
+	if !ok {
+		return false
+	}
+	if ev.Kind == EventAccepted {
+		ev.Remote = reportAddr(r)
+		w.logs.grant() // a client it accepted itself: log budget for it
+	}
+	events(ev)
+	return true
+}
+
+// closeRights closes the descriptors in the control messages oob.
+func closeRights(oob []byte) {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return
+	}
+	for _, m := range msgs {
+		if fds, err := syscall.ParseUnixRights(&m); err == nil {
+			for _, fd := range fds {
+				syscall.Close(fd)
+			}
 		}
 	}
 }

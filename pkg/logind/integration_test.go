@@ -27,7 +27,13 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv(LoginProcessEnv) == "1" {
 		testHooks = true
+		if mode := os.Getenv("LOGINSVC_TEST_FAKE"); mode != "" {
+			os.Exit(fakeLogin(mode, os.Getenv("LOGINSVC_TEST_TOKEN")))
+		}
 		os.Exit(LoginProcessMain())
+	}
+	if conf := os.Getenv("LOGINSVC_TEST_SUPERVISOR"); conf != "" {
+		os.Exit(supervisorChild(conf))
 	}
 	if os.Getenv("LOGINSVC_TEST_SANDBOX") != "" {
 		os.Exit(sandboxChild())
@@ -70,6 +76,13 @@ func freePort(t *testing.T) int {
 // temporary directory unless conf sets it.
 func startLab(t *testing.T, svc, global, conf string) *lab {
 	t.Helper()
+	return startLabEnv(t, nil, svc, global, conf)
+}
+
+// startLabEnv is startLab with env added to the login processes'
+// environment (ExecRunner.Env).
+func startLabEnv(t *testing.T, env []string, svc, global, conf string) *lab {
+	t.Helper()
 	port := freePort(t)
 	proto := strings.TrimSuffix(strings.TrimPrefix(svc, "manage"), "-login")
 	listener := map[string]string{"imap": "imap", "pop3": "pop3", "submission": "submission", "sieve": "sieve"}[proto]
@@ -86,7 +99,7 @@ func startLab(t *testing.T, svc, global, conf string) *lab {
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	l := &lab{t: t, cfg: cfg, port: port, logs: logs, done: make(chan error, 1)}
 	l.sup = &Supervisor{Logger: log, ShutdownGrace: 3 * time.Second,
-		Runner: &ExecRunner{Path: os.Args[0], Logger: log, NoSandbox: os.Geteuid() != 0}}
+		Runner: &ExecRunner{Path: os.Args[0], Env: env, Logger: log, NoSandbox: os.Geteuid() != 0}}
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	ready := make(chan struct{})
@@ -741,17 +754,7 @@ func TestOpenFileLimitClampedToHardLimit(t *testing.T) {
 // procNoFile is the soft "Max open files" of process pid.
 func procNoFile(t *testing.T, pid int) string {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 4 && strings.HasPrefix(l, "Max open files") {
-			return f[3]
-		}
-	}
-	t.Fatalf("no open files limit in /proc/%d/limits", pid)
-	return ""
+	return procLimit(t, pid, "Max open files")
 }
 
 // TestAccessCheckLocalFailure: when an access socket cannot be asked at

@@ -2,6 +2,7 @@ package logind
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -47,6 +48,7 @@ type Counters struct {
 	SpawnFailures uint64 `json:"spawn_failures"`  // starts that failed, or processes that died before ready
 	Crashes       uint64 `json:"crashes"`         // processes that exited abnormally after ready
 	Throttles     uint64 `json:"throttles"`       // times the service was throttled
+	Violations    uint64 `json:"violations"`      // processes killed for breaking the protocol (see pool.check)
 }
 
 // pool runs one login service: its processes, their clients, pending
@@ -117,6 +119,14 @@ type proc struct {
 	listening bool     // accepts from the listeners itself (until EventUnlistened or exit)
 	victim    bool     // counted in pool.inflight
 	readyT    *time.Timer
+
+	// What the supervisor knows of the process, to check its reports
+	// against (see check).
+	direct     bool                // was given the listeners
+	unlistened bool                // reported EventUnlistened
+	lastLocal  uint32              // n of its last direct accept (ids seq<<32 | n)
+	evicted    map[uint64]struct{} // clients evicted, whose close it has not reported yet
+	liar       bool                // killed for breaking the protocol; its reports are ignored
 }
 
 // PID is the process id (the runner may fork after Start returns).
@@ -294,6 +304,7 @@ func (p *pool) spawn(now time.Time) *proc {
 	}
 	pr.w = w // pid: pr.PID(), once forked
 	pr.listening = spec.Listeners != nil
+	pr.direct = pr.listening
 	p.procs[pr] = struct{}{}
 	p.counters.Spawned++
 	pr.readyT = time.AfterFunc(FirstStatusTimeout, func() {
@@ -498,6 +509,15 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 	defer p.mu.Unlock()
 	defer p.updateGate()
 	now := time.Now()
+	if ev.Kind != EventExit {
+		if pr.liar {
+			return
+		}
+		if what := p.check(pr, ev); what != "" {
+			p.violation(pr, what)
+			return
+		}
+	}
 	switch ev.Kind {
 	case EventAccepted:
 		p.counters.Accepted++
@@ -505,6 +525,7 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 		if pr.exited {
 			break
 		}
+		pr.lastLocal = uint32(ev.Conn)
 		c := &conn{id: ev.Conn, p: pr, state: ev.State, accepted: now, remote: ev.Remote}
 		p.srcs.track(c, ev.Remote.Addr())
 		pr.conns[ev.Conn] = c
@@ -541,6 +562,7 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 		case CloseAccessError:
 			p.counters.AccessErrors++
 		}
+		delete(pr.evicted, ev.Conn)
 		if c := pr.conns[ev.Conn]; c != nil {
 			p.srcs.untrack(c)
 			delete(pr.conns, ev.Conn)
@@ -552,9 +574,105 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 		p.dispatch(now)
 	case EventUnlistened:
 		pr.listening = false
+		pr.unlistened = true
 	case EventExit:
 		p.exited(pr, ev, now)
 	}
+}
+
+// maxUnclosedEvictions bounds the clients a process may have been told to
+// evict without reporting them closed (it closes them at once; the
+// reports can lag behind only as far as the socket buffers go).
+const maxUnclosedEvictions = 1 << 16
+
+// check validates one report of pr against what the supervisor knows,
+// since a login process is not trusted (it parses what clients send):
+// it returns what is wrong, or "". The reports, by message (proto.go):
+//
+//   - R (EventReady): once.
+//   - A (EventAccepted): only from a process given the listeners, before
+//     it reported U; the id must be the process's own, Seq<<32 | n with
+//     its Seq and n above that of its previous direct accept (so never
+//     a duplicate, nor anyone else's id); the state is checking or
+//     logging-in; and the process may then hold at most client_limit + 1
+//     clients as the supervisor counts them (one more than client_limit
+//     for a moment after an eviction, see loginProc.canAccept).
+//   - T (EventState): a client the process holds (handed to it, or
+//     accepted by it and reported) or was told to evict; a known state,
+//     never back to an earlier one (checking, logging-in, proxying).
+//   - X (EventClosed): likewise a client it holds or was told to evict
+//     (so never one closed before: a second close is a lie); a known
+//     reason.
+//   - U (EventUnlistened): once, from a process given the listeners.
+//   - B, and everything about the packets themselves (sizes, types,
+//     descriptors), is checked by the runner (EventInvalid).
+//
+// mu is held.
+func (p *pool) check(pr *proc, ev WorkerEvent) string {
+	_, wasEvicted := pr.evicted[ev.Conn]
+	c := pr.conns[ev.Conn]
+	switch ev.Kind {
+	case EventInvalid:
+		return fmt.Sprint(ev.Err)
+	case EventReady:
+		if pr.ready {
+			return "reported ready twice"
+		}
+	case EventAccepted:
+		switch {
+		case !pr.direct:
+			return fmt.Sprintf("reported accepting client %#x itself, but it has no listeners", ev.Conn)
+		case pr.unlistened:
+			return fmt.Sprintf("reported accepting client %#x after it had closed its listeners", ev.Conn)
+		case ev.Conn>>32 != pr.seq:
+			return fmt.Sprintf("reported accepting client %#x, which is not one of its ids (%#x<<32 | n)", ev.Conn, pr.seq)
+		case uint32(ev.Conn) <= pr.lastLocal:
+			return fmt.Sprintf("reported accepting client %#x again or out of order (after %#x)", ev.Conn, pr.seq<<32|uint64(pr.lastLocal))
+		case ev.State != StateChecking && ev.State != StateLoggingIn:
+			return fmt.Sprintf("reported accepting client %#x in an invalid state (%s)", ev.Conn, ev.State)
+		case len(pr.conns)+1 > pr.svc.ClientLimit+1:
+			return fmt.Sprintf("reported more clients than client_limit (%d) allows: %d", pr.svc.ClientLimit, len(pr.conns)+1)
+		}
+	case EventState:
+		switch {
+		case c == nil && !wasEvicted:
+			return fmt.Sprintf("reported a state for client %#x, which it does not have", ev.Conn)
+		case ev.State < StateChecking || ev.State > StateProxying:
+			return fmt.Sprintf("reported client %#x in an invalid state (%s)", ev.Conn, ev.State)
+		case c != nil && ev.State < c.state:
+			return fmt.Sprintf("reported client %#x back from %s to %s", ev.Conn, c.state, ev.State)
+		}
+	case EventClosed:
+		switch {
+		case c == nil && !wasEvicted:
+			return fmt.Sprintf("reported client %#x closed, which it does not have (never had, or closed before)", ev.Conn)
+		case ev.Reason > CloseAccessError:
+			return fmt.Sprintf("reported client %#x closed for an invalid reason (%s)", ev.Conn, ev.Reason)
+		}
+	case EventUnlistened:
+		switch {
+		case !pr.direct:
+			return "reported closing its listeners, but it has none"
+		case pr.unlistened:
+			return "reported closing its listeners twice"
+		}
+	default:
+		return fmt.Sprintf("unknown event %d", ev.Kind)
+	}
+	return ""
+}
+
+// violation kills pr for breaking the protocol (see check), logging it
+// once with what it did. Its clients are released, and it is replaced,
+// when its exit is reported (see exited). mu is held.
+func (p *pool) violation(pr *proc, what string) {
+	if pr.liar || pr.exited {
+		return
+	}
+	pr.liar = true
+	p.counters.Violations++
+	p.log.Error("login process broke the protocol, killing it", "pid", pr.PID(), "what", what, "clients", len(pr.conns))
+	pr.w.Kill()
 }
 
 // oldListening reports whether a process of a generation before the
@@ -590,6 +708,15 @@ func (p *pool) exited(pr *proc, ev WorkerEvent, now time.Time) {
 	}
 	clean := ev.ExitCode == 0 && ev.Signal == ""
 	switch {
+	case pr.liar:
+		// Logged once, when it was caught (violation). One that had not
+		// served a client yet throttles the service, as any failure of a
+		// process that handled no connection does in Dovecot: a login
+		// binary that lies from the start is not respawned in a loop.
+		p.counters.Lost += uint64(lost)
+		if pr.served == 0 {
+			p.throttle(now, "killed before serving a client (protocol violation)")
+		}
 	case clean:
 		p.hadSuccess = true
 		p.throttleDur = ThrottleMin

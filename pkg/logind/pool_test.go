@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -69,7 +70,9 @@ func (w *fakeWorker) got() []string {
 // emit delivers an event as the worker's reader goroutine would.
 func (w *fakeWorker) emit(ev WorkerEvent) { w.events(ev) }
 
-func testPool(t *testing.T, conf string) (*pool, *fakeRunner) {
+// testPool makes a pool of the service imap-login in conf; lns are its
+// listening sockets (high-performance processes get them: direct accept).
+func testPool(t *testing.T, conf string, lns ...*os.File) (*pool, *fakeRunner) {
 	t.Helper()
 	cfg, err := Parse("t.conf", []byte("base_dir = /tmp/x\n"+conf))
 	if err != nil {
@@ -77,9 +80,20 @@ func testPool(t *testing.T, conf string) (*pool, *fakeRunner) {
 	}
 	r := &fakeRunner{}
 	var seq, id atomic.Uint64
-	p := newPool(t.Context(), slog.New(slog.DiscardHandler), r, cfg, cfg.Service("imap-login"), 1, &seq, &id, nil)
+	p := newPool(t.Context(), slog.New(slog.DiscardHandler), r, cfg, cfg.Service("imap-login"), 1, &seq, &id, lns)
 	t.Cleanup(func() { p.mu.Lock(); p.stopIdle(); p.mu.Unlock() })
 	return p, r
+}
+
+// fakeListener stands for a listening socket given to the processes (the
+// fake workers never use it).
+func fakeListener(t *testing.T) *os.File {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 var anyAddr = netip.MustParseAddrPort("127.0.0.1:1")
@@ -350,7 +364,7 @@ func TestHighSecurityBurstWithoutChecksEvictsOldestAtArrival(t *testing.T) {
 // in the same process at once (no process exits or starts).
 func TestHighPerformanceEvictsAsAcceptedClientsBecomeLoggingIn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p, r := testPool(t, "login_access_sockets = tcpwrap\nservice imap-login {\n service_count = 0\n client_limit = 2\n process_limit = 2\n process_min_avail = 2\n}\n")
+		p, r := testPool(t, "login_access_sockets = tcpwrap\nservice imap-login {\n service_count = 0\n client_limit = 2\n process_limit = 2\n process_min_avail = 2\n}\n", fakeListener(t))
 		a, b := uint64(1)<<32, uint64(2)<<32
 		for i, w := range []*fakeWorker{r.w(0), r.w(1)} {
 			base := []uint64{a, b}[i]

@@ -41,7 +41,9 @@ import (
 //
 // Connection ids are the supervisor's (1, 2, ...) for clients it handed
 // over, and Seq<<32 | n (n = 1, 2, ... per process) for clients a process
-// accepted itself, so they never collide.
+// accepted itself, so they never collide. A login process is not
+// trusted: the supervisor checks every packet (execWorker.readLoop) and
+// report (pool.check) and kills a process that breaks the protocol.
 const (
 	msgInit     = 'I'
 	msgConn     = 'C'
@@ -140,6 +142,7 @@ type workerInit struct {
 	UID, GID        int    // -1 = keep (tests without root)
 	VszLimit        uint64
 	NoFile          uint64
+	NProc           uint64 // RLIMIT_NPROC once running as UID (see loginNProc); 0 = keep
 	Generation      uint64
 	Seq             uint64 // process sequence number (ids of direct accepts)
 	// Listeners is the number of listening sockets passed from fd 4 on:

@@ -52,7 +52,7 @@ type Worker interface {
 	Evict(id uint64, reserve bool) error
 	// Stop asks the process to stop (see StopMode).
 	Stop(mode StopMode) error
-	// Kill kills the process (SIGKILL).
+	// Kill kills the process (SIGKILL), and anything it started.
 	Kill() error
 }
 
@@ -76,6 +76,11 @@ const (
 	// has stopped doing so for good (after Stop); every client it
 	// accepted was reported before this event.
 	EventUnlistened
+	// EventInvalid: the process sent something the protocol does not
+	// allow (a malformed or oversized packet, an unknown message type, a
+	// descriptor) or stopped talking without exiting; Err says what. The
+	// runner reads nothing more from it, and the pool kills it.
+	EventInvalid
 )
 
 // WorkerEvent is one report about a login process.
@@ -106,6 +111,8 @@ func (e WorkerEvent) String() string {
 		return fmt.Sprintf("conn %d accepted (%s)", e.Conn, e.State)
 	case EventUnlistened:
 		return "unlistened"
+	case EventInvalid:
+		return fmt.Sprintf("invalid: %v", e.Err)
 	}
 	return "?"
 }

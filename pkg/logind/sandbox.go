@@ -19,7 +19,7 @@ import (
 // §5.1, §6): RLIMIT_NOFILE for client_limit, chroot to base_dir/login
 // (or chdir there without a chroot, so that relative access socket names
 // resolve the same way), supplementary groups, gid, uid, then a check
-// that root cannot be regained, then vsz_limit as RLIMIT_DATA plus the Go
+// that root cannot be regained, RLIMIT_NPROC, then vsz_limit as RLIMIT_DATA plus the Go
 // memory limit (see below). A process that changed its uid is made
 // non-dumpable.
 //
@@ -83,6 +83,14 @@ func sandbox(in *workerInit) error {
 		}
 		if err := CheckNoRoot(); err != nil {
 			return err
+		}
+		// Dovecot's login processes set 1 (no fork at all); a Go
+		// process needs threads, which count, so the supervisor sends a
+		// ceiling (loginNProc).
+		if in.NProc > 0 {
+			if err := unix.Setrlimit(unix.RLIMIT_NPROC, &unix.Rlimit{Cur: in.NProc, Max: in.NProc}); err != nil {
+				return fmt.Errorf("setrlimit(RLIMIT_NPROC, %d): %w", in.NProc, err)
+			}
 		}
 		// Not dumpable (the kernel's default after a uid change unless
 		// fs.suid_dumpable says otherwise): no core file, and another

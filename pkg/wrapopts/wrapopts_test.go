@@ -2,6 +2,8 @@ package wrapopts
 
 import (
 	"errors"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -22,4 +24,24 @@ func TestCheckPlainName(t *testing.T) {
 			t.Errorf("CheckPlainName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
 		}
 	}
+}
+
+// FuzzCheckPlainName: a name CheckPlainName accepts names exactly one
+// entry directly inside any directory, and carries no control character.
+func FuzzCheckPlainName(f *testing.F) {
+	for _, s := range []string{"imap", "../../etc/shadow", "..", ".", "", "a/b", "imap\x00x", "imap\r", "...", "\u00e9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if CheckPlainName(name) != nil {
+			return
+		}
+		const dir = "/banners"
+		if p := filepath.Join(dir, name); filepath.Dir(p) != dir || filepath.Base(p) != name {
+			t.Fatalf("CheckPlainName(%q) = nil, but it names %q", name, p)
+		}
+		if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			t.Fatalf("CheckPlainName(%q) = nil with a control character", name)
+		}
+	})
 }

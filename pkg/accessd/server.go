@@ -431,9 +431,14 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, st *connState) {
 		s.refuse(ctx, c, &m, name, ferr.Level, ferr.Kind, ferr.Msg, ferr.Attrs...)
 		return
 	}
-	// The name as sent, NUL and all: it becomes a file name (banners) and
-	// part of commands (%d), so only a plain name is checked at all.
-	if err := wrapopts.CheckPlainName(string(m.data[:len(m.data)-1])); err != nil {
+	// The name as sent, NUL and all (name is cut at a NUL): it becomes a
+	// file name (banners) and part of commands (%d), so only a plain name
+	// is checked at all.
+	err = wrapopts.CheckPlainName(name)
+	if len(name) != len(m.data)-1 {
+		err = wrapopts.CheckPlainName(string(m.data[:len(m.data)-1]))
+	}
+	if err != nil {
 		s.refuse(ctx, c, &m, name, slog.LevelWarn, ErrKindDaemonName, "daemon name is not a plain name, refused", "err", err)
 		return
 	}

@@ -14,13 +14,22 @@ import (
 const (
 	ErrKindInvalidRequest = "invalid_request" // the request was not "NAME\n"
 	ErrKindReadTimeout    = "read_timeout"    // no request within ReadTimeout
-	ErrKindEvictedIdle    = "evicted_idle"    // closed without a request to make room at MaxConns
+	ErrKindEvictedIdle    = "evicted_idle"    // closed without a request to make room (MaxConns, EMFILE, ENFILE)
 	ErrKindClientGone     = "client_gone"     // the client left before its request (EPIPE, ECONNRESET)
 	ErrKindReadFailed     = "read_failed"     // reading the request failed otherwise
 	ErrKindReplyGone      = "reply_gone"      // the client left before the reply (EPIPE)
 	ErrKindWriteFailed    = "write_failed"    // writing the reply failed otherwise
 	ErrKindNotUnix        = "not_unix"        // a connection that is not a unix socket
 	ErrKindCheckError     = "check_error"     // the decision carried an error (option error, table error)
+	// Requests refused ("0\n") because they do not carry exactly one
+	// connected TCP socket, or a usable daemon name.
+	ErrKindFDTruncated  = "fd_truncated"     // MSG_CTRUNC: the kernel could not pass the descriptor (our table full?)
+	ErrKindNoFD         = "no_fd"            // no descriptor
+	ErrKindManyFDs      = "many_fds"         // more than one descriptor
+	ErrKindNotSocket    = "fd_not_socket"    // the descriptor is not a socket (a pipe, a file)
+	ErrKindNotTCP       = "fd_not_tcp"       // a socket, but not TCP over IPv4 or IPv6 (UDP, AF_UNIX)
+	ErrKindNotConnected = "fd_not_connected" // a TCP socket without a peer (a listener, never connected)
+	ErrKindDaemonName   = "bad_daemon_name"  // the daemon name is not a plain name (wrapopts.CheckPlainName)
 )
 
 // latencyRing is how many recent check durations Stats keeps for its

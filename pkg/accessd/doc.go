@@ -14,7 +14,8 @@
 // with Daemon = name, Client = getpeername and Server = getsockname of the
 // passed socket, closes the passed descriptor and writes the answer in one
 // write. See Server for the treatment of invalid requests, timeouts and
-// extra descriptors; DecodeRequest for the validity rule.
+// requests without exactly one TCP socket; DecodeRequest for the validity
+// rule.
 //
 // # Differences from Dovecot's tcpwrap
 //
@@ -41,6 +42,14 @@
 //     refusals at all.
 //   - The passed socket is never kept after the decision, so a refused
 //     client sees the close at once.
+//   - A request is checked only with exactly one connected TCP socket and
+//     a plain daemon name, else refused; Dovecot's tcpwrap checks a
+//     missing, dropped (MSG_CTRUNC) or non-inet descriptor as libwrap's
+//     unknown client, which a deny list lets in, uses the first of several,
+//     and libwrap opens banners files for any name, "../" included. See
+//     Server.
+//   - When accept fails with EMFILE or ENFILE, the connection silent
+//     longest is closed to make room, as at MaxConns.
 //
 // # Deployment
 //

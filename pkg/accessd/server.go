@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -47,17 +48,32 @@ var (
 // Per connection it makes one recvmsg of at most 1024 bytes plus one
 // SCM_RIGHTS descriptor. A valid request (see DecodeRequest) is checked
 // against the current policy with Daemon set to the name and Client/Server
-// set from getpeername/getsockname of the passed descriptor (empty when
-// there is none or it is not an inet socket: libwrap's unknown client).
-// The passed descriptors are closed as soon as the check is decided, before
-// the reply; extra descriptors are closed unused. The reply is "1\n"
-// (granted) or "0\n" (denied, or the decision carries an error), written in
-// one write. A decision delegated to a twist command gets no reply: the
-// connection is closed, which the login takes as a refusal, as with
-// libwrap, where the twist command replaces tcpwrap. Invalid requests are
-// logged and closed without a reply; a connection that sends nothing within
-// ReadTimeout is closed silently. A client that vanished before the reply
-// (EPIPE, ECONNRESET) is harmless.
+// set from getpeername/getsockname of the passed descriptor. The passed
+// descriptors are closed as soon as the check is decided, before the
+// reply. The reply is "1\n" (granted) or "0\n" (denied, or the decision
+// carries an error), written in one write. A decision delegated to a twist
+// command gets no reply: the connection is closed, which the login takes
+// as a refusal, as with libwrap, where the twist command replaces tcpwrap.
+// Invalid requests are logged and closed without a reply; a connection
+// that sends nothing within ReadTimeout is closed silently. A client that
+// vanished before the reply (EPIPE, ECONNRESET) is harmless.
+//
+// Unlike Dovecot's tcpwrap, where libwrap takes whatever it gets for an
+// "unknown" client, a valid request is refused with "0\n" and logged,
+// without a check, unless it carries exactly one connected TCP socket: the
+// kernel dropped descriptors (MSG_CTRUNC, typically because our descriptor
+// table is full), none, more than one, or one that is not a socket, not
+// TCP over IPv4/IPv6, or not connected, each with its own log message and
+// Stats kind; every descriptor received is closed. It is also refused
+// unless the daemon name, as sent, is a plain name
+// (wrapopts.CheckPlainName): it would otherwise become a path (banners)
+// outside the rules' directories.
+//
+// When accept fails for want of descriptors (EMFILE, ENFILE), Run closes
+// the connection silent longest, as at MaxConns, and accepts again; while
+// descriptors are short it also keeps one free for the descriptor the
+// accepted request brings. When no connection has been silent for a
+// second, it backs off (up to 1 s) instead.
 //
 // The exported fields must not change once Run has been called. A Server
 // may serve several listeners with concurrent Run calls; MaxConns is shared.
@@ -140,8 +156,9 @@ func durOr(d, def time.Duration) time.Duration {
 // in-flight checks to finish (each with the policy it started with), then
 // closes the remaining connections and cancels their checks, waits for
 // their goroutines and returns nil. Otherwise it returns the Accept error
-// (after the same drain). Temporary Accept errors such as EMFILE are
-// retried with a short backoff.
+// (after the same drain). Temporary Accept errors are retried with a
+// short backoff; EMFILE and ENFILE first close a silent connection (see
+// Server).
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	s.init()
 	checkCtx, force := context.WithCancel(context.WithoutCancel(ctx))
@@ -150,11 +167,12 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	defer stop()
 
 	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns = make(map[net.Conn]*connState)
-		err   error
-		delay time.Duration
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		conns  = make(map[net.Conn]*connState)
+		err    error
+		delay  time.Duration
+		lowFDs bool // accept failed with EMFILE or ENFILE since there was last room
 	)
 loop:
 	for {
@@ -166,7 +184,7 @@ loop:
 			// once), so silent connections cannot starve real checks.
 		full:
 			for {
-				s.closeOldestWaiting(&mu, conns)
+				s.evictSilent(&mu, conns, "connection limit reached")
 				select {
 				case s.sem <- struct{}{}:
 					break full
@@ -181,6 +199,17 @@ loop:
 			<-s.sem
 			if ctx.Err() != nil {
 				break
+			}
+			// Out of descriptors: nothing else frees one while the table
+			// is full of silent connections, so close the one silent
+			// longest and accept again at once, as at MaxConns. Each
+			// retry closes a connection, so this cannot spin; when none
+			// can be closed, back off below.
+			if outOfFDs(aerr) {
+				lowFDs = true
+				if s.evictSilent(&mu, conns, "descriptor limit reached ("+aerr.Error()+")") {
+					continue
+				}
 			}
 			var te interface{ Temporary() bool }
 			if errors.As(aerr, &te) && te.Temporary() {
@@ -197,6 +226,17 @@ loop:
 			break
 		}
 		delay = 0
+		if lowFDs {
+			// The request will bring one more descriptor: make room for it
+			// too, or the kernel drops it (MSG_CTRUNC) and the check is
+			// refused. Until there is room for two again.
+			switch freeFDs(c, 2) {
+			case 0:
+				s.evictSilent(&mu, conns, "descriptor limit reached (no room for the request's descriptor)")
+			case 2:
+				lowFDs = false
+			}
+		}
 		if s.ConnHook != nil {
 			s.ConnHook(+1)
 		}
@@ -271,9 +311,11 @@ type connState struct {
 // login in progress.
 const silentAfter = time.Second
 
-// closeOldestWaiting closes the connection that has waited longest for its
-// request, if it has waited at least silentAfter.
-func (s *Server) closeOldestWaiting(mu *sync.Mutex, conns map[net.Conn]*connState) {
+// evictSilent closes the connection that has waited longest for its
+// request, if it has waited at least silentAfter, and logs why (the
+// situation that made room necessary) at warning level. It reports whether
+// it closed one; the connection's descriptor is free when it returns.
+func (s *Server) evictSilent(mu *sync.Mutex, conns map[net.Conn]*connState, why string) bool {
 	mu.Lock()
 	defer mu.Unlock()
 	var oldest net.Conn
@@ -283,12 +325,50 @@ func (s *Server) closeOldestWaiting(mu *sync.Mutex, conns map[net.Conn]*connStat
 			oldest, st = c, cs
 		}
 	}
-	if st != nil && time.Since(st.since) >= silentAfter && st.CompareAndSwap(connWaiting, connClosed) {
-		s.log.Warn("connection limit reached: closed the connection that waited longest for its request",
-			"waited", time.Since(st.since).Round(time.Millisecond))
-		s.Stats.Error(ErrKindEvictedIdle)
-		oldest.Close()
+	if st == nil || time.Since(st.since) < silentAfter || !st.CompareAndSwap(connWaiting, connClosed) {
+		return false
 	}
+	s.log.Warn(why+": closed the connection that waited longest for its request",
+		"waited", time.Since(st.since).Round(time.Millisecond))
+	s.Stats.Error(ErrKindEvictedIdle)
+	oldest.Close()
+	return true
+}
+
+// outOfFDs reports whether err is EMFILE (this process's descriptor
+// table is full) or ENFILE (the system's).
+func outOfFDs(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// freeFDs reports how many of n more descriptors (up to n) the process can
+// open now, by duplicating c's descriptor and closing the copies at once.
+// It returns n when c has no descriptor to duplicate.
+func freeFDs(c net.Conn, n int) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return n
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return n
+	}
+	got := 0
+	rc.Control(func(fd uintptr) {
+		dups := make([]int, 0, n)
+		for range n {
+			d, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+			if err != nil {
+				break
+			}
+			dups = append(dups, d)
+		}
+		got = len(dups)
+		for _, d := range dups {
+			unix.Close(d)
+		}
+	})
+	return got
 }
 
 const (
@@ -333,7 +413,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, st *connState) {
 	}
 	defer m.closeFDs()
 	defer m.release()
-	if len(m.data) == 0 && len(m.fds) == 0 {
+	if len(m.data) == 0 && len(m.fds) == 0 && !m.truncated {
 		s.log.Debug("client closed without a request")
 		return
 	}
@@ -341,23 +421,29 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, st *connState) {
 	if err != nil {
 		pid, uid := peerCred(c)
 		s.log.Warn("invalid request, closing without reply", "err", err,
-			"request", string(m.data[:min(len(m.data), 64)]), "fds", len(m.fds),
+			"request", string(m.data[:min(len(m.data), 64)]), "fds", len(m.fds), "truncated", m.truncated,
 			"peer_pid", pid, "peer_uid", uid)
 		s.Stats.Error(ErrKindInvalidRequest)
 		return
 	}
-	if len(m.fds) > 1 || m.truncated {
-		pid, uid := peerCred(c)
-		s.log.Warn("request carried more than one descriptor, using the first",
-			"daemon", name, "fds", len(m.fds), "truncated", m.truncated, "peer_pid", pid, "peer_uid", uid)
+	fd, client, server, ferr := clientSocket(&m)
+	if ferr != nil {
+		s.refuse(ctx, c, &m, name, ferr.Level, ferr.Kind, ferr.Msg, ferr.Attrs...)
+		return
+	}
+	// The name as sent, NUL and all (name is cut at a NUL): it becomes a
+	// file name (banners) and part of commands (%d), so only a plain name
+	// is checked at all.
+	err = wrapopts.CheckPlainName(name)
+	if len(name) != len(m.data)-1 {
+		err = wrapopts.CheckPlainName(string(m.data[:len(m.data)-1]))
+	}
+	if err != nil {
+		s.refuse(ctx, c, &m, name, slog.LevelWarn, ErrKindDaemonName, "daemon name is not a plain name, refused", "err", err)
+		return
 	}
 
-	req := &hostsrules.Request{Daemon: name}
-	fd := -1
-	if len(m.fds) > 0 {
-		fd = m.fds[0]
-		req.Client, req.Server = endpoints(fd)
-	}
+	req := &hostsrules.Request{Daemon: name, Client: client, Server: server}
 	env, svc := s.checkEnv(fd, req)
 	cctx := newCheckContext(ctx, durOr(s.CheckTimeout, DefaultCheckTimeout))
 	cancel := cctx.release
@@ -392,11 +478,28 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, st *connState) {
 	if level, sev := decisionLevel(svc.service(), def, nil); s.log.Enabled(ctx, level) {
 		s.log.Log(ctx, level, msg, append(attrs(), sev...)...)
 	}
-	if reply == nil {
-		return
+	if reply != nil {
+		s.reply(c, name, reply)
 	}
-	// No write deadline: the two bytes always fit the fresh connection's
-	// socket buffer, so the write never blocks.
+}
+
+// refuse answers "0\n" to a request that is refused before any check: it
+// closes the request's descriptors, logs msg at level with the daemon name,
+// the asking process and attrs, and counts kind.
+func (s *Server) refuse(ctx context.Context, c *net.UnixConn, m *message, name string, level slog.Level, kind, msg string, attrs ...any) {
+	m.closeFDs()
+	if s.log.Enabled(ctx, level) {
+		pid, uid := peerCred(c)
+		s.log.Log(ctx, level, msg, append([]any{"daemon", name, "peer_pid", pid, "peer_uid", uid}, attrs...)...)
+	}
+	s.Stats.Error(kind)
+	s.reply(c, name, replyDenied)
+}
+
+// reply writes the answer to the login. No write deadline: the two bytes
+// always fit the fresh connection's socket buffer, so the write never
+// blocks.
+func (s *Server) reply(c *net.UnixConn, name string, reply []byte) {
 	if _, err := c.Write(reply); err != nil {
 		if isGone(err) {
 			s.log.Debug("client gone before reply", "daemon", name, "err", err)

@@ -171,8 +171,10 @@ func (r *Runner) Service(fd int, log *slog.Logger) *Service {
 //     check's context ends; keep is true only for exit status 0 (Debian).
 //   - banners DIR: Banner(DIR, x) is written to the client socket at once,
 //     before the verdict, waiting at most Runner.BannerTimeout for buffer
-//     space. A missing directory or a failed write is logged, not an
-//     error; a too-long expansion is (as libwrap, which exits).
+//     space. A missing directory, a daemon name that is not a plain name
+//     or a DIR/<daemon> that is not a regular file (see Banner), or a
+//     failed write is logged, not an error, and sends nothing; a too-long
+//     expansion is an error (as libwrap, which exits).
 //   - setenv NAME VALUE, umask OCTAL, nice [N] (default 10, cumulative),
 //     user NAME[.GROUP], group NAME: recorded and applied to every later
 //     spawn, twist and aclexec command of this check (not to this

@@ -142,6 +142,63 @@ func TestBanners(t *testing.T) {
 	}
 }
 
+// TestBannerConfined: the daemon name comes from the process that asks, so
+// a name that leaves the banners directory reads nothing and sends nothing
+// (libwrap opens DIR/<daemon> as it is); a planted FIFO, device or
+// directory is refused without blocking.
+func TestBannerConfined(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "banners")
+	for _, d := range []string{dir, filepath.Join(dir, "sub")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(base, "secret"), []byte("SECRET\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "sub", "imap"), []byte("SECRET\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "shared"), []byte("Welcome %d\n"), 0o644)
+	os.Symlink("shared", filepath.Join(dir, "linked"))
+	os.Symlink("/dev/zero", filepath.Join(dir, "zero"))
+	if err := unix.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		daemon, want, log string
+	}{
+		{daemon: "../secret", log: `not a plain name: \"../secret\" contains \"/\"`},
+		{daemon: "../../../../../../" + base + "/secret", log: "not a plain name"},
+		{daemon: "sub/imap", log: "not a plain name"},
+		{daemon: "..", log: `not a plain name: \"..\"`},
+		{daemon: ".", log: "not a plain name"},
+		{daemon: "sub\x01", log: "control character 0x01"},
+		{daemon: "sub\x7f", log: "control character 0x7f"},
+		{daemon: "fifo", log: "not a regular file"},
+		{daemon: "zero", log: "not a regular file"},
+		{daemon: "sub", log: "not a regular file"},
+		{daemon: "linked", want: "Welcome linked\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.daemon, func(t *testing.T) {
+			ck := newChecker(t, nil)
+			c := dial(t, "127.0.0.1")
+			start := time.Now()
+			d, _ := ck.check(t, c, tt.daemon, "ALL: ALL: banners "+dir+"\n", "")
+			if d.Verdict != hostsrules.Granted || d.Err != nil {
+				t.Errorf("decision %+v", d)
+			}
+			if el := time.Since(start); el > 5*time.Second {
+				t.Errorf("check took %v", el)
+			}
+			if got := c.readAll(t); got != tt.want {
+				t.Errorf("client got %q, want %q", got, tt.want)
+			}
+			if tt.log != "" && !strings.Contains(ck.log.String(), tt.log) {
+				t.Errorf("log lacks %q:\n%s", tt.log, ck.log)
+			}
+		})
+	}
+}
+
 // TestBannerFullSocket: a client that reads nothing cannot hold the check
 // longer than BannerTimeout.
 func TestBannerFullSocket(t *testing.T) {

@@ -20,9 +20,12 @@ package wrapopts
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"syscall"
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
@@ -70,9 +73,24 @@ func (a ACLExec) Apply(ctx context.Context, opt hostsrules.Option, _ *hostsrules
 // finds the newline with its bracket-aware splitter. A missing file is not
 // an error (nil, nil); a missing or unreadable directory is, with libwrap's
 // message "DIR: strerror".
+//
+// Unlike libwrap, Banner never leaves DIR because of the request: a daemon
+// name that is not a plain name (see CheckPlainName: "../../etc/shadow",
+// "a/b", "..", "", control characters) is an error wrapping
+// ErrNotPlainName, and nothing is read. DIR/<daemon> itself may be a
+// symbolic link (DIR is the administrator's), but it must end at a regular
+// file: a FIFO, device or directory is an error, and it is opened without
+// blocking and never as a controlling terminal.
 func Banner(dir string, x *hostsrules.Expander) ([]byte, error) {
-	data, err := os.ReadFile(dir + "/" + x.Daemon())
-	if err != nil {
+	name := x.Daemon()
+	if err := CheckPlainName(name); err != nil {
+		return nil, fmt.Errorf("%s: daemon name: %w", dir, err)
+	}
+	data, err := readRegular(dir + "/" + name)
+	switch {
+	case errors.Is(err, errNotRegular):
+		return nil, err
+	case err != nil:
 		if _, serr := os.Stat(dir); serr != nil {
 			return nil, fmt.Errorf("%s: %w", dir, serr)
 		}
@@ -95,6 +113,58 @@ func Banner(dir string, x *hostsrules.Expander) ([]byte, error) {
 		out = append(out, exp...)
 	}
 	return out, nil
+}
+
+// ErrNotPlainName is wrapped by the errors of CheckPlainName.
+var ErrNotPlainName = errors.New("not a plain name")
+
+// CheckPlainName returns nil when name can only ever name one entry of a
+// directory: it is not empty, not "." or "..", and has no "/", NUL byte or
+// other control character (a byte below 0x20, or 0x7f). Otherwise the
+// error, which wraps ErrNotPlainName, says why. tcpwrapd refuses requests
+// whose daemon name fails it, and Banner reads no file for one. It is safe
+// for concurrent use.
+func CheckPlainName(name string) error {
+	switch name {
+	case "":
+		return fmt.Errorf("%w: empty", ErrNotPlainName)
+	case ".", "..":
+		return fmt.Errorf("%w: %q", ErrNotPlainName, name)
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == '/':
+			return fmt.Errorf("%w: %q contains \"/\"", ErrNotPlainName, name)
+		case c == 0:
+			return fmt.Errorf("%w: %q contains a NUL byte", ErrNotPlainName, name)
+		case c < 0x20 || c == 0x7f:
+			return fmt.Errorf("%w: %q contains control character %#02x", ErrNotPlainName, name, c)
+		}
+	}
+	return nil
+}
+
+// errNotRegular: a banner path that does not end at a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// readRegular reads the regular file at path (following symbolic links),
+// opened with O_NONBLOCK and O_NOCTTY so that a FIFO or terminal planted
+// there can neither block nor become anything's terminal; other kinds of
+// file give an error wrapping errNotRegular.
+func readRegular(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w (%s)", path, errNotRegular, fi.Mode().Type())
+	}
+	return io.ReadAll(f)
 }
 
 // splitLinesKeep splits data after each newline, keeping it.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/user"
@@ -373,12 +374,14 @@ type execWorker struct {
 // PID waits until the process is forked; 0 if it could not be.
 func (w *execWorker) PID() int { <-w.started; return w.pid }
 
-func (w *execWorker) send(typ byte, id uint64, arg int, fd int) error {
+func (w *execWorker) send(typ byte, id uint64, arg int, remote netip.AddrPort, fd int) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	b := append(w.buf[:0], typ)
 	switch typ {
-	case msgConn, msgEvict:
+	case msgConn:
+		b = appendAddr(putU64(b, id), remote)
+	case msgEvict:
 		b = putU64(b, id)
 	case msgStop:
 		b = append(b, byte(arg))
@@ -388,9 +391,11 @@ func (w *execWorker) send(typ byte, id uint64, arg int, fd int) error {
 	return sendPacket(w.c, b, fd)
 }
 
-func (w *execWorker) Give(id uint64, fd int) error { return w.send(msgConn, id, 0, fd) }
-func (w *execWorker) Evict(id uint64) error        { return w.send(msgEvict, id, 0, -1) }
-func (w *execWorker) Stop(m StopMode) error        { return w.send(msgStop, 0, int(m), -1) }
+func (w *execWorker) Give(id uint64, fd int, remote netip.AddrPort) error {
+	return w.send(msgConn, id, 0, remote, fd)
+}
+func (w *execWorker) Evict(id uint64) error { return w.send(msgEvict, id, 0, netip.AddrPort{}, -1) }
+func (w *execWorker) Stop(m StopMode) error { return w.send(msgStop, 0, int(m), netip.AddrPort{}, -1) }
 func (w *execWorker) Kill() error {
 	if w.PID() == 0 {
 		return nil
@@ -402,11 +407,23 @@ func (w *execWorker) readLoop(events func(WorkerEvent)) {
 	defer w.c.Close()
 	buf := make([]byte, 8192) // batches (login.go maxBatch)
 	oob := make([]byte, syscall.CmsgSpace(4*4))
+	resets := 0
 	for {
 		pk, err := readPacket(w.c, buf, oob)
 		if pk.fd >= 0 {
 			syscall.Close(pk.fd) // login processes never send descriptors
 		}
+		// A process that exits with packets of ours unread (an eviction
+		// or stop notice that crossed its last report) resets the socket
+		// pair, and recvmsg reports ECONNRESET before the reports still
+		// queued here (the kernel returns a pending socket error first):
+		// read on, or the last clients' closes would be lost. The error
+		// is reported once; the next read returns data or EOF.
+		if isConnReset(err) && resets < 2 {
+			resets++
+			continue
+		}
+		resets = 0
 		if err != nil || pk.closed {
 			if err != nil && !errors.Is(err, net.ErrClosed) && !isConnReset(err) {
 				events(WorkerEvent{Kind: EventState, Err: err}) // ignored by the pool

@@ -83,7 +83,7 @@ func LoginProcessMain() int {
 		return 89
 	}
 	lp := &loginProc{in: &in, c: uc, clients: map[uint64]*client{}, proto: protocolFor(in.Protocol), host: hostname(),
-		tls: tlsConf, listen: newListenSet(in.SSLListen, in.HAProxyListen)}
+		tls: tlsConf, listen: newListenSet(in.SSLListen, in.HAProxyListen), exit: make(chan int, 1)}
 	for _, s := range in.TrustedNetworks {
 		if p, err := parseNetwork(s); err == nil {
 			lp.trusted = append(lp.trusted, p)
@@ -203,7 +203,7 @@ type loginProc struct {
 	clients  map[uint64]*client
 	served   int
 	draining bool
-	exit     chan int
+	exit     chan int // the exit status, once (see stop); made before any client
 
 	// Direct accept (Listeners > 0), guarded by mu.
 	listeners []*acceptor
@@ -294,7 +294,6 @@ func (lp *loginProc) fullWith(extra int) bool {
 // without a hand-off to another goroutine); the exit status comes back
 // on lp.exit.
 func (lp *loginProc) run(buf, oob []byte) int {
-	lp.exit = make(chan int, 1)
 	go func() {
 		for {
 			pk, err := readPacket(lp.c, buf, oob)
@@ -336,7 +335,11 @@ func (lp *loginProc) handle(pk packet) (code int, stop bool) {
 		if pk.fd >= 0 {
 			syscall.SetNonblock(pk.fd, true) // it is (accept4 with SOCK_NONBLOCK); newSockConn needs it
 		}
-		lp.accept(pk.id, pk.fd, nil, 0)
+		var remote *net.TCPAddr
+		if pk.remote.IsValid() {
+			remote = net.TCPAddrFromAddrPort(pk.remote)
+		}
+		lp.accept(pk.id, pk.fd, remote, 0)
 	case msgEvict:
 		lp.mu.Lock()
 		cl := lp.clients[pk.id]
@@ -514,27 +517,20 @@ func (lp *loginProc) acceptLoop(a *acceptor) {
 		id := lp.in.Seq<<32 | lp.nextLocal
 		lp.starting++
 		lp.mu.Unlock()
-		lp.accept(id, nfd, sa, msgAccepted)
+		lp.accept(id, nfd, tcpAddr(sa), msgAccepted)
 	}
 }
 
-// accept serves client socket fd under id. announce is 0 for a client
-// the supervisor handed over, msgAccepted for one the process accepted
+// accept serves client socket fd under id. remote is the client's
+// address from accept (nil if unknown). announce is 0 for a client the
+// supervisor handed over, msgAccepted for one the process accepted
 // itself (the supervisor learns about it from that report). The caller
-// has counted the client in lp.starting.
-func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce byte) {
-	added := false
-	defer func() {
-		if !added {
-			lp.mu.Lock()
-			lp.starting--
-			lp.mu.Unlock()
-		}
-	}()
-	if fd < 0 {
-		lp.report(msgClosed, id, uint8(CloseError))
-		return
-	}
+// has counted the client in lp.starting. Every client, whatever happens
+// to it from here on, ends in lp.gone, exactly once: that reports it
+// closed, counts it against service_count and ends the process when it
+// has served its clients (a client that reset its connection before its
+// greeting too).
+func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byte) {
 	state := func(s ConnState) {
 		if announce != 0 {
 			lp.mu.Lock()
@@ -550,31 +546,44 @@ func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce by
 			lp.report(msgState, id, uint8(s))
 		}
 	}
+	if fd < 0 {
+		// No socket came with the packet (the process is out of
+		// descriptors): nothing to serve, but the client was handed
+		// over and is accounted for.
+		logLine("ERROR", "Disconnected: the client's socket did not arrive (rip=%s)", ipString(addrOf(remote)))
+		lp.mu.Lock()
+		lp.starting--
+		lp.served++
+		lp.mu.Unlock()
+		lp.gone(id, CloseError, nil)
+		return
+	}
 	// Without access checks the greeting goes out at once, from this
 	// goroutine, with one write(2) on the (non-blocking) socket; the
 	// client goroutine then only reads commands. A client of an ssl = yes
 	// listener is greeted after its TLS handshake, one of a haproxy = yes
-	// listener after its PROXY header, in serve.
-	greeted := false
+	// listener after its PROXY header, in serve. If the write fails (the
+	// client has already reset the connection), serve logs and closes it
+	// like any client whose greeting could not be written.
+	greeted, greetFailed := false, false
 	flags := lp.listen.lookup(fd)
 	implicitTLS := lp.tls != nil && flags&listenSSL != 0
 	haproxy := flags&listenHAProxy != 0
 	if len(lp.in.AccessSockets) == 0 && !implicitTLS && !haproxy {
 		g := lp.proto.greeting(lp, false)
-		if n, err := syscall.Write(fd, []byte(g)); err == nil && n == len(g) {
+		n, err := syscall.Write(fd, []byte(g))
+		switch {
+		case err == nil && n == len(g):
 			greeted = true
-		} else if err == nil || err != syscall.EAGAIN {
-			syscall.Close(fd)
-			state(StateChecking)
-			lp.report(msgClosed, id, uint8(CloseError))
-			return
+		case err == syscall.EAGAIN:
+		default: // an error, or a part of the greeting written
+			greeted, greetFailed = true, true
 		}
 	}
 	tc := newSockConn(fd, remote)
-	cl := &client{id: id, lp: lp, c: tc, conn: tc, accepted: time.Now(), greeted: greeted, implicitTLS: implicitTLS, haproxy: haproxy}
+	cl := &client{id: id, lp: lp, c: tc, conn: tc, accepted: time.Now(), greeted: greeted, greetFailed: greetFailed, implicitTLS: implicitTLS, haproxy: haproxy}
 	lp.mu.Lock()
 	lp.starting--
-	added = true
 	lp.clients[id] = cl
 	lp.served++
 	lp.mu.Unlock()
@@ -590,30 +599,37 @@ func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce by
 
 // finished is called once per client when it is gone.
 func (lp *loginProc) finished(cl *client, reason CloseReason) {
+	lp.gone(cl.id, reason, cl)
+}
+
+// gone reports client id closed for reason, forgets it (cl, if it was
+// in lp.clients) and ends the process when it has no client left and
+// is draining or has served service_count clients. The client was
+// counted in lp.served.
+func (lp *loginProc) gone(id uint64, reason CloseReason, cl *client) {
 	lp.mu.Lock()
 	lazy := len(lp.listeners) > 0 && !lp.fullWith(0)
 	lp.mu.Unlock()
 	if lazy {
-		lp.reportLazy(msgClosed, cl.id, uint8(reason))
+		lp.reportLazy(msgClosed, id, uint8(reason))
 	} else {
-		lp.report(msgClosed, cl.id, uint8(reason))
+		lp.report(msgClosed, id, uint8(reason))
 	}
 	lp.mu.Lock()
-	delete(lp.clients, cl.id)
+	if cl != nil {
+		delete(lp.clients, id)
+		if cl.done != nil {
+			cl.done.Done()
+		}
+	}
 	if lp.slotFree != nil {
 		close(lp.slotFree)
 		lp.slotFree = make(chan struct{})
 	}
 	done := lp.count() == 0 && (lp.draining || (lp.in.ServiceCount > 0 && lp.served >= lp.in.ServiceCount))
-	if cl.done != nil {
-		cl.done.Done()
-	}
 	lp.mu.Unlock()
 	if done {
-		select {
-		case lp.exit <- 0:
-		default:
-		}
+		lp.stop(0)
 	}
 }
 

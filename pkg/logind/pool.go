@@ -43,6 +43,7 @@ type Counters struct {
 	Evicted       uint64 `json:"evicted"`         // evicted at the limit (oldest logging-in)
 	Dropped       uint64 `json:"dropped"`         // closed unserved (nothing evictable for DropTimeout, or throttled with no process)
 	Lost          uint64 `json:"lost"`            // clients of login processes that died abnormally
+	Closed        uint64 `json:"closed"`          // clients that ended in a login process, for any reason (each is logged with its address)
 	Spawned       uint64 `json:"spawned"`         // login processes started
 	SpawnFailures uint64 `json:"spawn_failures"`  // starts that failed, or processes that died before ready
 	Crashes       uint64 `json:"crashes"`         // processes that exited abnormally after ready
@@ -290,7 +291,7 @@ func (p *pool) spawn(now time.Time) *proc {
 
 func (p *pool) give(pr *proc, fd int, remote netip.AddrPort, now time.Time) {
 	id := p.nextID.Add(1)
-	err := pr.w.Give(id, fd)
+	err := pr.w.Give(id, fd, remote)
 	syscall.Close(fd)
 	if err != nil {
 		p.log.Error("cannot hand a client to a login process, killing it", "pid", pr.PID(), "err", err)
@@ -582,6 +583,7 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 			}
 		}
 	case EventClosed:
+		p.counters.Closed++
 		switch ev.Reason {
 		case CloseRefused:
 			p.counters.Refused++

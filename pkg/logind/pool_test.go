@@ -51,10 +51,12 @@ func (w *fakeWorker) rec(s string) error {
 	w.log = append(w.log, s)
 	return nil
 }
-func (w *fakeWorker) Give(id uint64, fd int) error { return w.rec(fmt.Sprintf("give %d", id)) }
-func (w *fakeWorker) Evict(id uint64) error        { return w.rec(fmt.Sprintf("evict %d", id)) }
-func (w *fakeWorker) Stop(m StopMode) error        { return w.rec(fmt.Sprintf("stop %d", m)) }
-func (w *fakeWorker) Kill() error                  { return w.rec("kill") }
+func (w *fakeWorker) Give(id uint64, fd int, _ netip.AddrPort) error {
+	return w.rec(fmt.Sprintf("give %d", id))
+}
+func (w *fakeWorker) Evict(id uint64) error { return w.rec(fmt.Sprintf("evict %d", id)) }
+func (w *fakeWorker) Stop(m StopMode) error { return w.rec(fmt.Sprintf("stop %d", m)) }
+func (w *fakeWorker) Kill() error           { return w.rec("kill") }
 func (w *fakeWorker) got() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()

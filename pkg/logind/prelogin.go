@@ -34,6 +34,8 @@ type client struct {
 	accepted time.Time
 	done     *sync.WaitGroup // set by shutdown, under lp.mu
 	greeted  bool            // the greeting was sent before serve (no access checks)
+	// greetFailed: writing that greeting failed (the client is gone).
+	greetFailed bool
 	// implicitTLS: accepted on an ssl = yes listener (TLS handshake
 	// after the access check, then the greeting); tlsActive: TLS is on;
 	// wantTLS: STARTTLS/STLS was accepted, the handshake follows the
@@ -141,6 +143,10 @@ func (cl *client) serve() {
 		}
 		cl.lp.finished(cl, reason)
 	}()
+	if cl.greetFailed {
+		reason, why = CloseError, "Connection closed"
+		return
+	}
 	deadline := cl.accepted.Add(cl.lp.in.PreloginTimeout)
 	if !cl.greeted {
 		if cl.haproxy {
@@ -269,9 +275,11 @@ func (cl *client) handshake(deadline time.Time) error {
 }
 
 // tlsFailure logs a failed handshake (Dovecot: "Disconnected ... TLS
-// handshaking: ...") and returns the close reason.
+// handshaking: ...") and returns the close reason. A client killed in
+// its handshake (evicted, shut down) gets the usual disconnect line.
 func (cl *client) tlsFailure(err error) CloseReason {
 	if r, k := cl.killedReason(); k {
+		cl.logDisconnect(closeWhy(r))
 		return r
 	}
 	var ne net.Error

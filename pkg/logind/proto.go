@@ -18,7 +18,10 @@ import (
 //
 //	'I' JSON(workerInit) [+ fd] first message: settings and sandbox; with
 //	                            TLS, a sealed memfd holding the cert and key
-//	'C' id:u64 + fd             a client connection to serve
+//	'C' id:u64 addr:16 port:u16 + fd
+//	                            a client connection to serve, with the
+//	                            client's address as accept returned it
+//	                            (IPv6 or IPv4-mapped, port big-endian)
 //	'E' id:u64                  evict that client ("Connection queue full")
 //	'S' mode:u8                 stop (StopIdle, StopDrain, StopShutdown)
 //
@@ -177,6 +180,7 @@ type packet struct {
 	fd     int // -1 if none
 	json   []byte
 	closed bool
+	remote netip.AddrPort // msgConn: the client's address (invalid if none was sent)
 }
 
 var errShortPacket = errors.New("short packet")
@@ -222,6 +226,9 @@ func readPacket(c *net.UnixConn, buf, oob []byte) (packet, error) {
 			return p, errShortPacket
 		}
 		p.id = binary.LittleEndian.Uint64(b)
+		if p.typ == msgConn && len(b) >= 8+connAddrLen {
+			p.remote = decodeAddr(b[8:])
+		}
 	case msgState, msgClosed, msgAccepted:
 		if len(b) < 9 {
 			return p, errShortPacket
@@ -235,6 +242,30 @@ func readPacket(c *net.UnixConn, buf, oob []byte) (packet, error) {
 		p.arg = b[0]
 	}
 	return p, nil
+}
+
+// connAddrLen is the size of a client address in msgConn: 16 bytes of
+// IPv6 (IPv4-mapped for IPv4) and the port, big-endian.
+const connAddrLen = 18
+
+// appendAddr appends a's wire form (connAddrLen bytes; all zero for the
+// invalid AddrPort).
+func appendAddr(b []byte, a netip.AddrPort) []byte {
+	var ip [16]byte
+	if a.Addr().IsValid() {
+		ip = a.Addr().As16()
+	}
+	return binary.BigEndian.AppendUint16(append(b, ip[:]...), a.Port())
+}
+
+// decodeAddr reads an address written by appendAddr (unmapped; invalid
+// if it was all zero).
+func decodeAddr(b []byte) netip.AddrPort {
+	ip := netip.AddrFrom16([16]byte(b[:16])).Unmap()
+	if ip.IsUnspecified() {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ip, binary.BigEndian.Uint16(b[16:18]))
 }
 
 func encodeInit(in *workerInit) ([]byte, error) {

@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("LOGINSVC_TEST_SANDBOX") != "" {
 		os.Exit(sandboxChild())
 	}
+	if conf := os.Getenv("LOGINSVC_TEST_SUPERVISOR"); conf != "" {
+		os.Exit(Main([]string{"loginsvc", "-F", "-c", conf}, os.Stdout, os.Stderr))
+	}
 	if os.Getenv("LOGINSVC_TEST_OPENAS") != "" {
 		os.Exit(openAsLoginUser(os.Getenv("LOGINSVC_TEST_OPENAS")))
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,6 +34,7 @@ var testHooks bool
 // 0 after a normal stop (service_count reached, idle, drain, shutdown,
 // supervisor gone), 89 on a fatal set-up error (Dovecot's FATAL_DEFAULT).
 func LoginProcessMain() int {
+	startPPID = os.Getppid()
 	defer processLog.flush()
 	f := os.NewFile(3, "login-ctl")
 	fc, err := net.FileConn(f)
@@ -78,7 +80,9 @@ func LoginProcessMain() int {
 	} else if pk.fd >= 0 {
 		syscall.Close(pk.fd)
 	}
-	if err := sandbox(&in); err != nil {
+	if err := sandbox(&in); errors.Is(err, ErrSupervisorGone) {
+		return 0
+	} else if err != nil {
 		logLine("ERROR", "sandbox: %v", err)
 		return 89
 	}
@@ -203,7 +207,8 @@ type loginProc struct {
 	clients  map[uint64]*client
 	served   int
 	draining bool
-	exit     chan int // the exit status, once (see stop); made before any client
+	orphan   atomic.Bool // XORPHAN (tests): ignore the end of the control socket
+	exit     chan int    // the exit status, once (see stop); made before any client
 
 	// Direct accept (Listeners > 0), guarded by mu.
 	listeners []*acceptor
@@ -298,6 +303,9 @@ func (lp *loginProc) run(buf, oob []byte) int {
 		for {
 			pk, err := readPacket(lp.c, buf, oob)
 			if err != nil || pk.closed {
+				if lp.orphan.Load() {
+					select {} // a test: only the parent-death signal ends it
+				}
 				// The supervisor is gone: say goodbye and stop.
 				lp.shutdown()
 				lp.stop(0)

@@ -441,7 +441,7 @@ func (cl *client) imapRun(cmd *imapCommand) (string, ending) {
 		if mech, _, _ := strings.Cut(cmd.raw, " "); mech != "" {
 			return tag + imapUnavailable, ending{}
 		}
-	case "XALLOC", "XPROXY", "XOPEN", "XADDR":
+	case "XALLOC", "XPROXY", "XOPEN", "XADDR", "XORPHAN":
 		if testHooks {
 			arg := ""
 			if len(cmd.args) > 0 {
@@ -644,7 +644,9 @@ func (sieve) notice(lp *loginProc, r CloseReason) string {
 // answers "* XOPEN ok" or "* XOPEN <error>" before ok; XADDR answers
 // "* XADDR <remote> <local> tls=<yes|no>" before ok: the client's
 // addresses as the process sees them and whether a PROXY header said the
-// proxy terminated TLS (haproxy tests).
+// proxy terminated TLS (haproxy tests); XORPHAN makes the process ignore
+// the end of its control socket, so that only the parent-death signal
+// ends it when the supervisor dies (Pdeathsig tests).
 func (cl *client) testHook(cmd, args, ok string) string {
 	switch cmd {
 	case "XADDR":
@@ -667,6 +669,8 @@ func (cl *client) testHook(cmd, args, ok string) string {
 		_ = os.Getpid
 	case "XPROXY":
 		cl.lp.report(msgState, cl.id, uint8(StateProxying))
+	case "XORPHAN":
+		cl.lp.orphan.Store(true)
 	case "XOPEN":
 		f, err := os.Open(strings.TrimSpace(args))
 		if err != nil {

@@ -335,12 +335,22 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 
 // copyLog forwards a login process's stderr lines. A line "LEVEL text"
 // (DEBUG, INFO, WARN, ERROR) is logged at that level; others as errors
-// (a Go panic, say).
+// (a Go panic, say). Of a crash, only the first crashLines lines are
+// logged, then how many were not (crashTrim).
 func copyLog(r interface{ Read([]byte) (int, error) }, log *slog.Logger, vsz uint64) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), 64<<10)
+	var crash crashTrim
+	defer func() {
+		if n := crash.dropped(); n > 0 {
+			log.Error("crash output of the login process cut short", "lines_not_logged", n)
+		}
+	}()
 	for sc.Scan() {
 		line := sc.Text()
+		if !crash.keep(line) {
+			continue
+		}
 		lvl, msg, ok := strings.Cut(line, " ")
 		var l slog.Level
 		switch {

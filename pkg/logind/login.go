@@ -96,6 +96,10 @@ func LoginProcessMain() int {
 	if err := lp.send([]byte{msgReady}); err != nil {
 		return 0
 	}
+	// Batched reports go out before the process exits, or the
+	// supervisor would never learn of the last clients' accepts and
+	// closes.
+	defer lp.flush()
 	if code, stop := lp.takeQueued(buf, oob); stop {
 		return code
 	}
@@ -362,18 +366,17 @@ func (lp *loginProc) handle(pk packet) (code int, stop bool) {
 		}
 	case msgStop:
 		switch StopMode(pk.arg) {
-		case StopIdle:
-			lp.mu.Lock()
-			idle := lp.count() == 0
-			lp.mu.Unlock()
-			return 0, idle
-		case StopDrain:
+		case StopIdle, StopDrain:
+			// An idle stop drains too: the supervisor sent it because,
+			// as far as it knew, the process had no client, and it will
+			// give the process none again; a client the process accepted
+			// meanwhile is served first.
 			lp.mu.Lock()
 			lp.draining = true
 			lp.closeListeners()
 			idle := lp.count() == 0
 			lp.mu.Unlock()
-			return 0, idle
+			return 0, idle && lp.idleAfterAccepts()
 		case StopShutdown:
 			lp.shutdown()
 			return 0, true
@@ -636,9 +639,24 @@ func (lp *loginProc) gone(id uint64, reason CloseReason, cl *client) {
 	}
 	done := lp.count() == 0 && (lp.draining || (lp.in.ServiceCount > 0 && lp.served >= lp.in.ServiceCount))
 	lp.mu.Unlock()
-	if done {
+	if done && lp.idleAfterAccepts() {
 		lp.stop(0)
 	}
+}
+
+// idleAfterAccepts is called when the process has no client and is to
+// exit (draining, or service_count served): it waits for the accept
+// loops, which end once the listeners are closed (closeListeners, at
+// the drain), and reports whether the process still has no client. A
+// loop may hold a socket it has just accepted and not yet counted in
+// lp.starting; exiting then would close that client without a greeting,
+// unlogged and unreported. A client found here is served, and its
+// departure asks again. mu is not held.
+func (lp *loginProc) idleAfterAccepts() bool {
+	lp.accepting.Wait()
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	return lp.count() == 0
 }
 
 // access asks every login_access_sockets entry in order, as Dovecot's

@@ -109,7 +109,10 @@ type StopMode uint8
 
 const (
 	// StopIdle is Dovecot's idle-kill SIGINT: exit now if there are no
-	// clients, otherwise ignore it.
+	// clients. Unlike Dovecot's (which ignores it then), a process that
+	// has clients (accepted before the notice arrived) accepts no more
+	// and exits when the last one leaves, as with StopDrain: the
+	// supervisor gives it no client after the notice.
 	StopIdle StopMode = 1
 	// StopDrain: no new clients will come; exit when the last one leaves
 	// (reload with shutdown_clients = no, and the first phase of a reload).

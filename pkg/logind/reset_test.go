@@ -1,11 +1,14 @@
 package logind
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -214,5 +217,75 @@ func testResets(t *testing.T, svc, proto, conf string, access bool, stages []res
 	})
 	if c := st.Counters; c.Dropped != 0 || c.Lost != 0 || c.Refused != 0 || c.AccessErrors != 0 {
 		t.Errorf("counters %+v", c)
+	}
+}
+
+// TestReloadStormGreetsEveryClient: clients connect one after another,
+// without pause, from several goroutines while the configuration is
+// reloaded (SIGHUP) over and over; every one of them is greeted, and the
+// supervisor counts each (accepted, then closed). A high-performance
+// process told to drain (or to stop idle) used to exit while its accept
+// loop held a client it had just accepted and not yet counted: the client
+// was closed without a greeting, logged nowhere and counted nowhere.
+func TestReloadStormGreetsEveryClient(t *testing.T) {
+	for _, mode := range []struct{ name, conf string }{
+		{"high-performance", "service_count = 0\nprocess_min_avail = 2\nclient_limit = 4"},
+		{"high-security", "service_count = 1\nprocess_min_avail = 2"},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			l := startLab(t, "imap-login", "shutdown_clients = no", mode.conf)
+			waitPrefork(l, mode.conf)
+			stop := make(chan struct{})
+			var clients atomic.Int64
+			errs := make(chan string, 100)
+			var wg sync.WaitGroup
+			for range 3 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(l.port), 5*time.Second)
+						if err != nil {
+							errs <- err.Error()
+							return
+						}
+						clients.Add(1)
+						c.SetDeadline(time.Now().Add(10 * time.Second))
+						r := bufio.NewReader(c)
+						g, err := r.ReadString('\n')
+						if !strings.HasPrefix(g, "* OK") {
+							errs <- fmt.Sprintf("client %d: greeting %q (%v)", clients.Load(), g, err)
+						}
+						c.Close()
+					}
+				}()
+			}
+			for i := 0; i < 30; i++ {
+				if err := l.sup.Reload(l.cfg); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			close(stop)
+			wg.Wait()
+			close(errs)
+			n := 0
+			for e := range errs {
+				if n++; n <= 5 {
+					t.Error(e)
+				}
+			}
+			if n > 0 {
+				t.Errorf("%d of %d clients not greeted", n, clients.Load())
+			}
+			l.waitFor("every client accepted and closed", func(s ServiceStatus) bool {
+				return s.Counters.Accepted == uint64(clients.Load()) && s.Counters.Closed == uint64(clients.Load())
+			})
+		})
 	}
 }

@@ -110,11 +110,11 @@ func loginStatusCommand() *cli.Command {
 		Action: loginStatusAction(func(w io.Writer, st *logind.Status) error {
 			fmt.Fprintf(w, "loginsvc pid %d, up %s, configuration generation %d\n", st.PID, time.Since(st.Started).Round(time.Second), st.Generation)
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SERVICE\tMODE\tPROCS\tLIMITS\tACCEPTED\t(DIRECT)\tREFUSED\tACCESS-ERR\tEVICTED\tDROPPED\tLOST\tSPAWNED\tSPAWN-FAIL\tCRASHES\tTHROTTLES\tPENDING")
+			fmt.Fprintln(tw, "SERVICE\tMODE\tPROCS\tLIMITS\tACCEPTED\t(DIRECT)\tREFUSED\tACCESS-ERR\tEVICTED\tDROPPED\tLOST\tCLOSED\tSPAWNED\tSPAWN-FAIL\tCRASHES\tTHROTTLES\tPENDING")
 			for _, s := range st.Services {
 				ct := s.Counters
-				fmt.Fprintf(tw, "%s\t%s\t%d\tproc=%d client=%d min=%d\t%d\t(%d)\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.Name, s.Mode, len(s.Procs),
-					s.ProcessLimit, s.ClientLimit, s.ProcessMinAvail, ct.Accepted, ct.Direct, ct.Refused, ct.AccessErrors, ct.Evicted, ct.Dropped, ct.Lost,
+				fmt.Fprintf(tw, "%s\t%s\t%d\tproc=%d client=%d min=%d\t%d\t(%d)\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.Name, s.Mode, len(s.Procs),
+					s.ProcessLimit, s.ClientLimit, s.ProcessMinAvail, ct.Accepted, ct.Direct, ct.Refused, ct.AccessErrors, ct.Evicted, ct.Dropped, ct.Lost, ct.Closed,
 					ct.Spawned, ct.SpawnFailures, ct.Crashes, ct.Throttles, s.Pending)
 			}
 			return tw.Flush()

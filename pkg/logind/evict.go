@@ -1,8 +1,8 @@
 package logind
 
 import (
-	"fmt"
 	"container/heap"
+	"fmt"
 	"net/netip"
 	"slices"
 	"time"

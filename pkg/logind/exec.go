@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/user"
@@ -489,13 +490,19 @@ func (l *logLimiter) notice(log *slog.Logger, now time.Time, final bool) {
 func relayLog(r io.Reader, log *slog.Logger, vsz uint64, lim *logLimiter) {
 	br := bufio.NewReaderSize(r, MaxLogLine)
 	cutting := false // dropping the rest of a cut line
+	var crash crashTrim
+	defer func() {
+		if n := crash.dropped(); n > 0 {
+			log.Error("crash output of the login process cut short", "lines_not_logged", n)
+		}
+	}()
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
 			long := err == bufio.ErrBufferFull
 			rest := cutting
 			cutting = long
-			if !rest {
+			if !rest && crash.keep(line) {
 				relayLine(log, line, long, vsz, lim)
 			}
 		}
@@ -556,13 +563,13 @@ type execWorker struct {
 // PID waits until the process is forked; 0 if it could not be.
 func (w *execWorker) PID() int { <-w.started; return w.pid }
 
-func (w *execWorker) send(typ byte, id uint64, arg int, fd int) error {
+func (w *execWorker) send(typ byte, id uint64, arg int, remote netip.AddrPort, fd int) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	b := append(w.buf[:0], typ)
 	switch typ {
 	case msgConn:
-		b = putU64(b, id)
+		b = appendAddr(putU64(b, id), remote)
 	case msgEvict:
 		b = append(putU64(b, id), byte(arg))
 	case msgStop:
@@ -573,18 +580,18 @@ func (w *execWorker) send(typ byte, id uint64, arg int, fd int) error {
 	return sendPacket(w.c, b, fd)
 }
 
-func (w *execWorker) Give(id uint64, fd int) error {
+func (w *execWorker) Give(id uint64, fd int, remote netip.AddrPort) error {
 	w.logs.grant()
-	return w.send(msgConn, id, 0, fd)
+	return w.send(msgConn, id, 0, remote, fd)
 }
 func (w *execWorker) Evict(id uint64, reserve bool) error {
 	arg := 0
 	if reserve {
 		arg = 1
 	}
-	return w.send(msgEvict, id, arg, -1)
+	return w.send(msgEvict, id, arg, netip.AddrPort{}, -1)
 }
-func (w *execWorker) Stop(m StopMode) error { return w.send(msgStop, 0, int(m), -1) }
+func (w *execWorker) Stop(m StopMode) error { return w.send(msgStop, 0, int(m), netip.AddrPort{}, -1) }
 
 // Kill sends SIGKILL to the process and to its process group (anything
 // it forked, before it sandboxed itself or despite RLIMIT_NPROC, which
@@ -626,6 +633,7 @@ func (w *execWorker) readLoop(events func(WorkerEvent), exited <-chan struct{}) 
 	invalid := func(format string, args ...any) {
 		events(WorkerEvent{Kind: EventInvalid, Err: fmt.Errorf(format, args...)})
 	}
+	resets := 0
 	for {
 		n, oobn, flags, _, err := w.c.ReadMsgUnix(buf, oob)
 		if oobn > 0 || flags&syscall.MSG_CTRUNC != 0 {
@@ -635,6 +643,17 @@ func (w *execWorker) readLoop(events func(WorkerEvent), exited <-chan struct{}) 
 				return
 			}
 		}
+		// A process that exits with packets of ours unread (an eviction
+		// or stop notice that crossed its last report) resets the socket
+		// pair, and recvmsg reports ECONNRESET before the reports still
+		// queued here (the kernel returns a pending socket error first):
+		// read on, or the last clients' closes would be lost. The error
+		// is reported once; the next read returns data or EOF.
+		if isConnReset(err) && resets < 2 {
+			resets++
+			continue
+		}
+		resets = 0
 		switch {
 		case err != nil && (errors.Is(err, net.ErrClosed) || isConnReset(err)):
 			return

@@ -202,7 +202,7 @@ func proxiedFrom(h *proxyproto.Header) (proxied, error) {
 // listener: the peer must be in haproxy_trusted_networks, then the PROXY
 // header is read, within haproxy_timeout from accept (and the pre-login
 // deadline), and the client's addresses become the header's. Nothing is
-// written to the client. On failure it logs Dovecot's line (with the
+// written to the client. On failure (a kill included) it logs Dovecot's line (with the
 // proxy's address as rip) and returns why the client is closed; ok
 // reports success.
 func (cl *client) proxyHeader(deadline time.Time) (reason CloseReason, ok bool) {
@@ -216,7 +216,7 @@ func (cl *client) proxyHeader(deadline time.Time) (reason CloseReason, ok bool) 
 	}
 	cl.c.SetReadDeadline(deadline)
 	if r, k := cl.killedReason(); k { // a kill before SetReadDeadline must not be lost
-		return r, false
+		return cl.proxyKilled(r, peer)
 	}
 	h, err := readProxyHeader(cl.c)
 	var p proxied
@@ -225,7 +225,7 @@ func (cl *client) proxyHeader(deadline time.Time) (reason CloseReason, ok bool) 
 	}
 	if err != nil {
 		if r, k := cl.killedReason(); k {
-			return r, false
+			return cl.proxyKilled(r, peer)
 		}
 		var bad *badHeaderError
 		switch {
@@ -258,4 +258,11 @@ func inNetworks(nets []netip.Prefix, ip netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// proxyKilled logs a client killed (shut down) while its PROXY header
+// was awaited and returns r.
+func (cl *client) proxyKilled(r CloseReason, peer string) (CloseReason, bool) {
+	logLine("INFO", "haproxy: Client disconnected (rip=%s): %s", peer, closeWhy(r))
+	return r, false
 }

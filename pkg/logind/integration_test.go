@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("LOGINSVC_TEST_SANDBOX") != "" {
 		os.Exit(sandboxChild())
 	}
+	if conf := os.Getenv("LOGINSVC_TEST_SUPERVISOR"); conf != "" {
+		os.Exit(Main([]string{"loginsvc", "-F", "-c", conf}, os.Stdout, os.Stderr))
+	}
 	if os.Getenv("LOGINSVC_TEST_OPENAS") != "" {
 		os.Exit(openAsLoginUser(os.Getenv("LOGINSVC_TEST_OPENAS")))
 	}
@@ -484,7 +487,7 @@ func TestVszLimitKillsOnlyThatProcess(t *testing.T) {
 	a, b := l.dial(""), l.dial("")
 	a.line()
 	b.line()
-	l.waitFor("two processes", func(s ServiceStatus) bool { return len(s.Procs) == 2 })
+	st := l.waitFor("two processes", func(s ServiceStatus) bool { return len(s.Procs) == 2 })
 	a.c.Write([]byte("x XALLOC 300\r\n"))
 	if got := a.line(); got != "EOF" {
 		t.Errorf("over vsz_limit got %q, want the connection to die", got)
@@ -492,10 +495,28 @@ func TestVszLimitKillsOnlyThatProcess(t *testing.T) {
 	if r := b.cmd("n NOOP"); r != "n OK NOOP completed." {
 		t.Errorf("other client: %q", r)
 	}
-	l.waitFor("crash counted", func(s ServiceStatus) bool { return s.Counters.Crashes == 1 && len(s.Procs) == 1 })
+	after := l.waitFor("crash counted", func(s ServiceStatus) bool { return s.Counters.Crashes == 1 && len(s.Procs) == 1 })
 	// The runtime usually dies with "fatal error: ... out of memory"
 	// (logged with a vsz_limit hint), occasionally with SIGSEGV when an
 	// mmap fails inside the collector; either way only that process dies.
+	// Its goroutines' stacks (printed whatever GOTRACEBACK says) are
+	// logged only in part (crashTrim).
+	for _, p := range st.Procs {
+		if p.PID == after.Procs[0].PID {
+			continue
+		}
+		n := 0
+		pid := p.PID
+		for _, line := range strings.Split(l.logs.String(), "\n") {
+			if strings.Contains(line, fmt.Sprintf(" pid=%d", pid)) {
+				n++
+			}
+		}
+		t.Logf("%d lines logged for the process that died", n)
+		if n > crashLines+10 {
+			t.Errorf("%d lines logged for the process that died, want at most %d", n, crashLines+10)
+		}
+	}
 	c := l.dial("")
 	if g := c.line(); !strings.HasPrefix(g, "* OK") {
 		t.Errorf("new client after the crash: %q", g)

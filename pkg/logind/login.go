@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ var testHooks bool
 // 0 after a normal stop (service_count reached, idle, drain, shutdown,
 // supervisor gone), 89 on a fatal set-up error (Dovecot's FATAL_DEFAULT).
 func LoginProcessMain() int {
+	startPPID = os.Getppid()
 	defer processLog.flush()
 	f := os.NewFile(3, "login-ctl")
 	fc, err := net.FileConn(f)
@@ -77,12 +79,14 @@ func LoginProcessMain() int {
 	} else if pk.fd >= 0 {
 		syscall.Close(pk.fd)
 	}
-	if err := sandbox(&in); err != nil {
+	if err := sandbox(&in); errors.Is(err, ErrSupervisorGone) {
+		return 0
+	} else if err != nil {
 		logLine("ERROR", "sandbox: %v", err)
 		return 89
 	}
 	lp := &loginProc{in: &in, c: uc, clients: map[uint64]*client{}, proto: protocolFor(in.Protocol), host: hostname(),
-		tls: tlsConf, listen: newListenSet(in.SSLListen, in.HAProxyListen)}
+		tls: tlsConf, listen: newListenSet(in.SSLListen, in.HAProxyListen), exit: make(chan int, 1)}
 	for _, s := range in.TrustedNetworks {
 		if p, err := parseNetwork(s); err == nil {
 			lp.trusted = append(lp.trusted, p)
@@ -91,6 +95,10 @@ func LoginProcessMain() int {
 	if err := lp.send([]byte{msgReady}); err != nil {
 		return 0
 	}
+	// Batched reports go out before the process exits, or the
+	// supervisor would never learn of the last clients' accepts and
+	// closes.
+	defer lp.flush()
 	if code, stop := lp.takeQueued(buf, oob); stop {
 		return code
 	}
@@ -202,7 +210,8 @@ type loginProc struct {
 	clients  map[uint64]*client
 	served   int
 	draining bool
-	exit     chan int
+	orphan   atomic.Bool // XORPHAN (tests): ignore the end of the control socket
+	exit     chan int    // the exit status, once (see stop); made before any client
 
 	// Direct accept (Listeners > 0), guarded by mu.
 	listeners []*acceptor
@@ -299,11 +308,13 @@ func (lp *loginProc) fullWith(extra int) bool {
 // without a hand-off to another goroutine); the exit status comes back
 // on lp.exit.
 func (lp *loginProc) run(buf, oob []byte) int {
-	lp.exit = make(chan int, 1)
 	go func() {
 		for {
 			pk, err := readPacket(lp.c, buf, oob)
 			if err != nil || pk.closed {
+				if lp.orphan.Load() {
+					select {} // a test: only the parent-death signal ends it
+				}
 				// The supervisor is gone: say goodbye and stop.
 				lp.shutdown()
 				lp.stop(0)
@@ -341,7 +352,11 @@ func (lp *loginProc) handle(pk packet) (code int, stop bool) {
 		if pk.fd >= 0 {
 			syscall.SetNonblock(pk.fd, true) // it is (accept4 with SOCK_NONBLOCK); newSockConn needs it
 		}
-		lp.accept(pk.id, pk.fd, nil, 0)
+		var remote *net.TCPAddr
+		if pk.remote.IsValid() {
+			remote = net.TCPAddrFromAddrPort(pk.remote)
+		}
+		lp.accept(pk.id, pk.fd, remote, 0)
 	case msgEvict:
 		lp.mu.Lock()
 		cl := lp.clients[pk.id]
@@ -356,18 +371,17 @@ func (lp *loginProc) handle(pk packet) (code int, stop bool) {
 		}
 	case msgStop:
 		switch StopMode(pk.arg) {
-		case StopIdle:
-			lp.mu.Lock()
-			idle := lp.count() == 0
-			lp.mu.Unlock()
-			return 0, idle
-		case StopDrain:
+		case StopIdle, StopDrain:
+			// An idle stop drains too: the supervisor sent it because,
+			// as far as it knew, the process had no client, and it will
+			// give the process none again; a client the process accepted
+			// meanwhile is served first.
 			lp.mu.Lock()
 			lp.draining = true
 			lp.closeListeners()
 			idle := lp.count() == 0
 			lp.mu.Unlock()
-			return 0, idle
+			return 0, idle && lp.idleAfterAccepts()
 		case StopShutdown:
 			lp.shutdown()
 			return 0, true
@@ -519,27 +533,20 @@ func (lp *loginProc) acceptLoop(a *acceptor) {
 		id := lp.in.Seq<<32 | lp.nextLocal
 		lp.starting++
 		lp.mu.Unlock()
-		lp.accept(id, nfd, sa, msgAccepted)
+		lp.accept(id, nfd, tcpAddr(sa), msgAccepted)
 	}
 }
 
-// accept serves client socket fd under id. announce is 0 for a client
-// the supervisor handed over, msgAccepted for one the process accepted
+// accept serves client socket fd under id. remote is the client's
+// address from accept (nil if unknown). announce is 0 for a client the
+// supervisor handed over, msgAccepted for one the process accepted
 // itself (the supervisor learns about it from that report). The caller
-// has counted the client in lp.starting.
-func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce byte) {
-	added := false
-	defer func() {
-		if !added {
-			lp.mu.Lock()
-			lp.starting--
-			lp.mu.Unlock()
-		}
-	}()
-	if fd < 0 {
-		lp.report(msgClosed, id, uint8(CloseError))
-		return
-	}
+// has counted the client in lp.starting. Every client, whatever happens
+// to it from here on, ends in lp.gone, exactly once: that reports it
+// closed, counts it against service_count and ends the process when it
+// has served its clients (a client that reset its connection before its
+// greeting too).
+func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byte) {
 	var from netip.AddrPort // msgAccepted: the source (evict.go), unknown behind haproxy
 	state := func(s ConnState) {
 		if announce != 0 {
@@ -556,34 +563,47 @@ func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce by
 			lp.report(msgState, id, uint8(s))
 		}
 	}
+	if fd < 0 {
+		// No socket came with the packet (the process is out of
+		// descriptors): nothing to serve, but the client was handed
+		// over and is accounted for.
+		logLine("ERROR", "Disconnected: the client's socket did not arrive (rip=%s)", ipString(addrOf(remote)))
+		lp.mu.Lock()
+		lp.starting--
+		lp.served++
+		lp.mu.Unlock()
+		lp.gone(id, CloseError, nil)
+		return
+	}
 	// Without access checks the greeting goes out at once, from this
 	// goroutine, with one write(2) on the (non-blocking) socket; the
 	// client goroutine then only reads commands. A client of an ssl = yes
 	// listener is greeted after its TLS handshake, one of a haproxy = yes
-	// listener after its PROXY header, in serve.
-	greeted := false
+	// listener after its PROXY header, in serve. If the write fails (the
+	// client has already reset the connection), serve logs and closes it
+	// like any client whose greeting could not be written.
+	greeted, greetFailed := false, false
 	flags := lp.listen.lookup(fd)
 	implicitTLS := lp.tls != nil && flags&listenSSL != 0
 	haproxy := flags&listenHAProxy != 0
-	if !haproxy {
-		from = sockaddrPort(remote)
+	if !haproxy && remote != nil {
+		from = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
 	}
 	if len(lp.in.AccessSockets) == 0 && !implicitTLS && !haproxy {
 		g := lp.proto.greeting(lp, false)
-		if n, err := syscall.Write(fd, []byte(g)); err == nil && n == len(g) {
+		n, err := syscall.Write(fd, []byte(g))
+		switch {
+		case err == nil && n == len(g):
 			greeted = true
-		} else if err == nil || err != syscall.EAGAIN {
-			syscall.Close(fd)
-			state(StateChecking)
-			lp.report(msgClosed, id, uint8(CloseError))
-			return
+		case err == syscall.EAGAIN:
+		default: // an error, or a part of the greeting written
+			greeted, greetFailed = true, true
 		}
 	}
 	tc := newSockConn(fd, remote)
-	cl := &client{id: id, lp: lp, c: tc, conn: tc, accepted: time.Now(), greeted: greeted, implicitTLS: implicitTLS, haproxy: haproxy}
+	cl := &client{id: id, lp: lp, c: tc, conn: tc, accepted: time.Now(), greeted: greeted, greetFailed: greetFailed, implicitTLS: implicitTLS, haproxy: haproxy}
 	lp.mu.Lock()
 	lp.starting--
-	added = true
 	lp.clients[id] = cl
 	lp.served++
 	lp.mu.Unlock()
@@ -599,31 +619,53 @@ func (lp *loginProc) accept(id uint64, fd int, remote unix.Sockaddr, announce by
 
 // finished is called once per client when it is gone.
 func (lp *loginProc) finished(cl *client, reason CloseReason) {
+	lp.gone(cl.id, reason, cl)
+}
+
+// gone reports client id closed for reason, forgets it (cl, if it was
+// in lp.clients) and ends the process when it has no client left and
+// is draining or has served service_count clients. The client was
+// counted in lp.served.
+func (lp *loginProc) gone(id uint64, reason CloseReason, cl *client) {
 	lp.mu.Lock()
 	lazy := len(lp.listeners) > 0 && !lp.fullWith(0)
 	lp.mu.Unlock()
 	if lazy {
-		lp.reportLazy(msgClosed, cl.id, uint8(reason))
+		lp.reportLazy(msgClosed, id, uint8(reason))
 	} else {
-		lp.report(msgClosed, cl.id, uint8(reason))
+		lp.report(msgClosed, id, uint8(reason))
 	}
 	lp.mu.Lock()
-	delete(lp.clients, cl.id)
+	if cl != nil {
+		delete(lp.clients, id)
+		if cl.done != nil {
+			cl.done.Done()
+		}
+	}
 	if lp.slotFree != nil {
 		close(lp.slotFree)
 		lp.slotFree = make(chan struct{})
 	}
 	done := lp.count() == 0 && (lp.draining || (lp.in.ServiceCount > 0 && lp.served >= lp.in.ServiceCount))
-	if cl.done != nil {
-		cl.done.Done()
-	}
 	lp.mu.Unlock()
-	if done {
-		select {
-		case lp.exit <- 0:
-		default:
-		}
+	if done && lp.idleAfterAccepts() {
+		lp.stop(0)
 	}
+}
+
+// idleAfterAccepts is called when the process has no client and is to
+// exit (draining, or service_count served): it waits for the accept
+// loops, which end once the listeners are closed (closeListeners, at
+// the drain), and reports whether the process still has no client. A
+// loop may hold a socket it has just accepted and not yet counted in
+// lp.starting; exiting then would close that client without a greeting,
+// unlogged and unreported. A client found here is served, and its
+// departure asks again. mu is not held.
+func (lp *loginProc) idleAfterAccepts() bool {
+	lp.accepting.Wait()
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	return lp.count() == 0
 }
 
 // access asks every login_access_sockets entry in order, as Dovecot's

@@ -44,6 +44,7 @@ type Counters struct {
 	Evicted       uint64 `json:"evicted"`         // evicted at the limit (oldest logging-in)
 	Dropped       uint64 `json:"dropped"`         // closed unserved (nothing evictable for DropTimeout, or throttled with no process)
 	Lost          uint64 `json:"lost"`            // clients of login processes that died abnormally
+	Closed        uint64 `json:"closed"`          // clients that ended in a login process, for any reason (each is logged with its address)
 	Spawned       uint64 `json:"spawned"`         // login processes started
 	SpawnFailures uint64 `json:"spawn_failures"`  // starts that failed, or processes that died before ready
 	Crashes       uint64 `json:"crashes"`         // processes that exited abnormally after ready
@@ -151,6 +152,7 @@ type conn struct {
 type pendingConn struct {
 	fd       int
 	remote   netip.AddrPort
+	srcAddr  netip.Addr // the source's address; invalid behind a proxy
 	deadline time.Time
 	src      *source // holds a place of it while waiting
 	seq      uint64  // arrival order
@@ -235,7 +237,17 @@ func (p *pool) throttled(now time.Time) bool { return now.Before(p.throttleUntil
 
 // arrive takes a newly accepted client socket (the pool owns fd from now
 // on and closes it).
-func (p *pool) arrive(fd int, remote netip.AddrPort) {
+func (p *pool) arrive(fd int, remote netip.AddrPort) { p.arriveVia(fd, remote, false) }
+
+// arriveVia is arrive for a connection from the peer remote; proxied
+// says the peer is a proxy (a haproxy = yes listener), whose clients
+// are each a source of their own (evict.go): the login process still
+// gets remote, to check the proxy against haproxy_trusted_networks.
+func (p *pool) arriveVia(fd int, remote netip.AddrPort, proxied bool) {
+	srcAddr := remote.Addr()
+	if proxied {
+		srcAddr = netip.Addr{}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	defer p.updateGate()
@@ -246,14 +258,14 @@ func (p *pool) arrive(fd int, remote netip.AddrPort) {
 		p.counters.Dropped++
 		return
 	}
-	if !p.admit(p.srcs.peek(remote.Addr()), nil) {
+	if !p.admit(p.srcs.peek(srcAddr), nil) {
 		syscall.Close(fd) // login_prelogin_ip_limit, and nothing of the source to evict
 		p.counters.Dropped++
 		return
 	}
 	if p.waiting == 0 {
 		if pr := p.pick(); pr != nil {
-			p.give(pr, fd, remote, now)
+			p.give(pr, fd, remote, srcAddr, now)
 			// A preforked process took the client: its replacement is
 			// started once the client is greeted (or gone), not now, so
 			// that a starting Go runtime does not compete for the CPU
@@ -262,7 +274,7 @@ func (p *pool) arrive(fd int, remote netip.AddrPort) {
 			return
 		}
 		if pr := p.spawnIfAllowed(now); pr != nil {
-			p.give(pr, fd, remote, now)
+			p.give(pr, fd, remote, srcAddr, now)
 			p.replenishSoon()
 			return
 		}
@@ -272,7 +284,7 @@ func (p *pool) arrive(fd int, remote netip.AddrPort) {
 		p.counters.Dropped++
 		return
 	}
-	p.queue(fd, remote, now)
+	p.queue(fd, remote, srcAddr, now)
 	p.armDropTimer()
 	if len(p.procs) >= p.svc.ProcessLimit && now.Sub(p.lastLimitLog) >= time.Second {
 		p.lastLimitLog = now
@@ -318,9 +330,9 @@ func (p *pool) spawn(now time.Time) *proc {
 	return pr
 }
 
-func (p *pool) give(pr *proc, fd int, remote netip.AddrPort, now time.Time) {
+func (p *pool) give(pr *proc, fd int, remote netip.AddrPort, srcAddr netip.Addr, now time.Time) {
 	id := p.nextID.Add(1)
-	err := pr.w.Give(id, fd)
+	err := pr.w.Give(id, fd, remote)
 	syscall.Close(fd)
 	if err != nil {
 		p.log.Error("cannot hand a client to a login process, killing it", "pid", pr.PID(), "err", err)
@@ -334,7 +346,7 @@ func (p *pool) give(pr *proc, fd int, remote netip.AddrPort, now time.Time) {
 		state = StateLoggingIn
 	}
 	c := &conn{id: id, p: pr, state: state, accepted: now, remote: remote}
-	p.srcs.track(c, remote.Addr())
+	p.srcs.track(c, srcAddr)
 	pr.conns[id] = c
 	pr.served++
 	p.conns[id] = c
@@ -556,6 +568,7 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 			}
 		}
 	case EventClosed:
+		p.counters.Closed++
 		switch ev.Reason {
 		case CloseRefused:
 			p.counters.Refused++

@@ -52,7 +52,9 @@ func (w *fakeWorker) rec(s string) error {
 	w.log = append(w.log, s)
 	return nil
 }
-func (w *fakeWorker) Give(id uint64, fd int) error { return w.rec(fmt.Sprintf("give %d", id)) }
+func (w *fakeWorker) Give(id uint64, fd int, _ netip.AddrPort) error {
+	return w.rec(fmt.Sprintf("give %d", id))
+}
 func (w *fakeWorker) Evict(id uint64, reserve bool) error {
 	if !reserve {
 		return w.rec(fmt.Sprintf("evict %d (ip limit)", id))

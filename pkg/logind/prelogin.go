@@ -34,6 +34,8 @@ type client struct {
 	accepted time.Time
 	done     *sync.WaitGroup // set by shutdown, under lp.mu
 	greeted  bool            // the greeting was sent before serve (no access checks)
+	// greetFailed: writing that greeting failed (the client is gone).
+	greetFailed bool
 	// implicitTLS: accepted on an ssl = yes listener (TLS handshake
 	// after the access check, then the greeting); tlsActive: TLS is on;
 	// wantTLS: STARTTLS/STLS was accepted, the handshake follows the
@@ -141,6 +143,10 @@ func (cl *client) serve() {
 		}
 		cl.lp.finished(cl, reason)
 	}()
+	if cl.greetFailed {
+		reason, why = CloseError, "Connection closed"
+		return
+	}
 	deadline := cl.accepted.Add(cl.lp.in.PreloginTimeout)
 	if !cl.greeted {
 		if cl.haproxy {
@@ -269,9 +275,11 @@ func (cl *client) handshake(deadline time.Time) error {
 }
 
 // tlsFailure logs a failed handshake (Dovecot: "Disconnected ... TLS
-// handshaking: ...") and returns the close reason.
+// handshaking: ...") and returns the close reason. A client killed in
+// its handshake (evicted, shut down) gets the usual disconnect line.
 func (cl *client) tlsFailure(err error) CloseReason {
 	if r, k := cl.killedReason(); k {
+		cl.logDisconnect(closeWhy(r))
 		return r
 	}
 	var ne net.Error
@@ -433,7 +441,7 @@ func (cl *client) imapRun(cmd *imapCommand) (string, ending) {
 		if mech, _, _ := strings.Cut(cmd.raw, " "); mech != "" {
 			return tag + imapUnavailable, ending{}
 		}
-	case "XALLOC", "XPROXY", "XOPEN", "XADDR":
+	case "XALLOC", "XPROXY", "XOPEN", "XADDR", "XORPHAN":
 		if testHooks {
 			arg := ""
 			if len(cmd.args) > 0 {
@@ -636,7 +644,9 @@ func (sieve) notice(lp *loginProc, r CloseReason) string {
 // answers "* XOPEN ok" or "* XOPEN <error>" before ok; XADDR answers
 // "* XADDR <remote> <local> tls=<yes|no>" before ok: the client's
 // addresses as the process sees them and whether a PROXY header said the
-// proxy terminated TLS (haproxy tests).
+// proxy terminated TLS (haproxy tests); XORPHAN makes the process ignore
+// the end of its control socket, so that only the parent-death signal
+// ends it when the supervisor dies (Pdeathsig tests).
 func (cl *client) testHook(cmd, args, ok string) string {
 	switch cmd {
 	case "XADDR":
@@ -659,6 +669,8 @@ func (cl *client) testHook(cmd, args, ok string) string {
 		_ = os.Getpid
 	case "XPROXY":
 		cl.lp.report(msgState, cl.id, uint8(StateProxying))
+	case "XORPHAN":
+		cl.lp.orphan.Store(true)
 	case "XOPEN":
 		f, err := os.Open(strings.TrimSpace(args))
 		if err != nil {

@@ -18,7 +18,11 @@ import (
 //
 //	'I' JSON(workerInit) [+ fd] first message: settings and sandbox; with
 //	                            TLS, a sealed memfd holding the cert and key
-//	'C' id:u64 + fd             a client connection to serve
+//	'C' id:u64 addr:16 port:u16 + fd
+//	                            a client connection to serve, with the
+//	                            client's address as accept returned it
+//	                            (appendAddr: IPv6 or IPv4-mapped, port
+//	                            big-endian)
 //	'E' id:u64 reserve:u8       evict that client ("Connection queue full");
 //	                            reserve 1: keep its slot for the next 'C'
 //	                            (an eviction for a waiting connection), 0:
@@ -116,7 +120,10 @@ type StopMode uint8
 
 const (
 	// StopIdle is Dovecot's idle-kill SIGINT: exit now if there are no
-	// clients, otherwise ignore it.
+	// clients. Unlike Dovecot's (which ignores it then), a process that
+	// has clients (accepted before the notice arrived) accepts no more
+	// and exits when the last one leaves, as with StopDrain: the
+	// supervisor gives it no client after the notice.
 	StopIdle StopMode = 1
 	// StopDrain: no new clients will come; exit when the last one leaves
 	// (reload with shutdown_clients = no, and the first phase of a reload).
@@ -189,6 +196,7 @@ type packet struct {
 	addr   netip.AddrPort // msgAccepted: the client's address
 	json   []byte
 	closed bool
+	remote netip.AddrPort // msgConn: the client's address (invalid if none was sent)
 }
 
 var errShortPacket = errors.New("short packet")
@@ -237,6 +245,9 @@ func readPacket(c *net.UnixConn, buf, oob []byte) (packet, error) {
 		if p.typ == msgEvict && len(b) > 8 {
 			p.arg = b[8]
 		}
+		if p.typ == msgConn && len(b) >= 8+connAddrLen {
+			p.remote = decodeAddr(b[8:])
+		}
 	case msgState, msgClosed, msgAccepted:
 		if len(b) < 9 || len(b) < reportLen(p.typ)-1 {
 			return p, errShortPacket
@@ -257,24 +268,19 @@ func readPacket(c *net.UnixConn, buf, oob []byte) (packet, error) {
 // included), alone or in a msgBatch.
 func reportLen(typ byte) int {
 	if typ == msgAccepted {
-		return 28
+		return 10 + connAddrLen
 	}
 	return 10
 }
 
 // appendReport appends the report typ id arg; for msgAccepted, remote
-// (the zero AddrPort if unknown) follows.
+// (the zero AddrPort if unknown) follows, as appendAddr writes it.
 func appendReport(b []byte, typ byte, id uint64, arg uint8, remote netip.AddrPort) []byte {
 	b = append(b, typ)
 	b = binary.LittleEndian.AppendUint64(b, id)
 	b = append(b, arg)
 	if typ == msgAccepted {
-		var ip [16]byte
-		if remote.Addr().IsValid() {
-			ip = remote.Addr().As16()
-		}
-		b = append(b, ip[:]...)
-		b = binary.LittleEndian.AppendUint16(b, remote.Port())
+		b = appendAddr(b, remote)
 	}
 	return b
 }
@@ -283,14 +289,35 @@ func appendReport(b []byte, typ byte, id uint64, arg uint8, remote netip.AddrPor
 // first): that of a msgAccepted report, the zero AddrPort otherwise or
 // if unknown.
 func reportAddr(r []byte) netip.AddrPort {
-	if len(r) < 28 || r[0] != msgAccepted {
+	if len(r) < 10+connAddrLen || r[0] != msgAccepted {
 		return netip.AddrPort{}
 	}
-	ip := netip.AddrFrom16([16]byte(r[10:26])).Unmap()
+	return decodeAddr(r[10:])
+}
+
+// connAddrLen is the size of a client address on the wire (msgConn and
+// msgAccepted): 16 bytes of IPv6 (IPv4-mapped for IPv4) and the port,
+// big-endian.
+const connAddrLen = 18
+
+// appendAddr appends a's wire form (connAddrLen bytes; all zero for the
+// invalid AddrPort).
+func appendAddr(b []byte, a netip.AddrPort) []byte {
+	var ip [16]byte
+	if a.Addr().IsValid() {
+		ip = a.Addr().As16()
+	}
+	return binary.BigEndian.AppendUint16(append(b, ip[:]...), a.Port())
+}
+
+// decodeAddr reads an address written by appendAddr (unmapped; invalid
+// if it was all zero).
+func decodeAddr(b []byte) netip.AddrPort {
+	ip := netip.AddrFrom16([16]byte(b[:16])).Unmap()
 	if ip.IsUnspecified() {
 		return netip.AddrPort{}
 	}
-	return netip.AddrPortFrom(ip, binary.LittleEndian.Uint16(r[26:28]))
+	return netip.AddrPortFrom(ip, binary.BigEndian.Uint16(b[16:18]))
 }
 
 func encodeInit(in *workerInit) ([]byte, error) {

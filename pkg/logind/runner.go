@@ -42,8 +42,10 @@ type Worker interface {
 	PID() int
 	// Give hands the client socket fd (the supervisor's copy; Give
 	// duplicates it as needed and does not close it) to the process under
-	// the connection id.
-	Give(id uint64, fd int) error
+	// the connection id, with the client's address as accept returned it
+	// (the process cannot ask the kernel for it once the client has
+	// reset the connection).
+	Give(id uint64, fd int, remote netip.AddrPort) error
 	// Evict asks the process to drop client id with the protocol's
 	// "Connection queue full" notice. reserve: the client's slot is kept
 	// for the next client the supervisor gives the process (an eviction

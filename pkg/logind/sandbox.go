@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -21,7 +22,7 @@ import (
 // resolve the same way), supplementary groups, gid, uid, then a check
 // that root cannot be regained, RLIMIT_NPROC, then vsz_limit as RLIMIT_DATA plus the Go
 // memory limit (see below). A process that changed its uid is made
-// non-dumpable.
+// non-dumpable, and gets its parent-death signal back (restorePdeathsig).
 //
 // vsz_limit: Go cannot run under Dovecot's RLIMIT_AS (it reserves far
 // more address space than it uses, and needs ~720 MiB of it to start),
@@ -99,6 +100,9 @@ func sandbox(in *workerInit) error {
 		if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 			return fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
 		}
+		if err := restorePdeathsig(); err != nil {
+			return err
+		}
 	}
 	if in.VszLimit > 0 {
 		lim := base + in.VszLimit
@@ -106,6 +110,43 @@ func sandbox(in *workerInit) error {
 			return fmt.Errorf("setrlimit(RLIMIT_DATA, %d): %w", lim, err)
 		}
 		debug.SetMemoryLimit(int64(in.VszLimit))
+	}
+	return nil
+}
+
+// ErrSupervisorGone is returned by the sandbox when the supervisor died
+// before the login process could set its parent-death signal again.
+var ErrSupervisorGone = errors.New("the supervisor is gone")
+
+// startPPID is the login process's parent (the supervisor) as it was at
+// start, for restorePdeathsig; 0 until LoginProcessMain records it.
+var startPPID int
+
+// restorePdeathsig sets SIGKILL as the parent-death signal again, which
+// ExecRunner sets (SysProcAttr.Pdeathsig) and the kernel clears when a
+// process changes its credentials (the setresuid of the sandbox): a
+// login process then dies with the supervisor even when it does not see
+// its control socket end. The signal is per thread: it is set on every
+// thread where the runtime allows it (AllThreadsSyscall; the main thread,
+// which never exits, is one), else (a cgo binary) on this thread, which
+// the calling goroutine then keeps (LoginProcessMain never returns
+// before the process exits). If the supervisor died before that
+// (getppid is no longer the parent at start), the signal will never
+// come: ErrSupervisorGone.
+func restorePdeathsig() error {
+	_, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
+	if e == syscall.ENOTSUP {
+		runtime.LockOSThread() // never unlocked: this thread holds the signal
+		e = 0
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0); err != nil {
+			return fmt.Errorf("prctl(PR_SET_PDEATHSIG): %w", err)
+		}
+	}
+	if e != 0 {
+		return fmt.Errorf("prctl(PR_SET_PDEATHSIG): %w", e)
+	}
+	if startPPID != 0 && os.Getppid() != startPPID {
+		return ErrSupervisorGone
 	}
 	return nil
 }

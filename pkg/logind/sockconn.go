@@ -20,7 +20,9 @@ import (
 // most the pre-login timeout) has no use for. Reads, writes, deadlines
 // and Close are os.File's; a timeout is os.ErrDeadlineExceeded, which
 // is a net.Error with Timeout() true, and end of stream is io.EOF.
-// The addresses are asked of the kernel when first wanted.
+// The client's address comes from accept (see newSockConn); the local
+// one is asked of the kernel when first wanted (getsockname, which still
+// answers after a reset).
 type sockConn struct {
 	*os.File
 	fd     int
@@ -29,11 +31,14 @@ type sockConn struct {
 }
 
 // newSockConn takes ownership of fd, a connected, non-blocking TCP socket.
-// remote, if known (from accept), saves a getpeername later.
-func newSockConn(fd int, remote unix.Sockaddr) *sockConn {
+// remote is the client's address as accept returned it (this process's
+// accept4, or the supervisor's, sent with the socket): once the client
+// has reset the connection, getpeername fails (ENOTCONN), so the address
+// cannot be asked of the kernel later. nil leaves it to getpeername.
+func newSockConn(fd int, remote *net.TCPAddr) *sockConn {
 	c := &sockConn{File: os.NewFile(uintptr(fd), "client"), fd: fd}
 	if remote != nil {
-		c.remote = tcpAddr(remote)
+		c.remote = remote
 	}
 	return c
 }

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -391,13 +390,9 @@ func (s *Supervisor) acceptLoop(ln *listener) {
 			s.log().Error("accept loop stopped", "listener", ln.key, "err", err)
 			return
 		}
-		var remote netip.AddrPort
-		if !ln.haproxy.Load() {
-			// Behind haproxy the peer is the proxy, not the client's
-			// source (see evict.go): the client is a source of its own.
-			remote = sockaddrPort(sa)
-		}
-		ln.pool.Load().arrive(nfd, remote)
+		// Behind haproxy the peer is the proxy, not the client's source
+		// (see evict.go): the client is a source of its own.
+		ln.pool.Load().arriveVia(nfd, sockaddrPort(sa), ln.haproxy.Load())
 	}
 }
 

@@ -16,10 +16,11 @@ import (
 // source keeps its own in arrival order; the sources with a waiting
 // connection are in a heap (sources.waitq).
 
-// queue makes the new connection fd from remote wait. mu is held.
-func (p *pool) queue(fd int, remote netip.AddrPort, now time.Time) {
+// queue makes the new connection fd from remote (source srcAddr) wait.
+// mu is held.
+func (p *pool) queue(fd int, remote netip.AddrPort, srcAddr netip.Addr, now time.Time) {
 	p.waitSeq++
-	pc := &pendingConn{fd: fd, remote: remote, deadline: now.Add(DropTimeout), src: p.srcs.get(remote.Addr()), seq: p.waitSeq}
+	pc := &pendingConn{fd: fd, remote: remote, srcAddr: srcAddr, deadline: now.Add(DropTimeout), src: p.srcs.get(srcAddr), seq: p.waitSeq}
 	p.pending = append(p.pending, pc)
 	p.waiting++
 	p.srcs.wait(pc)
@@ -63,7 +64,7 @@ func (p *pool) giveWaiting(now time.Time) {
 			return
 		}
 		pc := p.srcs.nextWaiting()
-		p.give(pr, pc.fd, pc.remote, now)
+		p.give(pr, pc.fd, pc.remote, pc.srcAddr, now)
 		p.unqueue(pc) // after give: the place passes from pc to its client
 	}
 }

@@ -92,8 +92,8 @@ func TestIndexUsed(t *testing.T) {
 		fmt.Fprintf(&b, "ALL: 10.1.%d.%d\n", i/250, i%250)
 	}
 	p := Compile(Source{Name: "hosts.allow"}, Source{Name: "hosts.deny", Data: []byte(b.String())})
-	if got := len(p.deny.index.segs); got != 1 || !p.deny.index.segs[0].indexed {
-		t.Fatalf("want one indexed segment, got %+v", p.deny.index.segs)
+	if got := len(p.deny.segs); got != 1 || p.deny.segs[0].run == nil {
+		t.Fatalf("want one indexed segment, got %+v", p.deny.segs)
 	}
 	req := Request{Daemon: "imap"}
 	req.Client.Addr = netip.MustParseAddrPort("10.1.0.57:1234")

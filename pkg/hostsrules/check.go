@@ -216,8 +216,8 @@ func (c *check) scan(t *table) (scanResult, Decision) {
 	if t.state == FileUnreadable {
 		return scanError, Decision{File: t.name, Reason: "table error", Err: t.endErr}
 	}
-	r, found := t.first(c)
-	if !found {
+	var r rule
+	if !t.first(c, &r) {
 		if t.endErr != nil {
 			return scanError, Decision{File: t.name, Line: t.endErr.Line, Reason: "table error", Err: t.endErr}
 		}

@@ -394,23 +394,23 @@ func v4key(a netip.Addr) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
-// first returns the first rule of t for which the check matches.
-func (t *table) first(c *check) (rule, bool) {
+// first finds the first rule of t for which the check matches and sets r
+// to it.
+func (t *table) first(c *check, r *rule) bool {
 	for k := range t.segs {
 		s := &t.segs[k]
 		if s.run == nil {
 			for i := range s.rules {
-				var r rule
-				r, c.toks = s.rules[i].view(c.toks)
-				if c.ruleMatch(t, &r) {
-					return r, true
+				c.toks = s.rules[i].view(c.toks, r)
+				if c.ruleMatch(t, r) {
+					return true
 				}
 			}
 			continue
 		}
 		if c.linear {
-			if r, ok := s.run.scan(c, t); ok {
-				return r, true
+			if s.run.scan(c, t, r) {
+				return true
 			}
 			continue
 		}
@@ -420,11 +420,11 @@ func (t *table) first(c *check) (rule, bool) {
 				Rule: sprintf("lines %d-%d: %d address-only rules (indexed)", first, last, s.end-s.start),
 				Why:  "only the rules listing the client's address are evaluated; they follow", Index: true})
 		}
-		if r, ok := s.run.lookup(c, t); ok {
-			return r, true
+		if s.run.lookup(c, t, r) {
+			return true
 		}
 	}
-	return rule{}, false
+	return false
 }
 
 // storedRule returns rule k if it is kept as text, or nil if it is
@@ -436,13 +436,12 @@ func (ru *addrRun) storedRule(k int32) *storedRule {
 	return nil
 }
 
-// rule returns rule k; tok is the address token of a compact rule, made
-// by mkTok from a when first needed.
-func (ru *addrRun) rule(c *check, k int32, tok *string, a netip.Addr) rule {
+// rule sets r to rule k; *tok is the address token of a compact rule,
+// made from a when first needed.
+func (ru *addrRun) rule(c *check, k int32, tok *string, a netip.Addr, r *rule) {
 	if s := ru.storedRule(k); s != nil {
-		var r rule
-		r, c.toks = s.view(c.toks)
-		return r
+		c.toks = s.view(c.toks, r)
+		return
 	}
 	if *tok == "" {
 		*tok = addrText(a)
@@ -452,7 +451,7 @@ func (ru *addrRun) rule(c *check, k int32, tok *string, a netip.Addr) rule {
 		p = &ru.prefixes[ru.pfx[k]]
 	}
 	c.toks = append(c.toks[:0], *tok)
-	return rule{text: p.text, tail: *tok, line: ru.lines[k], daemons: p.daemons, clients: c.toks[:1:1]}
+	*r = rule{text: p.text, tail: *tok, line: ru.lines[k], daemons: p.daemons, clients: c.toks[:1:1]}
 }
 
 // addrText is the token of a compact rule for address a.
@@ -463,17 +462,17 @@ func addrText(a netip.Addr) string {
 	return "[" + a.String() + "]"
 }
 
-// lookup finds the first rule of the run that matches: only rules with a
-// token equal to the client address can, and they are tried in rule
-// order.
-func (ru *addrRun) lookup(c *check, t *table) (rule, bool) {
+// lookup finds the first rule of the run that matches and sets r to it:
+// only rules with a token equal to the client address can match, and they
+// are tried in rule order.
+func (ru *addrRun) lookup(c *check, t *table, r *rule) bool {
 	a, text := c.clientKey(len(ru.text) > 0)
 	// [i, iEnd) are the entries of a in v4 or v6, [j, jEnd) those of text.
 	var i, iEnd, j, jEnd int
 	switch {
 	case a.Is4():
 		key := uint64(v4key(a))
-		i, _ = slices.BinarySearch(ru.v4, key<<32)
+		i = lowerBound(ru.v4, key<<32)
 		for iEnd = i; iEnd < len(ru.v4) && ru.v4[iEnd]>>32 == key; iEnd++ {
 		}
 	case a.Is6():
@@ -489,7 +488,6 @@ func (ru *addrRun) lookup(c *check, t *table) (rule, bool) {
 	}
 	var tok string
 	found := int32(-1)
-	var r rule
 	for i < iEnd || j < jEnd {
 		var k int32
 		if i < iEnd {
@@ -505,7 +503,7 @@ func (ru *addrRun) lookup(c *check, t *table) (rule, bool) {
 		} else {
 			i++
 		}
-		if r = ru.rule(c, k, &tok, a); c.ruleMatch(t, &r) {
+		if ru.rule(c, k, &tok, a, r); c.ruleMatch(t, r) {
 			found = k
 			break
 		}
@@ -513,12 +511,30 @@ func (ru *addrRun) lookup(c *check, t *table) (rule, bool) {
 	if ru.v6Rule >= 0 && (found < 0 || ru.v6Rule < found) {
 		c.hostName(&c.client)
 	}
-	return r, found >= 0
+	return found >= 0
+}
+
+// lowerBound returns the first position in the sorted a whose value is at
+// least x: a binary search without branches in its loop, which is faster
+// than slices.BinarySearch over the large arrays of a blocklist.
+func lowerBound(a []uint64, x uint64) int {
+	base, n := 0, len(a)
+	for n > 1 {
+		half := n / 2
+		if a[base+half-1] < x {
+			base += half
+		}
+		n -= half
+	}
+	if n == 1 && a[base] < x {
+		base++
+	}
+	return base
 }
 
 // scan evaluates every rule of the run in order, without the index (for
 // tests that compare both paths).
-func (ru *addrRun) scan(c *check, t *table) (rule, bool) {
+func (ru *addrRun) scan(c *check, t *table, r *rule) bool {
 	addrs := make([]netip.Addr, len(ru.lines))
 	for _, e := range ru.v4 {
 		addrs[uint32(e)] = netip.AddrFrom4([4]byte{byte(e >> 56), byte(e >> 48), byte(e >> 40), byte(e >> 32)})
@@ -528,12 +544,12 @@ func (ru *addrRun) scan(c *check, t *table) (rule, bool) {
 	}
 	for k := range ru.lines {
 		var tok string
-		r := ru.rule(c, int32(k), &tok, addrs[k])
-		if c.ruleMatch(t, &r) {
-			return r, true
+		ru.rule(c, int32(k), &tok, addrs[k], r)
+		if c.ruleMatch(t, r) {
+			return true
 		}
 	}
-	return rule{}, false
+	return false
 }
 
 // clientKey returns the client address as index keys: the canonical

@@ -58,9 +58,10 @@ type storedRule struct {
 	c1, c2 uint16
 }
 
-// view returns the rule with its tokens split into buf, and buf.
-func (s *storedRule) view(buf []string) (rule, []string) {
-	r := rule{text: s.s[:len(s.s)-1], line: s.line}
+// view sets r to the rule, with its tokens split into buf, and returns
+// buf.
+func (s *storedRule) view(buf []string, r *rule) []string {
+	*r = rule{text: s.s[:len(s.s)-1], line: s.line}
 	buf = appendList(buf[:0], s.s[:s.c1])
 	nd := len(buf)
 	clients := s.s[s.c1+1:]
@@ -70,7 +71,7 @@ func (s *storedRule) view(buf []string) (rule, []string) {
 	}
 	buf = appendList(buf, clients)
 	r.daemons, r.clients = buf[:nd:nd], buf[nd:]
-	return r, buf
+	return buf
 }
 
 // table is one compiled access table (hosts.allow or hosts.deny).

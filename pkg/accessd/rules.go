@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -240,8 +241,17 @@ func (r *Rules) reloadLocked(ctx context.Context, reason string) (*hostsrules.Po
 	if r.loaded != nil {
 		r.loaded(g.n, pol)
 	}
+	releaseMemory()
 	return pol, nil
 }
+
+// releaseMemory returns the memory of a load to the operating system at
+// once: the previous policy (once in-flight checks finish with it) and the
+// garbage of compiling. Reloads are rare and a collection of a compiled
+// policy takes milliseconds, while waiting for the next one would leave
+// the heap large, and under Dovecot's vsz_limit every new heap arena
+// counts (docs/dovecot-managed.md).
+func releaseMemory() { debug.FreeOSMemory() }
 
 // settle waits until the rule files are quiet (see SettleTime), reads and
 // compiles them and returns the policy with the stamps of every file it

@@ -38,11 +38,11 @@ type Token struct {
 // rest of the file is read too.
 func ParseRules(src Source, lenient bool) ([]Rule, []Diagnostic) {
 	if src.State != FileOK {
-		_, d := parseTable(src)
+		_, d, _ := parseTable(src)
 		return nil, d
 	}
 	var rules []Rule
-	diags, _ := scanRules(src, lenient, func(l ruleLine) {
+	diags, _ := scanRules(src.Name, &lineReader{data: src.Data}, lenient, func(l ruleLine) {
 		rule := Rule{
 			File: src.Name, FirstLine: l.first, Line: l.last, Text: l.text,
 			Daemons:    tokens(l.daemons, 0),

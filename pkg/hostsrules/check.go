@@ -49,21 +49,19 @@ type Policy struct {
 // meaning libwrap gives it and is listed by Diagnostics. /file lists named
 // by rules (at any nesting depth) are read now with ReadSource semantics.
 func Compile(allow, deny Source) *Policy {
-	p := &Policy{lists: map[string]*fileList{}}
-	var d1, d2 []Diagnostic
-	p.allow, d1 = parseTable(allow)
-	p.deny, d2 = parseTable(deny)
-	p.diags = append(d1, d2...)
-	for _, src := range []Source{allow, deny} {
-		p.files = append(p.files, FileInfo{Path: src.Name, State: src.State, ModTime: src.ModTime,
-			Size: int64(len(src.Data)), Err: src.Err})
-	}
-	for _, t := range []*table{p.allow, p.deny} {
-		for i := range t.rules {
-			p.preloadLists(t.rules[i].daemons(), true)
-			p.preloadLists(t.rules[i].clients(), false)
-		}
-		t.index = buildIndex(t)
+	a, d1, l1 := parseTable(allow)
+	d, d2, l2 := parseTable(deny)
+	return newPolicy(a, d, append(d1, d2...), append(l1, l2...),
+		FileInfo{Path: allow.Name, State: allow.State, ModTime: allow.ModTime, Size: int64(len(allow.Data)), Err: allow.Err},
+		FileInfo{Path: deny.Name, State: deny.State, ModTime: deny.ModTime, Size: int64(len(deny.Data)), Err: deny.Err})
+}
+
+// newPolicy completes a policy from its compiled tables: it reads the
+// /file lists the rules name (lists), recursively, and lists the files.
+func newPolicy(allow, deny *table, diags []Diagnostic, lists []string, files ...FileInfo) *Policy {
+	p := &Policy{allow: allow, deny: deny, diags: diags, lists: map[string]*fileList{}, files: files}
+	for _, path := range lists {
+		p.preloadList(path)
 	}
 	paths := make([]string, 0, len(p.lists))
 	for path := range p.lists {
@@ -74,19 +72,6 @@ func Compile(allow, deny Source) *Policy {
 		p.files = append(p.files, p.lists[path].info)
 	}
 	return p
-}
-
-// preloadLists reads the /file lists a list's tokens name, recursively.
-func (p *Policy) preloadLists(toks []string, daemonList bool) {
-	for _, t := range toks {
-		hostPat := t
-		if _, h, ok := splitAtFrom1(t, '@'); ok {
-			hostPat = h
-		} else if daemonList {
-			continue
-		}
-		p.preloadList(hostPat)
-	}
 }
 
 func (p *Policy) preloadList(path string) {
@@ -142,7 +127,7 @@ func (p *Policy) Diagnostics() []Diagnostic { return p.diags }
 func (p *Policy) Files() []FileInfo { return p.files }
 
 // Rules returns the number of rules in hosts.allow and hosts.deny.
-func (p *Policy) Rules() (allow, deny int) { return len(p.allow.rules), len(p.deny.rules) }
+func (p *Policy) Rules() (allow, deny int) { return p.allow.n, p.deny.n }
 
 // scanResult is table_match's YES/NO/ERR.
 type scanResult int
@@ -177,7 +162,8 @@ var checkPool = sync.Pool{New: func() any { return new(check) }}
 
 func (c *check) release() {
 	why := c.why[:0]
-	*c = check{why: why}
+	clear(c.toks) // they point into the policy, which must not be kept alive
+	*c = check{why: why, toks: c.toks[:0]}
 	checkPool.Put(c)
 }
 
@@ -230,17 +216,16 @@ func (c *check) scan(t *table) (scanResult, Decision) {
 	if t.state == FileUnreadable {
 		return scanError, Decision{File: t.name, Reason: "table error", Err: t.endErr}
 	}
-	idx, found := t.index.first(c, t)
-	if !found {
+	var r rule
+	if !t.first(c, &r) {
 		if t.endErr != nil {
 			return scanError, Decision{File: t.name, Line: t.endErr.Line, Reason: "table error", Err: t.endErr}
 		}
 		return scanNoMatch, Decision{}
 	}
-	r := &t.rules[idx]
-	dec := Decision{File: t.name, Line: int(r.line), Rule: r.text, Reason: "matched"}
+	dec := Decision{File: t.name, Line: int(r.line), Rule: r.fullText(), Reason: "matched"}
 	if r.hasOpts {
-		dec = c.runOptions(t, r, dec)
+		dec = c.runOptions(t, &r, dec)
 		if c.aclexecFailed {
 			c.logf("aclexec returned 1")
 			return scanNoMatch, Decision{}
@@ -256,7 +241,7 @@ func (c *check) ruleMatch(t *table, r *rule) bool {
 		c.note("daemon list:")
 	}
 	n := len(c.why)
-	m := c.listMatch(r.daemons(), false)
+	m := c.listMatch(r.daemons, false)
 	if c.explain && !m && len(c.why) == n {
 		c.note("nothing matched daemon %q", c.daemon)
 	}
@@ -265,7 +250,7 @@ func (c *check) ruleMatch(t *table, r *rule) bool {
 			c.note("; client list:")
 		}
 		n = len(c.why)
-		m = c.listMatch(r.clients(), true)
+		m = c.listMatch(r.clients, true)
 		if c.explain && !m && len(c.why) == n {
 			c.note("nothing matched client %s", c.describeClient())
 		}
@@ -352,7 +337,7 @@ func (c *check) step(t *table, r *rule, matched bool) {
 	for _, r := range [][2]string{{" ;", ";"}, {"[ ", "["}, {" ]", "]"}} {
 		why = strings.ReplaceAll(why, r[0], r[1])
 	}
-	c.trace = append(c.trace, Step{File: t.name, Line: int(r.line), Rule: r.text, Matched: matched, Why: why})
+	c.trace = append(c.trace, Step{File: t.name, Line: int(r.line), Rule: r.fullText(), Matched: matched, Why: why})
 }
 
 // CheckExpand is Check followed by the %-expansion of each of texts with

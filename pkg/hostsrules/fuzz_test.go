@@ -6,6 +6,10 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"testing/iotest"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func writeFile(t testing.TB, path, s string) {
@@ -27,16 +31,16 @@ func FuzzParse(f *testing.F) {
 			f.Add(*c.HostsDeny, c.Daemon, c.Client)
 		}
 	}
-	f.Fuzz(func(t *testing.T, table, daemon, client string) {
-		src := Source{Name: "hosts.deny", Data: []byte(table)}
-		lines := strings.Count(table, "\n")
+	f.Fuzz(func(t *testing.T, text, daemon, client string) {
+		src := Source{Name: "hosts.deny", Data: []byte(text)}
+		lines := strings.Count(text, "\n")
 		strict, diags := ParseRules(src, false)
 		lenient, _ := ParseRules(src, true)
 		if len(lenient) < len(strict) {
 			t.Fatalf("lenient reader found %d rules, strict %d", len(lenient), len(strict))
 		}
 		physical := lines // a last line without newline is a line too
-		if table != "" && !strings.HasSuffix(table, "\n") {
+		if text != "" && !strings.HasSuffix(text, "\n") {
 			physical++
 		}
 		for _, d := range diags {
@@ -58,11 +62,22 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		p := Compile(Source{Name: "hosts.allow", State: FileMissing}, src)
+		// The same text read as Load reads a file, a byte at a time.
+		st := &table{name: "hosts.deny"}
+		sdiags, slists := st.build(&lineReader{src: iotest.OneByteReader(strings.NewReader(text))}, 0)
+		ps := newPolicy(&table{name: "hosts.allow", state: FileMissing}, st, sdiags, slists)
+		if diff := cmp.Diff(p.Diagnostics(), ps.Diagnostics(), cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("streamed diagnostics differ (-whole +streamed):\n%s", diff)
+		}
 		req := Request{Daemon: daemon, Client: Endpoint{AddrText: client, Name: Unknown}, User: Unknown}
 		if a, err := netip.ParseAddr(client); err == nil {
 			req.Client = Endpoint{Addr: netip.AddrPortFrom(a, 1)}
 		}
 		d := p.Check(context.Background(), &req, &Env{})
+		r2 := req
+		if diff := cmp.Diff(d, ps.Check(context.Background(), &r2, &Env{}), cmp.Comparer(func(x, y error) bool { return (x == nil) == (y == nil) })); diff != "" {
+			t.Fatalf("streamed policy decides differently (-whole +streamed):\n%s", diff)
+		}
 		if d.Verdict != Granted && d.Verdict != Denied {
 			t.Fatalf("verdict %v", d.Verdict)
 		}

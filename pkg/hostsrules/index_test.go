@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -92,8 +93,8 @@ func TestIndexUsed(t *testing.T) {
 		fmt.Fprintf(&b, "ALL: 10.1.%d.%d\n", i/250, i%250)
 	}
 	p := Compile(Source{Name: "hosts.allow"}, Source{Name: "hosts.deny", Data: []byte(b.String())})
-	if got := len(p.deny.index.segs); got != 1 || !p.deny.index.segs[0].indexed {
-		t.Fatalf("want one indexed segment, got %+v", p.deny.index.segs)
+	if got := len(p.deny.segs); got != 1 || p.deny.segs[0].run == nil {
+		t.Fatalf("want one indexed segment, got %+v", p.deny.segs)
 	}
 	req := Request{Daemon: "imap"}
 	req.Client.Addr = netip.MustParseAddrPort("10.1.0.57:1234")
@@ -117,5 +118,67 @@ func TestExplainIndexed(t *testing.T) {
 	d := p.Check(context.Background(), &req, &Env{Explain: true})
 	if len(d.Trace) != 2 || !d.Trace[0].Index || d.Trace[1].Line != 508 || !d.Trace[1].Matched {
 		t.Errorf("trace %+v, want an index step then line 508 matched", d.Trace)
+	}
+}
+
+func TestLowerBound(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := range 70 {
+		a := make([]uint64, n)
+		for i := range a {
+			a[i] = uint64(rng.IntN(40))
+		}
+		slices.Sort(a)
+		for x := range uint64(42) {
+			want, _ := slices.BinarySearch(a, x)
+			if got := lowerBound(a, x); got != want {
+				t.Fatalf("lowerBound(%v, %d) = %d, want %d", a, x, got, want)
+			}
+		}
+	}
+}
+
+// TestLoadStreams: Load, which compiles while reading a file in blocks,
+// gives the policy Compile(ReadSource) gives, for a table larger than a
+// block with continuations, comments, mixed and compact rules.
+func TestLoadStreams(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	rng := rand.New(rand.NewPCG(7, 8))
+	for b.Len() < 3*readChunk {
+		switch rng.IntN(20) {
+		case 0:
+			b.WriteString("# comment\n\n")
+		case 1:
+			b.WriteString("imap: 10.0.0.1 \\\n 10.0.0.2: deny\n")
+		default:
+			b.WriteString(randomRules(rng, 1))
+		}
+	}
+	b.WriteString("ALL: 192.0.2.1") // unterminated
+	allow, deny := dir+"/hosts.allow", dir+"/hosts.deny"
+	writeFile(t, allow, "sshd: 10.0.0.3\n")
+	writeFile(t, deny, b.String())
+	whole := Compile(ReadSource(allow), ReadSource(deny))
+	streamed := Load(allow, deny)
+	if diff := cmp.Diff(whole.Diagnostics(), streamed.Diagnostics()); diff != "" {
+		t.Errorf("diagnostics (-whole +streamed):\n%s", diff)
+	}
+	if diff := cmp.Diff(whole.Files(), streamed.Files()); diff != "" {
+		t.Errorf("files (-whole +streamed):\n%s", diff)
+	}
+	if a1, d1 := whole.Rules(); true {
+		if a2, d2 := streamed.Rules(); a1 != a2 || d1 != d2 {
+			t.Errorf("rules %d/%d streamed, %d/%d whole", a2, d2, a1, d1)
+		}
+	}
+	for range 300 {
+		req := randomRequest(rng)
+		r1, r2 := req, req
+		env := &Env{Explain: true}
+		if diff := cmp.Diff(whole.Check(context.Background(), &r1, env), streamed.Check(context.Background(), &r2, env),
+			cmp.Comparer(func(x, y error) bool { return (x == nil) == (y == nil) })); diff != "" {
+			t.Fatalf("decision for %+v (-whole +streamed):\n%s", req, diff)
+		}
 	}
 }

@@ -33,6 +33,8 @@ type check struct {
 	explain        bool
 	why            []string
 	trace          []Step
+	// toks holds the tokens of the rule being evaluated.
+	toks []string
 	// linear disables the address index (tests compare both paths).
 	linear bool
 	// identSecs is the RFC 931 timeout; 0 means the default of 10 s.

@@ -3,6 +3,7 @@ package hostsrules
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"strings"
 	"syscall"
@@ -19,39 +20,82 @@ const maxField = 127
 // listSeparators split daemon and client lists (hosts_access.c "sep").
 const listSeparators = ", \t\r\n"
 
-// rule is one parsed rule line.
+// rule is one rule as evaluated: a view built on demand from the compact
+// form the table keeps (see storedRule and addrRun). Its strings point into
+// the table's text or into the check's token buffer; a rule never outlives
+// the check that built it.
 type rule struct {
-	text string // the logical line without its final newline
-	// toks holds the daemon list tokens followed by the client list tokens;
-	// nd is the number of daemon tokens.
-	toks []string
+	// text and tail together are the logical line without its final
+	// newline; tail is only set for a rule rebuilt from an address index
+	// (fullText joins them only when asked).
+	text, tail string
 	// opts is the options field including the final newline.
 	opts string
 	line int32 // physical line number of the rule's last line
-	nd   int32
 	// hasOpts says whether a second colon made an options field exist
 	// (even if blank).
-	hasOpts bool
+	hasOpts          bool
+	daemons, clients []string
 }
 
-func (r *rule) daemons() []string { return r.toks[:r.nd] }
-func (r *rule) clients() []string { return r.toks[r.nd:] }
+// fullText returns the logical line without its newline.
+func (r *rule) fullText() string {
+	if r.tail == "" {
+		return r.text
+	}
+	return r.text + r.tail
+}
+
+// storedRule is a rule kept as text: the logical line with its newline,
+// held in the table's text arena, and where its fields end. Its tokens
+// are split again when it is evaluated (view), which costs less than
+// keeping them.
+type storedRule struct {
+	s    string
+	line int32
+	// c1 is the offset of the ":" that ends the daemon list; c2 that of
+	// the ":" that ends the client list, or 0 when there is none.
+	c1, c2 uint16
+}
+
+// view sets r to the rule, with its tokens split into buf, and returns
+// buf.
+func (s *storedRule) view(buf []string, r *rule) []string {
+	*r = rule{text: s.s[:len(s.s)-1], line: s.line}
+	buf = appendList(buf[:0], s.s[:s.c1])
+	nd := len(buf)
+	clients := s.s[s.c1+1:]
+	if s.c2 > 0 {
+		clients = s.s[s.c1+1 : s.c2]
+		r.opts, r.hasOpts = s.s[s.c2+1:], true
+	}
+	buf = appendList(buf, clients)
+	r.daemons, r.clients = buf[:nd:nd], buf[nd:]
+	return buf
+}
 
 // table is one compiled access table (hosts.allow or hosts.deny).
 type table struct {
 	name  string
 	state FileState
 	err   error // open error when state is FileUnreadable
-	rules []rule
+	// n is the number of rules; segs holds them in order (see index.go).
+	n    int
+	segs []segment
 	// endErr, when not nil, is the error that stops the scan after the
 	// last rule (missing newline or line too long); the scan then returns
 	// an error result, as Debian's fix_parsing_long_lines makes it.
 	endErr *Diagnostic
-	index  *tableIndex
 }
+
+// readChunk is how much of a table file a streaming lineReader reads at a
+// time.
+const readChunk = 64 << 10
 
 // lineReader emulates libwrap's xgets over fgets on a 2048-byte buffer,
 // including strlen's view of NUL bytes and Debian's stop on a full buffer.
+// It reads from data, or, when src is set, from src through a window of
+// readChunk bytes, so a table is never held in memory whole.
 type lineReader struct {
 	data []byte
 	pos  int
@@ -60,12 +104,41 @@ type lineReader struct {
 	// those fgets's strlen sees), and pieceLine the true 1-based line of
 	// the last piece read: where an unterminated or over-long line is.
 	newlines, pieceLine int
+
+	src  io.Reader
+	win  []byte // the window data lives in when src is set
+	err  error  // the first error of src (io.EOF at the end)
+	read int64  // bytes read from src
+}
+
+// fill makes at least lineBufSize bytes available after pos, unless src
+// has ended.
+func (r *lineReader) fill() {
+	if r.src == nil || r.err != nil || len(r.data)-r.pos >= lineBufSize {
+		return
+	}
+	if r.win == nil {
+		r.win = make([]byte, readChunk)
+	}
+	n := copy(r.win, r.data[r.pos:])
+	r.data, r.pos = r.win[:n], 0
+	for len(r.data) < lineBufSize && r.err == nil {
+		m, err := r.src.Read(r.win[len(r.data):])
+		r.data = r.win[:len(r.data)+m]
+		r.read += int64(m)
+		r.err = err
+	}
 }
 
 // next returns the next logical line, or ok=false at the end of the table.
+// The line is only valid until the next call.
 func (r *lineReader) next() (buf []byte, ok bool) {
 	room := lineBufSize
-	for r.pos < len(r.data) {
+	for {
+		r.fill()
+		if r.pos >= len(r.data) {
+			break
+		}
 		// fgets reads at most room-1 bytes, up to and including a newline.
 		limit := room - 1
 		if limit <= 0 {
@@ -186,20 +259,21 @@ func isBlankLine(s []byte) bool {
 // splits it: the daemon list, the client list and the options field
 // (including the final newline) if a second colon made one exist.
 type ruleLine struct {
-	first, last int // physical line numbers
-	text        string
+	first, last int    // physical line numbers
+	line        string // the logical line with its newline
+	text        string // the logical line without its newline
 	daemons     string
 	clients     string
 	opts        string
 	hasOpts     bool
 }
 
-// scanRules reads a table's logical lines as libwrap's table_match does
-// and calls fn for each rule line, returning the diagnostics of reading.
-// An unterminated or over-long line stops the scan (end is its
-// diagnostic) unless lenient, tcpdchk's reading, which goes on.
-func scanRules(src Source, lenient bool, fn func(ruleLine)) (diags []Diagnostic, end *Diagnostic) {
-	r := lineReader{data: src.Data}
+// scanRules reads a table's logical lines from r as libwrap's table_match
+// does and calls fn for each rule line, returning the diagnostics of
+// reading. An unterminated or over-long line stops the scan (end is its
+// diagnostic) unless lenient, tcpdchk's reading, which goes on. A read
+// error of r's source ends the scan early; the caller checks r.err.
+func scanRules(name string, r *lineReader, lenient bool, fn func(ruleLine)) (diags []Diagnostic, end *Diagnostic) {
 	for {
 		first := r.line + 1
 		buf, ok := r.next()
@@ -209,11 +283,11 @@ func scanRules(src Source, lenient bool, fn func(ruleLine)) (diags []Diagnostic,
 		if buf[len(buf)-1] != '\n' {
 			// libwrap prints the count of newlines it has read
 			// (tcpd_context.line), usually the line before this one.
-			d := Diagnostic{File: src.Name, Line: r.pieceLine, LibwrapLine: r.line, Severity: Error,
+			d := Diagnostic{File: name, Line: r.pieceLine, LibwrapLine: r.line, Severity: Error,
 				Code: "missing-newline", Msg: "missing newline or line too long"}
 			diags = append(diags, d)
 			if !lenient {
-				diags = append(diags, Diagnostic{File: src.Name, Line: r.pieceLine, LibwrapLine: r.line, Severity: Error,
+				diags = append(diags, Diagnostic{File: name, Line: r.pieceLine, LibwrapLine: r.line, Severity: Error,
 					Code: "rules-ignored", Msg: "all the subsequent rules will be ignored"})
 				return diags, &d
 			}
@@ -224,43 +298,41 @@ func scanRules(src Source, lenient bool, fn func(ruleLine)) (diags []Diagnostic,
 		line := string(buf)
 		daemons, rest, ok := splitAt(line, ':')
 		if !ok {
-			diags = append(diags, Diagnostic{File: src.Name, Line: r.line, Severity: Warning,
+			diags = append(diags, Diagnostic{File: name, Line: r.line, Severity: Warning,
 				Code: "missing-separator", Msg: `missing ":" separator`})
 			continue
 		}
 		clients, opts, hasOpts := splitAt(rest, ':')
-		fn(ruleLine{first: first, last: r.line, text: strings.TrimSuffix(line, "\n"),
+		fn(ruleLine{first: first, last: r.line, line: line, text: strings.TrimSuffix(line, "\n"),
 			daemons: daemons, clients: clients, opts: opts, hasOpts: hasOpts})
 	}
 }
 
-// parseTable parses one table the way libwrap's table_match reads it.
-func parseTable(src Source) (*table, []Diagnostic) {
+// parseTable parses one table the way libwrap's table_match reads it and
+// returns the /file paths its rules name.
+func parseTable(src Source) (*table, []Diagnostic, []string) {
 	t := &table{name: src.Name, state: src.State, err: src.Err}
 	switch src.State {
 	case FileMissing, FileDir:
-		return t, nil
+		return t, nil, nil
 	case FileUnreadable:
 		d := Diagnostic{File: src.Name, Severity: Error, Code: "cannot-open",
 			Msg: fmt.Sprintf("cannot open %s: %s", src.Name, strerror(src.Err))}
 		t.endErr = &d
-		return t, []Diagnostic{d}
+		return t, []Diagnostic{d}, nil
 	}
-	diags, end := scanRules(src, false, func(l ruleLine) {
-		toks := appendList(nil, l.daemons)
-		nd := len(toks)
-		toks = appendList(toks, l.clients)
-		t.rules = append(t.rules, rule{
-			line:    int32(l.last),
-			text:    l.text,
-			toks:    toks[:len(toks):len(toks)],
-			nd:      int32(nd),
-			opts:    l.opts,
-			hasOpts: l.hasOpts,
-		})
-	})
+	diags, lists := t.build(&lineReader{data: src.Data}, int64(len(src.Data)))
+	return t, diags, lists
+}
+
+// build reads t's rules from r (size is the table's size if known, a
+// hint) and returns the diagnostics and the /file paths the rules name.
+func (t *table) build(r *lineReader, size int64) ([]Diagnostic, []string) {
+	b := newTableBuilder(t, size)
+	diags, end := scanRules(t.name, r, false, b.add)
+	b.finish()
 	t.endErr = end
-	return t, diags
+	return diags, b.lists
 }
 
 // strerror renders err like C's strerror: "Permission denied".

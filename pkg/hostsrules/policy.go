@@ -3,8 +3,10 @@ package hostsrules
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -69,6 +71,23 @@ type Source struct {
 // as libwrap does: ENOENT is FileMissing, a directory is FileDir, and any
 // other error is FileUnreadable. It never returns a partly read file.
 func ReadSource(path string) Source {
+	src, f, size := openSource(path)
+	if f == nil {
+		return src
+	}
+	defer f.Close()
+	data, err := readAll(f, size)
+	if err != nil {
+		return readFailed(src, err)
+	}
+	src.Data = data
+	return src
+}
+
+// openSource opens the table at path. It returns the open file and its
+// size, or a nil file and the Source of a missing, directory or
+// unreadable table.
+func openSource(path string) (Source, *os.File, int64) {
 	src := Source{Name: path}
 	f, err := os.Open(path)
 	if err != nil {
@@ -78,31 +97,33 @@ func ReadSource(path string) Source {
 			src.State = FileUnreadable
 			src.Err = err
 		}
-		return src
+		return src, nil, 0
 	}
-	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
+		f.Close()
 		src.State = FileUnreadable
 		src.Err = err
-		return src
+		return src, nil, 0
 	}
 	src.ModTime = st.ModTime()
 	if st.IsDir() {
+		f.Close()
+		src.State = FileDir
+		return src, nil, 0
+	}
+	return src, f, st.Size()
+}
+
+// readFailed classifies a read error: a directory (EISDIR) is FileDir,
+// anything else FileUnreadable.
+func readFailed(src Source, err error) Source {
+	if errors.Is(err, errIsDir) || strings.Contains(err.Error(), "is a directory") {
 		src.State = FileDir
 		return src
 	}
-	data, err := readAll(f, st.Size())
-	if err != nil {
-		if errors.Is(err, errIsDir) {
-			src.State = FileDir
-			return src
-		}
-		src.State = FileUnreadable
-		src.Err = err
-		return src
-	}
-	src.Data = data
+	src.State = FileUnreadable
+	src.Err = err
 	return src
 }
 
@@ -111,8 +132,37 @@ func ReadSource(path string) Source {
 // malformed files take the meaning libwrap gives them, and every problem is
 // reported in Policy.Diagnostics. /file pattern lists named by the rules are
 // read at load time too, and listed by Policy.Files.
+//
+// Load gives the policy Compile(ReadSource(allowPath), ReadSource(denyPath))
+// gives, but compiles each table while reading it, in blocks of 64 KiB, so
+// that a large table is never in memory as text: a read error part way
+// makes the table unreadable as a whole, as ReadSource would.
 func Load(allowPath, denyPath string) *Policy {
-	return Compile(ReadSource(allowPath), ReadSource(denyPath))
+	allow, d1, l1, f1 := loadTable(allowPath)
+	deny, d2, l2, f2 := loadTable(denyPath)
+	return newPolicy(allow, deny, append(d1, d2...), append(l1, l2...), f1, f2)
+}
+
+// loadTable reads and compiles the table at path, streaming.
+func loadTable(path string) (*table, []Diagnostic, []string, FileInfo) {
+	src, f, size := openSource(path)
+	if f != nil {
+		defer f.Close()
+		t := &table{name: path}
+		r := &lineReader{src: f}
+		diags, lists := t.build(r, size)
+		switch {
+		case r.err == nil || r.err == io.EOF:
+			if r.err == io.EOF {
+				size = r.read // as much as was there
+			}
+			return t, diags, lists, FileInfo{Path: path, ModTime: src.ModTime, Size: size}
+		default:
+			src = readFailed(src, r.err)
+		}
+	}
+	t, diags, lists := parseTable(src)
+	return t, diags, lists, FileInfo{Path: path, State: src.State, ModTime: src.ModTime, Err: src.Err}
 }
 
 // MarshalText encodes the state as "ok", "missing", "directory" or

@@ -1,0 +1,241 @@
+package accessd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
+)
+
+// rlimitASEnv, set in the environment of the test binary, makes it a
+// launcher: it sets its RLIMIT_AS to the value (bytes) and execs
+// os.Args[1:]. os/exec cannot set a resource limit for a child, and a limit
+// set after the child started comes too late for the Go runtime's
+// start-up reservations, which depend on it.
+const rlimitASEnv = "ACCESSD_TEST_RLIMIT_AS"
+
+func init() {
+	v := os.Getenv(rlimitASEnv)
+	if v == "" || len(os.Args) < 2 {
+		return
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err == nil {
+		err = unix.Setrlimit(unix.RLIMIT_AS, &unix.Rlimit{Cur: n, Max: n})
+	}
+	if err == nil {
+		err = syscall.Exec(os.Args[1], os.Args[1:], os.Environ())
+	}
+	fmt.Fprintf(os.Stderr, "rlimit launcher: %v\n", err)
+	os.Exit(127)
+}
+
+// staticBinary builds cmd/tcpwrapd as packaged for Dovecot, without cgo
+// (see MinAddressSpaceCgo), into a temporary directory of t.
+func staticBinary(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "tcpwrapd")
+	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/tcpwrapd/tcpwrapd/cmd/tcpwrapd")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/tcpwrapd: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// writeBlocklist writes a hosts.deny of n lines as a big blocklist looks:
+// 1,000 CIDR rules, 1,000 IPv6 /64 rules, then address rules from
+// 11.0.0.0 upwards, and last the sentinel "ALL: 127.0.0.<2+gen>". It
+// replaces path atomically (rename), as editors and fail2ban do.
+func writeBlocklist(t *testing.T, path string, n, gen int) {
+	t.Helper()
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	fmt.Fprintf(w, "# generated blocklist, generation %d\n", gen)
+	for i := range 1000 {
+		fmt.Fprintf(w, "ALL: 10.%d.%d.0/24\n", i/256, i%256)
+		fmt.Fprintf(w, "ALL: [2001:db8:%x::]/64\n", i)
+	}
+	for i := range n - 2001 {
+		a := 11<<24 + uint32(i)
+		fmt.Fprintf(w, "ALL: %d.%d.%d.%d\n", a>>24, a>>16&0xff, a>>8&0xff, a&0xff)
+	}
+	fmt.Fprintf(w, "ALL: 127.0.0.%d\n", 2+gen)
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ask asks the access socket about a connection from client, without
+// failing the test (it may run in a goroutine).
+func ask(sock, client string) (accessclient.Verdict, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, done, err := accessclient.LocalConn(ctx, netip.MustParseAddr(client), netip.Addr{})
+	if err != nil {
+		return accessclient.Refused, err
+	}
+	defer done()
+	return accessclient.Ask(ctx, sock, "imap", conn, 30*time.Second)
+}
+
+// vm returns the VmPeak, VmSize and VmRSS lines of pid's status.
+func vm(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmPeak") || strings.HasPrefix(l, "VmSize") || strings.HasPrefix(l, "VmRSS") {
+			out = append(out, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// TestBigRulesUnderVSZLimit runs the real tcpwrapd (static, as packaged for
+// Dovecot) under Dovecot's documented vsz_limit = 1G (RLIMIT_AS) with a
+// 1,000,000-line hosts.deny, replaces the file several times, and checks
+// that every check is answered correctly throughout and that the process
+// never dies. Before the rules were kept compactly, the first load
+// already ran out of address space.
+func TestBigRulesUnderVSZLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds cmd/tcpwrapd and loads a 1,000,000-line hosts.deny; skipped in -short mode")
+	}
+	const lines, reloads = 1_000_000, 3
+	bin := staticBinary(t)
+	dir := shortDir(t)
+	sock := filepath.Join(dir, "access")
+	allow := writeFile(t, dir, "hosts.allow", "")
+	deny := filepath.Join(dir, "hosts.deny")
+	writeBlocklist(t, deny, lines, 0)
+
+	cmd := exec.Command(os.Args[0], bin, "--listen", sock, "--allow-file", allow, "--deny-file", deny,
+		"--reload-interval", "100ms")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", rlimitASEnv, MinAddressSpace))
+	out := startChild(t, cmd)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+
+	// waitLoaded waits for the load of generation gen, failing at once if
+	// the process dies.
+	waitLoaded := func(gen int) {
+		t.Helper()
+		want := fmt.Sprintf("generation=%d ", gen)
+		deadline := time.After(2 * time.Minute)
+		for {
+			for _, l := range strings.Split(out.String(), "\n") {
+				if strings.Contains(l, `msg="rules loaded"`) && strings.Contains(l, want) {
+					if !strings.Contains(l, fmt.Sprintf("deny_rules=%d ", lines)) {
+						t.Fatalf("load %d: %s", gen, l)
+					}
+					return
+				}
+			}
+			select {
+			case err := <-exited:
+				exited <- err
+				t.Fatalf("tcpwrapd died before loading generation %d: %v", gen, err)
+			case <-deadline:
+				t.Fatalf("no load of generation %d after 2 minutes", gen)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	waitLoaded(1)
+	t.Logf("after the first load: %s", vm(cmd.Process.Pid))
+
+	// A listed-nowhere client is granted at every moment, across reloads.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var checks int
+	var checkErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			v, err := ask(sock, "127.0.0.1")
+			if err == nil && v != accessclient.Allowed {
+				err = errors.New("127.0.0.1 refused")
+			}
+			if err != nil {
+				checkErr = err
+				return
+			}
+			checks++
+		}
+	}()
+
+	for gen := 0; gen <= reloads; gen++ {
+		if gen > 0 {
+			writeBlocklist(t, deny, lines, gen)
+			waitLoaded(gen + 1)
+		}
+		// The sentinel of this generation is refused, the previous one
+		// granted again: the whole file was read, the new one adopted.
+		cur := fmt.Sprintf("127.0.0.%d", 2+gen)
+		if v, err := ask(sock, cur); err != nil || v != accessclient.Refused {
+			t.Fatalf("generation %d: %s: %v %v, want refused", gen, cur, v, err)
+		}
+		if gen > 0 {
+			prev := fmt.Sprintf("127.0.0.%d", 1+gen)
+			if v, err := ask(sock, prev); err != nil || v != accessclient.Allowed {
+				t.Fatalf("generation %d: %s: %v %v, want allowed", gen, prev, v, err)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if checkErr != nil {
+		t.Fatalf("check during reloads: %v", checkErr)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		t.Fatalf("tcpwrapd exited: %v", err)
+	default:
+	}
+	t.Logf("after %d reloads and %d checks during them: %s", reloads, checks, vm(cmd.Process.Pid))
+}

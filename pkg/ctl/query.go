@@ -109,7 +109,15 @@ func runQuery(cCtx *cli.Context) error {
 	defer done()
 	if connErr != nil || path == "" {
 		if admin == "" {
-			return cli.Exit(connErr.Error(), ExitNoVerdict)
+			// No connection from CLIENT can be made here: no verdict.
+			res := QueryResult{Schema: QuerySchema, Via: "access-socket", Socket: path, Daemon: daemon, Client: clientArg,
+				Verdict: "error", Error: connErr.Error() + " (give --admin-socket to check it against tcpwrapd's live rules)"}
+			if cCtx.Bool("json") {
+				writeJSON(cCtx.App.Writer, res)
+			} else {
+				fmt.Fprintf(cCtx.App.Writer, "%s %s from %s: error: %s\n", path, daemon, clientArg, res.Error)
+			}
+			return cli.Exit("", ExitNoVerdict)
 		}
 		return queryAdmin(cCtx, admin, daemon, clientArg, cCtx.String("server"), connErr)
 	}

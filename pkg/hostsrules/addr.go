@@ -1,7 +1,9 @@
 package hostsrules
 
 import (
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -140,7 +142,8 @@ func atoi(s string) int {
 }
 
 // parseIPv6 parses numeric IPv6 text as getaddrinfo(AF_INET6,
-// AI_NUMERICHOST) would, accepting a %scope suffix. IPv4 text is rejected.
+// AI_NUMERICHOST) would, accepting a %scope suffix only where glibc's
+// inet6_scopeid_pton does (validScope). IPv4 text is rejected.
 func parseIPv6(s string) (netip.Addr, bool) {
 	if strings.IndexByte(s, ':') < 0 {
 		return netip.Addr{}, false
@@ -149,7 +152,44 @@ func parseIPv6(s string) (netip.Addr, bool) {
 	if err != nil || !a.Is6() {
 		return netip.Addr{}, false
 	}
+	if z := a.Zone(); z != "" && !validScope(a, z) {
+		return netip.Addr{}, false
+	}
 	return a, true
+}
+
+// ValidScope reports whether libwrap reads "[a%scope]" as an address
+// (validScope): tools that check rules (pkg/lint) use it.
+func ValidScope(a netip.Addr, scope string) bool { return validScope(a, scope) }
+
+// validScope reports whether glibc's getaddrinfo accepts the scope of a
+// (inet6_scopeid_pton): the name of an interface this host has, for a
+// link-local address (fe80::/10) or a node- or link-local multicast one
+// (ffx1::, ffx2::); otherwise, or if there is no such interface, a decimal
+// number up to 2^32-1 written with digits only. So "fe80::1%eth0" is an
+// address where eth0 exists, "::1%lo" and "fe80::1%nosuch" are not (and
+// never match), "::1%1" is. The verdict depends on the host's interfaces
+// at the time of the check, as libwrap's does.
+func validScope(a netip.Addr, scope string) bool {
+	b := a.As16()
+	linkLocal := b[0] == 0xfe && b[1]&0xc0 == 0x80
+	mcLocal := b[0] == 0xff && (b[1]&0x0f == 1 || b[1]&0x0f == 2)
+	if (linkLocal || mcLocal) && interfaceExists(scope) {
+		return true
+	}
+	if scope == "" || !isDigit(scope[0]) {
+		return false
+	}
+	// ParseUint refuses a sign and anything but digits (as strtoull
+	// with the end check does), and numbers past 32 bits.
+	_, err := strconv.ParseUint(scope, 10, 32)
+	return err == nil
+}
+
+// interfaceExists is if_nametoindex(name) != 0. Tests replace it.
+var interfaceExists = func(name string) bool {
+	_, err := net.InterfaceByName(name)
+	return err == nil
 }
 
 // unmapText turns "::ffff:a.b.c.d" (any case) into "a.b.c.d" when the rest

@@ -88,6 +88,11 @@ type prefix struct {
 // address text and never looks at the name), or a bracketed IPv6 address.
 func addrToken(tok string) (addr netip.Addr, text string, v6, ok bool) {
 	if len(tok) >= 2 && tok[0] == '[' && tok[len(tok)-1] == ']' {
+		if strings.IndexByte(tok, '%') >= 0 {
+			// Whether a scope is valid depends on the host's interfaces
+			// at check time (validScope): never indexed.
+			return netip.Addr{}, "", false, false
+		}
 		a, ok := parseIPv6(tok[1 : len(tok)-1])
 		if !ok {
 			return netip.Addr{}, "", false, false

@@ -70,6 +70,9 @@
 //	netmask-noncontiguous  warning  a mask such as 255.0.255.0
 //	nondecimal-address     warning  an octal or hex part (010.0.0.0 is 8.0.0.0)
 //	bad-ipv6               error    "[...]" that is not an IPv6 address: never matches
+//	bad-ipv6-scope         error    "[fe80::1%nosuch]", "[::1%lo]": a scope glibc's getaddrinfo refuses
+//	                                on this host (not an interface of it, or a name on an address
+//	                                that is not link-local): never matches
 //	incomplete-address     error    a partial address without a final dot ("192.168") never matches
 //	bad-address            error    an address with parts over 255 or leading zeros never matches
 //	numeric-begins-with-dot warning "network number begins with dot"

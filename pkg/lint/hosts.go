@@ -143,6 +143,18 @@ func (l *linter) bracketed(tok string, p pos) {
 	if !ok || err != nil || !a.Is6() {
 		l.addf(p.file, p.line, p.col, Error, "bad-ipv6", "write an IPv6 address in brackets, an IPv4 address without",
 			"%s is not a bracketed IPv6 address: it never matches", tok)
+		return
+	}
+	l.scope(tok, a, p)
+}
+
+// scope reports a %scope that libwrap (glibc's getaddrinfo) does not
+// accept on this host: the pattern then never matches.
+func (l *linter) scope(tok string, a netip.Addr, p pos) {
+	if z := a.Zone(); z != "" && !hostsrules.ValidScope(a, z) {
+		l.addf(p.file, p.line, p.col, Error, "bad-ipv6-scope",
+			"use a scope only on a link-local address, as the name of an interface of this host, or as its number; or drop it (the scope is not compared)",
+			"%s: libwrap does not accept the scope %q here (an interface name is tried only for link-local addresses and must exist on this host; otherwise only a number): the pattern never matches", tok, z)
 	}
 }
 
@@ -169,6 +181,7 @@ func (l *linter) netmask(tok, net, mask string, p pos) {
 			bad("the prefix length of an IPv6 net is 0 to 128")
 			return
 		}
+		l.scope(tok, a, p)
 		if !clean {
 			l.fixf(p.file, p.line, p.col, Warning, "netmask-atoi", tok, fmt.Sprintf("%s/%d", net, n),
 				"%s: libwrap reads the prefix length %q as %d", tok, mask, n)

@@ -70,8 +70,13 @@ func (l *linter) rule(pt *parsedTable, r *hostsrules.Rule) (decisive, broken boo
 	// An IPv6 address without brackets is cut at its first colon.
 	cut, col, bare := bareIPv6(r)
 	if bare {
-		l.fixf(pt.path, line, col, Error, "bare-ipv6", cut, bracketIPv6(cut),
-			"IPv6 address %s without brackets: libwrap cuts the rule at its first \":\", so the rule does not mean what it says", cut)
+		const msg = "IPv6 address %s without brackets: libwrap cuts the rule at its first \":\", so the rule does not mean what it says"
+		if addr, length, hasLen := strings.Cut(cut, "/"); hasLen && !allDigits(length) {
+			// "2001:db8::/255.255.0.0": an IPv6 net takes a prefix length.
+			l.addf(pt.path, line, col, Error, "bare-ipv6", "write ["+addr+"]/LENGTH: an IPv6 net takes a prefix length (0 to 128), not a mask", msg, cut)
+		} else {
+			l.fixf(pt.path, line, col, Error, "bare-ipv6", cut, bracketIPv6(cut), msg, cut)
+		}
 		broken = true
 		skip[col] = true // the piece before the cut
 	}
@@ -240,7 +245,13 @@ func bareIPv6(r *hostsrules.Rule) (string, int, bool) {
 		start--
 	}
 	stop := end + 1
-	for stop < len(r.Text) && (isAddrChar(r.Text[stop]) || r.Text[stop] == ':' || r.Text[stop] == '/' || r.Text[stop] == '%' || r.Text[stop] == '.') {
+	scoped := false // after "%": an interface name or number
+	for stop < len(r.Text) {
+		c := r.Text[stop]
+		if !(isAddrChar(c) || c == ':' || c == '/' || c == '%' || c == '.' || scoped && isScopeChar(c)) {
+			break
+		}
+		scoped = scoped || c == '%'
 		stop++
 	}
 	cand := r.Text[start:stop]
@@ -255,6 +266,17 @@ func bareIPv6(r *hostsrules.Rule) (string, int, bool) {
 	return cand, start + 1, true
 }
 
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isDigitByte(s[i]) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func isDigitByte(c byte) bool { return c >= '0' && c <= '9' }
+
 // bracketIPv6 writes an IPv6 address, or an IPv6 net with its prefix
 // length, as libwrap reads it: "2001:db8::/32" -> "[2001:db8::]/32".
 func bracketIPv6(s string) string {
@@ -263,6 +285,11 @@ func bracketIPv6(s string) string {
 		return "[" + addr + "]/" + length
 	}
 	return "[" + addr + "]"
+}
+
+// isScopeChar: a character of an interface name after "%".
+func isScopeChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
 func isAddrChar(c byte) bool {

@@ -229,8 +229,8 @@ func (s *Server) allow(ctx context.Context, req *Request) (Reply, bool) {
 		s.log.Info("auth policy: denied", "protocol", hreq.Daemon, "client", req.Remote,
 			"user", req.Login, "rule", ruleRef(d), "reason", d.Reason, "session", req.SessionID)
 	} else {
-		s.log.Debug("auth policy: granted", "protocol", hreq.Daemon, "client", req.Remote,
-			"user", req.Login, "rule", ruleRef(d), "status", reply.Status, "session", req.SessionID)
+		s.log.Debug("auth policy: granted", "protocol", hreq.Daemon, "client", hreq.Client.Addr,
+			"server", hreq.Server.Addr, "user", req.Login, "rule", ruleRef(d), "status", reply.Status, "session", req.SessionID)
 	}
 	return reply, true
 }

@@ -6,8 +6,7 @@
 #
 #   internal/dovecot24lab/setup.sh [DIR]
 #
-# What it does to the machine: installs debootstrap with apt-get if it is
-# missing; runs `debootstrap --variant=minbase` of trixie with dovecot-core,
+# What it does to the machine: runs `debootstrap --variant=minbase` of trixie with dovecot-core,
 # dovecot-imapd, dovecot-pop3d, dovecot-submissiond and dovecot-managesieved
 # into DIR.partial (about 90 s and 300 MB the first time) and renames it to
 # DIR when complete. Nothing outside DIR is written (no mount is left, no
@@ -34,11 +33,10 @@ if done_already; then # built by a concurrent run while we waited
 	exit 0
 fi
 
-if ! command -v debootstrap >/dev/null; then
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update >/dev/null
-	apt-get install -y --no-install-recommends debootstrap >/dev/null
-fi
+command -v debootstrap >/dev/null || {
+	echo "setup.sh: debootstrap is not installed (apt-get install debootstrap; CI=true .ci/run does)" >&2
+	exit 1
+}
 MIRROR=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 [ -n "$MIRROR" ] || MIRROR=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
 [ -n "$MIRROR" ] || MIRROR=http://deb.debian.org/debian

@@ -1,0 +1,292 @@
+package authpolicy
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+)
+
+// CheckFunc decides one access question over the compiled rules, as the
+// rules core of tcpwrapd does for every front end. It must be safe for
+// concurrent use and should return when ctx ends.
+type CheckFunc func(ctx context.Context, req *hostsrules.Request) hostsrules.Decision
+
+// Defaults for the zero values of Server's fields.
+const (
+	// DefaultTimeout matches Dovecot's own per-request limit
+	// (auth_policy_server_timeout_msecs, 2.4's
+	// http_client_request_absolute_timeout): 2 s.
+	DefaultTimeout = 2 * time.Second
+	// DefaultIdleTimeout keeps an idle keep-alive connection longer than
+	// Dovecot's client does (10 s), so that Dovecot closes first.
+	DefaultIdleTimeout = 60 * time.Second
+	// DefaultMaxRequestBytes bounds a request body. Dovecot's default
+	// body is about 250 bytes.
+	DefaultMaxRequestBytes = 64 << 10
+	// DefaultMaxHeaderBytes bounds the request line and headers.
+	DefaultMaxHeaderBytes = 8 << 10
+	// DefaultMaxConnections bounds concurrent connections (Dovecot opens
+	// at most 100 per auth process by default).
+	DefaultMaxConnections = 512
+)
+
+// Server answers Dovecot's auth policy requests over HTTP/1.1 from a
+// CheckFunc. Set the fields before Serve or the first ServeHTTP; they must
+// not change afterwards. A Server is safe for concurrent use.
+type Server struct {
+	// Check decides each allow request. Required.
+	Check CheckFunc
+	// Log receives one line per denial (Info), per grant and report
+	// (Debug), and per refused request (Warn). Nil discards.
+	Log *slog.Logger
+	// APIHeader, when not empty, is the value of Dovecot's
+	// auth_policy_server_api_header, and every request must carry it:
+	// "Name: value" (the header Name with that value) or a bare value
+	// (the header X-API-Key), as Dovecot sends it. A request without it
+	// gets 401. The comparison takes constant time.
+	APIHeader string
+	// DenyMessage is the msg of a denial without a banner line. Empty
+	// means DefaultDenyMessage.
+	DenyMessage string
+	// LoginAsUser makes the "login" attribute the client user of the
+	// check, for user@host patterns (see Request.HostsRequest). Off by
+	// default: the user is "unknown".
+	LoginAsUser bool
+	// MaxStatus caps the tarpit status a rule may ask for (StatusOption).
+	// Zero means DefaultMaxStatus.
+	MaxStatus int
+	// Timeout bounds reading a request (headers and body), writing the
+	// reply, and the check. Zero means DefaultTimeout.
+	Timeout time.Duration
+	// IdleTimeout bounds how long a keep-alive connection waits for its
+	// next request. Zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxRequestBytes bounds a request body; a bigger one gets 413 and
+	// the connection is closed. Zero means DefaultMaxRequestBytes.
+	MaxRequestBytes int64
+	// MaxConnections bounds the connections served at once; further ones
+	// wait in the listen backlog. Zero means DefaultMaxConnections.
+	MaxConnections int
+
+	initOnce sync.Once
+	log      *slog.Logger
+	hdrName  string
+	hdrValue []byte
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.log = s.Log
+		if s.log == nil {
+			s.log = slog.New(slog.DiscardHandler)
+		}
+		if s.APIHeader != "" {
+			name, value, ok := strings.Cut(s.APIHeader, ":")
+			if !ok {
+				name, value = "X-API-Key", s.APIHeader
+			}
+			s.hdrName, s.hdrValue = strings.TrimSpace(name), []byte(strings.TrimSpace(value))
+		}
+	})
+}
+
+func orDur(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Serve answers auth policy requests on ln until ctx ends, then stops
+// accepting, lets requests in progress finish for at most Timeout, closes
+// every connection and returns nil. It closes ln. Another error (ln
+// failing) is returned as is. Serve may be called once per Server.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.init()
+	timeout := orDur(s.Timeout, DefaultTimeout)
+	max := s.MaxConnections
+	if max <= 0 {
+		max = DefaultMaxConnections
+	}
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: timeout,
+		ReadTimeout:       timeout,
+		WriteTimeout:      timeout,
+		IdleTimeout:       orDur(s.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:    DefaultMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	hs.SetKeepAlivesEnabled(true)
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(newLimitListener(ln, max)) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Canned replies.
+var (
+	replyGranted = []byte(`{"status":0}`)
+)
+
+// ServeHTTP answers one auth policy request (see the package doc): POST
+// with ?command=allow or ?command=report. Other methods get 405, other
+// commands 400, a missing or wrong API header 401, a body over
+// MaxRequestBytes 413, a malformed body 400; each is logged at Warn.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.init()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		s.refuse(w, r, http.StatusMethodNotAllowed, "method not allowed", nil)
+		return
+	}
+	if s.hdrName != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(s.hdrName)), s.hdrValue) != 1 {
+		s.refuse(w, r, http.StatusUnauthorized, "missing or wrong API header "+s.hdrName, nil)
+		return
+	}
+	command := r.URL.Query().Get("command")
+	if command != "allow" && command != "report" {
+		s.refuse(w, r, http.StatusBadRequest, "unknown command", nil, "command", command)
+		return
+	}
+	max := s.MaxRequestBytes
+	if max <= 0 {
+		max = DefaultMaxRequestBytes
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.refuse(w, r, http.StatusRequestEntityTooLarge, "request body too large", nil, "limit", max)
+			return
+		}
+		// A client that went away or was too slow (ReadTimeout): nothing
+		// useful can be sent.
+		s.log.Warn("auth policy: reading request failed", "remote_addr", r.RemoteAddr, "err", err)
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	req, err := ParseRequest(body)
+	if err != nil {
+		s.refuse(w, r, http.StatusBadRequest, "bad request body", err)
+		return
+	}
+	if command == "report" {
+		s.log.Debug("auth policy: report", "protocol", req.Protocol, "client", req.Remote,
+			"user", req.Login, "success", req.Success, "fail_type", req.FailType, "session", req.SessionID)
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	reply, ok := s.allow(r.Context(), req)
+	if !ok {
+		s.refuse(w, r, http.StatusBadRequest, "bad request attributes", nil)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if reply.Status == 0 {
+		w.Write(replyGranted)
+		return
+	}
+	w.Write(reply.AppendJSON(make([]byte, 0, 64)))
+}
+
+// allow decides an allow request; ok is false for a request that cannot
+// be turned into an access question (logged here).
+func (s *Server) allow(ctx context.Context, req *Request) (Reply, bool) {
+	hreq, err := req.HostsRequest(s.LoginAsUser)
+	if err != nil {
+		s.log.Warn("auth policy: bad request attributes", "err", err, "session", req.SessionID)
+		return Reply{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, orDur(s.Timeout, DefaultTimeout))
+	defer cancel()
+	reply, d := s.Decide(ctx, hreq)
+	if reply.Status < 0 {
+		s.log.Info("auth policy: denied", "protocol", hreq.Daemon, "client", req.Remote,
+			"user", req.Login, "rule", ruleRef(d), "reason", d.Reason, "session", req.SessionID)
+	} else {
+		s.log.Debug("auth policy: granted", "protocol", hreq.Daemon, "client", hreq.Client.Addr,
+			"server", hreq.Server.Addr, "user", req.Login, "rule", ruleRef(d), "status", reply.Status, "session", req.SessionID)
+	}
+	return reply, true
+}
+
+// Decide asks Check about hreq and returns the reply the front end sends
+// with the decision it came from: the code path of every allow request,
+// for tools that replay one (loginctl check-host). A denial's Msg is the
+// first line of the deciding rule's banners file or DenyMessage; a grant's
+// Status is the tarpit option's N, at most MaxStatus. Problems with a
+// banners directory or a tarpit option are logged, never change the
+// verdict. It is safe for concurrent use.
+func (s *Server) Decide(ctx context.Context, hreq *hostsrules.Request) (Reply, hostsrules.Decision) {
+	s.init()
+	d := s.Check(ctx, hreq)
+	status, err := Status(d)
+	if err != nil {
+		s.log.Warn("auth policy: tarpit option ignored", "rule", ruleRef(d), "err", err)
+	}
+	if status < 0 {
+		msg, err := bannerMessage(ctx, d, hreq)
+		if err != nil {
+			s.log.Warn("auth policy: banner", "rule", ruleRef(d), "err", err)
+		}
+		if msg == "" {
+			msg = s.DenyMessage
+		}
+		if msg == "" {
+			msg = DefaultDenyMessage
+		}
+		return Reply{Status: -1, Msg: msg}, d
+	}
+	maxStatus := s.MaxStatus
+	if maxStatus <= 0 {
+		maxStatus = DefaultMaxStatus
+	}
+	return Reply{Status: min(status, maxStatus)}, d
+}
+
+// ruleRef is "file:line" of the deciding rule, or the reason when no rule
+// decided.
+func ruleRef(d hostsrules.Decision) string {
+	if d.File == "" {
+		return d.Reason
+	}
+	if d.Line == 0 {
+		return d.File
+	}
+	return d.File + ":" + itoa(d.Line)
+}
+
+// refuse answers an HTTP error and logs why.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, why string, err error, args ...any) {
+	args = append(args, "remote_addr", r.RemoteAddr, "status", code)
+	if err != nil {
+		args = append(args, "err", err)
+	}
+	s.log.Warn("auth policy: request refused: "+why, args...)
+	http.Error(w, http.StatusText(code), code)
+}

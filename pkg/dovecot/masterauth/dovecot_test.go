@@ -298,4 +298,3 @@ func ExampleIMAPPrefix() {
 	fmt.Printf("%q\n", masterauth.Data("sess", masterauth.IMAPPrefix(false, "a1"), []byte("b1 NOOP\r\n")))
 	// Output: "sess\x000a1\x00b1 NOOP\r\n"
 }
-

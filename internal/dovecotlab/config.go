@@ -2,6 +2,7 @@ package dovecotlab
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/template"
@@ -57,6 +58,12 @@ type Config struct {
 	// 127.0.0.1 listener on a free port. Supported: "imap", "pop3".
 	// Empty means both.
 	Protocols []string
+	// Users, if set, replaces the static passdb (any password) with a
+	// passwd-file passdb (scheme PLAIN) holding these user names and
+	// passwords, in Dir/users, so that a wrong password fails.
+	Users map[string]string
+	// AuthMechanisms is auth_mechanisms. Empty means "plain".
+	AuthMechanisms string
 	// Extra is appended verbatim to the generated configuration.
 	Extra string
 	// StartTimeout bounds how long Start waits for the listeners. Zero
@@ -100,6 +107,7 @@ type confData struct {
 	OwnTcpwrap                                                      bool
 	TcpwrapExecutable                                               string
 	TcpwrapSettings                                                 []string
+	PasswdFile, AuthMechanisms                                      string
 }
 
 type confListener struct {
@@ -119,13 +127,20 @@ ssl = no
 default_login_user = dovenull
 default_internal_user = dovecot
 default_internal_group = dovecot
-auth_mechanisms = plain
+auth_mechanisms = {{.AuthMechanisms}}
 disable_plaintext_auth = no
 first_valid_uid = 1
+{{- if .PasswdFile}}
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {{.PasswdFile}}
+}
+{{- else}}
 passdb {
   driver = static
   args = nopassword=y
 }
+{{- end}}
 userdb {
   driver = static
   args = uid=dovecot gid=dovecot home={{.Dir}}/home/%u
@@ -161,6 +176,20 @@ service tcpwrap {
 {{- .Extra}}
 `))
 
+// passwdFile returns the passwd-file text for Users, sorted by name.
+func (c Config) passwdFile() string {
+	names := make([]string, 0, len(c.Users))
+	for n := range c.Users {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s:{PLAIN}%s\n", n, c.Users[n])
+	}
+	return b.String()
+}
+
 // render returns the configuration text.
 func (c Config) render(dir, baseDir, stateDir, logPath, instance string, ports map[string]int) (string, error) {
 	d := confData{
@@ -168,6 +197,13 @@ func (c Config) render(dir, baseDir, stateDir, logPath, instance string, ports m
 		Instance: instance, AccessSockets: c.accessSockets(), Extra: c.Extra,
 		Protocols: c.protocols(), OwnTcpwrap: c.OwnTcpwrap,
 		TcpwrapExecutable: c.TcpwrapExecutable, TcpwrapSettings: c.TcpwrapSettings,
+		AuthMechanisms: c.AuthMechanisms,
+	}
+	if d.AuthMechanisms == "" {
+		d.AuthMechanisms = "plain"
+	}
+	if len(c.Users) > 0 {
+		d.PasswdFile = filepath.Join(dir, "users")
 	}
 	for _, p := range d.Protocols {
 		ls, ok := loginServices[p]

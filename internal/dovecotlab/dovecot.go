@@ -221,6 +221,11 @@ func (d *Dovecot) Launch() error {
 }
 
 func (d *Dovecot) writeConf() error {
+	if len(d.Config.Users) > 0 {
+		if err := os.WriteFile(filepath.Join(d.Dir, "users"), []byte(d.Config.passwdFile()), 0o644); err != nil {
+			return err
+		}
+	}
 	text, err := d.Config.render(d.Dir, d.BaseDir, filepath.Join(d.Dir, "state"), d.LogPath, d.InstanceName, d.ports)
 	if err != nil {
 		return err

@@ -4,8 +4,10 @@
 // github.com/tcpwrapd/tcpwrapd/pkg/accessd.
 //
 // Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on failure, 2 on
-// bad usage, 89 when RLIMIT_AS (Dovecot's vsz_limit) is below 1 GiB (2 GiB for a
-// cgo build, see accessd.MinAddressSpaceCgo). A
+// bad usage, 89 (Dovecot's FATAL_DEFAULT, service.FatalDefault) when
+// RLIMIT_AS (Dovecot's vsz_limit) is below 1 GiB (2 GiB for a cgo build,
+// see service.MinAddressSpaceCgo) and on a start-up failure with
+// --dovecot. A
 // second SIGTERM or SIGINT during the drain exits at once. SIGHUP reloads
 // the rules.
 //
@@ -31,26 +33,23 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/clidoc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/service"
 	"github.com/tcpwrapd/tcpwrapd/pkg/version"
 )
 
 func main() { os.Exit(run(os.Args)) }
 
-// exitVSZ is the exit status for a too small RLIMIT_AS: Dovecot's
-// FATAL_DEFAULT.
-const exitVSZ = 89
-
 // init refuses to run under an RLIMIT_AS the Go runtime cannot work with.
 // Below about 730 MiB the runtime dies before init runs; vszEntry
 // (entry_linux_amd64.s) catches those when linked in.
 func init() {
-	if err := accessd.CheckAddressSpace(); err != nil {
+	if err := service.CheckAddressSpace(); err != nil {
 		if os.Getenv("LOG_SERVICE") == "1" {
-			accessd.DovecotFatal(os.Stderr, err.Error())
+			service.Fatal(os.Stderr, err.Error())
 		} else {
 			fmt.Fprintf(os.Stderr, "tcpwrapd: %v\n", err)
 		}
-		os.Exit(exitVSZ)
+		os.Exit(service.FatalDefault)
 	}
 }
 
@@ -125,9 +124,8 @@ func run(args []string) int {
 				return usageError{accessd.ErrNoListener}
 			}
 
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			ctx, stop := stopContext(syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			go func() { <-ctx.Done(); stop() }() // a second signal kills at once
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
@@ -150,8 +148,8 @@ func run(args []string) int {
 	case err == nil:
 		return 0
 	case errors.As(err, &fe):
-		accessd.DovecotFatal(app.ErrWriter, "tcpwrapd: "+fe.Error())
-		return 89
+		service.Fatal(app.ErrWriter, "tcpwrapd: "+fe.Error())
+		return service.FatalDefault
 	case errors.As(err, &ue):
 		fmt.Fprintf(app.ErrWriter, "tcpwrapd: %v\n", err)
 		fmt.Fprintln(app.ErrWriter, "Run 'tcpwrapd --help' for usage.")
@@ -160,4 +158,13 @@ func run(args []string) int {
 		fmt.Fprintf(app.ErrWriter, "tcpwrapd: %v\n", err)
 		return 1
 	}
+}
+
+// stopContext returns a context cancelled by the first of sigs. Once it
+// is cancelled the signals get their default action again, so a second
+// one, during the drain, ends the process at once.
+func stopContext(sigs ...os.Signal) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
+	context.AfterFunc(ctx, stop)
+	return ctx, stop
 }

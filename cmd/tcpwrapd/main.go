@@ -31,6 +31,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/sdnotify"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/clidoc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/service"
@@ -59,7 +60,7 @@ type usageError struct{ error }
 func run(args []string) int {
 	// Take the systemd environment first, so no child ever sees it.
 	lns, lnErr := accessd.ActivationListeners()
-	notifier := accessd.NotifierFromEnv()
+	notifier := sdnotify.FromEnv()
 	signal.Ignore(syscall.SIGPIPE)
 
 	app := &cli.App{

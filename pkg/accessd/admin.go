@@ -96,15 +96,15 @@ type RulesStatus struct {
 // Only root and the owner of the socket file (by SO_PEERCRED, checked on
 // each connection) may use it; others are told so and disconnected.
 type AdminServer struct {
-	// Rules is the live policy. Required.
-	Rules *Rules
+	// Reloader holds the live policy and reloads it for "reload",
+	// bounded by the request's context (the daemon's stop ends the
+	// wait). Required.
+	Reloader *Reloader
 	// Stats is read by "stats"; usually the Server's Stats.
 	Stats *Stats
 	// Env is used for "check" (copied; Explain is set and Effects
 	// removed). Nil means DefaultEnv().
 	Env *hostsrules.Env
-	// Reload performs a reload for "reload"; nil calls Rules.Reload("admin").
-	Reload func()
 	// CheckTimeout bounds one "check"; zero means DefaultCheckTimeout.
 	CheckTimeout time.Duration
 	// Logger receives refused peers and failures. Nil discards.
@@ -210,10 +210,8 @@ func (a *AdminServer) Handle(ctx context.Context, req AdminRequest) AdminReply {
 		st := a.stats()
 		return AdminReply{OK: true, Stats: &st}
 	case "reload":
-		if a.Reload != nil {
-			a.Reload()
-		} else {
-			a.Rules.Reload("admin")
+		if err := a.Reloader.Reload(ctx, "admin"); err != nil {
+			return AdminReply{Error: "reload abandoned: " + err.Error()}
 		}
 		st := a.stats()
 		return AdminReply{OK: true, Stats: &st}
@@ -224,14 +222,14 @@ func (a *AdminServer) Handle(ctx context.Context, req AdminRequest) AdminReply {
 }
 
 func (a *AdminServer) stats() AdminStats {
-	p := a.Rules.Policy()
-	at, reason := a.Rules.Loaded()
+	p := a.Reloader.Rules().Policy()
+	at, reason := a.Reloader.Rules().Loaded()
 	allow, deny := p.Rules()
 	snap := a.Stats.Snapshot()
 	st := AdminStats{
 		StatsSnapshot: snap,
 		Rules: RulesStatus{
-			Generation: a.Rules.Generation(), LoadedAt: at, Reason: reason,
+			Generation: a.Reloader.Rules().Generation(), LoadedAt: at, Reason: reason,
 			AllowRules: allow, DenyRules: deny,
 			Files:       append([]hostsrules.FileInfo{}, p.Files()...),
 			Diagnostics: append([]hostsrules.Diagnostic{}, p.Diagnostics()...),
@@ -301,7 +299,7 @@ func (a *AdminServer) check(ctx context.Context, req AdminRequest) ([]AdminCheck
 	if err != nil {
 		return nil, fmt.Errorf("client %w", err)
 	}
-	p := a.Rules.Policy()
+	p := a.Reloader.Rules().Policy()
 	var out []AdminCheckResult
 	for _, addr := range clients {
 		r := &hostsrules.Request{

@@ -23,12 +23,12 @@ func startAdmin(t *testing.T, allow, deny string) (ask func(string) AdminReply, 
 	dir = t.TempDir()
 	os.WriteFile(filepath.Join(dir, "hosts.allow"), []byte(allow), 0o644)
 	os.WriteFile(filepath.Join(dir, "hosts.deny"), []byte(deny), 0o644)
-	rules := NewRules(filepath.Join(dir, "hosts.allow"), filepath.Join(dir, "hosts.deny"), nil)
+	rl, _ := NewReloader(context.Background(), ReloaderConfig{AllowFile: filepath.Join(dir, "hosts.allow"), DenyFile: filepath.Join(dir, "hosts.deny")})
 	ln, owner, err := ListenAdmin(filepath.Join(dir, "run", "admin"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a = &AdminServer{Rules: rules, Stats: NewStats(), OwnerUID: owner,
+	a = &AdminServer{Reloader: rl, Stats: NewStats(), OwnerUID: owner,
 		Env: &hostsrules.Env{Resolver: hostsrules.ParseHosts([]byte("192.0.2.7 mail.example.com\n2001:db8::7 mail.example.com\n"))}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -3,7 +3,6 @@ package accessd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -12,8 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
-
+	"github.com/tcpwrapd/tcpwrapd/internal/sdnotify"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -82,7 +80,7 @@ type Config struct {
 	Logger *slog.Logger
 	// Notifier receives READY=1, RELOADING=1, STOPPING=1 and STATUS=
 	// messages; nil sends none.
-	Notifier *Notifier
+	Notifier *sdnotify.Notifier
 }
 
 // Run runs the daemon until ctx is cancelled: it loads the rules, creates
@@ -123,13 +121,15 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("socket activation in use, ignoring --listen", "listen", cfg.Listen)
 	}
 
-	rules, err := newRules(ctx, allow, deny, log, cfg.RulesLoaded)
+	rl, err := NewReloader(ctx, ReloaderConfig{AllowFile: allow, DenyFile: deny, Logger: log,
+		Loaded: cfg.RulesLoaded, Notifier: cfg.Notifier})
 	if err != nil { // stopped while the rule files were being written
 		for _, ln := range lns {
 			ln.Close()
 		}
 		return nil
 	}
+	rules := rl.Rules()
 	srv := &Server{
 		Rules: rules, Env: cfg.Env, Logger: log,
 		ReadTimeout: cfg.ReadTimeout, CheckTimeout: cfg.CheckTimeout,
@@ -141,22 +141,10 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("sd_notify failed", "state", state, "err", err)
 		}
 	}
-	status := func() string {
-		n := len(rules.Policy().Diagnostics())
-		return fmt.Sprintf("STATUS=serving, rules generation %d, %d diagnostics", rules.Generation(), n)
-	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, len(lns))
-	var reloadMu sync.Mutex
-	reload := func(reason string, force bool) {
-		reloadMu.Lock()
-		defer reloadMu.Unlock()
-		notify(reloading())
-		rules.reload(runCtx, reason, !force) // an error: stopping, logged
-		notify(daemon.SdNotifyReady + "\n" + status())
-	}
 	var adminDone chan struct{}
 	if cfg.AdminSocket != "" {
 		aln, owner, err := ListenAdmin(cfg.AdminSocket)
@@ -167,8 +155,8 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		srv.Stats = NewStats()
-		admin := &AdminServer{Rules: rules, Stats: srv.Stats, Env: cfg.Env, Logger: log, OwnerUID: owner,
-			CheckTimeout: cfg.CheckTimeout, Reload: func() { reload("admin", true) }}
+		admin := &AdminServer{Reloader: rl, Stats: srv.Stats, Env: cfg.Env, Logger: log, OwnerUID: owner,
+			CheckTimeout: cfg.CheckTimeout}
 		adminDone = make(chan struct{})
 		log.Info("admin socket listening", "addr", cfg.AdminSocket, "owner_uid", owner)
 		go func() {
@@ -182,36 +170,14 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("listening", "addr", ln.Addr().String())
 		go func() { errc <- srv.Run(runCtx, ln) }()
 	}
-	notify(daemon.SdNotifyReady + "\n" + status())
+	notify(sdnotify.Ready + "\n" + rules.status())
 
+	interval := cfg.ReloadInterval
+	if interval == 0 {
+		interval = DefaultReloadInterval
+	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		interval := cfg.ReloadInterval
-		if interval == 0 {
-			interval = DefaultReloadInterval
-		}
-		var tick <-chan time.Time
-		if interval > 0 {
-			t := time.NewTicker(interval)
-			defer t.Stop()
-			tick = t.C
-		}
-		for {
-			select {
-			case <-runCtx.Done():
-				return
-			case <-cfg.Hangup:
-				log.Info("reloading rules on SIGHUP")
-				reload("SIGHUP", true)
-			case <-tick:
-				if rules.Changed() {
-					reload("changed", false)
-				}
-			}
-		}
-	}()
+	wg.Go(func() { rl.Watch(runCtx, cfg.Hangup, interval) })
 
 	select {
 	case <-ctx.Done():
@@ -219,7 +185,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Error("listener failed", "err", err)
 		lns = lns[1:] // one Run has returned already
 	}
-	notify(daemon.SdNotifyStopping)
+	notify(sdnotify.Stopping)
 	log.Info("stopping, draining checks")
 	cancel()
 	for range len(lns) {

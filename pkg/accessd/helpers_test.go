@@ -283,3 +283,25 @@ lines:
 func testEnv() *hostsrules.Env {
 	return &hostsrules.Env{Resolver: hostsrules.ParseHosts([]byte("127.0.0.1 localhost\n127.0.0.2 second.test\n"))}
 }
+
+// reloadable is the Rules of a Reloader with the Reloader's methods in
+// the form the rules tests call them (no context: wait as long as it
+// takes).
+type reloadable struct {
+	*Rules
+	rl *Reloader
+}
+
+func newReloadable(allow, deny string, log *slog.Logger) reloadable {
+	rl, _ := NewReloader(context.Background(), ReloaderConfig{AllowFile: allow, DenyFile: deny, Logger: log})
+	return reloadable{Rules: rl.Rules(), rl: rl}
+}
+
+func (r reloadable) Reload(reason string) { r.rl.Reload(context.Background(), reason) }
+
+func (r reloadable) ReloadIfChanged(reason string) bool {
+	ok, _ := r.rl.ReloadIfChanged(context.Background(), reason)
+	return ok
+}
+
+func (r reloadable) Changed() bool { return r.rl.Changed() }

@@ -179,7 +179,11 @@ func startDaemon(t *testing.T, allow, deny string) (access, admin, rulesDir stri
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	rulesDir, allowPath, denyPath := tables(t, allow, deny)
-	rules := accessd.NewRules(allowPath, denyPath, nil)
+	rl, err := accessd.NewReloader(context.Background(), accessd.ReloaderConfig{AllowFile: allowPath, DenyFile: denyPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := rl.Rules()
 	stats := accessd.NewStats()
 	env := &hostsrules.Env{Resolver: hostsrules.ParseHosts([]byte("192.0.2.7 mail.example.com\n"))}
 	srv := &accessd.Server{Rules: rules, Stats: stats, Env: env}
@@ -192,7 +196,7 @@ func startDaemon(t *testing.T, allow, deny string) (access, admin, rulesDir stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &accessd.AdminServer{Rules: rules, Stats: stats, Env: env, OwnerUID: owner}
+	a := &accessd.AdminServer{Reloader: rl, Stats: stats, Env: env, OwnerUID: owner}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { srv.Run(ctx, ln); done <- struct{}{} }()

@@ -136,18 +136,6 @@ func TestAdminStatsAndReload(t *testing.T) {
 	}
 }
 
-func TestAdminPermitted(t *testing.T) {
-	for _, tt := range []struct {
-		owner, uid int
-		want       bool
-	}{{0, 0, true}, {1000, 0, true}, {1000, 1000, true}, {1000, 1001, false}, {-1, 1000, false}, {-1, 0, true}} {
-		a := &AdminServer{OwnerUID: tt.owner}
-		if got := a.permitted(tt.uid); got != tt.want {
-			t.Errorf("owner %d, uid %d: %v, want %v", tt.owner, tt.uid, got, tt.want)
-		}
-	}
-}
-
 func TestPercentiles(t *testing.T) {
 	var d []time.Duration
 	for i := 1; i <= 100; i++ {

@@ -144,7 +144,7 @@ func (a *AdminServer) Run(ctx context.Context, ln net.Listener) error {
 			rep.Schema = AdminSchema
 			return rep
 		},
-		Name:   "admin socket", Logger: log,
+		Name: "admin socket", Logger: log,
 	}
 	return srv.Serve(ctx, ln)
 }

@@ -33,6 +33,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/internal/sdnotify"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/clidoc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/service"
 	"github.com/tcpwrapd/tcpwrapd/pkg/version"
@@ -76,10 +77,10 @@ func run(args []string) int {
 			&cli.StringFlag{Name: "allow-file", Value: accessd.DefaultAllowFile, Usage: "hosts.allow `FILE`"},
 			&cli.StringFlag{Name: "deny-file", Value: accessd.DefaultDenyFile, Usage: "hosts.deny `FILE`"},
 			&cli.DurationFlag{Name: "reload-interval", Value: accessd.DefaultReloadInterval, Usage: "poll the rule files for changes every `DURATION` (0 disables; SIGHUP always reloads)"},
-			&cli.DurationFlag{Name: "read-timeout", Value: accessd.DefaultReadTimeout, Usage: "close a connection that sends no request within `DURATION`"},
+			&cli.DurationFlag{Name: "read-timeout", Value: dovecotsock.DefaultReadTimeout, Usage: "close a connection that sends no request within `DURATION`"},
 			&cli.DurationFlag{Name: "check-timeout", Value: accessd.DefaultCheckTimeout, Usage: "limit one rule check (DNS lookups) to `DURATION`"},
-			&cli.IntFlag{Name: "max-conns", Value: accessd.DefaultMaxConns, Usage: "serve at most `N` connections at once"},
-			&cli.DurationFlag{Name: "drain-timeout", Value: accessd.DefaultDrainTimeout, Usage: "on stop, wait `DURATION` for in-flight checks"},
+			&cli.IntFlag{Name: "max-conns", Value: dovecotsock.DefaultMaxConns, Usage: "serve at most `N` connections at once"},
+			&cli.DurationFlag{Name: "drain-timeout", Value: dovecotsock.DefaultDrainTimeout, Usage: "on stop, wait `DURATION` for in-flight checks"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
 			&cli.StringFlag{Name: "admin-socket", Usage: "serve the admin socket (loginctl status, query --admin-socket) at `PATH`, e.g. " + accessd.DefaultAdminSocket + "; root and the socket's owner only"},
 			&cli.BoolFlag{Name: "dovecot", Usage: "run as a Dovecot service process (service tcpwrap { executable = tcpwrapd --dovecot }): listeners on fd 7.., status on fd 5, Dovecot log format on stderr"},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -112,9 +113,9 @@ func TestAdminStatsAndReload(t *testing.T) {
 	a.Stats.Decision(&d, 100*time.Microsecond)
 	a.Stats.Decision(&hostsrules.Decision{Verdict: hostsrules.Denied}, 3*time.Millisecond)
 	a.Stats.Decision(&hostsrules.Decision{Delegated: true}, time.Millisecond)
-	a.Stats.Error(ErrKindInvalidRequest)
-	a.Stats.Error(ErrKindReplyGone)
-	a.Stats.Error(ErrKindReplyGone)
+	a.Stats.Error(dovecotsock.ErrKindInvalidRequest)
+	a.Stats.Error(dovecotsock.ErrKindReplyGone)
+	a.Stats.Error(dovecotsock.ErrKindReplyGone)
 	r := ask(`{"op":"stats"}`)
 	if !r.OK || r.Stats == nil {
 		t.Fatalf("stats: %+v", r)
@@ -145,7 +146,7 @@ func TestPercentiles(t *testing.T) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 	var nilStats *Stats
-	nilStats.Error(ErrKindNotUnix) // must not panic
+	nilStats.Error(dovecotsock.ErrKindNotUnix) // must not panic
 	nilStats.Decision(&hostsrules.Decision{}, 0)
 	if s := nilStats.Snapshot(); s.Checks != 0 {
 		t.Errorf("nil snapshot %+v", s)
@@ -156,7 +157,7 @@ func TestPercentiles(t *testing.T) {
 // verdicts and invalid requests.
 func TestServerStats(t *testing.T) {
 	stats := NewStats()
-	ts := startServer(t, "imap: 127.0.0.1\n", "ALL: ALL\n", func(s *Server) { s.Stats = stats })
+	ts := startServer(t, "imap: 127.0.0.1\n", "ALL: ALL\n", func(s *server) { s.Stats = stats })
 	if got, _ := askAccess(t, ts.sock, "imap", "127.0.0.1"); got != "1\n" {
 		t.Fatalf("imap: %q", got)
 	}
@@ -168,7 +169,7 @@ func TestServerStats(t *testing.T) {
 	if got := readReply(t, c); got != "" {
 		t.Fatalf("invalid request answered %q", got)
 	}
-	waitFor(t, "invalid request counted", func() bool { return stats.Snapshot().Errors[ErrKindInvalidRequest] == 1 })
+	waitFor(t, "invalid request counted", func() bool { return stats.Snapshot().Errors[dovecotsock.ErrKindInvalidRequest] == 1 })
 	s := stats.Snapshot()
 	if s.Checks != 2 || s.Granted != 1 || s.Refused != 1 || s.Latency.Samples != 2 {
 		t.Errorf("snapshot %+v", s)

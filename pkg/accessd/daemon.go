@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/sdnotify"
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -50,12 +51,12 @@ type Config struct {
 	// Hangup receives a value for each reload request (SIGHUP). May be nil.
 	Hangup <-chan os.Signal
 
-	// ReadTimeout, CheckTimeout, MaxConns and DrainTimeout are the Server
-	// fields of the same names.
+	// CheckTimeout is the Checker field of the same name; ReadTimeout,
+	// MaxConns and DrainTimeout are the dovecotsock.Server fields.
 	ReadTimeout, CheckTimeout time.Duration
 	MaxConns                  int
 	DrainTimeout              time.Duration
-	// ConnHook is the Server field of the same name.
+	// ConnHook is the dovecotsock.Server field of the same name.
 	ConnHook func(delta int)
 	// Env is passed to every check; nil means DefaultEnv().
 	Env *hostsrules.Env
@@ -86,7 +87,7 @@ type Config struct {
 // Run runs the daemon until ctx is cancelled: it loads the rules, creates
 // the listener if needed, serves every listener, reloads the rules on
 // Hangup and when a file changes, and sends sd_notify messages. When ctx is
-// cancelled it sends STOPPING=1, drains in-flight checks (Server.DrainTimeout)
+// cancelled it sends STOPPING=1, drains in-flight checks (dovecotsock.Server.DrainTimeout)
 // and returns nil. It returns an error if the listener cannot be created
 // (ErrNoListener if there is none to create) or a listener fails. Run
 // closes every listener it serves.
@@ -130,10 +131,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	}
 	rules := rl.Rules()
-	srv := &Server{
-		Rules: rules, Env: cfg.Env, Logger: log,
-		ReadTimeout: cfg.ReadTimeout, CheckTimeout: cfg.CheckTimeout,
-		MaxConns: cfg.MaxConns, DrainTimeout: cfg.DrainTimeout,
+	checker := &Checker{Rules: rules, Env: cfg.Env, Logger: log, CheckTimeout: cfg.CheckTimeout}
+	srv := &dovecotsock.Server{
+		Checker: checker, Logger: log,
+		ReadTimeout: cfg.ReadTimeout, MaxConns: cfg.MaxConns, DrainTimeout: cfg.DrainTimeout,
 		ConnHook: cfg.ConnHook,
 	}
 	notify := func(state string) {
@@ -154,8 +155,8 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			return err
 		}
-		srv.Stats = NewStats()
-		admin := &AdminServer{Reloader: rl, Stats: srv.Stats, Env: cfg.Env, Logger: log, OwnerUID: owner,
+		checker.Stats = NewStats()
+		admin := &AdminServer{Reloader: rl, Stats: checker.Stats, Env: cfg.Env, Logger: log, OwnerUID: owner,
 			CheckTimeout: cfg.CheckTimeout}
 		adminDone = make(chan struct{})
 		log.Info("admin socket listening", "addr", cfg.AdminSocket, "owner_uid", owner)
@@ -168,7 +169,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	for _, ln := range lns {
 		log.Info("listening", "addr", ln.Addr().String())
-		go func() { errc <- srv.Run(runCtx, ln) }()
+		go func() { errc <- srv.Serve(runCtx, ln) }()
 	}
 	notify(sdnotify.Ready + "\n" + rules.status())
 
@@ -197,7 +198,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if adminDone != nil {
 		<-adminDone
 	}
-	waitCommands(srv, durOr(cfg.DrainTimeout, DefaultDrainTimeout), log)
+	waitCommands(checker, durOr(cfg.DrainTimeout, dovecotsock.DefaultDrainTimeout), log)
 	log.Info("stopped")
 	return err
 }
@@ -205,8 +206,9 @@ func Run(ctx context.Context, cfg Config) error {
 // waitCommands gives spawn and twist commands still running a moment
 // (at most limit, and no more than a second) to finish, then kills their
 // process groups: no command outlives the daemon unsupervised.
-func waitCommands(srv *Server, limit time.Duration, log *slog.Logger) {
-	ce, ok := srv.env.Effects.(*ClientEffects)
+func waitCommands(c *Checker, limit time.Duration, log *slog.Logger) {
+	c.init()
+	ce, ok := c.env.Effects.(*ClientEffects)
 	if !ok || ce == nil {
 		return
 	}
@@ -235,7 +237,7 @@ func waitCommands(srv *Server, limit time.Duration, log *slog.Logger) {
 // limit: accept would then fail with EMFILE while checks wait.
 func warnFDLimit(log *slog.Logger, maxConns int) {
 	if maxConns <= 0 {
-		maxConns = DefaultMaxConns
+		maxConns = dovecotsock.DefaultMaxConns
 	}
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {

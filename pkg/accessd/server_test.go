@@ -13,7 +13,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 )
 
-// TestGrantedRefused checks verdicts with real rule semantics (spec §3.3).
+// TestGrantedRefused checks verdicts with real rule semantics.
 func TestGrantedRefused(t *testing.T) {
 	requireEngine(t)
 	tests := []struct {
@@ -71,7 +71,7 @@ func TestProtocol(t *testing.T) {
 	})
 }
 
-// TestInvalidRequests sends each invalid request of spec §3.2: no reply,
+// TestInvalidRequests sends each invalid request (docs/dovecot-managed.md): no reply,
 // the connection is closed, the passed fd is not kept, a log line is
 // written, and the server goes on serving.
 func TestInvalidRequests(t *testing.T) {

@@ -30,9 +30,8 @@ const (
 	FirstListenerFD = 7
 )
 
-// Exit statuses of a Dovecot service process, as the master reads them
-// (src/lib/failures.h): it logs the process's last Fatal line and, for
-// these, does not count the exit as a crash of the service.
+// Exit statuses of a Dovecot service process (src/lib/failures.h;
+// docs/dovecot-managed.md, "What the master passes").
 const (
 	// FatalDefault is FATAL_DEFAULT: a fatal error, logged before exit.
 	FatalDefault = 89

@@ -344,7 +344,8 @@ func checkDaemonHealthy(t *testing.T, p *dovecotlab.Process) {
 // TestTcpwrapdSurvivesDovecotRestart restarts Dovecot under a running
 // tcpwrapd: Dovecot must start although a live socket sits in
 // base_dir/login/tcpwrapd/, must not delete it, and the same tcpwrapd
-// process keeps answering (spec §5B).
+// process keeps answering (docs/dovecot-managed.md, "The login
+// access-check protocol").
 func TestTcpwrapdSurvivesDovecotRestart(t *testing.T) {
 	dovecotlab.SkipIfUnavailable(t)
 	l := startTcpwrapd(t, "", "ALL: 127.0.0.2\n")

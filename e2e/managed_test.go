@@ -19,7 +19,7 @@ import (
 )
 
 // managedVSZ is the vsz_limit the Dovecot-managed tests use: the smallest
-// that tcpwrapd accepts (accessd.MinAddressSpace).
+// that tcpwrapd accepts (service.MinAddressSpace).
 const managedVSZ = "1G"
 
 // managedBinary builds ./cmd/tcpwrapd into a temporary directory of t

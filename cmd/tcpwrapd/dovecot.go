@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -11,11 +10,12 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/service"
 )
 
 // dovecotFatal marks a start-up failure in --dovecot mode: it is written
-// as a Fatal line in the log-pipe format and exits 89, as Dovecot's own
-// services do.
+// as a Fatal line in the log-pipe format and exits service.FatalDefault
+// (89), as Dovecot's own services do.
 type dovecotFatal struct{ error }
 
 // runDovecot is the --dovecot mode: take over the master's descriptors,
@@ -27,14 +27,14 @@ func runDovecot(c *cli.Context, level slog.Level) error {
 			return usageError{errors.New("--" + f + " cannot be used with --dovecot (the master owns the socket and CLIENT_LIMIT caps connections)")}
 		}
 	}
-	svc, err := accessd.TakeDovecot()
+	svc, err := service.Take()
 	if err != nil {
-		if errors.Is(err, accessd.ErrNotDovecot) {
+		if errors.Is(err, service.ErrNotDovecot) {
 			return usageError{err}
 		}
 		return dovecotFatal{err}
 	}
-	var h slog.Handler = accessd.NewDovecotLogHandler(c.App.ErrWriter, level)
+	var h slog.Handler = service.NewLogHandler(c.App.ErrWriter, level)
 	if !svc.Env.LogService {
 		h = slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})
 	}
@@ -43,7 +43,7 @@ func runDovecot(c *cli.Context, level slog.Level) error {
 	idleSig := make(chan os.Signal, 1)
 	signal.Notify(idleSig, syscall.SIGINT)
 	defer signal.Stop(idleSig)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	ctx, stop := stopContext(syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -69,12 +69,11 @@ func runDovecot(c *cli.Context, level slog.Level) error {
 		case <-ctx.Done():
 		}
 	}()
-	go func() { <-ctx.Done(); stop() }() // a second SIGTERM kills at once
 	reload := c.Duration("reload-interval")
 	if reload == 0 {
 		reload = -1
 	}
-	err = svc.Run(ctx, idle, accessd.Config{
+	err = accessd.RunDovecot(ctx, svc, idle, accessd.Config{
 		AllowFile: c.String("allow-file"), DenyFile: c.String("deny-file"),
 		ReloadInterval: reload, Hangup: hup,
 		ReadTimeout: c.Duration("read-timeout"), CheckTimeout: c.Duration("check-timeout"),

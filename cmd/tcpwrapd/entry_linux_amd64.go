@@ -2,7 +2,7 @@ package main
 
 // vszEntry is an alternative ELF entry point, written in assembly
 // (entry_linux_amd64.s), that refuses to start under an RLIMIT_AS below
-// accessd.MinAddressSpace with a clear message before the Go runtime
+// service.MinAddressSpace with a clear message before the Go runtime
 // crashes on it. It takes effect only when the binary is linked with
 //
 //	go build -ldflags=-E=main.vszEntry ./cmd/tcpwrapd

@@ -5,7 +5,7 @@
 // vszEntry is the program's entry point when linked with
 // -ldflags=-E=main.vszEntry (see entry_linux_amd64.go). Before the Go
 // runtime reserves its address space, it reads RLIMIT_AS; below
-// accessd.MinAddressSpace (1 GiB) it writes a clear message to fd 2 and
+// service.MinAddressSpace (1 GiB) it writes a clear message to fd 2 and
 // exits with status 89 (Dovecot's FATAL_DEFAULT) instead of letting the
 // runtime die with "failed to reserve page summary memory". Otherwise it
 // jumps to the runtime's usual entry point with the stack untouched.
@@ -18,7 +18,7 @@ TEXT main·vszEntry(SB),NOSPLIT|NOFRAME,$0
 	CMPQ	AX, $0
 	JNE	ok
 	MOVQ	0(SP), R8        // rlim_cur
-	MOVQ	$0x40000000, R9  // accessd.MinAddressSpace
+	MOVQ	$0x40000000, R9  // service.MinAddressSpace
 	CMPQ	R8, R9
 	JAE	ok
 	MOVQ	$1, AX           // SYS_write

@@ -4,8 +4,10 @@
 // github.com/tcpwrapd/tcpwrapd/pkg/accessd.
 //
 // Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on failure, 2 on
-// bad usage, 89 when RLIMIT_AS (Dovecot's vsz_limit) is below 1 GiB (2 GiB for a
-// cgo build, see accessd.MinAddressSpaceCgo). A
+// bad usage, 89 (Dovecot's FATAL_DEFAULT, service.FatalDefault) when
+// RLIMIT_AS (Dovecot's vsz_limit) is below 1 GiB (2 GiB for a cgo build,
+// see service.MinAddressSpaceCgo) and on a start-up failure with
+// --dovecot. A
 // second SIGTERM or SIGINT during the drain exits at once. SIGHUP reloads
 // the rules.
 //
@@ -29,28 +31,27 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/sdnotify"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/clidoc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/service"
 	"github.com/tcpwrapd/tcpwrapd/pkg/version"
 )
 
 func main() { os.Exit(run(os.Args)) }
 
-// exitVSZ is the exit status for a too small RLIMIT_AS: Dovecot's
-// FATAL_DEFAULT.
-const exitVSZ = 89
-
 // init refuses to run under an RLIMIT_AS the Go runtime cannot work with.
 // Below about 730 MiB the runtime dies before init runs; vszEntry
 // (entry_linux_amd64.s) catches those when linked in.
 func init() {
-	if err := accessd.CheckAddressSpace(); err != nil {
+	if err := service.CheckAddressSpace(); err != nil {
 		if os.Getenv("LOG_SERVICE") == "1" {
-			accessd.DovecotFatal(os.Stderr, err.Error())
+			service.Fatal(os.Stderr, err.Error())
 		} else {
 			fmt.Fprintf(os.Stderr, "tcpwrapd: %v\n", err)
 		}
-		os.Exit(exitVSZ)
+		os.Exit(service.FatalDefault)
 	}
 }
 
@@ -60,7 +61,7 @@ type usageError struct{ error }
 func run(args []string) int {
 	// Take the systemd environment first, so no child ever sees it.
 	lns, lnErr := accessd.ActivationListeners()
-	notifier := accessd.NotifierFromEnv()
+	notifier := sdnotify.FromEnv()
 	signal.Ignore(syscall.SIGPIPE)
 
 	app := &cli.App{
@@ -76,10 +77,10 @@ func run(args []string) int {
 			&cli.StringFlag{Name: "allow-file", Value: accessd.DefaultAllowFile, Usage: "hosts.allow `FILE`"},
 			&cli.StringFlag{Name: "deny-file", Value: accessd.DefaultDenyFile, Usage: "hosts.deny `FILE`"},
 			&cli.DurationFlag{Name: "reload-interval", Value: accessd.DefaultReloadInterval, Usage: "poll the rule files for changes every `DURATION` (0 disables; SIGHUP always reloads)"},
-			&cli.DurationFlag{Name: "read-timeout", Value: accessd.DefaultReadTimeout, Usage: "close a connection that sends no request within `DURATION`"},
+			&cli.DurationFlag{Name: "read-timeout", Value: dovecotsock.DefaultReadTimeout, Usage: "close a connection that sends no request within `DURATION`"},
 			&cli.DurationFlag{Name: "check-timeout", Value: accessd.DefaultCheckTimeout, Usage: "limit one rule check (DNS lookups) to `DURATION`"},
-			&cli.IntFlag{Name: "max-conns", Value: accessd.DefaultMaxConns, Usage: "serve at most `N` connections at once"},
-			&cli.DurationFlag{Name: "drain-timeout", Value: accessd.DefaultDrainTimeout, Usage: "on stop, wait `DURATION` for in-flight checks"},
+			&cli.IntFlag{Name: "max-conns", Value: dovecotsock.DefaultMaxConns, Usage: "serve at most `N` connections at once"},
+			&cli.DurationFlag{Name: "drain-timeout", Value: dovecotsock.DefaultDrainTimeout, Usage: "on stop, wait `DURATION` for in-flight checks"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
 			&cli.StringFlag{Name: "admin-socket", Usage: "serve the admin socket (loginctl status, query --admin-socket) at `PATH`, e.g. " + accessd.DefaultAdminSocket + "; root and the socket's owner only"},
 			&cli.BoolFlag{Name: "dovecot", Usage: "run as a Dovecot service process (service tcpwrap { executable = tcpwrapd --dovecot }): listeners on fd 7.., status on fd 5, Dovecot log format on stderr"},
@@ -125,9 +126,8 @@ func run(args []string) int {
 				return usageError{accessd.ErrNoListener}
 			}
 
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			ctx, stop := stopContext(syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			go func() { <-ctx.Done(); stop() }() // a second signal kills at once
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
@@ -150,8 +150,8 @@ func run(args []string) int {
 	case err == nil:
 		return 0
 	case errors.As(err, &fe):
-		accessd.DovecotFatal(app.ErrWriter, "tcpwrapd: "+fe.Error())
-		return 89
+		service.Fatal(app.ErrWriter, "tcpwrapd: "+fe.Error())
+		return service.FatalDefault
 	case errors.As(err, &ue):
 		fmt.Fprintf(app.ErrWriter, "tcpwrapd: %v\n", err)
 		fmt.Fprintln(app.ErrWriter, "Run 'tcpwrapd --help' for usage.")
@@ -160,4 +160,13 @@ func run(args []string) int {
 		fmt.Fprintf(app.ErrWriter, "tcpwrapd: %v\n", err)
 		return 1
 	}
+}
+
+// stopContext returns a context cancelled by the first of sigs. Once it
+// is cancelled the signals get their default action again, so a second
+// one, during the drain, ends the process at once.
+func stopContext(sigs ...os.Signal) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
+	context.AfterFunc(ctx, stop)
+	return ctx, stop
 }

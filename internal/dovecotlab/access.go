@@ -35,7 +35,7 @@ func LookupIDs(name string) (uid, gid int, err error) {
 }
 
 // ExternalSocketDir creates base_dir/login/NAME for an external access
-// daemon's socket (spec §5B) and returns its path. The directory is owned
+// daemon's socket (docs/dovecot-managed.md, "The login access-check protocol") and returns its path. The directory is owned
 // by dovenull:dovenull with mode 0750, so the chrooted login processes
 // (which run as dovenull) can traverse it, and the login_access_sockets
 // entry for a socket S in it is "NAME/S".
@@ -236,7 +236,7 @@ type AccessRequest struct {
 type AccessFunc func(AccessRequest) bool
 
 // ServeAccess is a minimal reference implementation of the service side of
-// the access-check protocol (spec §1): for every connection on ln it reads
+// the access-check protocol (docs/dovecot-managed.md): for every connection on ln it reads
 // one message of up to 1024 bytes with one SCM_RIGHTS fd, asks decide,
 // closes the passed fd, writes "1\n" or "0\n" in one write and closes the
 // connection. Invalid requests are closed without reply. It returns nil
@@ -280,7 +280,7 @@ func serveAccessConn(c *net.UnixConn, decide AccessFunc) {
 			req.Peer = sockaddrPort(syscall.Getpeername(fd))
 			req.Local = sockaddrPort(syscall.Getsockname(fd))
 		}
-		syscall.Close(fd) // never keep the client's socket (spec §2.5)
+		syscall.Close(fd) // never keep the client's socket
 	}
 	if err != nil || n < 2 || n >= len(buf) || buf[n-1] != '\n' {
 		return

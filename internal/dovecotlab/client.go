@@ -20,7 +20,7 @@ const (
 	// Allowed: the server greeted, and the client logged out cleanly.
 	Allowed Verdict = "allowed"
 	// Refused: the server closed the connection without sending a byte
-	// (what a login does after a deny, spec §1 item 9).
+	// (what a login does after a deny).
 	Refused Verdict = "refused"
 )
 

@@ -11,7 +11,7 @@ import (
 
 // DefaultAccessSocket is the login_access_sockets entry used when
 // [Config.AccessSockets] is empty and OwnTcpwrap is off: a socket in a
-// sub-directory of base_dir/login, as spec §5B recommends for an external
+// sub-directory of base_dir/login, as docs/dovecot-managed.md recommends for an external
 // daemon.
 const DefaultAccessSocket = "tcpwrapd/access"
 
@@ -36,7 +36,7 @@ type Config struct {
 	// tcpwrap` block with the documented login/tcpwrap listener
 	// (dovenull, 0600), so that the master runs this command (for
 	// example "/path/tcpwrapd --dovecot --allow-file F") as its tcpwrap
-	// service (spec §5A) instead of /usr/lib/dovecot/tcpwrap. The
+	// service (docs/dovecot-managed.md) instead of /usr/lib/dovecot/tcpwrap. The
 	// executable is split on spaces by Dovecot; paths must not contain
 	// any. Unlike OwnTcpwrap it does not imply PrivateHosts. The default
 	// login_access_sockets entry becomes OwnTcpwrapSocket.

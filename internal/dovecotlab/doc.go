@@ -1,6 +1,6 @@
 // Package dovecotlab starts a real, throwaway Dovecot 2.3 master for tests
-// of the login access-check protocol (login_access_sockets, spec
-// ../shared/spec/dovecot-access-socket.md).
+// of the login access-check protocol (login_access_sockets,
+// docs/dovecot-managed.md, "The login access-check protocol").
 //
 // A lab Dovecot is started with [Start], or with [New] followed by
 // [Dovecot.Launch] when base_dir must be prepared first. It runs `/usr/sbin/dovecot -F -c
@@ -17,7 +17,7 @@
 //   - with [Config.OwnTcpwrap] Dovecot's own /usr/lib/dovecot/tcpwrap is
 //     configured as the documented `service tcpwrap` with a login/tcpwrap
 //     listener; with [Config.TcpwrapExecutable] the same block runs
-//     another executable (tcpwrapd --dovecot, spec §5A), with
+//     another executable (tcpwrapd --dovecot, docs/dovecot-managed.md), with
 //     [Config.TcpwrapSettings] such as client_limit and vsz_limit.
 //
 // Dovecot's own tcpwrap uses libwrap, which always reads /etc/hosts.allow
@@ -31,7 +31,7 @@
 // An external access daemon (tcpwrapd) must put its socket in a
 // sub-directory of base_dir/login: the login processes are chrooted there,
 // and Dovecot's start-up scan deletes or trips over sockets placed directly
-// in base_dir/login, but does not descend into sub-directories (spec §5B).
+// in base_dir/login, but does not descend into sub-directories (docs/dovecot-managed.md).
 // [Dovecot.ExternalSocketDir] creates such a directory with the right
 // ownership; [StartSocketActivated] runs a daemon under
 // systemd-socket-activate on a socket there and makes the socket

@@ -57,7 +57,7 @@ func (d *Dovecot) WaitLog(ctx context.Context, mark int64, substr string) (strin
 }
 
 // RefusedLine returns the exact Info line a login process logs when
-// access socket entry refuses a client from ip (spec §2.6), without the
+// access socket entry refuses a client from ip (docs/dovecot-managed.md, "The login access-check protocol"), without the
 // timestamp: e.g. `imap-login: Info: access(tcpwrapd/access): Client
 // refused (rip=127.0.0.2)`.
 func RefusedLine(proto, entry, ip string) string {

@@ -1,7 +1,7 @@
 package accessd
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,10 +11,10 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/ctlsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -96,15 +96,15 @@ type RulesStatus struct {
 // Only root and the owner of the socket file (by SO_PEERCRED, checked on
 // each connection) may use it; others are told so and disconnected.
 type AdminServer struct {
-	// Rules is the live policy. Required.
-	Rules *Rules
+	// Reloader holds the live policy and reloads it for "reload",
+	// bounded by the request's context (the daemon's stop ends the
+	// wait). Required.
+	Reloader *Reloader
 	// Stats is read by "stats"; usually the Server's Stats.
 	Stats *Stats
 	// Env is used for "check" (copied; Explain is set and Effects
 	// removed). Nil means DefaultEnv().
 	Env *hostsrules.Env
-	// Reload performs a reload for "reload"; nil calls Rules.Reload("admin").
-	Reload func()
 	// CheckTimeout bounds one "check"; zero means DefaultCheckTimeout.
 	CheckTimeout time.Duration
 	// Logger receives refused peers and failures. Nil discards.
@@ -120,81 +120,33 @@ func (a *AdminServer) Run(ctx context.Context, ln net.Listener) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	connCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
+	srv := &ctlsock.Server{
+		OwnerUID: a.OwnerUID,
+		MaxLine:  maxAdminLine, IdleTimeout: adminIdleTimeout,
+		Refused: func(p ctlsock.Peer) any {
+			return AdminReply{Schema: AdminSchema, Error: fmt.Sprintf("permission denied: uid %d may not use the admin socket (root or uid %d only)", p.UID, a.OwnerUID)}
+		},
+		Handle: func(ctx context.Context, p ctlsock.Peer, line []byte) any {
+			line = bytes.TrimSpace(line)
+			if len(line) == 0 {
 				return nil
 			}
-			var te interface{ Temporary() bool }
-			if errors.As(err, &te) && te.Temporary() {
-				time.Sleep(50 * time.Millisecond)
-				continue
+			var req AdminRequest
+			var rep AdminReply
+			dec := json.NewDecoder(bytes.NewReader(line))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&req); err != nil {
+				rep = AdminReply{Error: "invalid request: " + err.Error()}
+			} else {
+				rep = a.Handle(ctx, req)
+				log.Debug("admin request", "op", req.Op, "peer_uid", p.UID, "ok", rep.OK)
 			}
-			return err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer c.Close()
-			stop := context.AfterFunc(connCtx, func() { c.Close() })
-			defer stop()
-			a.serve(connCtx, c, log)
-		}()
+			rep.Schema = AdminSchema
+			return rep
+		},
+		Name: "admin socket", Logger: log,
 	}
-}
-
-func (a *AdminServer) serve(ctx context.Context, c net.Conn, log *slog.Logger) {
-	enc := json.NewEncoder(c)
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return
-	}
-	pid, uid := peerCred(uc)
-	if !a.permitted(uid) {
-		log.Warn("admin socket: peer not allowed", "peer_pid", pid, "peer_uid", uid)
-		enc.Encode(AdminReply{Schema: AdminSchema, Error: fmt.Sprintf("permission denied: uid %d may not use the admin socket (root or uid %d only)", uid, a.OwnerUID)})
-		return
-	}
-	sc := bufio.NewScanner(c)
-	sc.Buffer(make([]byte, 4096), maxAdminLine)
-	for {
-		c.SetReadDeadline(time.Now().Add(adminIdleTimeout))
-		if !sc.Scan() {
-			return
-		}
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		var req AdminRequest
-		var rep AdminReply
-		dec := json.NewDecoder(strings.NewReader(line))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			rep = AdminReply{Error: "invalid request: " + err.Error()}
-		} else {
-			rep = a.Handle(ctx, req)
-			log.Debug("admin request", "op", req.Op, "peer_uid", uid, "ok", rep.OK)
-		}
-		rep.Schema = AdminSchema
-		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if err := enc.Encode(rep); err != nil {
-			return
-		}
-	}
-}
-
-// permitted reports whether a peer with uid may use the admin socket:
-// root, and the socket's owner.
-func (a *AdminServer) permitted(uid int) bool {
-	return uid == 0 || (a.OwnerUID >= 0 && uid == a.OwnerUID)
+	return srv.Serve(ctx, ln)
 }
 
 // Handle answers one request. It is safe for concurrent use.
@@ -210,10 +162,8 @@ func (a *AdminServer) Handle(ctx context.Context, req AdminRequest) AdminReply {
 		st := a.stats()
 		return AdminReply{OK: true, Stats: &st}
 	case "reload":
-		if a.Reload != nil {
-			a.Reload()
-		} else {
-			a.Rules.Reload("admin")
+		if err := a.Reloader.Reload(ctx, "admin"); err != nil {
+			return AdminReply{Error: "reload abandoned: " + err.Error()}
 		}
 		st := a.stats()
 		return AdminReply{OK: true, Stats: &st}
@@ -224,14 +174,14 @@ func (a *AdminServer) Handle(ctx context.Context, req AdminRequest) AdminReply {
 }
 
 func (a *AdminServer) stats() AdminStats {
-	p := a.Rules.Policy()
-	at, reason := a.Rules.Loaded()
+	p := a.Reloader.Rules().Policy()
+	at, reason := a.Reloader.Rules().Loaded()
 	allow, deny := p.Rules()
 	snap := a.Stats.Snapshot()
 	st := AdminStats{
 		StatsSnapshot: snap,
 		Rules: RulesStatus{
-			Generation: a.Rules.Generation(), LoadedAt: at, Reason: reason,
+			Generation: a.Reloader.Rules().Generation(), LoadedAt: at, Reason: reason,
 			AllowRules: allow, DenyRules: deny,
 			Files:       append([]hostsrules.FileInfo{}, p.Files()...),
 			Diagnostics: append([]hostsrules.Diagnostic{}, p.Diagnostics()...),
@@ -301,7 +251,7 @@ func (a *AdminServer) check(ctx context.Context, req AdminRequest) ([]AdminCheck
 	if err != nil {
 		return nil, fmt.Errorf("client %w", err)
 	}
-	p := a.Rules.Policy()
+	p := a.Reloader.Rules().Policy()
 	var out []AdminCheckResult
 	for _, addr := range clients {
 		r := &hostsrules.Request{

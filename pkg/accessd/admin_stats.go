@@ -10,33 +10,16 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
-// Error kinds counted by Stats.
-const (
-	ErrKindInvalidRequest = "invalid_request" // the request was not "NAME\n"
-	ErrKindReadTimeout    = "read_timeout"    // no request within ReadTimeout
-	ErrKindEvictedIdle    = "evicted_idle"    // closed without a request to make room (MaxConns, EMFILE, ENFILE)
-	ErrKindClientGone     = "client_gone"     // the client left before its request (EPIPE, ECONNRESET)
-	ErrKindReadFailed     = "read_failed"     // reading the request failed otherwise
-	ErrKindReplyGone      = "reply_gone"      // the client left before the reply (EPIPE)
-	ErrKindWriteFailed    = "write_failed"    // writing the reply failed otherwise
-	ErrKindNotUnix        = "not_unix"        // a connection that is not a unix socket
-	ErrKindCheckError     = "check_error"     // the decision carried an error (option error, table error)
-	// Requests refused ("0\n") because they do not carry exactly one
-	// connected TCP socket, or a usable daemon name.
-	ErrKindFDTruncated  = "fd_truncated"     // MSG_CTRUNC: the kernel could not pass the descriptor (our table full?)
-	ErrKindNoFD         = "no_fd"            // no descriptor
-	ErrKindManyFDs      = "many_fds"         // more than one descriptor
-	ErrKindNotSocket    = "fd_not_socket"    // the descriptor is not a socket (a pipe, a file)
-	ErrKindNotTCP       = "fd_not_tcp"       // a socket, but not TCP over IPv4 or IPv6 (UDP, AF_UNIX)
-	ErrKindNotConnected = "fd_not_connected" // a TCP socket without a peer (a listener, never connected)
-	ErrKindDaemonName   = "bad_daemon_name"  // the daemon name is not a plain name (wrapopts.CheckPlainName)
-)
+// ErrKindCheckError is the Stats error kind of a decision that carried an
+// error (option error, table error). The front ends count their own kinds
+// (dovecotsock's ErrKind constants).
+const ErrKindCheckError = "check_error"
 
 // latencyRing is how many recent check durations Stats keeps for its
 // percentiles.
 const latencyRing = 4096
 
-// Stats counts what a Server does, for the admin socket's "stats". A nil
+// Stats counts what the checks and their front ends do, for the admin socket's "stats". A nil
 // *Stats ignores every call, so a Server without one pays nothing. All
 // methods are safe for concurrent use.
 type Stats struct {
@@ -78,8 +61,8 @@ func (s *Stats) Decision(d *hostsrules.Decision, took time.Duration) {
 	s.mu.Unlock()
 }
 
-// Error counts one problem of the given kind (one of the ErrKind
-// constants).
+// Error counts one problem of the given kind (ErrKindCheckError or a
+// front end's kind, such as dovecotsock.ErrKindInvalidRequest).
 func (s *Stats) Error(kind string) {
 	if s == nil {
 		return
@@ -96,7 +79,7 @@ type StatsSnapshot struct {
 	Granted   uint64    `json:"granted"`
 	Refused   uint64    `json:"refused"`
 	Delegated uint64    `json:"delegated"`
-	// Errors counts problems by kind (see the ErrKind constants).
+	// Errors counts problems by kind (see Error).
 	Errors map[string]uint64 `json:"errors"`
 	// Latency describes the most recent checks (at most 4096).
 	Latency Latency `json:"latency"`

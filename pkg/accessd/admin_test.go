@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -23,12 +24,12 @@ func startAdmin(t *testing.T, allow, deny string) (ask func(string) AdminReply, 
 	dir = t.TempDir()
 	os.WriteFile(filepath.Join(dir, "hosts.allow"), []byte(allow), 0o644)
 	os.WriteFile(filepath.Join(dir, "hosts.deny"), []byte(deny), 0o644)
-	rules := NewRules(filepath.Join(dir, "hosts.allow"), filepath.Join(dir, "hosts.deny"), nil)
+	rl, _ := NewReloader(context.Background(), ReloaderConfig{AllowFile: filepath.Join(dir, "hosts.allow"), DenyFile: filepath.Join(dir, "hosts.deny")})
 	ln, owner, err := ListenAdmin(filepath.Join(dir, "run", "admin"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a = &AdminServer{Rules: rules, Stats: NewStats(), OwnerUID: owner,
+	a = &AdminServer{Reloader: rl, Stats: NewStats(), OwnerUID: owner,
 		Env: &hostsrules.Env{Resolver: hostsrules.ParseHosts([]byte("192.0.2.7 mail.example.com\n2001:db8::7 mail.example.com\n"))}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -112,9 +113,9 @@ func TestAdminStatsAndReload(t *testing.T) {
 	a.Stats.Decision(&d, 100*time.Microsecond)
 	a.Stats.Decision(&hostsrules.Decision{Verdict: hostsrules.Denied}, 3*time.Millisecond)
 	a.Stats.Decision(&hostsrules.Decision{Delegated: true}, time.Millisecond)
-	a.Stats.Error(ErrKindInvalidRequest)
-	a.Stats.Error(ErrKindReplyGone)
-	a.Stats.Error(ErrKindReplyGone)
+	a.Stats.Error(dovecotsock.ErrKindInvalidRequest)
+	a.Stats.Error(dovecotsock.ErrKindReplyGone)
+	a.Stats.Error(dovecotsock.ErrKindReplyGone)
 	r := ask(`{"op":"stats"}`)
 	if !r.OK || r.Stats == nil {
 		t.Fatalf("stats: %+v", r)
@@ -136,18 +137,6 @@ func TestAdminStatsAndReload(t *testing.T) {
 	}
 }
 
-func TestAdminPermitted(t *testing.T) {
-	for _, tt := range []struct {
-		owner, uid int
-		want       bool
-	}{{0, 0, true}, {1000, 0, true}, {1000, 1000, true}, {1000, 1001, false}, {-1, 1000, false}, {-1, 0, true}} {
-		a := &AdminServer{OwnerUID: tt.owner}
-		if got := a.permitted(tt.uid); got != tt.want {
-			t.Errorf("owner %d, uid %d: %v, want %v", tt.owner, tt.uid, got, tt.want)
-		}
-	}
-}
-
 func TestPercentiles(t *testing.T) {
 	var d []time.Duration
 	for i := 1; i <= 100; i++ {
@@ -157,7 +146,7 @@ func TestPercentiles(t *testing.T) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 	var nilStats *Stats
-	nilStats.Error(ErrKindNotUnix) // must not panic
+	nilStats.Error(dovecotsock.ErrKindNotUnix) // must not panic
 	nilStats.Decision(&hostsrules.Decision{}, 0)
 	if s := nilStats.Snapshot(); s.Checks != 0 {
 		t.Errorf("nil snapshot %+v", s)
@@ -168,7 +157,7 @@ func TestPercentiles(t *testing.T) {
 // verdicts and invalid requests.
 func TestServerStats(t *testing.T) {
 	stats := NewStats()
-	ts := startServer(t, "imap: 127.0.0.1\n", "ALL: ALL\n", func(s *Server) { s.Stats = stats })
+	ts := startServer(t, "imap: 127.0.0.1\n", "ALL: ALL\n", func(s *server) { s.Stats = stats })
 	if got, _ := askAccess(t, ts.sock, "imap", "127.0.0.1"); got != "1\n" {
 		t.Fatalf("imap: %q", got)
 	}
@@ -180,7 +169,7 @@ func TestServerStats(t *testing.T) {
 	if got := readReply(t, c); got != "" {
 		t.Fatalf("invalid request answered %q", got)
 	}
-	waitFor(t, "invalid request counted", func() bool { return stats.Snapshot().Errors[ErrKindInvalidRequest] == 1 })
+	waitFor(t, "invalid request counted", func() bool { return stats.Snapshot().Errors[dovecotsock.ErrKindInvalidRequest] == 1 })
 	s := stats.Snapshot()
 	if s.Checks != 2 || s.Granted != 1 || s.Refused != 1 || s.Latency.Samples != 2 {
 		t.Errorf("snapshot %+v", s)

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/service"
 )
 
 // rlimitASEnv, set in the environment of the test binary, makes it a
@@ -140,7 +141,7 @@ func TestBigRulesUnderVSZLimit(t *testing.T) {
 
 	cmd := exec.Command(os.Args[0], bin, "--listen", sock, "--allow-file", allow, "--deny-file", deny,
 		"--reload-interval", "100ms")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", rlimitASEnv, MinAddressSpace))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", rlimitASEnv, service.MinAddressSpace))
 	out := startChild(t, cmd)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()

@@ -3,7 +3,6 @@ package accessd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -12,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
-
+	"github.com/tcpwrapd/tcpwrapd/internal/sdnotify"
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -52,12 +51,12 @@ type Config struct {
 	// Hangup receives a value for each reload request (SIGHUP). May be nil.
 	Hangup <-chan os.Signal
 
-	// ReadTimeout, CheckTimeout, MaxConns and DrainTimeout are the Server
-	// fields of the same names.
+	// CheckTimeout is the Checker field of the same name; ReadTimeout,
+	// MaxConns and DrainTimeout are the dovecotsock.Server fields.
 	ReadTimeout, CheckTimeout time.Duration
 	MaxConns                  int
 	DrainTimeout              time.Duration
-	// ConnHook is the Server field of the same name.
+	// ConnHook is the dovecotsock.Server field of the same name.
 	ConnHook func(delta int)
 	// Env is passed to every check; nil means DefaultEnv().
 	Env *hostsrules.Env
@@ -82,13 +81,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Notifier receives READY=1, RELOADING=1, STOPPING=1 and STATUS=
 	// messages; nil sends none.
-	Notifier *Notifier
+	Notifier *sdnotify.Notifier
 }
 
 // Run runs the daemon until ctx is cancelled: it loads the rules, creates
 // the listener if needed, serves every listener, reloads the rules on
 // Hangup and when a file changes, and sends sd_notify messages. When ctx is
-// cancelled it sends STOPPING=1, drains in-flight checks (Server.DrainTimeout)
+// cancelled it sends STOPPING=1, drains in-flight checks (dovecotsock.Server.DrainTimeout)
 // and returns nil. It returns an error if the listener cannot be created
 // (ErrNoListener if there is none to create) or a listener fails. Run
 // closes every listener it serves.
@@ -123,17 +122,19 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("socket activation in use, ignoring --listen", "listen", cfg.Listen)
 	}
 
-	rules, err := newRules(ctx, allow, deny, log, cfg.RulesLoaded)
+	rl, err := NewReloader(ctx, ReloaderConfig{AllowFile: allow, DenyFile: deny, Logger: log,
+		Loaded: cfg.RulesLoaded, Notifier: cfg.Notifier})
 	if err != nil { // stopped while the rule files were being written
 		for _, ln := range lns {
 			ln.Close()
 		}
 		return nil
 	}
-	srv := &Server{
-		Rules: rules, Env: cfg.Env, Logger: log,
-		ReadTimeout: cfg.ReadTimeout, CheckTimeout: cfg.CheckTimeout,
-		MaxConns: cfg.MaxConns, DrainTimeout: cfg.DrainTimeout,
+	rules := rl.Rules()
+	checker := &Checker{Rules: rules, Env: cfg.Env, Logger: log, CheckTimeout: cfg.CheckTimeout}
+	srv := &dovecotsock.Server{
+		Checker: checker, Logger: log,
+		ReadTimeout: cfg.ReadTimeout, MaxConns: cfg.MaxConns, DrainTimeout: cfg.DrainTimeout,
 		ConnHook: cfg.ConnHook,
 	}
 	notify := func(state string) {
@@ -141,22 +142,10 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("sd_notify failed", "state", state, "err", err)
 		}
 	}
-	status := func() string {
-		n := len(rules.Policy().Diagnostics())
-		return fmt.Sprintf("STATUS=serving, rules generation %d, %d diagnostics", rules.Generation(), n)
-	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, len(lns))
-	var reloadMu sync.Mutex
-	reload := func(reason string, force bool) {
-		reloadMu.Lock()
-		defer reloadMu.Unlock()
-		notify(reloading())
-		rules.reload(runCtx, reason, !force) // an error: stopping, logged
-		notify(daemon.SdNotifyReady + "\n" + status())
-	}
 	var adminDone chan struct{}
 	if cfg.AdminSocket != "" {
 		aln, owner, err := ListenAdmin(cfg.AdminSocket)
@@ -166,9 +155,9 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			return err
 		}
-		srv.Stats = NewStats()
-		admin := &AdminServer{Rules: rules, Stats: srv.Stats, Env: cfg.Env, Logger: log, OwnerUID: owner,
-			CheckTimeout: cfg.CheckTimeout, Reload: func() { reload("admin", true) }}
+		checker.Stats = NewStats()
+		admin := &AdminServer{Reloader: rl, Stats: checker.Stats, Env: cfg.Env, Logger: log, OwnerUID: owner,
+			CheckTimeout: cfg.CheckTimeout}
 		adminDone = make(chan struct{})
 		log.Info("admin socket listening", "addr", cfg.AdminSocket, "owner_uid", owner)
 		go func() {
@@ -180,38 +169,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	for _, ln := range lns {
 		log.Info("listening", "addr", ln.Addr().String())
-		go func() { errc <- srv.Run(runCtx, ln) }()
+		go func() { errc <- srv.Serve(runCtx, ln) }()
 	}
-	notify(daemon.SdNotifyReady + "\n" + status())
+	notify(sdnotify.Ready + "\n" + rules.status())
 
+	interval := cfg.ReloadInterval
+	if interval == 0 {
+		interval = DefaultReloadInterval
+	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		interval := cfg.ReloadInterval
-		if interval == 0 {
-			interval = DefaultReloadInterval
-		}
-		var tick <-chan time.Time
-		if interval > 0 {
-			t := time.NewTicker(interval)
-			defer t.Stop()
-			tick = t.C
-		}
-		for {
-			select {
-			case <-runCtx.Done():
-				return
-			case <-cfg.Hangup:
-				log.Info("reloading rules on SIGHUP")
-				reload("SIGHUP", true)
-			case <-tick:
-				if rules.Changed() {
-					reload("changed", false)
-				}
-			}
-		}
-	}()
+	wg.Go(func() { rl.Watch(runCtx, cfg.Hangup, interval) })
 
 	select {
 	case <-ctx.Done():
@@ -219,7 +186,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Error("listener failed", "err", err)
 		lns = lns[1:] // one Run has returned already
 	}
-	notify(daemon.SdNotifyStopping)
+	notify(sdnotify.Stopping)
 	log.Info("stopping, draining checks")
 	cancel()
 	for range len(lns) {
@@ -231,7 +198,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if adminDone != nil {
 		<-adminDone
 	}
-	waitCommands(srv, durOr(cfg.DrainTimeout, DefaultDrainTimeout), log)
+	waitCommands(checker, durOr(cfg.DrainTimeout, dovecotsock.DefaultDrainTimeout), log)
 	log.Info("stopped")
 	return err
 }
@@ -239,8 +206,9 @@ func Run(ctx context.Context, cfg Config) error {
 // waitCommands gives spawn and twist commands still running a moment
 // (at most limit, and no more than a second) to finish, then kills their
 // process groups: no command outlives the daemon unsupervised.
-func waitCommands(srv *Server, limit time.Duration, log *slog.Logger) {
-	ce, ok := srv.env.Effects.(*ClientEffects)
+func waitCommands(c *Checker, limit time.Duration, log *slog.Logger) {
+	c.init()
+	ce, ok := c.env.Effects.(*ClientEffects)
 	if !ok || ce == nil {
 		return
 	}
@@ -269,7 +237,7 @@ func waitCommands(srv *Server, limit time.Duration, log *slog.Logger) {
 // limit: accept would then fail with EMFILE while checks wait.
 func warnFDLimit(log *slog.Logger, maxConns int) {
 	if maxConns <= 0 {
-		maxConns = DefaultMaxConns
+		maxConns = dovecotsock.DefaultMaxConns
 	}
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {

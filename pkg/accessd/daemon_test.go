@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/sdnotify"
 )
 
 // TestMain lets the test binary act as a socket-activated daemon when it is
@@ -33,7 +35,7 @@ func childDaemon() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	n := NotifierFromEnv()
+	n := sdnotify.FromEnv()
 	for _, v := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"} {
 		if _, ok := os.LookupEnv(v); ok {
 			fmt.Fprintf(os.Stderr, "%s still set\n", v)
@@ -109,7 +111,7 @@ func TestRunNotifyHangup(t *testing.T) {
 	go func() {
 		done <- Run(ctx, Config{
 			Listen: sock, AllowFile: allow, DenyFile: deny, ReloadInterval: -1, Hangup: hup,
-			Env: testEnv(), Logger: newLogger(log), Notifier: &Notifier{Addr: ns.path},
+			Env: testEnv(), Logger: newLogger(log), Notifier: &sdnotify.Notifier{Addr: ns.path},
 		})
 	}()
 	ns.expect(t, "READY=1\nSTATUS=")

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/wrapopts"
 )
 
@@ -30,7 +31,7 @@ func TestDaemonNameNotPlain(t *testing.T) {
 	r := &wrapopts.Runner{}
 	env := testEnv()
 	env.Effects = &ClientEffects{Runner: r}
-	ts := startServer(t, "ALL: ALL: banners "+dir+"\n", "", func(s *Server) { s.Env, s.Stats = env, stats })
+	ts := startServer(t, "ALL: ALL: banners "+dir+"\n", "", func(s *server) { s.Env, s.Stats = env, stats })
 	t.Cleanup(r.Wait)
 	tests := []struct{ name, log string }{
 		{"../../etc/passwd", `not a plain name: \"../../etc/passwd\" contains \"/\"`},
@@ -44,7 +45,7 @@ func TestDaemonNameNotPlain(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := stats.Snapshot().Errors[ErrKindDaemonName]
+			before := stats.Snapshot().Errors[dovecotsock.ErrKindDaemonName]
 			p := dialLoopback(t, "127.0.0.1")
 			if got := askLive(t, ts.sock, tt.name, p); got != "0\n" {
 				t.Errorf("reply %q, want %q", got, "0\n")
@@ -55,8 +56,8 @@ func TestDaemonNameNotPlain(t *testing.T) {
 			waitFor(t, "log line", func() bool {
 				return count(ts.log.String(), "level=WARN", `msg="daemon name is not a plain name, refused"`, tt.log) == 1
 			})
-			if n := stats.Snapshot().Errors[ErrKindDaemonName] - before; n != 1 {
-				t.Errorf("stats errors[%s] grew by %d, want 1", ErrKindDaemonName, n)
+			if n := stats.Snapshot().Errors[dovecotsock.ErrKindDaemonName] - before; n != 1 {
+				t.Errorf("stats errors[%s] grew by %d, want 1", dovecotsock.ErrKindDaemonName, n)
 			}
 		})
 	}

@@ -4,26 +4,23 @@
 // client. It answers with hosts_access(5) rules compiled by package
 // hostsrules.
 //
-// # Protocol
-//
-// A login connects (AF_UNIX, SOCK_STREAM) and makes one sendmsg of
-// "<name>\n" (imap, pop3, submission, sieve, imap-urlauth) carrying its
-// accepted client TCP socket as one SCM_RIGHTS descriptor, then reads once
-// up to 3 bytes: "1\n" admits the client, "0\n" or end of file refuses it.
-// Server reads the request with one recvmsg of at most 1024 bytes, decides
-// with Daemon = name, Client = getpeername and Server = getsockname of the
-// passed socket, closes the passed descriptor and writes the answer in one
-// write. See Server for the treatment of invalid requests, timeouts and
-// requests without exactly one TCP socket; DecodeRequest for the validity
-// rule.
+// The package is the access-check core and the daemon around it: Rules
+// and the Reloader that keeps them in step with the files
+// (docs/reloading.md), the Checker (Check(ctx, request) Decision, with
+// rule options carried out on the client's socket, ClientEffects), the
+// statistics and the admin socket (AdminServer), and Run, which wires
+// them to the front end, package dovecotsock (the protocol of Dovecot's
+// login access sockets), and to systemd (socket activation, sd_notify).
+// RunDovecot runs the same daemon as a Dovecot service
+// (docs/dovecot-managed.md, package dovecot/service).
 //
 // # Differences from Dovecot's tcpwrap
 //
 //   - One long-running process answers every check concurrently, instead of
 //     a fork and exec per check with client_limit = 1.
 //   - The rules are compiled once and reloaded when a file changes (stat
-//     polling) or on SIGHUP, instead of being read for every check. Rules
-//     swaps policies atomically: a check uses one consistent pair of
+//     polling) or on SIGHUP, instead of being read for every check. The
+//     Reloader swaps policies atomically: a check uses one consistent pair of
 //     tables. A reload waits until the files are quiet (SettleTime,
 //     TornSettleTime) and keeps the previous policy while they are being
 //     written, where libwrap would read a half-written file.
@@ -47,7 +44,7 @@
 //     missing, dropped (MSG_CTRUNC) or non-inet descriptor as libwrap's
 //     unknown client, which a deny list lets in, uses the first of several,
 //     and libwrap opens banners files for any name, "../" included. See
-//     Server.
+//     dovecotsock.Server.
 //   - When accept fails with EMFILE or ENFILE, the connection silent
 //     longest is closed to make room, as at MaxConns.
 //

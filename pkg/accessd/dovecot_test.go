@@ -1,99 +1,21 @@
 package accessd
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/service"
 )
-
-func TestDovecotEnvFrom(t *testing.T) {
-	base := map[string]string{"GENERATION": "9", "CLIENT_LIMIT": "4", "SOCKET_COUNT": "1", "SERVICE_NAME": "tcpwrap", "LOG_SERVICE": "1"}
-	tests := []struct {
-		name    string
-		set     map[string]string
-		want    DovecotEnv
-		wantErr string
-	}{
-		{"minimal", nil, DovecotEnv{Generation: 9, ClientLimit: 4, SocketCount: 1, ServiceName: "tcpwrap", SetUID: -1, SetGID: -1, LogService: true}, ""},
-		{"restrict", map[string]string{"RESTRICT_SETUID": "102", "RESTRICT_SETGID": "105", "RESTRICT_SETEXTRAGROUPS": "7,8"},
-			DovecotEnv{Generation: 9, ClientLimit: 4, SocketCount: 1, ServiceName: "tcpwrap", SetUID: 102, SetGID: 105, ExtraGroups: []int{7, 8}, LogService: true}, ""},
-		{"not dovecot", map[string]string{"GENERATION": ""}, DovecotEnv{}, "not started by a Dovecot master"},
-		{"no client limit", map[string]string{"CLIENT_LIMIT": ""}, DovecotEnv{}, "CLIENT_LIMIT missing"},
-		{"zero client limit", map[string]string{"CLIENT_LIMIT": "0"}, DovecotEnv{}, `CLIENT_LIMIT: invalid value "0"`},
-		{"bad uid", map[string]string{"RESTRICT_SETUID": "x"}, DovecotEnv{}, `RESTRICT_SETUID: invalid value "x"`},
-		{"bad generation", map[string]string{"GENERATION": "-1"}, DovecotEnv{}, `GENERATION: invalid value "-1"`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			env := map[string]string{}
-			for k, v := range base {
-				env[k] = v
-			}
-			for k, v := range tt.set {
-				env[k] = v
-			}
-			got, err := DovecotEnvFrom(func(k string) string { return env[k] })
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
-	if _, err := DovecotEnvFrom(func(string) string { return "" }); !errors.Is(err, ErrNotDovecot) {
-		t.Errorf("empty environment: %v, want ErrNotDovecot", err)
-	}
-}
-
-func TestDovecotLogHandler(t *testing.T) {
-	var buf bytes.Buffer
-	h := NewDovecotLogHandler(&buf, slog.LevelDebug)
-	log := slog.New(h).With("service", "tcpwrap")
-	log.Debug("d")
-	log.Info("access refused", "daemon", "imap", "rule", "ALL: 127.0.0.2", "took", 1500*time.Millisecond)
-	log.Warn("two\nlines", slog.Group("g", "k", "v w"))
-	log.WithGroup("q").Error("bad", "err", errors.New(`x "y"`))
-	pid := fmt.Sprint(os.Getpid())
-	want := "\x01\x01" + pid + " d: service=tcpwrap\n" +
-		"\x01\x02" + pid + ` access refused: service=tcpwrap daemon=imap rule="ALL: 127.0.0.2" took=1.5s` + "\n" +
-		"\x01\x03" + pid + ` two\nlines: service=tcpwrap g.k="v w"` + "\n" +
-		"\x01\x04" + pid + ` bad: service=tcpwrap q.err="x \"y\""` + "\n"
-	if diff := cmp.Diff(want, buf.String()); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
-	}
-	buf.Reset()
-	slog.New(NewDovecotLogHandler(&buf, nil)).Debug("hidden")
-	if buf.Len() != 0 {
-		t.Errorf("Debug logged at the default level: %q", buf.String())
-	}
-	buf.Reset()
-	DovecotFatal(&buf, "no\nway")
-	if got := buf.String(); got != "\x01\x05"+pid+` no\nway`+"\n" {
-		t.Errorf("DovecotFatal wrote %q", got)
-	}
-}
 
 // statusReader reads 12-byte status messages from the read end of the
 // status pipe.
@@ -115,7 +37,7 @@ func (r statusReader) next() (pid int32, gen, avail uint32) {
 // dovecotFixture is a DovecotService on pipes and a listener of the test,
 // as a Dovecot master would set it up.
 type dovecotFixture struct {
-	svc        *DovecotService
+	svc        *service.Service
 	sock       string
 	status     statusReader
 	deadRead   *os.File
@@ -156,11 +78,11 @@ func startDovecotFixture(t *testing.T, clientLimit int, deny string) *dovecotFix
 	}
 	t.Cleanup(func() { sr.Close(); sw.Close(); dr.Close(); dw.Close() })
 	fx.status, fx.deadRead = statusReader{t, sr}, dr
-	env := DovecotEnv{Generation: fx.generation, ClientLimit: clientLimit, SocketCount: 1, SetUID: -1, SetGID: -1}
-	// newDovecotService closes the listener fd it was given (after dup).
+	env := service.Env{Generation: fx.generation, ClientLimit: clientLimit, SocketCount: 1, SetUID: -1, SetGID: -1}
+	// service.New closes the listener fd it was given (after dup).
 	lfd, _ := unix.Dup(int(lf.Fd()))
 	lf.Close()
-	fx.svc, err = newDovecotService(env, int(sw.Fd()), int(dw.Fd()), lfd)
+	fx.svc, err = service.New(env, int(sw.Fd()), int(dw.Fd()), lfd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +90,7 @@ func startDovecotFixture(t *testing.T, clientLimit int, deny string) *dovecotFix
 	fx.cancel = cancel
 	fx.done = make(chan error, 1)
 	go func() {
-		fx.done <- fx.svc.Run(ctx, fx.idle, Config{
+		fx.done <- RunDovecot(ctx, fx.svc, fx.idle, Config{
 			AllowFile: fx.allow, DenyFile: fx.deny, Env: testEnv(),
 			ReloadInterval: 50 * time.Millisecond, ReadTimeout: 5 * time.Second,
 			Logger: newLogger(fx.log),
@@ -328,33 +250,4 @@ func replyWithin(t *testing.T, c *net.UnixConn, timeout time.Duration) string {
 	b := make([]byte, 3)
 	n, _ := c.Read(b)
 	return string(b[:n])
-}
-
-// TestDropPrivileges drops to nobody in a child process (the test binary
-// re-run as helper) and checks that root cannot be regained.
-func TestDropPrivileges(t *testing.T) {
-	if os.Getenv("ACCESSD_DROP_HELPER") == "1" {
-		asRoot, err := dropPrivileges(65534, 65534, nil)
-		if err != nil || asRoot {
-			fmt.Printf("drop: asRoot=%v err=%v\n", asRoot, err)
-			os.Exit(1)
-		}
-		groups, _ := syscall.Getgroups()
-		err = syscall.Setuid(0)
-		fmt.Printf("uid=%d euid=%d gid=%d groups=%v setuid0=%v\n", os.Getuid(), os.Geteuid(), os.Getgid(), groups, err)
-		os.Exit(0)
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestDropPrivileges$")
-	cmd.Env = append(os.Environ(), "ACCESSD_DROP_HELPER=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
-	want := "uid=65534 euid=65534 gid=65534 groups=[65534] setuid0=operation not permitted"
-	if !strings.Contains(string(out), want) {
-		t.Errorf("helper said %q, want %q", out, want)
-	}
 }

@@ -8,16 +8,16 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/wrapopts"
 )
 
-// ClientEffects, set as the Effects of a Server's Env, makes the Server
+// ClientEffects, set as the Effects of a Checker's Env, makes the Checker
 // carry out rule options for real on each check's client socket (the
-// descriptor the login passed): for every check the Server replaces it by
+// descriptor the login passed): for every check the Checker replaces it by
 // Runner.Service(fd, log), a wrapopts.Service bound to that socket, so
 // spawn, twist, aclexec, banners, setenv, umask, nice, user, group,
 // keepalive, linger and severity all act (see wrapopts.Service). The
 // decision is then logged at the level of the check's severity option, if
 // it had one (wrapopts.SlogLevel), with the attribute severity.
 //
-// DefaultEnv sets it. Outside a Server (a Policy.Check with this Env),
+// DefaultEnv sets it. Outside a Checker (a Policy.Check with this Env),
 // Apply does nothing: a dry run.
 type ClientEffects struct {
 	// Runner runs the commands and bounds them. Nil means one Runner with
@@ -28,7 +28,7 @@ type ClientEffects struct {
 // defaultRunner serves ClientEffects without a Runner.
 var defaultRunner = &wrapopts.Runner{}
 
-// Apply accepts every option without effect (keep=true, nil); the Server
+// Apply accepts every option without effect (keep=true, nil); the Checker
 // never calls it, it calls a per-check wrapopts.Service instead.
 func (*ClientEffects) Apply(context.Context, hostsrules.Option, *hostsrules.Expander) (bool, error) {
 	return true, nil
@@ -43,14 +43,14 @@ func (e *ClientEffects) runner() *wrapopts.Runner {
 
 // checkEnv returns the Env for the check of req whose client socket is fd
 // (-1: none) and the lazily built Service that carries out its options, or
-// s.env and nil when the Env's Effects is not a *ClientEffects.
-func (s *Server) checkEnv(fd int, req *hostsrules.Request) (*hostsrules.Env, *lazyService) {
-	ce, ok := s.env.Effects.(*ClientEffects)
+// c.env and nil when the Env's Effects is not a *ClientEffects.
+func (c *Checker) checkEnv(fd int, req *hostsrules.Request) (*hostsrules.Env, *lazyService) {
+	ce, ok := c.env.Effects.(*ClientEffects)
 	if !ok || ce == nil {
-		return s.env, nil
+		return c.env, nil
 	}
-	ls := &lazyService{s: s, ce: ce, fd: fd, req: req}
-	ls.env = *s.env
+	ls := &lazyService{c: c, ce: ce, fd: fd, req: req}
+	ls.env = *c.env
 	ls.env.Effects = ls
 	return &ls.env, ls
 }
@@ -59,7 +59,7 @@ func (s *Server) checkEnv(fd int, req *hostsrules.Request) (*hostsrules.Env, *la
 // the matched rule has an option to carry out, so that the common check,
 // whose rule has no options, allocates nothing for it.
 type lazyService struct {
-	s   *Server
+	c   *Checker
 	ce  *ClientEffects
 	fd  int
 	req *hostsrules.Request
@@ -70,7 +70,7 @@ type lazyService struct {
 // Apply builds the Service on first use and hands opt to it.
 func (l *lazyService) Apply(ctx context.Context, opt hostsrules.Option, x *hostsrules.Expander) (bool, error) {
 	if l.svc == nil {
-		log := l.s.log.With("daemon", l.req.Daemon, "client_addr", addrString(l.req.Client))
+		log := l.c.log.With("daemon", l.req.Daemon, "client_addr", addrString(l.req.Client))
 		l.svc = l.ce.runner().Service(l.fd, log)
 	}
 	return l.svc.Apply(ctx, opt, x)

@@ -47,7 +47,7 @@ func startLive(t *testing.T, allow, deny string, env *hostsrules.Env) (*testServ
 		env = testEnv()
 	}
 	env.Effects = &ClientEffects{Runner: r}
-	ts := startServer(t, allow, deny, func(s *Server) { s.Env = env })
+	ts := startServer(t, allow, deny, func(s *server) { s.Env = env })
 	t.Cleanup(r.Wait)
 	return ts, r
 }

@@ -37,7 +37,7 @@ func (g *gateResolver) LookupHost(ctx context.Context, network, name string) (st
 func TestReplyEPIPE(t *testing.T) {
 	requireEngine(t)
 	g := &gateResolver{started: make(chan struct{}, 1), release: make(chan struct{})}
-	ts := startServer(t, "", "ALL: localhost\n", func(s *Server) {
+	ts := startServer(t, "", "ALL: localhost\n", func(s *server) {
 		s.Env = &hostsrules.Env{Resolver: g}
 	})
 	p := dialLoopback(t, "127.0.0.1")

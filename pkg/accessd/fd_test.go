@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 )
 
 // A test binary started with ACCESSD_TEST_CHILD=server runs childServer
@@ -62,7 +64,7 @@ func childServer() int {
 		unix.Close(filler[len(filler)-1])
 		filler = filler[:len(filler)-1]
 	}
-	srv := &Server{Rules: rules, Env: testEnv(), Logger: log, ReadTimeout: time.Minute}
+	srv := &server{Rules: rules, Env: testEnv(), Logger: log, ReadTimeout: time.Minute}
 	log.Info("child ready", "filler", len(filler))
 	if err := srv.Run(ctx, ln); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -169,7 +171,7 @@ func TestAcceptEMFILEEvicts(t *testing.T) {
 // "unknown" client.
 func TestRefusedDescriptors(t *testing.T) {
 	stats := NewStats()
-	ts := startServer(t, "", "", func(s *Server) { s.Stats = stats })
+	ts := startServer(t, "", "", func(s *server) { s.Stats = stats })
 	tests := []struct {
 		name string
 		fds  func(t *testing.T) (fds []int, closed func(t *testing.T))
@@ -177,23 +179,23 @@ func TestRefusedDescriptors(t *testing.T) {
 		kind string
 	}{
 		{name: "no fd", fds: func(t *testing.T) ([]int, func(*testing.T)) { return nil, nil },
-			log: []string{"level=WARN", `msg="request carried no descriptor, refused"`}, kind: ErrKindNoFD},
+			log: []string{"level=WARN", `msg="request carried no descriptor, refused"`}, kind: dovecotsock.ErrKindNoFD},
 		{name: "two fds", fds: tcpFDs(2),
-			log: []string{"level=WARN", `msg="request carried more than one descriptor, refused"`, "fds=2"}, kind: ErrKindManyFDs},
+			log: []string{"level=WARN", `msg="request carried more than one descriptor, refused"`, "fds=2"}, kind: dovecotsock.ErrKindManyFDs},
 		{name: "three fds", fds: tcpFDs(3), // the control buffer holds two
-			log: []string{"level=ERROR", "MSG_CTRUNC", "fds=2"}, kind: ErrKindFDTruncated},
+			log: []string{"level=ERROR", "MSG_CTRUNC", "fds=2"}, kind: dovecotsock.ErrKindFDTruncated},
 		{name: "pipe", fds: pipeFD,
-			log: []string{`msg="descriptor is not a socket, refused"`, "file_type=fifo"}, kind: ErrKindNotSocket},
+			log: []string{`msg="descriptor is not a socket, refused"`, "file_type=fifo"}, kind: dovecotsock.ErrKindNotSocket},
 		{name: "regular file", fds: fileFD,
-			log: []string{`msg="descriptor is not a socket, refused"`, `file_type="regular file"`}, kind: ErrKindNotSocket},
+			log: []string{`msg="descriptor is not a socket, refused"`, `file_type="regular file"`}, kind: dovecotsock.ErrKindNotSocket},
 		{name: "AF_UNIX", fds: unixFD,
-			log: []string{`msg="descriptor is not a TCP socket, refused"`, "socket=unix/stream/0"}, kind: ErrKindNotTCP},
+			log: []string{`msg="descriptor is not a TCP socket, refused"`, "socket=unix/stream/0"}, kind: dovecotsock.ErrKindNotTCP},
 		{name: "UDP", fds: udpFD,
-			log: []string{`msg="descriptor is not a TCP socket, refused"`, "socket=inet/dgram/udp"}, kind: ErrKindNotTCP},
+			log: []string{`msg="descriptor is not a TCP socket, refused"`, "socket=inet/dgram/udp"}, kind: dovecotsock.ErrKindNotTCP},
 		{name: "TCP listener", fds: listenerFD,
-			log: []string{`msg="TCP socket is not connected, refused"`, "server_addr=127.0.0.1:"}, kind: ErrKindNotConnected},
+			log: []string{`msg="TCP socket is not connected, refused"`, "server_addr=127.0.0.1:"}, kind: dovecotsock.ErrKindNotConnected},
 		{name: "TCP never connected", fds: unconnectedFD,
-			log: []string{`msg="TCP socket is not connected, refused"`, "server_addr=[::]:0"}, kind: ErrKindNotConnected},
+			log: []string{`msg="TCP socket is not connected, refused"`, "server_addr=[::]:0"}, kind: dovecotsock.ErrKindNotConnected},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

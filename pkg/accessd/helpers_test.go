@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -82,7 +83,7 @@ type testServer struct {
 	allow, deny string
 	log         *logBuffer
 	rules       *Rules
-	srv         *Server
+	srv         *server
 	cancel      context.CancelFunc
 	done        chan error
 }
@@ -90,7 +91,7 @@ type testServer struct {
 // startServer starts a Server with the given hosts.allow and hosts.deny
 // contents. mod, if not nil, adjusts the Server before Run. The server is
 // stopped at the end of the test, and Run must return nil.
-func startServer(t *testing.T, allow, deny string, mod func(*Server)) *testServer {
+func startServer(t *testing.T, allow, deny string, mod func(*server)) *testServer {
 	t.Helper()
 	ts := &testServer{dir: shortDir(t), log: &logBuffer{}}
 	ts.allow = writeFile(t, ts.dir, "hosts.allow", allow)
@@ -98,7 +99,7 @@ func startServer(t *testing.T, allow, deny string, mod func(*Server)) *testServe
 	ts.sock = filepath.Join(ts.dir, "s", "access")
 	logger := newLogger(ts.log)
 	ts.rules = NewRules(ts.allow, ts.deny, logger)
-	ts.srv = &Server{Rules: ts.rules, Env: testEnv(), Logger: logger, ReadTimeout: 5 * time.Second, DrainTimeout: 2 * time.Second}
+	ts.srv = &server{Rules: ts.rules, Env: testEnv(), Logger: logger, ReadTimeout: 5 * time.Second, DrainTimeout: 2 * time.Second}
 	if mod != nil {
 		mod(ts.srv)
 	}
@@ -282,4 +283,47 @@ lines:
 // table instead of the system's, no netgroups.
 func testEnv() *hostsrules.Env {
 	return &hostsrules.Env{Resolver: hostsrules.ParseHosts([]byte("127.0.0.1 localhost\n127.0.0.2 second.test\n"))}
+}
+
+// reloadable is the Rules of a Reloader with the Reloader's methods in
+// the form the rules tests call them (no context: wait as long as it
+// takes).
+type reloadable struct {
+	*Rules
+	rl *Reloader
+}
+
+func newReloadable(allow, deny string, log *slog.Logger) reloadable {
+	rl, _ := NewReloader(context.Background(), ReloaderConfig{AllowFile: allow, DenyFile: deny, Logger: log})
+	return reloadable{Rules: rl.Rules(), rl: rl}
+}
+
+func (r reloadable) Reload(reason string) { r.rl.Reload(context.Background(), reason) }
+
+func (r reloadable) ReloadIfChanged(reason string) bool {
+	ok, _ := r.rl.ReloadIfChanged(context.Background(), reason)
+	return ok
+}
+
+func (r reloadable) Changed() bool { return r.rl.Changed() }
+
+// server is the daemon's pair of a Checker and its Dovecot front end,
+// with the fields of both, as the tests configure them.
+type server struct {
+	Rules                     *Rules
+	Env                       *hostsrules.Env
+	Logger                    *slog.Logger
+	ReadTimeout, CheckTimeout time.Duration
+	MaxConns                  int
+	DrainTimeout              time.Duration
+	ConnHook                  func(int)
+	Stats                     *Stats
+}
+
+// Run serves ln as Run serves each listener.
+func (s *server) Run(ctx context.Context, ln net.Listener) error {
+	c := &Checker{Rules: s.Rules, Env: s.Env, Logger: s.Logger, CheckTimeout: s.CheckTimeout, Stats: s.Stats}
+	srv := &dovecotsock.Server{Checker: c, Logger: s.Logger, ReadTimeout: s.ReadTimeout,
+		MaxConns: s.MaxConns, DrainTimeout: s.DrainTimeout, ConnHook: s.ConnHook}
+	return srv.Serve(ctx, ln)
 }

@@ -20,7 +20,7 @@ import (
 var umaskMu sync.Mutex
 
 // Listen creates a unix stream socket listening at path, for example
-// /run/dovecot/login/ext/access (spec §5B: in a sub-directory of the login
+// /run/dovecot/login/ext/access (docs/dovecot-managed.md: in a sub-directory of the login
 // chroot, so that Dovecot's start-up scan leaves it alone).
 //
 // Missing parent directories are created as makeDirs says (Dovecot's

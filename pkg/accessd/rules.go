@@ -3,105 +3,56 @@ package accessd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/filestamp"
+	"github.com/tcpwrapd/tcpwrapd/internal/sdnotify"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
-// Rules holds the compiled policy of one hosts.allow/hosts.deny pair and
-// replaces it when the files change. Checks call Policy and keep the
-// *hostsrules.Policy they got, so an in-flight check finishes with the
-// policy it started with while a reload swaps in the next one atomically.
-// hostsrules.Load reads each file in one piece, and a reload only adopts
-// files that have been left alone for SettleTime and did not change while
-// they were read, so no check sees a half-written file.
+// Rules holds the compiled policy of one hosts.allow/hosts.deny pair:
+// the read side of a Reloader, which replaces the policy when the files
+// change. Checks call Policy and keep the *hostsrules.Policy they got, so
+// an in-flight check finishes with the policy it started with while a
+// reload swaps in the next one atomically.
 //
-// All methods are safe for concurrent use. Create Rules with NewRules.
+// All methods are safe for concurrent use. Create Rules with NewRules or
+// NewReloader.
 type Rules struct {
 	allow, deny string
-	log         *slog.Logger
-	loaded      func(uint64, *hostsrules.Policy) // Config.RulesLoaded
-
-	mu  sync.Mutex // serializes loads
-	cur atomic.Pointer[generation]
+	cur         atomic.Pointer[generation]
 }
 
 // generation is one loaded policy and the stat stamps of its files.
 type generation struct {
 	policy *hostsrules.Policy
-	stamps map[string]stamp
+	stamps filestamp.Set
 	n      uint64
 	at     time.Time // when it was loaded
 	reason string    // why ("initial", "SIGHUP", "changed", "admin")
 }
 
-// stamp identifies the state of a path cheaply, without reading it: an
-// atomic rename changes the inode, an edit the size or times, a chmod the
-// ctime, a removal the error.
-type stamp struct {
-	errno     syscall.Errno // 0, ENOENT, EACCES, ...
-	mode      uint32
-	dev, ino  uint64
-	size      int64
-	mtime     int64
-	ctime     int64
-	linkIno   uint64 // of the path itself (Lstat), catches retargeted symlinks
-	linkCtime int64
-}
-
-func statPath(path string) stamp {
-	var s stamp
-	var st, lst syscall.Stat_t
-	if err := syscall.Lstat(path, &lst); err == nil {
-		s.linkIno, s.linkCtime = lst.Ino, lst.Ctim.Nano()
-	}
-	if err := syscall.Stat(path, &st); err != nil {
-		var errno syscall.Errno
-		if errors.As(err, &errno) {
-			s.errno = errno
-		} else {
-			s.errno = syscall.EIO
-		}
-		return s
-	}
-	s.mode, s.dev, s.ino, s.size = st.Mode, st.Dev, st.Ino, st.Size
-	s.mtime, s.ctime = st.Mtim.Nano(), st.Ctim.Nano()
-	return s
-}
-
 // NewRules loads the policy from allowPath and denyPath (usually
 // /etc/hosts.allow and /etc/hosts.deny) with hostsrules.Load and logs the
 // result to logger (nil discards). It never fails: missing, unreadable and
-// malformed files have libwrap's meaning and are only logged.
+// malformed files have libwrap's meaning and are only logged. The Rules
+// it returns are never reloaded; use NewReloader for rules that follow
+// the files.
 //
 // If a file is being written, NewRules waits until it is quiet (see
 // SettleTime), however long that takes.
 func NewRules(allowPath, denyPath string, logger *slog.Logger) *Rules {
-	r, _ := newRules(context.Background(), allowPath, denyPath, logger, nil)
-	return r
-}
-
-// newRules is NewRules with a bound on the wait for quiet files (it
-// returns ctx's error and no Rules if ctx ends first) and a function called
-// after each load (Config.RulesLoaded).
-func newRules(ctx context.Context, allowPath, denyPath string, logger *slog.Logger, loaded func(uint64, *hostsrules.Policy)) (*Rules, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	r := &Rules{allow: allowPath, deny: denyPath, log: logger, loaded: loaded}
-	if _, err := r.reload(ctx, "initial", false); err != nil {
-		return nil, err
-	}
-	return r, nil
+	r, _ := NewReloader(context.Background(), ReloaderConfig{AllowFile: allowPath, DenyFile: denyPath, Logger: logger})
+	return r.Rules()
 }
 
 // Policy returns the current policy. It is never nil.
@@ -115,78 +66,165 @@ func (r *Rules) Loaded() (at time.Time, reason string) {
 }
 
 // Generation returns how many times the rules have been loaded, starting
-// with 1 after NewRules.
+// with 1 after the first load.
 func (r *Rules) Generation() uint64 { return r.cur.Load().n }
 
-// paths returns the files to watch: both tables and every file the policy
-// g was built from.
-func (r *Rules) paths(g *generation) []string {
-	p := []string{r.allow, r.deny}
+// status is the sd_notify STATUS= line describing the current policy.
+func (r *Rules) status() string {
+	return fmt.Sprintf("STATUS=serving, rules generation %d, %d diagnostics", r.Generation(), len(r.Policy().Diagnostics()))
+}
+
+// ReloaderConfig configures NewReloader.
+type ReloaderConfig struct {
+	// AllowFile and DenyFile are the tables, e.g. /etc/hosts.allow and
+	// /etc/hosts.deny.
+	AllowFile, DenyFile string
+	// Logger receives each load and its diagnostics; nil discards.
+	Logger *slog.Logger
+	// Loaded, if set, is called after each load (Config.RulesLoaded).
+	Loaded func(generation uint64, p *hostsrules.Policy)
+	// Notifier receives RELOADING=1 before and READY=1 with a STATUS=
+	// line after each reload (not the first load); nil sends none.
+	Notifier *sdnotify.Notifier
+}
+
+// Reloader loads the rules and reloads them, one load at a time, for
+// every reason there is: a SIGHUP and a change seen by polling (Watch),
+// the admin socket's "reload" (Reload). hostsrules.Load reads each file
+// in one piece, and a reload only adopts files that have been left alone
+// for SettleTime and did not change while they were read, so no check
+// sees a half-written file (docs/reloading.md).
+//
+// All methods are safe for concurrent use; loads are serialized. Create
+// a Reloader with NewReloader.
+type Reloader struct {
+	rules    *Rules
+	log      *slog.Logger
+	loaded   func(uint64, *hostsrules.Policy)
+	notifier *sdnotify.Notifier
+
+	mu sync.Mutex // serializes loads
+}
+
+// NewReloader makes the first load of the rules (reason "initial"),
+// waiting for quiet files (see SettleTime) until ctx ends; then it
+// returns ctx's error and no Reloader.
+func NewReloader(ctx context.Context, cfg ReloaderConfig) (*Reloader, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Reloader{rules: &Rules{allow: cfg.AllowFile, deny: cfg.DenyFile}, log: log, loaded: cfg.Loaded, notifier: cfg.Notifier}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.load(ctx, "initial", nil); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Rules returns the rules the Reloader loads.
+func (r *Reloader) Rules() *Rules { return r.rules }
+
+// paths returns the files to watch, each once: both tables and every
+// file the policy g was built from (which include the tables).
+func (r *Reloader) paths(g *generation) []string {
+	p := []string{r.rules.allow, r.rules.deny}
 	if g != nil {
 		for _, f := range g.policy.Files() {
-			p = append(p, f.Path)
+			if !slices.Contains(p, f.Path) {
+				p = append(p, f.Path)
+			}
 		}
 	}
 	return p
 }
+
+// statFiles stats the files of a generation; a variable so that tests
+// can count the stats.
+var statFiles = filestamp.OfAll
 
 // Changed reports whether any file the current policy was built from (both
 // tables and every /file list) looks different on disk from when it was
 // loaded: created, removed, replaced, modified or changed permissions. It
 // only stats the files.
-func (r *Rules) Changed() bool {
-	g := r.cur.Load()
-	for path, old := range g.stamps {
-		if statPath(path) != old {
-			return true
-		}
-	}
-	return false
+func (r *Reloader) Changed() bool {
+	g := r.rules.cur.Load()
+	return !g.stamps.Equal(statFiles(slices.Collect(maps.Keys(g.stamps))))
 }
 
 // Reload reads and compiles both tables once they are quiet (see
-// SettleTime), swaps the new policy in, logs it with reason (e.g. "SIGHUP",
-// "changed") and returns it. Load cannot fail, so the new policy always
-// replaces the old one: like libwrap, which reads the tables for every
-// check, a broken file takes effect with the meaning libwrap gives it, and
-// its diagnostics are logged. While a file keeps changing, Reload keeps
-// the current policy and waits, however long that takes; ReloadContext
-// bounds the wait.
-func (r *Rules) Reload(reason string) *hostsrules.Policy {
-	p, _ := r.ReloadContext(context.Background(), reason)
-	return p
-}
-
-// ReloadContext is Reload with a bound on the wait for quiet files: if ctx
-// ends first, it returns the current policy, unchanged, and ctx's error.
-func (r *Rules) ReloadContext(ctx context.Context, reason string) (*hostsrules.Policy, error) {
-	_, err := r.reload(ctx, reason, false)
-	return r.Policy(), err
-}
-
-// ReloadIfChanged reloads, as Reload does (waiting for quiet files), only
-// when Changed reports a change, and reports whether it did.
-func (r *Rules) ReloadIfChanged(reason string) bool {
-	ok, _ := r.reload(context.Background(), reason, true)
-	return ok
-}
-
-// reload reloads, if ifChanged only when Changed reports a change, and
-// reports whether it did. It gives up, keeping the current policy, when
-// ctx ends while the files are still being written.
-func (r *Rules) reload(ctx context.Context, reason string, ifChanged bool) (bool, error) {
+// SettleTime), swaps the new policy in and logs it with reason (e.g.
+// "SIGHUP", "admin"), whether or not the files changed. Load cannot
+// fail, so the new policy always replaces the old one: like libwrap,
+// which reads the tables for every check, a broken file takes effect with
+// the meaning libwrap gives it, and its diagnostics are logged. While a
+// file keeps changing, Reload keeps the current policy and waits; if ctx
+// ends first, it returns ctx's error and the policy stays.
+func (r *Reloader) Reload(ctx context.Context, reason string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	if ifChanged && !r.Changed() {
+	return r.reload(ctx, reason, nil)
+}
+
+// ReloadIfChanged reloads, as Reload does, only when a file looks
+// changed (see Changed), and reports whether it did. It stats each file
+// once to tell, and the reload starts from those stamps.
+func (r *Reloader) ReloadIfChanged(ctx context.Context, reason string) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	g := r.rules.cur.Load()
+	stamps := statFiles(slices.Collect(maps.Keys(g.stamps)))
+	if g.stamps.Equal(stamps) {
 		return false, nil
 	}
-	if _, err := r.reloadLocked(ctx, reason); err != nil {
+	if err := r.reload(ctx, reason, stamps); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// Watch reloads the rules on each value from hangup (SIGHUP; nil: none)
+// and, every interval (not at all when interval <= 0), when a file
+// changed, until ctx ends. ctx also bounds each reload's wait for quiet
+// files.
+func (r *Reloader) Watch(ctx context.Context, hangup <-chan os.Signal, interval time.Duration) {
+	var tick <-chan time.Time
+	if interval > 0 {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hangup:
+			r.log.Info("reloading rules on SIGHUP")
+			r.Reload(ctx, "SIGHUP") // an error: stopping, logged
+		case <-tick:
+			r.ReloadIfChanged(ctx, "changed")
+		}
+	}
+}
+
+// reload is a load after the first, framed by RELOADING=1 and READY=1.
+// seen, if not nil, are the stamps of the files just taken.
+func (r *Reloader) reload(ctx context.Context, reason string, seen filestamp.Set) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.notify(sdnotify.Reloading())
+	err := r.load(ctx, reason, seen)
+	r.notify(sdnotify.Ready + "\n" + r.rules.status())
+	return err
+}
+
+// notify sends state to the Notifier, logging a failure.
+func (r *Reloader) notify(state string) {
+	if _, err := r.notifier.Notify(state); err != nil {
+		r.log.Warn("sd_notify failed", "state", state, "err", err)
+	}
 }
 
 // SettleTime is how long the rule files must have been left alone before a
@@ -225,24 +263,26 @@ const SettleWarnInterval = 5 * time.Second
 // change in the middle of the wait is seen.
 const settlePoll = 50 * time.Millisecond
 
-func (r *Rules) reloadLocked(ctx context.Context, reason string) (*hostsrules.Policy, error) {
-	prev := r.cur.Load()
+// load waits for quiet files, reads them, and swaps the new policy in.
+// The caller holds r.mu.
+func (r *Reloader) load(ctx context.Context, reason string, seen filestamp.Set) error {
+	prev := r.rules.cur.Load()
 	start := time.Now()
-	pol, stamps, err := r.settle(ctx, prev, start)
+	pol, stamps, err := r.settle(ctx, prev, start, seen)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	g := &generation{policy: pol, stamps: stamps, n: 1, at: start, reason: reason}
 	if prev != nil {
 		g.n = prev.n + 1
 	}
-	r.cur.Store(g)
+	r.rules.cur.Store(g)
 	r.logLoad(g, reason, time.Since(start))
 	if r.loaded != nil {
 		r.loaded(g.n, pol)
 	}
 	releaseMemory()
-	return pol, nil
+	return nil
 }
 
 // releaseMemory returns the memory of a load to the operating system at
@@ -255,11 +295,12 @@ func releaseMemory() { debug.FreeOSMemory() }
 
 // settle waits until the rule files are quiet (see SettleTime), reads and
 // compiles them and returns the policy with the stamps of every file it
-// was built from. It returns ctx's error if ctx ends first.
-func (r *Rules) settle(ctx context.Context, prev *generation, start time.Time) (*hostsrules.Policy, map[string]stamp, error) {
+// was built from. first, if not nil, are the stamps of the files just
+// taken, which it starts from. It returns ctx's error if ctx ends first.
+func (r *Reloader) settle(ctx context.Context, prev *generation, start time.Time, first filestamp.Set) (*hostsrules.Policy, filestamp.Set, error) {
 	paths := r.paths(prev)
 	var (
-		seen    map[string]stamp   // the stamps last observed
+		seen    filestamp.Set      // the stamps last observed
 		seenAt  time.Time          // since when they have been observed unchanged
 		need    = SettleTime       // how long the files must be quiet
 		pending *hostsrules.Policy // read from files with the stamps seen
@@ -268,22 +309,26 @@ func (r *Rules) settle(ctx context.Context, prev *generation, start time.Time) (
 		warned  = start
 	)
 	for {
-		stamps := statAll(paths)
+		stamps := first
+		if first == nil {
+			stamps = statFiles(paths)
+		}
+		first = nil
 		now := time.Now()
-		if !equalStamps(stamps, seen) {
-			changed = changedPaths(seen, stamps)
+		if !stamps.Equal(seen) {
+			changed = seen.Changed(stamps)
 			seen, seenAt, need, pending, torn = stamps, now, SettleTime, nil, nil
 		}
 		quiet := quietFor(stamps, seenAt, now)
 		if quiet >= need && pending == nil {
-			pol := hostsrules.Load(r.allow, r.deny)
+			pol := hostsrules.Load(r.rules.allow, r.rules.deny)
 			t := tornFiles(pol)
 			for _, f := range pol.Files() {
 				if _, ok := stamps[f.Path]; !ok {
 					paths = append(paths, f.Path) // a new /file list
 				}
 			}
-			if after := statAll(paths); !equalStamps(stamps, after) {
+			if after := statFiles(paths); !stamps.Equal(after) {
 				r.log.Debug("rule files changed while being read, reading again")
 				continue
 			}
@@ -324,9 +369,9 @@ func (r *Rules) settle(ctx context.Context, prev *generation, start time.Time) (
 // far as the reload can tell at now: since their newest mtime or ctime, or
 // since seenAt, when it first saw them as they are, whichever is earlier.
 // A time stamp after now does not count.
-func quietFor(stamps map[string]stamp, seenAt, now time.Time) time.Duration {
+func quietFor(stamps filestamp.Set, seenAt, now time.Time) time.Duration {
 	since := seenAt
-	if n := newest(stamps); !n.After(now) && n.Before(since) {
+	if n := stamps.Newest(); !n.After(now) && n.Before(since) {
 		since = n
 	}
 	return now.Sub(since)
@@ -364,61 +409,9 @@ func endsInNewline(path string) bool {
 	return b[0] == '\n'
 }
 
-// changedPaths returns the paths whose stamps differ between a and b.
-func changedPaths(a, b map[string]stamp) []string {
-	var c []string
-	for p, s := range b {
-		if old, ok := a[p]; !ok || old != s {
-			c = append(c, p)
-		}
-	}
-	slices.Sort(c)
-	return c
-}
-
-// statAll stats every path.
-func statAll(paths []string) map[string]stamp {
-	stamps := make(map[string]stamp, len(paths))
-	for _, p := range paths {
-		stamps[p] = statPath(p)
-	}
-	return stamps
-}
-
-// newest returns the latest modification or change time among stamps. For
-// a file that does not exist it is the time of its directory, which
-// changed when the file was removed or renamed away.
-func newest(stamps map[string]stamp) time.Time {
-	var n int64
-	for p, s := range stamps {
-		n = max(n, s.mtime, s.ctime, s.linkCtime)
-		if s.errno == syscall.ENOENT {
-			var st syscall.Stat_t
-			if syscall.Stat(filepath.Dir(p), &st) == nil {
-				n = max(n, st.Mtim.Nano(), st.Ctim.Nano())
-			}
-		}
-	}
-	return time.Unix(0, n)
-}
-
-// equalStamps reports whether a and b hold the same paths with the same
-// stamps.
-func equalStamps(a, b map[string]stamp) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for p, s := range a {
-		if o, ok := b[p]; !ok || o != s {
-			return false
-		}
-	}
-	return true
-}
-
 // logLoad logs one load: a summary line with counts, one line per file that
 // was not read normally, and one line per diagnostic.
-func (r *Rules) logLoad(g *generation, reason string, took time.Duration) {
+func (r *Reloader) logLoad(g *generation, reason string, took time.Duration) {
 	ctx := context.Background()
 	var warnings, errs int
 	for _, d := range g.policy.Diagnostics() {
@@ -441,7 +434,7 @@ func (r *Rules) logLoad(g *generation, reason string, took time.Duration) {
 			r.log.Warn("rule file is a directory, counts as empty", "file", f.Path)
 		default:
 			level, what := slog.LevelWarn, "rule file unreadable, skipped"
-			if f.Path == r.deny {
+			if f.Path == r.rules.deny {
 				level, what = slog.LevelError, "rule file unreadable, every check is denied"
 			}
 			r.log.Log(ctx, level, what, "file", f.Path, "err", errString(f.Err))
@@ -449,7 +442,7 @@ func (r *Rules) logLoad(g *generation, reason string, took time.Duration) {
 	}
 	allowRules, denyRules := g.policy.Rules()
 	r.log.Info("rules loaded", "reason", reason, "generation", g.n,
-		"allow_file", r.allow, "deny_file", r.deny,
+		"allow_file", r.rules.allow, "deny_file", r.rules.deny,
 		"allow_rules", allowRules, "deny_rules", denyRules, "files", len(g.policy.Files()),
 		"warnings", warnings, "errors", errs, "took", took)
 }

@@ -24,7 +24,7 @@ func TestReloadWaitsForQuietFiles(t *testing.T) {
 	if err := os.WriteFile(deny, []byte("ALL: 10.0.0.1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := NewRules(allow, deny, nil)
+	r := newReloadable(allow, deny, nil)
 	full := strings.Repeat("ALL: 10.9.9.9\n", 50) + "ALL: 10.0.0.2\n"
 	f, err := os.OpenFile(deny, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
@@ -169,7 +169,7 @@ func TestReloadTornTailQuiet(t *testing.T) {
 	dir := t.TempDir()
 	allow, deny := filepath.Join(dir, "hosts.allow"), writeFile(t, dir, "hosts.deny", "ALL: 10.0.0.1\n")
 	log := &logBuffer{}
-	r := NewRules(allow, deny, newLogger(log))
+	r := newReloadable(allow, deny, newLogger(log))
 	written := time.Now()
 	writeFile(t, dir, "hosts.deny", "ALL: 10.0.0.1\nALL: 10.0.0.2")
 	r.Reload("test")
@@ -191,7 +191,7 @@ func TestReloadTornTailQuiet(t *testing.T) {
 func TestReloadFutureTimes(t *testing.T) {
 	dir := t.TempDir()
 	allow, deny := filepath.Join(dir, "hosts.allow"), writeFile(t, dir, "hosts.deny", "ALL: 10.0.0.1\n")
-	r := NewRules(allow, deny, nil)
+	r := newReloadable(allow, deny, nil)
 	writeFile(t, dir, "hosts.deny", "ALL: 10.0.0.1\nALL: 10.0.0.2\n")
 	future := time.Now().Add(time.Hour)
 	if err := os.Chtimes(deny, future, future); err != nil {

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/filestamp"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -54,7 +57,7 @@ func TestRulesChanged(t *testing.T) {
 				allow := writeFile(t, dir, "hosts.allow", "ALL: 127.0.0.2\n")
 				deny := writeFile(t, dir, "hosts.deny", "ALL: 127.0.0.2\n")
 				log := &logBuffer{}
-				r := NewRules(allow, deny, newLogger(log))
+				r := newReloadable(allow, deny, newLogger(log))
 				old := r.Policy()
 				if r.Changed() || r.ReloadIfChanged("changed") {
 					t.Fatal("Changed before any change")
@@ -91,7 +94,7 @@ func TestRulesChanged(t *testing.T) {
 func TestRulesMissingFilesCreated(t *testing.T) {
 	dir := t.TempDir()
 	allow, deny := filepath.Join(dir, "hosts.allow"), filepath.Join(dir, "hosts.deny")
-	r := NewRules(allow, deny, nil)
+	r := newReloadable(allow, deny, nil)
 	if r.Changed() {
 		t.Fatal("Changed with both files missing")
 	}
@@ -109,7 +112,7 @@ func TestRulesDiagnosticsLogged(t *testing.T) {
 	allow := writeFile(t, dir, "hosts.allow", "imap 127.0.0.1\n")
 	deny := writeFile(t, dir, "hosts.deny", "")
 	log := &logBuffer{}
-	r := NewRules(allow, deny, newLogger(log))
+	r := newReloadable(allow, deny, newLogger(log))
 	if len(r.Policy().Diagnostics()) == 0 {
 		t.Fatal("no diagnostics for a line without separator")
 	}
@@ -132,7 +135,7 @@ func TestRulesUnreadableDeny(t *testing.T) {
 		deny := filepath.Join(dir, "hosts.deny")
 		os.Mkdir(deny, 0o755)
 		log := &logBuffer{}
-		NewRules(filepath.Join(dir, "hosts.allow"), deny, newLogger(log))
+		newReloadable(filepath.Join(dir, "hosts.allow"), deny, newLogger(log))
 		if count(log.String(), "is a directory", "file="+deny) != 1 {
 			t.Errorf("directory table not logged:\n%s", log)
 		}
@@ -142,7 +145,7 @@ func TestRulesUnreadableDeny(t *testing.T) {
 	deny := writeFile(t, dir, "hosts.deny", "")
 	os.Chmod(deny, 0)
 	log := &logBuffer{}
-	NewRules(filepath.Join(dir, "hosts.allow"), deny, newLogger(log))
+	newReloadable(filepath.Join(dir, "hosts.allow"), deny, newLogger(log))
 	if count(log.String(), "level=ERROR", "every check is denied", "file="+deny) != 1 {
 		t.Errorf("unreadable hosts.deny not logged:\n%s", log)
 	}
@@ -155,7 +158,7 @@ func TestRulesInFlightKeepsPolicy(t *testing.T) {
 	dir := t.TempDir()
 	allow := writeFile(t, dir, "hosts.allow", "")
 	deny := writeFile(t, dir, "hosts.deny", "ALL: ALL\n")
-	r := NewRules(allow, deny, nil)
+	r := newReloadable(allow, deny, nil)
 	inflight := r.Policy()
 	writeFile(t, dir, "hosts.deny", "")
 	r.Reload("test")
@@ -178,7 +181,7 @@ func TestRulesFileListChanged(t *testing.T) {
 	list := writeFile(t, dir, "clients", "127.0.0.2\n")
 	allow := writeFile(t, dir, "hosts.allow", "")
 	deny := writeFile(t, dir, "hosts.deny", "ALL: "+list+"\n")
-	r := NewRules(allow, deny, nil)
+	r := newReloadable(allow, deny, nil)
 	found := false
 	for _, f := range r.Policy().Files() {
 		found = found || f.Path == list
@@ -192,5 +195,41 @@ func TestRulesFileListChanged(t *testing.T) {
 	writeFile(t, dir, "clients", "127.0.0.3\n127.0.0.2\n")
 	if !r.Changed() {
 		t.Fatal("change of the /file list not detected")
+	}
+}
+
+// TestReloadIfChangedStatsOnce counts the stats of a poll: one of every
+// file to see that nothing changed, and for a change to quiet files one
+// to see it and one after the read (the files did not change while they
+// were read), not a second look before the reload starts.
+func TestReloadIfChangedStatsOnce(t *testing.T) {
+	dir := t.TempDir()
+	allow := writeFile(t, dir, "hosts.allow", "")
+	deny := writeFile(t, dir, "hosts.deny", "ALL: 10.0.0.1\n")
+	rl, err := NewReloader(context.Background(), ReloaderConfig{AllowFile: allow, DenyFile: deny})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats []int
+	statFiles = func(paths []string) filestamp.Set {
+		stats = append(stats, len(paths))
+		return filestamp.OfAll(paths)
+	}
+	t.Cleanup(func() { statFiles = filestamp.OfAll })
+	if ok, _ := rl.ReloadIfChanged(context.Background(), "changed"); ok {
+		t.Fatal("reloaded without a change")
+	}
+	if diff := cmp.Diff([]int{2}, stats); diff != "" {
+		t.Errorf("stats of an idle poll (-want +got):\n%s", diff)
+	}
+	writeFile(t, dir, "hosts.deny", "ALL: 10.0.0.2\n")
+	// The reload must find the files quiet at once: wait until they are.
+	time.Sleep(SettleTime + 50*time.Millisecond)
+	stats = nil
+	if ok, _ := rl.ReloadIfChanged(context.Background(), "changed"); !ok {
+		t.Fatal("change not reloaded")
+	}
+	if diff := cmp.Diff([]int{2, 2}, stats); diff != "" {
+		t.Errorf("stats of a poll that reloads (-want +got):\n%s", diff)
 	}
 }

@@ -68,7 +68,7 @@ func startServerB(b *testing.B, allow, deny string) string {
 	os.WriteFile(filepath.Join(dir, "hosts.allow"), []byte(allow), 0o644)
 	os.WriteFile(filepath.Join(dir, "hosts.deny"), []byte(deny), 0o644)
 	sock := filepath.Join(dir, "access")
-	srv := &Server{Rules: NewRules(filepath.Join(dir, "hosts.allow"), filepath.Join(dir, "hosts.deny"), nil), Env: testEnv()}
+	srv := &server{Rules: NewRules(filepath.Join(dir, "hosts.allow"), filepath.Join(dir, "hosts.deny"), nil), Env: testEnv()}
 	ln, err := Listen(sock, 0o600, -1, -1)
 	if err != nil {
 		b.Fatal(err)

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 )
 
-// TestGrantedRefused checks verdicts with real rule semantics (spec §3.3).
+// TestGrantedRefused checks verdicts with real rule semantics.
 func TestGrantedRefused(t *testing.T) {
 	requireEngine(t)
 	tests := []struct {
@@ -69,7 +71,7 @@ func TestProtocol(t *testing.T) {
 	})
 }
 
-// TestInvalidRequests sends each invalid request of spec §3.2: no reply,
+// TestInvalidRequests sends each invalid request (docs/dovecot-managed.md): no reply,
 // the connection is closed, the passed fd is not kept, a log line is
 // written, and the server goes on serving.
 func TestInvalidRequests(t *testing.T) {
@@ -115,7 +117,7 @@ func TestInvalidRequests(t *testing.T) {
 // TestReadTimeout checks that a silent connection is closed without reply
 // and without a log line above debug level.
 func TestReadTimeout(t *testing.T) {
-	ts := startServer(t, "", "", func(s *Server) { s.ReadTimeout = 200 * time.Millisecond })
+	ts := startServer(t, "", "", func(s *server) { s.ReadTimeout = 200 * time.Millisecond })
 	c := dialAccess(t, ts.sock)
 	start := time.Now()
 	if got := readReply(t, c); got != "" {
@@ -153,7 +155,7 @@ func TestClientVanishes(t *testing.T) {
 
 // TestConcurrent runs many checks in parallel through a small MaxConns.
 func TestConcurrent(t *testing.T) {
-	ts := startServer(t, "", "", func(s *Server) { s.MaxConns = 8 })
+	ts := startServer(t, "", "", func(s *server) { s.MaxConns = 8 })
 	const n = 200
 	var wg sync.WaitGroup
 	replies := make([]string, n)
@@ -200,9 +202,9 @@ func TestConcurrentRefusals(t *testing.T) {
 
 // TestDrain checks that a connection accepted before shutdown still gets
 // its answer, and that a connection that never sends a request is closed
-// after stopGrace instead of holding the shutdown for the drain timeout.
+// after dovecotsock.StopGrace instead of holding the shutdown for the drain timeout.
 func TestDrain(t *testing.T) {
-	ts := startServer(t, "", "", func(s *Server) { s.DrainTimeout = 2 * time.Second })
+	ts := startServer(t, "", "", func(s *server) { s.DrainTimeout = 2 * time.Second })
 	busy := dialAccess(t, ts.sock)
 	idle := dialAccess(t, ts.sock)
 	time.Sleep(100 * time.Millisecond) // both accepted
@@ -224,7 +226,7 @@ func TestDrain(t *testing.T) {
 	if got := readReply(t, idle); got != "" {
 		t.Errorf("idle reply = %q, want none", got)
 	}
-	if el := time.Since(start); el > stopGrace+time.Second {
+	if el := time.Since(start); el > dovecotsock.StopGrace+time.Second {
 		t.Errorf("idle connection closed after %v", el)
 	}
 	ts.stop(t)
@@ -244,14 +246,14 @@ func TestRunStopsOnCancel(t *testing.T) {
 }
 
 // TestSilentConnectionsCannotStarve: at MaxConns, the connection that has
-// waited longest for its request (at least silentAfter) is closed to make
+// waited longest for its request (at least dovecotsock.SilentAfter) is closed to make
 // room for a real check.
 func TestSilentConnectionsCannotStarve(t *testing.T) {
-	ts := startServer(t, "", "ALL: 127.0.0.2\n", func(s *Server) { s.MaxConns = 2; s.ReadTimeout = time.Minute })
+	ts := startServer(t, "", "ALL: 127.0.0.2\n", func(s *server) { s.MaxConns = 2; s.ReadTimeout = time.Minute })
 	first := dialAccess(t, ts.sock)
 	time.Sleep(50 * time.Millisecond)
 	dialAccess(t, ts.sock)
-	time.Sleep(silentAfter + 100*time.Millisecond)
+	time.Sleep(dovecotsock.SilentAfter + 100*time.Millisecond)
 	start := time.Now()
 	if r, _ := askAccess(t, ts.sock, "imap", "127.0.0.2"); r != "0\n" {
 		t.Errorf("check at the limit answered %q, want %q", r, "0\n")

@@ -184,14 +184,10 @@ func cErr(err error) string {
 	return err.Error()
 }
 
-// CheckHost evaluates p for tcpdmatch-style operands (see
-// hostsrules.SimulatedRequests) and returns the report. It fails only for
-// operands that tcpdmatch rejects (an unresolvable host, a server with
-// several addresses).
-func CheckHost(ctx context.Context, p *hostsrules.Policy, env *hostsrules.Env, daemonArg, clientArg string) (*CheckHostReport, error) {
-	return checkHost(ctx, p, env, hostsrules.SimulatedRequests, daemonArg, clientArg)
-}
-
+// checkHost evaluates p for tcpdmatch-style operands, as build turns them
+// into requests (hostsrules.SimulatedRequests), and returns the report. It
+// fails only for operands that tcpdmatch rejects (an unresolvable host, a
+// server with several addresses).
 func checkHost(ctx context.Context, p *hostsrules.Policy, env *hostsrules.Env,
 	build func(context.Context, hostsrules.Resolver, string, string) ([]hostsrules.Request, error),
 	daemonArg, clientArg string) (*CheckHostReport, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -179,10 +180,14 @@ func startDaemon(t *testing.T, allow, deny string) (access, admin, rulesDir stri
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	rulesDir, allowPath, denyPath := tables(t, allow, deny)
-	rules := accessd.NewRules(allowPath, denyPath, nil)
+	rl, err := accessd.NewReloader(context.Background(), accessd.ReloaderConfig{AllowFile: allowPath, DenyFile: denyPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := rl.Rules()
 	stats := accessd.NewStats()
 	env := &hostsrules.Env{Resolver: hostsrules.ParseHosts([]byte("192.0.2.7 mail.example.com\n"))}
-	srv := &accessd.Server{Rules: rules, Stats: stats, Env: env}
+	srv := &dovecotsock.Server{Checker: &accessd.Checker{Rules: rules, Stats: stats, Env: env}}
 	access, admin = filepath.Join(dir, "access"), filepath.Join(dir, "admin")
 	ln, err := accessd.Listen(access, 0o600, -1, -1)
 	if err != nil {
@@ -192,10 +197,10 @@ func startDaemon(t *testing.T, allow, deny string) (access, admin, rulesDir stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &accessd.AdminServer{Rules: rules, Stats: stats, Env: env, OwnerUID: owner}
+	a := &accessd.AdminServer{Reloader: rl, Stats: stats, Env: env, OwnerUID: owner}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
-	go func() { srv.Run(ctx, ln); done <- struct{}{} }()
+	go func() { srv.Serve(ctx, ln); done <- struct{}{} }()
 	go func() { a.Run(ctx, aln); done <- struct{}{} }()
 	t.Cleanup(func() { cancel(); <-done; <-done })
 	return access, admin, rulesDir
@@ -295,7 +300,7 @@ func TestStatus(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatal(err)
 		}
-		if rep.Stats.Errors[accessd.ErrKindInvalidRequest] == 1 || time.Now().After(deadline) {
+		if rep.Stats.Errors[dovecotsock.ErrKindInvalidRequest] == 1 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

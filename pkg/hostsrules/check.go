@@ -145,7 +145,7 @@ type final struct {
 }
 
 // Check decides req against the policy exactly as Debian's hosts_access()
-// does (spec §3): hosts.allow first, then hosts.deny, first match wins, no
+// does: hosts.allow first, then hosts.deny, first match wins, no
 // match grants. env supplies name, netgroup and ident lookups and option
 // effects; a nil env is the zero Env. The Decision says which file and line
 // decided and which options ran. Check is safe for concurrent use; ctx

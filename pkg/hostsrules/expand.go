@@ -27,7 +27,7 @@ type Expander struct {
 	c *check
 }
 
-// Expand returns s with every %-sequence expanded (spec §9): %a %A client
+// Expand returns s with every %-sequence expanded: %a %A client
 // and server address, %c client info, %d daemon, %h %H host info, %n %N
 // host names (these start a lookup), %p pid, %r %R ports, %s server info,
 // %u user (may start an ident lookup), %% a percent sign. An unknown %x

@@ -27,7 +27,7 @@ func TestExpand(t *testing.T) {
 		"%a %A %d %p %r %R %%", "h=%h n=%n h2=%h", "%s", "%c", "%x|%", "%u")
 	want := []string{
 		"127.0.0.1 127.0.0.1 imap 4242 40000 143 %",
-		// %h gives the address until something looked the name up (spec §9).
+		// %h gives the address until something looked the name up.
 		"h=127.0.0.1 n=localhost h2=localhost",
 		"imap@127.0.0.1",
 		"localhost",

@@ -312,7 +312,7 @@ func (p *Policy) fileList(path string, env *Env) *fileList {
 }
 
 // stringMatch is libwrap's string_match with Debian's IPv6, wildcard and
-// mapped-address changes (spec §6.1).
+// mapped-address changes.
 func stringMatch(pat, s string) bool {
 	s, _ = unmapText(s)
 	if strings.ContainsAny(pat, "*?") {

@@ -4,25 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
-	"time"
 )
 
-// verifiedName performs libwrap's double-reverse check (sock_hostname,
-// spec §7.1) and returns the host name, Unknown or Paranoid.
+// verifiedName performs libwrap's double-reverse check (sock_hostname)
+// and returns the host name, Unknown or Paranoid.
 func verifiedName(ctx context.Context, r Resolver, addr netip.Addr, logf func(string, ...any)) string {
 	addr = addr.Unmap()
 	name, err := r.LookupAddr(ctx, addr)
-	if errors.Is(err, errNumericPTR) {
-		logf("host name/name mismatch: reverse lookup results in non-FQDN name for %s", addr)
-		return Paranoid
-	}
 	if err != nil || name == "" {
 		return Unknown
 	}
@@ -57,155 +49,6 @@ func verifiedName(ctx context.Context, r Resolver, addr netip.Addr, logf func(st
 	}
 	logf("host name/address mismatch: %s != %s", addr, canon)
 	return Paranoid
-}
-
-// SystemResolver resolves names as the system's C library would for
-// libwrap: it follows the "hosts:" line of /etc/nsswitch.conf, answering
-// "files" from /etc/hosts with glibc's semantics (see HostsResolver; the
-// file is re-read when it changes) and "dns" through the Go resolver.
-// Without an nsswitch.conf the order is files, then dns. A reverse DNS
-// answer that is not a valid host name (for example a numeric PTR record)
-// makes the name Paranoid, as libwrap's check would. The zero value is
-// ready to use and safe for concurrent use.
-type SystemResolver struct {
-	// Resolver, if set, replaces net.DefaultResolver for DNS.
-	Resolver *net.Resolver
-	// HostsFile and NsswitchFile default to /etc/hosts and
-	// /etc/nsswitch.conf.
-	HostsFile, NsswitchFile string
-}
-
-// errNumericPTR tells verifiedName that the reverse answer was not a host
-// name (libwrap: "reverse lookup results in non-FQDN").
-var errNumericPTR = errors.New("reverse lookup results in an invalid host name")
-
-func (s SystemResolver) r() *net.Resolver {
-	if s.Resolver != nil {
-		return s.Resolver
-	}
-	return net.DefaultResolver
-}
-
-func (s SystemResolver) sources() []string {
-	path := s.NsswitchFile
-	if path == "" {
-		path = "/etc/nsswitch.conf"
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return []string{"files", "dns"}
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "hosts:")
-		if !ok {
-			continue
-		}
-		var out []string
-		for _, f := range strings.Fields(rest) {
-			if f == "files" || f == "dns" {
-				out = append(out, f)
-			}
-		}
-		return out
-	}
-	return []string{"files", "dns"}
-}
-
-func (s SystemResolver) hosts() *HostsResolver {
-	path := s.HostsFile
-	if path == "" {
-		path = "/etc/hosts"
-	}
-	return hostsCache.get(path)
-}
-
-// LookupAddr returns the reverse name of addr from the first source that
-// has one.
-func (s SystemResolver) LookupAddr(ctx context.Context, addr netip.Addr) (string, error) {
-	for _, src := range s.sources() {
-		switch src {
-		case "files":
-			if n, err := s.hosts().LookupAddr(ctx, addr); err == nil {
-				return n, nil
-			}
-		case "dns":
-			names, err := s.r().LookupAddr(ctx, addr.String())
-			if len(names) > 0 {
-				return strings.TrimSuffix(names[0], "."), nil
-			}
-			var de *net.DNSError
-			if errors.As(err, &de) && strings.Contains(de.Err, "invalid names") {
-				return "", errNumericPTR
-			}
-		}
-	}
-	return "", fmt.Errorf("%s: no reverse name", addr)
-}
-
-// LookupHost returns the canonical name and the addresses of name in
-// network "ip4", "ip6" or "ip" from the first source that knows it.
-func (s SystemResolver) LookupHost(ctx context.Context, network, name string) (string, []netip.Addr, error) {
-	for _, src := range s.sources() {
-		switch src {
-		case "files":
-			if c, a, err := s.hosts().LookupHost(ctx, network, name); err == nil {
-				return c, a, nil
-			}
-		case "dns":
-			addrs, err := s.r().LookupNetIP(ctx, network, name)
-			if err != nil || len(addrs) == 0 {
-				continue
-			}
-			for i, a := range addrs {
-				if a.Is4In6() {
-					addrs[i] = a.Unmap()
-				}
-			}
-			canon, err := s.r().LookupCNAME(ctx, name)
-			if err != nil || canon == "" {
-				canon = name
-			}
-			return strings.TrimSuffix(canon, "."), addrs, nil
-		}
-	}
-	return "", nil, fmt.Errorf("%s: host not found", name)
-}
-
-// hostsCache keeps parsed hosts files, re-read when their mtime or size
-// changes.
-var hostsCache = &hostsFileCache{m: map[string]*cachedHosts{}}
-
-type hostsFileCache struct {
-	mu sync.Mutex
-	m  map[string]*cachedHosts
-}
-
-type cachedHosts struct {
-	mod  time.Time
-	size int64
-	h    *HostsResolver
-}
-
-func (c *hostsFileCache) get(path string) *HostsResolver {
-	st, err := os.Stat(path)
-	if err != nil {
-		return &HostsResolver{}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[path]; ok && e.mod.Equal(st.ModTime()) && e.size == st.Size() {
-		return e.h
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return &HostsResolver{}
-	}
-	h := ParseHosts(data)
-	c.m[path] = &cachedHosts{mod: st.ModTime(), size: st.Size(), h: h}
-	return h
 }
 
 // HostsResolver answers lookups from hosts(5) text alone, with glibc's

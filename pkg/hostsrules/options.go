@@ -15,7 +15,7 @@ const (
 	optExpandArg
 )
 
-// optionTable lists Debian libwrap 7.6.q-32's options (spec §10.2).
+// optionTable lists Debian libwrap 7.6.q-32's options (hosts_options(5)).
 var optionTable = map[string]int{
 	"user":      optNeedArg | optPermitArg,
 	"group":     optNeedArg | optPermitArg,
@@ -130,7 +130,7 @@ func ParseOptions(field string) ([]Option, error) {
 	return out, nil
 }
 
-// validateOption performs each option's own value checks (spec §10.2),
+// validateOption performs each option's own value checks,
 // without side effects other than user and group database lookups.
 func validateOption(name, value string) error {
 	switch name {

@@ -11,7 +11,7 @@ import (
 )
 
 // FileState says how a table or /file list was found when the policy was
-// loaded. The states have libwrap's meaning (hosts_access(5), spec §3).
+// loaded. The states have libwrap's meaning (hosts_access(5)).
 type FileState int
 
 const (

@@ -16,7 +16,7 @@ type UsageError struct{ Msg string }
 func (e *UsageError) Error() string { return e.Msg }
 
 // SimulatedRequests builds the requests tcpdmatch(8) evaluates for its two
-// operands, DAEMON[@SERVER] and [USER@]CLIENT (spec §7.2, §11):
+// operands, DAEMON[@SERVER] and [USER@]CLIENT:
 //
 //   - the daemon operand is split at its first unbracketed "@"; a daemon
 //     starting with "/" is reduced to its base name;

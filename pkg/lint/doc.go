@@ -83,7 +83,7 @@
 //	bad-option             error    any options error (libwrap denies when the rule matches)
 //	unknown-percent        warning  "unrecognized %<c>" in an option value
 //	banners-missing        warning  a banners directory that does not exist
-//	privilege-option       info     user/group options: no-ops in Debian's tcpd (spec §10.4)
+//	privilege-option       info     user/group options: no-ops in Debian's tcpd
 //	aclexec-decided        warning  allow or deny after aclexec decides whatever aclexec returns
 //	                                (a failed aclexec does not make the rule fall through)
 //	unreachable-rules      warning  a rule that matches every request: every rule after it is dead

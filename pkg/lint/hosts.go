@@ -15,7 +15,7 @@ import (
 // maxFileDepth limits nested /file lists.
 const maxFileDepth = 16
 
-// hostToken checks one host pattern (spec §6.4). depth counts /file
+// hostToken checks one host pattern (hosts_access(5)). depth counts /file
 // nesting; seen guards against loops through l.fileStack.
 func (l *linter) hostToken(tok string, p pos, depth int) {
 	switch {
@@ -158,7 +158,7 @@ func (l *linter) scope(tok string, a netip.Addr, p pos) {
 	}
 }
 
-// netmask checks net/mask patterns (spec §6.5).
+// netmask checks net/mask patterns.
 func (l *linter) netmask(tok, net, mask string, p pos) {
 	bad := func(hint string) {
 		l.addf(p.file, p.line, p.col, Error, "bad-netmask", hint, "%s: bad net/mask pattern (it never matches)", tok)

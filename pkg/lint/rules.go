@@ -9,8 +9,8 @@ import (
 )
 
 // dovecotNames maps daemon names that admins write but Dovecot's login
-// processes never send to the name they do send (dovecot-access-socket
-// spec §3.3, §8.3).
+// processes never send to the name they do send (README, "Dovecot 2.3
+// configuration"; docs/dovecot-managed.md).
 var dovecotNames = map[string]string{
 	"imaps":             "imap",
 	"imap-login":        "imap",

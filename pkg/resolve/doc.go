@@ -4,7 +4,7 @@
 //
 // [Resolver] implements [hostsrules.Resolver]: the rules engine calls it
 // only when a rule needs a client's name, and itself performs libwrap's
-// double-reverse check (spec §7.1): the PTR name is looked up forward in
+// double-reverse check: the PTR name is looked up forward in
 // the client's address family, and the host becomes "paranoid" when the
 // reverse answer is numeric, the forward lookup fails, the canonical name
 // differs, or the address is not among the answers; it stays "unknown"

@@ -8,36 +8,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/filestamp"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
-
-// fileID identifies one version of a file: a change of any field means
-// the file must be read again. Inode and ctime catch an atomic rename and
-// an in-place rewrite that keeps the size and mtime.
-type fileID struct {
-	exists bool
-	mtime  time.Time
-	size   int64
-	dev    uint64
-	ino    uint64
-	ctime  syscall.Timespec
-}
-
-func statID(path string) fileID {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fileID{}
-	}
-	id := fileID{exists: true, mtime: st.ModTime(), size: st.Size()}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		id.dev, id.ino, id.ctime = uint64(sys.Dev), sys.Ino, sys.Ctim
-	}
-	return id
-}
 
 // watchedFile holds the parsed contents of a file. It checks the file
 // with stat(2) at most once per interval (every time when interval <= 0)
@@ -54,7 +31,7 @@ type watchedFile[T any] struct {
 }
 
 type snapshot[T any] struct {
-	id      fileID
+	id      filestamp.Stamp
 	val     T
 	checked time.Time
 }
@@ -81,13 +58,13 @@ func (w *watchedFile[T]) get() T {
 	if w.fresh(s, now) {
 		return s.val
 	}
-	id := statID(w.path)
+	id := filestamp.Of(w.path)
 	if s != nil && id == s.id {
 		w.cur.Store(&snapshot[T]{id: id, val: s.val, checked: now})
 		return s.val
 	}
 	var data []byte
-	if id.exists {
+	if id.Exists() {
 		data, _ = os.ReadFile(w.path)
 	}
 	v := w.parse(data)

@@ -10,7 +10,7 @@ import (
 // file that is read again when a stat shows it changed (mtime, size,
 // inode or ctime; checked at most once a second), so a long-running service sees edits of /etc/netgroup
 // without a restart. Membership follows glibc's innetgr(3) with a host
-// only, as libwrap asks it (spec §6.4): group names are case-sensitive,
+// only, as libwrap asks it: group names are case-sensitive,
 // host names compare case-insensitively, an empty host field matches
 // every host, "-" matches none, and nested groups are followed (each at
 // most once). The NIS domain field is not compared, as on a host without

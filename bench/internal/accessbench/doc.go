@@ -3,7 +3,8 @@
 // tcpwrapd and by the null responder) from the client side, exactly as an
 // imap-login process talks to them.
 //
-// One check is, per the protocol (spec dovecot-access-socket.md §1, §2.3):
+// One check is, per the protocol (docs/dovecot-managed.md, "The login
+// access-check protocol"):
 //
 //	socket(AF_UNIX, SOCK_STREAM) + connect(path)
 //	one sendmsg: data "<name>\n", one SCM_RIGHTS cmsg carrying one fd

@@ -1,4 +1,4 @@
-package accessd
+package dovecotsock
 
 import (
 	"bytes"

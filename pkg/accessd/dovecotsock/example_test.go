@@ -1,14 +1,14 @@
-package accessd_test
+package dovecotsock_test
 
 import (
 	"fmt"
 
-	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 )
 
 func ExampleDecodeRequest() {
 	for _, msg := range []string{"imap\n", "imap\r\n", "\n", "imap", "imap\nextra"} {
-		name, err := accessd.DecodeRequest([]byte(msg))
+		name, err := dovecotsock.DecodeRequest([]byte(msg))
 		fmt.Printf("%q: %q %v\n", msg, name, err)
 	}
 	// Output:

@@ -1,9 +1,8 @@
-package accessd
+package dovecotsock
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -14,9 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/ctlsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
-	"github.com/tcpwrapd/tcpwrapd/pkg/ident"
-	"github.com/tcpwrapd/tcpwrapd/pkg/resolve"
 	"github.com/tcpwrapd/tcpwrapd/pkg/wrapopts"
 )
 
@@ -25,14 +23,33 @@ const (
 	// DefaultReadTimeout is how long a connection may take to send its
 	// request: 10 s, as Dovecot's tcpwrap.
 	DefaultReadTimeout = 10 * time.Second
-	// DefaultCheckTimeout bounds one rule check (DNS, ident): 50 s, inside
-	// the 60 s a Dovecot login waits for the reply.
-	DefaultCheckTimeout = 50 * time.Second
 	// DefaultMaxConns is the default number of connections served at once.
 	DefaultMaxConns = 1024
-	// DefaultDrainTimeout is how long Run waits for in-flight checks on
+	// DefaultDrainTimeout is how long Serve waits for in-flight checks on
 	// shutdown before it closes them.
 	DefaultDrainTimeout = 5 * time.Second
+)
+
+// Error kinds, counted with Checker.Error (tcpwrapd's admin socket shows
+// them by these names).
+const (
+	ErrKindInvalidRequest = "invalid_request" // the request was not "NAME\n"
+	ErrKindReadTimeout    = "read_timeout"    // no request within ReadTimeout
+	ErrKindEvictedIdle    = "evicted_idle"    // closed without a request to make room (MaxConns, EMFILE, ENFILE)
+	ErrKindClientGone     = "client_gone"     // the client left before its request (EPIPE, ECONNRESET)
+	ErrKindReadFailed     = "read_failed"     // reading the request failed otherwise
+	ErrKindReplyGone      = "reply_gone"      // the client left before the reply (EPIPE)
+	ErrKindWriteFailed    = "write_failed"    // writing the reply failed otherwise
+	ErrKindNotUnix        = "not_unix"        // a connection that is not a unix socket
+	// Requests refused ("0\n") because they do not carry exactly one
+	// connected TCP socket, or a usable daemon name.
+	ErrKindFDTruncated  = "fd_truncated"     // MSG_CTRUNC: the kernel could not pass the descriptor (our table full?)
+	ErrKindNoFD         = "no_fd"            // no descriptor
+	ErrKindManyFDs      = "many_fds"         // more than one descriptor
+	ErrKindNotSocket    = "fd_not_socket"    // the descriptor is not a socket (a pipe, a file)
+	ErrKindNotTCP       = "fd_not_tcp"       // a socket, but not TCP over IPv4 or IPv6 (UDP, AF_UNIX)
+	ErrKindNotConnected = "fd_not_connected" // a TCP socket without a peer (a listener, never connected)
+	ErrKindDaemonName   = "bad_daemon_name"  // the daemon name is not a plain name (wrapopts.CheckPlainName)
 )
 
 // Replies, as Dovecot's tcpwrap writes them (src/util/tcpwrap.c).
@@ -41,14 +58,25 @@ var (
 	replyDenied  = []byte("0\n")
 )
 
+// Checker decides the requests a Server receives. *accessd.Checker,
+// tcpwrapd's rules, is the one the daemon uses.
+type Checker interface {
+	// Check decides req; clientFD is the client's socket, on which rule
+	// options may act, open until Check returns. Check logs the
+	// decision.
+	Check(ctx context.Context, req *hostsrules.Request, clientFD int) hostsrules.Decision
+	// Error counts one problem of the given kind (an ErrKind constant).
+	Error(kind string)
+}
+
 // Server answers Dovecot login access checks on unix stream sockets, as
 // Dovecot's tcpwrap service (src/util/tcpwrap.c) does, but in one
 // long-running process that serves many connections at once.
 //
 // Per connection it makes one recvmsg of at most 1024 bytes plus one
-// SCM_RIGHTS descriptor. A valid request (see DecodeRequest) is checked
-// against the current policy with Daemon set to the name and Client/Server
-// set from getpeername/getsockname of the passed descriptor. The passed
+// SCM_RIGHTS descriptor. A valid request (see DecodeRequest) is decided
+// by the Checker with Daemon set to the name and Client/Server set from
+// getpeername/getsockname of the passed descriptor. The passed
 // descriptors are closed as soon as the check is decided, before the
 // reply. The reply is "1\n" (granted) or "0\n" (denied, or the decision
 // carries an error), written in one write. A decision delegated to a twist
@@ -64,55 +92,47 @@ var (
 // kernel dropped descriptors (MSG_CTRUNC, typically because our descriptor
 // table is full), none, more than one, or one that is not a socket, not
 // TCP over IPv4/IPv6, or not connected, each with its own log message and
-// Stats kind; every descriptor received is closed. It is also refused
+// error kind (Checker.Error); every descriptor received is closed. It is also refused
 // unless the daemon name, as sent, is a plain name
 // (wrapopts.CheckPlainName): it would otherwise become a path (banners)
 // outside the rules' directories.
 //
-// When accept fails for want of descriptors (EMFILE, ENFILE), Run closes
+// When accept fails for want of descriptors (EMFILE, ENFILE), Serve closes
 // the connection silent longest, as at MaxConns, and accepts again; while
 // descriptors are short it also keeps one free for the descriptor the
 // accepted request brings. When no connection has been silent for a
 // second, it backs off (up to 1 s) instead.
 //
-// The exported fields must not change once Run has been called. A Server
-// may serve several listeners with concurrent Run calls; MaxConns is shared.
+// The exported fields must not change once Serve has been called. A
+// Server may serve several listeners with concurrent Serve calls;
+// MaxConns is shared.
 type Server struct {
-	// Rules supplies the policy. Required.
-	Rules *Rules
-	// Env is passed to every check. Nil means DefaultEnv(). A nil
-	// Env.Logf is replaced by one that logs warnings to Logger.
-	Env *hostsrules.Env
-	// Logger receives refusals (Info), invalid requests (Warn) and
-	// grants (Debug), decisions of rules with a severity option at that
-	// level (see ClientEffects), and what options do. Nil discards.
+	// Checker decides each valid request and counts the problems.
+	// Required.
+	Checker Checker
+	// Logger receives refusals before a check (Warn, Error) and invalid
+	// requests (Warn). Nil discards.
 	Logger *slog.Logger
 	// ReadTimeout limits the wait for the request; zero means
-	// DefaultReadTimeout. It also limits the write of the reply.
+	// DefaultReadTimeout.
 	ReadTimeout time.Duration
-	// CheckTimeout limits one policy check; zero means DefaultCheckTimeout.
-	CheckTimeout time.Duration
 	// MaxConns caps connections served at once; zero means
-	// DefaultMaxConns. Beyond it Run stops accepting and new connections
-	// wait in the listen backlog.
+	// DefaultMaxConns. Beyond it Serve stops accepting and new
+	// connections wait in the listen backlog.
 	MaxConns int
-	// DrainTimeout is how long Run waits for in-flight connections after
-	// its context is cancelled before it closes them; zero means
+	// DrainTimeout is how long Serve waits for in-flight connections
+	// after its context is cancelled before it closes them; zero means
 	// DefaultDrainTimeout.
 	DrainTimeout time.Duration
-	// ConnHook, if set, is called with +1 right after Run accepts a
+	// ConnHook, if set, is called with +1 right after Serve accepts a
 	// connection and with -1 once that connection has been served and
 	// closed. Calls come from several goroutines; for one connection the
 	// +1 always precedes the -1. Dovecot-managed mode uses it for the
 	// master's available_count.
 	ConnHook func(delta int)
-	// Stats, if set, counts checks, verdicts, errors by kind and check
-	// latency for the admin socket (see AdminServer). Nil counts nothing.
-	Stats *Stats
 
 	once sync.Once
 	sem  chan struct{}
-	env  *hostsrules.Env
 	log  *slog.Logger
 }
 
@@ -127,16 +147,6 @@ func (s *Server) init() {
 		if s.log == nil {
 			s.log = slog.New(slog.DiscardHandler)
 		}
-		env := s.Env
-		if env == nil {
-			env = DefaultEnv()
-		}
-		e := *env
-		if e.Logf == nil {
-			log := s.log
-			e.Logf = func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) }
-		}
-		s.env = &e
 	})
 }
 
@@ -147,19 +157,19 @@ func durOr(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Run accepts connections on ln and serves each in its own goroutine until
-// ctx is cancelled or Accept fails for good. ln should be a
+// Serve accepts connections on ln and serves each in its own goroutine
+// until ctx is cancelled or Accept fails for good. ln should be a
 // *net.UnixListener of type SOCK_STREAM; connections of other kinds are
-// closed unanswered. Run closes ln.
+// closed unanswered. Serve closes ln.
 //
-// When ctx is cancelled, Run stops accepting, waits up to DrainTimeout for
+// When ctx is cancelled, Serve stops accepting, waits up to DrainTimeout for
 // in-flight checks to finish (each with the policy it started with), then
 // closes the remaining connections and cancels their checks, waits for
 // their goroutines and returns nil. Otherwise it returns the Accept error
 // (after the same drain). Temporary Accept errors are retried with a
 // short backoff; EMFILE and ENFILE first close a silent connection (see
 // Server).
-func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.init()
 	checkCtx, force := context.WithCancel(context.WithoutCancel(ctx))
 	defer force()
@@ -180,7 +190,7 @@ loop:
 		case s.sem <- struct{}{}:
 		default:
 			// At MaxConns: make room by closing the oldest connection that
-			// has been silent for silentAfter (logins send their request at
+			// has been silent for SilentAfter (logins send their request at
 			// once), so silent connections cannot starve real checks.
 		full:
 			for {
@@ -190,7 +200,7 @@ loop:
 					break full
 				case <-ctx.Done():
 					break loop
-				case <-time.After(silentAfter / 4):
+				case <-time.After(SilentAfter / 4):
 				}
 			}
 		}
@@ -264,7 +274,7 @@ loop:
 	// A login sends its request right after connecting. Connections that
 	// still have not sent one after a moment are not checks in flight:
 	// close them rather than hold the shutdown for the whole drain time.
-	idleTimer := time.AfterFunc(min(durOr(s.DrainTimeout, DefaultDrainTimeout), stopGrace), func() {
+	idleTimer := time.AfterFunc(min(durOr(s.DrainTimeout, DefaultDrainTimeout), StopGrace), func() {
 		mu.Lock()
 		defer mu.Unlock()
 		for c, st := range conns {
@@ -294,9 +304,9 @@ loop:
 	return err
 }
 
-// stopGrace is how long a stopping server still waits for the request of
+// StopGrace is how long a stopping server still waits for the request of
 // a connection that has not sent one.
-const stopGrace = time.Second
+const StopGrace = time.Second
 
 // connState tracks a connection for shutdown: waiting for its request
 // (closed at once on stop), or busy with a check (drained).
@@ -305,14 +315,14 @@ type connState struct {
 	since time.Time // accepted at
 }
 
-// silentAfter is how long a connection must have been silent before it may
-// be closed to make room at MaxConns: a login sends its request right
+// SilentAfter is how long a connection must have been silent before it
+// may be closed to make room at MaxConns: a login sends its request right
 // after connecting, so a connection that has not within a second is not a
 // login in progress.
-const silentAfter = time.Second
+const SilentAfter = time.Second
 
 // evictSilent closes the connection that has waited longest for its
-// request, if it has waited at least silentAfter, and logs why (the
+// request, if it has waited at least SilentAfter, and logs why (the
 // situation that made room necessary) at warning level. It reports whether
 // it closed one; the connection's descriptor is free when it returns.
 func (s *Server) evictSilent(mu *sync.Mutex, conns map[net.Conn]*connState, why string) bool {
@@ -325,12 +335,12 @@ func (s *Server) evictSilent(mu *sync.Mutex, conns map[net.Conn]*connState, why 
 			oldest, st = c, cs
 		}
 	}
-	if st == nil || time.Since(st.since) < silentAfter || !st.CompareAndSwap(connWaiting, connClosed) {
+	if st == nil || time.Since(st.since) < SilentAfter || !st.CompareAndSwap(connWaiting, connClosed) {
 		return false
 	}
 	s.log.Warn(why+": closed the connection that waited longest for its request",
 		"waited", time.Since(st.since).Round(time.Millisecond))
-	s.Stats.Error(ErrKindEvictedIdle)
+	s.Checker.Error(ErrKindEvictedIdle)
 	oldest.Close()
 	return true
 }
@@ -383,7 +393,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, st *connState) {
 	c, ok := nc.(*net.UnixConn)
 	if !ok {
 		s.log.Error("not a unix socket connection, closing", "remote_addr", nc.RemoteAddr().String())
-		s.Stats.Error(ErrKindNotUnix)
+		s.Checker.Error(ErrKindNotUnix)
 		return
 	}
 	rt := durOr(s.ReadTimeout, DefaultReadTimeout)
@@ -401,13 +411,13 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, st *connState) {
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			s.log.Debug("no request before timeout, closing", "timeout", rt)
-			s.Stats.Error(ErrKindReadTimeout)
+			s.Checker.Error(ErrKindReadTimeout)
 		case isGone(err):
 			s.log.Debug("client gone before request", "err", err)
-			s.Stats.Error(ErrKindClientGone)
+			s.Checker.Error(ErrKindClientGone)
 		default:
 			s.log.Warn("reading request failed", "err", err)
-			s.Stats.Error(ErrKindReadFailed)
+			s.Checker.Error(ErrKindReadFailed)
 		}
 		return
 	}
@@ -419,11 +429,11 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, st *connState) {
 	}
 	name, err := DecodeRequest(m.data)
 	if err != nil {
-		pid, uid := peerCred(c)
+		p := ctlsock.PeerCred(c)
 		s.log.Warn("invalid request, closing without reply", "err", err,
 			"request", string(m.data[:min(len(m.data), 64)]), "fds", len(m.fds), "truncated", m.truncated,
-			"peer_pid", pid, "peer_uid", uid)
-		s.Stats.Error(ErrKindInvalidRequest)
+			"peer_pid", p.PID, "peer_uid", p.UID)
+		s.Checker.Error(ErrKindInvalidRequest)
 		return
 	}
 	fd, client, server, ferr := clientSocket(&m)
@@ -444,42 +454,16 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, st *connState) {
 	}
 
 	req := &hostsrules.Request{Daemon: name, Client: client, Server: server}
-	env, svc := s.checkEnv(fd, req)
-	cctx := newCheckContext(ctx, durOr(s.CheckTimeout, DefaultCheckTimeout))
-	cancel := cctx.release
-	start := time.Now()
-	d := s.Rules.Policy().Check(cctx, req, env)
-	s.Stats.Decision(&d, time.Since(start))
-	cancel()
-	m.closeFDs() // never keep the client's socket (spec §2.5)
-
-	// The log attributes are built only when the record will be written:
-	// a granted check is logged at debug level and costs nothing otherwise.
-	attrs := func() []any {
-		a := []any{
-			"daemon", name, "client_addr", addrString(req.Client), "server_addr", addrString(req.Server),
-			"file", d.File, "line", d.Line, "rule", d.Rule, "reason", d.Reason,
-		}
-		if d.Err != nil {
-			a = append(a, "err", d.Err)
-		}
-		return a
-	}
-	var reply []byte
-	msg, def := "access refused", slog.LevelInfo
+	d := s.Checker.Check(ctx, req, fd)
+	m.closeFDs() // never keep the client's socket (docs/dovecot-managed.md)
 	switch {
 	case d.Delegated:
-		msg = "access delegated to twist, closing without reply"
+		// twist: its command has the client; closing without a reply is
+		// the login's refusal.
 	case d.Verdict == hostsrules.Granted && d.Err == nil:
-		msg, def, reply = "access granted", slog.LevelDebug, replyGranted
+		s.reply(c, name, replyGranted)
 	default:
-		reply = replyDenied
-	}
-	if level, sev := decisionLevel(svc.service(), def, nil); s.log.Enabled(ctx, level) {
-		s.log.Log(ctx, level, msg, append(attrs(), sev...)...)
-	}
-	if reply != nil {
-		s.reply(c, name, reply)
+		s.reply(c, name, replyDenied)
 	}
 }
 
@@ -489,10 +473,10 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, st *connState) {
 func (s *Server) refuse(ctx context.Context, c *net.UnixConn, m *message, name string, level slog.Level, kind, msg string, attrs ...any) {
 	m.closeFDs()
 	if s.log.Enabled(ctx, level) {
-		pid, uid := peerCred(c)
-		s.log.Log(ctx, level, msg, append([]any{"daemon", name, "peer_pid", pid, "peer_uid", uid}, attrs...)...)
+		p := ctlsock.PeerCred(c)
+		s.log.Log(ctx, level, msg, append([]any{"daemon", name, "peer_pid", p.PID, "peer_uid", p.UID}, attrs...)...)
 	}
-	s.Stats.Error(kind)
+	s.Checker.Error(kind)
 	s.reply(c, name, replyDenied)
 }
 
@@ -503,58 +487,10 @@ func (s *Server) reply(c *net.UnixConn, name string, reply []byte) {
 	if _, err := c.Write(reply); err != nil {
 		if isGone(err) {
 			s.log.Debug("client gone before reply", "daemon", name, "err", err)
-			s.Stats.Error(ErrKindReplyGone)
+			s.Checker.Error(ErrKindReplyGone)
 		} else {
 			s.log.Warn("writing reply failed", "daemon", name, "err", err)
-			s.Stats.Error(ErrKindWriteFailed)
+			s.Checker.Error(ErrKindWriteFailed)
 		}
 	}
 }
-
-// addrString formats an endpoint for logs: "ip:port", or "unknown".
-func addrString(e hostsrules.Endpoint) string {
-	if !e.Addr.IsValid() {
-		return hostsrules.Unknown
-	}
-	return e.Addr.String()
-}
-
-// peerCred returns the SO_PEERCRED pid and uid of c, or -1s.
-func peerCred(c *net.UnixConn) (pid, uid int) {
-	pid, uid = -1, -1
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return
-	}
-	rc.Control(func(fd uintptr) {
-		if cr, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
-			pid, uid = int(cr.Pid), int(cr.Uid)
-		}
-	})
-	return
-}
-
-// DefaultEnv returns the Env a live tcpwrapd uses for checks: host names
-// resolved as libwrap does in Dovecot's unchrooted tcpwrap (/etc/hosts,
-// then DNS, in nsswitch.conf order) by one process-wide resolve.Resolver,
-// which caches DNS answers, shares concurrent lookups and gives up at each
-// check's deadline; @netgroups from /etc/netgroup, read again when it
-// changes (resolve.NetgroupFile); RFC 1413 user names from the client's
-// identd (ident.Lookup, made only when a rule needs the user), and rule
-// options carried out for real on the client socket (ClientEffects with a
-// Runner of default limits).
-func DefaultEnv() *hostsrules.Env {
-	return &hostsrules.Env{
-		Resolver:  defaultResolver(),
-		Netgroups: defaultNetgroups(),
-		Ident:     ident.Lookup,
-		Effects:   &ClientEffects{Runner: &wrapopts.Runner{}},
-	}
-}
-
-// The resolver and netgroups of DefaultEnv, shared by every Env it returns
-// so that all checks of the process use one cache.
-var (
-	defaultResolver  = sync.OnceValue(func() *resolve.Resolver { return resolve.New(resolve.Config{}) })
-	defaultNetgroups = sync.OnceValue(func() *resolve.Netgroups { return resolve.NetgroupFile("/etc/netgroup") })
-)

@@ -1,4 +1,4 @@
-package accessd
+package service
 
 import (
 	"fmt"

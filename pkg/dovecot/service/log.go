@@ -1,4 +1,4 @@
-package accessd
+package service
 
 import (
 	"context"
@@ -15,16 +15,16 @@ import (
 
 // Dovecot log-pipe type bytes (src/lib/failures.c: log type + 1).
 const (
-	dovecotLogDebug = 1 + iota
-	dovecotLogInfo
-	dovecotLogWarning
-	dovecotLogError
-	dovecotLogFatal
-	dovecotLogPanic
+	logDebug = 1 + iota
+	logInfo
+	logWarning
+	logError
+	logFatal
+	logPanic
 )
 
-// DovecotLogHandler is a slog.Handler that writes the format a Dovecot
-// master expects on a service's fd 2 when LOG_SERVICE=1 (spec §4.4):
+// LogHandler is a slog.Handler that writes the format a Dovecot
+// master expects on a service's fd 2 when LOG_SERVICE=1 (docs/dovecot-managed.md):
 // one line per record, "\x01" + type byte + pid + " " + text + "\n",
 // where the type byte is 1 for Debug, 2 Info, 3 Warning and 4 Error (and
 // higher slog levels). The master prefixes the text with the service
@@ -41,7 +41,7 @@ const (
 // bytes is atomic).
 //
 // It is safe for concurrent use.
-type DovecotLogHandler struct {
+type LogHandler struct {
 	w     io.Writer
 	mu    *sync.Mutex
 	level slog.Leveler
@@ -50,39 +50,39 @@ type DovecotLogHandler struct {
 	group string // "a.b." prefix from WithGroup
 }
 
-// NewDovecotLogHandler returns a handler writing to w (os.Stderr for a
+// NewLogHandler returns a handler writing to w (os.Stderr for a
 // Dovecot service) records at or above level (nil means Info), with this
 // process's pid.
-func NewDovecotLogHandler(w io.Writer, level slog.Leveler) *DovecotLogHandler {
+func NewLogHandler(w io.Writer, level slog.Leveler) *LogHandler {
 	if level == nil {
 		level = slog.LevelInfo
 	}
-	return &DovecotLogHandler{w: w, mu: new(sync.Mutex), level: level, pid: strconv.Itoa(os.Getpid())}
+	return &LogHandler{w: w, mu: new(sync.Mutex), level: level, pid: strconv.Itoa(os.Getpid())}
 }
 
 // Enabled reports whether level is at or above the handler's level.
-func (h *DovecotLogHandler) Enabled(_ context.Context, level slog.Level) bool {
+func (h *LogHandler) Enabled(_ context.Context, level slog.Level) bool {
 	return level >= h.level.Level()
 }
 
-// dovecotLogType maps a slog level to the log-pipe type byte.
-func dovecotLogType(l slog.Level) byte {
+// logType maps a slog level to the log-pipe type byte.
+func logType(l slog.Level) byte {
 	switch {
 	case l < slog.LevelInfo:
-		return dovecotLogDebug
+		return logDebug
 	case l < slog.LevelWarn:
-		return dovecotLogInfo
+		return logInfo
 	case l < slog.LevelError:
-		return dovecotLogWarning
+		return logWarning
 	}
-	return dovecotLogError
+	return logError
 }
 
 // Handle writes one record.
-func (h *DovecotLogHandler) Handle(_ context.Context, r slog.Record) error {
+func (h *LogHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
 	b.WriteByte(1)
-	b.WriteByte(dovecotLogType(r.Level))
+	b.WriteByte(logType(r.Level))
 	b.WriteString(h.pid)
 	b.WriteByte(' ')
 	b.WriteString(oneLine(r.Message))
@@ -104,7 +104,7 @@ func (h *DovecotLogHandler) Handle(_ context.Context, r slog.Record) error {
 }
 
 // WithAttrs returns a handler that adds attrs to every record.
-func (h *DovecotLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+func (h *LogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	h2 := *h
 	var b strings.Builder
 	b.WriteString(h.attrs)
@@ -117,7 +117,7 @@ func (h *DovecotLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 // WithGroup returns a handler that qualifies later attribute keys with
 // name.
-func (h *DovecotLogHandler) WithGroup(name string) slog.Handler {
+func (h *LogHandler) WithGroup(name string) slog.Handler {
 	if name == "" {
 		return h
 	}
@@ -179,8 +179,8 @@ func oneLine(s string) string {
 	return strings.NewReplacer("\r", `\r`, "\n", `\n`, "\x00", `\0`).Replace(s)
 }
 
-// DovecotFatal writes msg to w as one Fatal line of the log-pipe format,
+// Fatal writes msg to w as one Fatal line of the log-pipe format,
 // for errors that end the process in Dovecot-managed mode.
-func DovecotFatal(w io.Writer, msg string) {
-	fmt.Fprintf(w, "\x01%c%d %s\n", dovecotLogFatal, os.Getpid(), oneLine(msg))
+func Fatal(w io.Writer, msg string) {
+	fmt.Fprintf(w, "\x01%c%d %s\n", logFatal, os.Getpid(), oneLine(msg))
 }

@@ -40,7 +40,8 @@ func main() { os.Exit(run(os.Args)) }
 // FATAL_DEFAULT.
 const exitVSZ = 89
 
-// init refuses to run under an RLIMIT_AS the Go runtime cannot work with.
+// init refuses to run under an RLIMIT_AS the Go runtime cannot work with,
+// and sets the Go memory limit from it (setMemoryLimit).
 // Below about 730 MiB the runtime dies before init runs; vszEntry
 // (entry_linux_amd64.s) catches those when linked in.
 func init() {
@@ -52,6 +53,7 @@ func init() {
 		}
 		os.Exit(exitVSZ)
 	}
+	setMemoryLimit()
 }
 
 // usageError marks errors that exit with status 2.

@@ -8,6 +8,12 @@
 #   --reloads 5       rewrites of hosts.deny after the first load (RELOADS)
 #   --base REV        also measure the tcpwrapd of git revision REV, e.g. main (BASE)
 #   --vsz 1G          RLIMIT_AS, as Dovecot's vsz_limit sets it (VSZ)
+#   --shape blocklist what each line is (SHAPE): blocklist (1,000 CIDR,
+#                     1,000 IPv6 /64, then "ALL: a.b.c.d"), v6net
+#                     ("imap: [2001:db8:x:y::z]/len"), names
+#                     ("ALL: .hN-<hex>.example.com"), options
+#                     ("ALL: 10.x.y.z: severity auth.info : setenv XN %a : deny")
+#                     or multi (125 addresses a line)
 #
 # For each binary (built with CGO_ENABLED=0, as packaged for Dovecot), it
 # starts tcpwrapd under prlimit --as=VSZ on a private socket, waits for its
@@ -24,6 +30,7 @@ LINES=${LINES:-1000000}
 RELOADS=${RELOADS:-5}
 BASE=${BASE:-}
 VSZ=${VSZ:-1G}
+SHAPE=${SHAPE:-blocklist}
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -31,7 +38,8 @@ while [ $# -gt 0 ]; do
     --reloads) RELOADS=$2; shift ;;
     --base) BASE=$2; shift ;;
     --vsz) VSZ=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --shape) SHAPE=$2; shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "memory.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -62,16 +70,34 @@ if [ -n "$BASE" ]; then
     BINS=(base ours)
 fi
 
-# gen GEN: hosts.deny of LINES lines (1,000 CIDR, 1,000 IPv6 /64, then
-# addresses from 11.0.0.0), the last one "ALL: 127.0.0.<GEN+2>", replaced
-# atomically.
+# gen GEN: hosts.deny of LINES lines of SHAPE, the last one
+# "ALL: 127.0.0.<GEN+2>", replaced atomically.
 gen() {
-    awk -v n="$LINES" -v g="$1" 'BEGIN {
-        print "# generated blocklist"
-        for (i = 0; i < 1000 && i < n - 1; i++) printf "ALL: 10.%d.%d.0/24\n", int(i / 256), i % 256
-        for (i = 0; i < 1000 && i < n - 1001; i++) printf "ALL: [2001:db8:%x::]/64\n", i
-        for (i = 0; i < n - 2001; i++) { a = 11 * 16777216 + i
-            printf "ALL: %d.%d.%d.%d\n", int(a / 16777216), int(a / 65536) % 256, int(a / 256) % 256, a % 256 }
+    awk -v n="$LINES" -v g="$1" -v shape="$SHAPE" 'BEGIN {
+        print "# generated " shape
+        m = n - 1
+        if (shape == "blocklist") {
+            for (i = 0; i < 1000 && i < n - 1; i++) printf "ALL: 10.%d.%d.0/24\n", int(i / 256), i % 256
+            for (i = 0; i < 1000 && i < n - 1001; i++) printf "ALL: [2001:db8:%x::]/64\n", i
+            m = n - 2001
+        }
+        for (i = 0; i < m; i++) {
+            a = 11 * 16777216 + i
+            if (shape == "blocklist")
+                printf "ALL: %d.%d.%d.%d\n", int(a / 16777216), int(a / 65536) % 256, int(a / 256) % 256, a % 256
+            else if (shape == "v6net")
+                printf "imap: [2001:db8:%x:%x::%x]/%d\n", int(i / 65536), i % 65536, i % 7 + 1, 64 + i % 65
+            else if (shape == "names")
+                printf "ALL: .h%d-%08x%08x.example.com\n", i, (i * 2654435761) % 4294967296, (i * 40503) % 4294967296
+            else if (shape == "options")
+                printf "ALL: 10.%d.%d.%d: severity auth.info : setenv X%d %%a : deny\n", int(i / 65536) % 256, int(i / 256) % 256, i % 256, i
+            else if (shape == "multi") {
+                printf "ALL:"
+                for (j = 0; j < 125; j++) { a = 11 * 16777216 + i * 125 + j
+                    printf " %d.%d.%d.%d", int(a / 16777216), int(a / 65536) % 256, int(a / 256) % 256, a % 256 }
+                printf "\n"
+            } else { print "memory.sh: unknown --shape " shape > "/dev/stderr"; exit 2 }
+        }
         printf "ALL: 127.0.0.%d\n", g + 2
     }' > "$TMP/hosts.deny.tmp"
     mv "$TMP/hosts.deny.tmp" "$TMP/hosts.deny"
@@ -90,7 +116,7 @@ wait_loads() { # wait_loads LOG N: until N loads are logged or the process died
     return 1
 }
 
-printf '== %d lines (%s bytes), RLIMIT_AS %s, %d reloads, %s, %d CPUs, load %s\n' "$LINES" \
+printf '== %s: %d lines (%s bytes), RLIMIT_AS %s, %d reloads, %s, %d CPUs, load %s\n' "$SHAPE" "$LINES" \
     "$(gen 0; wc -c < "$TMP/hosts.deny")" "$VSZ" "$RELOADS" "$(go version | cut -d' ' -f3)" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)"
 for b in "${BINS[@]}"; do
     gen 0

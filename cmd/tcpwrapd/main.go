@@ -41,7 +41,8 @@ import (
 
 func main() { os.Exit(run(os.Args)) }
 
-// init refuses to run under an RLIMIT_AS the Go runtime cannot work with.
+// init refuses to run under an RLIMIT_AS the Go runtime cannot work with,
+// and sets the Go memory limit from it (setMemoryLimit).
 // Below about 730 MiB the runtime dies before init runs; vszEntry
 // (entry_linux_amd64.s) catches those when linked in.
 func init() {
@@ -53,6 +54,7 @@ func init() {
 		}
 		os.Exit(service.FatalDefault)
 	}
+	setMemoryLimit()
 }
 
 // usageError marks errors that exit with status 2.

@@ -69,31 +69,18 @@ func staticBinary(t *testing.T) string {
 // replaces path atomically (rename), as editors and fail2ban do.
 func writeBlocklist(t *testing.T, path string, n, gen int) {
 	t.Helper()
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	fmt.Fprintf(w, "# generated blocklist, generation %d\n", gen)
-	for i := range 1000 {
-		fmt.Fprintf(w, "ALL: 10.%d.%d.0/24\n", i/256, i%256)
-		fmt.Fprintf(w, "ALL: [2001:db8:%x::]/64\n", i)
-	}
-	for i := range n - 2001 {
-		a := 11<<24 + uint32(i)
-		fmt.Fprintf(w, "ALL: %d.%d.%d.%d\n", a>>24, a>>16&0xff, a>>8&0xff, a&0xff)
-	}
-	fmt.Fprintf(w, "ALL: 127.0.0.%d\n", 2+gen)
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	writeAtomically(t, path, func(w *bufio.Writer) {
+		fmt.Fprintf(w, "# generated blocklist, generation %d\n", gen)
+		for i := range 1000 {
+			fmt.Fprintf(w, "ALL: 10.%d.%d.0/24\n", i/256, i%256)
+			fmt.Fprintf(w, "ALL: [2001:db8:%x::]/64\n", i)
+		}
+		for i := range n - 2001 {
+			a := 11<<24 + uint32(i)
+			fmt.Fprintf(w, "ALL: %d.%d.%d.%d\n", a>>24, a>>16&0xff, a>>8&0xff, a&0xff)
+		}
+		fmt.Fprintf(w, "ALL: 127.0.0.%d\n", 2+gen)
+	})
 }
 
 // ask asks the access socket about a connection from client, without
@@ -131,14 +118,122 @@ func TestBigRulesUnderVSZLimit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cmd/tcpwrapd and loads a 1,000,000-line hosts.deny; skipped in -short mode")
 	}
-	const lines, reloads = 1_000_000, 3
+	const lines = 1_000_000
+	runBigRules(t, staticBinary(t), lines, 3, func(t *testing.T, path string, gen int) {
+		writeBlocklist(t, path, lines, gen)
+	})
+}
+
+// bigShapes are the shapes of big hosts.deny files that
+// TestBigRuleShapesUnderVSZLimit loads: n rules of line(i) each, then the
+// sentinel. Every shape is one an outside tester crashed tcpwrapd with
+// under vsz_limit = 1G (issue 10).
+var bigShapes = []struct {
+	name string
+	n    int // rules before the sentinel
+	line func(b []byte, i int) []byte
+}{
+	// "imap: [2001:db8:x:y::z]/len": IPv6 prefixes, kept as text (30 MB).
+	{"v6net", 1_000_000, func(b []byte, i int) []byte {
+		b = append(b, "imap: [2001:db8:"...)
+		b = strconv.AppendUint(b, uint64(i>>16), 16)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, uint64(i&0xffff), 16)
+		b = append(b, "::"...)
+		b = strconv.AppendUint(b, uint64(i%7+1), 16)
+		b = append(b, "]/"...)
+		return strconv.AppendUint(b, uint64(64+i%65), 10)
+	}},
+	// "ALL: .hN-<hex>.example.com": domain patterns, kept as text (43 MB).
+	{"names", 1_000_000, func(b []byte, i int) []byte {
+		b = append(b, "ALL: .h"...)
+		b = strconv.AppendUint(b, uint64(i), 10)
+		b = append(b, '-')
+		b = fmt.Appendf(b, "%016x", uint64(i)*0x9e3779b97f4a7c15)
+		return append(b, ".example.com"...)
+	}},
+	// "ALL: 10.x.y.z: severity auth.info : setenv XN %a : deny": indexed
+	// addresses with options, kept as text too (64 MB).
+	{"options", 1_000_000, func(b []byte, i int) []byte {
+		b = appendIPv4(append(b, "ALL: "...), 10<<24|uint32(i))
+		b = append(b, ": severity auth.info : setenv X"...)
+		b = strconv.AppendUint(b, uint64(i), 10)
+		return append(b, " %a : deny"...)
+	}},
+	// 60,000 lines of 125 addresses each: 7,500,000 index entries (99 MB).
+	{"multi", 60_000, func(b []byte, i int) []byte {
+		b = append(b, "ALL:"...)
+		for j := range 125 {
+			b = appendIPv4(append(b, ' '), 11<<24+uint32(i*125+j))
+		}
+		return b
+	}},
+}
+
+func appendIPv4(b []byte, a uint32) []byte {
+	return netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}).AppendTo(b)
+}
+
+// TestBigRuleShapesUnderVSZLimit is TestBigRulesUnderVSZLimit for the other
+// shapes of big rule files (see bigShapes): IPv6 prefixes, name patterns,
+// rules with options and long client lists. Each is loaded under
+// RLIMIT_AS = 1 GiB and reloaded twice; before the building of a table was
+// bounded, the last two died on their first load or reload with "out of
+// memory" and names did on some runs.
+func TestBigRuleShapesUnderVSZLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds cmd/tcpwrapd and loads 30-99 MB hosts.deny files; skipped in -short mode")
+	}
 	bin := staticBinary(t)
+	for _, sh := range bigShapes {
+		t.Run(sh.name, func(t *testing.T) {
+			runBigRules(t, bin, sh.n+1, 2, func(t *testing.T, path string, gen int) {
+				t.Helper()
+				b := make([]byte, 0, 4<<10)
+				writeAtomically(t, path, func(w *bufio.Writer) {
+					for i := range sh.n {
+						w.Write(append(sh.line(b[:0], i), '\n'))
+					}
+					fmt.Fprintf(w, "ALL: 127.0.0.%d\n", 2+gen)
+				})
+			})
+		})
+	}
+}
+
+// writeAtomically writes path with fill through a temporary file and a
+// rename, as editors and fail2ban do.
+func writeAtomically(t *testing.T, path string, fill func(*bufio.Writer)) {
+	t.Helper()
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	fill(w)
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runBigRules starts bin under RLIMIT_AS = MinAddressSpace with the
+// hosts.deny write(gen=0) writes (lines rules, the last one refusing
+// 127.0.0.<2+gen>), rewrites it reloads times, and checks that every check
+// is answered correctly throughout and that the process never dies.
+func runBigRules(t *testing.T, bin string, lines, reloads int, write func(t *testing.T, path string, gen int)) {
+	t.Helper()
 	dir := shortDir(t)
 	sock := filepath.Join(dir, "access")
 	allow := writeFile(t, dir, "hosts.allow", "")
 	deny := filepath.Join(dir, "hosts.deny")
-	writeBlocklist(t, deny, lines, 0)
-
+	write(t, deny, 0)
 	cmd := exec.Command(os.Args[0], bin, "--listen", sock, "--allow-file", allow, "--deny-file", deny,
 		"--reload-interval", "100ms")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", rlimitASEnv, service.MinAddressSpace))
@@ -211,7 +306,7 @@ func TestBigRulesUnderVSZLimit(t *testing.T) {
 
 	for gen := 0; gen <= reloads; gen++ {
 		if gen > 0 {
-			writeBlocklist(t, deny, lines, gen)
+			write(t, deny, gen)
 			waitLoaded(gen + 1)
 		}
 		// The sentinel of this generation is refused, the previous one

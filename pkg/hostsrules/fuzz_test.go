@@ -20,8 +20,9 @@ func writeFile(t testing.TB, path, s string) {
 }
 
 // FuzzParse feeds arbitrary table text to the parser and evaluator: they
-// must never panic, every diagnostic must point inside the file, and the
-// lenient reader must see at least the rules the strict one sees.
+// must never panic, every diagnostic must point inside the file, the
+// lenient reader must see at least the rules the strict one sees, and the
+// compiled table must keep exactly the rules the strict one reads.
 func FuzzParse(f *testing.F) {
 	for _, c := range loadOracle(f) {
 		if c.HostsAllow != nil {
@@ -62,6 +63,14 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		p := Compile(Source{Name: "hosts.allow", State: FileMissing}, src)
+		// The compiled table keeps exactly the rules read.
+		var want []keptRule
+		for _, r := range strict {
+			want = append(want, keptFromParsed(r))
+		}
+		if diff := cmp.Diff(want, keptRules(p.deny), cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("kept rules differ from the parsed ones (-parsed +kept):\n%s", diff)
+		}
 		// The same text read as Load reads a file, a byte at a time.
 		st := &table{name: "hosts.deny"}
 		sdiags, slists := st.build(&lineReader{src: iotest.OneByteReader(strings.NewReader(text))}, 0)

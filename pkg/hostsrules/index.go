@@ -25,40 +25,50 @@ const minIndexedRun = 4
 // is rebuilt from these when the rule is evaluated or reported.
 type segment struct {
 	start, end int // rule numbers [start, end)
-	// rules are the rules of a scanned segment; run is the index of an
-	// indexed one.
-	rules []storedRule
-	run   *addrRun
+	// base is the index of a scanned segment's first rule in the table's
+	// stored rules; run is the index of an indexed segment.
+	base int
+	run  *addrRun
 }
 
 // addrRun is the index of a run of address-only rules, numbered k = 0, 1,
-// ... in rule order.
+// ... in rule order. Its lists are chunked, so neither building nor
+// sorting them ever needs a second copy of a list (see chunked).
 //
 // A compact rule is one whose line is exactly a prefix (the daemon list,
-// the ":" and the blanks before the address) followed by one canonical
-// address token: dotted decimal IPv4, or a bracketed IPv6 address as
-// netip formats it. Its text is rebuilt as prefix + token. Every other
-// rule of the run (several tokens, "010.0.0.1", a trailing blank, options)
-// is kept as text in stored.
+// the ":" and the blanks before the first address) followed by one
+// canonical address token (dotted decimal IPv4, or a bracketed IPv6
+// address as netip formats it), or by two or more canonical IPv4 tokens
+// each after one space. Its text is rebuilt as prefix + tokens. Every
+// other rule of the run ("010.0.0.1", two blanks, a trailing blank,
+// options) is kept as text.
 type addrRun struct {
 	// lines is the physical line of rule k.
-	lines []int32
+	lines chunked[int32]
 	// v4 holds address<<32 | k for every canonical IPv4 token, sorted, so
 	// the rules listing one address are adjacent and in rule order.
-	v4 []uint64
+	v4 chunked[uint64]
 	// v6 holds the bracketed IPv6 tokens (without zone) and text the other
 	// all-digits-and-dots tokens ("010.0.0.1"), compared as text; both
 	// sorted by key, then k.
-	v6   []v6Entry
-	text []textEntry
+	v6   chunked[v6Entry]
+	text chunked[textEntry]
 	// prefixes are the distinct prefixes of the compact rules (at most
-	// 256); pfx[k] is rule k's, or pfx is nil when all use prefixes[0].
+	// 256); pfx.at(k) is rule k's, or pfx is empty when all use
+	// prefixes[0].
 	prefixes []prefix
-	pfx      []uint8
-	// stored are the rules that are not compact; storedK[i] is the k of
-	// stored[i], ascending.
-	stored  []storedRule
-	storedK []int32
+	pfx      chunked[uint8]
+	// storedK are the k of the rules that are kept as text, ascending;
+	// rule storedK.at(i) is the table's stored rule storedBase+i.
+	storedK    chunked[int32]
+	storedBase int
+	// multiK are the k of the compact rules with several addresses,
+	// ascending; the addresses of rule multiK.at(i) are seq.at(j) for j
+	// from multiOff.at(i) to the next one's (or the end of seq), in line
+	// order.
+	multiK   chunked[int32]
+	multiOff chunked[uint32]
+	seq      chunked[uint32]
 	// v6Rule is the first rule with a bracketed IPv6 token, or -1. libwrap
 	// looks the client name up when such a token fails to match the
 	// address, so the index does the same to keep %h laziness exact.
@@ -107,10 +117,35 @@ func addrToken(tok string) (addr netip.Addr, text string, v6, ok bool) {
 			return netip.Addr{}, "", false, false
 		}
 	}
-	if a, err := netip.ParseAddr(tok); err == nil && a.Is4() && a.String() == tok {
-		return a, "", false, true
+	if k, ok := canonicalIPv4(tok); ok {
+		return v4Addr(k), "", false, true
 	}
 	return netip.Addr{}, tok, false, true
+}
+
+// canonicalIPv4 parses s if it is an IPv4 address as netip formats one:
+// four decimal fields of 0-255 without leading zeros, joined by dots.
+func canonicalIPv4(s string) (uint32, bool) {
+	var a uint32
+	i := 0
+	for f := 0; f < 4; f++ {
+		if f > 0 {
+			if i >= len(s) || s[i] != '.' {
+				return 0, false
+			}
+			i++
+		}
+		start, n := i, uint32(0)
+		for i < len(s) && isDigit(s[i]) && i-start < 3 {
+			n = n*10 + uint32(s[i]-'0')
+			i++
+		}
+		if i == start || n > 255 || s[start] == '0' && i-start > 1 {
+			return 0, false
+		}
+		a = a<<8 | n
+	}
+	return a, i == len(s)
 }
 
 // indexable reports whether a rule can live in an index: its daemon list
@@ -137,28 +172,42 @@ func indexable(daemons, clients []string) bool {
 }
 
 // arenaChunk is the size of the blocks a table's rule texts are kept in.
-const arenaChunk = 64 << 10
+// A storedRule addresses a block with 16 bits, so a table keeps at most
+// maxArenaBlocks of them (4 GiB of text).
+const (
+	arenaChunk     = 64 << 10
+	maxArenaBlocks = 1 << 16
+)
 
-// arena keeps the texts of a table's stored rules in a few large blocks
-// rather than one allocation per line. Strings it returns are never
-// modified: a block only grows after them.
+// arena keeps the texts of a table's stored rules in blocks of
+// arenaChunk bytes rather than one allocation per line. A line never
+// crosses a block; a block only grows after the lines it holds, so they
+// never change.
 type arena struct {
+	t    *table
 	b    strings.Builder
 	size int64 // the table's size, to size the first block
 }
 
-func (a *arena) add(s string) string {
-	if a.b.Cap()-a.b.Len() < len(s) {
+// add copies s into the table's text and returns where it starts, or false
+// when the table holds maxArenaBlocks blocks already.
+func (a *arena) add(s string) (uint32, bool) {
+	if a.b.Len()+len(s) > min(a.b.Cap(), arenaChunk) {
+		if len(a.t.text) == maxArenaBlocks {
+			return 0, false
+		}
 		n := int64(arenaChunk)
-		if a.b.Cap() == 0 {
+		if len(a.t.text) == 0 {
 			n = min(n, max(a.size, 256))
 		}
 		a.b = strings.Builder{}
 		a.b.Grow(max(int(n), len(s)))
+		a.t.text = append(a.t.text, "")
 	}
-	start := a.b.Len()
+	off := uint32(len(a.t.text)-1)<<16 | uint32(a.b.Len())
 	a.b.WriteString(s)
-	return a.b.String()[start:]
+	a.t.text[len(a.t.text)-1] = a.b.String()
+	return off, true
 }
 
 // tableBuilder compiles a table while its lines are read, so that only
@@ -173,14 +222,20 @@ type tableBuilder struct {
 	// minIndexedRun; run is the open run.
 	pending []ruleLine
 	run     *runBuilder
+	// full is the error of a table too large to keep; the rules after it
+	// are dropped and it ends the table as endErr.
+	full *Diagnostic
 }
 
 func newTableBuilder(t *table, size int64) *tableBuilder {
-	return &tableBuilder{t: t, text: arena{size: size}}
+	return &tableBuilder{t: t, text: arena{t: t, size: size}}
 }
 
 // add adds the next rule.
 func (b *tableBuilder) add(l ruleLine) {
+	if b.full != nil {
+		return
+	}
 	toks := appendList(b.toks[:0], l.daemons)
 	nd := len(toks)
 	toks = appendList(toks, l.clients)
@@ -194,21 +249,19 @@ func (b *tableBuilder) add(l ruleLine) {
 		return
 	}
 	if b.run != nil {
-		b.run.add(l, toks, nd, &b.text)
-		b.t.n++
+		b.run.add(b, l, toks, nd)
 		return
 	}
 	b.pending = append(b.pending, l)
 	if len(b.pending) < minIndexedRun {
 		return
 	}
-	b.run = newRunBuilder(b.t.n)
+	b.run = newRunBuilder(b.t.n, b.t.stored.len())
 	for _, p := range b.pending {
 		toks := appendList(b.toks[:0], p.daemons)
 		nd := len(toks)
 		b.toks = appendList(toks, p.clients)
-		b.run.add(p, b.toks, nd, &b.text)
-		b.t.n++
+		b.run.add(b, p, b.toks, nd)
 	}
 	clear(b.pending)
 	b.pending = b.pending[:0]
@@ -238,13 +291,17 @@ func (b *tableBuilder) noteLists(toks []string, daemonList bool) {
 // addScanned appends l to the scanned segment at the end, starting one if
 // needed.
 func (b *tableBuilder) addScanned(l ruleLine) {
+	if b.full != nil {
+		return
+	}
 	t := b.t
 	if k := len(t.segs) - 1; k < 0 || t.segs[k].run != nil {
-		t.segs = append(t.segs, segment{start: t.n, end: t.n})
+		t.segs = append(t.segs, segment{start: t.n, end: t.n, base: t.stored.len()})
 	}
-	s := &t.segs[len(t.segs)-1]
-	s.rules = append(s.rules, store(l, &b.text))
-	s.end++
+	if !b.store(l) {
+		return
+	}
+	t.segs[len(t.segs)-1].end++
 	t.n++
 }
 
@@ -260,7 +317,9 @@ func (b *tableBuilder) endRun() {
 	if b.run == nil {
 		return
 	}
-	b.t.segs = append(b.t.segs, segment{start: b.run.start, end: b.t.n, run: b.run.finish()})
+	if b.run.r.lines.len() > 0 {
+		b.t.segs = append(b.t.segs, segment{start: b.run.start, end: b.t.n, run: b.run.finish()})
+	}
 	b.run = nil
 }
 
@@ -268,27 +327,26 @@ func (b *tableBuilder) endRun() {
 func (b *tableBuilder) finish() {
 	b.endRun()
 	b.flushPending()
-	for i := range b.t.segs {
-		b.t.segs[i].rules = trim(b.t.segs[i].rules)
-	}
+	b.t.stored.clip()
 	b.t.segs = slices.Clip(b.t.segs)
+	b.t.text = slices.Clip(b.t.text)
 }
 
-// store keeps l as text.
-func store(l ruleLine, text *arena) storedRule {
-	s := storedRule{s: text.add(l.line), line: int32(l.last), c1: uint16(len(l.daemons))}
+// store keeps l as text, as the table's next stored rule. It reports
+// false, and sets full, when the table's text is full.
+func (b *tableBuilder) store(l ruleLine) bool {
+	off, ok := b.text.add(l.line)
+	if !ok {
+		b.full = &Diagnostic{File: b.t.name, Line: l.last, Severity: Error, Code: "table-too-large",
+			Msg: "table too large: more than 4 GiB of rules kept as text; this and all the subsequent rules are ignored"}
+		return false
+	}
+	s := storedRule{off: off, line: int32(l.last), c1: uint16(len(l.daemons))}
 	if l.hasOpts {
 		s.c2 = uint16(len(l.daemons) + 1 + len(l.clients))
 	}
-	return s
-}
-
-// trim returns s without spare capacity worth giving back.
-func trim[S ~[]E, E any](s S) S {
-	if cap(s)-len(s) > len(s)/16 {
-		return slices.Clone(s)
-	}
-	return s
+	b.t.stored.push(s)
+	return true
 }
 
 // runBuilder builds an addrRun.
@@ -299,64 +357,83 @@ type runBuilder struct {
 	buf   []byte
 }
 
-func newRunBuilder(start int) *runBuilder {
-	return &runBuilder{r: addrRun{v6Rule: -1}, start: start, ids: map[string]uint8{}}
+func newRunBuilder(start, storedBase int) *runBuilder {
+	return &runBuilder{r: addrRun{v6Rule: -1, storedBase: storedBase}, start: start, ids: map[string]uint8{}}
 }
 
-// add adds rule l, whose tokens are toks (nd of them daemons).
-func (b *runBuilder) add(l ruleLine, toks []string, nd int, text *arena) {
+// add adds rule l, whose tokens are toks (nd of them daemons), as the
+// table's next rule.
+func (b *runBuilder) add(tb *tableBuilder, l ruleLine, toks []string, nd int) {
 	r := &b.r
-	k := int32(len(r.lines))
-	r.lines = append(r.lines, int32(l.last))
+	k := int32(r.lines.len())
 	id, compact := b.compact(l, toks, nd)
-	if r.pfx == nil && id != 0 {
-		r.pfx = make([]uint8, k, cap(r.lines))
-	}
-	if r.pfx != nil {
-		r.pfx = append(r.pfx, id)
-	}
 	if !compact {
-		r.stored = append(r.stored, store(l, text))
-		r.storedK = append(r.storedK, k)
+		if !tb.store(l) {
+			return
+		}
+		r.storedK.push(k)
+	}
+	r.lines.push(int32(l.last))
+	if r.pfx.len() == 0 && id != 0 {
+		for range k {
+			r.pfx.push(0)
+		}
+	}
+	if r.pfx.len() > 0 {
+		r.pfx.push(id)
+	}
+	if compact && len(toks)-nd > 1 {
+		r.multiK.push(k)
+		r.multiOff.push(uint32(r.seq.len()))
 	}
 	for _, tok := range toks[nd:] {
 		a, key, v6, _ := addrToken(tok)
 		switch {
 		case key != "":
-			r.text = append(r.text, textEntry{strings.Clone(key), k})
+			r.text.push(textEntry{strings.Clone(key), k})
 		case v6:
 			if r.v6Rule < 0 {
 				r.v6Rule = k
 			}
-			r.v6 = append(r.v6, v6Entry{a.As16(), k})
+			r.v6.push(v6Entry{a.As16(), k})
 		default:
-			r.v4 = append(r.v4, uint64(v4key(a))<<32|uint64(k))
+			r.v4.push(uint64(v4key(a))<<32 | uint64(k))
+			if compact && len(toks)-nd > 1 {
+				r.seq.push(v4key(a))
+			}
 		}
 	}
+	tb.t.n++
 }
 
-// compact reports whether l can be kept as its address, and the number of
-// its prefix.
+// compact reports whether l can be kept as its addresses, and the number
+// of its prefix.
 func (b *runBuilder) compact(l ruleLine, toks []string, nd int) (uint8, bool) {
-	if l.hasOpts || len(toks)-nd != 1 {
+	if l.hasOpts || len(toks) == nd {
 		return 0, false
 	}
-	tok := toks[nd]
-	a, key, v6, _ := addrToken(tok)
-	if key != "" {
-		return 0, false
-	}
-	if v6 {
-		b.buf = append(a.AppendTo(append(b.buf[:0], '[')), ']')
-		if string(b.buf) != tok {
+	// tail is the text the tokens make: one canonical token, or several
+	// canonical IPv4 tokens joined by single spaces.
+	b.buf = b.buf[:0]
+	for i, tok := range toks[nd:] {
+		a, key, v6, _ := addrToken(tok)
+		if key != "" || v6 && len(toks)-nd > 1 {
 			return 0, false
+		}
+		if i > 0 {
+			b.buf = append(b.buf, ' ')
+		}
+		if v6 {
+			b.buf = append(a.AppendTo(append(b.buf, '[')), ']')
+		} else {
+			b.buf = append(b.buf, tok...) // canonical: addrToken checked
 		}
 	}
 	c1 := len(l.daemons)
-	if !strings.HasSuffix(l.text, tok) || len(l.text)-len(tok) <= c1 {
+	if len(l.text)-len(b.buf) <= c1 || l.text[len(l.text)-len(b.buf):] != string(b.buf) {
 		return 0, false
 	}
-	pre := l.text[:len(l.text)-len(tok)]
+	pre := l.text[:len(l.text)-len(b.buf)]
 	id, ok := b.ids[pre]
 	if !ok {
 		if len(b.r.prefixes) > 255 {
@@ -373,24 +450,22 @@ func (b *runBuilder) compact(l ruleLine, toks []string, nd int) (uint8, bool) {
 // finish sorts the keys and returns the run.
 func (b *runBuilder) finish() *addrRun {
 	r := &b.r
-	slices.Sort(r.v4)
-	r.v4 = trim(slices.Compact(r.v4))
-	slices.SortFunc(r.v6, func(x, y v6Entry) int {
+	r.v4.sortCompact(cmp.Compare[uint64])
+	r.v6.sortCompact(func(x, y v6Entry) int {
 		if c := bytes.Compare(x.addr[:], y.addr[:]); c != 0 {
 			return c
 		}
 		return cmp.Compare(x.k, y.k)
 	})
-	r.v6 = trim(slices.Compact(r.v6))
-	slices.SortFunc(r.text, func(x, y textEntry) int {
+	r.text.sortCompact(func(x, y textEntry) int {
 		if c := strings.Compare(x.text, y.text); c != 0 {
 			return c
 		}
 		return cmp.Compare(x.k, y.k)
 	})
-	r.text = trim(slices.Compact(r.text))
-	r.lines, r.pfx = trim(r.lines), trim(r.pfx)
-	r.stored, r.storedK = trim(r.stored), trim(r.storedK)
+	for _, c := range []interface{ clip() }{&r.lines, &r.pfx, &r.storedK, &r.multiK, &r.multiOff, &r.seq} {
+		c.clip()
+	}
 	return r
 }
 
@@ -405,8 +480,8 @@ func (t *table) first(c *check, r *rule) bool {
 	for k := range t.segs {
 		s := &t.segs[k]
 		if s.run == nil {
-			for i := range s.rules {
-				c.toks = s.rules[i].view(c.toks, r)
+			for i := s.base; i < s.base+s.end-s.start; i++ {
+				c.toks = t.view(t.stored.ref(i), c.toks, r)
 				if c.ruleMatch(t, r) {
 					return true
 				}
@@ -420,7 +495,7 @@ func (t *table) first(c *check, r *rule) bool {
 			continue
 		}
 		if c.explain {
-			first, last := s.run.lines[0], s.run.lines[len(s.run.lines)-1]
+			first, last := s.run.lines.at(0), s.run.lines.at(s.run.lines.len()-1)
 			c.trace = append(c.trace, Step{File: t.name, Line: int(first),
 				Rule: sprintf("lines %d-%d: %d address-only rules (indexed)", first, last, s.end-s.start),
 				Why:  "only the rules listing the client's address are evaluated; they follow", Index: true})
@@ -432,31 +507,44 @@ func (t *table) first(c *check, r *rule) bool {
 	return false
 }
 
-// storedRule returns rule k if it is kept as text, or nil if it is
-// compact.
-func (ru *addrRun) storedRule(k int32) *storedRule {
-	if i, ok := slices.BinarySearch(ru.storedK, k); ok {
-		return &ru.stored[i]
+// findK returns the position of k in the ascending list ks.
+func findK(ks *chunked[int32], k int32) (int, bool) {
+	if ks.len() == 0 {
+		return 0, false
 	}
-	return nil
+	i := ks.search(func(e int32) bool { return e < k })
+	return i, i < ks.len() && ks.at(i) == k
 }
 
 // rule sets r to rule k; *tok is the address token of a compact rule,
 // made from a when first needed.
-func (ru *addrRun) rule(c *check, k int32, tok *string, a netip.Addr, r *rule) {
-	if s := ru.storedRule(k); s != nil {
-		c.toks = s.view(c.toks, r)
+func (ru *addrRun) rule(c *check, t *table, k int32, tok *string, a netip.Addr, r *rule) {
+	if i, ok := findK(&ru.storedK, k); ok {
+		c.toks = t.view(t.stored.ref(ru.storedBase+i), c.toks, r)
+		return
+	}
+	p := &ru.prefixes[0]
+	if ru.pfx.len() > 0 {
+		p = &ru.prefixes[ru.pfx.at(int(k))]
+	}
+	if i, ok := findK(&ru.multiK, k); ok {
+		end := ru.seq.len()
+		if i+1 < ru.multiK.len() {
+			end = int(ru.multiOff.at(i + 1))
+		}
+		c.toks = c.toks[:0]
+		for j := int(ru.multiOff.at(i)); j < end; j++ {
+			c.toks = append(c.toks, v4Addr(ru.seq.at(j)).String())
+		}
+		n := len(c.toks)
+		*r = rule{text: p.text, tail: strings.Join(c.toks, " "), line: ru.lines.at(int(k)), daemons: p.daemons, clients: c.toks[:n:n]}
 		return
 	}
 	if *tok == "" {
 		*tok = addrText(a)
 	}
-	p := &ru.prefixes[0]
-	if ru.pfx != nil {
-		p = &ru.prefixes[ru.pfx[k]]
-	}
 	c.toks = append(c.toks[:0], *tok)
-	*r = rule{text: p.text, tail: *tok, line: ru.lines[k], daemons: p.daemons, clients: c.toks[:1:1]}
+	*r = rule{text: p.text, tail: *tok, line: ru.lines.at(int(k)), daemons: p.daemons, clients: c.toks[:1:1]}
 }
 
 // addrText is the token of a compact rule for address a.
@@ -471,24 +559,24 @@ func addrText(a netip.Addr) string {
 // only rules with a token equal to the client address can match, and they
 // are tried in rule order.
 func (ru *addrRun) lookup(c *check, t *table, r *rule) bool {
-	a, text := c.clientKey(len(ru.text) > 0)
+	a, text := c.clientKey(ru.text.len() > 0)
 	// [i, iEnd) are the entries of a in v4 or v6, [j, jEnd) those of text.
 	var i, iEnd, j, jEnd int
 	switch {
 	case a.Is4():
 		key := uint64(v4key(a))
-		i = lowerBound(ru.v4, key<<32)
-		for iEnd = i; iEnd < len(ru.v4) && ru.v4[iEnd]>>32 == key; iEnd++ {
+		i = lowerBoundChunked(&ru.v4, key<<32)
+		for iEnd = i; iEnd < ru.v4.len() && ru.v4.at(iEnd)>>32 == key; iEnd++ {
 		}
 	case a.Is6():
 		key := a.As16()
-		i, _ = slices.BinarySearchFunc(ru.v6, key, func(e v6Entry, key [16]byte) int { return bytes.Compare(e.addr[:], key[:]) })
-		for iEnd = i; iEnd < len(ru.v6) && ru.v6[iEnd].addr == key; iEnd++ {
+		i = ru.v6.search(func(e v6Entry) bool { return bytes.Compare(e.addr[:], key[:]) < 0 })
+		for iEnd = i; iEnd < ru.v6.len() && ru.v6.ref(iEnd).addr == key; iEnd++ {
 		}
 	}
 	if text != "" {
-		j, _ = slices.BinarySearchFunc(ru.text, text, func(e textEntry, key string) int { return strings.Compare(e.text, key) })
-		for jEnd = j; jEnd < len(ru.text) && ru.text[jEnd].text == text; jEnd++ {
+		j = ru.text.search(func(e textEntry) bool { return e.text < text })
+		for jEnd = j; jEnd < ru.text.len() && ru.text.ref(jEnd).text == text; jEnd++ {
 		}
 	}
 	var tok string
@@ -497,18 +585,18 @@ func (ru *addrRun) lookup(c *check, t *table, r *rule) bool {
 		var k int32
 		if i < iEnd {
 			if a.Is4() {
-				k = int32(uint32(ru.v4[i]))
+				k = int32(uint32(ru.v4.at(i)))
 			} else {
-				k = ru.v6[i].k
+				k = ru.v6.ref(i).k
 			}
 		}
-		if i >= iEnd || (j < jEnd && ru.text[j].k < k) {
-			k = ru.text[j].k
+		if i >= iEnd || (j < jEnd && ru.text.ref(j).k < k) {
+			k = ru.text.ref(j).k
 			j++
 		} else {
 			i++
 		}
-		if ru.rule(c, k, &tok, a, r); c.ruleMatch(t, r) {
+		if ru.rule(c, t, k, &tok, a, r); c.ruleMatch(t, r) {
 			found = k
 			break
 		}
@@ -517,6 +605,24 @@ func (ru *addrRun) lookup(c *check, t *table, r *rule) bool {
 		c.hostName(&c.client)
 	}
 	return found >= 0
+}
+
+// lowerBoundChunked is lowerBound over a chunked list: the block by its
+// last entry, then the entry in it.
+func lowerBoundChunked(c *chunked[uint64], x uint64) int {
+	lo, hi := 0, len(c.blocks)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if b := c.blocks[m]; b[len(b)-1] < x {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == len(c.blocks) {
+		return c.n
+	}
+	return lo*chunkLen + lowerBound(c.blocks[lo], x)
 }
 
 // lowerBound returns the first position in the sorted a whose value is at
@@ -540,21 +646,28 @@ func lowerBound(a []uint64, x uint64) int {
 // scan evaluates every rule of the run in order, without the index (for
 // tests that compare both paths).
 func (ru *addrRun) scan(c *check, t *table, r *rule) bool {
-	addrs := make([]netip.Addr, len(ru.lines))
-	for _, e := range ru.v4 {
-		addrs[uint32(e)] = netip.AddrFrom4([4]byte{byte(e >> 56), byte(e >> 48), byte(e >> 40), byte(e >> 32)})
+	addrs := make([]netip.Addr, ru.lines.len())
+	for i := range ru.v4.len() {
+		e := ru.v4.at(i)
+		addrs[uint32(e)] = v4Addr(uint32(e >> 32))
 	}
-	for _, e := range ru.v6 {
+	for i := range ru.v6.len() {
+		e := ru.v6.ref(i)
 		addrs[e.k] = netip.AddrFrom16(e.addr)
 	}
-	for k := range ru.lines {
+	for k := range ru.lines.len() {
 		var tok string
-		ru.rule(c, int32(k), &tok, addrs[k], r)
+		ru.rule(c, t, int32(k), &tok, addrs[k], r)
 		if c.ruleMatch(t, r) {
 			return true
 		}
 	}
 	return false
+}
+
+// v4Addr is the address of a v4key.
+func v4Addr(k uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)})
 }
 
 // clientKey returns the client address as index keys: the canonical

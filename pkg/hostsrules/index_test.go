@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // checkBoth evaluates req with the index and with a plain rule-by-rule scan.
@@ -179,6 +180,120 @@ func TestLoadStreams(t *testing.T) {
 		if diff := cmp.Diff(whole.Check(context.Background(), &r1, env), streamed.Check(context.Background(), &r2, env),
 			cmp.Comparer(func(x, y error) bool { return (x == nil) == (y == nil) })); diff != "" {
 			t.Fatalf("decision for %+v (-whole +streamed):\n%s", req, diff)
+		}
+	}
+}
+
+// keptRule is a rule as a table keeps it, rebuilt for comparison with
+// ParseRules.
+type keptRule struct {
+	Line             int
+	Text             string
+	Daemons, Clients []string
+	HasOpts          bool
+	Opts             string
+}
+
+func keptFromRule(r *rule) keptRule {
+	return keptRule{Line: int(r.line), Text: r.fullText(), Daemons: slices.Clone(r.daemons),
+		Clients: slices.Clone(r.clients), HasOpts: r.hasOpts, Opts: strings.TrimSuffix(r.opts, "\n")}
+}
+
+func keptFromParsed(r Rule) keptRule {
+	k := keptRule{Line: r.Line, Text: r.Text, HasOpts: r.HasOptions, Opts: r.Options}
+	for _, t := range r.Daemons {
+		k.Daemons = append(k.Daemons, t.Text)
+	}
+	for _, t := range r.Clients {
+		k.Clients = append(k.Clients, t.Text)
+	}
+	return k
+}
+
+// keptRules rebuilds every rule of t in order, as the checks see them.
+func keptRules(t *table) []keptRule {
+	c := &check{}
+	var out []keptRule
+	var r rule
+	for _, s := range t.segs {
+		if s.run == nil {
+			for i := s.base; i < s.base+s.end-s.start; i++ {
+				c.toks = t.view(t.stored.ref(i), c.toks, &r)
+				out = append(out, keptFromRule(&r))
+			}
+			continue
+		}
+		ru := s.run
+		addrs := make([]netip.Addr, ru.lines.len())
+		for i := range ru.v4.len() {
+			addrs[uint32(ru.v4.at(i))] = v4Addr(uint32(ru.v4.at(i) >> 32))
+		}
+		for i := range ru.v6.len() {
+			addrs[ru.v6.at(i).k] = netip.AddrFrom16(ru.v6.at(i).addr)
+		}
+		for k := range ru.lines.len() {
+			var tok string
+			ru.rule(c, t, int32(k), &tok, addrs[k], &r)
+			out = append(out, keptFromRule(&r))
+		}
+	}
+	return out
+}
+
+// TestKeptRules checks that every rule of a compiled table, rebuilt from
+// the compact form the table keeps (addresses, one or many per line,
+// prefixes, text blocks, chunked lists of several blocks), is exactly the
+// rule ParseRules reads.
+func TestKeptRules(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var b strings.Builder
+	b.WriteString(randomRules(rng, 300))
+	for i := range 3 * chunkLen {
+		switch i % 5 {
+		case 0, 1:
+			fmt.Fprintf(&b, "ALL: 10.%d.%d.%d\n", i>>16&0xff, i>>8&0xff, i&0xff)
+		case 2:
+			fmt.Fprintf(&b, "imap, pop3:10.1.%d.%d 10.2.%d.%d\t10.3.0.1\n", i>>8&0xff, i&0xff, i>>8&0xff, i&0xff)
+		case 3:
+			fmt.Fprintf(&b, "ALL: 10.4.%d.%d 10.4.%d.%d 10.4.%d.%d\n", i>>8&0xff, i&0xff, i>>8&0xff, i&0xff, i>>7&0xff, i&0x7f)
+		case 4:
+			fmt.Fprintf(&b, "sshd: [2001:db8::%x] : severity auth.info\n", i)
+		}
+	}
+	b.WriteString(randomRules(rng, 300))
+	for i := range chunkLen + 10 {
+		fmt.Fprintf(&b, "ALL: .h%d.example.com\n", i)
+	}
+	src := Source{Name: "hosts.deny", Data: []byte(b.String())}
+	parsed, _ := ParseRules(src, false)
+	var want []keptRule
+	for _, r := range parsed {
+		want = append(want, keptFromParsed(r))
+	}
+	p := Compile(Source{Name: "hosts.allow", State: FileMissing}, src)
+	if diff := cmp.Diff(want, keptRules(p.deny), cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("kept rules differ from the parsed ones (-parsed +kept):\n%s", diff)
+	}
+	var multi, blocks int
+	for _, s := range p.deny.segs {
+		if s.run != nil {
+			multi += s.run.multiK.len()
+			blocks = max(blocks, len(s.run.v4.blocks))
+		}
+	}
+	if multi < 2*chunkLen/5 || blocks < 3 {
+		t.Errorf("%d rules kept as several addresses, %d blocks of IPv4 keys: the compact forms are not used", multi, blocks)
+	}
+	// The index over several blocks finds what the scan finds.
+	for _, a := range []string{"10.0.0.0", "10.0.0.1", "10.0.191.255", "10.1.0.2", "10.2.100.7", "10.3.0.1", "10.4.3.4", "10.4.6.4", "10.9.9.9", "2001:db8::4"} {
+		for _, d := range []string{"imap", "sshd"} {
+			req := Request{Daemon: d, User: Unknown}
+			req.Client.Addr = netip.AddrPortFrom(netip.MustParseAddr(a), 1)
+			req.Server.Addr = netip.MustParseAddrPort("127.0.0.1:143")
+			indexed, linear := checkBoth(p, req)
+			if diff := cmp.Diff(linear, indexed); diff != "" {
+				t.Errorf("%s from %s: index and scan differ (-scan +index):\n%s", d, a, diff)
+			}
 		}
 	}
 }

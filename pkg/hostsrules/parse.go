@@ -47,27 +47,32 @@ func (r *rule) fullText() string {
 }
 
 // storedRule is a rule kept as text: the logical line with its newline,
-// held in the table's text arena, and where its fields end. Its tokens
-// are split again when it is evaluated (view), which costs less than
-// keeping them.
+// held in a block of the table's text (see arena), and where its fields
+// end. Its tokens are split again when it is evaluated (view), which costs
+// less than keeping them. It takes 12 bytes besides the text.
 type storedRule struct {
-	s    string
+	// off is where the line starts: the block of the table's text in the
+	// upper 16 bits, the offset in it in the lower 16. A line never
+	// crosses a block and ends at its only newline.
+	off  uint32
 	line int32
 	// c1 is the offset of the ":" that ends the daemon list; c2 that of
 	// the ":" that ends the client list, or 0 when there is none.
 	c1, c2 uint16
 }
 
-// view sets r to the rule, with its tokens split into buf, and returns
-// buf.
-func (s *storedRule) view(buf []string, r *rule) []string {
-	*r = rule{text: s.s[:len(s.s)-1], line: s.line}
-	buf = appendList(buf[:0], s.s[:s.c1])
+// view sets r to the stored rule s, with its tokens split into buf, and
+// returns buf.
+func (t *table) view(s *storedRule, buf []string, r *rule) []string {
+	line := t.text[s.off>>16][s.off&0xffff:]
+	line = line[:strings.IndexByte(line, '\n')+1]
+	*r = rule{text: line[:len(line)-1], line: s.line}
+	buf = appendList(buf[:0], line[:s.c1])
 	nd := len(buf)
-	clients := s.s[s.c1+1:]
+	clients := line[s.c1+1:]
 	if s.c2 > 0 {
-		clients = s.s[s.c1+1 : s.c2]
-		r.opts, r.hasOpts = s.s[s.c2+1:], true
+		clients = line[s.c1+1 : s.c2]
+		r.opts, r.hasOpts = line[s.c2+1:], true
 	}
 	buf = appendList(buf, clients)
 	r.daemons, r.clients = buf[:nd:nd], buf[nd:]
@@ -82,6 +87,10 @@ type table struct {
 	// n is the number of rules; segs holds them in order (see index.go).
 	n    int
 	segs []segment
+	// stored are the rules kept as text, in rule order; text holds their
+	// lines in blocks of at most arenaChunk bytes.
+	stored chunked[storedRule]
+	text   []string
 	// endErr, when not nil, is the error that stops the scan after the
 	// last rule (missing newline or line too long); the scan then returns
 	// an error result, as Debian's fix_parsing_long_lines makes it.
@@ -332,6 +341,10 @@ func (t *table) build(r *lineReader, size int64) ([]Diagnostic, []string) {
 	diags, end := scanRules(t.name, r, false, b.add)
 	b.finish()
 	t.endErr = end
+	if b.full != nil {
+		diags = append(diags, *b.full)
+		t.endErr = b.full
+	}
 	return diags, b.lists
 }
 

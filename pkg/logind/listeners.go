@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 )
 
 // Per-listener options that a login process needs for each client
@@ -95,15 +97,13 @@ func (s listenSet) lookup(fd int) listenerFlags {
 	if err != nil {
 		return 0
 	}
-	var ap netip.AddrPort
-	var any netip.Addr
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		ap, any = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)), netip.IPv4Unspecified()
-	case *unix.SockaddrInet6:
-		ap, any = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)), netip.IPv6Unspecified()
-	default:
+	ap := sockfd.AddrPort(sa)
+	any := netip.IPv4Unspecified()
+	switch {
+	case !ap.IsValid():
 		return 0
+	case ap.Addr().Is6():
+		any = netip.IPv6Unspecified()
 	}
 	if f, ok := s[ap]; ok {
 		return f

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
 )
 
@@ -214,7 +215,7 @@ type loginProc struct {
 	exit     chan int    // the exit status, once (see stop); made before any client
 
 	// Direct accept (Listeners > 0), guarded by mu.
-	listeners []*acceptor
+	listeners []*sockfd.Acceptor
 	nextLocal uint64         // last local id (ids are Seq<<32 | n)
 	reserved  int            // slots of evicted clients kept for the supervisor's next client
 	starting  int            // clients being set up by accept, not yet in clients
@@ -442,7 +443,7 @@ func (lp *loginProc) startAccepting() {
 	// Raw fds, never *os.File: that would register the (non-blocking)
 	// sockets with the netpoller, which would then wake this process for
 	// every connection, even when it is full.
-	a, err := newAcceptor(fds, true)
+	a, err := sockfd.NewAcceptor(fds, true)
 	if err != nil {
 		logLine("ERROR", "listeners: %v", err)
 		for _, fd := range fds {
@@ -461,7 +462,7 @@ func (lp *loginProc) startAccepting() {
 // that no client is accepted by an old generation after a reload.
 func (lp *loginProc) closeListeners() {
 	for _, a := range lp.listeners {
-		a.stop()
+		a.Stop()
 	}
 	if len(lp.listeners) > 0 && !lp.unlisten {
 		lp.unlisten = true
@@ -488,18 +489,18 @@ func (lp *loginProc) canAccept() bool {
 }
 
 // acceptLoop accepts clients from the listening sockets (shared with the
-// supervisor and the service's other processes, see acceptor) while the
+// supervisor and the service's other processes, see sockfd.Acceptor) while the
 // process has a free slot; when it is full, it stops waiting on them
 // until a client leaves. It closes the sockets when it ends (drain,
 // shutdown).
-func (lp *loginProc) acceptLoop(a *acceptor) {
+func (lp *loginProc) acceptLoop(a *sockfd.Acceptor) {
 	defer lp.accepting.Done()
 	defer func() {
-		for _, fd := range a.lfds {
+		for _, fd := range a.Listeners() {
 			unix.Close(fd)
 		}
 	}()
-	defer a.release()
+	defer a.Release()
 	for {
 		lp.mu.Lock()
 		for !lp.canAccept() {
@@ -516,10 +517,10 @@ func (lp *loginProc) acceptLoop(a *acceptor) {
 		// No second look at canAccept once woken: with EPOLLEXCLUSIVE
 		// the wake-up was this process's alone, and a client left in the
 		// queue would wait for the next arrival to wake another process.
-		nfd, sa, err := a.next(nil)
+		nfd, sa, err := a.Next(nil)
 		switch err {
 		case nil:
-		case errAcceptorClosed:
+		case sockfd.ErrClosed:
 			return
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
 			time.Sleep(10 * time.Millisecond)
@@ -533,7 +534,7 @@ func (lp *loginProc) acceptLoop(a *acceptor) {
 		id := lp.in.Seq<<32 | lp.nextLocal
 		lp.starting++
 		lp.mu.Unlock()
-		lp.accept(id, nfd, tcpAddr(sa), msgAccepted)
+		lp.accept(id, nfd, net.TCPAddrFromAddrPort(sockfd.AddrPort(sa)), msgAccepted)
 	}
 }
 

@@ -3,12 +3,13 @@ package logind
 import (
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 )
 
 // sockConn is a client's TCP socket as a net.Conn, made straight from the
@@ -43,29 +44,9 @@ func newSockConn(fd int, remote *net.TCPAddr) *sockConn {
 	return c
 }
 
-// tcpAddr converts an AF_INET or AF_INET6 socket address (nil: an empty
-// *net.TCPAddr, so that callers need no nil check).
-func tcpAddr(sa unix.Sockaddr) *net.TCPAddr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(append([]byte(nil), a.Addr[:]...)), Port: a.Port}
-	case *unix.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(append([]byte(nil), a.Addr[:]...)), Port: a.Port}
-	}
-	return &net.TCPAddr{}
-}
-
-// sockaddrPort is sa's address and port (IPv4-mapped addresses
-// unmapped), the zero AddrPort if sa is not IPv4 or IPv6.
-func sockaddrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
-	}
-	return netip.AddrPort{}
-}
+// tcpAddr converts a socket address (nil or not AF_INET/AF_INET6: an
+// empty *net.TCPAddr, so that callers need no nil check).
+func tcpAddr(sa unix.Sockaddr) *net.TCPAddr { return net.TCPAddrFromAddrPort(sockfd.AddrPort(sa)) }
 
 // RemoteAddr is the client's address (*net.TCPAddr).
 func (c *sockConn) RemoteAddr() net.Addr {

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 )
 
 // DefaultShutdownGrace is how long Supervisor.Run waits on shutdown for
@@ -65,7 +67,7 @@ type Supervisor struct {
 type listener struct {
 	key  string   // "tcp4 127.0.0.1:143"
 	ln   *os.File // the listening socket (non-blocking, not in the netpoller)
-	acc  *acceptor
+	acc  *sockfd.Acceptor
 	pool atomic.Pointer[pool]
 	done chan struct{} // closed when the accept loop has ended
 	shut atomic.Bool
@@ -92,9 +94,9 @@ func (l *listener) close() {
 		return
 	}
 	close(l.quit())
-	l.acc.stop()
+	l.acc.Stop()
 	if l.pool.Load() == nil { // no accept loop was started
-		l.acc.release()
+		l.acc.Release()
 		l.ln.Close()
 	}
 }
@@ -339,11 +341,11 @@ func (s *Supervisor) grace() time.Duration {
 }
 
 func (s *Supervisor) listen(network, addr string, reusePort bool) (*listener, error) {
-	f, err := listenTCP(network, addr, reusePort)
+	f, err := sockfd.Listen(network, addr, reusePort)
 	if err != nil {
 		return nil, err
 	}
-	a, err := newAcceptor([]int{int(f.Fd())}, false)
+	a, err := sockfd.NewAcceptor([]int{int(f.Fd())}, false)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -358,7 +360,7 @@ func (s *Supervisor) listen(network, addr string, reusePort bool) (*listener, er
 func (s *Supervisor) acceptLoop(ln *listener) {
 	defer close(ln.done)
 	defer ln.ln.Close()
-	defer ln.acc.release()
+	defer ln.acc.Release()
 	for {
 		select {
 		case <-ln.pool.Load().acceptGate():
@@ -367,7 +369,7 @@ func (s *Supervisor) acceptLoop(ln *listener) {
 		}
 		// Woken while waiting, the gate may have closed meanwhile (a
 		// process got a free slot): then leave the client to it.
-		nfd, sa, err := ln.acc.next(func() bool {
+		nfd, sa, err := ln.acc.Next(func() bool {
 			select {
 			case <-ln.pool.Load().acceptGate():
 				return true
@@ -375,10 +377,10 @@ func (s *Supervisor) acceptLoop(ln *listener) {
 				return false
 			}
 		})
-		if err == errAcceptorClosed {
+		if err == sockfd.ErrClosed {
 			return
 		}
-		if err == errNotNow {
+		if err == sockfd.ErrNotNow {
 			continue
 		}
 		if err != nil {
@@ -392,7 +394,7 @@ func (s *Supervisor) acceptLoop(ln *listener) {
 		}
 		// Behind haproxy the peer is the proxy, not the client's source
 		// (see evict.go): the client is a source of its own.
-		ln.pool.Load().arriveVia(nfd, sockaddrPort(sa), ln.haproxy.Load())
+		ln.pool.Load().arriveVia(nfd, sockfd.AddrPort(sa), ln.haproxy.Load())
 	}
 }
 

@@ -1,4 +1,8 @@
-package logind
+// Package sockfd is loginsvc's raw socket layer: listening TCP sockets
+// that stay out of the Go netpoller (Listen), an accept loop shared by
+// several processes (Acceptor), and the one conversion of a kernel
+// socket address to a netip.AddrPort (AddrPort).
+package sockfd
 
 import (
 	"errors"
@@ -11,14 +15,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// errAcceptorClosed is returned by acceptor.next after stop, and
-// errNotNow when its may function said no after a wake-up.
+// ErrClosed is returned by Acceptor.Next after Stop, and
+// ErrNotNow when its may function said no after a wake-up.
 var (
-	errAcceptorClosed = errors.New("acceptor stopped")
-	errNotNow         = errors.New("not accepting now")
+	ErrClosed = errors.New("acceptor stopped")
+	ErrNotNow = errors.New("not accepting now")
 )
 
-// acceptor accepts from listening sockets that several processes share
+// Acceptor accepts from listening sockets that several processes share
 // (the supervisor and a service's high-performance login processes): one
 // socket in the supervisor, all of a service's sockets in a login process,
 // which therefore takes exactly one client at a time whatever the number of
@@ -29,20 +33,20 @@ var (
 // epoll_wait on its own thread, not in the Go netpoller: the socket is
 // never registered there, so a process that is not accepting is not
 // woken by connections at all.
-type acceptor struct {
+type Acceptor struct {
 	lfds   []int
 	turn   int // the socket tried first by the next accept (round robin)
 	ep     int
-	efd    int // eventfd that stop writes, to wake a waiting next
+	efd    int // eventfd that Stop writes, to wake a waiting Next
 	closed atomic.Bool
 }
 
-// newAcceptor waits on the listening sockets lfds (it does not own or
+// NewAcceptor waits on the listening sockets lfds (it does not own or
 // close them). exclusive: an EPOLLEXCLUSIVE wait (login processes); the
 // supervisor waits non-exclusively, so that it never takes a wake-up
 // away from a process (the kernel wakes every non-exclusive waiter and
 // one exclusive one).
-func newAcceptor(lfds []int, exclusive bool) (*acceptor, error) {
+func NewAcceptor(lfds []int, exclusive bool) (*Acceptor, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -52,38 +56,38 @@ func newAcceptor(lfds []int, exclusive bool) (*acceptor, error) {
 		unix.Close(ep)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	a := &acceptor{lfds: lfds, ep: ep, efd: efd}
+	a := &Acceptor{lfds: lfds, ep: ep, efd: efd}
 	events := uint32(unix.EPOLLIN)
 	if exclusive {
 		events |= unix.EPOLLEXCLUSIVE
 	}
 	for _, lfd := range lfds {
 		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: events, Fd: int32(lfd)}); err != nil {
-			a.release()
+			a.Release()
 			return nil, fmt.Errorf("epoll_ctl(%d): %w", lfd, err)
 		}
 	}
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
-		a.release()
+		a.Release()
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return a, nil
 }
 
-// next returns the next connection (non-blocking, close-on-exec) from any
+// Next returns the next connection (non-blocking, close-on-exec) from any
 // of the sockets, taking them in turn, waiting for one as long as needed. may, if not nil, is asked after each
-// wake-up; if it says no, next returns errNotNow without accepting.
-// Other errors: errAcceptorClosed after stop, or accept4's (EMFILE and
+// wake-up; if it says no, Next returns ErrNotNow without accepting.
+// Other errors: ErrClosed after Stop, or accept4's (EMFILE and
 // the like: the caller decides whether to retry). Only one goroutine may
-// call next at a time.
-func (a *acceptor) next(may func() bool) (int, unix.Sockaddr, error) {
+// call Next at a time.
+func (a *Acceptor) Next(may func() bool) (int, unix.Sockaddr, error) {
 	evs := make([]unix.EpollEvent, len(a.lfds)+1)
 	for woken := false; ; woken = true {
 		if a.closed.Load() {
-			return -1, nil, errAcceptorClosed
+			return -1, nil, ErrClosed
 		}
 		if woken && may != nil && !may() {
-			return -1, nil, errNotNow
+			return -1, nil, ErrNotNow
 		}
 		var err error
 		for range a.lfds {
@@ -110,28 +114,28 @@ func (a *acceptor) next(may func() bool) (int, unix.Sockaddr, error) {
 	}
 }
 
-// stop makes next return errAcceptorClosed (at once if it is waiting).
+// Stop makes Next return ErrClosed (at once if it is waiting).
 // It is safe to call from any goroutine, more than once.
-func (a *acceptor) stop() {
+func (a *Acceptor) Stop() {
 	if !a.closed.Swap(true) {
 		unix.Write(a.efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	}
 }
 
-// release closes the epoll set and the eventfd (not the listening
-// socket); call it when next will not be called again.
-func (a *acceptor) release() {
+// Release closes the epoll set and the eventfd (not the listening
+// socket); call it when Next will not be called again.
+func (a *Acceptor) Release() {
 	unix.Close(a.ep)
 	unix.Close(a.efd)
 }
 
-// listenTCP opens a listening TCP socket (SO_REUSEADDR, SO_REUSEPORT if
+// Listen opens a listening TCP socket (SO_REUSEADDR, SO_REUSEPORT if
 // reusePort (inet_listener reuse_port = yes, as Dovecot's master sets it:
 // other programs may then bind the same port too), IPV6_V6ONLY for
 // tcp6, backlog capped by net.core.somaxconn) and returns it as an
-// *os.File that is NOT registered with the Go netpoller (see acceptor)
+// *os.File that is NOT registered with the Go netpoller (see Acceptor)
 // but is in non-blocking mode.
-func listenTCP(network, addr string, reusePort bool) (*os.File, error) {
+func Listen(network, addr string, reusePort bool) (*os.File, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return nil, err
@@ -182,3 +186,7 @@ func listenTCP(network, addr string, reusePort bool) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// Listeners returns the listening sockets a waits on (it does not own
+// them).
+func (a *Acceptor) Listeners() []int { return a.lfds }

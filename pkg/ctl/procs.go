@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // DefaultLoginControlSocket is loginsvc's control socket with the default
@@ -32,7 +33,7 @@ func loginControlSocket(c *cli.Context) (string, error) {
 		if c.IsSet("socket") {
 			return "", usagef("give --socket or -c, not both")
 		}
-		cfg, err := logind.ParseFile(f)
+		cfg, err := config.ParseFile(f)
 		if err != nil {
 			return "", fmt.Errorf("-c %s: %w", f, err)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 	"github.com/tcpwrapd/tcpwrapd/pkg/version"
 )
 
@@ -41,7 +42,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("loginsvc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	foreground := fs.Bool("F", false, "stay in the foreground and log to stderr")
-	confPath := fs.String("c", DefaultConfigFile, "configuration `FILE`")
+	confPath := fs.String("c", config.DefaultConfigFile, "configuration `FILE`")
 	printN := fs.Bool("n", false, "print the non-default settings and exit")
 	printA := fs.Bool("a", false, "print all settings and exit")
 	logLevel := fs.String("log-level", "info", "`LEVEL`: debug, info, warn or error")
@@ -79,15 +80,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if abs, err := filepath.Abs(*confPath); err == nil {
 		*confPath = abs
 	}
-	cfg, err := ParseFile(*confPath)
+	cfg, err := config.ParseFile(*confPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "loginsvc: %v\n", err)
 		return ExitFailure
 	}
 	if *printN || *printA {
-		mode := PrintNonDefault
+		mode := config.PrintNonDefault
 		if *printA {
-			mode = PrintAll
+			mode = config.PrintAll
 		}
 		fmt.Fprintf(stdout, "# loginsvc: %s\n", *confPath)
 		cfg.Print(stdout, mode)
@@ -128,7 +129,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			switch {
 			case sig == syscall.SIGHUP:
 				daemon.SdNotify(false, daemon.SdNotifyReloading)
-				ncfg, err := ParseFile(*confPath)
+				ncfg, err := config.ParseFile(*confPath)
 				if err != nil {
 					log.Error("reload failed, keeping the running configuration", "err", err)
 				} else if err := sup.Reload(ncfg); err != nil {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // flood runs conc attackers from src against 127.0.0.1:port until stop
@@ -380,14 +382,14 @@ func TestPreloginIPSettings(t *testing.T) {
 		limit, prefix int
 		err           string
 	}{
-		{conf: "", limit: DefaultPreloginIPLimit, prefix: 64},
+		{conf: "", limit: config.DefaultPreloginIPLimit, prefix: 64},
 		{conf: "login_prelogin_ip_limit = 0\nlogin_prelogin_ipv6_prefix = /56\n", limit: 0, prefix: 56},
 		{conf: "login_prelogin_ip_limit = 20\nlogin_prelogin_ipv6_prefix = 128\n", limit: 20, prefix: 128},
 		{conf: "login_prelogin_ip_limit = -1\n", err: `t.conf:2: login_prelogin_ip_limit: invalid number "-1"`},
 		{conf: "\nlogin_prelogin_ipv6_prefix = 129\n", err: `t.conf:3: login_prelogin_ipv6_prefix: invalid prefix length "129" (1 to 128)`},
 	}
 	for _, tc := range tests {
-		cfg, err := Parse("t.conf", []byte("base_dir = /tmp/x\n"+tc.conf))
+		cfg, err := config.Parse("t.conf", []byte("base_dir = /tmp/x\n"+tc.conf))
 		if tc.err != "" {
 			if err == nil || err.Error() != tc.err {
 				t.Errorf("%q: error %v, want %s", tc.conf, err, tc.err)

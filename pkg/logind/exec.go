@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // LoginProcessEnv is set (to "1") in the environment of every login
@@ -158,12 +160,10 @@ func (r *ExecRunner) initFor(spec WorkerSpec) (*workerInit, error) {
 	}
 	if in.SSL != "no" {
 		in.TLSCertLen = len(spec.Config.SSLCert)
-		in.SSLListen = sslListenAddrs(s)
+		in.SSLListen = s.SSLListenAddrs()
 	}
-	for _, n := range s.TrustedNetworks {
-		in.TrustedNetworks = append(in.TrustedNetworks, n.String())
-	}
-	if in.HAProxyListen = haproxyListenAddrs(s); len(in.HAProxyListen) > 0 {
+	in.TrustedNetworks = s.TrustedNetworks
+	if in.HAProxyListen = s.HAProxyListenAddrs(); len(in.HAProxyListen) > 0 {
 		in.HAProxyTrusted = spec.Config.HAProxyTrustedNetworks
 		in.HAProxyTimeout = spec.Config.HAProxyTimeout
 	}
@@ -193,7 +193,7 @@ const nprocReserve = 1024
 // (during a reload the draining generation runs beside the new one),
 // plus nprocReserve. A compromised login process can then fork no more
 // than that, not the whole machine's worth.
-func loginNProc(cfg *Config, svc *Service) uint64 {
+func loginNProc(cfg *config.Config, svc *config.Service) uint64 {
 	var n uint64
 	for _, s := range cfg.Enabled() {
 		if s.User == svc.User {
@@ -206,7 +206,7 @@ func loginNProc(cfg *Config, svc *Service) uint64 {
 // loginThreads is a generous bound on the OS threads of one login
 // process of svc: GOMAXPROCS (1 with a service_count, see Start) running
 // threads, as many in blocking system calls, and the runtime's own.
-func loginThreads(svc *Service) uint64 {
+func loginThreads(svc *config.Service) uint64 {
 	procs := 1
 	if svc.ServiceCount == 0 {
 		procs = runtime.NumCPU()
@@ -230,7 +230,7 @@ const noFileReserve = 64
 // more than hard (the hard limit the process inherits, which it cannot
 // raise without CAP_SYS_RESOURCE; 0 means unknown), it returns hard and
 // clamped = true.
-func loginNoFile(svc *Service, listeners int, hard uint64) (limit uint64, clamped bool) {
+func loginNoFile(svc *config.Service, listeners int, hard uint64) (limit uint64, clamped bool) {
 	limit = uint64(svc.ClientLimit)*noFilePerClient(svc) + noFileReserve + uint64(listeners)
 	if hard > 0 && limit > hard {
 		return hard, true
@@ -240,7 +240,7 @@ func loginNoFile(svc *Service, listeners int, hard uint64) (limit uint64, clampe
 
 // noFilePerClient is how many descriptors a client of svc can hold at
 // once in its login process: 2 with login_access_sockets, else 1.
-func noFilePerClient(svc *Service) uint64 {
+func noFilePerClient(svc *config.Service) uint64 {
 	if len(svc.AccessSockets) > 0 {
 		return 2
 	}

@@ -3,6 +3,8 @@ package logind
 import (
 	"fmt"
 	"testing"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // TestLoginNoFile: a login process's RLIMIT_NOFILE allows for every
@@ -28,7 +30,7 @@ func TestLoginNoFile(t *testing.T) {
 		{"hard limit unknown", "tcpwrap", "service_count = 0\n client_limit = 19000", 1, 0, 38065, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := Parse("t.conf", []byte(fmt.Sprintf("login_access_sockets = %s\nservice imap-login {\n %s\n}\n", tt.global, tt.conf)))
+			cfg, err := config.Parse("t.conf", []byte(fmt.Sprintf("login_access_sockets = %s\nservice imap-login {\n %s\n}\n", tt.global, tt.conf)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -22,6 +22,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
+
+	dovecotconf "github.com/tcpwrapd/tcpwrapd/pkg/dovecot/conf"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // chunkSource is a headerSource over data that arrives chunk bytes at a
@@ -486,7 +489,7 @@ func TestHAProxyImplicitTLS(t *testing.T) {
 // defaults, errors at their lines, -n output, and what the login
 // processes of a service with a haproxy = yes listener get.
 func TestHAProxyConfig(t *testing.T) {
-	c, err := Parse("c.conf", nil)
+	c, err := config.Parse("c.conf", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,14 +497,14 @@ func TestHAProxyConfig(t *testing.T) {
 		t.Errorf("defaults: timeout %v, networks %v", c.HAProxyTimeout, c.HAProxyTrustedNetworks)
 	}
 	var all strings.Builder
-	c.Print(&all, PrintAll)
+	c.Print(&all, config.PrintAll)
 	if !strings.Contains(all.String(), "\nhaproxy_timeout = 3 secs\nhaproxy_trusted_networks = \nlisten = ") {
 		t.Errorf("-a output lacks the defaults:\n%s", all.String())
 	}
 
 	conf := "haproxy_trusted_networks = 10.1.2.3/8, 192.0.2.1 ::ffff:198.51.100.1 2001:db8::/32\nhaproxy_timeout = 500ms\n" +
 		"protocols = imap\nlisten = 127.0.0.1\nservice imap-login {\n inet_listener imap {\n  port = 143\n }\n inet_listener imap-proxy {\n  port = 10143\n  haproxy = yes\n }\n}\n"
-	c, err = Parse("c.conf", []byte(conf))
+	c, err = config.Parse("c.conf", []byte(conf))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,13 +516,13 @@ func TestHAProxyConfig(t *testing.T) {
 		t.Errorf("timeout %v", c.HAProxyTimeout)
 	}
 	var n strings.Builder
-	c.Print(&n, PrintNonDefault)
+	c.Print(&n, config.PrintNonDefault)
 	wantN := "haproxy_timeout = 500ms\nhaproxy_trusted_networks = 10.1.2.3/8, 192.0.2.1 ::ffff:198.51.100.1 2001:db8::/32\nlisten = 127.0.0.1\nprotocols = imap\n" +
 		"service imap-login {\n  inet_listener imap-proxy {\n    haproxy = yes\n    port = 10143\n  }\n}\n"
 	if d := cmp.Diff(wantN, n.String()); d != "" {
 		t.Errorf("-n (-want +got)\n%s", d)
 	}
-	if c2, err := Parse("printed.conf", []byte(n.String())); err != nil || c2.HAProxyTimeout != c.HAProxyTimeout || len(c2.HAProxyTrustedNetworks) != 4 {
+	if c2, err := config.Parse("printed.conf", []byte(n.String())); err != nil || c2.HAProxyTimeout != c.HAProxyTimeout || len(c2.HAProxyTrustedNetworks) != 4 {
 		t.Errorf("-n output does not parse back the same: %v", err)
 	}
 
@@ -549,9 +552,9 @@ func TestHAProxyConfig(t *testing.T) {
 		{"zero timeout", "haproxy_timeout = 0\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("c.conf", []byte(tc.conf))
+			_, err := config.Parse("c.conf", []byte(tc.conf))
 			var got []string
-			var el ErrorList
+			var el dovecotconf.ErrorList
 			if errors.As(err, &el) {
 				for _, e := range el {
 					got = append(got, e.Error())

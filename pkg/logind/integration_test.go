@@ -20,6 +20,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/internal/dovecotlab"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // TestMain makes the test binary the login process when the supervisor
@@ -58,7 +59,7 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 type lab struct {
 	t      *testing.T
 	sup    *Supervisor
-	cfg    *Config
+	cfg    *config.Config
 	port   int
 	cancel context.CancelFunc
 	done   chan error
@@ -94,7 +95,7 @@ func startLabEnv(t *testing.T, env []string, svc, global, conf string) *lab {
 	if strings.Contains(global, "base_dir") {
 		text = strings.Replace(text, "base_dir = ", "#base_dir = ", 1)
 	}
-	cfg, err := Parse("lab.conf", []byte(text))
+	cfg, err := config.Parse("lab.conf", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,7 +583,7 @@ func TestReloadAndGracefulShutdown(t *testing.T) {
 		t.Fatalf("greeting %q", g)
 	}
 	text := fmt.Sprintf("base_dir = %s\nprotocols = imap\nlisten = 127.0.0.1\nshutdown_clients = no\nlogin_greeting = reloaded.\nservice imap-login {\n inet_listener imap {\n  port = %d\n }\n service_count = 0\n process_min_avail = 2\n}\n", l.cfg.BaseDir, l.port)
-	cfg, err := Parse("lab2.conf", []byte(text))
+	cfg, err := config.Parse("lab2.conf", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package logind
 
 import (
 	"net/netip"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -24,45 +23,6 @@ const (
 	listenSSL     listenerFlags = 1 << iota // ssl = yes: implicit TLS
 	listenHAProxy                           // haproxy = yes: a PROXY header comes first
 )
-
-// listenAddrs returns the local addresses ("IP:port"; 0.0.0.0 and :: for
-// wildcards) of svc's opened listeners for which want is true.
-func listenAddrs(svc *Service, want func(*Listener) bool) []string {
-	var out []string
-	for _, l := range svc.Listeners {
-		if !want(l) || l.Disabled || l.Port == 0 {
-			continue
-		}
-		for _, a := range l.Addresses {
-			var ip netip.Addr
-			switch a {
-			case "*":
-				ip = netip.IPv4Unspecified()
-			case "::":
-				ip = netip.IPv6Unspecified()
-			default:
-				var err error
-				if ip, err = netip.ParseAddr(strings.Trim(a, "[]")); err != nil {
-					continue // reported by Parse
-				}
-				ip = ip.Unmap()
-			}
-			out = append(out, netip.AddrPortFrom(ip, uint16(l.Port)).String())
-		}
-	}
-	return out
-}
-
-// sslListenAddrs returns the local addresses of svc's ssl = yes listeners.
-func sslListenAddrs(svc *Service) []string {
-	return listenAddrs(svc, func(l *Listener) bool { return l.SSL })
-}
-
-// haproxyListenAddrs returns the local addresses of svc's haproxy = yes
-// listeners.
-func haproxyListenAddrs(svc *Service) []string {
-	return listenAddrs(svc, func(l *Listener) bool { return l.HAProxy })
-}
 
 // listenSet maps the local addresses of the listeners that have options
 // to those options.

@@ -88,11 +88,7 @@ func LoginProcessMain() int {
 	}
 	lp := &loginProc{in: &in, c: uc, clients: map[uint64]*client{}, proto: protocolFor(in.Protocol), host: hostname(),
 		tls: tlsConf, listen: newListenSet(in.SSLListen, in.HAProxyListen), exit: make(chan int, 1)}
-	for _, s := range in.TrustedNetworks {
-		if p, err := parseNetwork(s); err == nil {
-			lp.trusted = append(lp.trusted, p)
-		}
-	}
+	lp.trusted = in.TrustedNetworks
 	if err := lp.send([]byte{msgReady}); err != nil {
 		return 0
 	}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // TestLoginProcessesDieWithTheSupervisor kills the supervisor (this test
@@ -36,7 +38,7 @@ func TestLoginProcessesDieWithTheSupervisor(t *testing.T) {
 			if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := Parse(conf, []byte(text))
+			cfg, err := config.Parse(conf, []byte(text))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // Policy constants, named after Dovecot's where they exist (spec §2–4).
@@ -60,8 +62,8 @@ type pool struct {
 	ctx    context.Context
 	log    *slog.Logger
 	runner Runner
-	cfg    *Config
-	svc    *Service
+	cfg    *config.Config
+	svc    *config.Service
 	gen    uint64
 	seq    *atomic.Uint64 // shared process counter
 
@@ -109,7 +111,7 @@ type proc struct {
 	pid       int
 	seq       uint64
 	gen       uint64
-	svc       *Service
+	svc       *config.Service
 	started   time.Time
 	ready     bool
 	exited    bool
@@ -159,7 +161,7 @@ type pendingConn struct {
 	gone     bool    // given or closed
 }
 
-func newPool(ctx context.Context, log *slog.Logger, r Runner, cfg *Config, svc *Service, gen uint64, seq, nextID *atomic.Uint64, lns []*os.File) *pool {
+func newPool(ctx context.Context, log *slog.Logger, r Runner, cfg *config.Config, svc *config.Service, gen uint64, seq, nextID *atomic.Uint64, lns []*os.File) *pool {
 	p := &pool{
 		ctx: ctx, log: log.With("service", svc.Name), runner: r, cfg: cfg, svc: svc, gen: gen,
 		seq: seq, nextID: nextID, procs: map[*proc]struct{}{}, conns: map[uint64]*conn{},
@@ -361,7 +363,7 @@ func (p *pool) give(pr *proc, fd int, remote netip.AddrPort, srcAddr netip.Addr,
 // (evictable, by its age) at once: a burst at the limit then evicts
 // strictly the oldest clients, whichever of their processes happens to
 // start first.
-func checksFirst(svc *Service) bool {
+func checksFirst(svc *config.Service) bool {
 	if len(svc.AccessSockets) > 0 {
 		return true
 	}
@@ -819,7 +821,7 @@ func (p *pool) idleCheck(now time.Time) {
 // reconfigure switches the pool to a new generation: processes of the
 // old one get no new clients and are told to drain; with
 // shutdown_clients they are shut down after ReloadShutdownDelay.
-func (p *pool) reconfigure(cfg *Config, svc *Service, gen uint64, lns []*os.File) {
+func (p *pool) reconfigure(cfg *config.Config, svc *config.Service, gen uint64, lns []*os.File) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cfg, p.svc, p.gen, p.lnFiles = cfg, svc, gen, lns
@@ -911,39 +913,6 @@ type ProcInfo struct {
 	Checking   int       `json:"checking"`
 	LoggingIn  int       `json:"logging_in"`
 	Proxying   int       `json:"proxying"`
-}
-
-// Mode names a service's process mode from its service_count.
-func (s *Service) Mode() string {
-	switch s.ServiceCount {
-	case 0:
-		return "high-performance"
-	case 1:
-		return "high-security"
-	}
-	return "service_count=" + itoa(s.ServiceCount)
-}
-
-func itoa(n int) string {
-	var b [20]byte
-	i := len(b)
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	if neg {
-		i--
-		b[i] = '-'
-	}
-	return string(b[i:])
 }
 
 func (p *pool) snapshot() ([]ProcInfo, Counters, int) {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // fakeRunner starts in-process fake workers that record what the pool
@@ -76,7 +78,7 @@ func (w *fakeWorker) emit(ev WorkerEvent) { w.events(ev) }
 // listening sockets (high-performance processes get them: direct accept).
 func testPool(t *testing.T, conf string, lns ...*os.File) (*pool, *fakeRunner) {
 	t.Helper()
-	cfg, err := Parse("t.conf", []byte("base_dir = /tmp/x\n"+conf))
+	cfg, err := config.Parse("t.conf", []byte("base_dir = /tmp/x\n"+conf))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,7 +140,7 @@ type workerInit struct {
 	ClientLimit     int
 	ServiceCount    int
 	AccessSockets   []string
-	TrustedNetworks []string
+	TrustedNetworks []netip.Prefix
 	Greeting        string
 	PreloginTimeout time.Duration
 	AccessTimeout   time.Duration

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // Runner starts login processes. The supervisor's policy (when to spawn,
@@ -22,8 +24,8 @@ type Runner interface {
 
 // WorkerSpec is what a login process is started for.
 type WorkerSpec struct {
-	Config     *Config
-	Service    *Service
+	Config     *config.Config
+	Service    *config.Service
 	Generation uint64 // configuration generation (1 at start, +1 per reload)
 	Seq        uint64 // per-supervisor process sequence number
 	// Listeners are the service's listening sockets, set in

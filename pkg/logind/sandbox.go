@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // sandbox applies a login process's restrictions, in this order (spec
@@ -42,7 +43,7 @@ func sandbox(in *workerInit) error {
 		in.PreloginTimeout = 180 * time.Second
 	}
 	if in.HAProxyTimeout <= 0 {
-		in.HAProxyTimeout = DefaultHAProxyTimeout
+		in.HAProxyTimeout = config.DefaultHAProxyTimeout
 	}
 	if in.NoFile > 0 {
 		lim := syscall.Rlimit{Cur: in.NoFile, Max: in.NoFile}

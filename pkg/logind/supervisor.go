@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // DefaultShutdownGrace is how long Supervisor.Run waits on shutdown for
@@ -52,7 +54,7 @@ type Supervisor struct {
 	OnReady func()
 
 	mu      sync.Mutex
-	cfg     *Config
+	cfg     *config.Config
 	gen     uint64
 	pools   map[string]*pool
 	lns     map[string]*listener
@@ -114,7 +116,7 @@ func (s *Supervisor) log() *slog.Logger {
 // processes down (see ShutdownGrace) and returns nil. It returns an error
 // if it cannot start (a listener that cannot be opened, a base_dir that
 // cannot be made).
-func (s *Supervisor) Run(ctx context.Context, cfg *Config) error {
+func (s *Supervisor) Run(ctx context.Context, cfg *config.Config) error {
 	if s.Runner == nil {
 		s.Runner = &ExecRunner{Logger: s.Logger}
 	}
@@ -170,7 +172,7 @@ func (s *Supervisor) Run(ctx context.Context, cfg *Config) error {
 // connects after Reload returns is served with cfg. Dovecot's master
 // returns at once, and old processes go on accepting until they have
 // handled its SIGQUIT.
-func (s *Supervisor) Reload(cfg *Config) error {
+func (s *Supervisor) Reload(cfg *config.Config) error {
 	if err := prepareBaseDir(cfg); err != nil {
 		return err
 	}
@@ -197,17 +199,17 @@ const ReloadSettleTimeout = 2 * time.Second
 
 // apply opens/keeps/closes listeners and creates/reconfigures pools for
 // cfg. s.mu is held.
-func (s *Supervisor) apply(cfg *Config) error {
+func (s *Supervisor) apply(cfg *config.Config) error {
 	// Listeners first, all or nothing: every new one is opened before
 	// anything changes, and if one cannot be, those opened here are
 	// closed again and the running configuration stays whole (as
 	// Dovecot's master keeps its old configuration when listening fails).
 	type serviceListeners struct {
-		svc *Service
+		svc *config.Service
 		lns []*listener
 	}
 	var plan []serviceListeners
-	want := map[string]*Service{}
+	want := map[string]*config.Service{}
 	opened := map[string]*listener{}
 	var errs []error
 	for _, svc := range cfg.Enabled() {
@@ -284,7 +286,7 @@ func (s *Supervisor) apply(cfg *Config) error {
 	// reconfigured above and no longer spawn with removed listeners.
 	var gone []*pool
 	for name, p := range s.pools {
-		if cfg.Service(name) == nil || !contains(enabledNames(cfg), name) {
+		if cfg.Service(name) == nil || !slices.Contains(enabledNames(cfg), name) {
 			delete(s.pools, name)
 			p.stopSpawning()
 			gone = append(gone, p)
@@ -311,7 +313,7 @@ func (s *Supervisor) apply(cfg *Config) error {
 // fails (the client is closed, counted as an access error) or a
 // direct accept waits until one is free. Dovecot's master warns
 // likewise.
-func (s *Supervisor) warnNoFile(svc *Service, listeners int) {
+func (s *Supervisor) warnNoFile(svc *config.Service, listeners int) {
 	hard := hardNoFile()
 	need, _ := loginNoFile(svc, listeners, 0)
 	if hard == 0 || need <= hard {
@@ -325,7 +327,7 @@ func (s *Supervisor) warnNoFile(svc *Service, listeners int) {
 		"service", svc.Name, "client_limit", svc.ClientLimit, "access_sockets", len(svc.AccessSockets), "required", need, "hard_limit", hard, "clients_that_fit", fit)
 }
 
-func enabledNames(cfg *Config) []string {
+func enabledNames(cfg *config.Config) []string {
 	var n []string
 	for _, s := range cfg.Enabled() {
 		n = append(n, s.Name)
@@ -454,7 +456,7 @@ func lockPIDFile(path string) (*os.File, error) {
 // prepareBaseDir makes base_dir (0755 root) and the login chroot of each
 // enabled service, owned by root and group of the login user, mode 0750:
 // the login processes can enter it but not write to it (spec §6.1).
-func prepareBaseDir(cfg *Config) error {
+func prepareBaseDir(cfg *config.Config) error {
 	if err := os.MkdirAll(cfg.BaseDir, 0o755); err != nil {
 		return fmt.Errorf("base_dir: %w", err)
 	}
@@ -541,7 +543,7 @@ func (s *Supervisor) Status() Status {
 		})
 	}
 	order := map[string]int{}
-	for i, n := range LoginServiceNames() {
+	for i, n := range config.LoginServiceNames() {
 		order[n] = i
 	}
 	sort.Slice(st.Services, func(i, j int) bool { return order[st.Services[i].Name] < order[st.Services[j].Name] })
@@ -551,7 +553,7 @@ func (s *Supervisor) Status() Status {
 // startControl serves the control socket (Config.ControlSocket, mode
 // 0600): a client writes "status\n" and reads one JSON Status. Only root
 // and the supervisor's own uid are answered (SO_PEERCRED).
-func (s *Supervisor) startControl(cfg *Config) error {
+func (s *Supervisor) startControl(cfg *config.Config) error {
 	path := cfg.ControlSocket()
 	os.Remove(path)
 	ln, err := net.Listen("unix", path)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // greet connects to addr and returns the first line it is sent.
@@ -65,7 +67,7 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 	defer busy.Close()
 	busyPort := busy.Addr().(*net.TCPAddr).Port
 	text := fmt.Sprintf("base_dir = %s\nprotocols = imap\nlisten = 127.0.0.1\nlogin_greeting = reloaded.\nservice imap-login {\n inet_listener imap {\n  port = %d\n }\n service_count = 0\n}\n", l.cfg.BaseDir, busyPort)
-	cfg, err := Parse("lab2.conf", []byte(text))
+	cfg, err := config.Parse("lab2.conf", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +90,7 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 func TestSecondSupervisorSameBaseDir(t *testing.T) {
 	l := startLab(t, "imap-login", "", "service_count = 0")
 	text := fmt.Sprintf("base_dir = %s\nprotocols = imap\nlisten = 127.0.0.1\nservice imap-login {\n inet_listener imap {\n  port = %d\n }\n}\n", l.cfg.BaseDir, freePort(t))
-	cfg, err := Parse("second.conf", []byte(text))
+	cfg, err := config.Parse("second.conf", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +112,7 @@ func TestUnknownLoginUser(t *testing.T) {
 		t.Skip("the user check is made as root (login processes setuid)")
 	}
 	text := fmt.Sprintf("base_dir = %s\nprotocols = imap\nlisten = 127.0.0.1\ndefault_login_user = nosuchuser-loginsvc\nservice imap-login {\n inet_listener imap {\n  port = %d\n }\n}\n", t.TempDir(), freePort(t))
-	cfg, err := Parse("u.conf", []byte(text))
+	cfg, err := config.Parse("u.conf", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +144,7 @@ func TestReusePort(t *testing.T) {
 			port := freePort(t)
 			yes := map[bool]string{true: "yes", false: "no"}[reuse]
 			text := fmt.Sprintf("base_dir = %s\nprotocols = imap\nlisten = 127.0.0.1\nservice imap-login {\n inet_listener imap {\n  port = %d\n  reuse_port = %s\n }\n}\n", t.TempDir(), port, yes)
-			cfg, err := Parse("r.conf", []byte(text))
+			cfg, err := config.Parse("r.conf", []byte(text))
 			if err != nil {
 				t.Fatal(err)
 			}

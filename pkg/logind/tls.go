@@ -20,23 +20,6 @@ import (
 // then exists only in that process's memory: never in the chroot, never
 // in an open descriptor.
 
-// parseTLSVersion parses ssl_min_protocol: TLSv1, TLSv1.1, TLSv1.2,
-// TLSv1.3 (Dovecot's names; SSLv3 and ANY are not supported by
-// crypto/tls and are errors).
-func parseTLSVersion(s string) (uint16, error) {
-	switch s {
-	case "TLSv1", "TLSv1.0":
-		return tls.VersionTLS10, nil
-	case "TLSv1.1":
-		return tls.VersionTLS11, nil
-	case "TLSv1.2":
-		return tls.VersionTLS12, nil
-	case "TLSv1.3":
-		return tls.VersionTLS13, nil
-	}
-	return 0, fmt.Errorf("unsupported protocol %q (use TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3)", s)
-}
-
 // tlsSeals are the seals a key memfd must carry: nobody can change its
 // contents or size, or remove the seals.
 const tlsSeals = unix.F_SEAL_WRITE | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_SEAL

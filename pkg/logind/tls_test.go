@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/dovecotlab"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // testCert writes a fresh self-signed certificate for localhost and
@@ -412,7 +413,7 @@ func TestTLSConfig(t *testing.T) {
 		{"ok", "ssl = yes\nssl_cert = <" + certPath + "\nssl_key = <" + keyPath + "\nssl_min_protocol = TLSv1.3\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("lab.conf", []byte(tc.conf))
+			_, err := config.Parse("lab.conf", []byte(tc.conf))
 			got := ""
 			if err != nil {
 				got = err.Error()
@@ -426,15 +427,15 @@ func TestTLSConfig(t *testing.T) {
 		})
 	}
 	// ssl = no: an ssl = yes listener is not opened (as in Dovecot).
-	c, err := Parse("lab.conf", []byte("protocols = imap\nservice imap-login {\n inet_listener imap {\n port = 0\n }\n inet_listener imaps {\n port = 993\n ssl = yes\n }\n}\n"))
+	c, err := config.Parse("lab.conf", []byte("protocols = imap\nservice imap-login {\n inet_listener imap {\n port = 0\n }\n inet_listener imaps {\n port = 993\n ssl = yes\n }\n}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if l := c.Service("imap-login").Listeners[1]; !l.Disabled || len(c.Enabled()) != 0 {
 		t.Errorf("imaps with ssl = no: disabled %v, enabled services %d", l.Disabled, len(c.Enabled()))
 	}
-	c, _ = Parse("lab.conf", []byte("ssl = yes\nssl_cert = <"+certPath+"\nssl_key = <"+keyPath+"\nservice imap-login {\n inet_listener imaps {\n address = 127.0.0.1 ::1\n port = 993\n ssl = yes\n }\n}\n"))
-	if got := strings.Join(sslListenAddrs(c.Service("imap-login")), " "); got != "127.0.0.1:993 [::1]:993" {
+	c, _ = config.Parse("lab.conf", []byte("ssl = yes\nssl_cert = <"+certPath+"\nssl_key = <"+keyPath+"\nservice imap-login {\n inet_listener imaps {\n address = 127.0.0.1 ::1\n port = 993\n ssl = yes\n }\n}\n"))
+	if got := strings.Join(c.Service("imap-login").SSLListenAddrs(), " "); got != "127.0.0.1:993 [::1]:993" {
 		t.Errorf("ssl listen addresses %q", got)
 	}
 }

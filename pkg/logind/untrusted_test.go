@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 )
 
 // The supervisor treats login processes as untrusted: these tests play
@@ -453,7 +455,7 @@ func TestPoolChecksReports(t *testing.T) {
 			} else {
 				lns = append(lns, fakeListener(t))
 			}
-			cfg, err := Parse("t.conf", []byte("base_dir = /tmp/x\nservice imap-login {\n "+mode+"\n}\n"))
+			cfg, err := config.Parse("t.conf", []byte("base_dir = /tmp/x\nservice imap-login {\n "+mode+"\n}\n"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -528,7 +530,7 @@ func supervisorChild(conf string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	cfg, err := Parse(conf, text)
+	cfg, err := config.Parse(conf, text)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -572,7 +574,7 @@ func TestLoginProcessInheritsOnlyItsDescriptors(t *testing.T) {
 	if err := os.WriteFile(confPath, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Parse(confPath, []byte(text))
+	cfg, err := config.Parse(confPath, []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -652,7 +654,7 @@ func procLimit(t *testing.T, pid int, name string) string {
 // login process of the services running as the same user, twice (a
 // reload), plus the reserve.
 func TestLoginNProc(t *testing.T) {
-	cfg, err := Parse("t.conf", []byte("protocols = imap pop3\nservice imap-login {\n service_count = 1\n process_limit = 10\n}\nservice pop3-login {\n service_count = 1\n process_limit = 5\n user = other\n}\n"))
+	cfg, err := config.Parse("t.conf", []byte("protocols = imap pop3\nservice imap-login {\n service_count = 1\n process_limit = 10\n}\nservice pop3-login {\n service_count = 1\n process_limit = 5\n user = other\n}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package logind
+package config
 
 import (
 	"errors"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/conf"
 )
 
 // The two example blocks of the seed page, verbatim.
@@ -105,7 +107,7 @@ func TestParseErrors(t *testing.T) {
 		{"no equals", "base_dir /x\n", []string{`c.conf:1: expecting '=' in "base_dir /x"`}},
 		{"bad number at its line", "\n\nservice pop3-login {\n  process_limit = lots\n}\n", []string{`c.conf:4: service pop3-login: process_limit: invalid number "lots"`}},
 		{"min_avail over limit", "service imap-login {\n process_limit = 2\n process_min_avail = 3\n}\n", []string{"c.conf:3: service imap-login: process_min_avail (3) > process_limit (2)"}},
-		{"vsz too small", "service imap-login {\n vsz_limit = 8M\n}\n", []string{"c.conf:2: service imap-login: vsz_limit: 8M is below 16M, the least a Go login process can work with (see vsz_limit in the package doc)"}},
+		{"vsz too small", "service imap-login {\n vsz_limit = 8M\n}\n", []string{"c.conf:2: service imap-login: vsz_limit: 8M is below 16M, the least a Go login process can work with (see vsz_limit in docs/loginsvc.md)"}},
 		{"unknown variable", "login_greeting = $nope\n", []string{"c.conf:1: login_greeting: unknown variable $nope"}},
 		{"missing quote", "login_greeting = \"abc\n", []string{"c.conf:1: login_greeting: missing closing quote"}},
 		{"missing include", "!include /nonexistent/x.conf\n", []string{"c.conf:1: !include /nonexistent/x.conf: no such file or directory"}},
@@ -125,7 +127,7 @@ func TestParseErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse("c.conf", []byte(tt.conf))
-			var el ErrorList
+			var el conf.ErrorList
 			if !errors.As(err, &el) {
 				t.Fatalf("err = %v, want ErrorList", err)
 			}
@@ -257,7 +259,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := p.Parse("fuzz.conf", data)
 		if err != nil {
-			var el ErrorList
+			var el conf.ErrorList
 			if !errors.As(err, &el) || len(el) == 0 {
 				t.Fatalf("error is not a non-empty ErrorList: %v", err)
 			}
@@ -296,7 +298,7 @@ func TestGreetingFromFile(t *testing.T) {
 		}
 	}
 	_, err = Parse("c.conf", []byte("protocols = imap pop3\n\nlogin_greeting = <"+two+"\n"))
-	var el ErrorList
+	var el conf.ErrorList
 	if !errors.As(err, &el) {
 		t.Fatalf("err = %v, want ErrorList", err)
 	}

@@ -1,4 +1,4 @@
-package logind
+package conf
 
 import (
 	"errors"
@@ -11,70 +11,24 @@ import (
 	"strings"
 )
 
-// Pos is a position in a configuration file: the file name as given to
-// the parser (or as found by !include) and the 1-based line number.
-type Pos struct {
-	File string
-	Line int
-}
-
-func (p Pos) String() string {
-	if p.File == "" {
-		return fmt.Sprintf("line %d", p.Line)
-	}
-	return fmt.Sprintf("%s:%d", p.File, p.Line)
-}
-
-// Error is one configuration error at a position, printed as
-// "FILE:LINE: MESSAGE" like doveconf's.
-type Error struct {
-	Pos Pos
-	Msg string
-}
-
-func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
-
-// ErrorList is every error found in one parse, in the order found (the
-// parser does not stop at the first one, as go/scanner's ErrorList).
-type ErrorList []*Error
-
-func (l ErrorList) Error() string {
-	switch len(l) {
-	case 0:
-		return "no errors"
-	case 1:
-		return l[0].Error()
-	}
-	var b strings.Builder
-	for i, e := range l {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		b.WriteString(e.Error())
-	}
-	return b.String()
-}
-
-// Err returns l as an error, or nil if l is empty.
-func (l ErrorList) Err() error {
-	if len(l) == 0 {
-		return nil
-	}
-	return l
-}
-
 // MaxIncludeDepth bounds nested !include (a file including itself fails
 // with "include depth exceeded" instead of looping).
 const MaxIncludeDepth = 16
 
-// Parser reads dovecot.conf-syntax files. The zero value reads from the
-// operating system's file system.
+// Parser reads dovecot.conf-syntax files into trees of Nodes. The zero
+// value reads from the operating system's file system and knows no
+// variables.
 type Parser struct {
 	// ReadFile reads an !include target or a "<file" value; nil means
 	// os.ReadFile. A test or fuzzer can deny every read.
 	ReadFile func(name string) ([]byte, error)
 	// Glob expands !include patterns; nil means filepath.Glob.
 	Glob func(pattern string) ([]string, error)
+	// Variables are the names a "$name" in a value may refer to, with
+	// their default values: "$name" is the value of the top-level
+	// setting name as last set above it, else its default. Any other
+	// name is an error ("unknown variable").
+	Variables map[string]string
 }
 
 func (p *Parser) readFile(name string) ([]byte, error) {
@@ -121,58 +75,59 @@ func (p *Parser) glob(pat string) ([]string, error) {
 	return filepath.Glob(pat)
 }
 
-// ParseFile reads and parses the configuration file path (with its
-// !include files) into a Config with every default applied and every
-// check of Config.Validate done. The error is an ErrorList with FILE:LINE
-// positions, or the error of reading path itself.
-func (p *Parser) ParseFile(path string) (*Config, error) {
+// ParseFile reads the file path and parses it (with its !include
+// files). The error is that of reading path itself, or an ErrorList of
+// the syntax errors, each at its FILE:LINE; with an ErrorList, the
+// nodes parsed around the errors are returned too.
+func (p *Parser) ParseFile(path string) ([]*Node, error) {
 	data, err := p.readFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return p.Parse(path, data)
+	nodes, errs := p.Parse(path, data)
+	return nodes, errs.Err()
 }
 
 // Parse parses data as if read from the file name (used in positions and
-// to resolve relative !include and "<file" paths).
-func (p *Parser) Parse(name string, data []byte) (*Config, error) {
-	st := &parseState{p: p, cfg: NewConfig()}
-	st.cfg.file = name
+// to resolve relative !include and "<file" paths) into its top-level
+// nodes. It does not stop at the first error: it returns every syntax
+// error, in the order found, and the nodes around them.
+func (p *Parser) Parse(name string, data []byte) ([]*Node, ErrorList) {
+	st := &parseState{p: p, vars: map[string]string{}}
+	for k, v := range p.Variables {
+		st.vars[k] = v
+	}
 	st.parse(name, data, 0)
-	st.finish()
-	if len(st.errs) > 0 {
-		return nil, st.errs
-	}
-	if errs := st.cfg.validate(); len(errs) > 0 {
-		return nil, errs
-	}
-	return st.cfg, nil
-}
-
-// ParseFile parses path with a zero Parser (the OS file system).
-func ParseFile(path string) (*Config, error) { return (&Parser{}).ParseFile(path) }
-
-// Parse parses data with a zero Parser; name is used in error positions.
-func Parse(name string, data []byte) (*Config, error) { return (&Parser{}).Parse(name, data) }
-
-// section kinds on the parser's stack.
-type frame struct {
-	kind     string // "service", "inet_listener", "protocol", "skip"
-	pos      Pos
-	svc      *Service
-	listener *Listener
-	proto    string
+	return st.root, st.errs
 }
 
 type parseState struct {
 	p     *Parser
-	cfg   *Config
+	root  []*Node
+	stack []*Node // open sections, innermost last
+	vars  map[string]string
+	seq   int
 	errs  ErrorList
-	stack []frame
+}
+
+func (st *parseState) next() int {
+	st.seq++
+	return st.seq
 }
 
 func (st *parseState) errorf(pos Pos, format string, args ...any) {
-	st.errs = append(st.errs, &Error{Pos: pos, Msg: fmt.Sprintf(format, args...)})
+	st.errs = append(st.errs, &Error{Pos: pos, Msg: fmt.Sprintf(format, args...), seq: st.next()})
+}
+
+// add puts n in the innermost open section, or at the top level.
+func (st *parseState) add(n *Node) {
+	n.seq = st.next()
+	if len(st.stack) == 0 {
+		st.root = append(st.root, n)
+		return
+	}
+	top := st.stack[len(st.stack)-1]
+	top.Children = append(top.Children, n)
 }
 
 func (st *parseState) parse(name string, data []byte, depth int) {
@@ -203,6 +158,7 @@ func (st *parseState) parse(name string, data []byte, depth int) {
 				st.errorf(pos, "unexpected '}'")
 				continue
 			}
+			st.stack[len(st.stack)-1] = nil
 			st.stack = st.stack[:len(st.stack)-1]
 			continue
 		}
@@ -226,19 +182,16 @@ func (st *parseState) parse(name string, data []byte, depth int) {
 			st.errorf(pos, "%s: %v", key, err)
 			continue
 		}
-		st.set(pos, key, v)
-		if strings.HasPrefix(raw, "<") {
-			switch top := st.top(); {
-			case top == nil:
-				st.cfg.disp[key] = raw
-			case top.kind == "protocol":
-				st.cfg.disp[top.proto+"/"+key] = raw
+		st.add(&Node{Pos: pos, Key: key, Value: v, Raw: raw})
+		if len(st.stack) == 0 {
+			if _, ok := st.vars[key]; ok {
+				st.vars[key] = v
 			}
 		}
 	}
 	if depth == 0 && len(st.stack) > 0 {
-		for _, f := range st.stack {
-			st.errorf(f.pos, "missing '}' for %s section", f.kind)
+		for _, n := range st.stack {
+			st.errorf(n.Pos, "missing '}' for %s section", n.Key)
 		}
 		st.stack = nil
 	}
@@ -274,7 +227,8 @@ func clip(s string) string {
 // value decodes a setting's right-hand side: "quoted" or 'quoted' strings
 // with backslash escapes, <file (the file's contents, read now by the
 // parser, i.e. by root before any privilege drop), or a bare value in
-// which $name words expand to the current value of a global setting.
+// which $name words expand to the current value of a top-level setting
+// (Parser.Variables).
 func (st *parseState) value(pos Pos, v string) (string, error) {
 	if v == "" {
 		return "", nil
@@ -330,7 +284,7 @@ func (st *parseState) value(pos Pos, v string) (string, error) {
 	words := strings.Fields(v)
 	for i, w := range words {
 		if len(w) > 1 && w[0] == '$' {
-			val, ok := st.cfg.globalValue(w[1:])
+			val, ok := st.vars[w[1:]]
 			if !ok {
 				return "", fmt.Errorf("unknown variable %s", w)
 			}
@@ -390,73 +344,15 @@ func (st *parseState) include(pos Pos, line string, depth int) {
 	}
 }
 
-func (st *parseState) top() *frame {
-	if len(st.stack) == 0 {
-		return nil
-	}
-	return &st.stack[len(st.stack)-1]
-}
-
-// open handles "TYPE [NAME] {".
+// open handles "TYPE [NAME] {": a section, whatever its type (the
+// schema decides which exist).
 func (st *parseState) open(pos Pos, head string) {
 	kind, name, _ := strings.Cut(head, " ")
 	name = strings.TrimSpace(name)
 	if n, err := st.value(pos, name); err == nil {
 		name = n
 	}
-	top := st.top()
-	switch {
-	case top == nil && kind == "service":
-		svc := st.cfg.Service(name)
-		if svc == nil {
-			st.errorf(pos, "service %s: not a login service (known: %s)", name, strings.Join(LoginServiceNames(), ", "))
-			st.stack = append(st.stack, frame{kind: "skip", pos: pos})
-			return
-		}
-		st.stack = append(st.stack, frame{kind: "service", pos: pos, svc: svc})
-	case top == nil && kind == "protocol":
-		if protoService(name) == "" {
-			st.errorf(pos, "protocol %s: unknown protocol", name)
-			st.stack = append(st.stack, frame{kind: "skip", pos: pos})
-			return
-		}
-		st.stack = append(st.stack, frame{kind: "protocol", pos: pos, proto: name})
-	case top != nil && top.kind == "service" && kind == "inet_listener":
-		if name == "" {
-			st.errorf(pos, "inet_listener: missing name")
-		}
-		l := top.svc.listener(name)
-		st.stack = append(st.stack, frame{kind: "inet_listener", pos: pos, svc: top.svc, listener: l})
-	case top != nil && top.kind == "skip":
-		st.stack = append(st.stack, frame{kind: "skip", pos: pos})
-	default:
-		where := "top level"
-		if top != nil {
-			where = top.kind + " section"
-		}
-		st.errorf(pos, "unknown section %q in %s", kind, where)
-		st.stack = append(st.stack, frame{kind: "skip", pos: pos})
-	}
+	n := &Node{Pos: pos, Section: true, Key: kind, Name: name}
+	st.add(n)
+	st.stack = append(st.stack, n)
 }
-
-func (st *parseState) set(pos Pos, key, value string) {
-	top := st.top()
-	var err error
-	switch {
-	case top == nil:
-		err = st.cfg.setGlobal(pos, key, value)
-	case top.kind == "skip":
-		return
-	case top.kind == "service":
-		err = top.svc.setValue(pos, key, value)
-	case top.kind == "inet_listener":
-		err = top.listener.setValue(pos, key, value)
-	case top.kind == "protocol":
-		err = st.cfg.setProtocol(pos, top.proto, key, value)
-	}
-	if err != nil {
-		st.errorf(pos, "%v", err)
-	}
-}
-
-func (st *parseState) finish() {}

@@ -1,8 +1,9 @@
-package logind
+package config
 
 import (
 	"crypto/tls"
 	"fmt"
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/conf"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -111,7 +112,7 @@ func protoService(proto string) string {
 type Config struct {
 	values   map[string]string
 	set      map[string]bool
-	pos      map[string]Pos
+	pos      map[string]conf.Pos
 	disp     map[string]string // "<file" values as written, for printing
 	file     string
 	protoSet map[string]map[string]string // protocol -> setting -> value
@@ -171,7 +172,7 @@ type Service struct {
 	Protocol string // imap, pop3, submission, sieve
 	values   map[string]string
 	set      map[string]bool
-	pos      map[string]Pos
+	pos      map[string]conf.Pos
 	// Listeners in configuration order (defaults first).
 	Listeners []*Listener
 
@@ -200,7 +201,7 @@ type Listener struct {
 	values map[string]string
 	defs   map[string]string
 	set    map[string]bool
-	pos    map[string]Pos
+	pos    map[string]conf.Pos
 
 	// Typed values (after Parse).
 
@@ -217,12 +218,12 @@ type Listener struct {
 // NewConfig returns the default configuration (what an empty file gives),
 // before validation.
 func NewConfig() *Config {
-	c := &Config{values: map[string]string{}, set: map[string]bool{}, pos: map[string]Pos{}, disp: map[string]string{}, protoSet: map[string]map[string]string{}}
+	c := &Config{values: map[string]string{}, set: map[string]bool{}, pos: map[string]conf.Pos{}, disp: map[string]string{}, protoSet: map[string]map[string]string{}}
 	for _, d := range globalDefaults {
 		c.values[d.name] = d.def
 	}
 	for _, s := range loginServices {
-		svc := &Service{Name: s.name, Protocol: s.proto, values: map[string]string{}, set: map[string]bool{}, pos: map[string]Pos{}}
+		svc := &Service{Name: s.name, Protocol: s.proto, values: map[string]string{}, set: map[string]bool{}, pos: map[string]conf.Pos{}}
 		for _, d := range serviceDefaults {
 			svc.values[d.name] = d.def
 		}
@@ -249,7 +250,7 @@ func (c *Config) Service(name string) *Service {
 func (c *Config) Enabled() []*Service {
 	var out []*Service
 	for _, s := range c.Services {
-		if !contains(c.Protocols, s.Protocol) {
+		if !slices.Contains(c.Protocols, s.Protocol) {
 			continue
 		}
 		for _, l := range s.Listeners {
@@ -271,21 +272,7 @@ func (c *Config) ControlSocket() string { return filepath.Join(c.BaseDir, "login
 // refuses to start.
 func (c *Config) PIDFile() string { return filepath.Join(c.BaseDir, "loginsvc.pid") }
 
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func (c *Config) globalValue(name string) (string, bool) {
-	v, ok := c.values[name]
-	return v, ok
-}
-
-func (c *Config) setGlobal(pos Pos, key, value string) error {
+func (c *Config) setGlobal(pos conf.Pos, key, value string) error {
 	if _, ok := c.values[key]; !ok {
 		if isServiceSetting(key) {
 			return fmt.Errorf("%s: only valid inside a service section", key)
@@ -298,7 +285,7 @@ func (c *Config) setGlobal(pos Pos, key, value string) error {
 	return nil
 }
 
-func (c *Config) setProtocol(pos Pos, proto, key, value string) error {
+func (c *Config) setProtocol(pos conf.Pos, proto, key, value string) error {
 	if !protocolSettings[key] {
 		return fmt.Errorf("%s: not valid inside a protocol section (allowed: login_access_sockets, login_greeting, login_trusted_networks)", key)
 	}
@@ -312,6 +299,7 @@ func (c *Config) setProtocol(pos Pos, proto, key, value string) error {
 	return nil
 }
 
+// isServiceSetting reports whether key is a setting of service sections.
 func isServiceSetting(key string) bool {
 	for _, d := range serviceDefaults {
 		if d.name == key {
@@ -327,7 +315,7 @@ func (s *Service) listener(name string) *Listener {
 			return l
 		}
 	}
-	l := &Listener{Name: name, values: map[string]string{}, set: map[string]bool{}, defs: map[string]string{}, pos: map[string]Pos{}}
+	l := &Listener{Name: name, values: map[string]string{}, set: map[string]bool{}, defs: map[string]string{}, pos: map[string]conf.Pos{}}
 	for _, d := range listenerDefaults {
 		l.values[d.name] = d.def
 		l.defs[d.name] = d.def
@@ -336,7 +324,7 @@ func (s *Service) listener(name string) *Listener {
 	return l
 }
 
-func (s *Service) setValue(pos Pos, key, value string) error {
+func (s *Service) setValue(pos conf.Pos, key, value string) error {
 	if _, ok := s.values[key]; !ok {
 		return fmt.Errorf("unknown setting in service %s: %s", s.Name, key)
 	}
@@ -346,7 +334,7 @@ func (s *Service) setValue(pos Pos, key, value string) error {
 	return nil
 }
 
-func (l *Listener) setValue(pos Pos, key, value string) error {
+func (l *Listener) setValue(pos conf.Pos, key, value string) error {
 	if _, ok := l.values[key]; !ok {
 		return fmt.Errorf("unknown setting in inet_listener %s: %s", l.Name, key)
 	}
@@ -356,60 +344,85 @@ func (l *Listener) setValue(pos Pos, key, value string) error {
 	return nil
 }
 
-// validate fills in the typed fields and checks every value. Each error
-// carries the FILE:LINE where the offending setting was set (the main
-// file for a bad default-derived value).
-func (c *Config) validate() ErrorList {
-	var errs ErrorList
-	at := Pos{File: c.file}
-	bad := func(format string, args ...any) {
-		errs = append(errs, &Error{Pos: at, Msg: fmt.Sprintf(format, args...)})
+// setting is one value with the position that set it (the main file,
+// line 0, for a default).
+type setting struct {
+	v   string
+	pos conf.Pos
+}
+
+// global is the global setting k.
+func (c *Config) global(k string) setting { return setting{c.values[k], c.posOf(c.pos, k)} }
+
+// posOf is where key was set in m, else the main file.
+func (c *Config) posOf(m map[string]conf.Pos, key string) conf.Pos {
+	if p, ok := m[key]; ok {
+		return p
 	}
-	posOf := func(m map[string]Pos, k string) Pos {
-		if p, ok := m[k]; ok {
-			return p
+	return conf.Pos{File: c.file}
+}
+
+// protocolValue is setting k for protocol proto: its protocol section's
+// value if it has one, else the global one.
+func (c *Config) protocolValue(proto, k string) setting {
+	if m := c.protoSet[proto]; m != nil {
+		if v, ok := m[k]; ok {
+			return setting{v, c.posOf(c.pos, proto+"/"+k)}
 		}
-		return Pos{File: c.file}
 	}
-	g := func(k string) string {
-		at = posOf(c.pos, k)
-		return c.values[k]
+	return c.global(k)
+}
+
+// validate fills in the typed fields and checks every value. Each error
+// is at the FILE:LINE where the offending value was set (the main file
+// for a bad default-derived value).
+func (c *Config) validate() conf.ErrorList {
+	var errs conf.ErrorList
+	bad := func(at conf.Pos, format string, args ...any) {
+		errs = append(errs, &conf.Error{Pos: at, Msg: fmt.Sprintf(format, args...)})
 	}
 	var err error
-	if _, errs := parseListenAddresses(g("listen")); len(errs) > 0 {
-		for _, e := range errs {
-			bad("listen: %s", e)
-		}
+	listen := c.global("listen")
+	_, lerrs := parseListenAddresses(listen.v)
+	for _, e := range lerrs {
+		bad(listen.pos, "listen: %s", e)
 	}
-	if c.BaseDir = g("base_dir"); !filepath.IsAbs(c.BaseDir) {
-		bad("base_dir: must be an absolute path: %q", c.BaseDir)
+	if g := c.global("base_dir"); !filepath.IsAbs(g.v) {
+		bad(g.pos, "base_dir: must be an absolute path: %q", g.v)
 	}
-	c.DefaultLoginUser = g("default_login_user")
-	c.Protocols = strings.Fields(g("protocols"))
+	c.BaseDir = c.values["base_dir"]
+	c.DefaultLoginUser = c.values["default_login_user"]
+	protocols := c.global("protocols")
+	c.Protocols = strings.Fields(protocols.v)
 	for _, p := range c.Protocols {
 		if protoService(p) == "" && p != "lmtp" && p != "none" {
-			bad("protocols: unknown protocol %q", p)
+			bad(protocols.pos, "protocols: unknown protocol %q", p)
 		}
 	}
-	if c.ShutdownClients, err = parseBool(g("shutdown_clients")); err != nil {
-		bad("shutdown_clients: %v", err)
+	g := c.global("shutdown_clients")
+	if c.ShutdownClients, err = parseBool(g.v); err != nil {
+		bad(g.pos, "shutdown_clients: %v", err)
 	}
-	if c.PreloginTimeout, err = ParseDuration(g("login_prelogin_timeout")); err != nil || c.PreloginTimeout <= 0 {
-		bad("login_prelogin_timeout: invalid time %q", c.values["login_prelogin_timeout"])
+	g = c.global("login_prelogin_timeout")
+	if c.PreloginTimeout, err = ParseDuration(g.v); err != nil || c.PreloginTimeout <= 0 {
+		bad(g.pos, "login_prelogin_timeout: invalid time %q", g.v)
 	}
-	if c.PreloginIPLimit, err = strconv.Atoi(g("login_prelogin_ip_limit")); err != nil || c.PreloginIPLimit < 0 {
-		bad("login_prelogin_ip_limit: invalid number %q", c.values["login_prelogin_ip_limit"])
+	g = c.global("login_prelogin_ip_limit")
+	if c.PreloginIPLimit, err = strconv.Atoi(g.v); err != nil || c.PreloginIPLimit < 0 {
+		bad(g.pos, "login_prelogin_ip_limit: invalid number %q", g.v)
 	}
-	if c.PreloginIPv6Prefix, err = strconv.Atoi(strings.TrimPrefix(g("login_prelogin_ipv6_prefix"), "/")); err != nil || c.PreloginIPv6Prefix < 1 || c.PreloginIPv6Prefix > 128 {
-		bad("login_prelogin_ipv6_prefix: invalid prefix length %q (1 to 128)", c.values["login_prelogin_ipv6_prefix"])
+	g = c.global("login_prelogin_ipv6_prefix")
+	if c.PreloginIPv6Prefix, err = strconv.Atoi(strings.TrimPrefix(g.v, "/")); err != nil || c.PreloginIPv6Prefix < 1 || c.PreloginIPv6Prefix > 128 {
+		bad(g.pos, "login_prelogin_ipv6_prefix: invalid prefix length %q (1 to 128)", g.v)
 		c.PreloginIPv6Prefix = 64
 	}
 	c.SSLCert, c.SSLKey = c.values["ssl_cert"], c.values["ssl_key"]
-	switch c.SSL = strings.ToLower(g("ssl")); c.SSL {
+	ssl := c.global("ssl")
+	switch c.SSL = strings.ToLower(ssl.v); c.SSL {
 	case "required", "no":
 	default:
 		if v, err := parseBool(c.SSL); err != nil {
-			bad("ssl: invalid value %q (use yes, no or required)", c.values["ssl"])
+			bad(ssl.pos, "ssl: invalid value %q (use yes, no or required)", ssl.v)
 			c.SSL = "no"
 		} else if v {
 			c.SSL = "yes"
@@ -417,75 +430,73 @@ func (c *Config) validate() ErrorList {
 			c.SSL = "no"
 		}
 	}
-	if c.SSLMinProtocol, err = parseTLSVersion(g("ssl_min_protocol")); err != nil {
-		bad("ssl_min_protocol: %v", err)
+	g = c.global("ssl_min_protocol")
+	if c.SSLMinProtocol, err = parseTLSVersion(g.v); err != nil {
+		bad(g.pos, "ssl_min_protocol: %v", err)
 	}
 	if c.SSL != "no" {
 		// Dovecot's messages; the key is never quoted in an error.
 		switch {
 		case c.SSLCert == "":
-			at = posOf(c.pos, "ssl")
-			bad("ssl enabled, but ssl_cert not set")
+			bad(ssl.pos, "ssl enabled, but ssl_cert not set")
 		case c.SSLKey == "":
-			at = posOf(c.pos, "ssl")
-			bad("ssl enabled, but ssl_key not set")
+			bad(ssl.pos, "ssl enabled, but ssl_key not set")
 		case !strings.Contains(c.SSLCert, "-----BEGIN"):
-			at = posOf(c.pos, "ssl_cert")
-			bad("ssl_cert: not PEM data (to read a file, write ssl_cert = <%s)", clip(strings.TrimSpace(c.SSLCert)))
+			bad(c.global("ssl_cert").pos, "ssl_cert: not PEM data (to read a file, write ssl_cert = <%s)", clip(strings.TrimSpace(c.SSLCert)))
 		case !strings.Contains(c.SSLKey, "-----BEGIN"):
-			at = posOf(c.pos, "ssl_key")
-			bad("ssl_key: not PEM data (to read a file, write ssl_key = <FILE)")
+			bad(c.global("ssl_key").pos, "ssl_key: not PEM data (to read a file, write ssl_key = <FILE)")
 		default:
 			if _, err := tls.X509KeyPair([]byte(c.SSLCert), []byte(c.SSLKey)); err != nil {
-				at = posOf(c.pos, "ssl_key")
-				bad("ssl_cert, ssl_key: cannot load the key pair: %v", err)
+				bad(c.global("ssl_key").pos, "ssl_cert, ssl_key: cannot load the key pair: %v", err)
 			}
 		}
 	}
-	defProc, err := strconv.Atoi(g("default_process_limit"))
+	g = c.global("default_process_limit")
+	defProc, err := strconv.Atoi(g.v)
 	if err != nil || defProc < 1 {
-		bad("default_process_limit: invalid number %q", c.values["default_process_limit"])
+		bad(g.pos, "default_process_limit: invalid number %q", g.v)
 	}
-	defClient, err := strconv.Atoi(g("default_client_limit"))
+	g = c.global("default_client_limit")
+	defClient, err := strconv.Atoi(g.v)
 	if err != nil || defClient < 1 {
-		bad("default_client_limit: invalid number %q", c.values["default_client_limit"])
+		bad(g.pos, "default_client_limit: invalid number %q", g.v)
 	}
-	defIdle, err := ParseDuration(g("default_idle_kill"))
+	g = c.global("default_idle_kill")
+	defIdle, err := ParseDuration(g.v)
 	if err != nil {
-		bad("default_idle_kill: %v", err)
+		bad(g.pos, "default_idle_kill: %v", err)
 	}
-	if _, err := ParseSize(g("default_vsz_limit")); err != nil {
-		bad("default_vsz_limit: %v", err)
+	g = c.global("default_vsz_limit")
+	if _, err := ParseSize(g.v); err != nil {
+		bad(g.pos, "default_vsz_limit: %v", err)
 	}
 	for proto, m := range c.protoSet {
-		for k := range m {
-			if k == "login_trusted_networks" {
-				at = posOf(c.pos, proto+"/"+k)
-				for _, err := range parseNetworks(m[k], nil) {
-					bad("protocol %s: login_trusted_networks: %v", proto, err)
-				}
+		if v, ok := m["login_trusted_networks"]; ok {
+			for _, err := range parseNetworks(v, nil) {
+				bad(c.posOf(c.pos, proto+"/login_trusted_networks"), "protocol %s: login_trusted_networks: %v", proto, err)
 			}
 		}
 	}
-	for _, err := range parseNetworks(g("login_trusted_networks"), nil) {
-		bad("login_trusted_networks: %v", err)
+	g = c.global("login_trusted_networks")
+	for _, err := range parseNetworks(g.v, nil) {
+		bad(g.pos, "login_trusted_networks: %v", err)
 	}
 	c.HAProxyTrustedNetworks = nil
-	for _, err := range parseNetworks(g("haproxy_trusted_networks"), &c.HAProxyTrustedNetworks) {
-		bad("haproxy_trusted_networks: %v", err)
+	g = c.global("haproxy_trusted_networks")
+	for _, err := range parseNetworks(g.v, &c.HAProxyTrustedNetworks) {
+		bad(g.pos, "haproxy_trusted_networks: %v", err)
 	}
-	if c.HAProxyTimeout, err = ParseDuration(g("haproxy_timeout")); err != nil || c.HAProxyTimeout <= 0 {
-		bad("haproxy_timeout: invalid time %q", c.values["haproxy_timeout"])
+	g = c.global("haproxy_timeout")
+	if c.HAProxyTimeout, err = ParseDuration(g.v); err != nil || c.HAProxyTimeout <= 0 {
+		bad(g.pos, "haproxy_timeout: invalid time %q", g.v)
 	}
 	for _, s := range c.Services {
-		sv := func(k string) string {
-			at = posOf(s.pos, k)
-			return s.values[k]
-		}
+		sv := func(k string) setting { return setting{s.values[k], c.posOf(s.pos, k)} }
 		num := func(k string) int {
-			v, err := strconv.Atoi(sv(k))
+			x := sv(k)
+			v, err := strconv.Atoi(x.v)
 			if err != nil || v < 0 {
-				bad("service %s: %s: invalid number %q", s.Name, k, s.values[k])
+				bad(x.pos, "service %s: %s: invalid number %q", s.Name, k, x.v)
 				return 0
 			}
 			return v
@@ -502,17 +513,18 @@ func (c *Config) validate() ErrorList {
 			s.ClientLimit = s.ServiceCount
 		}
 		if s.ProcessMinAvail > s.ProcessLimit {
-			at = posOf(s.pos, "process_min_avail")
-			bad("service %s: process_min_avail (%d) > process_limit (%d)", s.Name, s.ProcessMinAvail, s.ProcessLimit)
+			bad(sv("process_min_avail").pos, "service %s: process_min_avail (%d) > process_limit (%d)", s.Name, s.ProcessMinAvail, s.ProcessLimit)
 		}
-		vsz := expandVar(sv("vsz_limit"), c.values)
+		vszSet := sv("vsz_limit")
+		vsz := expandVar(vszSet.v, c.values)
 		if s.VszLimit, err = ParseSize(vsz); err != nil {
-			bad("service %s: vsz_limit: %v", s.Name, err)
+			bad(vszSet.pos, "service %s: vsz_limit: %v", s.Name, err)
 		} else if s.VszLimit != 0 && s.VszLimit < MinVszLimit {
-			bad("service %s: vsz_limit: %s is below %dM, the least a Go login process can work with (see vsz_limit in the package doc)", s.Name, strings.TrimSpace(vsz), MinVszLimit>>20)
+			bad(vszSet.pos, "service %s: vsz_limit: %s is below %dM, the least a Go login process can work with (see vsz_limit in docs/loginsvc.md)", s.Name, strings.TrimSpace(vsz), MinVszLimit>>20)
 		}
-		if d, err := ParseDuration(sv("idle_kill")); err != nil {
-			bad("service %s: idle_kill: %v", s.Name, err)
+		ik := sv("idle_kill")
+		if d, err := ParseDuration(ik.v); err != nil {
+			bad(ik.pos, "service %s: idle_kill: %v", s.Name, err)
 		} else {
 			if d == 0 {
 				d = defIdle
@@ -522,52 +534,42 @@ func (c *Config) validate() ErrorList {
 			}
 			s.IdleKill = d
 		}
-		s.User = expandVar(sv("user"), c.values)
-		s.Chroot = expandVar(sv("chroot"), c.values)
+		s.User = expandVar(s.values["user"], c.values)
+		s.Chroot = expandVar(s.values["chroot"], c.values)
 		if s.Chroot != "" && !filepath.IsAbs(s.Chroot) {
 			s.Chroot = filepath.Join(c.BaseDir, s.Chroot)
 		}
-		pv := func(k string) string {
-			if m := c.protoSet[s.Protocol]; m != nil {
-				if v, ok := m[k]; ok {
-					at = posOf(c.pos, s.Protocol+"/"+k)
-					return v
-				}
-			}
-			at = posOf(c.pos, k)
-			return c.values[k]
-		}
-		s.AccessSockets = strings.Fields(pv("login_access_sockets"))
+		s.AccessSockets = strings.Fields(c.protocolValue(s.Protocol, "login_access_sockets").v)
 		// A "<file" value keeps the file's final newline (as in
 		// Dovecot); a greeting is one protocol line, so that newline goes
 		// and any other line break is an error.
-		s.Greeting = strings.TrimRight(pv("login_greeting"), "\r\n")
+		greeting := c.protocolValue(s.Protocol, "login_greeting")
+		s.Greeting = strings.TrimRight(greeting.v, "\r\n")
 		if strings.ContainsAny(s.Greeting, "\r\n\x00") {
-			bad("login_greeting: must be one line (it contains a line break or NUL)")
+			bad(greeting.pos, "login_greeting: must be one line (it contains a line break or NUL)")
 		}
 		s.TrustedNetworks = nil
-		parseNetworks(pv("login_trusted_networks"), &s.TrustedNetworks)
+		parseNetworks(c.protocolValue(s.Protocol, "login_trusted_networks").v, &s.TrustedNetworks)
 		for _, l := range s.Listeners {
-			lv := func(k string) string {
-				at = posOf(l.pos, k)
-				return l.values[k]
-			}
-			var errs []string
-			if addr := lv("address"); addr != "" {
-				l.Addresses, errs = parseListenAddresses(addr)
-				for _, e := range errs {
-					bad("service %s: inet_listener %s: address: %s", s.Name, l.Name, e)
+			lv := func(k string) setting { return setting{l.values[k], c.posOf(l.pos, k)} }
+			var aerrs []string
+			if addr := lv("address"); addr.v != "" {
+				l.Addresses, aerrs = parseListenAddresses(addr.v)
+				for _, e := range aerrs {
+					bad(addr.pos, "service %s: inet_listener %s: address: %s", s.Name, l.Name, e)
 				}
 			} else {
 				l.Addresses, _ = parseListenAddresses(c.values["listen"]) // errors: reported once, for listen
 			}
-			if l.Port, err = strconv.Atoi(lv("port")); err != nil || l.Port < 0 || l.Port > 65535 {
-				bad("service %s: inet_listener %s: port: invalid port %q", s.Name, l.Name, l.values["port"])
+			port := lv("port")
+			if l.Port, err = strconv.Atoi(port.v); err != nil || l.Port < 0 || l.Port > 65535 {
+				bad(port.pos, "service %s: inet_listener %s: port: invalid port %q", s.Name, l.Name, port.v)
 			}
 			for _, k := range []string{"ssl", "haproxy", "reuse_port"} {
-				v, err := parseBool(lv(k))
+				x := lv(k)
+				v, err := parseBool(x.v)
 				if err != nil {
-					bad("service %s: inet_listener %s: %s: %v", s.Name, l.Name, k, err)
+					bad(x.pos, "service %s: inet_listener %s: %s: %v", s.Name, l.Name, k, err)
 				}
 				switch k {
 				case "ssl":
@@ -585,15 +587,15 @@ func (c *Config) validate() ErrorList {
 	// share one socket; Dovecot refuses them too ("duplicate listener").
 	type owner struct {
 		svc, ln string
-		pos     Pos
+		pos     conf.Pos
 	}
 	seen := map[Endpoint]owner{}
 	for _, s := range c.Enabled() {
 		for _, l := range s.Listeners {
+			at := c.posOf(l.pos, "port")
 			for _, e := range l.Endpoints() {
-				at = posOf(l.pos, "port")
 				if o, dup := seen[e]; dup {
-					bad("service %s: inet_listener %s: duplicate listener %s (also service %s, inet_listener %s at %s)", s.Name, l.Name, e.Addr, o.svc, o.ln, o.pos)
+					bad(at, "service %s: inet_listener %s: duplicate listener %s (also service %s, inet_listener %s at %s)", s.Name, l.Name, e.Addr, o.svc, o.ln, o.pos)
 					continue
 				}
 				seen[e] = owner{s.Name, l.Name, at}
@@ -609,7 +611,7 @@ func (c *Config) validate() ErrorList {
 		}
 		return a.Line < b.Line
 	})
-	return slices.CompactFunc(errs, func(a, b *Error) bool { return a.Pos == b.Pos && a.Msg == b.Msg })
+	return slices.CompactFunc(errs, func(a, b *conf.Error) bool { return a.Pos == b.Pos && a.Msg == b.Msg })
 }
 
 // parseListenAddresses splits a listen or address value (space or comma
@@ -663,6 +665,8 @@ func (l *Listener) Endpoints() []Endpoint {
 	return out
 }
 
+// expandVar is v, or if v is "$name" the global setting name's value (a
+// service default such as "$default_login_user").
 func expandVar(v string, values map[string]string) string {
 	if strings.HasPrefix(v, "$") {
 		if x, ok := values[v[1:]]; ok {
@@ -672,6 +676,9 @@ func expandVar(v string, values map[string]string) string {
 	return v
 }
 
+// parseNetwork parses one network of login_trusted_networks or
+// haproxy_trusted_networks: an address (a network of one) or a CIDR
+// prefix, masked; IPv4-mapped IPv6 addresses are made IPv4.
 func parseNetwork(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
@@ -705,6 +712,8 @@ func parseNetworks(s string, out *[]netip.Prefix) []error {
 	return errs
 }
 
+// parseBool parses a Dovecot boolean: yes/no, y/n, true/false, 1/0 in
+// any case; "" is no.
 func parseBool(s string) (bool, error) {
 	switch strings.ToLower(s) {
 	case "yes", "y", "true", "1":
@@ -716,8 +725,8 @@ func parseBool(s string) (bool, error) {
 }
 
 // MinVszLimit is the smallest non-zero vsz_limit loginsvc accepts:
-// 16 MiB of memory beyond a login process's start-up footprint (see the
-// package doc, Sandbox).
+// 16 MiB of memory beyond a login process's start-up footprint (see
+// vsz_limit in docs/loginsvc.md).
 const MinVszLimit = 16 << 20
 
 // ParseSize parses a Dovecot size: a number with an optional unit B, k,
@@ -790,4 +799,80 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("time too large: %q", s)
 	}
 	return time.Duration(n) * unit, nil
+}
+
+// parseTLSVersion parses ssl_min_protocol: TLSv1, TLSv1.1, TLSv1.2,
+// TLSv1.3 (Dovecot's names; SSLv3 and ANY are not supported by
+// crypto/tls and are errors).
+func parseTLSVersion(s string) (uint16, error) {
+	switch s {
+	case "TLSv1", "TLSv1.0":
+		return tls.VersionTLS10, nil
+	case "TLSv1.1":
+		return tls.VersionTLS11, nil
+	case "TLSv1.2":
+		return tls.VersionTLS12, nil
+	case "TLSv1.3":
+		return tls.VersionTLS13, nil
+	}
+	return 0, fmt.Errorf("unsupported protocol %q (use TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3)", s)
+}
+
+// listenAddrs returns the local addresses ("IP:port"; 0.0.0.0 and :: for
+// wildcards) of svc's opened listeners for which want is true.
+func listenAddrs(svc *Service, want func(*Listener) bool) []string {
+	var out []string
+	for _, l := range svc.Listeners {
+		if !want(l) || l.Disabled || l.Port == 0 {
+			continue
+		}
+		for _, a := range l.Addresses {
+			var ip netip.Addr
+			switch a {
+			case "*":
+				ip = netip.IPv4Unspecified()
+			case "::":
+				ip = netip.IPv6Unspecified()
+			default:
+				var err error
+				if ip, err = netip.ParseAddr(strings.Trim(a, "[]")); err != nil {
+					continue // reported by Parse
+				}
+				ip = ip.Unmap()
+			}
+			out = append(out, netip.AddrPortFrom(ip, uint16(l.Port)).String())
+		}
+	}
+	return out
+}
+
+// SSLListenAddrs returns the local addresses ("IP:port"; 0.0.0.0 and ::
+// for wildcards) of s's opened ssl = yes listeners.
+func (s *Service) SSLListenAddrs() []string {
+	return listenAddrs(s, func(l *Listener) bool { return l.SSL })
+}
+
+// HAProxyListenAddrs returns the local addresses of s's opened haproxy =
+// yes listeners.
+func (s *Service) HAProxyListenAddrs() []string {
+	return listenAddrs(s, func(l *Listener) bool { return l.HAProxy })
+}
+
+// Mode names a service's process mode from its service_count.
+func (s *Service) Mode() string {
+	switch s.ServiceCount {
+	case 0:
+		return "high-performance"
+	case 1:
+		return "high-security"
+	}
+	return "service_count=" + strconv.Itoa(s.ServiceCount)
+}
+
+// clip shortens s for an error message.
+func clip(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "..."
+	}
+	return s
 }

@@ -21,12 +21,16 @@ import (
 // Client is dropped with "Input buffer full".
 const MaxInputLine = 1026
 
-// Client is one connection inside a login process.
+// Client is one connection inside a login process: what is common to
+// every protocol (the socket, TLS, the access checks, the PROXY header,
+// the deadline, the disconnect line). Its protocol's Session holds the
+// rest; a Session may call the exported methods, from the client's
+// serving goroutine, and nothing else of the process.
 type Client struct {
 	id       uint64
 	lp       *loginProc
-	c        *sockConn // the socket: access checks, deadlines
-	conn     net.Conn  // what the protocol reads and writes: c, or TLS over it
+	c        clientConn // the socket: access checks, deadlines
+	conn     net.Conn   // what the protocol reads and writes: c, or TLS over it
 	accepted time.Time
 	done     *sync.WaitGroup // set by shutdown, under lp.mu
 	greeted  bool            // the greeting was sent before serve (no access checks)

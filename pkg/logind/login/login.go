@@ -199,6 +199,9 @@ func (lp *loginProc) report(typ byte, id uint64, arg uint8) {
 
 // reportFrom is report with the client's address (ipc.MsgAccepted).
 func (lp *loginProc) reportFrom(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
+	if lp.c == nil {
+		return // no supervisor (ServeConn)
+	}
 	var a [28]byte
 	b := ipc.AppendReport(a[:0], typ, id, arg, remote)
 	lp.wmu.Lock()

@@ -177,7 +177,7 @@ type Service struct {
 	Listeners []*Listener
 
 	// Effective values (after Parse), as Dovecot's master computes them
-	// (spec §2.1): ClientLimit is clamped to ServiceCount when that is
+	// (docs/loginsvc.md, "Configuration"): ClientLimit is clamped to ServiceCount when that is
 	// non-zero, so it is 1 in high-security mode.
 
 	ServiceCount    int

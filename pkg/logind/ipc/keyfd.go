@@ -8,7 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TLS in loginsvc, as in Dovecot (spec §6.3): the supervisor (root) has
+// TLS in loginsvc, as in Dovecot (docs/loginsvc.md, "Where the key lives,
+// and who can read it"): the supervisor (root) has
 // the certificate and key in memory (the "<file" values of ssl_cert and
 // ssl_key, read by the configuration parser as root). For each login
 // process it writes them into a fresh memfd (memfd_create, no name in any

@@ -20,8 +20,8 @@ import (
 )
 
 // HAProxy's PROXY protocol on haproxy = yes listeners, as Dovecot 2.3
-// does it (src/lib-master/master-service-haproxy.c; spec §5.2 step 2,
-// §9.7): before the access checks and before any byte goes out, the peer
+// does it (src/lib-master/master-service-haproxy.c; docs/loginsvc.md,
+// "HAProxy (PROXY protocol)"): before the access checks and before any byte goes out, the peer
 // (the proxy) must be in haproxy_trusted_networks, then a v1 or v2 header
 // must arrive within haproxy_timeout. On success the client's remote and
 // local addresses are the header's; on any failure the connection is

@@ -3,8 +3,8 @@ package managesieve_test
 import (
 	"testing"
 
-	"github.com/tcpwrapd/tcpwrapd/pkg/logind/managesieve"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/logintest"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/managesieve"
 )
 
 // TestTranscripts runs the sessions in testdata/*.txtar over net.Pipe

@@ -17,7 +17,8 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 )
 
-// Policy constants, named after Dovecot's where they exist (spec §2–4).
+// Policy constants, named after Dovecot's where they exist (docs/loginsvc.md,
+// "How it works").
 const (
 	// FirstStatusTimeout: a login process must report ready within this
 	// time or it is killed (SERVICE_FIRST_STATUS_TIMEOUT_SECS).

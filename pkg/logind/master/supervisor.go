@@ -456,7 +456,8 @@ func lockPIDFile(path string) (*os.File, error) {
 
 // prepareBaseDir makes base_dir (0755 root) and the login chroot of each
 // enabled service, owned by root and group of the login user, mode 0750:
-// the login processes can enter it but not write to it (spec §6.1).
+// the login processes can enter it but not write to it (docs/loginsvc.md,
+// "Sandbox").
 func prepareBaseDir(cfg *config.Config) error {
 	if err := os.MkdirAll(cfg.BaseDir, 0o755); err != nil {
 		return fmt.Errorf("base_dir: %w", err)

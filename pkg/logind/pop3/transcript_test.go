@@ -3,8 +3,8 @@ package pop3_test
 import (
 	"testing"
 
-	"github.com/tcpwrapd/tcpwrapd/pkg/logind/pop3"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/logintest"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/pop3"
 )
 
 // TestTranscripts runs the sessions in testdata/*.txtar over net.Pipe

@@ -3,8 +3,8 @@ package submission_test
 import (
 	"testing"
 
-	"github.com/tcpwrapd/tcpwrapd/pkg/logind/submission"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/logintest"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/submission"
 )
 
 // TestTranscripts runs the sessions in testdata/*.txtar over net.Pipe

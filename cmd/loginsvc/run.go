@@ -19,6 +19,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/master"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/master/worker"
 	"github.com/tcpwrapd/tcpwrapd/pkg/version"
 )
 
@@ -121,7 +122,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1) // a SIGHUP during a reload makes one more
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	sup := &master.Supervisor{Logger: log, Runner: &master.ExecRunner{Logger: log}, OnReady: func() {
+	sup := &master.Supervisor{Logger: log, Runner: &worker.ExecRunner{Logger: log}, OnReady: func() {
 		daemon.SdNotify(false, daemon.SdNotifyReady)
 		if started != nil {
 			fmt.Fprintln(started, startedOK)

@@ -17,6 +17,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/control"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/master/worker"
 )
 
 // flood runs conc attackers from src against 127.0.0.1:port until stop
@@ -180,17 +181,17 @@ func playSteps(t *testing.T, p *pool, r *fakeRunner, steps []string) {
 		case "A":
 			p.arrive(-1, netip.AddrPortFrom(netip.MustParseAddr(f[1]), 1))
 		case "L", "P", "C":
-			ev := WorkerEvent{Kind: EventState, Conn: n, State: map[string]ipc.ConnState{"L": ipc.StateLoggingIn, "P": ipc.StateProxying}[f[0]]}
+			ev := worker.Event{Kind: worker.EventState, Conn: n, State: map[string]ipc.ConnState{"L": ipc.StateLoggingIn, "P": ipc.StateProxying}[f[0]]}
 			if f[0] == "C" {
-				ev = WorkerEvent{Kind: EventClosed, Conn: n}
+				ev = worker.Event{Kind: worker.EventClosed, Conn: n}
 			}
 			workerOf(f[1]).emit(ev)
 		case "X":
-			r.w(int(n)).emit(WorkerEvent{Kind: EventExit})
+			r.w(int(n)).emit(worker.Event{Kind: worker.EventExit})
 		case "D":
 			// A direct accept of the first process (Seq 1): its own ids
 			// are 1<<32|n; evictions print n.
-			r.w(0).emit(WorkerEvent{Kind: EventAccepted, Conn: 1<<32 | n, State: ipc.StateLoggingIn, Remote: netip.AddrPortFrom(netip.MustParseAddr(f[2]), 1)})
+			r.w(0).emit(worker.Event{Kind: worker.EventAccepted, Conn: 1<<32 | n, State: ipc.StateLoggingIn, Remote: netip.AddrPortFrom(netip.MustParseAddr(f[2]), 1)})
 		default:
 			t.Fatalf("bad step %q", s)
 		}

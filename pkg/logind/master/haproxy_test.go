@@ -27,6 +27,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/control"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/imap"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/master/worker"
 )
 
 // haproxyLab starts an imap-login lab whose service, besides the plain
@@ -305,7 +306,7 @@ func TestHAProxyConfig(t *testing.T) {
 		wantListen  []string
 		wantTrusted int
 	}{{"imap-login", []string{"127.0.0.1:10143"}, 4}, {"pop3-login", nil, 0}} {
-		in, err := (&ExecRunner{NoSandbox: true}).initFor(WorkerSpec{Config: c, Service: c.Service(svc.name)})
+		in, err := (&worker.ExecRunner{NoSandbox: true}).Settings(worker.Spec{Config: c, Service: c.Service(svc.name)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/logintest"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/managesieve"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/master/worker"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/pop3"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/submission"
 )
@@ -117,7 +118,7 @@ func startLabEnv(t *testing.T, env []string, svc, global, conf string) *lab {
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	l := &lab{t: t, cfg: cfg, port: port, logs: logs, done: make(chan error, 1)}
 	l.sup = &Supervisor{Logger: log, ShutdownGrace: 3 * time.Second,
-		Runner: &ExecRunner{Path: os.Args[0], Env: env, Logger: log, NoSandbox: os.Geteuid() != 0}}
+		Runner: &worker.ExecRunner{Path: os.Args[0], Env: env, Logger: log, NoSandbox: os.Geteuid() != 0}}
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	ready := make(chan struct{})
@@ -528,8 +529,8 @@ func TestVszLimitKillsOnlyThatProcess(t *testing.T) {
 			}
 		}
 		t.Logf("%d lines logged for the process that died", n)
-		if n > crashLines+10 {
-			t.Errorf("%d lines logged for the process that died, want at most %d", n, crashLines+10)
+		if n > worker.CrashLines+10 {
+			t.Errorf("%d lines logged for the process that died, want at most %d", n, worker.CrashLines+10)
 		}
 	}
 	c := l.dial("")

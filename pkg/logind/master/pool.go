@@ -15,6 +15,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/control"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/master/worker"
 )
 
 // Policy constants, named after Dovecot's where they exist (docs/loginsvc.md,
@@ -47,7 +48,7 @@ type pool struct {
 	mu     sync.Mutex
 	ctx    context.Context
 	log    *slog.Logger
-	runner Runner
+	runner worker.Runner
 	cfg    *config.Config
 	svc    *config.Service
 	gen    uint64
@@ -93,7 +94,7 @@ type pool struct {
 }
 
 type proc struct {
-	w         Worker
+	w         worker.Worker
 	pid       int
 	seq       uint64
 	gen       uint64
@@ -105,14 +106,14 @@ type proc struct {
 	served    int
 	idleSince time.Time
 	stopSent  ipc.StopMode // highest stop mode sent, 0 = none
-	listening bool         // accepts from the listeners itself (until EventUnlistened or exit)
+	listening bool         // accepts from the listeners itself (until worker.EventUnlistened or exit)
 	victim    bool         // counted in pool.inflight
 	readyT    *time.Timer
 
 	// What the supervisor knows of the process, to check its reports
 	// against (see check).
 	direct     bool                // was given the listeners
-	unlistened bool                // reported EventUnlistened
+	unlistened bool                // reported worker.EventUnlistened
 	lastLocal  uint32              // n of its last direct accept (ids seq<<32 | n)
 	evicted    map[uint64]struct{} // clients evicted, whose close it has not reported yet
 	liar       bool                // killed for breaking the protocol; its reports are ignored
@@ -147,7 +148,7 @@ type pendingConn struct {
 	gone     bool    // given or closed
 }
 
-func newPool(ctx context.Context, log *slog.Logger, r Runner, cfg *config.Config, svc *config.Service, gen uint64, seq, nextID *atomic.Uint64, lns []*os.File) *pool {
+func newPool(ctx context.Context, log *slog.Logger, r worker.Runner, cfg *config.Config, svc *config.Service, gen uint64, seq, nextID *atomic.Uint64, lns []*os.File) *pool {
 	p := &pool{
 		ctx: ctx, log: log.With("service", svc.Name), runner: r, cfg: cfg, svc: svc, gen: gen,
 		seq: seq, nextID: nextID, procs: map[*proc]struct{}{}, conns: map[uint64]*conn{},
@@ -291,11 +292,11 @@ func (p *pool) spawnIfAllowed(now time.Time) *proc {
 
 func (p *pool) spawn(now time.Time) *proc {
 	pr := &proc{seq: p.seq.Add(1), gen: p.gen, svc: p.svc, started: now, conns: map[uint64]*conn{}, idleSince: now}
-	spec := WorkerSpec{Config: p.cfg, Service: p.svc, Generation: p.gen, Seq: pr.seq}
+	spec := worker.Spec{Config: p.cfg, Service: p.svc, Generation: p.gen, Seq: pr.seq}
 	if p.direct() {
 		spec.Listeners = p.lnFiles
 	}
-	w, err := p.runner.Start(p.ctx, spec, func(ev WorkerEvent) { p.event(pr, ev) })
+	w, err := p.runner.Start(p.ctx, spec, func(ev worker.Event) { p.event(pr, ev) })
 	if err != nil {
 		p.counters.SpawnFailures++
 		p.log.Error("cannot start login process", "err", err)
@@ -504,12 +505,12 @@ func (p *pool) throttle(now time.Time, why string) {
 }
 
 // event handles one report from a login process.
-func (p *pool) event(pr *proc, ev WorkerEvent) {
+func (p *pool) event(pr *proc, ev worker.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	defer p.updateGate()
 	now := time.Now()
-	if ev.Kind != EventExit {
+	if ev.Kind != worker.EventExit {
 		if pr.liar {
 			return
 		}
@@ -519,7 +520,7 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 		}
 	}
 	switch ev.Kind {
-	case EventAccepted:
+	case worker.EventAccepted:
 		p.counters.Accepted++
 		p.counters.Direct++
 		if pr.exited {
@@ -538,12 +539,12 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 		if ev.State == ipc.StateLoggingIn && p.waiting > 0 {
 			p.dispatch(now) // it may be evicted for a waiting connection
 		}
-	case EventReady:
+	case worker.EventReady:
 		pr.ready = true
 		if pr.readyT != nil {
 			pr.readyT.Stop()
 		}
-	case EventState:
+	case worker.EventState:
 		if c := pr.conns[ev.Conn]; c != nil {
 			p.srcs.setState(c, ev.State)
 		}
@@ -555,7 +556,7 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 				p.dispatch(now) // it may be evicted for a waiting connection
 			}
 		}
-	case EventClosed:
+	case worker.EventClosed:
 		p.counters.Closed++
 		switch ev.Reason {
 		case ipc.CloseRefused:
@@ -573,10 +574,10 @@ func (p *pool) event(pr *proc, ev WorkerEvent) {
 			}
 		}
 		p.dispatch(now)
-	case EventUnlistened:
+	case worker.EventUnlistened:
 		pr.listening = false
 		pr.unlistened = true
-	case EventExit:
+	case worker.EventExit:
 		p.exited(pr, ev, now)
 	}
 }
@@ -609,17 +610,17 @@ const maxUnclosedEvictions = 1 << 16
 //     descriptors), is checked by the runner (EventInvalid).
 //
 // mu is held.
-func (p *pool) check(pr *proc, ev WorkerEvent) string {
+func (p *pool) check(pr *proc, ev worker.Event) string {
 	_, wasEvicted := pr.evicted[ev.Conn]
 	c := pr.conns[ev.Conn]
 	switch ev.Kind {
-	case EventInvalid:
+	case worker.EventInvalid:
 		return fmt.Sprint(ev.Err)
-	case EventReady:
+	case worker.EventReady:
 		if pr.ready {
 			return "reported ready twice"
 		}
-	case EventAccepted:
+	case worker.EventAccepted:
 		switch {
 		case !pr.direct:
 			return fmt.Sprintf("reported accepting client %#x itself, but it has no listeners", ev.Conn)
@@ -634,7 +635,7 @@ func (p *pool) check(pr *proc, ev WorkerEvent) string {
 		case len(pr.conns)+1 > pr.svc.ClientLimit+1:
 			return fmt.Sprintf("reported more clients than client_limit (%d) allows: %d", pr.svc.ClientLimit, len(pr.conns)+1)
 		}
-	case EventState:
+	case worker.EventState:
 		switch {
 		case c == nil && !wasEvicted:
 			return fmt.Sprintf("reported a state for client %#x, which it does not have", ev.Conn)
@@ -643,14 +644,14 @@ func (p *pool) check(pr *proc, ev WorkerEvent) string {
 		case c != nil && ev.State < c.state:
 			return fmt.Sprintf("reported client %#x back from %s to %s", ev.Conn, c.state, ev.State)
 		}
-	case EventClosed:
+	case worker.EventClosed:
 		switch {
 		case c == nil && !wasEvicted:
 			return fmt.Sprintf("reported client %#x closed, which it does not have (never had, or closed before)", ev.Conn)
 		case ev.Reason > ipc.CloseAccessError:
 			return fmt.Sprintf("reported client %#x closed for an invalid reason (%s)", ev.Conn, ev.Reason)
 		}
-	case EventUnlistened:
+	case worker.EventUnlistened:
 		switch {
 		case !pr.direct:
 			return "reported closing its listeners, but it has none"
@@ -689,7 +690,7 @@ func (p *pool) oldListening() bool {
 	return false
 }
 
-func (p *pool) exited(pr *proc, ev WorkerEvent, now time.Time) {
+func (p *pool) exited(pr *proc, ev worker.Event, now time.Time) {
 	if pr.exited {
 		return
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/master/worker"
 )
 
 // fakeRunner starts in-process fake workers that record what the pool
@@ -28,13 +29,13 @@ type fakeRunner struct {
 
 type fakeWorker struct {
 	pid    int
-	events func(WorkerEvent)
+	events func(worker.Event)
 	mu     sync.Mutex
 	log    []string
 	dead   bool
 }
 
-func (r *fakeRunner) Start(_ context.Context, spec WorkerSpec, ev func(WorkerEvent)) (Worker, error) {
+func (r *fakeRunner) Start(_ context.Context, spec worker.Spec, ev func(worker.Event)) (worker.Worker, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fail {
@@ -73,7 +74,7 @@ func (w *fakeWorker) got() []string {
 }
 
 // emit delivers an event as the worker's reader goroutine would.
-func (w *fakeWorker) emit(ev WorkerEvent) { w.events(ev) }
+func (w *fakeWorker) emit(ev worker.Event) { w.events(ev) }
 
 // testPool makes a pool of the service imap-login in conf; lns are its
 // listening sockets (high-performance processes get them: direct accept).
@@ -114,11 +115,11 @@ func TestHighSecurityLimitEvictsOldestLoggingInExactlyOnce(t *testing.T) {
 			t.Fatalf("%d processes, want 3", r.n())
 		}
 		for i := 0; i < 3; i++ {
-			r.w(i).emit(WorkerEvent{Kind: EventReady})
-			r.w(i).emit(WorkerEvent{Kind: EventState, Conn: uint64(i + 1), State: ipc.StateLoggingIn})
+			r.w(i).emit(worker.Event{Kind: worker.EventReady})
+			r.w(i).emit(worker.Event{Kind: worker.EventState, Conn: uint64(i + 1), State: ipc.StateLoggingIn})
 		}
 		// The oldest client (conn 1) is proxying: never a victim.
-		r.w(0).emit(WorkerEvent{Kind: EventState, Conn: 1, State: ipc.StateProxying})
+		r.w(0).emit(worker.Event{Kind: worker.EventState, Conn: 1, State: ipc.StateProxying})
 		p.arrive(-1, anyAddr) // conn 4: evicts conn 2 only
 		p.arrive(-1, anyAddr) // conn 5: evicts conn 3 only
 		want := [][]string{{"give 1"}, {"give 2", "evict 2"}, {"give 3", "evict 3"}}
@@ -132,8 +133,8 @@ func TestHighSecurityLimitEvictsOldestLoggingInExactlyOnce(t *testing.T) {
 		}
 		// Victims exit (service_count reached): each is replaced by a
 		// fresh process that gets one waiting connection.
-		r.w(1).emit(WorkerEvent{Kind: EventExit})
-		r.w(2).emit(WorkerEvent{Kind: EventExit})
+		r.w(1).emit(worker.Event{Kind: worker.EventExit})
+		r.w(2).emit(worker.Event{Kind: worker.EventExit})
 		if r.n() != 5 || cmp.Diff([]string{"give 4"}, r.w(3).got()) != "" || cmp.Diff([]string{"give 5"}, r.w(4).got()) != "" {
 			t.Fatalf("replacements: n=%d %v %v", r.n(), r.w(3).got(), r.w(4).got())
 		}
@@ -148,8 +149,8 @@ func TestNothingEvictableDropsAfterTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p, r := testPool(t, "service imap-login {\n process_limit = 1\n}\n")
 		p.arrive(-1, anyAddr)
-		r.w(0).emit(WorkerEvent{Kind: EventReady})
-		r.w(0).emit(WorkerEvent{Kind: EventState, Conn: 1, State: ipc.StateProxying})
+		r.w(0).emit(worker.Event{Kind: worker.EventReady})
+		r.w(0).emit(worker.Event{Kind: worker.EventState, Conn: 1, State: ipc.StateProxying})
 		p.arrive(-1, anyAddr)
 		time.Sleep(DropTimeout + time.Millisecond)
 		synctest.Wait()
@@ -166,7 +167,7 @@ func TestHighPerformanceSpillOverAndEviction(t *testing.T) {
 		if r.n() != 1 {
 			t.Fatalf("prefork: %d processes, want 1", r.n())
 		}
-		r.w(0).emit(WorkerEvent{Kind: EventReady})
+		r.w(0).emit(worker.Event{Kind: worker.EventReady})
 		for i := 1; i <= 4; i++ {
 			p.arrive(-1, anyAddr)
 			time.Sleep(time.Second)
@@ -176,7 +177,7 @@ func TestHighPerformanceSpillOverAndEviction(t *testing.T) {
 			if i > 2 {
 				w = r.w(1)
 			}
-			w.emit(WorkerEvent{Kind: EventState, Conn: uint64(i), State: ipc.StateLoggingIn})
+			w.emit(worker.Event{Kind: worker.EventState, Conn: uint64(i), State: ipc.StateLoggingIn})
 		}
 		// Full: 2 processes x 2 clients. Conn 5 evicts conn 1 (the oldest)
 		// and goes to the same process at once.
@@ -200,7 +201,7 @@ func TestStartupFailureThrottle(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 			gaps = append(gaps, time.Since(start).Round(time.Second))
-			r.w(i).emit(WorkerEvent{Kind: EventExit, ExitCode: 89})
+			r.w(i).emit(worker.Event{Kind: worker.EventExit, ExitCode: 89})
 		}
 		want := []time.Duration{0, 2 * time.Second, 6 * time.Second, 14 * time.Second}
 		if d := cmp.Diff(want, gaps); d != "" {
@@ -216,11 +217,11 @@ func TestStartupFailureThrottle(t *testing.T) {
 func TestIdleKill(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p, r := testPool(t, "service imap-login {\n service_count = 0\n process_min_avail = 1\n client_limit = 1\n idle_kill = 5s\n}\n")
-		r.w(0).emit(WorkerEvent{Kind: EventReady})
+		r.w(0).emit(worker.Event{Kind: worker.EventReady})
 		p.arrive(-1, anyAddr) // fills worker 0; worker 1 is preforked once conn 1 is greeted
-		r.w(0).emit(WorkerEvent{Kind: EventState, Conn: 1, State: ipc.StateLoggingIn})
-		r.w(1).emit(WorkerEvent{Kind: EventReady})
-		r.w(0).emit(WorkerEvent{Kind: EventClosed, Conn: 1})
+		r.w(0).emit(worker.Event{Kind: worker.EventState, Conn: 1, State: ipc.StateLoggingIn})
+		r.w(1).emit(worker.Event{Kind: worker.EventReady})
+		r.w(0).emit(worker.Event{Kind: worker.EventClosed, Conn: 1})
 		time.Sleep(7 * time.Second)
 		// Two idle processes, min 1: exactly one is stopped.
 		stops := 0
@@ -245,17 +246,17 @@ func TestIdleKill(t *testing.T) {
 func TestPreforkReplacementAfterGreeting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p, r := testPool(t, "service imap-login {\n service_count = 1\n process_min_avail = 1\n}\n")
-		r.w(0).emit(WorkerEvent{Kind: EventReady})
+		r.w(0).emit(worker.Event{Kind: worker.EventReady})
 		p.arrive(-1, anyAddr)
 		if r.n() != 1 {
 			t.Fatalf("replacement started before the greeting: %d processes", r.n())
 		}
-		r.w(0).emit(WorkerEvent{Kind: EventState, Conn: 1, State: ipc.StateLoggingIn})
+		r.w(0).emit(worker.Event{Kind: worker.EventState, Conn: 1, State: ipc.StateLoggingIn})
 		if r.n() != 2 {
 			t.Fatalf("no replacement after the greeting: %d processes", r.n())
 		}
 		// No greeting report (a slow access check): replenishAfter.
-		r.w(1).emit(WorkerEvent{Kind: EventReady})
+		r.w(1).emit(worker.Event{Kind: worker.EventReady})
 		p.arrive(-1, anyAddr)
 		time.Sleep(replenishAfter / 2)
 		if r.n() != 2 {
@@ -306,23 +307,23 @@ func TestHighSecurityBurstEvictsAsClientsBecomeLoggingIn(t *testing.T) {
 			t.Fatalf("at arrival: %d processes, %d waiting, counters %+v; want 3, 5, nothing evicted", r.n(), pending, ctr)
 		}
 		loggingIn := func(w, conn int) {
-			r.w(w).emit(WorkerEvent{Kind: EventState, Conn: uint64(conn), State: ipc.StateLoggingIn})
+			r.w(w).emit(worker.Event{Kind: worker.EventState, Conn: uint64(conn), State: ipc.StateLoggingIn})
 		}
 		for _, w := range []int{1, 0, 2} { // in any order: each is evicted at once
-			r.w(w).emit(WorkerEvent{Kind: EventReady})
+			r.w(w).emit(worker.Event{Kind: worker.EventReady})
 			loggingIn(w, w+1)
 		}
 		if r.n() != 3 {
 			t.Fatalf("%d processes before any victim exited, want 3", r.n())
 		}
-		r.w(1).emit(WorkerEvent{Kind: EventExit}) // conn 4 gets worker 3
-		r.w(0).emit(WorkerEvent{Kind: EventExit}) // conn 5 gets worker 4
-		loggingIn(3, 4)                           // evicted for conn 6 (7, 8 wait; 3 victims under way)
-		loggingIn(4, 5)                           // evicted for conn 7
-		r.w(2).emit(WorkerEvent{Kind: EventExit}) // conn 6 gets worker 5
-		loggingIn(5, 6)                           // 2 waiting, 2 victims under way: kept
-		r.w(3).emit(WorkerEvent{Kind: EventExit}) // conn 7 gets worker 6
-		r.w(4).emit(WorkerEvent{Kind: EventExit}) // conn 8 gets worker 7
+		r.w(1).emit(worker.Event{Kind: worker.EventExit}) // conn 4 gets worker 3
+		r.w(0).emit(worker.Event{Kind: worker.EventExit}) // conn 5 gets worker 4
+		loggingIn(3, 4)                                   // evicted for conn 6 (7, 8 wait; 3 victims under way)
+		loggingIn(4, 5)                                   // evicted for conn 7
+		r.w(2).emit(worker.Event{Kind: worker.EventExit}) // conn 6 gets worker 5
+		loggingIn(5, 6)                                   // 2 waiting, 2 victims under way: kept
+		r.w(3).emit(worker.Event{Kind: worker.EventExit}) // conn 7 gets worker 6
+		r.w(4).emit(worker.Event{Kind: worker.EventExit}) // conn 8 gets worker 7
 		loggingIn(6, 7)
 		loggingIn(7, 8)
 		if d := cmp.Diff(burstOutcome, r.told()); d != "" {
@@ -350,7 +351,7 @@ func TestHighSecurityBurstWithoutChecksEvictsOldestAtArrival(t *testing.T) {
 			t.Fatalf("at arrival: %d waiting, counters %+v; want 5 waiting, 3 evicted", pending, ctr)
 		}
 		for w := 0; w < 5; w++ {
-			r.w(w).emit(WorkerEvent{Kind: EventExit})
+			r.w(w).emit(worker.Event{Kind: worker.EventExit})
 		}
 		if d := cmp.Diff(burstOutcome, r.told()); d != "" {
 			t.Errorf("what each process was told (-want +got)\n%s", d)
@@ -373,9 +374,9 @@ func TestHighPerformanceEvictsAsAcceptedClientsBecomeLoggingIn(t *testing.T) {
 		a, b := uint64(1)<<32, uint64(2)<<32
 		for i, w := range []*fakeWorker{r.w(0), r.w(1)} {
 			base := []uint64{a, b}[i]
-			w.emit(WorkerEvent{Kind: EventReady})
-			w.emit(WorkerEvent{Kind: EventAccepted, Conn: base | 1, State: ipc.StateChecking})
-			w.emit(WorkerEvent{Kind: EventAccepted, Conn: base | 2, State: ipc.StateChecking})
+			w.emit(worker.Event{Kind: worker.EventReady})
+			w.emit(worker.Event{Kind: worker.EventAccepted, Conn: base | 1, State: ipc.StateChecking})
+			w.emit(worker.Event{Kind: worker.EventAccepted, Conn: base | 2, State: ipc.StateChecking})
 		}
 		for i := 0; i < 3; i++ {
 			// conns 1, 2, 3, each from an address of its own: a
@@ -386,10 +387,10 @@ func TestHighPerformanceEvictsAsAcceptedClientsBecomeLoggingIn(t *testing.T) {
 		if _, ctr, pending := p.snapshot(); ctr.Evicted != 0 || pending != 3 {
 			t.Fatalf("at arrival: %d waiting, counters %+v; want 3 waiting, none evicted", pending, ctr)
 		}
-		r.w(1).emit(WorkerEvent{Kind: EventState, Conn: b | 1, State: ipc.StateLoggingIn}) // for conn 1
-		r.w(0).emit(WorkerEvent{Kind: EventState, Conn: a | 2, State: ipc.StateLoggingIn}) // for conn 2
-		r.w(0).emit(WorkerEvent{Kind: EventState, Conn: a | 1, State: ipc.StateLoggingIn}) // for conn 3
-		r.w(1).emit(WorkerEvent{Kind: EventState, Conn: b | 2, State: ipc.StateLoggingIn}) // nobody waits: kept
+		r.w(1).emit(worker.Event{Kind: worker.EventState, Conn: b | 1, State: ipc.StateLoggingIn}) // for conn 1
+		r.w(0).emit(worker.Event{Kind: worker.EventState, Conn: a | 2, State: ipc.StateLoggingIn}) // for conn 2
+		r.w(0).emit(worker.Event{Kind: worker.EventState, Conn: a | 1, State: ipc.StateLoggingIn}) // for conn 3
+		r.w(1).emit(worker.Event{Kind: worker.EventState, Conn: b | 2, State: ipc.StateLoggingIn}) // nobody waits: kept
 		want := [][]string{
 			{fmt.Sprintf("evict %d", a|2), "give 2", fmt.Sprintf("evict %d", a|1), "give 3"},
 			{fmt.Sprintf("evict %d", b|1), "give 1"},
@@ -413,13 +414,13 @@ func TestEvictionOnlyWhereItMakesRoom(t *testing.T) {
 		p, r := testPool(t, "service imap-login {\n service_count = 2\n client_limit = 2\n process_limit = 1\n}\n")
 		p.arrive(-1, anyAddr)
 		p.arrive(-1, anyAddr)
-		r.w(0).emit(WorkerEvent{Kind: EventReady})
+		r.w(0).emit(worker.Event{Kind: worker.EventReady})
 		p.arrive(-1, anyAddr) // conn 3 waits
 		if _, ctr, pending := p.snapshot(); ctr.Evicted != 0 || pending != 1 {
 			t.Fatalf("%d waiting, counters %+v; want 1 waiting, none evicted", pending, ctr)
 		}
-		r.w(0).emit(WorkerEvent{Kind: EventClosed, Conn: 2}) // conn 1 is now its last client
-		r.w(0).emit(WorkerEvent{Kind: EventExit})
+		r.w(0).emit(worker.Event{Kind: worker.EventClosed, Conn: 2}) // conn 1 is now its last client
+		r.w(0).emit(worker.Event{Kind: worker.EventExit})
 		want := [][]string{{"give 1", "give 2", "evict 1"}, {"give 3"}}
 		if d := cmp.Diff(want, r.told()); d != "" {
 			t.Errorf("what each process was told (-want +got)\n%s", d)
@@ -436,9 +437,9 @@ func TestEvictionOnlyWhereItMakesRoom(t *testing.T) {
 func TestShutdownAfterTheLastProcessExited(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p, r := testPool(t, "service imap-login {\n process_min_avail = 1\n}\n")
-		r.w(0).emit(WorkerEvent{Kind: EventReady})
+		r.w(0).emit(worker.Event{Kind: worker.EventReady})
 		p.stopSpawning()
-		r.w(0).emit(WorkerEvent{Kind: EventExit})
+		r.w(0).emit(worker.Event{Kind: worker.EventExit})
 		p.shutdown(t.Context(), time.Second)
 	})
 }

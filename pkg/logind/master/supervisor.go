@@ -26,6 +26,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/control"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/master/worker"
 )
 
 // DefaultShutdownGrace is how long Supervisor.Run waits on shutdown for
@@ -43,9 +44,9 @@ const DefaultShutdownGrace = 5 * time.Second
 // way it knows every connection's state (see docs/loginsvc.md for the
 // policy). Create one, then call Run.
 type Supervisor struct {
-	// Runner starts login processes; nil means an ExecRunner re-executing
+	// Runner starts login processes; nil means a worker.ExecRunner re-executing
 	// the running binary with Logger.
-	Runner Runner
+	Runner worker.Runner
 	// Logger receives the supervisor's log; nil discards.
 	Logger *slog.Logger
 	// ShutdownGrace: see DefaultShutdownGrace (0 means that).
@@ -119,7 +120,7 @@ func (s *Supervisor) log() *slog.Logger {
 // cannot be made).
 func (s *Supervisor) Run(ctx context.Context, cfg *config.Config) error {
 	if s.Runner == nil {
-		s.Runner = &ExecRunner{Logger: s.Logger}
+		s.Runner = &worker.ExecRunner{Logger: s.Logger}
 	}
 	s.ctx = ctx
 	s.started = time.Now()
@@ -315,14 +316,14 @@ func (s *Supervisor) apply(cfg *config.Config) error {
 // direct accept waits until one is free. Dovecot's master warns
 // likewise.
 func (s *Supervisor) warnNoFile(svc *config.Service, listeners int) {
-	hard := hardNoFile()
-	need, _ := loginNoFile(svc, listeners, 0)
+	hard := worker.HardNoFile()
+	need, _ := worker.NoFile(svc, listeners, 0)
 	if hard == 0 || need <= hard {
 		return
 	}
 	fit := uint64(0) // clients that fit when all are being checked at once
-	if fixed := noFileReserve + uint64(listeners); hard > fixed {
-		fit = (hard - fixed) / noFilePerClient(svc)
+	if fixed := worker.NoFileReserve + uint64(listeners); hard > fixed {
+		fit = (hard - fixed) / worker.NoFilePerClient(svc)
 	}
 	s.log().Warn("fd limit (ulimit -n) is lower than required under max. load: login processes get the hard limit and hold fewer clients than client_limit; raise the hard limit (LimitNOFILE= in the systemd unit) or lower client_limit",
 		"service", svc.Name, "client_limit", svc.ClientLimit, "access_sockets", len(svc.AccessSockets), "required", need, "hard_limit", hard, "clients_that_fit", fit)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/control"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/master/worker"
 )
 
 // greet connects to addr and returns the first line it is sent.
@@ -95,7 +96,7 @@ func TestSecondSupervisorSameBaseDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second := &Supervisor{Runner: &ExecRunner{Path: os.Args[0], NoSandbox: os.Geteuid() != 0}}
+	second := &Supervisor{Runner: &worker.ExecRunner{Path: os.Args[0], NoSandbox: os.Geteuid() != 0}}
 	err = second.Run(context.Background(), cfg)
 	want := fmt.Sprintf("loginsvc is already running with PID %d", os.Getpid())
 	if err == nil || !strings.Contains(err.Error(), want) {
@@ -117,7 +118,7 @@ func TestUnknownLoginUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = (&Supervisor{Runner: &ExecRunner{Path: os.Args[0]}}).Run(context.Background(), cfg)
+	err = (&Supervisor{Runner: &worker.ExecRunner{Path: os.Args[0]}}).Run(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "user nosuchuser-loginsvc doesn't exist") {
 		t.Fatalf("Run: %v", err)
 	}
@@ -152,7 +153,7 @@ func TestReusePort(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			ready := make(chan struct{})
 			done := make(chan error, 1)
-			sup := &Supervisor{Runner: &ExecRunner{Path: os.Args[0], NoSandbox: os.Geteuid() != 0}, OnReady: func() { close(ready) }}
+			sup := &Supervisor{Runner: &worker.ExecRunner{Path: os.Args[0], NoSandbox: os.Geteuid() != 0}, OnReady: func() { close(ready) }}
 			go func() { done <- sup.Run(ctx, cfg) }()
 			defer func() { cancel(); <-done }()
 			select {

@@ -1,4 +1,13 @@
-package master
+// Package worker starts loginsvc's login processes and talks to them for
+// the supervisor (pkg/logind/master): the Runner and Worker interfaces
+// the supervisor's policy uses (tests run it with fake workers),
+// ExecRunner, which re-executes the loginsvc binary as a login process
+// with its settings, listeners and sealed key (pkg/logind/ipc), reads
+// its reports and checks every packet (a login process is not trusted),
+// and relays its stderr lines to the supervisor's log, bounded in rate,
+// length and crash output. The resource limits a login process gets
+// (RLIMIT_NOFILE, RLIMIT_NPROC) are computed here.
+package worker
 
 import (
 	"context"
@@ -20,11 +29,11 @@ type Runner interface {
 	// from any goroutine; EventExit must be the last one and must come
 	// exactly once, also when Start's process dies early. Start returns
 	// an error only if nothing was started.
-	Start(ctx context.Context, spec WorkerSpec, events func(WorkerEvent)) (Worker, error)
+	Start(ctx context.Context, spec Spec, events func(Event)) (Worker, error)
 }
 
-// WorkerSpec is what a login process is started for.
-type WorkerSpec struct {
+// Spec is what a login process is started for.
+type Spec struct {
 	Config     *config.Config
 	Service    *config.Service
 	Generation uint64 // configuration generation (1 at start, +1 per reload)
@@ -61,7 +70,7 @@ type Worker interface {
 	Kill() error
 }
 
-// EventKind tells what a WorkerEvent reports.
+// EventKind tells what a Event reports.
 type EventKind int
 
 const (
@@ -75,9 +84,9 @@ const (
 	// signal, then Signal is set); Err describes it for logs.
 	EventExit
 	// EventAccepted: the process accepted client Conn from a listener
-	// itself (WorkerSpec.Listeners); it is in State.
+	// itself (Spec.Listeners); it is in State.
 	EventAccepted
-	// EventUnlistened: a process that accepted from WorkerSpec.Listeners
+	// EventUnlistened: a process that accepted from Spec.Listeners
 	// has stopped doing so for good (after Stop); every client it
 	// accepted was reported before this event.
 	EventUnlistened
@@ -88,8 +97,8 @@ const (
 	EventInvalid
 )
 
-// WorkerEvent is one report about a login process.
-type WorkerEvent struct {
+// Event is one report about a login process.
+type Event struct {
 	Kind  EventKind
 	Conn  uint64
 	State ipc.ConnState
@@ -102,7 +111,7 @@ type WorkerEvent struct {
 	Err      error
 }
 
-func (e WorkerEvent) String() string {
+func (e Event) String() string {
 	switch e.Kind {
 	case EventReady:
 		return "ready"

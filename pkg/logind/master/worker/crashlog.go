@@ -1,10 +1,10 @@
-package master
+package worker
 
 import "bytes"
 
-// crashLines is how many lines of a login process's crash output are
+// CrashLines is how many lines of a login process's crash output are
 // logged, from its "fatal error:" or "panic:" line on (see crashTrim).
-const crashLines = 50
+const CrashLines = 50
 
 // crashTrim bounds what the supervisor logs of a dying login process's
 // crash output. GOTRACEBACK=none (ExecRunner sets it) keeps a panic's
@@ -13,7 +13,7 @@ const crashLines = 50
 // stack, whatever GOTRACEBACK or debug.SetTraceback say: the runtime
 // raises the traceback level for its own throws. A high-performance
 // process that dies out of memory with thousands of clients would put
-// some 180,000 lines into the log. The first crashLines lines (the error
+// some 180,000 lines into the log. The first CrashLines lines (the error
 // and the failing goroutine's stack) are logged; the rest is read and
 // counted, and summary tells how many were left out.
 type crashTrim struct {
@@ -30,8 +30,8 @@ func (c *crashTrim) keep(line []byte) bool {
 		return true
 	}
 	c.lines++
-	return c.lines <= crashLines
+	return c.lines <= CrashLines
 }
 
 // dropped is the number of lines keep left out.
-func (c *crashTrim) dropped() int { return max(0, c.lines-crashLines) }
+func (c *crashTrim) dropped() int { return max(0, c.lines-CrashLines) }

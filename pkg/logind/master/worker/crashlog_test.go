@@ -1,4 +1,4 @@
-package master
+package worker
 
 import (
 	"context"
@@ -31,7 +31,7 @@ func (r *records) WithGroup(string) slog.Handler      { return r }
 // ("fatal error: out of memory") has every goroutine's stack printed by
 // the Go runtime whatever GOTRACEBACK says (runtime throws always print
 // all goroutines); the supervisor logs the lines before it, the first
-// crashLines lines of the crash, the vsz_limit hint and one line saying
+// CrashLines lines of the crash, the vsz_limit hint and one line saying
 // how many were left out, not the 180,000 lines of a busy process.
 func TestRelayLogBoundsACrash(t *testing.T) {
 	var in strings.Builder
@@ -46,8 +46,8 @@ func TestRelayLogBoundsACrash(t *testing.T) {
 	total := 4 + 3*goroutines + 1
 	rec := &records{}
 	relayLog(strings.NewReader(in.String()), slog.New(rec), 64<<20, newLogLimiter(1))
-	if len(rec.msgs) > crashLines+5 {
-		t.Fatalf("%d log records for a crash of %d lines, want at most %d", len(rec.msgs), total, crashLines+5)
+	if len(rec.msgs) > CrashLines+5 {
+		t.Fatalf("%d log records for a crash of %d lines, want at most %d", len(rec.msgs), total, CrashLines+5)
 	}
 	want := []string{
 		"Disconnected: Connection closed",
@@ -61,7 +61,7 @@ func TestRelayLogBoundsACrash(t *testing.T) {
 		}
 	}
 	last := rec.msgs[len(rec.msgs)-1]
-	if wantLast := fmt.Sprintf("crash output of the login process cut short lines_not_logged=%d", total-2-crashLines); last != wantLast {
+	if wantLast := fmt.Sprintf("crash output of the login process cut short lines_not_logged=%d", total-2-CrashLines); last != wantLast {
 		t.Errorf("last record %q, want %q", last, wantLast)
 	}
 }

@@ -1,4 +1,4 @@
-package master
+package worker
 
 import (
 	"fmt"
@@ -34,9 +34,9 @@ func TestLoginNoFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, clamped := loginNoFile(cfg.Service("imap-login"), tt.listeners, tt.hard)
+			got, clamped := NoFile(cfg.Service("imap-login"), tt.listeners, tt.hard)
 			if got != tt.want || clamped != tt.wantClamped {
-				t.Errorf("loginNoFile = %d, %v; want %d, %v", got, clamped, tt.want, tt.wantClamped)
+				t.Errorf("NoFile = %d, %v; want %d, %v", got, clamped, tt.want, tt.wantClamped)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package master
+package worker
 
 import (
 	"bufio"
@@ -137,8 +137,9 @@ func (r *ExecRunner) lookupUser(name string) (int, int, error) {
 	return uid, gid, nil
 }
 
-// initFor builds a login process's settings from its spec.
-func (r *ExecRunner) initFor(spec WorkerSpec) (*ipc.Settings, error) {
+// Settings are what a login process started for spec is sent first
+// (ipc.MsgInit).
+func (r *ExecRunner) Settings(spec Spec) (*ipc.Settings, error) {
 	s := spec.Service
 	in := &ipc.Settings{
 		Service: s.Name, Protocol: s.Protocol, ClientLimit: s.ClientLimit, ServiceCount: s.ServiceCount,
@@ -148,8 +149,8 @@ func (r *ExecRunner) initFor(spec WorkerSpec) (*ipc.Settings, error) {
 		Seq: spec.Seq, Listeners: len(spec.Listeners),
 		SSL: spec.Config.SSL, SSLMinProtocol: spec.Config.SSLMinProtocol,
 	}
-	in.NoFile, _ = loginNoFile(s, len(spec.Listeners), hardNoFile())
-	in.NProc = loginNProc(spec.Config, s)
+	in.NoFile, _ = NoFile(s, len(spec.Listeners), HardNoFile())
+	in.NProc = NProc(spec.Config, s)
 	if in.SSL == "" {
 		in.SSL = "no"
 	}
@@ -174,12 +175,12 @@ func (r *ExecRunner) initFor(spec WorkerSpec) (*ipc.Settings, error) {
 	return in, nil
 }
 
-// nprocReserve is what loginNProc allows beyond the login processes'
+// nprocReserve is what NProc allows beyond the login processes'
 // own threads, for other processes of the login user (Dovecot's own login
 // processes also run as dovenull, each counting one).
 const nprocReserve = 1024
 
-// loginNProc is the RLIMIT_NPROC of a login process of svc (set once it
+// NProc is the RLIMIT_NPROC of a login process of svc (set once it
 // runs as the login user). Dovecot's login processes set 1, so that they
 // cannot fork at all; but the limit counts every thread of every process
 // of the user, and a Go process creates threads as it runs (and dies
@@ -188,7 +189,7 @@ const nprocReserve = 1024
 // (during a reload the draining generation runs beside the new one),
 // plus nprocReserve. A compromised login process can then fork no more
 // than that, not the whole machine's worth.
-func loginNProc(cfg *config.Config, svc *config.Service) uint64 {
+func NProc(cfg *config.Config, svc *config.Service) uint64 {
 	var n uint64
 	for _, s := range cfg.Enabled() {
 		if s.User == svc.User {
@@ -209,42 +210,42 @@ func loginThreads(svc *config.Service) uint64 {
 	return uint64(2*procs + 14)
 }
 
-// noFileReserve is what a login process needs in descriptors besides its
+// NoFileReserve is what a login process needs in descriptors besides its
 // clients: stdin, stdout, stderr, the control socket, the Go runtime's
 // epoll set and its wake-up descriptor, the accept loop's epoll set and
 // eventfd, and room for a client more than client_limit for a moment
 // after an eviction (see loginProc.canAccept).
-const noFileReserve = 64
+const NoFileReserve = 64
 
-// loginNoFile is the RLIMIT_NOFILE for a login process of svc that gets
+// NoFile is the RLIMIT_NOFILE for a login process of svc that gets
 // listeners listening sockets: enough to hold client_limit clients at
 // once, each with its socket and, while it is being checked, its
 // connection to a login_access_sockets entry (the entries are asked one
 // after the other, so one at a time; TLS and the PROXY header need no
-// descriptor more), plus noFileReserve and the listeners. If that is
+// descriptor more), plus NoFileReserve and the listeners. If that is
 // more than hard (the hard limit the process inherits, which it cannot
 // raise without CAP_SYS_RESOURCE; 0 means unknown), it returns hard and
 // clamped = true.
-func loginNoFile(svc *config.Service, listeners int, hard uint64) (limit uint64, clamped bool) {
-	limit = uint64(svc.ClientLimit)*noFilePerClient(svc) + noFileReserve + uint64(listeners)
+func NoFile(svc *config.Service, listeners int, hard uint64) (limit uint64, clamped bool) {
+	limit = uint64(svc.ClientLimit)*NoFilePerClient(svc) + NoFileReserve + uint64(listeners)
 	if hard > 0 && limit > hard {
 		return hard, true
 	}
 	return limit, false
 }
 
-// noFilePerClient is how many descriptors a client of svc can hold at
+// NoFilePerClient is how many descriptors a client of svc can hold at
 // once in its login process: 2 with login_access_sockets, else 1.
-func noFilePerClient(svc *config.Service) uint64 {
+func NoFilePerClient(svc *config.Service) uint64 {
 	if len(svc.AccessSockets) > 0 {
 		return 2
 	}
 	return 1
 }
 
-// hardNoFile is the calling process's hard RLIMIT_NOFILE, which its
+// HardNoFile is the calling process's hard RLIMIT_NOFILE, which its
 // children inherit; 0 if it cannot be read.
-func hardNoFile() uint64 {
+func HardNoFile() uint64 {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return 0
@@ -258,12 +259,12 @@ func hardNoFile() uint64 {
 const exitDrain = 2 * time.Second
 
 // Start implements Runner.
-func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(WorkerEvent)) (Worker, error) {
+func (r *ExecRunner) Start(ctx context.Context, spec Spec, events func(Event)) (Worker, error) {
 	path, err := r.path()
 	if err != nil {
 		return nil, err
 	}
-	in, err := r.initFor(spec)
+	in, err := r.Settings(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -370,7 +371,7 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 			close(w.started)
 			stderr.Close()
 			uc.Close()
-			go events(WorkerEvent{Kind: EventExit, ExitCode: ipc.ExitExecFailed, Err: fmt.Errorf("start %s: %w", path, err)})
+			go events(Event{Kind: EventExit, ExitCode: ipc.ExitExecFailed, Err: fmt.Errorf("start %s: %w", path, err)})
 			return
 		}
 		w.pid = cmd.Process.Pid
@@ -388,7 +389,7 @@ func (r *ExecRunner) Start(ctx context.Context, spec WorkerSpec, events func(Wor
 			t := time.AfterFunc(exitDrain, func() { stderr.Close(); uc.Close() })
 			wg.Wait()
 			t.Stop()
-			ev := WorkerEvent{Kind: EventExit, Err: err}
+			ev := Event{Kind: EventExit, Err: err}
 			if ps := cmd.ProcessState; ps != nil {
 				ev.ExitCode = ps.ExitCode()
 				if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -610,12 +611,12 @@ const eofGrace = 5 * time.Second
 // does the end of the socket (also if the process then does not exit
 // within eofGrace, which is a violation too: it would go on running
 // unheard). What the reports say is checked by the pool (pool.check).
-func (w *execWorker) readLoop(events func(WorkerEvent), exited <-chan struct{}) {
+func (w *execWorker) readLoop(events func(Event), exited <-chan struct{}) {
 	defer w.c.Close()
 	buf := make([]byte, maxReportPacket)
 	oob := make([]byte, syscall.CmsgSpace(4*4))
 	invalid := func(format string, args ...any) {
-		events(WorkerEvent{Kind: EventInvalid, Err: fmt.Errorf(format, args...)})
+		events(Event{Kind: EventInvalid, Err: fmt.Errorf(format, args...)})
 	}
 	resets := 0
 	for {
@@ -664,13 +665,13 @@ func (w *execWorker) readLoop(events func(WorkerEvent), exited <-chan struct{}) 
 
 // deliver delivers the reports in packet b; it returns what is wrong
 // with b, or "" (reports before the fault are delivered).
-func (w *execWorker) deliver(b []byte, events func(WorkerEvent)) string {
+func (w *execWorker) deliver(b []byte, events func(Event)) string {
 	switch typ := b[0]; typ {
 	case ipc.MsgReady:
 		if len(b) != 1 {
 			return fmt.Sprintf("sent a malformed ready message (%d bytes)", len(b))
 		}
-		events(WorkerEvent{Kind: EventReady})
+		events(Event{Kind: EventReady})
 	case ipc.MsgBatch:
 		recs := b[1:]
 		if len(recs) == 0 {
@@ -699,7 +700,7 @@ func (w *execWorker) deliver(b []byte, events func(WorkerEvent)) string {
 
 // report delivers one report (ipc.ReportLen bytes); false if its type is not
 // one a report can have.
-func (w *execWorker) report(r []byte, events func(WorkerEvent)) bool {
+func (w *execWorker) report(r []byte, events func(Event)) bool {
 	if r[0] == ipc.MsgReady {
 		return false
 	}
@@ -730,22 +731,22 @@ func closeRights(oob []byte) {
 	}
 }
 
-// reportEvent is the WorkerEvent for one report of a login process
+// reportEvent is the Event for one report of a login process
 // (alone or inside a ipc.MsgBatch); ok is false for an unknown type.
-func reportEvent(typ byte, id uint64, arg uint8) (WorkerEvent, bool) {
+func reportEvent(typ byte, id uint64, arg uint8) (Event, bool) {
 	switch typ {
 	case ipc.MsgReady:
-		return WorkerEvent{Kind: EventReady}, true
+		return Event{Kind: EventReady}, true
 	case ipc.MsgUnlistened:
-		return WorkerEvent{Kind: EventUnlistened}, true
+		return Event{Kind: EventUnlistened}, true
 	case ipc.MsgState:
-		return WorkerEvent{Kind: EventState, Conn: id, State: ipc.ConnState(arg)}, true
+		return Event{Kind: EventState, Conn: id, State: ipc.ConnState(arg)}, true
 	case ipc.MsgAccepted:
-		return WorkerEvent{Kind: EventAccepted, Conn: id, State: ipc.ConnState(arg)}, true
+		return Event{Kind: EventAccepted, Conn: id, State: ipc.ConnState(arg)}, true
 	case ipc.MsgClosed:
-		return WorkerEvent{Kind: EventClosed, Conn: id, Reason: ipc.CloseReason(arg)}, true
+		return Event{Kind: EventClosed, Conn: id, Reason: ipc.CloseReason(arg)}, true
 	}
-	return WorkerEvent{}, false
+	return Event{}, false
 }
 
 func isConnReset(err error) bool {

@@ -9,7 +9,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/tcpwrapd/tcpwrapd/pkg/logind"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/control"
 )
 
 // DefaultLoginControlSocket is loginsvc's control socket with the default
@@ -32,7 +33,7 @@ func loginControlSocket(c *cli.Context) (string, error) {
 		if c.IsSet("socket") {
 			return "", usagef("give --socket or -c, not both")
 		}
-		cfg, err := logind.ParseFile(f)
+		cfg, err := config.ParseFile(f)
 		if err != nil {
 			return "", fmt.Errorf("-c %s: %w", f, err)
 		}
@@ -41,14 +42,14 @@ func loginControlSocket(c *cli.Context) (string, error) {
 	return c.String("socket"), nil
 }
 
-func fetchLoginStatus(c *cli.Context) (*logind.Status, error) {
+func fetchLoginStatus(c *cli.Context) (*control.Status, error) {
 	path, err := loginControlSocket(c)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
 	defer cancel()
-	st, err := logind.QueryStatus(ctx, path)
+	st, err := control.QueryStatus(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("loginsvc control socket %s: %w (is loginsvc running? a base_dir other than /run/loginsvc moves the socket: give --socket PATH or -c CONFIG)", path, err)
 	}
@@ -57,7 +58,7 @@ func fetchLoginStatus(c *cli.Context) (*logind.Status, error) {
 
 // loginStatusAction fetches loginsvc's status and prints it as JSON with
 // --json, else with text.
-func loginStatusAction(text func(io.Writer, *logind.Status) error) cli.ActionFunc {
+func loginStatusAction(text func(io.Writer, *control.Status) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		st, err := fetchLoginStatus(c)
 		if err != nil {
@@ -75,10 +76,10 @@ func procsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "procs",
 		Usage: "list loginsvc's login processes (pid, service, mode, clients by state, age)",
-		Description: `Asks loginsvc's control socket (root only). --json prints logind.Status
+		Description: `Asks loginsvc's control socket (root only). --json prints control.Status
 (schema "version": 1) with every process.`,
 		Flags: append(loginSocketFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
-		Action: loginStatusAction(func(w io.Writer, st *logind.Status) error {
+		Action: loginStatusAction(func(w io.Writer, st *control.Status) error {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "PID\tSERVICE\tMODE\tGEN\tSTATE\tCHECKING\tLOGGING-IN\tPROXYING\tSERVED\tAGE")
 			now := time.Now()
@@ -107,7 +108,7 @@ func loginStatusCommand() *cli.Command {
 		Name:  "login-status",
 		Usage: "show loginsvc's per-service limits and counters (accepted, refused, access errors, evicted, spawn failures)",
 		Flags: append(loginSocketFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
-		Action: loginStatusAction(func(w io.Writer, st *logind.Status) error {
+		Action: loginStatusAction(func(w io.Writer, st *control.Status) error {
 			fmt.Fprintf(w, "loginsvc pid %d, up %s, configuration generation %d\n", st.PID, time.Since(st.Started).Round(time.Second), st.Generation)
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SERVICE\tMODE\tPROCS\tLIMITS\tACCEPTED\t(DIRECT)\tREFUSED\tACCESS-ERR\tEVICTED\tDROPPED\tLOST\tCLOSED\tSPAWNED\tSPAWN-FAIL\tCRASHES\tTHROTTLES\tPENDING")

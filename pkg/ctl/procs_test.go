@@ -13,13 +13,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tcpwrapd/tcpwrapd/pkg/logind"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/control"
 )
 
 // serveStatus answers loginsvc's control protocol ("status\n" → one JSON
-// logind.Status) on a socket in a temporary directory, as the supervisor's
+// control.Status) on a socket in a temporary directory, as the supervisor's
 // control socket does, and returns its path.
-func serveStatus(t *testing.T, st *logind.Status) string {
+func serveStatus(t *testing.T, st *control.Status) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "loginsvc.ctl")
 	ln, err := net.Listen("unix", path)
@@ -42,17 +42,17 @@ func serveStatus(t *testing.T, st *logind.Status) string {
 	return path
 }
 
-func sampleLoginStatus() *logind.Status {
+func sampleLoginStatus() *control.Status {
 	started := time.Now().Add(-90 * time.Second)
-	return &logind.Status{Version: logind.StatusSchemaVersion, PID: 4242, Started: started, Generation: 2,
-		Services: []logind.ServiceStatus{
+	return &control.Status{Version: control.StatusSchemaVersion, PID: 4242, Started: started, Generation: 2,
+		Services: []control.ServiceStatus{
 			{Name: "imap-login", Mode: "high-performance", ProcessLimit: 4, ClientLimit: 1000, ProcessMinAvail: 1,
-				Counters: logind.Counters{Accepted: 120, Direct: 100, Refused: 3, AccessErrors: 4, Evicted: 1, Spawned: 2},
-				Procs: []logind.ProcInfo{{PID: 5001, Service: "imap-login", Mode: "high-performance", Generation: 2,
+				Counters: control.Counters{Accepted: 120, Direct: 100, Refused: 3, AccessErrors: 4, Evicted: 1, Spawned: 2},
+				Procs: []control.ProcInfo{{PID: 5001, Service: "imap-login", Mode: "high-performance", Generation: 2,
 					Started: started, Ready: true, Served: 117, LoggingIn: 2, Proxying: 5}}},
 			{Name: "pop3-login", Mode: "high-security", ProcessLimit: 100, ClientLimit: 1, Pending: 1,
-				Counters: logind.Counters{Accepted: 9, Spawned: 9, SpawnFailures: 1},
-				Procs: []logind.ProcInfo{{PID: 5002, Service: "pop3-login", Mode: "high-security", Generation: 2,
+				Counters: control.Counters{Accepted: 9, Spawned: 9, SpawnFailures: 1},
+				Procs: []control.ProcInfo{{PID: 5002, Service: "pop3-login", Mode: "high-security", Generation: 2,
 					Started: started, Checking: 1}}},
 		}}
 }
@@ -71,7 +71,7 @@ func TestProcsAndLoginStatus(t *testing.T) {
 		golden(t, tt.name, ages.ReplaceAllString(out, "$$AGE"), "")
 
 		out, _, code = run(t, tt.cmd, "--socket", sock, "--json")
-		var got logind.Status
+		var got control.Status
 		if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 {
 			t.Fatalf("%s --json: exit %d, %v:\n%s", tt.cmd, code, err, out)
 		}

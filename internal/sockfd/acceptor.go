@@ -1,0 +1,192 @@
+// Package sockfd is loginsvc's raw socket layer: listening TCP sockets
+// that stay out of the Go netpoller (Listen), an accept loop shared by
+// several processes (Acceptor), and the one conversion of a kernel
+// socket address to a netip.AddrPort (AddrPort).
+package sockfd
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrClosed is returned by Acceptor.Next after Stop, and
+// ErrNotNow when its may function said no after a wake-up.
+var (
+	ErrClosed = errors.New("acceptor stopped")
+	ErrNotNow = errors.New("not accepting now")
+)
+
+// Acceptor accepts from listening sockets that several processes share
+// (the supervisor and a service's high-performance login processes): one
+// socket in the supervisor, all of a service's sockets in a login process,
+// which therefore takes exactly one client at a time whatever the number of
+// listeners (so it never goes over client_limit). It waits in its own
+// epoll set with EPOLLEXCLUSIVE, so that a connection
+// wakes one waiting process rather than all of them (Dovecot wakes every
+// process polling the socket; the losers get EAGAIN), and it waits in
+// epoll_wait on its own thread, not in the Go netpoller: the socket is
+// never registered there, so a process that is not accepting is not
+// woken by connections at all.
+type Acceptor struct {
+	lfds   []int
+	turn   int // the socket tried first by the next accept (round robin)
+	ep     int
+	efd    int // eventfd that Stop writes, to wake a waiting Next
+	closed atomic.Bool
+}
+
+// NewAcceptor waits on the listening sockets lfds (it does not own or
+// close them). exclusive: an EPOLLEXCLUSIVE wait (login processes); the
+// supervisor waits non-exclusively, so that it never takes a wake-up
+// away from a process (the kernel wakes every non-exclusive waiter and
+// one exclusive one).
+func NewAcceptor(lfds []int, exclusive bool) (*Acceptor, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(ep)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	a := &Acceptor{lfds: lfds, ep: ep, efd: efd}
+	events := uint32(unix.EPOLLIN)
+	if exclusive {
+		events |= unix.EPOLLEXCLUSIVE
+	}
+	for _, lfd := range lfds {
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: events, Fd: int32(lfd)}); err != nil {
+			a.Release()
+			return nil, fmt.Errorf("epoll_ctl(%d): %w", lfd, err)
+		}
+	}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
+		a.Release()
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return a, nil
+}
+
+// Next returns the next connection (non-blocking, close-on-exec) from any
+// of the sockets, taking them in turn, waiting for one as long as needed. may, if not nil, is asked after each
+// wake-up; if it says no, Next returns ErrNotNow without accepting.
+// Other errors: ErrClosed after Stop, or accept4's (EMFILE and
+// the like: the caller decides whether to retry). Only one goroutine may
+// call Next at a time.
+func (a *Acceptor) Next(may func() bool) (int, unix.Sockaddr, error) {
+	evs := make([]unix.EpollEvent, len(a.lfds)+1)
+	for woken := false; ; woken = true {
+		if a.closed.Load() {
+			return -1, nil, ErrClosed
+		}
+		if woken && may != nil && !may() {
+			return -1, nil, ErrNotNow
+		}
+		var err error
+		for range a.lfds {
+			lfd := a.lfds[a.turn]
+			a.turn = (a.turn + 1) % len(a.lfds)
+			var nfd int
+			var sa unix.Sockaddr
+			nfd, sa, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+			if err == nil {
+				return nfd, sa, nil
+			}
+			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
+				return -1, nil, err
+			}
+			if err != unix.EAGAIN {
+				break // EINTR, ECONNABORTED: try again before waiting
+			}
+		}
+		if err == unix.EAGAIN {
+			if _, err := unix.EpollWait(a.ep, evs, -1); err != nil && err != unix.EINTR {
+				return -1, nil, err
+			}
+		}
+	}
+}
+
+// Stop makes Next return ErrClosed (at once if it is waiting).
+// It is safe to call from any goroutine, more than once.
+func (a *Acceptor) Stop() {
+	if !a.closed.Swap(true) {
+		unix.Write(a.efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}
+}
+
+// Release closes the epoll set and the eventfd (not the listening
+// socket); call it when Next will not be called again.
+func (a *Acceptor) Release() {
+	unix.Close(a.ep)
+	unix.Close(a.efd)
+}
+
+// Listen opens a listening TCP socket (SO_REUSEADDR, SO_REUSEPORT if
+// reusePort (inet_listener reuse_port = yes, as Dovecot's master sets it:
+// other programs may then bind the same port too), IPV6_V6ONLY for
+// tcp6, backlog capped by net.core.somaxconn) and returns it as an
+// *os.File that is NOT registered with the Go netpoller (see Acceptor)
+// but is in non-blocking mode.
+func Listen(network, addr string, reusePort bool) (*os.File, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	var family int
+	var sa unix.Sockaddr
+	switch a := ap.Addr().Unmap(); {
+	case network == "tcp4" && a.Is4():
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
+	case network == "tcp6":
+		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	default:
+		return nil, fmt.Errorf("listen %s %s: address family mismatch", network, addr)
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	fail := func(call string, err error) (*os.File, error) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s %s: %w", call, addr, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fail("setsockopt", err)
+	}
+	if reusePort {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return fail("setsockopt", err)
+		}
+	}
+	if family == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return fail("setsockopt", err)
+		}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	if err := unix.Listen(fd, 65535); err != nil {
+		return fail("listen", err)
+	}
+	// Still blocking here, so os.NewFile does not register it with the
+	// netpoller; then non-blocking for accept4.
+	f := os.NewFile(uintptr(fd), strings.Join([]string{network, addr}, " "))
+	if err := unix.SetNonblock(fd, true); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("set non-blocking: %w", err)
+	}
+	return f, nil
+}
+
+// Listeners returns the listening sockets a waits on (it does not own
+// them).
+func (a *Acceptor) Listeners() []int { return a.lfds }

@@ -1,0 +1,156 @@
+// Package imap is loginsvc's pre-login IMAP (Dovecot 2.3's imap-login):
+// the greeting, the commands as imap-login reads them (command.go:
+// literals, synchronizing and LITERAL+, a 1026-byte input buffer, 8192
+// bytes per command, Dovecot's error texts, tags never echoed when
+// invalid), and its answers. Authentication is not there yet:
+// LOGINDISABLED is advertised and LOGIN/AUTHENTICATE answer NO
+// [UNAVAILABLE] (docs/loginsvc.md, "IMAP commands").
+package imap
+
+import (
+	"strings"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+)
+
+// Protocol is IMAP as a login.Protocol.
+type Protocol struct{}
+
+// Name is "imap", what the access sockets receive.
+func (Protocol) Name() string { return "imap" }
+
+// NewSession starts a client's IMAP state.
+func (Protocol) NewSession(c *login.Client) login.Session { return &session{c: c} }
+
+// Capabilities is the pre-login capability list; CapabilitiesStartTLS
+// is it while STARTTLS is offered (ssl is not no, TLS not active yet).
+const (
+	Capabilities         = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ LOGINDISABLED"
+	CapabilitiesStartTLS = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS LOGINDISABLED"
+)
+
+// MaxBadCommands is Dovecot's CLIENT_MAX_BAD_COMMANDS (3), counted
+// cumulatively for IMAP.
+const MaxBadCommands = 3
+
+// unavailable answers LOGIN and AUTHENTICATE until authentication
+// exists.
+const unavailable = " NO [UNAVAILABLE] Authentication is not available yet.\r\n"
+
+// session is one client's IMAP state.
+type session struct {
+	c   *login.Client
+	bad int        // bad commands, cumulative
+	r   imapReader // the command reader, set at the first command
+}
+
+// caps is the pre-login capability list: STARTTLS while TLS is
+// available (ssl != no) and not active (Dovecot's order).
+func (s *session) caps() string {
+	if s.c.TLSOffered() && !s.c.TLSActive() {
+		return CapabilitiesStartTLS
+	}
+	return Capabilities
+}
+
+func (s *session) Greeting() string {
+	return "* OK [CAPABILITY " + s.caps() + "] " + s.c.LoginGreeting() + "\r\n"
+}
+
+// Next reads a command with the client's IMAP reader (command.go) and
+// runs it.
+func (s *session) Next(in *login.Input) (string, login.Ending, error) {
+	if s.r.in != in {
+		s.r = imapReader{in: in, cont: s}
+	}
+	cmd, ok, err := s.r.read()
+	if !ok {
+		return "", login.Ending{}, err
+	}
+	reply, end := s.run(&cmd)
+	return reply, end, err
+}
+
+// continueLiteral asks for a synchronizing literal's octets (with the
+// replies queued before it).
+func (s *session) continueLiteral() error {
+	s.c.Queue("+ OK\r\n")
+	return s.c.Flush()
+}
+
+// run answers one command as Dovecot's imap-login does, authentication
+// apart. Arguments are never echoed; the tag only if valid.
+func (s *session) run(cmd *imapCommand) (string, login.Ending) {
+	tag := cmd.tag
+	switch {
+	case tag == "":
+		return s.badCommand("*")
+	case cmd.err != nil && cmd.err.fatal:
+		return "* BYE " + cmd.err.msg + "\r\n", login.Ending{Why: cmd.err.msg, Reason: ipc.CloseError}
+	case cmd.err != nil:
+		return tag + " BAD " + cmd.err.msg + "\r\n", login.Ending{}
+	}
+	switch name := strings.ToUpper(cmd.name); name {
+	case "CAPABILITY":
+		return "* CAPABILITY " + s.caps() + "\r\n" + tag + " OK Pre-login capabilities listed, post-login capabilities have more.\r\n", login.Ending{}
+	case "NOOP":
+		return tag + " OK NOOP completed.\r\n", login.Ending{}
+	case "LOGOUT":
+		return "* BYE Logging out\r\n" + tag + " OK Logout completed.\r\n", login.EndLogout
+	case "ID":
+		if cmd.idInvalid {
+			return tag + " BAD Invalid ID parameters\r\n", login.Ending{}
+		}
+		return "* ID NIL\r\n" + tag + " OK ID completed.\r\n", login.Ending{}
+	case "ENABLE":
+		return "* ENABLED\r\n" + tag + " OK ENABLE ignored in non-authenticated state.\r\n", login.Ending{}
+	case "STARTTLS":
+		switch {
+		case s.c.TLSActive():
+			return tag + " BAD TLS is already active.\r\n", login.Ending{}
+		case !s.c.TLSOffered():
+			return tag + " BAD TLS support isn't enabled.\r\n", login.Ending{}
+		}
+		s.c.StartTLS()
+		return tag + " OK Begin TLS negotiation now.\r\n", login.Ending{}
+	case "LOGIN":
+		// Dovecot: exactly two astrings, else a bad command.
+		if len(cmd.args) == 2 && cmd.args[0].astring() && cmd.args[1].astring() {
+			return tag + unavailable, login.Ending{}
+		}
+	case "AUTHENTICATE":
+		// A mechanism name is needed, else a bad command.
+		if mech, _, _ := strings.Cut(cmd.raw, " "); mech != "" {
+			return tag + unavailable, login.Ending{}
+		}
+	default:
+		if strings.EqualFold(tag, "LOGIN") { // not counted
+			return tag + " BAD First parameter in line is IMAP's command tag, not the command name. Add that before the command, like: a login user pass\r\n", login.Ending{}
+		}
+	}
+	return s.badCommand(tag)
+}
+
+// badCommand counts a bad command: BAD, or at the third (cumulative) BYE.
+func (s *session) badCommand(tag string) (string, login.Ending) {
+	s.bad++
+	if s.bad >= MaxBadCommands {
+		return "* BYE Too many invalid IMAP commands.\r\n", login.Ending{Why: "Too many invalid commands", Reason: ipc.CloseError}
+	}
+	return tag + " BAD Error in IMAP command received by server.\r\n", login.Ending{}
+}
+
+func (s *session) Notice(n login.Notice) string {
+	switch n {
+	case login.NoticeEvicted:
+		return "* BYE Connection queue full\r\n"
+	case login.NoticeTimeout:
+		return "* BYE Disconnected for inactivity.\r\n"
+	case login.NoticeShutdown:
+		return "* BYE Shutting down\r\n"
+	case login.NoticeInputFull:
+		return "* BYE Input buffer full, aborting\r\n"
+	}
+	return ""
+}

@@ -1,0 +1,59 @@
+// Package login is loginsvc's login process (Dovecot's login-common):
+// Main reads its settings from the supervisor (pkg/logind/ipc),
+// sandboxes itself, and serves clients handed over or accepted itself:
+// the PROXY header, the access checks (login_access_sockets), TLS, the
+// pre-login deadline and the disconnect line are the protocol-free
+// Client's; the protocol is a Session of the service's Protocol. It
+// never imports the supervisor, the configuration or a protocol.
+//
+// # TLS
+//
+// TLS is done by the login processes, after the access checks: on an
+// ssl = yes listener the handshake follows the check and precedes the
+// greeting; on the others IMAP offers STARTTLS and POP3 STLS while ssl
+// is not no. The key reaches a login process in a sealed memfd sent with
+// its settings, is parsed before the sandbox and then lives only in that
+// process's memory (ipc.NewKeyMemfd, docs/loginsvc.md). The process sandboxes itself (Sandbox;
+// docs/loginsvc.md, "Sandbox") before it serves.
+//
+// # Pre-login protocol
+//
+// The protocols are not here: each is a package implementing Protocol
+// and Session (pkg/logind/imap, pop3, submission, managesieve; their
+// list is cmd/loginsvc's), answering as Dovecot 2.3's login processes
+// do, authentication apart. A Session asks its Client to queue and
+// flush replies, whether TLS is offered or active, to start TLS, whether
+// the connection is secured and to report a state, and nothing of the
+// process. The Client reads input through an Input of MaxInputLine
+// bytes (Dovecot's 1026-byte login buffer). Every client that goes away
+// before authentication is logged in Dovecot's words (disconnect.go):
+//
+//	Disconnected: Aborted login by logging out (no auth attempts in 0 secs): user=<>, rip=IP, lip=IP, secured, session=<ID>
+//
+// # HAProxy
+//
+// On an inet_listener with haproxy = yes, a PROXY protocol header comes
+// first, as in Dovecot (haproxy.go): before the access checks and before
+// any byte is written, the peer (the proxy) must be in
+// haproxy_trusted_networks (else the warning "haproxy: Client not
+// trusted (rip=PROXY)" and close), and a v1 (at most 107 bytes) or v2
+// (at most 1500 bytes, TLVs included) header must arrive within
+// haproxy_timeout of accept. TCP over IPv4 or IPv6 replaces the client's
+// remote and local addresses; v1 UNKNOWN, v2 LOCAL and v2 AF_UNIX keep
+// the connection's own; UDP and malformed TLVs are errors; a v2 SSL TLV
+// with the client-SSL bit is recorded as TLS terminated by the proxy. On
+// any failure the connection is closed without a byte written, logging
+// "haproxy: Client disconnected: Failed to read valid HAproxy data:
+// WHY", "haproxy: Client timed out" or "haproxy: Client disconnected"
+// with the proxy as rip. Unlike Dovecot, the header may arrive in
+// several reads; like it, nothing after the header is read (a command
+// pipelined behind it is served). Afterwards every "rip=" is the
+// forwarded client's address.
+//
+// Deployment note: the login_access_sockets are asked with the client
+// socket itself (passed as SCM_RIGHTS, Dovecot's wire protocol has no
+// address field), so tcpwrap judges the proxy's address, not the
+// forwarded one, exactly as with Dovecot: hosts.allow must allow the
+// proxies, and per-client rules do not apply to proxied clients (the
+// "Client refused" log line still names the forwarded client).
+package login

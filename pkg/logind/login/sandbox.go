@@ -1,0 +1,218 @@
+package login
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+)
+
+// Sandbox applies a login process's restrictions, in this order (docs/loginsvc.md,
+// "Sandbox"): RLIMIT_NOFILE for client_limit, chroot to base_dir/login
+// (or chdir there without a chroot, so that relative access socket names
+// resolve the same way), supplementary groups, gid, uid, then a check
+// that root cannot be regained, RLIMIT_NPROC, then vsz_limit as RLIMIT_DATA plus the Go
+// memory limit (see below). A process that changed its uid is made
+// non-dumpable, and gets its parent-death signal back (restorePdeathsig).
+//
+// vsz_limit: Go cannot run under Dovecot's RLIMIT_AS (it reserves far
+// more address space than it uses, and needs ~720 MiB of it to start),
+// and even an idle Go process already has 40–80 MiB of VmData (runtime
+// structures, thread stacks) before it serves anyone. So vsz_limit is
+// the memory a login process may use on top of its start-up footprint:
+// RLIMIT_DATA = VmData at sandbox time + vsz_limit, and the Go memory
+// limit (debug.SetMemoryLimit) = vsz_limit, which makes the collector
+// work harder as the heap approaches it. A process that needs more
+// dies with "fatal error: runtime: out of memory" (exit status 2) and is
+// replaced; only its own clients are lost.
+func Sandbox(in *ipc.Settings) error {
+	if in.AccessTimeout <= 0 {
+		in.AccessTimeout = accessclient.DefaultTimeout
+	}
+	if in.PreloginTimeout <= 0 {
+		in.PreloginTimeout = 180 * time.Second
+	}
+	if in.HAProxyTimeout <= 0 {
+		in.HAProxyTimeout = ipc.DefaultHAProxyTimeout
+	}
+	if in.NoFile > 0 {
+		lim := syscall.Rlimit{Cur: in.NoFile, Max: in.NoFile}
+		var cur syscall.Rlimit
+		if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur) == nil && cur.Max > in.NoFile && syscall.Geteuid() != 0 {
+			lim.Max = cur.Max
+		}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil && syscall.Geteuid() == 0 {
+			return fmt.Errorf("setrlimit(RLIMIT_NOFILE, %d): %w", in.NoFile, err)
+		}
+	}
+	// Back to normal priority (ExecRunner starts processes at StartNice),
+	// while root and /proc are still there.
+	resetNice()
+	// The runtime's own start-up mappings (VmData, tens of MiB, more with
+	// more threads) are measured now, while /proc is still reachable.
+	base := vmData()
+	if in.Chroot != "" {
+		if err := syscall.Chroot(in.Chroot); err != nil {
+			return fmt.Errorf("chroot(%s): %w", in.Chroot, err)
+		}
+		if err := syscall.Chdir("/"); err != nil {
+			return fmt.Errorf("chdir(/): %w", err)
+		}
+	} else if in.ChdirTo != "" {
+		if err := syscall.Chdir(in.ChdirTo); err != nil {
+			return fmt.Errorf("chdir(%s): %w", in.ChdirTo, err)
+		}
+	}
+	if in.UID >= 0 {
+		if err := syscall.Setgroups([]int{in.GID}); err != nil {
+			return fmt.Errorf("setgroups(%d): %w", in.GID, err)
+		}
+		if err := syscall.Setresgid(in.GID, in.GID, in.GID); err != nil {
+			return fmt.Errorf("setgid(%d): %w", in.GID, err)
+		}
+		if err := syscall.Setresuid(in.UID, in.UID, in.UID); err != nil {
+			return fmt.Errorf("setuid(%d): %w", in.UID, err)
+		}
+		if err := CheckNoRoot(); err != nil {
+			return err
+		}
+		// Dovecot's login processes set 1 (no fork at all); a Go
+		// process needs threads, which count, so the supervisor sends a
+		// ceiling (loginNProc).
+		if in.NProc > 0 {
+			if err := unix.Setrlimit(unix.RLIMIT_NPROC, &unix.Rlimit{Cur: in.NProc, Max: in.NProc}); err != nil {
+				return fmt.Errorf("setrlimit(RLIMIT_NPROC, %d): %w", in.NProc, err)
+			}
+		}
+		// Not dumpable (the kernel's default after a uid change unless
+		// fs.suid_dumpable says otherwise): no core file, and another
+		// process of the login user can neither ptrace this one nor read
+		// its /proc/PID/mem - where the TLS key now lives.
+		if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+			return fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
+		}
+		if err := restorePdeathsig(); err != nil {
+			return err
+		}
+	}
+	if in.VszLimit > 0 {
+		lim := base + in.VszLimit
+		if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: lim, Max: lim}); err != nil {
+			return fmt.Errorf("setrlimit(RLIMIT_DATA, %d): %w", lim, err)
+		}
+		debug.SetMemoryLimit(int64(in.VszLimit))
+	}
+	return nil
+}
+
+// ErrSupervisorGone is returned by the sandbox when the supervisor died
+// before the login process could set its parent-death signal again.
+var ErrSupervisorGone = errors.New("the supervisor is gone")
+
+// startPPID is the login process's parent (the supervisor) as it was at
+// start, for restorePdeathsig; 0 until LoginProcessMain records it.
+var startPPID int
+
+// restorePdeathsig sets SIGKILL as the parent-death signal again, which
+// ExecRunner sets (SysProcAttr.Pdeathsig) and the kernel clears when a
+// process changes its credentials (the setresuid of the sandbox): a
+// login process then dies with the supervisor even when it does not see
+// its control socket end. The signal is per thread: it is set on every
+// thread where the runtime allows it (AllThreadsSyscall; the main thread,
+// which never exits, is one), else (a cgo binary) on this thread, which
+// the calling goroutine then keeps (LoginProcessMain never returns
+// before the process exits). If the supervisor died before that
+// (getppid is no longer the parent at start), the signal will never
+// come: ErrSupervisorGone.
+func restorePdeathsig() error {
+	_, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
+	if e == syscall.ENOTSUP {
+		runtime.LockOSThread() // never unlocked: this thread holds the signal
+		e = 0
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0); err != nil {
+			return fmt.Errorf("prctl(PR_SET_PDEATHSIG): %w", err)
+		}
+	}
+	if e != 0 {
+		return fmt.Errorf("prctl(PR_SET_PDEATHSIG): %w", e)
+	}
+	if startPPID != 0 && os.Getppid() != startPPID {
+		return ErrSupervisorGone
+	}
+	return nil
+}
+
+// vmData returns the process's current data segment size (VmData in
+// /proc/self/status: private writable mappings, what RLIMIT_DATA limits)
+// in bytes, or 0 if it cannot be read.
+func vmData() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmData:"); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n << 10
+		}
+	}
+	return 0
+}
+
+// ErrCanRegainRoot is returned by CheckNoRoot when a process that dropped
+// its privileges could get uid or gid 0 back.
+var ErrCanRegainRoot = errors.New("privileges were not dropped: root can be regained")
+
+// CheckNoRoot verifies, as tailscale's incubator does, that the calling
+// process cannot become root again: setuid(0), seteuid(0), setgid(0) and
+// setegid(0) must all fail, and no id may be 0. It returns nil or
+// ErrCanRegainRoot (wrapped with the call that succeeded).
+func CheckNoRoot() error {
+	if syscall.Getuid() == 0 || syscall.Geteuid() == 0 || syscall.Getgid() == 0 || syscall.Getegid() == 0 {
+		return fmt.Errorf("%w: still uid %d euid %d gid %d egid %d", ErrCanRegainRoot, syscall.Getuid(), syscall.Geteuid(), syscall.Getgid(), syscall.Getegid())
+	}
+	for name, f := range map[string]func() error{
+		"setuid(0)":  func() error { return syscall.Setuid(0) },
+		"seteuid(0)": func() error { return syscall.Seteuid(0) },
+		"setgid(0)":  func() error { return syscall.Setgid(0) },
+		"setegid(0)": func() error { return syscall.Setegid(0) },
+	} {
+		if f() == nil {
+			return fmt.Errorf("%w: %s succeeded", ErrCanRegainRoot, name)
+		}
+	}
+	return nil
+}
+
+// resetNice sets the nice value of every thread of the process to 0
+// (nice is per thread on Linux; threads created later inherit it from
+// their creator). It needs root (or CAP_SYS_NICE) when lowering the
+// value; errors are ignored: a process left at a higher nice value only
+// runs at a lower priority. Two passes catch threads started during the
+// first.
+func resetNice() {
+	for range 2 {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return
+		}
+		for _, e := range ents {
+			if tid, err := strconv.Atoi(e.Name()); err == nil {
+				if n, err := unix.Getpriority(unix.PRIO_PROCESS, tid); err == nil && n != 20 {
+					// getpriority returns 20 - nice
+					syscall.Setpriority(syscall.PRIO_PROCESS, tid, 0)
+				}
+			}
+		}
+	}
+}

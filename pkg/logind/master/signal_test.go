@@ -1,0 +1,169 @@
+package master
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildLoginsvc builds cmd/loginsvc (as packaged: CGO_ENABLED=0) into a
+// temporary directory.
+func buildLoginsvc(t *testing.T) string {
+	t.Helper()
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goBin); err != nil {
+		goBin = "go"
+	}
+	bin := filepath.Join(t.TempDir(), "loginsvc")
+	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/tcpwrapd/tcpwrapd/cmd/loginsvc")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/loginsvc: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// notifyListener is a NOTIFY_SOCKET: it collects sd_notify datagrams.
+type notifyListener struct {
+	c   *net.UnixConn
+	got chan string
+}
+
+func listenNotify(t *testing.T, path string) *notifyListener {
+	t.Helper()
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &notifyListener{c: c, got: make(chan string, 16)}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			k, err := c.Read(buf)
+			if err != nil {
+				close(n.got)
+				return
+			}
+			n.got <- string(buf[:k])
+		}
+	}()
+	t.Cleanup(func() { c.Close() })
+	return n
+}
+
+// expect waits up to 10 s for the next datagram and checks it.
+func (n *notifyListener) expect(t *testing.T, want string) {
+	t.Helper()
+	select {
+	case got := <-n.got:
+		if got != want {
+			t.Errorf("sd_notify %q, want %q", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("no sd_notify %q", want)
+	}
+}
+
+func greetingOf(t *testing.T, port int) (string, *tclient) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 5*time.Second)
+	if err != nil {
+		return "", nil
+	}
+	t.Cleanup(func() { c.Close() })
+	tc := &tclient{t: t, c: c, r: bufio.NewReader(c)}
+	return tc.line(), tc
+}
+
+// TestRealSignals runs the real loginsvc binary in the foreground with a
+// NOTIFY_SOCKET: READY=1 at start; SIGHUP with a changed configuration
+// sends RELOADING=1 then READY=1 and new clients get the new greeting;
+// SIGTERM sends STOPPING=1, every pre-login client gets "* BYE Shutting
+// down" and loginsvc exits 0.
+func TestRealSignals(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (login processes chroot and drop to dovenull)")
+	}
+	bin := buildLoginsvc(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	conf := filepath.Join(dir, "loginsvc.conf")
+	write := func(greeting string) {
+		text := fmt.Sprintf("base_dir = %s\nprotocols = imap\nlisten = 127.0.0.1\nshutdown_clients = no\nlogin_greeting = %s\n"+
+			"service imap-login {\n inet_listener imap {\n  port = %d\n }\n service_count = 0\n process_min_avail = 1\n}\n",
+			filepath.Join(dir, "run"), greeting, port)
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("first.")
+	notify := listenNotify(t, filepath.Join(dir, "notify.sock"))
+	var logs syncBuf
+	cmd := exec.Command(bin, "-F", "-c", conf)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(dir, "notify.sock"))
+	cmd.Stderr = &logs
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	gone := make(chan struct{})
+	go func() { exited <- cmd.Wait(); close(gone) }()
+	t.Cleanup(func() {
+		select {
+		case <-gone:
+		default:
+			cmd.Process.Kill()
+			<-gone
+		}
+		if t.Failed() {
+			t.Logf("loginsvc log:\n%s", logs.String())
+		}
+	})
+	notify.expect(t, "READY=1")
+	g, old := greetingOf(t, port)
+	if !strings.HasSuffix(g, "] first.") {
+		t.Fatalf("greeting %q", g)
+	}
+
+	write("second.")
+	cmd.Process.Signal(syscall.SIGHUP)
+	notify.expect(t, "RELOADING=1")
+	notify.expect(t, "READY=1")
+	// READY=1 after a reload means the old generation accepts no more.
+	g, cur := greetingOf(t, port)
+	if !strings.HasSuffix(g, "] second.") {
+		t.Fatalf("after SIGHUP greeting %q", g)
+	}
+	if r := old.cmd("n NOOP"); r != "n OK NOOP completed." { // shutdown_clients = no: kept
+		t.Errorf("client of the old generation: %q", r)
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	notify.expect(t, "STOPPING=1")
+	for name, c := range map[string]*tclient{"old generation": old, "new generation": cur} {
+		if got := c.line(); got != "* BYE Shutting down" {
+			t.Errorf("%s client got %q", name, got)
+		}
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("loginsvc exit: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("loginsvc did not exit after SIGTERM")
+	}
+	if !strings.Contains(logs.String(), "configuration reloaded") {
+		t.Errorf("no reload line in the log")
+	}
+}

@@ -1,0 +1,43 @@
+package worker
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
+)
+
+// TestLoginNoFile: a login process's RLIMIT_NOFILE allows for every
+// client's socket plus, with login_access_sockets, its connection to the
+// access socket, plus the reserve and the listeners; it is clamped to the
+// inherited hard limit.
+func TestLoginNoFile(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		global      string // login_access_sockets
+		conf        string // the service's settings
+		listeners   int
+		hard        uint64
+		want        uint64
+		wantClamped bool
+	}{
+		{"high-security", "", "service_count = 1", 1, 20000, 66, false},
+		{"high-security with access sockets", "tcpwrap", "service_count = 1", 1, 20000, 67, false},
+		{"high-performance default", "", "service_count = 0", 2, 20000, 1066, false},
+		{"high-performance with access sockets", "tcpwrapd/access", "service_count = 0", 1, 20000, 2065, false},
+		{"hp-idle benchmark", "", "service_count = 0\n client_limit = 19000", 1, 20000, 19065, false},
+		{"over the hard limit", "tcpwrap", "service_count = 0\n client_limit = 19000", 1, 20000, 20000, true},
+		{"hard limit unknown", "tcpwrap", "service_count = 0\n client_limit = 19000", 1, 0, 38065, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Parse("t.conf", []byte(fmt.Sprintf("login_access_sockets = %s\nservice imap-login {\n %s\n}\n", tt.global, tt.conf)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, clamped := NoFile(cfg.Service("imap-login"), tt.listeners, tt.hard)
+			if got != tt.want || clamped != tt.wantClamped {
+				t.Errorf("NoFile = %d, %v; want %d, %v", got, clamped, tt.want, tt.wantClamped)
+			}
+		})
+	}
+}

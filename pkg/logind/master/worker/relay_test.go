@@ -1,0 +1,134 @@
+package worker
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// recordHandler counts log records and sums their "suppressed" attrs.
+type recordHandler struct {
+	mu         sync.Mutex
+	records    []string
+	suppressed int64
+}
+
+func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler            { return h }
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "suppressed" {
+			h.suppressed += a.Value.Int64()
+		}
+		return true
+	})
+	return nil
+}
+
+// lineSource yields n lines "INFO line i\n" without holding them.
+type lineSource struct{ i, n int }
+
+func (s *lineSource) Read(p []byte) (int, error) {
+	k := 0
+	for s.i < s.n {
+		line := "INFO line " + strconv.Itoa(s.i) + "\n"
+		if k+len(line) > len(p) {
+			break
+		}
+		k += copy(p[k:], line)
+		s.i++
+	}
+	if k == 0 && s.i >= s.n {
+		return 0, io.EOF
+	}
+	return k, nil
+}
+
+// TestRelayLogBounds: two million lines are relayed as LogBurst plus
+// LogRate a second, every other one counted as suppressed, in bounded
+// memory; client grants add LogPerClient lines each; a line longer than
+// MaxLogLine is cut and marked, and the next line is whole.
+func TestRelayLogBounds(t *testing.T) {
+	t.Run("flood", func(t *testing.T) {
+		const n = 2_000_000
+		h := &recordHandler{}
+		before := heapInUse()
+		start := time.Now()
+		relayLog(&lineSource{n: n}, slog.New(h), 0, newLogLimiter(1))
+		elapsed := time.Since(start)
+		lines := 0
+		for _, r := range h.records {
+			if strings.HasPrefix(r, "line ") {
+				lines++
+			}
+		}
+		t.Logf("%d lines in %v: %d relayed, %d suppressed, %d records", n, elapsed, lines, h.suppressed, len(h.records))
+		if max := LogBurst + int(elapsed.Seconds()*LogRate) + 1; lines > max {
+			t.Errorf("%d lines relayed, at most %d allowed", lines, max)
+		}
+		if lines+int(h.suppressed) != n {
+			t.Errorf("relayed %d + suppressed %d != %d", lines, h.suppressed, n)
+		}
+		if grown := int64(heapInUse()) - int64(before); grown > 8<<20 {
+			t.Errorf("heap grew by %d bytes", grown)
+		}
+	})
+	t.Run("client grants", func(t *testing.T) {
+		h := &recordHandler{}
+		lim := newLogLimiter(1000)
+		for range 10 {
+			lim.grant()
+		}
+		relayLog(&lineSource{n: LogBurst + 1000}, slog.New(h), 0, lim)
+		if got, want := len(h.records)-1, LogBurst+10*LogPerClient; got < want || got > want+LogRate {
+			t.Errorf("%d lines relayed, want %d (+ refill)", got, want)
+		}
+	})
+	t.Run("long line", func(t *testing.T) {
+		h := &recordHandler{}
+		in := "INFO start " + strings.Repeat("x", 10<<20) + "\nWARN next\nno level\n"
+		relayLog(strings.NewReader(in), slog.New(h), 0, newLogLimiter(1))
+		want := []string{"start " + strings.Repeat("x", MaxLogLine-len("INFO start ")) + LogLineCut, "next", "no level"}
+		if d := cmp.Diff(want, h.records); d != "" {
+			t.Errorf("(-want +got)\n%s", d)
+		}
+	})
+}
+
+// TestLoginNProc: the RLIMIT_NPROC ceiling covers the threads of every
+// login process of the services running as the same user, twice (a
+// reload), plus the reserve.
+func TestLoginNProc(t *testing.T) {
+	cfg, err := config.Parse("t.conf", []byte("protocols = imap pop3\nservice imap-login {\n service_count = 1\n process_limit = 10\n}\nservice pop3-login {\n service_count = 1\n process_limit = 5\n user = other\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := NProc(cfg, cfg.Service("imap-login")), uint64(2*10*16+nprocReserve); got != want {
+		t.Errorf("imap-login: %d, want %d", got, want)
+	}
+	if got, want := NProc(cfg, cfg.Service("pop3-login")), uint64(2*5*16+nprocReserve); got != want {
+		t.Errorf("pop3-login: %d, want %d", got, want)
+	}
+}
+
+// heapInUse is the test process's heap in use after a collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}

@@ -94,7 +94,7 @@ func ReadRequest(r *bufio.Reader, lim Limits) (*Request, error) {
 	var req Request
 	total, n := 0, 0
 	for {
-		line, err := readLine(r, lim.MaxBytes-total)
+		line, err := readLine(r, total, lim.MaxBytes)
 		if err != nil {
 			if err == io.EOF && total > 0 {
 				err = fmt.Errorf("%w: connection closed inside a request", io.ErrUnexpectedEOF)
@@ -139,13 +139,13 @@ func ParseRequest(b []byte, lim Limits) (*Request, error) {
 	return req, nil
 }
 
-// readLine returns the next line with its "\n", reading at most max
-// bytes.
-func readLine(r *bufio.Reader, max int) ([]byte, error) {
+// readLine returns the next line with its "\n", when used bytes of the
+// block came before it, and the block may have at most max bytes.
+func readLine(r *bufio.Reader, used, max int) ([]byte, error) {
 	var line []byte
 	for {
 		frag, err := r.ReadSlice('\n')
-		if len(line)+len(frag) > max {
+		if used+len(line)+len(frag) > max {
 			return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
 		}
 		line = append(line, frag...)

@@ -148,6 +148,9 @@ func readLine(r *bufio.Reader, used, max int) ([]byte, error) {
 		if used+len(line)+len(frag) > max {
 			return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
 		}
+		if err == nil && line == nil {
+			return frag, nil // valid until the next read; set copies what it keeps
+		}
 		line = append(line, frag...)
 		switch {
 		case err == nil:

@@ -103,6 +103,14 @@ func (s *smtp) expect(line, want string) string {
 	return got
 }
 
+// start reads the greeting and opens a transaction: EHLO, MAIL FROM.
+func (s *smtp) start() {
+	s.t.Helper()
+	s.expect("", "220 ")
+	s.expect("EHLO client.test", "250")
+	s.expect("MAIL FROM:<a@client.test>", "250")
+}
+
 // TestPostfix: a real Postfix 3.7 (a private instance on loopback) asks
 // the front end over loopback TCP with the default smtpd_delay_reject =
 // yes: the denied client is rejected at RCPT TO with the banner text,
@@ -120,9 +128,7 @@ func TestPostfix(t *testing.T) {
 
 	t.Run("denied at RCPT TO", func(t *testing.T) {
 		s := dialSMTP(t, "127.0.0.2", pf.Addr)
-		s.expect("", "220 ")
-		s.expect("EHLO client.test", "250")
-		s.expect("MAIL FROM:<a@client.test>", "250")
+		s.start()
 		got := s.expect("RCPT TO:<b@"+postfixlab.Domain+">", "554 5.7.1 ")
 		if want := "Client host rejected: " + labText; !strings.HasSuffix(got, want) {
 			t.Errorf("RCPT TO: %q, want ...%q", got, want)
@@ -132,9 +138,7 @@ func TestPostfix(t *testing.T) {
 	})
 	t.Run("allowed", func(t *testing.T) {
 		s := dialSMTP(t, "127.0.0.1", pf.Addr)
-		s.expect("", "220 ")
-		s.expect("EHLO client.test", "250")
-		s.expect("MAIL FROM:<a@client.test>", "250")
+		s.start()
 		s.expect("RCPT TO:<b@"+postfixlab.Domain+">", "250")
 		s.expect("DATA", "354")
 		s.expect("Subject: test\r\n\r\nhello\r\n.", "250 2.0.0 Ok: queued")
@@ -142,9 +146,7 @@ func TestPostfix(t *testing.T) {
 	})
 	t.Run("no verdict temp-fails", func(t *testing.T) {
 		s := dialSMTP(t, "127.0.0.3", pf.Addr)
-		s.expect("", "220 ")
-		s.expect("EHLO client.test", "250")
-		s.expect("MAIL FROM:<a@client.test>", "250")
+		s.start()
 		s.expect("RCPT TO:<b@"+postfixlab.Domain+">", "451 4.3.5 ")
 		s.expect("QUIT", "221")
 		if !strings.Contains(logs.String(), "rules error") {
@@ -165,9 +167,7 @@ func TestPostfix521(t *testing.T) {
 	pf := postfixlab.Start(t, postfixlab.Config{PolicyService: "inet:" + ln.Addr().String()})
 	dump(t, pf)
 	s := dialSMTP(t, "127.0.0.2", pf.Addr)
-	s.expect("", "220 ")
-	s.expect("EHLO client.test", "250")
-	s.expect("MAIL FROM:<a@client.test>", "250")
+	s.start()
 	got := s.expect("RCPT TO:<b@"+postfixlab.Domain+">", "521 5.7.1 ")
 	if want := "Client host rejected: " + labText; !strings.HasSuffix(got, want) {
 		t.Errorf("RCPT TO: %q, want ...%q", got, want)
@@ -213,9 +213,7 @@ func TestPostfixUnixChroot(t *testing.T) {
 	waitLog(t, pf, "Client host rejected: "+labText)
 
 	a := dialSMTP(t, "127.0.0.1", pf.Addr)
-	a.expect("", "220 ")
-	a.expect("EHLO client.test", "250")
-	a.expect("MAIL FROM:<a@client.test>", "250")
+	a.start()
 	a.expect("RCPT TO:<b@"+postfixlab.Domain+">", "250")
 	a.expect("QUIT", "221")
 }

@@ -1,52 +1,26 @@
 package authpolicy
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+	"github.com/tcpwrapd/tcpwrapd/internal/policytest"
 )
 
 // compile returns a CheckFunc over hosts.allow and hosts.deny texts (as
 // tcpwrapd will: the compiled policy, dry-run options).
-func compile(allow, deny string) CheckFunc {
-	p := hostsrules.Compile(
-		hostsrules.Source{Name: "hosts.allow", Data: []byte(allow)},
-		hostsrules.Source{Name: "hosts.deny", Data: []byte(deny)})
-	return func(ctx context.Context, req *hostsrules.Request) hostsrules.Decision {
-		return p.Check(ctx, req, nil)
-	}
-}
+func compile(allow, deny string) CheckFunc { return policytest.Compile(allow, deny) }
 
 // logBuffer is a concurrency-safe log sink for tests.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type logBuffer = policytest.LogBuffer
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func testLogger(buf io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func testLogger(buf io.Writer) *slog.Logger { return policytest.Logger(buf) }
 
 // serve starts s on a loopback listener and returns the base URL; the
 // server is stopped (and Serve's return checked) at cleanup.

@@ -1,19 +1,12 @@
 package authpolicy
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strconv"
 	"strings"
-	"syscall"
-	"unicode/utf8"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
-	"github.com/tcpwrapd/tcpwrapd/pkg/wrapopts"
 )
 
 // Reply is the answer to an allow request, as Dovecot reads it: Status < 0
@@ -100,92 +93,4 @@ func Status(d hostsrules.Decision) (status int, err error) {
 		}
 	}
 	return status, err
-}
-
-// maxBannerRead bounds how much of a banner file is read for the first
-// line; maxMsg bounds the msg sent (in bytes, cut at a rune boundary).
-const (
-	maxBannerRead = 4096
-	maxMsg        = 512
-)
-
-// bannerMessage returns the deny message from the decision's banners
-// options: the first line of DIR/<daemon>, %-expanded for req, with
-// control characters made spaces, trimmed and bounded; "" when there is
-// none. A problem (a directory that is missing, a file that is not a
-// regular file) is returned as an error beside "".
-func bannerMessage(ctx context.Context, d hostsrules.Decision, req *hostsrules.Request) (string, error) {
-	var errs []error
-	for _, o := range d.Options {
-		if o.Name != "banners" {
-			continue
-		}
-		line, err := firstLine(o.Value, req.Daemon)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if line == "" {
-			continue
-		}
-		_, exp := expandPolicy.CheckExpand(ctx, req, nil, line)
-		if msg := cleanMessage(exp[0]); msg != "" {
-			return msg, errors.Join(errs...)
-		}
-	}
-	return "", errors.Join(errs...)
-}
-
-// expandPolicy is an empty policy, used only for CheckExpand: %-expansion
-// of banner text for a request, without name lookups (%h is the address,
-// %n "unknown").
-var expandPolicy = hostsrules.Compile(hostsrules.Source{Name: "-", State: hostsrules.FileMissing}, hostsrules.Source{Name: "-", State: hostsrules.FileMissing})
-
-// firstLine reads the first line of dir/daemon, as the banners option
-// names it; a missing file is "" without error (as for libwrap).
-func firstLine(dir, daemon string) (string, error) {
-	if err := wrapopts.CheckPlainName(daemon); err != nil {
-		return "", err
-	}
-	path := dir + "/" + daemon
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			if _, serr := os.Stat(dir); serr != nil {
-				return "", fmt.Errorf("banners: %w", serr)
-			}
-			return "", nil
-		}
-		return "", fmt.Errorf("banners: %w", err)
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("banners: %s: not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxBannerRead))
-	if err != nil {
-		return "", fmt.Errorf("banners: %w", err)
-	}
-	for len(b) > 0 && b[0] == 0 { // libwrap copies leading NULs; a message has no use for them
-		b = b[1:]
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	return line, nil
-}
-
-// cleanMessage makes s fit for one protocol line: control characters and
-// invalid UTF-8 become spaces, the ends are trimmed, and at most maxMsg
-// bytes are kept.
-func cleanMessage(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError || (r >= 0x80 && r < 0xa0) {
-			r = ' '
-		}
-		if b.Len()+utf8.RuneLen(r) > maxMsg {
-			break
-		}
-		b.WriteRune(r)
-	}
-	return strings.TrimSpace(b.String())
 }

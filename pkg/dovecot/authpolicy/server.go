@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+	"github.com/tcpwrapd/tcpwrapd/pkg/policytext"
 )
 
 // CheckFunc decides one access question over the compiled rules, as the
@@ -250,7 +251,7 @@ func (s *Server) Decide(ctx context.Context, hreq *hostsrules.Request) (Reply, h
 		s.log.Warn("auth policy: tarpit option ignored", "rule", ruleRef(d), "err", err)
 	}
 	if status < 0 {
-		msg, err := bannerMessage(ctx, d, hreq)
+		msg, err := policytext.Banner(ctx, d, hreq)
 		if err != nil {
 			s.log.Warn("auth policy: banner", "rule", ruleRef(d), "err", err)
 		}

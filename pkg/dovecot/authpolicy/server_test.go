@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+	"github.com/tcpwrapd/tcpwrapd/pkg/policytext"
 )
 
 // Bodies as Dovecot sends them (2.3.19's default attributes; 2.4.1's add
@@ -291,7 +292,7 @@ func TestReplyJSON(t *testing.T) {
 			t.Errorf("got %s, want %s", got, tt.want)
 		}
 	}
-	if got := cleanMessage("a\tb\r\nc\x00\x7f" + strings.Repeat("x", 600)); len(got) != maxMsg || strings.ContainsAny(got, "\t\r\n\x00\x7f") {
+	if got := policytext.Clean("a\tb\r\nc\x00\x7f" + strings.Repeat("x", 600)); len(got) != policytext.MaxLen || strings.ContainsAny(got, "\t\r\n\x00\x7f") {
 		t.Errorf("cleanMessage: %q (%d bytes)", got, len(got))
 	}
 }

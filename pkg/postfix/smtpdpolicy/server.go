@@ -1,0 +1,341 @@
+package smtpdpolicy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+	"github.com/tcpwrapd/tcpwrapd/pkg/policytext"
+)
+
+// CheckFunc decides one access question over the compiled rules, as the
+// rules core of tcpwrapd does for every front end. It must be safe for
+// concurrent use and should return when ctx ends.
+type CheckFunc func(ctx context.Context, req *hostsrules.Request) hostsrules.Decision
+
+// Defaults for the zero values of Server's fields.
+const (
+	// DefaultTimeout bounds reading one request block (from its first
+	// byte), the check and writing the reply. Postfix sends a block in
+	// one write and waits smtpd_policy_service_timeout (100 s).
+	DefaultTimeout = 10 * time.Second
+	// DefaultIdleTimeout keeps an idle connection longer than Postfix
+	// does (smtpd_policy_service_max_idle = 300 s), so that Postfix
+	// closes first.
+	DefaultIdleTimeout = 330 * time.Second
+	// DefaultMaxRequestBytes bounds one request block. Postfix 3.7's
+	// blocks are about 600 bytes plus the sender, recipient, HELO name
+	// and client certificate attributes.
+	DefaultMaxRequestBytes = 64 << 10
+	// DefaultMaxAttributes bounds the attribute lines of one block
+	// (Postfix 3.7 sends 30).
+	DefaultMaxAttributes = 256
+	// DefaultMaxConnections bounds concurrent connections. Each smtpd
+	// process keeps one (default_process_limit = 100).
+	DefaultMaxConnections = 512
+)
+
+// Server answers Postfix's SMTPD access policy requests from a CheckFunc
+// on one listener (a unix socket or loopback TCP; see docs/postfix.md).
+// Set the fields before Serve; they must not change afterwards. Several
+// Servers may share one CheckFunc, one per listener, each with its own
+// Daemon name. A Server is safe for concurrent use.
+type Server struct {
+	// Check decides each request. Required.
+	Check CheckFunc
+	// Log receives one line per denial (Info), per grant (Debug), and
+	// per request answered with no reply (Warn; Error for a rules
+	// error). Nil discards.
+	Log *slog.Logger
+	// Daemon is the daemon name of this listener's requests that carry
+	// no policy_context attribute. Empty means DefaultDaemon ("smtpd").
+	Daemon string
+	// RejectCode is how a denial is answered: "" (the default) sends
+	// "action=REJECT TEXT" (Postfix replies access_map_reject_code, 554
+	// 5.7.1, and goes on); a reply code with an optional enhanced status
+	// code ("521 5.7.1") sends "action=521 5.7.1 TEXT", and with 421 or
+	// 521 Postfix disconnects after the reply. See CheckRejectCode.
+	RejectCode string
+	// DenyMessage is the TEXT of a denial without a banner line. Empty
+	// means DefaultDenyMessage.
+	DenyMessage string
+	// Timeout bounds reading a request block (from its first byte), the
+	// check and writing the reply. Zero means DefaultTimeout.
+	Timeout time.Duration
+	// IdleTimeout bounds how long a connection waits for its next
+	// request. Zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxRequestBytes bounds a request block; a bigger one is not
+	// answered and the connection is closed. Zero means
+	// DefaultMaxRequestBytes.
+	MaxRequestBytes int
+	// MaxAttributes bounds the attribute lines of a request block, as
+	// MaxRequestBytes does. Zero means DefaultMaxAttributes.
+	MaxAttributes int
+	// MaxConnections bounds the connections served at once; further ones
+	// wait in the listen backlog. Zero means DefaultMaxConnections.
+	MaxConnections int
+
+	initOnce sync.Once
+	log      *slog.Logger
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.log = s.Log
+		if s.log == nil {
+			s.log = slog.New(slog.DiscardHandler)
+		}
+	})
+}
+
+func orDur(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func orInt(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
+}
+
+// Serve answers policy requests on ln until ctx ends, then stops
+// accepting, closes idle connections, lets requests in progress finish
+// for at most Timeout, closes every connection and returns nil. It closes
+// ln. An invalid RejectCode, Daemon or nil Check is an error before
+// anything is accepted; ln failing is returned as is (a temporary
+// accept error, such as running out of descriptors, is logged and
+// retried). Serve may be called once per Server.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.init()
+	if err := s.validate(); err != nil {
+		ln.Close()
+		return err
+	}
+	sem := make(chan struct{}, orInt(s.MaxConnections, DefaultMaxConnections))
+	var (
+		mu    sync.Mutex
+		conns = map[net.Conn]struct{}{}
+		wg    sync.WaitGroup
+	)
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var lnErr error
+	var backoff time.Duration
+	for {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			<-sem
+			if ctx.Err() != nil {
+				break
+			}
+			if retryable(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("postfix policy: accept failed, retrying", "err", err, "delay", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+				}
+				continue
+			}
+			lnErr = err
+			break
+		}
+		backoff = 0
+		mu.Lock()
+		conns[c] = struct{}{}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveConn(ctx, c)
+			c.Close()
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
+			<-sem
+		}()
+	}
+	ln.Close()
+	// Wake the connections waiting for a request; one inside a request
+	// finishes it (serveConn stops before its next read).
+	mu.Lock()
+	for c := range conns {
+		c.SetReadDeadline(time.Now())
+	}
+	mu.Unlock()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(orDur(s.Timeout, DefaultTimeout)):
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		<-done
+	}
+	return lnErr
+}
+
+func (s *Server) validate() error {
+	if s.Check == nil {
+		return errors.New("postfix policy: no Check")
+	}
+	if err := CheckRejectCode(s.RejectCode); err != nil {
+		return fmt.Errorf("postfix policy: %w", err)
+	}
+	if s.Daemon != "" {
+		if _, err := (&Request{}).HostsRequest(s.Daemon); err != nil {
+			return fmt.Errorf("postfix policy: daemon %q: %w", s.Daemon, err)
+		}
+	}
+	return nil
+}
+
+// retryable reports whether an Accept error is temporary.
+func retryable(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// serveConn answers the requests of one connection until the client
+// closes it, ctx ends, or a request gets no reply.
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	timeout := orDur(s.Timeout, DefaultTimeout)
+	idle := orDur(s.IdleTimeout, DefaultIdleTimeout)
+	lim := Limits{MaxBytes: s.MaxRequestBytes, MaxAttributes: s.MaxAttributes}
+	br := bufio.NewReaderSize(c, 4096)
+	var out []byte
+	for {
+		c.SetReadDeadline(time.Now().Add(idle))
+		if ctx.Err() != nil {
+			return
+		}
+		if _, err := br.Peek(1); err != nil {
+			if err != io.EOF && ctx.Err() == nil {
+				s.log.Warn("postfix policy: connection closed", "remote_addr", c.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		c.SetReadDeadline(time.Now().Add(timeout))
+		req, err := ReadRequest(br, lim)
+		if err != nil {
+			s.log.Warn("postfix policy: bad request, closing without a reply", "remote_addr", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		action, err := s.answer(ctx, req)
+		if err != nil {
+			return // logged by answer
+		}
+		c.SetWriteDeadline(time.Now().Add(timeout))
+		out = AppendReply(out[:0], action)
+		if _, err := c.Write(out); err != nil {
+			s.log.Warn("postfix policy: writing reply failed", "remote_addr", c.RemoteAddr().String(), "err", err, "instance", req.Instance)
+			return
+		}
+	}
+}
+
+// answer decides one request and logs it; an error means no reply (it
+// is logged here).
+func (s *Server) answer(ctx context.Context, req *Request) (string, error) {
+	hreq, err := req.HostsRequest(s.Daemon)
+	if err != nil {
+		s.log.Warn("postfix policy: bad request attributes, closing without a reply", "err", err, "instance", req.Instance)
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), orDur(s.Timeout, DefaultTimeout))
+	defer cancel()
+	action, d, err := s.Decide(ctx, hreq)
+	args := []any{"daemon", hreq.Daemon, "client", req.ClientAddress, "client_name", hreq.Client.Name,
+		"server", hreq.Server.Addr, "state", req.ProtocolState, "rule", ruleRef(d), "reason", d.Reason, "instance", req.Instance}
+	switch {
+	case err != nil:
+		s.log.Error("postfix policy: no verdict, closing without a reply", append(args, "err", err)...)
+	case d.Verdict == hostsrules.Granted:
+		s.log.Debug("postfix policy: granted", args...)
+	default:
+		s.log.Info("postfix policy: denied", append(args, "sender", req.Sender, "recipient", req.Recipient, "action", action)...)
+	}
+	return action, err
+}
+
+// Decide asks Check about hreq and returns the action the front end
+// sends (without "action="; AppendReply makes the reply block) with the
+// decision it came from: the code path of every request, for tools that
+// replay one (loginctl check-host). A grant is ActionDunno. A denial is
+// "REJECT TEXT" or "RejectCode TEXT", TEXT being the first line of the
+// deciding rule's banners file (DIR/<daemon>, %-expanded; see
+// policytext.Banner) or DenyMessage, in ASCII, at most 256 bytes. A
+// problem with a banners directory is logged and never changes the
+// verdict.
+//
+// An error means no verdict, and the Server then sends no reply and
+// closes the connection (Postfix applies
+// smtpd_policy_service_default_action, 451 4.3.5 by default): ctx ended
+// before Check returned, or the decision was forced by an error in the
+// rules (d.Err: an unreadable hosts.deny, an option error), where
+// libwrap would deny. Mail is then deferred, not bounced, until the
+// rules are fixed. It is safe for concurrent use.
+func (s *Server) Decide(ctx context.Context, hreq *hostsrules.Request) (string, hostsrules.Decision, error) {
+	s.init()
+	d := s.Check(ctx, hreq)
+	if err := ctx.Err(); err != nil {
+		return "", d, fmt.Errorf("check: %w", err)
+	}
+	if d.Err != nil {
+		return "", d, fmt.Errorf("rules error (%s): %w", d.Reason, d.Err)
+	}
+	if d.Verdict == hostsrules.Granted {
+		return ActionDunno, d, nil
+	}
+	text, err := policytext.Banner(ctx, d, hreq)
+	if err != nil {
+		s.log.Warn("postfix policy: banner", "rule", ruleRef(d), "err", err)
+	}
+	if text == "" {
+		text = policytext.Clean(s.DenyMessage)
+	}
+	if text == "" {
+		text = DefaultDenyMessage
+	}
+	return denyAction(s.RejectCode, text), d, nil
+}
+
+// ruleRef is "file:line" of the deciding rule, or the reason when no rule
+// decided.
+func ruleRef(d hostsrules.Decision) string {
+	if d.File == "" {
+		return d.Reason
+	}
+	if d.Line == 0 {
+		return d.File
+	}
+	return d.File + ":" + strconv.Itoa(d.Line)
+}

@@ -1,0 +1,276 @@
+package smtpdpolicy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
+)
+
+// TestServe: the replies to Postfix 3.7's own request block, several
+// requests on one connection, for each way of answering.
+func TestServe(t *testing.T) {
+	banners := t.TempDir()
+	if err := os.WriteFile(filepath.Join(banners, "smtpd"), []byte("No mail from %a, see\thttps://example.org/\n2nd line\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deny := "smtpd: 127.0.0.2\n" +
+		"smtpd: 127.0.0.3 : banners " + banners + "\n" +
+		"smtpd: PARANOID\n" +
+		"submission: 127.0.0.4\n" +
+		"smtpd@127.0.0.9: 127.0.0.5\n"
+	type ask struct {
+		name, block, want string
+	}
+	tests := []struct {
+		name string
+		s    *Server
+		asks []ask
+	}{
+		{"reject", &Server{}, []ask{
+			{"allowed", rcpt(t, "127.0.0.1", "localhost", "localhost"), "action=DUNNO\n\n"},
+			{"denied", rcpt(t, "127.0.0.2", "unknown", "unknown"), "action=REJECT Access denied\n\n"},
+			{"banner", rcpt(t, "127.0.0.3", "unknown", "unknown"), "action=REJECT No mail from 127.0.0.3, see https://example.org/\n\n"},
+			{"paranoid", rcpt(t, "192.0.2.1", "unknown", "forged.example"), "action=REJECT Access denied\n\n"},
+			{"verified name", rcpt(t, "192.0.2.1", "mx.example", "mx.example"), "action=DUNNO\n\n"},
+			{"other daemon by policy_context", rcpt(t, "127.0.0.4", "unknown", "unknown", "policy_context=submission"), "action=REJECT Access denied\n\n"},
+			{"not denied for smtpd", rcpt(t, "127.0.0.4", "unknown", "unknown"), "action=DUNNO\n\n"},
+			{"daemon@host is server_address", rcpt(t, "127.0.0.5", "unknown", "unknown", "server_address=127.0.0.9"), "action=REJECT Access denied\n\n"},
+			{"daemon@host other server", rcpt(t, "127.0.0.5", "unknown", "unknown"), "action=DUNNO\n\n"},
+		}},
+		{"521 and a message", &Server{RejectCode: "521 5.7.1", DenyMessage: "Go away\r\n"}, []ask{
+			{"denied", rcpt(t, "127.0.0.2", "unknown", "unknown"), "action=521 5.7.1 Go away\n\n"},
+			{"banner", rcpt(t, "127.0.0.3", "unknown", "unknown"), "action=521 5.7.1 No mail from 127.0.0.3, see https://example.org/\n\n"},
+			{"allowed", rcpt(t, "127.0.0.1", "localhost", "localhost"), "action=DUNNO\n\n"},
+		}},
+		{"listener daemon name", &Server{Daemon: "submission"}, []ask{
+			{"denied for submission", rcpt(t, "127.0.0.4", "unknown", "unknown"), "action=REJECT Access denied\n\n"},
+			{"smtpd rules do not apply", rcpt(t, "127.0.0.2", "unknown", "unknown"), "action=DUNNO\n\n"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &logBuffer{}
+			tt.s.Check, tt.s.Log = compile("", deny), testLogger(logs)
+			c := dialPolicy(t, "tcp", serve(t, tt.s))
+			for _, a := range tt.asks {
+				got, err := c.ask(a.block)
+				if err != nil || got != a.want {
+					t.Errorf("%s: got %q, %v; want %q", a.name, got, err, a.want)
+				}
+			}
+			if t.Failed() {
+				t.Logf("log:\n%s", logs)
+			}
+		})
+	}
+}
+
+// TestNoReply: a request that cannot be answered gets no reply and a
+// closed connection, with the reason logged; the server goes on serving
+// other connections.
+func TestNoReply(t *testing.T) {
+	blocking := func(ctx context.Context, req *hostsrules.Request) hostsrules.Decision {
+		if req.Client.Addr.Addr().String() == "127.0.0.7" {
+			<-ctx.Done()
+		}
+		return hostsrules.Decision{Verdict: hostsrules.Granted}
+	}
+	deny := "smtpd: 127.0.0.6 : nosuchoption\n"
+	rulesCheck := compile("", deny)
+	check := func(ctx context.Context, req *hostsrules.Request) hostsrules.Decision {
+		if req.Client.Addr.Addr().String() == "127.0.0.7" {
+			return blocking(ctx, req)
+		}
+		return rulesCheck(ctx, req)
+	}
+	tests := []struct {
+		name, block, log string
+	}{
+		{"no =", "request=smtpd_access_policy\nclient_address\n\n", "want name=value"},
+		{"not a policy request", "request=junk\n\n", `want smtpd_access_policy`},
+		{"too many attributes", "request=smtpd_access_policy\n" + strings.Repeat("a=b\n", 40) + "\n", "more than 40 attributes"},
+		{"too large", "request=smtpd_access_policy\nsender=" + strings.Repeat("x", 3000) + "\n\n", "more than 2048 bytes"},
+		{"bad address", rcpt(t, "127.0.0.300", "unknown", "unknown"), "not an IP address"},
+		{"bad policy_context", rcpt(t, "127.0.0.1", "unknown", "unknown", "policy_context=a/b"), "daemon name"},
+		{"rules error", rcpt(t, "127.0.0.6", "unknown", "unknown"), "rules error"},
+		{"check timeout", rcpt(t, "127.0.0.7", "unknown", "unknown"), "deadline exceeded"},
+	}
+	logs := &logBuffer{}
+	addr := serve(t, &Server{Check: check, Log: testLogger(logs), MaxAttributes: 40, MaxRequestBytes: 2048, Timeout: 500 * time.Millisecond})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dialPolicy(t, "tcp", addr)
+			if got, err := c.ask(rcpt(t, "127.0.0.1", "localhost", "localhost")); got != "action=DUNNO\n\n" {
+				t.Fatalf("first request: %q, %v", got, err)
+			}
+			got, err := c.ask(tt.block)
+			if err != io.EOF || got != "" {
+				t.Errorf("got %q, %v; want no reply and EOF", got, err)
+			}
+			if !strings.Contains(logs.String(), tt.log) {
+				t.Errorf("log has no %q:\n%s", tt.log, logs)
+			}
+		})
+	}
+}
+
+// TestTimeouts: a client that stops inside a request is closed after
+// Timeout, an idle one after IdleTimeout.
+func TestTimeouts(t *testing.T) {
+	logs := &logBuffer{}
+	addr := serve(t, &Server{Check: compile("", ""), Log: testLogger(logs), Timeout: 300 * time.Millisecond, IdleTimeout: 600 * time.Millisecond})
+	for _, tt := range []struct {
+		name, partial string
+		min           time.Duration
+	}{
+		{"inside a request", "request=smtpd_access_policy\nclient_add", 300 * time.Millisecond},
+		{"idle", "", 600 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dialPolicy(t, "tcp", addr)
+			start := time.Now()
+			got, err := c.ask(tt.partial)
+			if err != io.EOF || got != "" {
+				t.Fatalf("got %q, %v; want EOF", got, err)
+			}
+			if el := time.Since(start); el < tt.min {
+				t.Errorf("closed after %v, before %v", el, tt.min)
+			}
+		})
+	}
+}
+
+// TestUnixSocket: a unix socket listener, as in Postfix's private/
+// directory.
+func TestUnixSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tcpwrapd")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveOn(t, &Server{Check: compile("", "smtpd: 127.0.0.2\n")}, ln)
+	c := dialPolicy(t, "unix", path)
+	for client, want := range map[string]string{"127.0.0.2": "action=REJECT Access denied\n\n", "127.0.0.1": "action=DUNNO\n\n"} {
+		if got, err := c.ask(rcpt(t, client, "unknown", "unknown")); got != want {
+			t.Errorf("%s: got %q, %v; want %q", client, got, err, want)
+		}
+	}
+}
+
+// TestServeStops: cancelling the context returns nil and closes the
+// listener and idle connections, and a request in progress still gets
+// its reply.
+func TestServeStops(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	check := func(ctx context.Context, req *hostsrules.Request) hostsrules.Decision {
+		if req.Client.Addr.Addr().String() == "127.0.0.8" {
+			close(entered)
+			<-release
+		}
+		return hostsrules.Decision{Verdict: hostsrules.Granted}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&Server{Check: check}).Serve(ctx, ln) }()
+	idle := dialPolicy(t, "tcp", ln.Addr().String())
+	if got, err := idle.ask(rcpt(t, "127.0.0.1", "unknown", "unknown")); err != nil {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	busy := dialPolicy(t, "tcp", ln.Addr().String())
+	reply := make(chan string, 1)
+	go func() {
+		got, err := busy.ask(rcpt(t, "127.0.0.8", "unknown", "unknown"))
+		if err != nil {
+			got += " " + err.Error()
+		}
+		reply <- got
+	}()
+	<-entered
+	cancel()
+	if got, err := idle.ask(""); err != io.EOF {
+		t.Errorf("idle connection after cancel: %q, %v; want EOF", got, err)
+	}
+	close(release)
+	if got := <-reply; got != "action=DUNNO\n\n" {
+		t.Errorf("request in progress: got %q", got)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Error("listener still accepts after Serve returned")
+	}
+}
+
+// TestMaxConnections: with MaxConnections 1, a second connection is
+// served once the first closes.
+func TestMaxConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveOn(t, &Server{Check: compile("", ""), MaxConnections: 1}, ln)
+	first := dialPolicy(t, "tcp", ln.Addr().String())
+	if got, err := first.ask(rcpt(t, "127.0.0.1", "unknown", "unknown")); err != nil {
+		t.Fatalf("first: %q, %v", got, err)
+	}
+	second := dialPolicy(t, "tcp", ln.Addr().String())
+	reply := make(chan string, 1)
+	go func() {
+		got, _ := second.ask(rcpt(t, "127.0.0.1", "unknown", "unknown"))
+		reply <- got
+	}()
+	select {
+	case got := <-reply:
+		t.Fatalf("second connection served while the first is open: %q", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+	first.c.Close()
+	select {
+	case got := <-reply:
+		if got != "action=DUNNO\n\n" {
+			t.Errorf("second: %q", got)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("second connection not served after the first closed")
+	}
+}
+
+// TestServeBadConfig: an invalid setting is an error before anything is
+// accepted, and the listener is closed.
+func TestServeBadConfig(t *testing.T) {
+	for _, s := range []*Server{
+		{Check: compile("", ""), RejectCode: "OK"},
+		{Check: compile("", ""), Daemon: "a/b"},
+		{},
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Serve(context.Background(), ln); err == nil {
+			t.Errorf("%+v: Serve returned nil", s)
+		}
+		if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("listener not closed: %v", err)
+		}
+	}
+}

@@ -155,8 +155,9 @@ func TestEvictionFloodFromOneSourceSparesOthers(t *testing.T) {
 // churn runs conc clients from src against 127.0.0.1:port until stop
 // is closed: each connects, reads the greeting, closes (with reset: a
 // TCP reset, SO_LINGER 0) and connects again at once, so each holds at
-// most one connection at a time. made counts the connections made.
-func churn(port int, src string, conc int, reset bool, made *atomic.Int64, stop <-chan struct{}) (wait func()) {
+// most one connection at a time. made counts the connections made, bad
+// those whose first read was not a greeting alone (evicted, dropped).
+func churn(port int, src string, conc int, reset bool, made, bad *atomic.Int64, stop <-chan struct{}) (wait func()) {
 	var wg sync.WaitGroup
 	for range conc {
 		wg.Add(1)
@@ -177,7 +178,10 @@ func churn(port int, src string, conc int, reset bool, made *atomic.Int64, stop 
 				}
 				made.Add(1)
 				c.SetReadDeadline(time.Now().Add(5 * time.Second))
-				c.Read(buf)
+				n, _ := c.Read(buf)
+				if g := string(buf[:n]); !strings.HasPrefix(g, "* OK") && !strings.HasPrefix(g, "+OK") || strings.Contains(g, "queue full") {
+					bad.Add(1)
+				}
 				if reset {
 					c.(*net.TCPConn).SetLinger(0)
 				}
@@ -208,9 +212,12 @@ func (l *lab) evictedFrom(src string) int {
 // while an honest client from 127.0.0.1 reads the greeting, waits and
 // does CAPABILITY and LOGOUT (CAPA and QUIT in POP3). There are never
 // more live clients than process_limit, so the honest client must
-// never be evicted; with one churner (two live clients at most) nobody
-// may be evicted at all: a process whose client has gone, and which is
-// exiting, holds no place a new arrival must evict for. Before the fix
+// never be evicted; with one churner (two live clients at most) no live
+// client may be evicted at all: a process whose client has gone, and
+// which is exiting, holds no place a new arrival must evict for. (The
+// counter may still show a few evictions there: of a churner's
+// connection that its client had already closed, whose report had not
+// reached the supervisor yet, when the next one arrived.) Before the fix
 // the supervisor counted such processes against process_limit, the
 // churner's source then held as many places as the honest one, and
 // oldest-first chose the honest client (POP3: 3 of 14 succeeded).
@@ -237,9 +244,9 @@ func TestEvictionFastReconnectSparesHonest(t *testing.T) {
 			l := startLab(t, tc.svc, "base_dir = "+base+"\nlogin_access_sockets = held",
 				fmt.Sprintf("service_count = 1\nprocess_limit = 3\nprocess_min_avail = %d", tc.minAvail))
 			proto := strings.TrimSuffix(tc.svc, "-login")
-			var made atomic.Int64
+			var made, bad atomic.Int64
 			stop := make(chan struct{})
-			wait := churn(l.port, "127.0.0.2", tc.churners, tc.reset, &made, stop)
+			wait := churn(l.port, "127.0.0.2", tc.churners, tc.reset, &made, &bad, stop)
 			stopped := false
 			stopChurn := func() {
 				if !stopped {
@@ -250,7 +257,7 @@ func TestEvictionFastReconnectSparesHonest(t *testing.T) {
 			}
 			defer stopChurn()
 			l.waitFor("the churner connecting", func(ServiceStatus) bool { return made.Load() >= 20 })
-			rounds := int(3 * time.Second / (tc.pause + 50*time.Millisecond))
+			rounds := max(4, int(3*time.Second/(tc.pause+50*time.Millisecond)))
 			var failed []string
 			for i := range rounds {
 				if why := honestLogin(l.port, proto, "127.0.0.1", tc.pause); why != "" {
@@ -260,16 +267,16 @@ func TestEvictionFastReconnectSparesHonest(t *testing.T) {
 			stopChurn()
 			st := l.status()
 			honestEvicted, churnEvicted := l.evictedFrom("127.0.0.1"), l.evictedFrom("127.0.0.2")
-			t.Logf("honest exchanges: %d of %d succeeded; churner connections %d; evicted %d (127.0.0.1: %d, 127.0.0.2: %d), dropped %d",
-				rounds-len(failed), rounds, made.Load(), st.Counters.Evicted, honestEvicted, churnEvicted, st.Counters.Dropped)
+			t.Logf("honest exchanges: %d of %d succeeded; churner connections %d, %d of them not greeted alone; evicted %d (logged: 127.0.0.1 %d, 127.0.0.2 %d), dropped %d",
+				rounds-len(failed), rounds, made.Load(), bad.Load(), st.Counters.Evicted, honestEvicted, churnEvicted, st.Counters.Dropped)
 			if len(failed) > 0 {
 				t.Errorf("honest exchanges failed beside %d churner(s):\n%s", tc.churners, strings.Join(failed, "\n"))
 			}
 			if honestEvicted > 0 {
 				t.Errorf("the honest client was evicted %d times", honestEvicted)
 			}
-			if tc.churners+1 < 3 && st.Counters.Evicted > 0 {
-				t.Errorf("%d evictions with at most %d live clients under process_limit = 3", st.Counters.Evicted, tc.churners+1)
+			if tc.churners+1 < 3 && bad.Load() > 0 {
+				t.Errorf("%d live churner connections evicted or dropped with at most %d live clients under process_limit = 3", bad.Load(), tc.churners+1)
 			}
 		})
 	}

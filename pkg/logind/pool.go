@@ -81,6 +81,7 @@ type pool struct {
 	failCount     int
 	lastLimitLog  time.Time
 	dropTimer     *time.Timer
+	evictTimer    *time.Timer // ends the evictGrace of the oldest waiting connection
 	idleTicker    *time.Ticker
 	idleQuit      chan struct{}
 	replenish     bool        // an ensureMinAvail is deferred (replenishSoon)
@@ -390,9 +391,16 @@ func checksFirst(svc *Service) bool {
 // or one whose client has gone: noteOutgoing), each of which gives back
 // its place under process_limit when it is reaped, milliseconds later.
 // So live clients below process_limit never make an arrival evict
-// anyone, however fast clients come and go. mu is held.
-func (p *pool) evictForWaiting() bool {
+// anyone, however fast clients come and go: neither a process already
+// reported without a client (outgoing), nor, within evictGrace of the
+// arrival, one whose client has just gone and that has not reported it
+// yet. mu is held.
+func (p *pool) evictForWaiting(now time.Time) bool {
 	if p.stopping || p.waiting <= p.outgoing || len(p.procs) < p.svc.ProcessLimit {
+		return false
+	}
+	if graceEnd := p.pending[0].deadline.Add(evictGrace - DropTimeout); now.Before(graceEnd) {
+		p.armEvictTimer(graceEnd)
 		return false
 	}
 	c := p.victim(p.srcs.nextWaiting().src)
@@ -460,12 +468,39 @@ func (p *pool) noteOutgoing(pr *proc) {
 func (p *pool) dispatch(now time.Time) {
 	for {
 		p.giveWaiting(now)
-		if !p.evictForWaiting() {
+		if !p.evictForWaiting(now) {
 			break
 		}
 	}
 	p.ensureMinAvail()
 	p.updateGate()
+}
+
+// evictGrace is how long the oldest waiting connection waits before
+// anyone is evicted for it. A client that closes and connects again at
+// once (a reconnecting churner) arrives before its previous login
+// process has read the end of the stream and reported the client gone:
+// the supervisor would see one client too many and evict one (the
+// departed one, or a live one beside it). Within evictGrace the report
+// comes (a read and a packet, milliseconds even on a busy machine), the
+// process becomes outgoing and no one is evicted; at the limit for real,
+// the eviction comes evictGrace later, still exactly one per waiting
+// connection. Dovecot's master evicts only at its next status round
+// (about 2 s at the limit, see docs/loginsvc.md).
+const evictGrace = 50 * time.Millisecond
+
+// armEvictTimer runs dispatch at t (the end of an evictGrace) unless a
+// run is already due. mu is held.
+func (p *pool) armEvictTimer(t time.Time) {
+	if p.evictTimer != nil {
+		return
+	}
+	p.evictTimer = time.AfterFunc(time.Until(t), func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.evictTimer = nil
+		p.dispatch(time.Now())
+	})
 }
 
 // replenishAfter is how long the replacement of a preforked process that

@@ -25,6 +25,8 @@ import (
 //     the waiting connection's own source (it waits for a place
 //     instead, at most DropTimeout): a flood cannot take a place from a
 //     smaller source even while its own clients are all being evicted;
+//   - on a tie, evicts the waiting connection's own source's client, or
+//     nobody, if that source still holds a pre-login client (see victim);
 //   - caps each source at login_prelogin_ip_limit places: a connection
 //     from a source at the cap evicts that source's own oldest
 //     logging-in client, or, if it has none, is closed at once (see

@@ -19,9 +19,13 @@
 // SSLv3, no ssl_cipher_list, no ssl_key_password, no SNI (local_name).
 //
 // At process_limit the supervisor, which knows every client's state,
-// chooses the victims: the oldest logging-in client, exactly one per
-// waiting connection, also when the clients become evictable only after
-// the connections arrived (a burst), with no timers (docs/loginsvc.md; evict.go).
+// chooses the victims: the oldest logging-in client of the source holding
+// the most places, exactly one per waiting connection, also when the
+// clients become evictable only after the connections arrived (a burst).
+// A process whose last client has gone and which is exiting holds no
+// place an arrival evicts for, and a waiting connection evicts only after
+// evictGrace (50 ms), so a client that reconnects at once never makes the
+// service look full (docs/loginsvc.md; evict.go).
 // An access socket that cannot be asked at all (connect or fd_send
 // fails) closes the client as in Dovecot, but is logged with rip= and
 // counted as an access error (Counters.AccessErrors), not as a refusal.

@@ -27,6 +27,8 @@ import (
 //     the waiting connection's own source (it waits for a place
 //     instead, at most DropTimeout): a flood cannot take a place from a
 //     smaller source even while its own clients are all being evicted;
+//   - on a tie, evicts the waiting connection's own source's client, or
+//     nobody, if that source still holds a pre-login client (see victim);
 //   - caps each source at login_prelogin_ip_limit places: a connection
 //     from a source at the cap evicts that source's own oldest
 //     logging-in client, or, if it has none, is closed at once (see
@@ -254,23 +256,37 @@ func (h *idxHeap[T]) place(v T, in bool) {
 }
 
 // victim returns the client to evict to make room for a connection
-// from for (nil: any source), or nil if there is none: the oldest
+// from forSrc (nil: any source), or nil if there is none: the oldest
 // logging-in client of the source holding the most places, provided its
 // eviction makes room (evictionFrees) and that source holds at least as
-// many places as for. When the top candidate's eviction would not make
-// room (a draining high-performance process, or one that has served its
-// service_count: rare), the candidates are scanned in full. mu is held.
+// many places as forSrc. On a tie with forSrc, when forSrc holds a
+// pre-login client besides its waiting connections, the victim is
+// forSrc's own oldest logging-in client, or nobody if it has none yet
+// (all being checked): a source that comes back before its last client
+// is gone evicts its own, never another source's equal share. A source
+// whose only places are waiting connections (a newcomer) gets Dovecot's
+// oldest-first rule among the sources tied with it. When the top
+// candidate's eviction would not make room (a draining high-performance
+// process, or one that has served its service_count: rare), the
+// candidates are scanned in full. mu is held.
 func (p *pool) victim(forSrc *source) *conn {
 	top := p.srcs.victimSource()
 	if top == nil || (forSrc != nil && top.n < forSrc.n) {
 		return nil
+	}
+	var only *source // the source the victim must be of, if just one
+	if forSrc != nil && forSrc.n > len(forSrc.wait) && forSrc.n >= top.n {
+		if forSrc.in.len() == 0 {
+			return nil
+		}
+		top, only = forSrc, forSrc
 	}
 	if c := top.in.top(); p.evictionFrees(c) {
 		return c
 	}
 	var best *conn
 	for _, c := range p.conns {
-		if c.state != ipc.StateLoggingIn || c.src == nil || (forSrc != nil && c.src.n < forSrc.n) || !p.evictionFrees(c) {
+		if c.state != ipc.StateLoggingIn || c.src == nil || (forSrc != nil && c.src.n < forSrc.n) || (only != nil && c.src != only) || !p.evictionFrees(c) {
 			continue
 		}
 		if best == nil || before(c, best) {
@@ -293,11 +309,7 @@ func (p *pool) evict(c *conn, reserve bool) {
 		pr.evicted = map[uint64]struct{}{}
 	}
 	pr.evicted[c.id] = struct{}{} // until the process reports it closed
-	if len(pr.conns) == 0 && exitsWhenIdle(pr) && !pr.victim {
-		// Its place comes back when the process is reaped.
-		pr.victim = true
-		p.inflight++
-	}
+	p.noteOutgoing(pr)            // its place comes back when the process is reaped
 	if len(pr.evicted) > maxUnclosedEvictions {
 		p.violation(pr, fmt.Sprintf("left %d evicted clients unclosed", len(pr.evicted)))
 	}

@@ -2,6 +2,7 @@ package master
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -68,9 +69,9 @@ func flood(port int, src string, conc, max int, stop <-chan struct{}) (wait func
 }
 
 // honestLogin is one honest pre-login exchange from src: greeting, a
-// pause, CAPABILITY, LOGOUT. It returns "" on success, else what went
-// wrong.
-func honestLogin(port int, src string, pause time.Duration) string {
+// pause, then CAPABILITY and LOGOUT (proto "imap") or CAPA and QUIT
+// ("pop3"). It returns "" on success, else what went wrong.
+func honestLogin(port int, proto, src string, pause time.Duration) string {
 	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
 	c, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
@@ -86,20 +87,31 @@ func honestLogin(port int, src string, pause time.Duration) string {
 		}
 		return strings.TrimRight(s, "\r\n")
 	}
-	if g := line(); !strings.HasPrefix(g, "* OK") {
-		return "greeting: " + g
+	// Each command and the lines that must start its reply, the last
+	// one ending it.
+	steps := []struct{ cmd, want string }{
+		{"", "* OK"},
+		{"a CAPABILITY", "* CAPABILITY "}, {"", "a OK "},
+		{"b LOGOUT", "* BYE Logging out"}, {"", "b OK "},
 	}
-	time.Sleep(pause)
-	c.Write([]byte("a CAPABILITY\r\n"))
-	for _, want := range []string{"* CAPABILITY ", "a OK "} {
-		if s := line(); !strings.HasPrefix(s, want) {
-			return "CAPABILITY: " + s
+	if proto == "pop3" {
+		steps = []struct{ cmd, want string }{
+			{"", "+OK"},
+			{"CAPA", "+OK"}, {"", "CAPA"}, {"", "TOP"}, {"", "UIDL"}, {"", "RESP-CODES"}, {"", "PIPELINING"}, {"", "AUTH-RESP-CODE"}, {"", "."},
+			{"QUIT", "+OK Logging out"},
 		}
 	}
-	c.Write([]byte("b LOGOUT\r\n"))
-	for _, want := range []string{"* BYE Logging out", "b OK "} {
-		if s := line(); !strings.HasPrefix(s, want) {
-			return "LOGOUT: " + s
+	what := "greeting"
+	for i, st := range steps {
+		if st.cmd != "" {
+			if i == 1 {
+				time.Sleep(pause)
+			}
+			what = st.cmd
+			c.Write([]byte(st.cmd + "\r\n"))
+		}
+		if s := line(); !strings.HasPrefix(s, st.want) {
+			return what + ": " + s
 		}
 	}
 	return ""
@@ -129,7 +141,7 @@ func TestEvictionFloodFromOneSourceSparesOthers(t *testing.T) {
 	var took []string
 	for i := range rounds {
 		start := time.Now()
-		if why := honestLogin(l.port, "127.0.0.1", 300*time.Millisecond); why != "" {
+		if why := honestLogin(l.port, "imap", "127.0.0.1", 300*time.Millisecond); why != "" {
 			failed = append(failed, strconv.Itoa(i)+": "+why)
 		}
 		took = append(took, time.Since(start).Round(time.Millisecond).String())
@@ -142,6 +154,142 @@ func TestEvictionFloodFromOneSourceSparesOthers(t *testing.T) {
 	}
 	if len(st.Procs) > 10 {
 		t.Errorf("%d processes over process_limit 10", len(st.Procs))
+	}
+}
+
+// churn runs conc clients from src against 127.0.0.1:port until stop
+// is closed: each connects, reads the greeting, closes (with reset: a
+// TCP reset, SO_LINGER 0) and connects again at once, so each holds at
+// most one connection at a time. made counts the connections made, bad
+// those whose first read was not a greeting alone (evicted, dropped);
+// seen returns what the first few of those read.
+func churn(port int, src string, conc int, reset bool, made, bad *atomic.Int64, stop <-chan struct{}) (wait func(), seen func() []string) {
+	var wg sync.WaitGroup
+	var badMu sync.Mutex
+	var badSeen []string
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+			buf := make([]byte, 512)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+				if err != nil {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				made.Add(1)
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, err := c.Read(buf)
+				if g := string(buf[:n]); !strings.HasPrefix(g, "* OK") && !strings.HasPrefix(g, "+OK") || strings.Contains(g, "queue full") {
+					bad.Add(1)
+					badMu.Lock()
+					if len(badSeen) < 3 {
+						badSeen = append(badSeen, fmt.Sprintf("%q (%v)", g, err))
+					}
+					badMu.Unlock()
+				}
+				if reset {
+					c.(*net.TCPConn).SetLinger(0)
+				}
+				c.Close()
+			}
+		}()
+	}
+	return wg.Wait, func() []string { badMu.Lock(); defer badMu.Unlock(); return badSeen }
+}
+
+// evictedFrom counts the clients from src that the login processes
+// logged as evicted ("Connection queue full").
+func (l *lab) evictedFrom(src string) int {
+	n := 0
+	for _, line := range strings.Split(l.logs.String(), "\n") {
+		if strings.Contains(line, "Connection queue full") && strings.Contains(line, "rip="+src+",") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestEvictionFastReconnectSparesHonest: the tester's fast reconnecting
+// churner (issue 10 item 3). In high-security mode with process_limit =
+// 3 and an access check (clients spend a moment being checked, not
+// evictable), clients from 127.0.0.2 connect, read the greeting and
+// close (or reset) in a loop, each holding at most one connection,
+// while an honest client from 127.0.0.1 reads the greeting, waits and
+// does CAPABILITY and LOGOUT (CAPA and QUIT in POP3). There are never
+// more live clients than process_limit, so no live client may be
+// evicted or dropped, the honest one least of all: a process whose
+// client has gone holds no place a new arrival must evict for, whether
+// it has reported the client gone and is exiting (outgoing) or has not
+// read the end of the stream yet (evictGrace). Before the fix the
+// supervisor counted such processes against process_limit, the
+// churner's source then held as many places as the honest one, and
+// oldest-first chose the honest client (POP3: 1 of 8 succeeded).
+func TestEvictionFastReconnectSparesHonest(t *testing.T) {
+	tests := []struct {
+		svc      string
+		minAvail int
+		churners int
+		reset    bool
+		pause    time.Duration
+	}{
+		{svc: "imap-login", minAvail: 0, churners: 1, pause: 300 * time.Millisecond},
+		{svc: "imap-login", minAvail: 0, churners: 2, pause: 300 * time.Millisecond},
+		{svc: "imap-login", minAvail: 1, churners: 1, reset: true, pause: 300 * time.Millisecond},
+		{svc: "pop3-login", minAvail: 1, churners: 1, pause: 300 * time.Millisecond},
+		{svc: "pop3-login", minAvail: 1, churners: 1, reset: true, pause: 300 * time.Millisecond},
+		{svc: "pop3-login", minAvail: 1, churners: 1, pause: time.Second},
+		{svc: "pop3-login", minAvail: 0, churners: 2, pause: 300 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		name := fmt.Sprintf("%s/process_min_avail=%d/churners=%d/reset=%v/pause=%s", tc.svc, tc.minAvail, tc.churners, tc.reset, tc.pause)
+		t.Run(name, func(t *testing.T) {
+			_, base := startHeldAccess(t)
+			l := startLab(t, tc.svc, "base_dir = "+base+"\nlogin_access_sockets = held",
+				fmt.Sprintf("service_count = 1\nprocess_limit = 3\nprocess_min_avail = %d", tc.minAvail))
+			proto := strings.TrimSuffix(tc.svc, "-login")
+			var made, bad atomic.Int64
+			stop := make(chan struct{})
+			wait, seen := churn(l.port, "127.0.0.2", tc.churners, tc.reset, &made, &bad, stop)
+			stopped := false
+			stopChurn := func() {
+				if !stopped {
+					stopped = true
+					close(stop)
+					wait()
+				}
+			}
+			defer stopChurn()
+			l.waitFor("the churner connecting", func(control.ServiceStatus) bool { return made.Load() >= 20 })
+			rounds := max(4, int(3*time.Second/(tc.pause+50*time.Millisecond)))
+			var failed []string
+			for i := range rounds {
+				if why := honestLogin(l.port, proto, "127.0.0.1", tc.pause); why != "" {
+					failed = append(failed, strconv.Itoa(i)+": "+why)
+				}
+			}
+			stopChurn()
+			st := l.status()
+			honestEvicted, churnEvicted := l.evictedFrom("127.0.0.1"), l.evictedFrom("127.0.0.2")
+			t.Logf("honest exchanges: %d of %d succeeded; churner connections %d, %d of them not greeted alone %v; evicted %d (logged: 127.0.0.1 %d, 127.0.0.2 %d), dropped %d, refused %d, access errors %d",
+				rounds-len(failed), rounds, made.Load(), bad.Load(), seen(), st.Counters.Evicted, honestEvicted, churnEvicted, st.Counters.Dropped, st.Counters.Refused, st.Counters.AccessErrors)
+			if len(failed) > 0 {
+				t.Errorf("honest exchanges failed beside %d churner(s):\n%s", tc.churners, strings.Join(failed, "\n"))
+			}
+			if honestEvicted > 0 {
+				t.Errorf("the honest client was evicted %d times", honestEvicted)
+			}
+			if bad.Load() > 0 {
+				t.Errorf("%d churner connections evicted or dropped with at most %d live clients, process_limit = 3: %v", bad.Load(), tc.churners+1, seen())
+			}
+		})
 	}
 }
 
@@ -180,6 +328,7 @@ func playSteps(t *testing.T, p *pool, r *fakeRunner, steps []string) {
 		switch f[0] {
 		case "A":
 			p.arrive(-1, netip.AddrPortFrom(netip.MustParseAddr(f[1]), 1))
+			pastEvictGrace() // its eviction, if any, before the next step
 		case "L", "P", "C":
 			ev := worker.Event{Kind: worker.EventState, Conn: n, State: map[string]ipc.ConnState{"L": ipc.StateLoggingIn, "P": ipc.StateProxying}[f[0]]}
 			if f[0] == "C" {

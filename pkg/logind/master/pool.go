@@ -60,7 +60,7 @@ type pool struct {
 	pending  []*pendingConn // waiting connections by arrival, given ones (gone) not yet removed
 	waiting  int            // of those, the ones still waiting
 	waitSeq  uint64         // arrivals queued so far (pendingConn.seq)
-	inflight int            // high-security evictions whose process has not exited yet
+	outgoing int            // processes without a client that are exiting (noteOutgoing): places coming back
 
 	throttleUntil time.Time
 	throttleDur   time.Duration
@@ -70,6 +70,7 @@ type pool struct {
 	failCount     int
 	lastLimitLog  time.Time
 	dropTimer     *time.Timer
+	evictTimer    *time.Timer // ends the evictGrace of the oldest waiting connection
 	idleTicker    *time.Ticker
 	idleQuit      chan struct{}
 	replenish     bool        // an ensureMinAvail is deferred (replenishSoon)
@@ -107,7 +108,7 @@ type proc struct {
 	idleSince time.Time
 	stopSent  ipc.StopMode // highest stop mode sent, 0 = none
 	listening bool         // accepts from the listeners itself (until worker.EventUnlistened or exit)
-	victim    bool         // counted in pool.inflight
+	outgoing  bool         // counted in pool.outgoing
 	readyT    *time.Timer
 
 	// What the supervisor knows of the process, to check its reports
@@ -275,7 +276,7 @@ func (p *pool) arriveVia(fd int, remote netip.AddrPort, proxied bool) {
 	}
 	p.queue(fd, remote, srcAddr, now)
 	p.armDropTimer()
-	if len(p.procs) >= p.svc.ProcessLimit && now.Sub(p.lastLimitLog) >= time.Second {
+	if len(p.procs)-p.outgoing >= p.svc.ProcessLimit && now.Sub(p.lastLimitLog) >= time.Second {
 		p.lastLimitLog = now
 		p.log.Warn("process_limit reached, evicting per new connection the oldest logging-in client of the source holding the most places", "process_limit", p.svc.ProcessLimit, "client_limit", p.svc.ClientLimit)
 	}
@@ -327,6 +328,7 @@ func (p *pool) give(pr *proc, fd int, remote netip.AddrPort, srcAddr netip.Addr,
 		p.log.Error("cannot hand a client to a login process, killing it", "pid", pr.PID(), "err", err)
 		pr.w.Kill()
 		pr.stopSent = ipc.StopShutdown
+		p.noteOutgoing(pr)
 		p.counters.Lost++
 		return
 	}
@@ -362,23 +364,32 @@ func checksFirst(svc *config.Service) bool {
 	return false
 }
 
-// evictForWaiting evicts one client for the oldest waiting connection
-// that no eviction under way is already making room for, if the service
-// is at process_limit (otherwise a process can be spawned, now or once
-// a throttle ends) and some client can be evicted for it (victim, in
-// evict.go: the oldest logging-in client of the source that holds the
-// most places, if that is no fewer than the connection's source). It
-// reports whether it evicted. dispatch calls it after every change that
-// can make a client evictable or a connection wait: an arrival, a client
+// evictForWaiting evicts one client for the next waiting connection
+// (sources.nextWaiting) that no place coming back is already meant for,
+// if the service is at process_limit (otherwise a process can be
+// spawned, now or once a throttle ends) and some client can be evicted
+// for it (victim, in evict.go). It reports whether it evicted. dispatch
+// calls it after every change that can make a client evictable or a connection wait: an arrival, a client
 // that becomes logging-in, a client or process that goes away. So a
 // connection that arrives while every client is still being greeted or
 // checked (a burst: the processes spawned for the first clients have not
 // started yet) is not left waiting for DropTimeout: it gets its eviction
-// as soon as a client is logging in. Exactly one eviction per waiting
-// connection: p.inflight counts the evictions whose place comes back
-// only when the victim's process exits. mu is held.
-func (p *pool) evictForWaiting() bool {
-	if p.stopping || p.waiting <= p.inflight || len(p.procs) < p.svc.ProcessLimit {
+// as soon as a client is logging in. At most one eviction per waiting
+// connection, and none while places are coming back: p.outgoing counts
+// the processes that have no client left and are exiting (a victim's,
+// or one whose client has gone: noteOutgoing), each of which gives back
+// its place under process_limit when it is reaped, milliseconds later.
+// So live clients below process_limit never make an arrival evict
+// anyone, however fast clients come and go: neither a process already
+// reported without a client (outgoing), nor, within evictGrace of the
+// arrival, one whose client has just gone and that has not reported it
+// yet. mu is held.
+func (p *pool) evictForWaiting(now time.Time) bool {
+	if p.stopping || p.waiting <= p.outgoing || len(p.procs) < p.svc.ProcessLimit {
+		return false
+	}
+	if graceEnd := p.pending[0].deadline.Add(evictGrace - DropTimeout); now.Before(graceEnd) {
+		p.armEvictTimer(graceEnd)
 		return false
 	}
 	c := p.victim(p.srcs.nextWaiting().src)
@@ -411,9 +422,33 @@ func (p *pool) evictionFrees(c *conn) bool {
 }
 
 // exitsWhenIdle reports whether pr exits once it has no client: it has
-// served service_count clients, or it is draining.
+// served service_count clients, or it was told to stop (idle, drain or
+// shutdown: an idle one that accepted a client meanwhile serves it and
+// exits after it).
 func exitsWhenIdle(pr *proc) bool {
-	return pr.stopSent == ipc.StopDrain || (pr.stopSent == 0 && pr.svc.ServiceCount > 0 && pr.served >= pr.svc.ServiceCount)
+	return pr.stopSent != 0 || (pr.svc.ServiceCount > 0 && pr.served >= pr.svc.ServiceCount)
+}
+
+// noteOutgoing keeps pr.outgoing and p.outgoing true to pr after a
+// change of its clients or of its stop state: a process is outgoing
+// from the moment it has no client left and exits for that
+// (exitsWhenIdle, or killed for breaking the protocol) until its exit
+// is reported. Its place under process_limit is as good as free then:
+// it comes back within milliseconds, when the process is reaped. A
+// client that connects again at once after its last one left (a
+// reconnecting churner) must not find the service full and evict
+// someone for it; it waits that moment (evictForWaiting). mu is held.
+func (p *pool) noteOutgoing(pr *proc) {
+	l := !pr.exited && len(pr.conns) == 0 && (pr.liar || exitsWhenIdle(pr))
+	if l == pr.outgoing {
+		return
+	}
+	pr.outgoing = l
+	if l {
+		p.outgoing++
+	} else {
+		p.outgoing--
+	}
 }
 
 // dispatch hands waiting connections to processes that can take them,
@@ -422,12 +457,39 @@ func exitsWhenIdle(pr *proc) bool {
 func (p *pool) dispatch(now time.Time) {
 	for {
 		p.giveWaiting(now)
-		if !p.evictForWaiting() {
+		if !p.evictForWaiting(now) {
 			break
 		}
 	}
 	p.ensureMinAvail()
 	p.updateGate()
+}
+
+// evictGrace is how long the oldest waiting connection waits before
+// anyone is evicted for it. A client that closes and connects again at
+// once (a reconnecting churner) arrives before its previous login
+// process has read the end of the stream and reported the client gone:
+// the supervisor would see one client too many and evict one (the
+// departed one, or a live one beside it). Within evictGrace the report
+// comes (a read and a packet, milliseconds even on a busy machine), the
+// process becomes outgoing and no one is evicted; at the limit for real,
+// the eviction comes evictGrace later, still exactly one per waiting
+// connection. Dovecot's master evicts only at its next status round
+// (about 2 s at the limit, see docs/loginsvc.md).
+const evictGrace = 50 * time.Millisecond
+
+// armEvictTimer runs dispatch at t (the end of an evictGrace) unless a
+// run is already due. mu is held.
+func (p *pool) armEvictTimer(t time.Time) {
+	if p.evictTimer != nil {
+		return
+	}
+	p.evictTimer = time.AfterFunc(time.Until(t), func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.evictTimer = nil
+		p.dispatch(time.Now())
+	})
 }
 
 // replenishAfter is how long the replacement of a preforked process that
@@ -532,6 +594,7 @@ func (p *pool) event(pr *proc, ev worker.Event) {
 		pr.conns[ev.Conn] = c
 		pr.served++
 		p.conns[ev.Conn] = c
+		p.noteOutgoing(pr) // a stopped process serves what it accepted meanwhile
 		p.admit(c.src, c)
 		if !p.canTake(pr) {
 			p.ensureMinAvail() // full: keep process_min_avail with a free slot
@@ -572,6 +635,7 @@ func (p *pool) event(pr *proc, ev worker.Event) {
 			if len(pr.conns) == 0 {
 				pr.idleSince = now
 			}
+			p.noteOutgoing(pr)
 		}
 		p.dispatch(now)
 	case worker.EventUnlistened:
@@ -672,6 +736,7 @@ func (p *pool) violation(pr *proc, what string) {
 		return
 	}
 	pr.liar = true
+	p.noteOutgoing(pr)
 	p.counters.Violations++
 	p.log.Error("login process broke the protocol, killing it", "pid", pr.PID(), "what", what, "clients", len(pr.conns))
 	pr.w.Kill()
@@ -700,9 +765,7 @@ func (p *pool) exited(pr *proc, ev worker.Event, now time.Time) {
 		pr.readyT.Stop()
 	}
 	delete(p.procs, pr)
-	if pr.victim {
-		p.inflight--
-	}
+	p.noteOutgoing(pr)
 	lost := len(pr.conns)
 	for id, c := range pr.conns {
 		p.srcs.untrack(c)
@@ -801,6 +864,7 @@ func (p *pool) idleCheck(now time.Time) {
 		}
 		pr.stopSent = ipc.StopIdle
 		pr.w.Stop(ipc.StopIdle)
+		p.noteOutgoing(pr)
 		avail--
 	}
 }
@@ -818,6 +882,7 @@ func (p *pool) reconfigure(cfg *config.Config, svc *config.Service, gen uint64, 
 		if pr.gen != gen && pr.stopSent < ipc.StopDrain {
 			pr.stopSent = ipc.StopDrain
 			pr.w.Stop(ipc.StopDrain)
+			p.noteOutgoing(pr)
 			old = append(old, pr)
 		}
 	}
@@ -829,6 +894,7 @@ func (p *pool) reconfigure(cfg *config.Config, svc *config.Service, gen uint64, 
 				if !pr.exited && pr.stopSent < ipc.StopShutdown {
 					pr.stopSent = ipc.StopShutdown
 					pr.w.Stop(ipc.StopShutdown)
+					p.noteOutgoing(pr)
 				}
 			}
 		})
@@ -846,6 +912,7 @@ func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
 	for pr := range p.procs {
 		pr.stopSent = ipc.StopShutdown
 		pr.w.Stop(ipc.StopShutdown)
+		p.noteOutgoing(pr)
 	}
 	p.closeDoneIfIdle()
 	p.updateGate()

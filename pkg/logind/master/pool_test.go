@@ -104,6 +104,14 @@ func fakeListener(t *testing.T) *os.File {
 
 var anyAddr = netip.MustParseAddrPort("127.0.0.1:1")
 
+// pastEvictGrace lets the fake clock run past the evictGrace of the
+// connections waiting now (they evict only then) and waits for the
+// evictions. In a synctest bubble.
+func pastEvictGrace() {
+	time.Sleep(evictGrace)
+	synctest.Wait()
+}
+
 func TestHighSecurityLimitEvictsOldestLoggingInExactlyOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p, r := testPool(t, "service imap-login {\n service_count = 1\n process_limit = 3\n}\n")
@@ -122,6 +130,7 @@ func TestHighSecurityLimitEvictsOldestLoggingInExactlyOnce(t *testing.T) {
 		r.w(0).emit(worker.Event{Kind: worker.EventState, Conn: 1, State: ipc.StateProxying})
 		p.arrive(-1, anyAddr) // conn 4: evicts conn 2 only
 		p.arrive(-1, anyAddr) // conn 5: evicts conn 3 only
+		pastEvictGrace()
 		want := [][]string{{"give 1"}, {"give 2", "evict 2"}, {"give 3", "evict 3"}}
 		for i, w := range want {
 			if d := cmp.Diff(w, r.w(i).got()); d != "" {
@@ -180,8 +189,9 @@ func TestHighPerformanceSpillOverAndEviction(t *testing.T) {
 			w.emit(worker.Event{Kind: worker.EventState, Conn: uint64(i), State: ipc.StateLoggingIn})
 		}
 		// Full: 2 processes x 2 clients. Conn 5 evicts conn 1 (the oldest)
-		// and goes to the same process at once.
+		// and goes to the same process as soon as it is evicted.
 		p.arrive(-1, anyAddr)
+		pastEvictGrace()
 		if d := cmp.Diff([]string{"give 1", "give 2", "evict 1", "give 5"}, r.w(0).got()); d != "" {
 			t.Errorf("worker 0 (-want +got)\n%s", d)
 		}
@@ -306,6 +316,7 @@ func TestHighSecurityBurstEvictsAsClientsBecomeLoggingIn(t *testing.T) {
 		if _, ctr, pending := p.snapshot(); ctr.Evicted != 0 || pending != 5 || r.n() != 3 {
 			t.Fatalf("at arrival: %d processes, %d waiting, counters %+v; want 3, 5, nothing evicted", r.n(), pending, ctr)
 		}
+		pastEvictGrace()
 		loggingIn := func(w, conn int) {
 			r.w(w).emit(worker.Event{Kind: worker.EventState, Conn: uint64(conn), State: ipc.StateLoggingIn})
 		}
@@ -347,8 +358,12 @@ func TestHighSecurityBurstWithoutChecksEvictsOldestAtArrival(t *testing.T) {
 		for i := 0; i < 8; i++ {
 			p.arrive(-1, anyAddr)
 		}
+		if _, ctr, pending := p.snapshot(); ctr.Evicted != 0 || pending != 5 {
+			t.Fatalf("at arrival: %d waiting, counters %+v; want 5 waiting, none evicted yet (evictGrace)", pending, ctr)
+		}
+		pastEvictGrace()
 		if _, ctr, pending := p.snapshot(); ctr.Evicted != 3 || pending != 5 {
-			t.Fatalf("at arrival: %d waiting, counters %+v; want 5 waiting, 3 evicted", pending, ctr)
+			t.Fatalf("after evictGrace: %d waiting, counters %+v; want 5 waiting, 3 evicted", pending, ctr)
 		}
 		for w := 0; w < 5; w++ {
 			r.w(w).emit(worker.Event{Kind: worker.EventExit})
@@ -387,6 +402,7 @@ func TestHighPerformanceEvictsAsAcceptedClientsBecomeLoggingIn(t *testing.T) {
 		if _, ctr, pending := p.snapshot(); ctr.Evicted != 0 || pending != 3 {
 			t.Fatalf("at arrival: %d waiting, counters %+v; want 3 waiting, none evicted", pending, ctr)
 		}
+		pastEvictGrace()
 		r.w(1).emit(worker.Event{Kind: worker.EventState, Conn: b | 1, State: ipc.StateLoggingIn}) // for conn 1
 		r.w(0).emit(worker.Event{Kind: worker.EventState, Conn: a | 2, State: ipc.StateLoggingIn}) // for conn 2
 		r.w(0).emit(worker.Event{Kind: worker.EventState, Conn: a | 1, State: ipc.StateLoggingIn}) // for conn 3
@@ -416,6 +432,7 @@ func TestEvictionOnlyWhereItMakesRoom(t *testing.T) {
 		p.arrive(-1, anyAddr)
 		r.w(0).emit(worker.Event{Kind: worker.EventReady})
 		p.arrive(-1, anyAddr) // conn 3 waits
+		pastEvictGrace()
 		if _, ctr, pending := p.snapshot(); ctr.Evicted != 0 || pending != 1 {
 			t.Fatalf("%d waiting, counters %+v; want 1 waiting, none evicted", pending, ctr)
 		}

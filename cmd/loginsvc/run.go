@@ -15,8 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
-
+	"github.com/tcpwrapd/tcpwrapd/internal/sdnotify"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/master"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/master/worker"
@@ -102,6 +101,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !*foreground && os.Getenv(daemonizedEnv) == "" {
 		return daemonize(args, stderr)
 	}
+	// The service manager's address, taken once: no login process ever
+	// sees NOTIFY_SOCKET.
+	notifier := sdnotify.FromEnv()
 	// A daemonized child reports how its start went on fd 3 (daemonize).
 	var started *os.File
 	if !*foreground && os.Getenv(daemonizedEnv) != "" {
@@ -123,13 +125,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	sup := &master.Supervisor{Logger: log, Runner: &worker.ExecRunner{Logger: log}, OnReady: func() {
-		daemon.SdNotify(false, daemon.SdNotifyReady)
+		notifier.Notify(sdnotify.Ready)
 		if started != nil {
 			fmt.Fprintln(started, startedOK)
 			started.Close()
 		}
 	}}
-	go reloads(ctx, hup, sup, *confPath, log)
+	go reloads(ctx, hup, sup, *confPath, notifier, log)
 	done := make(chan error, 1)
 	go func() { done <- sup.Run(ctx, cfg) }()
 	select {
@@ -137,7 +139,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case <-ctx.Done():
 		// The first SIGTERM or SIGINT: shut down. A second one, while
 		// the login processes say goodbye, exits at once.
-		daemon.SdNotify(false, daemon.SdNotifyStopping)
+		notifier.Notify(sdnotify.Stopping)
 		second := make(chan os.Signal, 1)
 		signal.Notify(second, syscall.SIGTERM, syscall.SIGINT)
 		defer signal.Stop(second)
@@ -162,14 +164,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 // reloads reloads the configuration file path into sup at each SIGHUP
 // (hup), until ctx is done; a file that does not parse or a
 // configuration that cannot be applied leaves the running one in force.
-func reloads(ctx context.Context, hup <-chan os.Signal, sup *master.Supervisor, path string, log *slog.Logger) {
+func reloads(ctx context.Context, hup <-chan os.Signal, sup *master.Supervisor, path string, notifier *sdnotify.Notifier, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
 		}
-		daemon.SdNotify(false, daemon.SdNotifyReloading)
+		notifier.Notify(sdnotify.Reloading())
 		ncfg, err := config.ParseFile(path)
 		if err == nil {
 			err = sup.Reload(ncfg)
@@ -180,7 +182,7 @@ func reloads(ctx context.Context, hup <-chan os.Signal, sup *master.Supervisor, 
 			log.Info("configuration reloaded", "file", path)
 		}
 		if ctx.Err() == nil {
-			daemon.SdNotify(false, daemon.SdNotifyReady)
+			notifier.Notify(sdnotify.Ready)
 		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 )
 
 // LookupIDs returns the uid and gid of user name (its primary group).
@@ -297,11 +299,5 @@ func sockaddrPort(sa syscall.Sockaddr, err error) netip.AddrPort {
 	if err != nil {
 		return netip.AddrPort{}
 	}
-	switch a := sa.(type) {
-	case *syscall.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *syscall.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
-	}
-	return netip.AddrPort{}
+	return sockfd.SyscallAddrPort(sa)
 }

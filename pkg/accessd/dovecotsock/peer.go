@@ -3,13 +3,12 @@ package dovecotsock
 import (
 	"fmt"
 	"log/slog"
-	"net"
-	"net/netip"
 	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -55,14 +54,14 @@ func clientSocket(m *message) (fd int, client, server hostsrules.Endpoint, ferr 
 			Msg: "descriptor is not a socket, refused", Attrs: []any{"err", err, "file_type", fileType(fd)}}
 	}
 	local, err := syscall.Getsockname(fd)
-	s, inet := addrPort(local)
-	if err != nil || !inet || (proto != syscall.IPPROTO_TCP && proto != unix.IPPROTO_MPTCP) {
+	s := sockfd.SyscallAddrPort(local)
+	if err != nil || !s.IsValid() || (proto != syscall.IPPROTO_TCP && proto != unix.IPPROTO_MPTCP) {
 		return -1, client, server, &fdError{Kind: ErrKindNotTCP, Level: slog.LevelWarn,
 			Msg: "descriptor is not a TCP socket, refused", Attrs: []any{"socket", socketKind(fd, proto)}}
 	}
 	peer, err := syscall.Getpeername(fd)
-	c, inet := addrPort(peer)
-	if err != nil || !inet {
+	c := sockfd.SyscallAddrPort(peer)
+	if err != nil || !c.IsValid() {
 		return -1, client, server, &fdError{Kind: ErrKindNotConnected, Level: slog.LevelWarn,
 			Msg: "TCP socket is not connected, refused", Attrs: []any{"err", err, "server_addr", s.String()}}
 	}
@@ -113,27 +112,4 @@ func socketKind(fd, proto int) string {
 		name(family, map[int]string{unix.AF_UNIX: "unix", unix.AF_INET: "inet", unix.AF_INET6: "inet6", unix.AF_NETLINK: "netlink"}),
 		name(typ, map[int]string{unix.SOCK_STREAM: "stream", unix.SOCK_DGRAM: "dgram", unix.SOCK_SEQPACKET: "seqpacket", unix.SOCK_RAW: "raw"}),
 		name(proto, map[int]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_SCTP: "sctp", unix.IPPROTO_ICMP: "icmp"}))
-}
-
-// addrPort converts an inet socket address; ok is false for other families.
-func addrPort(sa syscall.Sockaddr) (netip.AddrPort, bool) {
-	switch sa := sa.(type) {
-	case *syscall.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)), true
-	case *syscall.SockaddrInet6:
-		a := netip.AddrFrom16(sa.Addr)
-		if sa.ZoneId != 0 {
-			a = a.WithZone(zoneName(sa.ZoneId))
-		}
-		return netip.AddrPortFrom(a, uint16(sa.Port)), true
-	}
-	return netip.AddrPort{}, false
-}
-
-// zoneName returns the interface name of an IPv6 scope id, or the number.
-func zoneName(id uint32) string {
-	if ifi, err := net.InterfaceByIndex(int(id)); err == nil {
-		return ifi.Name
-	}
-	return strconv.FormatUint(uint64(id), 10)
 }

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/privdrop"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 )
@@ -74,16 +75,10 @@ func Sandbox(in *ipc.Settings) error {
 		}
 	}
 	if in.UID >= 0 {
-		if err := syscall.Setgroups([]int{in.GID}); err != nil {
-			return fmt.Errorf("setgroups(%d): %w", in.GID, err)
+		if _, err := privdrop.Drop(privdrop.Creds{UID: in.UID, GID: in.GID}); err != nil {
+			return err
 		}
-		if err := syscall.Setresgid(in.GID, in.GID, in.GID); err != nil {
-			return fmt.Errorf("setgid(%d): %w", in.GID, err)
-		}
-		if err := syscall.Setresuid(in.UID, in.UID, in.UID); err != nil {
-			return fmt.Errorf("setuid(%d): %w", in.UID, err)
-		}
-		if err := CheckNoRoot(); err != nil {
+		if err := privdrop.CheckNoRoot(); err != nil { // no gid 0 either
 			return err
 		}
 		// Dovecot's login processes set 1 (no fork at all); a Go
@@ -167,31 +162,6 @@ func vmData() uint64 {
 		}
 	}
 	return 0
-}
-
-// ErrCanRegainRoot is returned by CheckNoRoot when a process that dropped
-// its privileges could get uid or gid 0 back.
-var ErrCanRegainRoot = errors.New("privileges were not dropped: root can be regained")
-
-// CheckNoRoot verifies, as tailscale's incubator does, that the calling
-// process cannot become root again: setuid(0), seteuid(0), setgid(0) and
-// setegid(0) must all fail, and no id may be 0. It returns nil or
-// ErrCanRegainRoot (wrapped with the call that succeeded).
-func CheckNoRoot() error {
-	if syscall.Getuid() == 0 || syscall.Geteuid() == 0 || syscall.Getgid() == 0 || syscall.Getegid() == 0 {
-		return fmt.Errorf("%w: still uid %d euid %d gid %d egid %d", ErrCanRegainRoot, syscall.Getuid(), syscall.Geteuid(), syscall.Getgid(), syscall.Getegid())
-	}
-	for name, f := range map[string]func() error{
-		"setuid(0)":  func() error { return syscall.Setuid(0) },
-		"seteuid(0)": func() error { return syscall.Seteuid(0) },
-		"setgid(0)":  func() error { return syscall.Setgid(0) },
-		"setegid(0)": func() error { return syscall.Setegid(0) },
-	} {
-		if f() == nil {
-			return fmt.Errorf("%w: %s succeeded", ErrCanRegainRoot, name)
-		}
-	}
-	return nil
 }
 
 // resetNice sets the nice value of every thread of the process to 0

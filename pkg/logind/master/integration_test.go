@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/dovecotlab"
+	"github.com/tcpwrapd/tcpwrapd/internal/privdrop"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/control"
@@ -886,7 +887,7 @@ func sandboxChild() int {
 		fmt.Println("sandbox:", err)
 		return 1
 	}
-	fmt.Printf("setuid(0)=%v seteuid(0)=%v setgid(0)=%v check=%v\n", syscall.Setuid(0), syscall.Seteuid(0), syscall.Setgid(0), login.CheckNoRoot())
+	fmt.Printf("setuid(0)=%v seteuid(0)=%v setgid(0)=%v check=%v\n", syscall.Setuid(0), syscall.Seteuid(0), syscall.Setgid(0), privdrop.CheckNoRoot())
 	return 0
 }
 

@@ -1,9 +1,7 @@
 package master
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/ctlsock"
 	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/control"
@@ -528,8 +527,9 @@ func (s *Supervisor) Status() control.Status {
 }
 
 // startControl serves the control socket (Config.ControlSocket, mode
-// 0600): a client writes "status\n" and reads one JSON Status. Only root
-// and the supervisor's own uid are answered (SO_PEERCRED).
+// 0600) with internal/ctlsock: a client writes "status\n" and reads one
+// JSON Status. Only root and the supervisor's own uid are answered
+// (SO_PEERCRED); one request per connection, 5 s to send it.
 func (s *Supervisor) startControl(cfg *config.Config) error {
 	path := cfg.ControlSocket()
 	os.Remove(path)
@@ -539,36 +539,16 @@ func (s *Supervisor) startControl(cfg *config.Config) error {
 	}
 	os.Chmod(path, 0o600)
 	s.ctl = ln
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	srv := &ctlsock.Server{
+		OwnerUID: os.Geteuid(), OneRequest: true, IdleTimeout: 5 * time.Second,
+		Name: "control socket", Logger: s.log(),
+		Handle: func(_ context.Context, _ ctlsock.Peer, line []byte) any {
+			if string(line)+"\n" == control.StatusRequest {
+				return s.Status()
 			}
-			go s.serveControl(c.(*net.UnixConn))
-		}
-	}()
+			return map[string]string{"error": "unknown command"}
+		},
+	}
+	go srv.Serve(context.Background(), ln) // ends when stopAll closes ln
 	return nil
-}
-
-func (s *Supervisor) serveControl(c *net.UnixConn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if rc, err := c.SyscallConn(); err == nil {
-		var cred *unix.Ucred
-		rc.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-		if cred == nil || (cred.Uid != 0 && int(cred.Uid) != os.Geteuid()) {
-			return
-		}
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return
-	}
-	switch line {
-	case control.StatusRequest:
-		json.NewEncoder(c).Encode(s.Status())
-	default:
-		fmt.Fprintf(c, "{\"error\":\"unknown command\"}\n")
-	}
 }

@@ -200,7 +200,7 @@ func TestDisconnectLogLinesClosedByServer(t *testing.T) {
 }
 
 // TestDisconnectLogLinesAddresses: rip and lip are the PROXY header's on
-// a haproxy listener, "secured" follows spec §9.1 (a proxy that
+// a haproxy listener, "secured" follows docs/loginsvc.md (a proxy that
 // terminated TLS, login_trusted_networks, rip == lip on a direct
 // connection; not a haproxy connection whose header addresses are
 // equal), "TLS" after STARTTLS. As Dovecot 2.3.19.1 logged the same

@@ -165,9 +165,13 @@ func (r *Runner) Service(fd int, log *slog.Logger) *Service {
 //   - twist CMD: CMD runs the same way, bounded and timed the same way, but
 //     with the client socket as stdin, stdout and stderr. The Policy then
 //     marks the decision delegated and denied; the service answers nothing.
-//     (tcpd replaces itself with the command.)
-//   - aclexec CMD: CMD runs with the client socket as stdin, stdout and
-//     stderr and is waited for, at most Runner.ACLExecTimeout or until the
+//     (tcpd replaces itself with the command.) Without a client socket
+//     (fd -1: a policy front end, which answers for a connection another
+//     server holds) CMD is not run, since there is no service to replace
+//     and no client to talk to; the skip is logged and the check is still
+//     delegated and denied.
+//   - aclexec CMD: CMD runs with the client socket (without one, fd -1:
+//     /dev/null) as stdin, stdout and stderr and is waited for, at most Runner.ACLExecTimeout or until the
 //     check's context ends; keep is true only for exit status 0 (Debian).
 //   - banners DIR: Banner(DIR, x) is written to the client socket at once,
 //     before the verdict, waiting at most Runner.BannerTimeout for buffer
@@ -226,6 +230,13 @@ func (s *Service) Apply(ctx context.Context, opt hostsrules.Option, x *hostsrule
 	case "spawn":
 		s.background(opt.Name, opt.Expanded, false)
 	case "twist":
+		if s.fd < 0 {
+			// No client socket (a policy front end answers for a
+			// connection it does not hold): there is no service to
+			// replace and nobody to talk to.
+			s.log.Info("twist not run: no client socket; the check is denied", "cmd", opt.Expanded)
+			break
+		}
 		s.background(opt.Name, opt.Expanded, true)
 	case "aclexec":
 		return s.aclexec(ctx, opt.Expanded), nil

@@ -523,6 +523,30 @@ func TestNoClientSocket(t *testing.T) {
 	}
 }
 
+// TestNoClientSocketTwist: a check without a client socket (a policy
+// front end: Dovecot's auth policy, Postfix's policy service) has no
+// service for twist to replace and no client to talk to. The command is
+// not run, the check is denied (delegated, as always with twist) and the
+// skip is logged; spawn commands of the same rule run with /dev/null.
+func TestNoClientSocketTwist(t *testing.T) {
+	dir := t.TempDir()
+	ck := newChecker(t, nil)
+	d, _ := ck.check(t, nil, "imap", "ALL: ALL: spawn touch "+dir+"/spawned: twist touch "+dir+"/twisted\n", "")
+	ck.r.Wait()
+	if !d.Delegated || d.Verdict != hostsrules.Denied {
+		t.Errorf("decision %+v, want denied and delegated", d)
+	}
+	if !exists(dir + "/spawned") {
+		t.Error("spawn did not run without a client socket")
+	}
+	if exists(dir + "/twisted") {
+		t.Error("twist ran without a client socket")
+	}
+	if !strings.Contains(ck.log.String(), "twist not run: no client socket") {
+		t.Errorf("no log line for the skipped twist:\n%s", ck.log)
+	}
+}
+
 func TestSplitSetenv(t *testing.T) {
 	tests := []struct{ in, name, val string }{
 		{"FOO bar", "FOO", "bar"},

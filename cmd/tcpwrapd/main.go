@@ -1,6 +1,9 @@
 // Command tcpwrapd answers Dovecot 2.3 login access checks
 // (login_access_sockets) with hosts.allow/hosts.deny rules, as a drop-in for
-// Dovecot's tcpwrap service that runs as one long-lived process. See package
+// Dovecot's tcpwrap service that runs as one long-lived process, and, over
+// the same rules in the same process, Dovecot 2.3's and 2.4's auth policy
+// requests (--policy-listen, docs/authpolicy.md) and Postfix's policy
+// service (--postfix-listen, docs/postfix.md). See package
 // github.com/tcpwrapd/tcpwrapd/pkg/accessd.
 //
 // Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on failure, 2 on
@@ -62,20 +65,25 @@ type usageError struct{ error }
 
 func run(args []string) int {
 	// Take the systemd environment first, so no child ever sees it.
-	lns, lnErr := accessd.ActivationListeners()
+	activated, lnErr := accessd.ActivationSockets()
 	notifier := sdnotify.FromEnv()
 	signal.Ignore(syscall.SIGPIPE)
 
 	app := &cli.App{
 		Name:      "tcpwrapd",
 		Version:   version.Version,
-		Usage:     "answer Dovecot login access checks with hosts.allow/hosts.deny",
-		UsageText: "tcpwrapd [--listen PATH] [options]   (or started by systemd socket activation)",
+		Usage:     "answer Dovecot login access checks, Dovecot auth policy and Postfix policy requests with hosts.allow/hosts.deny",
+		UsageText: "tcpwrapd [--listen PATH] [--policy-listen ADDR] [--postfix-listen ADDR]... [options]   (or started by systemd socket activation)",
+		// --postfix-listen values carry their options after commas.
+		DisableSliceFlagSeparator: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Usage: "create and serve the unix socket at `PATH` (ignored under socket activation)"},
 			&cli.StringFlag{Name: "socket-mode", Value: "0600", Usage: "octal `MODE` of the --listen socket"},
 			&cli.StringFlag{Name: "socket-user", Usage: "`USER` (name or uid) owning the --listen socket"},
 			&cli.StringFlag{Name: "socket-group", Usage: "`GROUP` (name or gid) owning the --listen socket"},
+			&cli.StringSliceFlag{Name: "policy-listen", Usage: "serve Dovecot's auth policy (auth_policy_server_url) on `ADDR`: HOST:PORT on loopback, or a socket path[,user=USER][,group=GROUP][,mode=OCTAL]; repeatable"},
+			&cli.StringFlag{Name: "policy-api-header", Usage: "require Dovecot's auth_policy_server_api_header `HEADER` (\"Name: value\", or a bare value for X-API-Key) on every auth policy request"},
+			&cli.StringSliceFlag{Name: "postfix-listen", Usage: "serve Postfix's policy service (check_policy_service) on `ADDR`: HOST:PORT on loopback, or a socket path[,user=USER][,group=GROUP][,mode=OCTAL]; options [,daemon=NAME] (without policy_context; default smtpd), [,reject=CODE] (e.g. \"521 5.7.1\"; default REJECT); repeatable"},
 			&cli.StringFlag{Name: "allow-file", Value: accessd.DefaultAllowFile, Usage: "hosts.allow `FILE`"},
 			&cli.StringFlag{Name: "deny-file", Value: accessd.DefaultDenyFile, Usage: "hosts.deny `FILE`"},
 			&cli.DurationFlag{Name: "reload-interval", Value: accessd.DefaultReloadInterval, Usage: "poll the rule files for changes every `DURATION` (0 disables; SIGHUP always reloads)"},
@@ -124,7 +132,12 @@ func run(args []string) int {
 			if reload == 0 {
 				reload = -1
 			}
-			if len(lns) == 0 && c.String("listen") == "" {
+			auth, postfix, err := policyListeners(c.StringSlice("policy-listen"), c.StringSlice("postfix-listen"), activated)
+			if err != nil {
+				activated.Close()
+				return err
+			}
+			if len(activated.Access) == 0 && c.String("listen") == "" && len(auth) == 0 && len(postfix) == 0 {
 				return usageError{accessd.ErrNoListener}
 			}
 
@@ -135,7 +148,8 @@ func run(args []string) int {
 			defer signal.Stop(hup)
 
 			return accessd.Run(ctx, accessd.Config{
-				Listeners: lns, Listen: c.String("listen"),
+				Listeners: activated.Access, Listen: c.String("listen"),
+				PolicyListeners: auth, PolicyAPIHeader: c.String("policy-api-header"), PostfixListeners: postfix,
 				SocketMode: os.FileMode(mode), SocketUID: uid, SocketGID: gid,
 				AllowFile: c.String("allow-file"), DenyFile: c.String("deny-file"),
 				ReloadInterval: reload, Hangup: hup,

@@ -25,50 +25,97 @@ const latencyRing = 4096
 type Stats struct {
 	started time.Time
 
-	checks, granted, refused, delegated atomic.Uint64
+	all verdicts
 
-	mu     sync.Mutex
+	mu        sync.Mutex
+	errors    map[string]uint64
+	frontEnds map[string]*frontEndStats
+	ring      [latencyRing]time.Duration
+	n         int // durations recorded in total
+}
+
+// verdicts counts decisions.
+type verdicts struct {
+	checks, granted, refused, delegated atomic.Uint64
+}
+
+func (v *verdicts) add(d *hostsrules.Decision) {
+	v.checks.Add(1)
+	switch {
+	case d.Delegated:
+		v.delegated.Add(1)
+	case d.Verdict == hostsrules.Granted && d.Err == nil:
+		v.granted.Add(1)
+	default:
+		v.refused.Add(1)
+	}
+}
+
+// frontEndStats are the counters of one front end (see FrontEnd); errors
+// is guarded by Stats.mu.
+type frontEndStats struct {
+	verdicts
 	errors map[string]uint64
-	ring   [latencyRing]time.Duration
-	n      int // durations recorded in total
 }
 
 // NewStats returns empty statistics that start now.
 func NewStats() *Stats {
-	return &Stats{started: time.Now(), errors: map[string]uint64{}}
+	return &Stats{started: time.Now(), errors: map[string]uint64{}, frontEnds: map[string]*frontEndStats{}}
+}
+
+// frontEnd returns the counters of the named front end, creating them;
+// nil for a nil Stats.
+func (s *Stats) frontEnd(name string) *frontEndStats {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.frontEnds[name]
+	if f == nil {
+		f = &frontEndStats{errors: map[string]uint64{}}
+		s.frontEnds[name] = f
+	}
+	return f
 }
 
 // Decision records one answered check and how long the check took.
-func (s *Stats) Decision(d *hostsrules.Decision, took time.Duration) {
+func (s *Stats) Decision(d *hostsrules.Decision, took time.Duration) { s.decision(nil, d, took) }
+
+// decision records a check, also in fe's counters when fe is not nil.
+func (s *Stats) decision(fe *frontEndStats, d *hostsrules.Decision, took time.Duration) {
 	if s == nil {
 		return
 	}
-	s.checks.Add(1)
-	switch {
-	case d.Delegated:
-		s.delegated.Add(1)
-	case d.Verdict == hostsrules.Granted && d.Err == nil:
-		s.granted.Add(1)
-	default:
-		s.refused.Add(1)
+	s.all.add(d)
+	if fe != nil {
+		fe.add(d)
 	}
 	s.mu.Lock()
 	s.ring[s.n%latencyRing] = took
 	s.n++
 	if d.Err != nil {
 		s.errors[ErrKindCheckError]++
+		if fe != nil {
+			fe.errors[ErrKindCheckError]++
+		}
 	}
 	s.mu.Unlock()
 }
 
 // Error counts one problem of the given kind (ErrKindCheckError or a
 // front end's kind, such as dovecotsock.ErrKindInvalidRequest).
-func (s *Stats) Error(kind string) {
+func (s *Stats) Error(kind string) { s.error(nil, kind) }
+
+func (s *Stats) error(fe *frontEndStats, kind string) {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
 	s.errors[kind]++
+	if fe != nil {
+		fe.errors[kind]++
+	}
 	s.mu.Unlock()
 }
 
@@ -83,6 +130,18 @@ type StatsSnapshot struct {
 	Errors map[string]uint64 `json:"errors"`
 	// Latency describes the most recent checks (at most 4096).
 	Latency Latency `json:"latency"`
+	// FrontEnds counts the same per front end (FrontEndAccess,
+	// FrontEndAuthPolicy, FrontEndPostfix), for those that serve.
+	FrontEnds map[string]FrontEndSnapshot `json:"front_ends,omitempty"`
+}
+
+// FrontEndSnapshot is a copy of one front end's counters.
+type FrontEndSnapshot struct {
+	Checks    uint64            `json:"checks"`
+	Granted   uint64            `json:"granted"`
+	Refused   uint64            `json:"refused"`
+	Delegated uint64            `json:"delegated"`
+	Errors    map[string]uint64 `json:"errors"`
 }
 
 // Latency gives percentiles of recent check durations in microseconds.
@@ -100,11 +159,18 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		return StatsSnapshot{Errors: map[string]uint64{}}
 	}
 	snap := StatsSnapshot{
-		Started: s.started, Checks: s.checks.Load(), Granted: s.granted.Load(),
-		Refused: s.refused.Load(), Delegated: s.delegated.Load(),
+		Started: s.started, Checks: s.all.checks.Load(), Granted: s.all.granted.Load(),
+		Refused: s.all.refused.Load(), Delegated: s.all.delegated.Load(),
 	}
 	s.mu.Lock()
 	snap.Errors = maps.Clone(s.errors)
+	for name, f := range s.frontEnds {
+		if snap.FrontEnds == nil {
+			snap.FrontEnds = map[string]FrontEndSnapshot{}
+		}
+		snap.FrontEnds[name] = FrontEndSnapshot{Checks: f.checks.Load(), Granted: f.granted.Load(),
+			Refused: f.refused.Load(), Delegated: f.delegated.Load(), Errors: maps.Clone(f.errors)}
+	}
 	durs := slices.Clone(s.ring[:min(s.n, latencyRing)])
 	s.mu.Unlock()
 	slices.Sort(durs)

@@ -74,12 +74,17 @@ func (c *Checker) init() {
 // d.Verdict is Granted and d.Err is nil, nothing when d.Delegated (a
 // twist command has the client), else refused.
 func (c *Checker) Check(ctx context.Context, req *hostsrules.Request, clientFD int) hostsrules.Decision {
+	return c.check(ctx, nil, req, clientFD)
+}
+
+// check is Check for the front end fe (nil: none named).
+func (c *Checker) check(ctx context.Context, fe *FrontEnd, req *hostsrules.Request, clientFD int) hostsrules.Decision {
 	c.init()
 	env, svc := c.checkEnv(clientFD, req)
 	cctx := newCheckContext(ctx, durOr(c.CheckTimeout, DefaultCheckTimeout))
 	start := time.Now()
 	d := c.Rules.Policy().Check(cctx, req, env)
-	c.Stats.Decision(&d, time.Since(start))
+	c.Stats.decision(fe.stats(), &d, time.Since(start))
 	cctx.release()
 
 	// The log attributes are built only when the record will be written:
@@ -91,6 +96,9 @@ func (c *Checker) Check(ctx context.Context, req *hostsrules.Request, clientFD i
 		}
 		if d.Err != nil {
 			a = append(a, "err", d.Err)
+		}
+		if fe != nil {
+			a = append(a, "front_end", fe.name)
 		}
 		return a
 	}

@@ -3,6 +3,7 @@ package accessd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -25,22 +26,37 @@ const (
 )
 
 // ErrNoListener is returned by Run when there is neither a listener from
-// socket activation nor a Listen path.
-var ErrNoListener = errors.New("no listener: use --listen PATH or systemd socket activation")
+// socket activation nor a Listen path nor a policy listener.
+var ErrNoListener = errors.New("no listener: use --listen PATH, --policy-listen, --postfix-listen or systemd socket activation")
 
 // Config configures a whole tcpwrapd daemon for Run. The zero value of
 // each field means its default.
 type Config struct {
-	// Listeners are ready listeners (from ActivationListeners). If empty,
-	// Run creates one at Listen.
+	// Listeners are ready listeners of the Dovecot access-socket front
+	// end (ActivatedSockets.Access). If empty, Run creates one at
+	// Listen.
 	Listeners []net.Listener
-	// Listen is the socket path to create when Listeners is empty.
+	// Listen is the socket path to create when Listeners is empty. With
+	// neither, the access-socket front end does not serve.
 	Listen string
 	// SocketMode is the mode of the created socket; zero means 0600.
 	SocketMode fs.FileMode
 	// SocketUID and SocketGID own the created socket; -1 leaves it as
 	// created (root). Zero means uid or gid 0. Use LookupUser/LookupGroup.
 	SocketUID, SocketGID int
+
+	// PolicyListeners serve Dovecot's HTTP auth policy
+	// (auth_policy_server_url; package dovecot/authpolicy,
+	// docs/authpolicy.md) over the same rules: from ListenPolicy or
+	// ActivatedSockets.AuthPolicy.
+	PolicyListeners []net.Listener
+	// PolicyAPIHeader is authpolicy.Server.APIHeader: Dovecot's
+	// auth_policy_server_api_header, required of every request when set.
+	PolicyAPIHeader string
+	// PostfixListeners serve Postfix's SMTPD policy service
+	// (check_policy_service; package postfix/smtpdpolicy,
+	// docs/postfix.md) over the same rules, each with its settings.
+	PostfixListeners []PostfixListener
 
 	// AllowFile and DenyFile are the tables; empty means /etc/hosts.allow
 	// and /etc/hosts.deny.
@@ -85,12 +101,15 @@ type Config struct {
 }
 
 // Run runs the daemon until ctx is cancelled: it loads the rules, creates
-// the listener if needed, serves every listener, reloads the rules on
-// Hangup and when a file changes, and sends sd_notify messages. When ctx is
-// cancelled it sends STOPPING=1, drains in-flight checks (dovecotsock.Server.DrainTimeout)
-// and returns nil. It returns an error if the listener cannot be created
-// (ErrNoListener if there is none to create) or a listener fails. Run
-// closes every listener it serves.
+// the access socket if needed, serves every listener of every front end
+// (the Dovecot access socket, the auth policy, the Postfix policy service)
+// with one Checker over the same rules, reloads the rules on Hangup and
+// when a file changes (for all front ends at once), and sends sd_notify
+// messages. When ctx is cancelled it sends STOPPING=1, drains in-flight
+// checks (dovecotsock.Server.DrainTimeout; the policy front ends finish
+// theirs within their Timeout) and returns nil. It returns an error if
+// the access socket cannot be created (ErrNoListener if no front end has
+// a listener) or a listener fails. Run closes every listener it serves.
 func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
 	if log == nil {
@@ -105,37 +124,48 @@ func Run(ctx context.Context, cfg Config) error {
 		deny = DefaultDenyFile
 	}
 	lns := cfg.Listeners
-	if len(lns) == 0 {
-		if cfg.Listen == "" {
-			return ErrNoListener
+	closePolicy := func() {
+		for _, ln := range cfg.PolicyListeners {
+			ln.Close()
 		}
+		for _, pl := range cfg.PostfixListeners {
+			pl.Listener.Close()
+		}
+	}
+	if len(lns) == 0 && cfg.Listen != "" {
 		mode := cfg.SocketMode
 		if mode == 0 {
 			mode = DefaultSocketMode
 		}
 		ln, err := Listen(cfg.Listen, mode, cfg.SocketUID, cfg.SocketGID)
 		if err != nil {
+			closePolicy()
 			return err
 		}
 		lns = []net.Listener{ln}
 	} else if cfg.Listen != "" {
 		log.Info("socket activation in use, ignoring --listen", "listen", cfg.Listen)
 	}
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		closePolicy()
+	}
+	if len(lns) == 0 && len(cfg.PolicyListeners) == 0 && len(cfg.PostfixListeners) == 0 {
+		return ErrNoListener
+	}
 
 	rl, err := NewReloader(ctx, ReloaderConfig{AllowFile: allow, DenyFile: deny, Logger: log,
 		Loaded: cfg.RulesLoaded, Notifier: cfg.Notifier})
 	if err != nil { // stopped while the rule files were being written
-		for _, ln := range lns {
-			ln.Close()
-		}
+		closeAll()
 		return nil
 	}
 	rules := rl.Rules()
 	checker := &Checker{Rules: rules, Env: cfg.Env, Logger: log, CheckTimeout: cfg.CheckTimeout}
-	srv := &dovecotsock.Server{
-		Checker: checker, Logger: log,
-		ReadTimeout: cfg.ReadTimeout, MaxConns: cfg.MaxConns, DrainTimeout: cfg.DrainTimeout,
-		ConnHook: cfg.ConnHook,
+	if cfg.AdminSocket != "" {
+		checker.Stats = NewStats()
 	}
 	notify := func(state string) {
 		if _, err := cfg.Notifier.Notify(state); err != nil {
@@ -145,17 +175,15 @@ func Run(ctx context.Context, cfg Config) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, len(lns))
+	policy := policyServers(&cfg, checker, log)
+	errc := make(chan error, len(lns)+len(policy))
 	var adminDone chan struct{}
 	if cfg.AdminSocket != "" {
 		aln, owner, err := ListenAdmin(cfg.AdminSocket)
 		if err != nil {
-			for _, ln := range lns {
-				ln.Close()
-			}
+			closeAll()
 			return err
 		}
-		checker.Stats = NewStats()
 		admin := &AdminServer{Reloader: rl, Stats: checker.Stats, Env: cfg.Env, Logger: log, OwnerUID: owner,
 			CheckTimeout: cfg.CheckTimeout}
 		adminDone = make(chan struct{})
@@ -167,10 +195,29 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}()
 	}
-	for _, ln := range lns {
-		log.Info("listening", "addr", ln.Addr().String())
-		go func() { errc <- srv.Serve(runCtx, ln) }()
+	if len(lns) > 0 {
+		// Only a serving front end appears in the statistics.
+		srv := &dovecotsock.Server{
+			Checker: checker.FrontEnd(FrontEndAccess), Logger: log,
+			ReadTimeout: cfg.ReadTimeout, MaxConns: cfg.MaxConns, DrainTimeout: cfg.DrainTimeout,
+			ConnHook: cfg.ConnHook,
+		}
+		for _, ln := range lns {
+			log.Info("listening", "front_end", FrontEndAccess, "addr", ln.Addr().String())
+			go func() { errc <- srv.Serve(runCtx, ln) }()
+		}
 	}
+	for _, p := range policy {
+		log.Info("listening", "front_end", p.name, "addr", p.ln.Addr().String())
+		go func() {
+			err := p.serve(runCtx, p.ln)
+			if err != nil {
+				err = fmt.Errorf("%s front end: %w", p.name, err)
+			}
+			errc <- err
+		}()
+	}
+	served := len(lns) + len(policy)
 	notify(sdnotify.Ready + "\n" + rules.status())
 
 	interval := cfg.ReloadInterval
@@ -184,12 +231,15 @@ func Run(ctx context.Context, cfg Config) error {
 	case <-ctx.Done():
 	case err = <-errc:
 		log.Error("listener failed", "err", err)
-		lns = lns[1:] // one Run has returned already
+		if err == nil {
+			err = errors.New("a front end stopped serving")
+		}
+		served-- // one Serve has returned already
 	}
 	notify(sdnotify.Stopping)
 	log.Info("stopping, draining checks")
 	cancel()
-	for range len(lns) {
+	for range served {
 		if e := <-errc; e != nil && err == nil {
 			err = e
 		}

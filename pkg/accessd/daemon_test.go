@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 
 // childDaemon runs Run the way cmd/tcpwrapd does, configured by env.
 func childDaemon() int {
-	lns, err := ActivationListeners()
+	socks, err := ActivationSockets()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -45,7 +45,7 @@ func childDaemon() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	err = Run(ctx, Config{
-		Listeners: lns,
+		Listeners: socks.Access,
 		AllowFile: os.Getenv("ACCESSD_TEST_ALLOW"), DenyFile: os.Getenv("ACCESSD_TEST_DENY"),
 		ReloadInterval: -1, Notifier: n, Env: testEnv(),
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),

@@ -50,7 +50,8 @@
 //
 // # Deployment
 //
-// Run Dovecot-style under systemd with socket activation (ActivationListeners)
+// Run Dovecot-style under systemd with socket activation (ActivationSockets;
+// FileDescriptorName=authpolicy and =postfix name the policy front ends)
 // or let tcpwrapd create its socket (Listen), for example
 // /run/dovecot/login/ext/access with login_access_sockets = ext/access:
 // the socket must be inside the login chroot, in a sub-directory so that

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/coreos/go-systemd/v22/activation"
 )
 
 // umaskMu serializes the umask change in Listen.
@@ -169,38 +167,4 @@ func LookupGroup(s string) (int, error) {
 		return -1, err
 	}
 	return strconv.Atoi(g.Gid)
-}
-
-// ActivationListeners returns the listeners passed by systemd socket
-// activation (sd_listen_fds(3)), in order, or none when LISTEN_PID is not
-// this process or LISTEN_FDS is unset. It unsets LISTEN_PID, LISTEN_FDS and
-// LISTEN_FDNAMES in any case, so no child inherits them. Every passed
-// descriptor must be a listening unix stream socket (ListenStream= with a
-// path); otherwise it returns an error and closes all of them.
-func ActivationListeners() ([]net.Listener, error) {
-	files := activation.Files(true)
-	var lns []net.Listener
-	var err error
-	for i, f := range files {
-		ln, ferr := net.FileListener(f)
-		f.Close()
-		if ferr == nil {
-			if _, ok := ln.(*net.UnixListener); !ok {
-				ln.Close()
-				ferr = errors.New("not a unix socket")
-			}
-		}
-		if ferr != nil {
-			err = errors.Join(err, fmt.Errorf("socket activation: fd %d (%s): %w", 3+i, f.Name(), ferr))
-			continue
-		}
-		lns = append(lns, ln)
-	}
-	if err != nil {
-		for _, ln := range lns {
-			ln.Close()
-		}
-		return nil, err
-	}
-	return lns, nil
 }

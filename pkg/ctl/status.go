@@ -38,7 +38,8 @@ func statusCommand() *cli.Command {
 		Usage: "show what a running tcpwrapd has done: checks, verdicts, errors, latency, loaded rules",
 		Description: `Asks tcpwrapd's admin socket for its statistics: checks served since start,
 granted, refused and delegated counts, errors by kind (invalid requests, read
-timeouts, clients gone before the reply, ...), the median and 99th percentile
+timeouts, clients gone before the reply, ...), the same per serving front end
+(access, authpolicy, postfix), the median and 99th percentile
 of recent check times, and the loaded rules: generation, when and why they were
 loaded, each file with its modification time, and the diagnostics of the load.
 
@@ -83,19 +84,16 @@ func WriteStatusText(w io.Writer, r *StatusReport, now time.Time) {
 		fmt.Fprintf(w, "  up:          %s, since %s\n", (time.Duration(st.UptimeSeconds * float64(time.Second))).Round(time.Second), st.Started.Format(time.RFC3339))
 	}
 	fmt.Fprintf(w, "  checks:      %d (granted %d, refused %d, delegated %d)\n", st.Checks, st.Granted, st.Refused, st.Delegated)
-	if len(st.Errors) == 0 {
-		fmt.Fprintf(w, "  errors:      none\n")
-	} else {
-		kinds := make([]string, 0, len(st.Errors))
-		for k := range st.Errors {
-			kinds = append(kinds, k)
-		}
-		sort.Strings(kinds)
-		var parts []string
-		for _, k := range kinds {
-			parts = append(parts, fmt.Sprintf("%s %d", k, st.Errors[k]))
-		}
-		fmt.Fprintf(w, "  errors:      %s\n", strings.Join(parts, ", "))
+	fmt.Fprintf(w, "  errors:      %s\n", errorList(st.Errors))
+	names := make([]string, 0, len(st.FrontEnds))
+	for name := range st.FrontEnds {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		f := st.FrontEnds[name]
+		fmt.Fprintf(w, "  front end:   %s: %d checks (granted %d, refused %d, delegated %d), errors: %s\n",
+			name, f.Checks, f.Granted, f.Refused, f.Delegated, errorList(f.Errors))
 	}
 	if l := st.Latency; l.Samples > 0 {
 		us := func(n int64) time.Duration { return time.Duration(n) * time.Microsecond }
@@ -121,6 +119,24 @@ func WriteStatusText(w io.Writer, r *StatusReport, now time.Time) {
 	for _, d := range ru.Diagnostics {
 		fmt.Fprintf(w, "    %s: %s\n", d.Severity, d.Error())
 	}
+}
+
+// errorList formats error counts by kind: "none", or "kind N, ..."
+// sorted by kind.
+func errorList(errs map[string]uint64) string {
+	if len(errs) == 0 {
+		return "none"
+	}
+	kinds := make([]string, 0, len(errs))
+	for k := range errs {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	parts := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%s %d", k, errs[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // adminCall sends one request to tcpwrapd's admin socket and returns the

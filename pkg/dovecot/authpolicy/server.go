@@ -77,6 +77,10 @@ type Server struct {
 	// MaxConnections bounds the connections served at once; further ones
 	// wait in the listen backlog. Zero means DefaultMaxConnections.
 	MaxConnections int
+	// Error, if set, counts each request answered without a verdict,
+	// by kind (an ErrKind constant); tcpwrapd's admin socket shows them.
+	// It must be safe for concurrent use.
+	Error func(kind string)
 
 	initOnce sync.Once
 	log      *slog.Logger
@@ -147,6 +151,37 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
+// Error kinds of requests answered without a verdict (Server.Error).
+const (
+	ErrKindMethod      = "method_not_allowed" // not POST (405)
+	ErrKindAPIHeader   = "bad_api_header"     // missing or wrong API header (401)
+	ErrKindBadRequest  = "bad_request"        // unknown command, malformed body or attributes (400)
+	ErrKindTooLarge    = "request_too_large"  // body over MaxRequestBytes (413)
+	ErrKindReadFailed  = "read_failed"        // the body could not be read (client gone, too slow)
+	errKindUnknownCode = "http_error"
+)
+
+// errKind names the problem behind an HTTP error status.
+func errKind(code int) string {
+	switch code {
+	case http.StatusMethodNotAllowed:
+		return ErrKindMethod
+	case http.StatusUnauthorized:
+		return ErrKindAPIHeader
+	case http.StatusBadRequest:
+		return ErrKindBadRequest
+	case http.StatusRequestEntityTooLarge:
+		return ErrKindTooLarge
+	}
+	return errKindUnknownCode
+}
+
+func (s *Server) countError(kind string) {
+	if s.Error != nil {
+		s.Error(kind)
+	}
+}
+
 // Canned replies.
 var (
 	replyGranted = []byte(`{"status":0}`)
@@ -186,6 +221,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A client that went away or was too slow (ReadTimeout): nothing
 		// useful can be sent.
 		s.log.Warn("auth policy: reading request failed", "remote_addr", r.RemoteAddr, "err", err)
+		s.countError(ErrKindReadFailed)
 		w.Header().Set("Connection", "close")
 		w.WriteHeader(http.StatusBadRequest)
 		return
@@ -289,5 +325,6 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, why st
 		args = append(args, "err", err)
 	}
 	s.log.Warn("auth policy: request refused: "+why, args...)
+	s.countError(errKind(code))
 	http.Error(w, http.StatusText(code), code)
 }

@@ -84,6 +84,10 @@ type Server struct {
 	// MaxConnections bounds the connections served at once; further ones
 	// wait in the listen backlog. Zero means DefaultMaxConnections.
 	MaxConnections int
+	// Error, if set, counts each request answered with no reply and each
+	// failed connection, by kind (an ErrKind constant); tcpwrapd's admin
+	// socket shows them. It must be safe for concurrent use.
+	Error func(kind string)
 
 	initOnce sync.Once
 	log      *slog.Logger
@@ -214,6 +218,21 @@ func (s *Server) validate() error {
 	return nil
 }
 
+// Error kinds of requests answered with no reply and failed connections
+// (Server.Error).
+const (
+	ErrKindBadRequest  = "bad_request"  // a malformed, oversized or incomplete block, or bad attributes
+	ErrKindNoVerdict   = "no_verdict"   // a rules error or a check that ran out of time
+	ErrKindReadFailed  = "read_failed"  // the connection failed between requests
+	ErrKindWriteFailed = "write_failed" // the reply could not be written
+)
+
+func (s *Server) countError(kind string) {
+	if s.Error != nil {
+		s.Error(kind)
+	}
+}
+
 // retryable reports whether an Accept error is temporary.
 func retryable(err error) bool {
 	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
@@ -240,6 +259,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		if _, err := br.Peek(1); err != nil {
 			if err != io.EOF && ctx.Err() == nil {
 				s.log.Warn("postfix policy: connection closed", "remote_addr", c.RemoteAddr().String(), "err", err)
+				s.countError(ErrKindReadFailed)
 			}
 			return
 		}
@@ -247,6 +267,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		req, err := ReadRequest(br, lim)
 		if err != nil {
 			s.log.Warn("postfix policy: bad request, closing without a reply", "remote_addr", c.RemoteAddr().String(), "err", err)
+			s.countError(ErrKindBadRequest)
 			return
 		}
 		action, err := s.answer(ctx, req)
@@ -257,6 +278,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		out = AppendReply(out[:0], action)
 		if _, err := c.Write(out); err != nil {
 			s.log.Warn("postfix policy: writing reply failed", "remote_addr", c.RemoteAddr().String(), "err", err, "instance", req.Instance)
+			s.countError(ErrKindWriteFailed)
 			return
 		}
 	}
@@ -268,6 +290,7 @@ func (s *Server) answer(ctx context.Context, req *Request) (string, error) {
 	hreq, err := req.HostsRequest(s.Daemon)
 	if err != nil {
 		s.log.Warn("postfix policy: bad request attributes, closing without a reply", "err", err, "instance", req.Instance)
+		s.countError(ErrKindBadRequest)
 		return "", err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), orDur(s.Timeout, DefaultTimeout))
@@ -278,6 +301,7 @@ func (s *Server) answer(ctx context.Context, req *Request) (string, error) {
 	switch {
 	case err != nil:
 		s.log.Error("postfix policy: no verdict, closing without a reply", append(args, "err", err)...)
+		s.countError(ErrKindNoVerdict)
 	case d.Verdict == hostsrules.Granted:
 		s.log.Debug("postfix policy: granted", args...)
 	default:

@@ -26,8 +26,9 @@ const lintCodes = `Codes (severity; see also the documentation of package lint):
     missing-file-list file-list-word netmask-atoi netmask-noncontiguous
     nondecimal-address numeric-begins-with-dot name-ends-in-dot
     host-not-found host-alias unknown-percent banners-missing
-    unreachable-rules shadowed-rule aclexec-decided
-  notes: file-missing no-reverse-name privilege-option`
+    unreachable-rules shadowed-rule aclexec-decided bad-policy-status
+    policy-tarpit-denied
+  notes: file-missing no-reverse-name privilege-option policy-tarpit`
 
 // rulesCommand returns `loginctl rules`, the group of commands about rule
 // files.

@@ -86,6 +86,12 @@
 //	privilege-option       info     user/group options: no-ops in Debian's tcpd
 //	aclexec-decided        warning  allow or deny after aclexec decides whatever aclexec returns
 //	                                (a failed aclexec does not make the rule fall through)
+//	bad-policy-status      warning  setenv TCPWRAPD_POLICY_STATUS with a value that is not a whole
+//	                                number of seconds from 1: the auth policy front end grants
+//	                                without a tarpit (docs/authpolicy.md)
+//	policy-tarpit-denied   warning  the tarpit option in a rule that denies: a denial never tarpits
+//	policy-tarpit          info     the tarpit option: the auth policy answers {"status":N}
+//	                                (N capped at 30)
 //	unreachable-rules      warning  a rule that matches every request: every rule after it is dead
 //	shadowed-rule          warning  an earlier rule always matches first: this rule is never used
 //

@@ -111,6 +111,13 @@ func TestChecks(t *testing.T) {
 		{"crlf", "imap: 10.0.0.1\r\n# note\r\npop3: 10.0.0.2, 10.0.0.3\r\n", "", nil},
 		{"crlf continuation", "imap: 10.0.0.1 \\\r\n 10.0.0.2\r\n# note \\\r\n", "", []string{"hosts.allow:1:16 crlf-continuation", "hosts.allow:2:0 missing-separator"}},
 		{"allow covers deny", "imap: 10.0.0.0/8: allow\n", "imap: 10.1.1.1\nimap: 11.1.1.1\n", []string{"hosts.deny:1:0 shadowed-rule"}},
+		{"policy tarpit", "imap: 10.0.0.1: setenv TCPWRAPD_POLICY_STATUS 10\nimap: 10.0.0.2: setenv TCPWRAPD_POLICY_STATUS 99\n",
+			"imap: 10.0.0.3: setenv TCPWRAPD_POLICY_STATUS 5: allow\n", []string{
+				"hosts.allow:1:17 policy-tarpit", "hosts.allow:2:17 policy-tarpit", "hosts.deny:1:17 policy-tarpit"}},
+		{"policy tarpit bad values", "imap: 10.0.0.1: setenv TCPWRAPD_POLICY_STATUS ten\nimap: 10.0.0.2: setenv TCPWRAPD_POLICY_STATUS 0\nimap: 10.0.0.3: setenv TCPWRAPD_POLICY_STATUS\n", "", []string{
+			"hosts.allow:1:17 bad-policy-status", "hosts.allow:2:17 bad-policy-status", "hosts.allow:3:17 bad-policy-status"}},
+		{"policy tarpit in a denial", "imap: 10.0.0.1: setenv TCPWRAPD_POLICY_STATUS 5: deny\n", "imap: 10.0.0.2: setenv TCPWRAPD_POLICY_STATUS 5\n", []string{
+			"hosts.allow:1:17 policy-tarpit-denied", "hosts.deny:1:17 policy-tarpit-denied"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

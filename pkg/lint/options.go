@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authpolicy"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -86,6 +87,7 @@ func (l *linter) options(pt *parsedTable, r *hostsrules.Rule, line int) (decisiv
 				l.addf(pt.path, line, col, Error, "bad-option", "write setenv NAME VALUE",
 					"setenv %s: memory allocation failure (the variable name may not contain \"=\"; libwrap denies every client this rule matches)", o.Value)
 			}
+			l.policyStatus(pt, line, col, o, opts)
 		case "banners":
 			if _, err := l.opts.Stat(o.Value); errors.Is(err, fs.ErrNotExist) {
 				l.addf(pt.path, line, col, Warning, "banners-missing", "",
@@ -125,6 +127,36 @@ func (l *linter) options(pt *parsedTable, r *hostsrules.Rule, line int) (decisiv
 	l.addf(pt.path, line, col, Error, "bad-option", hint,
 		"%s (libwrap denies every client this rule matches)", msg)
 	return decisive
+}
+
+// policyStatus reports the auth policy front end's tarpit extension
+// (authpolicy.StatusOption, docs/authpolicy.md): what a valid one does, a
+// bad value (the rule then grants without a tarpit), and one in a rule
+// that denies (a denial never tarpits).
+func (l *linter) policyStatus(pt *parsedTable, line, col int, o hostsrules.Option, opts []hostsrules.Option) {
+	n, ok, err := authpolicy.StatusOption(o)
+	switch {
+	case !ok:
+		return
+	case err != nil:
+		l.addf(pt.path, line, col, Warning, "bad-policy-status", "write setenv "+authpolicy.StatusVariable+" N, N a whole number of seconds from 1",
+			"%v: the auth policy front end grants without a tarpit", err)
+		return
+	}
+	last := ""
+	if len(opts) > 0 {
+		last = opts[len(opts)-1].Name
+	}
+	if (pt.role == RoleAllow && last == "deny") || (pt.role == RoleDeny && last != "allow") {
+		l.addf(pt.path, line, col, Warning, "policy-tarpit-denied", "move it to a rule that grants, or end this rule with \"allow\"",
+			"setenv %s %d in a rule that denies: a denial never tarpits (the auth policy answers {\"status\":-1})", authpolicy.StatusVariable, n)
+		return
+	}
+	msg := fmt.Sprintf("auth policy tarpit: Dovecot logins this rule grants wait %d s before the passdb ({\"status\":%d})", n, n)
+	if n > authpolicy.DefaultMaxStatus {
+		msg = fmt.Sprintf("auth policy tarpit: %d s is capped at %d s ({\"status\":%d}) by the front end", n, authpolicy.DefaultMaxStatus, authpolicy.DefaultMaxStatus)
+	}
+	l.addf(pt.path, line, col, Info, "policy-tarpit", "", "%s", msg)
 }
 
 func leadingBlanks(s string) int {

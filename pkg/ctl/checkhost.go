@@ -9,8 +9,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authpolicy"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/tcpwrapd/tcpwrapd/pkg/lint"
+	"github.com/tcpwrapd/tcpwrapd/pkg/postfix/smtpdpolicy"
 	"github.com/tcpwrapd/tcpwrapd/pkg/resolve"
 	"github.com/tcpwrapd/tcpwrapd/pkg/wrapopts"
 	"github.com/urfave/cli/v2"
@@ -32,6 +34,12 @@ type CheckHostReport struct {
 	// never sends, a misspelling); the text report prints them on
 	// standard error as "loginctl: note: ...".
 	Notes []string `json:"notes,omitempty"`
+	// As is the kind of captured request replayed (--as: AsDovecotPolicy
+	// or AsPostfix), and Command its command (Dovecot's ?command=, or
+	// Postfix's request type); empty for a tcpdmatch-style check. Daemon
+	// and Client are then the request's.
+	As      string `json:"as,omitempty"`
+	Command string `json:"command,omitempty"`
 }
 
 // CheckHostResult is one evaluated client address. Empty strings mean
@@ -48,13 +56,25 @@ type CheckHostResult struct {
 	Access   string              `json:"access,omitempty"`
 	Decision hostsrules.Decision `json:"decision"`
 	Error    string              `json:"error,omitempty"`
+	// Tarpit is the N of the auth policy tarpit extension (setenv
+	// TCPWRAPD_POLICY_STATUS N, capped at 30; docs/authpolicy.md) when the
+	// deciding rule grants with it, and TarpitError why such an option
+	// is ignored.
+	Tarpit      int    `json:"tarpit,omitempty"`
+	TarpitError string `json:"tarpit_error,omitempty"`
+	// HTTPStatus (dovecot-policy) and Reply are, for a replayed request
+	// (--as), the exact reply tcpwrapd sends: the HTTP status and body,
+	// or the Postfix reply block. An empty Reply for Postfix means no
+	// reply (the connection is closed; Error says why).
+	HTTPStatus int    `json:"http_status,omitempty"`
+	Reply      string `json:"reply,omitempty"`
 }
 
 func checkHostCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "check-host",
-		Usage:     "show what the access rules decide for a daemon and client (like tcpdmatch)",
-		ArgsUsage: "DAEMON[@SERVER] [USER@]CLIENT",
+		Usage:     "show what the access rules decide for a daemon and client (like tcpdmatch), or for a captured policy request",
+		ArgsUsage: "DAEMON[@SERVER] [USER@]CLIENT | --as dovecot-policy|postfix FILE|-",
 		Description: `Evaluates /etc/hosts.allow and /etc/hosts.deny exactly as Debian's libwrap
 does for a live daemon and prints tcpdmatch's report: the client and server
 lines, the deciding rule ("matched:") and its options ("option:"), and the
@@ -63,7 +83,18 @@ lines, the deciding rule ("matched:") and its options ("option:"), and the
 DAEMON is the name Dovecot's login processes send: imap, pop3, submission,
 sieve. CLIENT is an address, a host name (one report per address), or
 "unknown"/"paranoid". aclexec commands are run (with /dev/null as stdio)
-because their exit status decides; spawn, twist and banners are not run.`,
+because their exit status decides; spawn, twist and banners are not run.
+
+A rule granting with the auth policy tarpit (setenv TCPWRAPD_POLICY_STATUS N)
+gets a "tarpit:" line: what Dovecot's auth policy is answered.
+
+With --as, the argument is a captured request (FILE, or - for standard input)
+and it is decided through the code path of tcpwrapd's policy front end:
+--as dovecot-policy reads a Dovecot auth policy request body (JSON; the URL's
+?command= is --command), --as postfix a Postfix policy request block
+(name=value lines; a missing final empty line is added). The report ends with
+"reply:", the exact bytes tcpwrapd sends: the HTTP status and body, or the
+Postfix reply block; a request tcpwrapd answers without a verdict is an error.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "d", Usage: "use hosts.allow and hosts.deny in the current directory"},
 			&cli.StringFlag{Name: "i", Usage: "inetd.conf `FILE` (checked for readability, as tcpdmatch does)"},
@@ -73,12 +104,24 @@ because their exit status decides; spawn, twist and banners are not run.`,
 			&cli.BoolFlag{Name: "explain", Usage: "list every rule considered and why it did or did not match"},
 			&cli.BoolFlag{Name: "no-exec", Usage: "do not run aclexec commands (the rule then matches, as in tcpdmatch)"},
 			&cli.BoolFlag{Name: "resolve", Usage: "for a CLIENT given as an address, look its name up as tcpwrapd does for a live connection (tcpdmatch treats the name as unknown)"},
+			&cli.StringFlag{Name: "as", Usage: "replay a captured request `KIND`: " + AsDovecotPolicy + " (a Dovecot auth policy JSON body) or " + AsPostfix + " (a Postfix policy block)"},
+			&cli.StringFlag{Name: "command", Value: "allow", Usage: "with --as " + AsDovecotPolicy + ": the request's ?command= `CMD`, allow or report"},
+			&cli.StringFlag{Name: "daemon", Usage: "with --as " + AsPostfix + ": the daemon `NAME` of a request without policy_context (tcpwrapd --postfix-listen daemon=; default smtpd)"},
+			&cli.StringFlag{Name: "reject", Usage: "with --as " + AsPostfix + ": the reject `CODE` (tcpwrapd --postfix-listen reject=, e.g. \"521 5.7.1\"; default REJECT)"},
 		},
 		Action: runCheckHost,
 	}
 }
 
 func runCheckHost(cCtx *cli.Context) error {
+	if cCtx.String("as") != "" {
+		return runReplay(cCtx)
+	}
+	for _, f := range []string{"command", "daemon", "reject"} {
+		if cCtx.IsSet(f) {
+			return usagef("check-host: --%s needs --as", f)
+		}
+	}
 	if cCtx.NArg() != 2 {
 		return usagef("check-host: need exactly two arguments, DAEMON[@SERVER] and [USER@]CLIENT (got %d)", cCtx.NArg())
 	}
@@ -201,28 +244,93 @@ func checkHost(ctx context.Context, p *hostsrules.Policy, env *hostsrules.Env,
 	rep := &CheckHostReport{Schema: CheckHostSchema, Daemon: daemonArg, Client: clientArg}
 	for i := range reqs {
 		d, v := p.CheckExpand(ctx, &reqs[i], env, "%n", "%a", "%u", "%N", "%A", "%d")
-		known := func(s string) string {
-			if strings.EqualFold(s, hostsrules.Unknown) {
-				return ""
-			}
-			return s
-		}
-		r := CheckHostResult{
-			ClientHostname: known(v[0]), ClientAddress: known(v[1]), ClientUsername: known(v[2]),
-			ServerHostname: known(v[3]), ServerAddress: known(v[4]), Process: v[5],
-			Decision: d,
-		}
-		switch {
-		case errors.Is(d.Err, hostsrules.ErrExpansionTooLong):
-			r.Error = "percent_x: expansion too long: no verdict (libwrap would drop the connection)"
-		case d.Delegated:
-			r.Access = "delegated"
-		default:
-			r.Access = d.Verdict.String()
-		}
+		var r CheckHostResult
+		fillResult(&r, d, v)
 		rep.Results = append(rep.Results, r)
 	}
 	return rep, nil
+}
+
+// fillResult sets r from a decision and its expansions of %n %a %u %N
+// %A %d.
+func fillResult(r *CheckHostResult, d hostsrules.Decision, v []string) {
+	known := func(s string) string {
+		if strings.EqualFold(s, hostsrules.Unknown) {
+			return ""
+		}
+		return s
+	}
+	*r = CheckHostResult{
+		ClientHostname: known(v[0]), ClientAddress: known(v[1]), ClientUsername: known(v[2]),
+		ServerHostname: known(v[3]), ServerAddress: known(v[4]), Process: v[5],
+		Decision: d,
+	}
+	switch {
+	case errors.Is(d.Err, hostsrules.ErrExpansionTooLong):
+		r.Error = "percent_x: expansion too long: no verdict (libwrap would drop the connection)"
+	case d.Delegated:
+		r.Access = "delegated"
+	default:
+		r.Access = d.Verdict.String()
+	}
+	if d.Verdict == hostsrules.Granted && d.Err == nil {
+		n, err := authpolicy.Status(d)
+		r.Tarpit = min(n, authpolicy.DefaultMaxStatus)
+		if err != nil {
+			r.TarpitError = err.Error()
+		}
+	}
+}
+
+// runReplay is check-host --as: a captured request replayed.
+func runReplay(cCtx *cli.Context) error {
+	if cCtx.NArg() != 1 {
+		return usagef("check-host --as: need exactly one argument, FILE or - (got %d)", cCtx.NArg())
+	}
+	o := replayOptions{as: cCtx.String("as"), command: cCtx.String("command"), daemon: cCtx.String("daemon"), reject: cCtx.String("reject")}
+	switch {
+	case o.as != AsDovecotPolicy && o.as != AsPostfix:
+		return usagef("check-host: --as %q: want %s or %s", o.as, AsDovecotPolicy, AsPostfix)
+	case o.as == AsDovecotPolicy && (cCtx.IsSet("daemon") || cCtx.IsSet("reject")):
+		return usagef("check-host: --daemon and --reject are for --as %s", AsPostfix)
+	case o.as == AsPostfix && cCtx.IsSet("command"):
+		return usagef("check-host: --command is for --as %s", AsDovecotPolicy)
+	}
+	if err := smtpdpolicy.CheckRejectCode(o.reject); err != nil {
+		return usagef("check-host: --reject: %v", err)
+	}
+	allow, deny := cCtx.String("allow-file"), cCtx.String("deny-file")
+	if cCtx.Bool("d") {
+		allow, deny = "hosts.allow", "hosts.deny"
+	}
+	input, err := readReplayInput(cCtx.Args().First(), cCtx.App.Reader)
+	if err != nil {
+		return cli.Exit(err.Error(), ExitFailure)
+	}
+	env := &hostsrules.Env{
+		Resolver:  checkHostResolver(),
+		Netgroups: hostsrules.NetgroupFile("/etc/netgroup"),
+		Explain:   cCtx.Bool("explain"),
+		// aclexec decides; banners go nowhere (the reply carries the
+		// banner's first line), as in the live front end.
+		Effects: &checkHostEffects{run: !cCtx.Bool("no-exec"), out: io.Discard, errOut: cCtx.App.ErrWriter},
+	}
+	rep, err := replay(cCtx.Context, hostsrules.Load(allow, deny), env, o, input)
+	if err != nil {
+		return cli.Exit(err.Error(), ExitFailure)
+	}
+	rep.Allow, rep.Deny = allow, deny
+	if cCtx.Bool("json") {
+		if err := writeJSON(cCtx.App.Writer, rep); err != nil {
+			return err
+		}
+	} else {
+		WriteCheckHostText(cCtx.App.Writer, rep, cCtx.Bool("explain"))
+	}
+	if e := rep.Results[0].Error; e != "" {
+		return cli.Exit(e, ExitFailure)
+	}
+	return nil
 }
 
 // WriteCheckHostText prints rep in tcpdmatch's format: for each address
@@ -231,6 +339,9 @@ func checkHost(ctx context.Context, p *hostsrules.Policy, env *hostsrules.Env,
 // separated by a blank line. With explain, each rule considered is listed
 // before the verdict.
 func WriteCheckHostText(w io.Writer, rep *CheckHostReport, explain bool) {
+	if rep.As != "" {
+		fmt.Fprintf(w, "request:  %s %s\n", rep.As, rep.Command)
+	}
 	for i, r := range rep.Results {
 		if i > 0 {
 			fmt.Fprintln(w)
@@ -245,7 +356,7 @@ func WriteCheckHostText(w io.Writer, rep *CheckHostReport, explain bool) {
 		line("client:   username", r.ClientUsername)
 		line("server:   hostname", r.ServerHostname)
 		line("server:   address ", r.ServerAddress)
-		if !strings.EqualFold(r.Process, hostsrules.Unknown) {
+		if r.Process != "" && !strings.EqualFold(r.Process, hostsrules.Unknown) {
 			fmt.Fprintf(w, "server:   process  %s\n", r.Process)
 		}
 		if explain {
@@ -266,6 +377,15 @@ func WriteCheckHostText(w io.Writer, rep *CheckHostReport, explain bool) {
 		}
 		if r.Access != "" {
 			fmt.Fprintf(w, "access:   %s\n", r.Access)
+		}
+		switch {
+		case r.TarpitError != "":
+			fmt.Fprintf(w, "tarpit:   ignored: %s\n", r.TarpitError)
+		case r.Tarpit > 0:
+			fmt.Fprintf(w, "tarpit:   %d s (Dovecot's auth policy is answered {\"status\":%d})\n", r.Tarpit, r.Tarpit)
+		}
+		if rep.As != "" {
+			writeReply(w, rep, r)
 		}
 	}
 }

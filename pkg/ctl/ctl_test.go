@@ -329,7 +329,11 @@ func TestStatusText(t *testing.T) {
 	rep := &StatusReport{Schema: StatusSchema, Socket: "/run/tcpwrapd/admin", Stats: accessd.AdminStats{
 		StatsSnapshot: accessd.StatsSnapshot{Started: at, Checks: 10, Granted: 7, Refused: 2, Delegated: 1,
 			Errors:  map[string]uint64{"reply_gone": 2, "invalid_request": 1},
-			Latency: accessd.Latency{Samples: 10, P50us: 120, P99us: 2100, MaxUs: 5000}},
+			Latency: accessd.Latency{Samples: 10, P50us: 120, P99us: 2100, MaxUs: 5000},
+			FrontEnds: map[string]accessd.FrontEndSnapshot{
+				"access":     {Checks: 6, Granted: 4, Refused: 1, Delegated: 1, Errors: map[string]uint64{"reply_gone": 2, "invalid_request": 1}},
+				"authpolicy": {Checks: 4, Granted: 3, Refused: 1, Errors: map[string]uint64{}},
+			}},
 		UptimeSeconds: 3723,
 		Rules: accessd.RulesStatus{Generation: 3, LoadedAt: at, Reason: "SIGHUP", AllowRules: 12, DenyRules: 1,
 			Files:       []hostsrules.FileInfo{{Path: "/etc/hosts.allow", ModTime: at, Size: 300}, {Path: "/etc/hosts.deny", State: hostsrules.FileMissing}},

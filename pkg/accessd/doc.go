@@ -9,8 +9,13 @@
 // (docs/reloading.md), the Checker (Check(ctx, request) Decision, with
 // rule options carried out on the client's socket, ClientEffects), the
 // statistics and the admin socket (AdminServer), and Run, which wires
-// them to the front end, package dovecotsock (the protocol of Dovecot's
-// login access sockets), and to systemd (socket activation, sd_notify).
+// them to the front ends, each a FrontEnd of one Checker over the same
+// rules: package dovecotsock (the protocol of Dovecot's login access
+// sockets), package dovecot/authpolicy (Dovecot's HTTP auth policy,
+// docs/authpolicy.md) and package postfix/smtpdpolicy (Postfix's policy
+// service, docs/postfix.md), the last two without a client socket (see
+// FrontEnd.CheckNoClient); and to systemd (socket activation by
+// FileDescriptorName, ActivationSockets; sd_notify).
 // RunDovecot runs the same daemon as a Dovecot service
 // (docs/dovecot-managed.md, package dovecot/service).
 //

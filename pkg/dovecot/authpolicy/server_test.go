@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,7 +39,9 @@ func TestServeHTTP(t *testing.T) {
 		"pop3: 127.0.0.3\n" +
 		"imap: 192.0.2.12\n" +
 		"imap: 203.0.113.5 : banners " + banners + "/missing\n"
-	s := &Server{Check: compile(allow, deny), MaxStatus: 60}
+	var mu sync.Mutex
+	kinds := map[string]int{}
+	s := &Server{Check: compile(allow, deny), MaxStatus: 60, Error: func(kind string) { mu.Lock(); kinds[kind]++; mu.Unlock() }}
 	url := serve(t, s)
 	c := &http.Client{}
 	tests := []struct {
@@ -80,6 +83,17 @@ func TestServeHTTP(t *testing.T) {
 			if code != tt.code || got != tt.want {
 				t.Errorf("got %d %q, want %d %q", code, got, tt.code, tt.want)
 			}
+			// Requests without a verdict are counted (Server.Error).
+			want := map[string]int{}
+			if tt.code == http.StatusBadRequest {
+				want[ErrKindBadRequest] = 1
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if diff := cmp.Diff(want, kinds); diff != "" {
+				t.Errorf("Error counts (-want +got):\n%s", diff)
+			}
+			clear(kinds)
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,19 +93,22 @@ func TestNoReply(t *testing.T) {
 		return rulesCheck(ctx, req)
 	}
 	tests := []struct {
-		name, block, log string
+		name, block, log, kind string
 	}{
-		{"no =", "request=smtpd_access_policy\nclient_address\n\n", "want name=value"},
-		{"not a policy request", "request=junk\n\n", `want smtpd_access_policy`},
-		{"too many attributes", "request=smtpd_access_policy\n" + strings.Repeat("a=b\n", 40) + "\n", "more than 40 attributes"},
-		{"too large", "request=smtpd_access_policy\nsender=" + strings.Repeat("x", 3000) + "\n\n", "more than 2048 bytes"},
-		{"bad address", rcpt(t, "127.0.0.300", "unknown", "unknown"), "not an IP address"},
-		{"bad policy_context", rcpt(t, "127.0.0.1", "unknown", "unknown", "policy_context=a/b"), "daemon name"},
-		{"rules error", rcpt(t, "127.0.0.6", "unknown", "unknown"), "rules error"},
-		{"check timeout", rcpt(t, "127.0.0.7", "unknown", "unknown"), "deadline exceeded"},
+		{"no =", "request=smtpd_access_policy\nclient_address\n\n", "want name=value", ErrKindBadRequest},
+		{"not a policy request", "request=junk\n\n", `want smtpd_access_policy`, ErrKindBadRequest},
+		{"too many attributes", "request=smtpd_access_policy\n" + strings.Repeat("a=b\n", 40) + "\n", "more than 40 attributes", ErrKindBadRequest},
+		{"too large", "request=smtpd_access_policy\nsender=" + strings.Repeat("x", 3000) + "\n\n", "more than 2048 bytes", ErrKindBadRequest},
+		{"bad address", rcpt(t, "127.0.0.300", "unknown", "unknown"), "not an IP address", ErrKindBadRequest},
+		{"bad policy_context", rcpt(t, "127.0.0.1", "unknown", "unknown", "policy_context=a/b"), "daemon name", ErrKindBadRequest},
+		{"rules error", rcpt(t, "127.0.0.6", "unknown", "unknown"), "rules error", ErrKindNoVerdict},
+		{"check timeout", rcpt(t, "127.0.0.7", "unknown", "unknown"), "deadline exceeded", ErrKindNoVerdict},
 	}
 	logs := &logBuffer{}
-	addr := serve(t, &Server{Check: check, Log: testLogger(logs), MaxAttributes: 40, MaxRequestBytes: 2048, Timeout: 500 * time.Millisecond})
+	var mu sync.Mutex
+	kinds := map[string]int{}
+	count := func(kind string) { mu.Lock(); kinds[kind]++; mu.Unlock() }
+	addr := serve(t, &Server{Check: check, Log: testLogger(logs), MaxAttributes: 40, MaxRequestBytes: 2048, Timeout: 500 * time.Millisecond, Error: count})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := dialPolicy(t, "tcp", addr)
@@ -118,6 +122,12 @@ func TestNoReply(t *testing.T) {
 			if !strings.Contains(logs.String(), tt.log) {
 				t.Errorf("log has no %q:\n%s", tt.log, logs)
 			}
+			mu.Lock()
+			defer mu.Unlock()
+			if kinds[tt.kind] != 1 || len(kinds) != 1 {
+				t.Errorf("Error counted %v, want %s once", kinds, tt.kind)
+			}
+			clear(kinds)
 		})
 	}
 }

@@ -158,7 +158,7 @@ func TestDescriptorTableFull(t *testing.T) {
 func TestAcceptEMFILEEvicts(t *testing.T) {
 	requireEngine(t)
 	sock, log := startChildServer(t, "", "ALL: 127.0.0.2\n", "ACCESSD_TEST_NOFILE=48")
-	checkDuringIdleFlood(t, sock, log, 200, "descriptor limit reached")
+	checkDuringIdleFlood(t, sock, log, 200)
 	if n := count(log.String(), "MSG_CTRUNC"); n != 0 {
 		t.Errorf("%d requests lost their descriptor", n)
 	}
@@ -204,11 +204,12 @@ func TestEMFILEIdleFlood(t *testing.T) {
 
 // checkDuringIdleFlood opens prefill connections to sock that send
 // nothing, waits until the server logs that it closed one to make room
-// (why), then keeps opening idle connections at 100 a second while it asks
+// for want of descriptors, then keeps opening idle connections at 100 a second while it asks
 // four times, one after another, for a client the rules grant. Each reply
 // must be "1\n" and arrive before the flood has opened 100 more
 // connections. The idle connections stay open on the client side.
-func checkDuringIdleFlood(t *testing.T, sock string, log *logBuffer, prefill int, why string) {
+func checkDuringIdleFlood(t *testing.T, sock string, log *logBuffer, prefill int) {
+	const why = "descriptor limit reached"
 	t.Helper()
 	full := startIdleFlood(t, sock, prefill, 0)
 	<-full.done

@@ -247,15 +247,25 @@ func TestRunStopsOnCancel(t *testing.T) {
 }
 
 // TestSilentConnectionsCannotStarve: at MaxConns, the connection that has
-// waited longest for its request is closed to make room for a real check,
-// however briefly it has waited. With 50 silent connections queued at
-// MaxConns = 8 and more arriving, a check used to wait a second for each
-// batch of eight to have been silent for a second.
+// waited longest for its request (at least dovecotsock.SilentAfter) is closed to make
+// room for a real check.
 func TestSilentConnectionsCannotStarve(t *testing.T) {
-	ts := startServer(t, "", "ALL: 127.0.0.2\n", func(s *server) { s.MaxConns = 8; s.ReadTimeout = time.Minute })
+	ts := startServer(t, "", "ALL: 127.0.0.2\n", func(s *server) { s.MaxConns = 2; s.ReadTimeout = time.Minute })
 	first := dialAccess(t, ts.sock)
-	checkDuringIdleFlood(t, ts.sock, ts.log, 50, "connection limit reached")
+	time.Sleep(50 * time.Millisecond)
+	dialAccess(t, ts.sock)
+	time.Sleep(dovecotsock.SilentAfter + 100*time.Millisecond)
+	start := time.Now()
+	if r, _ := askAccess(t, ts.sock, "imap", "127.0.0.2"); r != "0\n" {
+		t.Errorf("check at the limit answered %q, want %q", r, "0\n")
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("check at the limit took %v", el)
+	}
 	if r := readReply(t, first); r != "" {
 		t.Errorf("oldest silent connection got %q, want it closed", r)
+	}
+	if !strings.Contains(ts.log.String(), "connection limit reached") {
+		t.Errorf("no log line about the closed connection:\n%s", ts.log)
 	}
 }

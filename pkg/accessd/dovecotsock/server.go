@@ -99,18 +99,19 @@ type Checker interface {
 //
 // At MaxConns, and when descriptors run short, Serve makes room by closing
 // the connection that has been silent longest: accepted first among those
-// that have sent nothing (not even part of a request) for at least 50 ms,
-// however long beyond that. A login sends its request as soon as it
-// connects, so such a connection is worth less than the next one in the
-// listen backlog, which may carry a check. Descriptors run short once
-// accept has failed with EMFILE or ENFILE, or the connections come within
-// 64 of the open-file limit: from then on Serve makes sure before each
-// accept that two descriptors stay free after it, for the client sockets
-// the requests pass (the kernel allocates them in recvmsg, whenever a
-// request arrives; without room it drops them, MSG_CTRUNC, and the check
-// is refused). When no connection can be closed, Serve accepts with room for
-// the connection and its request's descriptor, and otherwise waits for a
-// connection to end (backing off up to a second) without spinning.
+// that have sent nothing (not even part of a request) for at least a
+// second at MaxConns, 50 ms when descriptors run short. A login sends its
+// request as soon as it connects, so such a connection is worth less than
+// the next one in the listen backlog, which may carry a check. Descriptors
+// run short once accept has failed with EMFILE or ENFILE, or the
+// connections come within 64 of the open-file limit: from then on Serve
+// makes sure before each accept that two descriptors stay free after it,
+// for the client sockets the requests pass (the kernel allocates them in
+// recvmsg, whenever a request arrives; without room it drops them,
+// MSG_CTRUNC, and the check is refused). When no connection can be
+// closed, Serve accepts with room for the connection and its request's
+// descriptor, and otherwise waits for a connection to end (backing off up
+// to a second) without spinning.
 //
 // The exported fields must not change once Serve has been called. A
 // Server may serve several listeners with concurrent Serve calls;
@@ -206,12 +207,13 @@ loop:
 		case s.sem <- struct{}{}:
 		default:
 			// At MaxConns: make room by closing the connection that has
-			// been silent longest (logins send their request at once), so
-			// silent connections cannot starve real checks; else wait for
-			// one to end, or to have been silent for SilentAfter.
+			// been silent longest, for SilentAfter at least (logins send
+			// their request at once), so silent connections cannot
+			// starve real checks; else wait for one to end, or to have
+			// been silent for SilentAfter.
 		full:
 			for {
-				_, retry := s.evictSilent(&mu, conns, "connection limit reached")
+				_, retry := s.evictSilent(&mu, conns, SilentAfter, "connection limit reached")
 				switch taken, stopped := s.acquire(ctx, retry); {
 				case taken:
 					break full
@@ -243,8 +245,8 @@ loop:
 			if outOfFDs(aerr) {
 				probeAt = 0
 				var closed bool
-				if closed, retry = s.evictSilent(&mu, conns, "descriptor limit reached ("+aerr.Error()+")"); closed {
-					wait(ctx, ended, SilentAfter, true)
+				if closed, retry = s.evictSilent(&mu, conns, fdSilentAfter, "descriptor limit reached ("+aerr.Error()+")"); closed {
+					wait(ctx, ended, fdSilentAfter, true)
 					continue
 				}
 			}
@@ -362,9 +364,9 @@ func fdProbeAt() int {
 // makeRoom makes room for the next accept: it wants fdRoom+1 descriptors
 // free, so that fdRoom stay free after the accept, and closes the
 // connection silent longest while they are not. When no connection is
-// silent (for SilentAfter), two free descriptors will do (the connection
+// silent (for fdSilentAfter), two free descriptors will do (the connection
 // and the one its request brings); with fewer it waits for a connection to
-// end, to have been silent for SilentAfter, or a back-off (up to a second:
+// end, to have been silent for fdSilentAfter, or a back-off (up to a second:
 // descriptors may also be freed by others) and looks again, so that no
 // request is accepted only to lose its descriptor (MSG_CTRUNC) and be
 // refused. The room is kept free, not held: the kernel
@@ -377,9 +379,9 @@ func (s *Server) makeRoom(ctx context.Context, ln net.Listener, mu *sync.Mutex, 
 		if free > fdRoom {
 			return true
 		}
-		closed, retry := s.evictSilent(mu, conns, "descriptor limit reached (no room for the requests' descriptors)")
+		closed, retry := s.evictSilent(mu, conns, fdSilentAfter, "descriptor limit reached (no room for the requests' descriptors)")
 		if closed {
-			if !wait(ctx, ended, SilentAfter, true) {
+			if !wait(ctx, ended, fdSilentAfter, true) {
 				return false
 			}
 			continue
@@ -442,28 +444,32 @@ func wait(ctx context.Context, ended <-chan struct{}, d time.Duration, onEnd boo
 	return true
 }
 
-// SilentAfter is how long a connection must have been silent before it may
-// be closed to make room: a login sends its request right after
-// connecting, so a connection that has not within this grace is not a
-// login in progress. It is short, because room is made one connection at a
-// time: a check queued behind n silent connections waits about
-// n/MaxConns (or n per descriptor) times SilentAfter.
-const SilentAfter = 50 * time.Millisecond
+// SilentAfter is how long a connection must have been silent before it
+// may be closed to make room at MaxConns: a login sends its request right
+// after connecting, so a connection that has not within a second is not a
+// login in progress.
+const SilentAfter = time.Second
+
+// fdSilentAfter is SilentAfter when descriptors run short. It is short,
+// because room is made one descriptor at a time: a check queued behind n
+// silent connections waits about n/(descriptors for connections) times
+// fdSilentAfter.
+const fdSilentAfter = 50 * time.Millisecond
 
 // evictSilent closes the connection that has waited longest for its
-// request, if it has waited at least SilentAfter and has sent nothing yet,
+// request, if it has waited at least grace and has sent nothing yet,
 // and logs why (the situation that made room necessary) at warning level.
 // A connection whose request is in its socket buffer, not yet read, is
 // left alone: it is about to be checked. It reports whether it closed one
-// and, if not, when the oldest silent connection will have waited
-// SilentAfter (0: none is waiting). The closed connection's descriptor is
+// and, if not, when the oldest silent connection will have waited grace
+// (0: none is waiting). The closed connection's descriptor is
 // freed only once its goroutine has left the read (the net package defers
 // the close(2) until then), so the caller waits for the end of a
 // connection before it looks for room again.
 //
 // A connection that has sent nothing is worth less than a new one, which
 // may carry a check: logins send their request as soon as they connect.
-func (s *Server) evictSilent(mu *sync.Mutex, conns map[net.Conn]*connState, why string) (bool, time.Duration) {
+func (s *Server) evictSilent(mu *sync.Mutex, conns map[net.Conn]*connState, grace time.Duration, why string) (bool, time.Duration) {
 	mu.Lock()
 	defer mu.Unlock()
 	var after uint64 // connections accepted up to this one have data waiting
@@ -478,8 +484,8 @@ func (s *Server) evictSilent(mu *sync.Mutex, conns map[net.Conn]*connState, why 
 		if st == nil {
 			return false, 0
 		}
-		if waited := time.Since(st.since); waited < SilentAfter {
-			return false, SilentAfter - waited
+		if waited := time.Since(st.since); waited < grace {
+			return false, grace - waited
 		}
 		if hasInput(oldest) || !st.CompareAndSwap(connWaiting, connClosed) {
 			after = st.seq

@@ -212,7 +212,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if command == "report" {
 		s.onReport(r.Context(), req)
 		s.log.Debug("auth policy: report", "protocol", req.Protocol, "client", req.Remote,
-			"user", req.Login, "success", req.Success, "fail_type", req.FailType, "session", req.SessionID)
+			"user", req.Login, "success", req.Success != nil && *req.Success, "fail_type", req.FailType, "session", req.SessionID)
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)
 		return

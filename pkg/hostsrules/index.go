@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/chunk"
 )
 
 // minIndexedRun is the shortest run of address-only rules worth an index;
@@ -32,8 +34,8 @@ type segment struct {
 }
 
 // addrRun is the index of a run of address-only rules, numbered k = 0, 1,
-// ... in rule order. Its lists are chunked, so neither building nor
-// sorting them ever needs a second copy of a list (see chunked).
+// ... in rule order. Its lists are chunk.Lists, so neither building nor
+// sorting them ever needs a second copy of a list (see chunk.List).
 //
 // A compact rule is one whose line is exactly a prefix (the daemon list,
 // the ":" and the blanks before the first address) followed by one
@@ -44,31 +46,31 @@ type segment struct {
 // options) is kept as text.
 type addrRun struct {
 	// lines is the physical line of rule k.
-	lines chunked[int32]
+	lines chunk.List[int32]
 	// v4 holds address<<32 | k for every canonical IPv4 token, sorted, so
 	// the rules listing one address are adjacent and in rule order.
-	v4 chunked[uint64]
+	v4 chunk.List[uint64]
 	// v6 holds the bracketed IPv6 tokens (without zone) and text the other
 	// all-digits-and-dots tokens ("010.0.0.1"), compared as text; both
 	// sorted by key, then k.
-	v6   chunked[v6Entry]
-	text chunked[textEntry]
+	v6   chunk.List[v6Entry]
+	text chunk.List[textEntry]
 	// prefixes are the distinct prefixes of the compact rules (at most
-	// 256); pfx.at(k) is rule k's, or pfx is empty when all use
+	// 256); pfx.At(k) is rule k's, or pfx is empty when all use
 	// prefixes[0].
 	prefixes []prefix
-	pfx      chunked[uint8]
+	pfx      chunk.List[uint8]
 	// storedK are the k of the rules that are kept as text, ascending;
-	// rule storedK.at(i) is the table's stored rule storedBase+i.
-	storedK    chunked[int32]
+	// rule storedK.At(i) is the table's stored rule storedBase+i.
+	storedK    chunk.List[int32]
 	storedBase int
 	// multiK are the k of the compact rules with several addresses,
-	// ascending; the addresses of rule multiK.at(i) are seq.at(j) for j
-	// from multiOff.at(i) to the next one's (or the end of seq), in line
+	// ascending; the addresses of rule multiK.At(i) are seq.At(j) for j
+	// from multiOff.At(i) to the next one's (or the end of seq), in line
 	// order.
-	multiK   chunked[int32]
-	multiOff chunked[uint32]
-	seq      chunked[uint32]
+	multiK   chunk.List[int32]
+	multiOff chunk.List[uint32]
+	seq      chunk.List[uint32]
 	// v6Rule is the first rule with a bracketed IPv6 token, or -1. libwrap
 	// looks the client name up when such a token fails to match the
 	// address, so the index does the same to keep %h laziness exact.
@@ -171,50 +173,10 @@ func indexable(daemons, clients []string) bool {
 	return true
 }
 
-// arenaChunk is the size of the blocks a table's rule texts are kept in.
-// A storedRule addresses a block with 16 bits, so a table keeps at most
-// maxArenaBlocks of them (4 GiB of text).
-const (
-	arenaChunk     = 64 << 10
-	maxArenaBlocks = 1 << 16
-)
-
-// arena keeps the texts of a table's stored rules in blocks of
-// arenaChunk bytes rather than one allocation per line. A line never
-// crosses a block; a block only grows after the lines it holds, so they
-// never change.
-type arena struct {
-	t    *table
-	b    strings.Builder
-	size int64 // the table's size, to size the first block
-}
-
-// add copies s into the table's text and returns where it starts, or false
-// when the table holds maxArenaBlocks blocks already.
-func (a *arena) add(s string) (uint32, bool) {
-	if a.b.Len()+len(s) > min(a.b.Cap(), arenaChunk) {
-		if len(a.t.text) == maxArenaBlocks {
-			return 0, false
-		}
-		n := int64(arenaChunk)
-		if len(a.t.text) == 0 {
-			n = min(n, max(a.size, 256))
-		}
-		a.b = strings.Builder{}
-		a.b.Grow(max(int(n), len(s)))
-		a.t.text = append(a.t.text, "")
-	}
-	off := uint32(len(a.t.text)-1)<<16 | uint32(a.b.Len())
-	a.b.WriteString(s)
-	a.t.text[len(a.t.text)-1] = a.b.String()
-	return off, true
-}
-
 // tableBuilder compiles a table while its lines are read, so that only
 // the compact form is ever held, not the lines.
 type tableBuilder struct {
 	t     *table
-	text  arena
 	toks  []string
 	lists []string
 	seen  map[string]bool
@@ -228,7 +190,8 @@ type tableBuilder struct {
 }
 
 func newTableBuilder(t *table, size int64) *tableBuilder {
-	return &tableBuilder{t: t, text: arena{t: t, size: size}}
+	t.text.SizeHint = size
+	return &tableBuilder{t: t}
 }
 
 // add adds the next rule.
@@ -256,7 +219,7 @@ func (b *tableBuilder) add(l ruleLine) {
 	if len(b.pending) < minIndexedRun {
 		return
 	}
-	b.run = newRunBuilder(b.t.n, b.t.stored.len())
+	b.run = newRunBuilder(b.t.n, b.t.stored.Len())
 	for _, p := range b.pending {
 		toks := appendList(b.toks[:0], p.daemons)
 		nd := len(toks)
@@ -296,7 +259,7 @@ func (b *tableBuilder) addScanned(l ruleLine) {
 	}
 	t := b.t
 	if k := len(t.segs) - 1; k < 0 || t.segs[k].run != nil {
-		t.segs = append(t.segs, segment{start: t.n, end: t.n, base: t.stored.len()})
+		t.segs = append(t.segs, segment{start: t.n, end: t.n, base: t.stored.Len()})
 	}
 	if !b.store(l) {
 		return
@@ -317,7 +280,7 @@ func (b *tableBuilder) endRun() {
 	if b.run == nil {
 		return
 	}
-	if b.run.r.lines.len() > 0 {
+	if b.run.r.lines.Len() > 0 {
 		b.t.segs = append(b.t.segs, segment{start: b.run.start, end: b.t.n, run: b.run.finish()})
 	}
 	b.run = nil
@@ -327,15 +290,15 @@ func (b *tableBuilder) endRun() {
 func (b *tableBuilder) finish() {
 	b.endRun()
 	b.flushPending()
-	b.t.stored.clip()
+	b.t.stored.Clip()
 	b.t.segs = slices.Clip(b.t.segs)
-	b.t.text = slices.Clip(b.t.text)
+	b.t.text.Finish()
 }
 
 // store keeps l as text, as the table's next stored rule. It reports
 // false, and sets full, when the table's text is full.
 func (b *tableBuilder) store(l ruleLine) bool {
-	off, ok := b.text.add(l.line)
+	off, ok := b.t.text.Add(l.line)
 	if !ok {
 		b.full = &Diagnostic{File: b.t.name, Line: l.last, Severity: Error, Code: "table-too-large",
 			Msg: "table too large: more than 4 GiB of rules kept as text; this and all the subsequent rules are ignored"}
@@ -345,7 +308,7 @@ func (b *tableBuilder) store(l ruleLine) bool {
 	if l.hasOpts {
 		s.c2 = uint16(len(l.daemons) + 1 + len(l.clients))
 	}
-	b.t.stored.push(s)
+	b.t.stored.Push(s)
 	return true
 }
 
@@ -365,41 +328,41 @@ func newRunBuilder(start, storedBase int) *runBuilder {
 // table's next rule.
 func (b *runBuilder) add(tb *tableBuilder, l ruleLine, toks []string, nd int) {
 	r := &b.r
-	k := int32(r.lines.len())
+	k := int32(r.lines.Len())
 	id, compact := b.compact(l, toks, nd)
 	if !compact {
 		if !tb.store(l) {
 			return
 		}
-		r.storedK.push(k)
+		r.storedK.Push(k)
 	}
-	r.lines.push(int32(l.last))
-	if r.pfx.len() == 0 && id != 0 {
+	r.lines.Push(int32(l.last))
+	if r.pfx.Len() == 0 && id != 0 {
 		for range k {
-			r.pfx.push(0)
+			r.pfx.Push(0)
 		}
 	}
-	if r.pfx.len() > 0 {
-		r.pfx.push(id)
+	if r.pfx.Len() > 0 {
+		r.pfx.Push(id)
 	}
 	if compact && len(toks)-nd > 1 {
-		r.multiK.push(k)
-		r.multiOff.push(uint32(r.seq.len()))
+		r.multiK.Push(k)
+		r.multiOff.Push(uint32(r.seq.Len()))
 	}
 	for _, tok := range toks[nd:] {
 		a, key, v6, _ := addrToken(tok)
 		switch {
 		case key != "":
-			r.text.push(textEntry{strings.Clone(key), k})
+			r.text.Push(textEntry{strings.Clone(key), k})
 		case v6:
 			if r.v6Rule < 0 {
 				r.v6Rule = k
 			}
-			r.v6.push(v6Entry{a.As16(), k})
+			r.v6.Push(v6Entry{a.As16(), k})
 		default:
-			r.v4.push(uint64(v4key(a))<<32 | uint64(k))
+			r.v4.Push(uint64(v4key(a))<<32 | uint64(k))
 			if compact && len(toks)-nd > 1 {
-				r.seq.push(v4key(a))
+				r.seq.Push(v4key(a))
 			}
 		}
 	}
@@ -450,21 +413,21 @@ func (b *runBuilder) compact(l ruleLine, toks []string, nd int) (uint8, bool) {
 // finish sorts the keys and returns the run.
 func (b *runBuilder) finish() *addrRun {
 	r := &b.r
-	r.v4.sortCompact(cmp.Compare[uint64])
-	r.v6.sortCompact(func(x, y v6Entry) int {
+	r.v4.SortCompact(cmp.Compare[uint64])
+	r.v6.SortCompact(func(x, y v6Entry) int {
 		if c := bytes.Compare(x.addr[:], y.addr[:]); c != 0 {
 			return c
 		}
 		return cmp.Compare(x.k, y.k)
 	})
-	r.text.sortCompact(func(x, y textEntry) int {
+	r.text.SortCompact(func(x, y textEntry) int {
 		if c := strings.Compare(x.text, y.text); c != 0 {
 			return c
 		}
 		return cmp.Compare(x.k, y.k)
 	})
-	for _, c := range []interface{ clip() }{&r.lines, &r.pfx, &r.storedK, &r.multiK, &r.multiOff, &r.seq} {
-		c.clip()
+	for _, c := range []interface{ Clip() }{&r.lines, &r.pfx, &r.storedK, &r.multiK, &r.multiOff, &r.seq} {
+		c.Clip()
 	}
 	return r
 }
@@ -481,7 +444,7 @@ func (t *table) first(c *check, r *rule) bool {
 		s := &t.segs[k]
 		if s.run == nil {
 			for i := s.base; i < s.base+s.end-s.start; i++ {
-				c.toks = t.view(t.stored.ref(i), c.toks, r)
+				c.toks = t.view(t.stored.Ref(i), c.toks, r)
 				if c.ruleMatch(t, r) {
 					return true
 				}
@@ -495,7 +458,7 @@ func (t *table) first(c *check, r *rule) bool {
 			continue
 		}
 		if c.explain {
-			first, last := s.run.lines.at(0), s.run.lines.at(s.run.lines.len()-1)
+			first, last := s.run.lines.At(0), s.run.lines.At(s.run.lines.Len()-1)
 			c.trace = append(c.trace, Step{File: t.name, Line: int(first),
 				Rule: sprintf("lines %d-%d: %d address-only rules (indexed)", first, last, s.end-s.start),
 				Why:  "only the rules listing the client's address are evaluated; they follow", Index: true})
@@ -508,43 +471,43 @@ func (t *table) first(c *check, r *rule) bool {
 }
 
 // findK returns the position of k in the ascending list ks.
-func findK(ks *chunked[int32], k int32) (int, bool) {
-	if ks.len() == 0 {
+func findK(ks *chunk.List[int32], k int32) (int, bool) {
+	if ks.Len() == 0 {
 		return 0, false
 	}
-	i := ks.search(func(e int32) bool { return e < k })
-	return i, i < ks.len() && ks.at(i) == k
+	i := ks.Search(func(e int32) bool { return e < k })
+	return i, i < ks.Len() && ks.At(i) == k
 }
 
 // rule sets r to rule k; *tok is the address token of a compact rule,
 // made from a when first needed.
 func (ru *addrRun) rule(c *check, t *table, k int32, tok *string, a netip.Addr, r *rule) {
 	if i, ok := findK(&ru.storedK, k); ok {
-		c.toks = t.view(t.stored.ref(ru.storedBase+i), c.toks, r)
+		c.toks = t.view(t.stored.Ref(ru.storedBase+i), c.toks, r)
 		return
 	}
 	p := &ru.prefixes[0]
-	if ru.pfx.len() > 0 {
-		p = &ru.prefixes[ru.pfx.at(int(k))]
+	if ru.pfx.Len() > 0 {
+		p = &ru.prefixes[ru.pfx.At(int(k))]
 	}
 	if i, ok := findK(&ru.multiK, k); ok {
-		end := ru.seq.len()
-		if i+1 < ru.multiK.len() {
-			end = int(ru.multiOff.at(i + 1))
+		end := ru.seq.Len()
+		if i+1 < ru.multiK.Len() {
+			end = int(ru.multiOff.At(i + 1))
 		}
 		c.toks = c.toks[:0]
-		for j := int(ru.multiOff.at(i)); j < end; j++ {
-			c.toks = append(c.toks, v4Addr(ru.seq.at(j)).String())
+		for j := int(ru.multiOff.At(i)); j < end; j++ {
+			c.toks = append(c.toks, v4Addr(ru.seq.At(j)).String())
 		}
 		n := len(c.toks)
-		*r = rule{text: p.text, tail: strings.Join(c.toks, " "), line: ru.lines.at(int(k)), daemons: p.daemons, clients: c.toks[:n:n]}
+		*r = rule{text: p.text, tail: strings.Join(c.toks, " "), line: ru.lines.At(int(k)), daemons: p.daemons, clients: c.toks[:n:n]}
 		return
 	}
 	if *tok == "" {
 		*tok = addrText(a)
 	}
 	c.toks = append(c.toks[:0], *tok)
-	*r = rule{text: p.text, tail: *tok, line: ru.lines.at(int(k)), daemons: p.daemons, clients: c.toks[:1:1]}
+	*r = rule{text: p.text, tail: *tok, line: ru.lines.At(int(k)), daemons: p.daemons, clients: c.toks[:1:1]}
 }
 
 // addrText is the token of a compact rule for address a.
@@ -559,24 +522,24 @@ func addrText(a netip.Addr) string {
 // only rules with a token equal to the client address can match, and they
 // are tried in rule order.
 func (ru *addrRun) lookup(c *check, t *table, r *rule) bool {
-	a, text := c.clientKey(ru.text.len() > 0)
+	a, text := c.clientKey(ru.text.Len() > 0)
 	// [i, iEnd) are the entries of a in v4 or v6, [j, jEnd) those of text.
 	var i, iEnd, j, jEnd int
 	switch {
 	case a.Is4():
 		key := uint64(v4key(a))
-		i = lowerBoundChunked(&ru.v4, key<<32)
-		for iEnd = i; iEnd < ru.v4.len() && ru.v4.at(iEnd)>>32 == key; iEnd++ {
+		i = chunk.LowerBound(&ru.v4, key<<32)
+		for iEnd = i; iEnd < ru.v4.Len() && ru.v4.At(iEnd)>>32 == key; iEnd++ {
 		}
 	case a.Is6():
 		key := a.As16()
-		i = ru.v6.search(func(e v6Entry) bool { return bytes.Compare(e.addr[:], key[:]) < 0 })
-		for iEnd = i; iEnd < ru.v6.len() && ru.v6.ref(iEnd).addr == key; iEnd++ {
+		i = ru.v6.Search(func(e v6Entry) bool { return bytes.Compare(e.addr[:], key[:]) < 0 })
+		for iEnd = i; iEnd < ru.v6.Len() && ru.v6.Ref(iEnd).addr == key; iEnd++ {
 		}
 	}
 	if text != "" {
-		j = ru.text.search(func(e textEntry) bool { return e.text < text })
-		for jEnd = j; jEnd < ru.text.len() && ru.text.ref(jEnd).text == text; jEnd++ {
+		j = ru.text.Search(func(e textEntry) bool { return e.text < text })
+		for jEnd = j; jEnd < ru.text.Len() && ru.text.Ref(jEnd).text == text; jEnd++ {
 		}
 	}
 	var tok string
@@ -585,13 +548,13 @@ func (ru *addrRun) lookup(c *check, t *table, r *rule) bool {
 		var k int32
 		if i < iEnd {
 			if a.Is4() {
-				k = int32(uint32(ru.v4.at(i)))
+				k = int32(uint32(ru.v4.At(i)))
 			} else {
-				k = ru.v6.ref(i).k
+				k = ru.v6.Ref(i).k
 			}
 		}
-		if i >= iEnd || (j < jEnd && ru.text.ref(j).k < k) {
-			k = ru.text.ref(j).k
+		if i >= iEnd || (j < jEnd && ru.text.Ref(j).k < k) {
+			k = ru.text.Ref(j).k
 			j++
 		} else {
 			i++
@@ -607,55 +570,19 @@ func (ru *addrRun) lookup(c *check, t *table, r *rule) bool {
 	return found >= 0
 }
 
-// lowerBoundChunked is lowerBound over a chunked list: the block by its
-// last entry, then the entry in it.
-func lowerBoundChunked(c *chunked[uint64], x uint64) int {
-	lo, hi := 0, len(c.blocks)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if b := c.blocks[m]; b[len(b)-1] < x {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	if lo == len(c.blocks) {
-		return c.n
-	}
-	return lo*chunkLen + lowerBound(c.blocks[lo], x)
-}
-
-// lowerBound returns the first position in the sorted a whose value is at
-// least x: a binary search without branches in its loop, which is faster
-// than slices.BinarySearch over the large arrays of a blocklist.
-func lowerBound(a []uint64, x uint64) int {
-	base, n := 0, len(a)
-	for n > 1 {
-		half := n / 2
-		if a[base+half-1] < x {
-			base += half
-		}
-		n -= half
-	}
-	if n == 1 && a[base] < x {
-		base++
-	}
-	return base
-}
-
 // scan evaluates every rule of the run in order, without the index (for
 // tests that compare both paths).
 func (ru *addrRun) scan(c *check, t *table, r *rule) bool {
-	addrs := make([]netip.Addr, ru.lines.len())
-	for i := range ru.v4.len() {
-		e := ru.v4.at(i)
+	addrs := make([]netip.Addr, ru.lines.Len())
+	for i := range ru.v4.Len() {
+		e := ru.v4.At(i)
 		addrs[uint32(e)] = v4Addr(uint32(e >> 32))
 	}
-	for i := range ru.v6.len() {
-		e := ru.v6.ref(i)
+	for i := range ru.v6.Len() {
+		e := ru.v6.Ref(i)
 		addrs[e.k] = netip.AddrFrom16(e.addr)
 	}
-	for k := range ru.lines.len() {
+	for k := range ru.lines.Len() {
 		var tok string
 		ru.rule(c, t, int32(k), &tok, addrs[k], r)
 		if c.ruleMatch(t, r) {

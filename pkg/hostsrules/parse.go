@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"strings"
 	"syscall"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/chunk"
 )
 
 // lineBufSize is libwrap's logical line buffer (BUFLEN 2048): a logical
@@ -47,7 +49,7 @@ func (r *rule) fullText() string {
 }
 
 // storedRule is a rule kept as text: the logical line with its newline,
-// held in a block of the table's text (see arena), and where its fields
+// held in the table's text (a chunk.Text), and where its fields
 // end. Its tokens are split again when it is evaluated (view), which costs
 // less than keeping them. It takes 12 bytes besides the text.
 type storedRule struct {
@@ -64,7 +66,7 @@ type storedRule struct {
 // view sets r to the stored rule s, with its tokens split into buf, and
 // returns buf.
 func (t *table) view(s *storedRule, buf []string, r *rule) []string {
-	line := t.text[s.off>>16][s.off&0xffff:]
+	line := t.text.From(s.off)
 	line = line[:strings.IndexByte(line, '\n')+1]
 	*r = rule{text: line[:len(line)-1], line: s.line}
 	buf = appendList(buf[:0], line[:s.c1])
@@ -88,9 +90,9 @@ type table struct {
 	n    int
 	segs []segment
 	// stored are the rules kept as text, in rule order; text holds their
-	// lines in blocks of at most arenaChunk bytes.
-	stored chunked[storedRule]
-	text   []string
+	// lines.
+	stored chunk.List[storedRule]
+	text   chunk.Text
 	// endErr, when not nil, is the error that stops the scan after the
 	// last rule (missing newline or line too long); the scan then returns
 	// an error result, as Debian's fix_parsing_long_lines makes it.

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
 )
 
 var errIsDir = errors.New("is a directory")
@@ -100,7 +102,7 @@ func loadFileList(path string, read func(string) ([]byte, error)) *fileList {
 	switch {
 	case err == nil:
 		fl.words = strings.FieldsFunc(string(data), func(r rune) bool {
-			return r < 128 && isCSpace(byte(r))
+			return r < 128 && ctext.IsSpace(byte(r))
 		})
 	case errors.Is(err, os.ErrNotExist):
 		fl.info.State = FileMissing
@@ -286,11 +288,11 @@ func (c *check) runOptions(t *table, r *rule, dec Decision) Decision {
 				dec.Err = err
 				panic(final{dec})
 			}
-			o.Expanded = chop(v)
+			o.Expanded = ctext.Chop(v)
 		}
 		if o.Name == "rfc931" {
 			if o.Value != "" {
-				c.identSecs, _ = scanInt(o.Value)
+				c.identSecs, _ = ctext.ScanInt(o.Value)
 			}
 			c.userName()
 		}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/chunk"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/libwrapaddr"
 )
 
 // minIndexedRun is the shortest run of address-only rules worth an index;
@@ -102,10 +104,10 @@ func addrToken(tok string) (addr netip.Addr, text string, v6, ok bool) {
 	if len(tok) >= 2 && tok[0] == '[' && tok[len(tok)-1] == ']' {
 		if strings.IndexByte(tok, '%') >= 0 {
 			// Whether a scope is valid depends on the host's interfaces
-			// at check time (validScope): never indexed.
+			// at check time (libwrapaddr.ValidScope): never indexed.
 			return netip.Addr{}, "", false, false
 		}
-		a, ok := parseIPv6(tok[1 : len(tok)-1])
+		a, ok := libwrapaddr.ParseIPv6(tok[1 : len(tok)-1])
 		if !ok {
 			return netip.Addr{}, "", false, false
 		}
@@ -115,7 +117,7 @@ func addrToken(tok string) (addr netip.Addr, text string, v6, ok bool) {
 		return netip.Addr{}, "", false, false
 	}
 	for i := 0; i < len(tok); i++ {
-		if !isDigit(tok[i]) && tok[i] != '.' {
+		if !ctext.IsDigit(tok[i]) && tok[i] != '.' {
 			return netip.Addr{}, "", false, false
 		}
 	}
@@ -138,7 +140,7 @@ func canonicalIPv4(s string) (uint32, bool) {
 			i++
 		}
 		start, n := i, uint32(0)
-		for i < len(s) && isDigit(s[i]) && i-start < 3 {
+		for i < len(s) && ctext.IsDigit(s[i]) && i-start < 3 {
 			n = n*10 + uint32(s[i]-'0')
 			i++
 		}
@@ -155,10 +157,10 @@ func canonicalIPv4(s string) (uint32, bool) {
 // client token is an exact address.
 func indexable(daemons, clients []string) bool {
 	for _, t := range daemons {
-		if asciiEqualFold(t, "EXCEPT") {
+		if ctext.EqualFold(t, "EXCEPT") {
 			return false
 		}
-		if _, _, ok := splitAtFrom1(t, '@'); ok {
+		if _, _, ok := ctext.SplitAtFrom1(t, '@'); ok {
 			return false
 		}
 	}
@@ -199,9 +201,9 @@ func (b *tableBuilder) add(l ruleLine) {
 	if b.full != nil {
 		return
 	}
-	toks := appendList(b.toks[:0], l.daemons)
+	toks := ctext.AppendList(b.toks[:0], l.daemons)
 	nd := len(toks)
-	toks = appendList(toks, l.clients)
+	toks = ctext.AppendList(toks, l.clients)
 	b.toks = toks
 	b.noteLists(toks[:nd], true)
 	b.noteLists(toks[nd:], false)
@@ -221,9 +223,9 @@ func (b *tableBuilder) add(l ruleLine) {
 	}
 	b.run = newRunBuilder(b.t.n, b.t.stored.Len())
 	for _, p := range b.pending {
-		toks := appendList(b.toks[:0], p.daemons)
+		toks := ctext.AppendList(b.toks[:0], p.daemons)
 		nd := len(toks)
-		b.toks = appendList(toks, p.clients)
+		b.toks = ctext.AppendList(toks, p.clients)
 		b.run.add(b, p, b.toks, nd)
 	}
 	clear(b.pending)
@@ -234,7 +236,7 @@ func (b *tableBuilder) add(l ruleLine) {
 func (b *tableBuilder) noteLists(toks []string, daemonList bool) {
 	for _, t := range toks {
 		hostPat := t
-		if _, h, ok := splitAtFrom1(t, '@'); ok {
+		if _, h, ok := ctext.SplitAtFrom1(t, '@'); ok {
 			hostPat = h
 		} else if daemonList {
 			continue
@@ -405,7 +407,7 @@ func (b *runBuilder) compact(l ruleLine, toks []string, nd int) (uint8, bool) {
 		pre = strings.Clone(pre)
 		id = uint8(len(b.r.prefixes))
 		b.ids[pre] = id
-		b.r.prefixes = append(b.r.prefixes, prefix{text: pre, daemons: slices.Clip(appendList(nil, pre[:c1]))})
+		b.r.prefixes = append(b.r.prefixes, prefix{text: pre, daemons: slices.Clip(ctext.AppendList(nil, pre[:c1]))})
 	}
 	return id, true
 }
@@ -612,7 +614,7 @@ func (c *check) clientKey(wantText bool) (netip.Addr, string) {
 		}
 		return a, ""
 	}
-	text, _ := unmapText(c.hostAddr(&c.client))
+	text, _ := libwrapaddr.UnmapText(c.hostAddr(&c.client))
 	var a netip.Addr
 	if p, err := netip.ParseAddr(text); err == nil {
 		if p.Is4() && p.String() == text {

@@ -8,6 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/libwrapaddr"
 )
 
 // verifiedName performs libwrap's double-reverse check (sock_hostname)
@@ -24,7 +27,7 @@ func verifiedName(ctx context.Context, r Resolver, addr netip.Addr, logf func(st
 		logf("host name/name mismatch: reverse lookup results in non-FQDN %s", name)
 		return Paranoid
 	}
-	if _, ok := inetAddr(name); ok {
+	if _, ok := libwrapaddr.InetAddr(name); ok {
 		logf("host name/name mismatch: reverse lookup results in non-FQDN %s", name)
 		return Paranoid
 	}
@@ -38,7 +41,7 @@ func verifiedName(ctx context.Context, r Resolver, addr netip.Addr, logf func(st
 		return Paranoid
 	}
 	canon = strings.TrimSuffix(canon, ".")
-	if (canon == "" || !asciiEqualFold(canon, name)) && !asciiEqualFold(name, "localhost") {
+	if (canon == "" || !ctext.EqualFold(canon, name)) && !ctext.EqualFold(name, "localhost") {
 		logf("host name/name mismatch: %s != %s", name, canon)
 		return Paranoid
 	}
@@ -106,7 +109,7 @@ func (h *HostsResolver) LookupHost(_ context.Context, network, name string) (str
 	var addrs []netip.Addr
 	for _, l := range h.lines {
 		for _, n := range l.names {
-			if !asciiEqualFold(n, name) {
+			if !ctext.EqualFold(n, name) {
 				continue
 			}
 			a := l.addr
@@ -232,7 +235,7 @@ func (ng *Netgroup) in(group, hostName string, seen map[string]bool) bool {
 				return true
 			case h == "-":
 				continue
-			case asciiEqualFold(h, hostName):
+			case ctext.EqualFold(h, hostName):
 				return true
 			}
 			continue
@@ -242,18 +245,4 @@ func (ng *Netgroup) in(group, hostName string, seen map[string]bool) bool {
 		}
 	}
 	return false
-}
-
-// asciiEqualFold is strcasecmp(3) equality in the C locale: only ASCII
-// letters fold.
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if lowerASCII(a[i]) != lowerASCII(b[i]) {
-			return false
-		}
-	}
-	return true
 }

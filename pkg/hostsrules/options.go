@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os/user"
 	"strings"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
 )
 
 // Option flags, as libwrap's options.c option_table.
@@ -67,21 +69,9 @@ func optionFields(s string) []string {
 	return append(out, b.String())
 }
 
-// chop trims C isspace characters at both ends (libwrap chop_string).
-func chop(s string) string {
-	i, j := 0, len(s)
-	for i < j && isCSpace(s[i]) {
-		i++
-	}
-	for j > i && isCSpace(s[j-1]) {
-		j--
-	}
-	return s[i:j]
-}
-
 // splitOption separates keyword and value as process_options does.
 func splitOption(f string) (key, value string) {
-	f = chop(f)
+	f = ctext.Chop(f)
 	i := strings.IndexAny(f, "= \t\r\n")
 	if i < 0 {
 		return f, ""
@@ -135,24 +125,24 @@ func ParseOptions(field string) ([]Option, error) {
 func validateOption(name, value string) error {
 	switch name {
 	case "umask":
-		m, ok := scanOctal(value)
+		m, ok := ctext.ScanOctal(value)
 		if !ok || m&0o777 != m {
 			return errors.New("bad umask value")
 		}
 	case "linger":
-		v, ok := scanInt(value)
+		v, ok := ctext.ScanInt(value)
 		if !ok || v < 0 {
 			return errors.New("bad linger value")
 		}
 	case "nice":
 		if value != "" {
-			if _, ok := scanInt(value); !ok {
+			if _, ok := ctext.ScanInt(value); !ok {
 				return errors.New("bad nice value")
 			}
 		}
 	case "rfc931":
 		if value != "" {
-			v, ok := scanInt(value)
+			v, ok := ctext.ScanInt(value)
 			if !ok || v <= 0 {
 				return errors.New("bad rfc931 timeout")
 			}
@@ -162,7 +152,7 @@ func validateOption(name, value string) error {
 			return err
 		}
 	case "user":
-		u, g, hasGroup := splitAt(value, '.')
+		u, g, hasGroup := ctext.SplitAt(value, '.')
 		if hasGroup {
 			if _, err := user.LookupGroup(g); err != nil {
 				return fmt.Errorf("unknown group: %q", g)
@@ -188,61 +178,11 @@ func validSetenv(value string) (name, val string, err error) {
 	if i >= 0 {
 		name, val = value[:i], value[i+1:]
 	}
-	name, val = chop(name), chop(val)
+	name, val = ctext.Chop(name), ctext.Chop(val)
 	if name == "" || strings.Contains(name, "=") {
 		return "", "", errors.New("memory allocation failure")
 	}
 	return name, val, nil
-}
-
-// scanNumber reads what sscanf("%d%c"), ("%o%c") and ("%u%c") accept
-// with exactly one conversion: optional blanks, an optional sign, at least
-// one digit of the base, and nothing after. The magnitude saturates at
-// 2^40, far beyond any value the callers accept.
-func scanNumber(s string, base uint64) (neg bool, mag uint64, ok bool) {
-	i := 0
-	for i < len(s) && isCSpace(s[i]) {
-		i++
-	}
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
-	start := i
-	for ; i < len(s) && isDigit(s[i]) && uint64(s[i]-'0') < base; i++ {
-		mag = min(mag*base+uint64(s[i]-'0'), 1<<40)
-	}
-	return neg, mag, i > start && i == len(s)
-}
-
-// scanInt is sscanf("%d%c") == 1: optional blanks and sign, decimal
-// digits, nothing after.
-func scanInt(s string) (int, bool) {
-	neg, mag, ok := scanNumber(s, 10)
-	if !ok {
-		return 0, false
-	}
-	n := int(min(mag, 1<<30))
-	if neg {
-		n = -n
-	}
-	return n, true
-}
-
-// scanOctal is sscanf("%o%c") == 1 (the value as an unsigned 32-bit int).
-func scanOctal(s string) (uint32, bool) {
-	neg, mag, ok := scanNumber(s, 8)
-	if !ok {
-		return 0, false
-	}
-	n := uint32(mag)
-	if mag > 0xffffffff {
-		n = 0xffffffff
-	}
-	if neg {
-		n = -n
-	}
-	return n, true
 }
 
 // Syslog facilities and levels accepted by the severity option.
@@ -270,7 +210,7 @@ type SyslogPriority struct {
 // case-insensitive names (hosts_options(5)); an unknown name gives libwrap's
 // error `bad syslog facility or severity: "x"`.
 func ParseSeverity(value string) (SyslogPriority, error) {
-	fac, lvl, hasFac := splitAt(value, '.')
+	fac, lvl, hasFac := ctext.SplitAt(value, '.')
 	var p SyslogPriority
 	if hasFac {
 		f, ok := syslogFacilities[strings.ToLower(fac)]

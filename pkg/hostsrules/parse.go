@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/chunk"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
 )
 
 // lineBufSize is libwrap's logical line buffer (BUFLEN 2048): a logical
@@ -69,14 +70,14 @@ func (t *table) view(s *storedRule, buf []string, r *rule) []string {
 	line := t.text.From(s.off)
 	line = line[:strings.IndexByte(line, '\n')+1]
 	*r = rule{text: line[:len(line)-1], line: s.line}
-	buf = appendList(buf[:0], line[:s.c1])
+	buf = ctext.AppendList(buf[:0], line[:s.c1])
 	nd := len(buf)
 	clients := line[s.c1+1:]
 	if s.c2 > 0 {
 		clients = line[s.c1+1 : s.c2]
 		r.opts, r.hasOpts = line[s.c2+1:], true
 	}
-	buf = appendList(buf, clients)
+	buf = ctext.AppendList(buf, clients)
 	r.daemons, r.clients = buf[:nd:nd], buf[nd:]
 	return buf
 }
@@ -211,49 +212,14 @@ func indexByte(b []byte, c byte) int {
 // counter, and delim only splits at depth zero. It returns the text before
 // and after delim and whether there was one; without one, before is s.
 func SplitAt(s string, delim byte) (before, after string, ok bool) {
-	return splitAt(s, delim)
+	return ctext.SplitAt(s, delim)
 }
 
 // SplitAtFrom1 is libwrap's split_at(s + 1, delim), how daemon@host and
 // user@host tokens are split: the search (and the bracket count) starts at
 // the second character, so a leading "@" never splits.
 func SplitAtFrom1(s string, delim byte) (before, after string, ok bool) {
-	return splitAtFrom1(s, delim)
-}
-
-func splitAt(s string, delim byte) (before, after string, ok bool) {
-	depth := 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '[':
-			depth++
-		case ']':
-			depth--
-		default:
-			if depth == 0 && s[i] == delim {
-				return s[:i], s[i+1:], true
-			}
-		}
-	}
-	return s, "", false
-}
-
-// appendList splits a daemon or client list into tokens at runs of space,
-// TAB, CR, LF and comma (strtok with hosts_access.c's separators) and
-// appends them to toks.
-func appendList(toks []string, s string) []string {
-	start := -1
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == ',' || s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n' {
-			if start >= 0 {
-				toks = append(toks, s[start:i])
-				start = -1
-			}
-		} else if start < 0 {
-			start = i
-		}
-	}
-	return toks
+	return ctext.SplitAtFrom1(s, delim)
 }
 
 // isBlankLine reports whether s consists only of space, TAB, CR and LF.
@@ -307,13 +273,13 @@ func scanRules(name string, r *lineReader, lenient bool, fn func(ruleLine)) (dia
 			continue
 		}
 		line := string(buf)
-		daemons, rest, ok := splitAt(line, ':')
+		daemons, rest, ok := ctext.SplitAt(line, ':')
 		if !ok {
 			diags = append(diags, Diagnostic{File: name, Line: r.line, Severity: Warning,
 				Code: "missing-separator", Msg: `missing ":" separator`})
 			continue
 		}
-		clients, opts, hasOpts := splitAt(rest, ':')
+		clients, opts, hasOpts := ctext.SplitAt(rest, ':')
 		fn(ruleLine{first: first, last: r.line, line: line, text: strings.TrimSuffix(line, "\n"),
 			daemons: daemons, clients: clients, opts: opts, hasOpts: hasOpts})
 	}

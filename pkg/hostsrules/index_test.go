@@ -208,17 +208,10 @@ func keptRules(t *table) []keptRule {
 			}
 			continue
 		}
-		ru := s.run
-		addrs := make([]netip.Addr, ru.lines.Len())
-		for i := range ru.v4.Len() {
-			addrs[uint32(ru.v4.At(i))] = v4Addr(uint32(ru.v4.At(i) >> 32))
-		}
-		for i := range ru.v6.Len() {
-			addrs[ru.v6.At(i).k] = netip.AddrFrom16(ru.v6.At(i).addr)
-		}
-		for k := range ru.lines.Len() {
+		addrs := s.run.Addrs()
+		for k := range s.run.Len() {
 			var tok string
-			ru.rule(c, t, int32(k), &tok, addrs[k], &r)
+			c.rule(t, &s, int32(k), &tok, addrs[k], &r)
 			out = append(out, keptFromRule(&r))
 		}
 	}
@@ -262,8 +255,8 @@ func TestKeptRules(t *testing.T) {
 	var multi, blocks int
 	for _, s := range p.deny.segs {
 		if s.run != nil {
-			multi += s.run.multiK.Len()
-			blocks = max(blocks, s.run.v4.Blocks())
+			multi += s.run.Multi()
+			blocks = max(blocks, s.run.V4Blocks())
 		}
 	}
 	if multi < 2*chunk.BlockLen/5 || blocks < 3 {

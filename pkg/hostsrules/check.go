@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/hostsopts"
 )
 
 var errIsDir = errors.New("is a directory")
@@ -280,7 +281,7 @@ func (c *check) runOptions(t *table, r *rule, dec Decision) Decision {
 			panic(final{dec})
 		}
 		o.Expanded = o.Value
-		if optionTable[o.Name]&optExpandArg != 0 {
+		if hostsopts.Expands(o.Name) {
 			v, err := x.Expand(o.Value)
 			if err != nil {
 				dec.Reason = "option error"
@@ -297,7 +298,7 @@ func (c *check) runOptions(t *table, r *rule, dec Decision) Decision {
 			c.userName()
 		}
 		if o.Name == "setenv" {
-			if _, _, err := validSetenv(o.Expanded); err != nil {
+			if _, _, err := hostsopts.ValidSetenv(o.Expanded); err != nil {
 				c.optionError(t, r, dec, err.Error())
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/chunk"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/xgets"
 )
 
 // checkBoth evaluates req with the index and with a plain rule-by-rule scan.
@@ -131,7 +132,7 @@ func TestLoadStreams(t *testing.T) {
 	dir := t.TempDir()
 	var b strings.Builder
 	rng := rand.New(rand.NewPCG(7, 8))
-	for b.Len() < 3*readChunk {
+	for b.Len() < 3*xgets.ReadChunk {
 		switch rng.IntN(20) {
 		case 0:
 			b.WriteString("# comment\n\n")

@@ -3,18 +3,14 @@ package hostsrules
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"strings"
 	"syscall"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/chunk"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/xgets"
 )
-
-// lineBufSize is libwrap's logical line buffer (BUFLEN 2048): a logical
-// line holds at most 2046 characters plus its newline.
-const lineBufSize = 2048
 
 // maxField is libwrap's STRING_LENGTH (128): names, addresses, users and
 // daemon names keep at most 127 characters.
@@ -100,112 +96,6 @@ type table struct {
 	endErr *Diagnostic
 }
 
-// readChunk is how much of a table file a streaming lineReader reads at a
-// time.
-const readChunk = 64 << 10
-
-// lineReader emulates libwrap's xgets over fgets on a 2048-byte buffer,
-// including strlen's view of NUL bytes and Debian's stop on a full buffer.
-// It reads from data, or, when src is set, from src through a window of
-// readChunk bytes, so a table is never held in memory whole.
-type lineReader struct {
-	data []byte
-	pos  int
-	line int // physical lines read so far (tcpd_context.line)
-	// newlines is the count of newline bytes consumed (line counts only
-	// those fgets's strlen sees), and pieceLine the true 1-based line of
-	// the last piece read: where an unterminated or over-long line is.
-	newlines, pieceLine int
-
-	src  io.Reader
-	win  []byte // the window data lives in when src is set
-	err  error  // the first error of src (io.EOF at the end)
-	read int64  // bytes read from src
-}
-
-// fill makes at least lineBufSize bytes available after pos, unless src
-// has ended.
-func (r *lineReader) fill() {
-	if r.src == nil || r.err != nil || len(r.data)-r.pos >= lineBufSize {
-		return
-	}
-	if r.win == nil {
-		r.win = make([]byte, readChunk)
-	}
-	n := copy(r.win, r.data[r.pos:])
-	r.data, r.pos = r.win[:n], 0
-	for len(r.data) < lineBufSize && r.err == nil {
-		m, err := r.src.Read(r.win[len(r.data):])
-		r.data = r.win[:len(r.data)+m]
-		r.read += int64(m)
-		r.err = err
-	}
-}
-
-// next returns the next logical line, or ok=false at the end of the table.
-// The line is only valid until the next call.
-func (r *lineReader) next() (buf []byte, ok bool) {
-	room := lineBufSize
-	for {
-		r.fill()
-		if r.pos >= len(r.data) {
-			break
-		}
-		// fgets reads at most room-1 bytes, up to and including a newline.
-		limit := room - 1
-		if limit <= 0 {
-			break
-		}
-		end := r.pos + limit
-		if end > len(r.data) {
-			end = len(r.data)
-		}
-		chunk := r.data[r.pos:end]
-		if i := indexByte(chunk, '\n'); i >= 0 {
-			chunk = chunk[:i+1]
-		}
-		r.pos += len(chunk)
-		r.pieceLine = r.newlines + 1
-		if chunk[len(chunk)-1] == '\n' {
-			r.newlines++
-		}
-		// strlen: a NUL byte ends the string early.
-		got := len(chunk)
-		if i := indexByte(chunk, 0); i >= 0 {
-			got = i
-		}
-		if got >= 1 && chunk[got-1] == '\n' {
-			r.line++
-			if got >= 2 && chunk[got-2] == '\\' {
-				got -= 2 // continuation: drop backslash-newline, read on
-			} else {
-				if buf == nil {
-					return chunk[:got], true // the common case: no copy
-				}
-				return append(buf, chunk[:got]...), true
-			}
-		}
-		buf = append(buf, chunk[:got]...)
-		room -= got
-		if room <= 1 {
-			break // buffer full (Debian fix_parsing_long_lines)
-		}
-	}
-	if len(buf) == 0 {
-		return nil, false
-	}
-	return buf, true
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
-
 // SplitAt finds the first delim outside brackets, as libwrap's split_at
 // (used for the ":" between fields, "/" in net/mask, "." in severity and
 // the newline of banner lines): "[" increments and "]" decrements a depth
@@ -249,22 +139,22 @@ type ruleLine struct {
 // does and calls fn for each rule line, returning the diagnostics of
 // reading. An unterminated or over-long line stops the scan (end is its
 // diagnostic) unless lenient, tcpdchk's reading, which goes on. A read
-// error of r's source ends the scan early; the caller checks r.err.
-func scanRules(name string, r *lineReader, lenient bool, fn func(ruleLine)) (diags []Diagnostic, end *Diagnostic) {
+// error of r's source ends the scan early; the caller checks r.Err().
+func scanRules(name string, r *xgets.Reader, lenient bool, fn func(ruleLine)) (diags []Diagnostic, end *Diagnostic) {
 	for {
-		first := r.line + 1
-		buf, ok := r.next()
+		first := r.Line() + 1
+		buf, ok := r.Next()
 		if !ok {
 			return diags, nil
 		}
 		if buf[len(buf)-1] != '\n' {
 			// libwrap prints the count of newlines it has read
 			// (tcpd_context.line), usually the line before this one.
-			d := Diagnostic{File: name, Line: r.pieceLine, LibwrapLine: r.line, Severity: Error,
+			d := Diagnostic{File: name, Line: r.PieceLine(), LibwrapLine: r.Line(), Severity: Error,
 				Code: "missing-newline", Msg: "missing newline or line too long"}
 			diags = append(diags, d)
 			if !lenient {
-				diags = append(diags, Diagnostic{File: name, Line: r.pieceLine, LibwrapLine: r.line, Severity: Error,
+				diags = append(diags, Diagnostic{File: name, Line: r.PieceLine(), LibwrapLine: r.Line(), Severity: Error,
 					Code: "rules-ignored", Msg: "all the subsequent rules will be ignored"})
 				return diags, &d
 			}
@@ -275,12 +165,12 @@ func scanRules(name string, r *lineReader, lenient bool, fn func(ruleLine)) (dia
 		line := string(buf)
 		daemons, rest, ok := ctext.SplitAt(line, ':')
 		if !ok {
-			diags = append(diags, Diagnostic{File: name, Line: r.line, Severity: Warning,
+			diags = append(diags, Diagnostic{File: name, Line: r.Line(), Severity: Warning,
 				Code: "missing-separator", Msg: `missing ":" separator`})
 			continue
 		}
 		clients, opts, hasOpts := ctext.SplitAt(rest, ':')
-		fn(ruleLine{first: first, last: r.line, line: line, text: strings.TrimSuffix(line, "\n"),
+		fn(ruleLine{first: first, last: r.Line(), line: line, text: strings.TrimSuffix(line, "\n"),
 			daemons: daemons, clients: clients, opts: opts, hasOpts: hasOpts})
 	}
 }
@@ -298,13 +188,13 @@ func parseTable(src Source) (*table, []Diagnostic, []string) {
 		t.endErr = &d
 		return t, []Diagnostic{d}, nil
 	}
-	diags, lists := t.build(&lineReader{data: src.Data}, int64(len(src.Data)))
+	diags, lists := t.build(xgets.FromBytes(src.Data), int64(len(src.Data)))
 	return t, diags, lists
 }
 
 // build reads t's rules from r (size is the table's size if known, a
 // hint) and returns the diagnostics and the /file paths the rules name.
-func (t *table) build(r *lineReader, size int64) ([]Diagnostic, []string) {
+func (t *table) build(r *xgets.Reader, size int64) ([]Diagnostic, []string) {
 	b := newTableBuilder(t, size)
 	diags, end := scanRules(t.name, r, false, b.add)
 	b.finish()

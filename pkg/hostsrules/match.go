@@ -9,6 +9,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/libwrapaddr"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/strmatch"
 )
 
 // host is the lazily evaluated view of one endpoint (libwrap's host_info).
@@ -195,7 +196,7 @@ func (c *check) daemonMatch(pat string) bool {
 		sv := c.req.Server.Addr
 		return sv.IsValid() && uint32(sv.Port()) == port
 	}
-	return stringMatch(pat, c.daemon)
+	return strmatch.Match(pat, c.daemon)
 }
 
 // portPattern reports whether pat reads as sscanf("%u%c") with exactly one
@@ -219,7 +220,7 @@ func (c *check) clientMatch(tok string) bool {
 	if !isAt {
 		return c.hostMatch(tok, &c.client)
 	}
-	return c.hostMatch(hostPat, &c.client) && stringMatch(userPat, c.userName())
+	return c.hostMatch(hostPat, &c.client) && strmatch.Match(userPat, c.userName())
 }
 
 // hostMatch is libwrap's host_match for one host pattern.
@@ -240,10 +241,10 @@ func (c *check) hostMatch(tok string, h *host) bool {
 	if netTok, maskTok, ok := ctext.SplitAt(tok, '/'); ok {
 		return libwrapaddr.MaskedMatch(netTok, maskTok, c.hostAddr(h))
 	}
-	if stringMatch(tok, c.hostAddr(h)) {
+	if strmatch.Match(tok, c.hostAddr(h)) {
 		return true
 	}
-	return notInAddr(tok) && stringMatch(tok, c.hostName(h))
+	return notInAddr(tok) && strmatch.Match(tok, c.hostName(h))
 }
 
 // notInAddr is NOT_INADDR: the token has a character other than digits,
@@ -308,73 +309,3 @@ func (p *Policy) fileList(path string, env *Env) *fileList {
 // multicast address, else a decimal number up to 2^32-1. Tools that check
 // rules (pkg/lint) use it.
 func ValidScope(a netip.Addr, scope string) bool { return libwrapaddr.ValidScope(a, scope) }
-
-// stringMatch is libwrap's string_match with Debian's IPv6, wildcard and
-// mapped-address changes.
-func stringMatch(pat, s string) bool {
-	s, _ = libwrapaddr.UnmapText(s)
-	if strings.ContainsAny(pat, "*?") {
-		return globMatch(pat, s)
-	}
-	if strings.HasPrefix(pat, ".") {
-		n := len(s) - len(pat)
-		return n > 0 && ctext.EqualFold(s[n:], pat)
-	}
-	if ctext.EqualFold(pat, "ALL") {
-		return true
-	}
-	if ctext.EqualFold(pat, "KNOWN") {
-		return !ctext.EqualFold(s, Unknown)
-	}
-	if strings.HasSuffix(pat, ".") {
-		return len(s) >= len(pat) && ctext.EqualFold(s[:len(pat)], pat)
-	}
-	if len(pat) >= 2 && pat[0] == '[' && pat[len(pat)-1] == ']' {
-		pa, ok := libwrapaddr.ParseIPv6(pat[1 : len(pat)-1])
-		if !ok {
-			return false
-		}
-		sa, ok := libwrapaddr.ParseIPv6(s)
-		if !ok {
-			return false
-		}
-		return pa.WithZone("") == sa.WithZone("")
-	}
-	return ctext.EqualFold(pat, s)
-}
-
-// globMatch matches s against a pattern of literal characters, "*" (any
-// run) and "?" (one character), case-insensitively, as Debian's
-// 05_wildcard_matching patch does.
-func globMatch(pat, s string) bool {
-	px, sx := 0, 0
-	nextPx, nextSx := -1, -1
-	for px < len(pat) || sx < len(s) {
-		if px < len(pat) {
-			switch pat[px] {
-			case '*':
-				nextPx, nextSx = px, sx+1
-				px++
-				continue
-			case '?':
-				if sx < len(s) {
-					px++
-					sx++
-					continue
-				}
-			default:
-				if sx < len(s) && ctext.Lower(pat[px]) == ctext.Lower(s[sx]) {
-					px++
-					sx++
-					continue
-				}
-			}
-		}
-		if nextSx > 0 && nextSx <= len(s) {
-			px, sx = nextPx, nextSx
-			continue
-		}
-		return false
-	}
-	return true
-}

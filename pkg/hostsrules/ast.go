@@ -62,7 +62,7 @@ func ParseRules(src Source, lenient bool) ([]Rule, []Diagnostic) {
 	return rules, diags
 }
 
-// tokens splits a list like splitList and records 1-based columns, given
+// tokens splits a list like ctext.AppendList and records 1-based columns, given
 // the list's 0-based offset in the line.
 func tokens(s string, off int) []Token {
 	var out []Token

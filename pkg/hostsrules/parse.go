@@ -20,9 +20,9 @@ const maxField = 127
 const listSeparators = ", \t\r\n"
 
 // rule is one rule as evaluated: a view built on demand from the compact
-// form the table keeps (see storedRule and addrRun). Its strings point into
-// the table's text or into the check's token buffer; a rule never outlives
-// the check that built it.
+// form the table keeps (see storedRule and addrindex.Run). Its strings
+// point into the table's text or into the check's token buffer; a rule
+// never outlives the check that built it.
 type rule struct {
 	// text and tail together are the logical line without its final
 	// newline; tail is only set for a rule rebuilt from an address index

@@ -237,7 +237,8 @@ func (c *check) lookup(t *table, s *segment, r *rule) bool {
 	a, text := c.clientKey(s.run.HasText())
 	var tok string
 	found := int32(-1)
-	for cur := s.run.Find(a, text); ; {
+	var cur addrindex.Cursor
+	for s.run.Find(&cur, a, text); ; {
 		k, ok := cur.Next()
 		if !ok {
 			break

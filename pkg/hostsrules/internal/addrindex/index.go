@@ -371,29 +371,46 @@ type Cursor struct {
 	is4              bool
 }
 
-// Find returns a Cursor over the rules with a token equal to the client
-// address: a is its canonical address (unmapped, without zone; the zero
-// Addr if none) and text its address text ("" unless HasText).
-func (r *Run) Find(a netip.Addr, text string) Cursor {
-	c := Cursor{r: r, is4: a.Is4()}
+// Find sets c to walk the rules with a token equal to the client address:
+// a is its canonical address (unmapped, without zone; the zero Addr if
+// none) and text its address text ("" unless HasText). (Setting a Cursor
+// in place costs less than returning one.)
+func (r *Run) Find(c *Cursor, a netip.Addr, text string) {
+	*c = Cursor{r: r, is4: a.Is4()}
 	switch {
-	case a.Is4():
-		key := uint64(v4key(a))
-		c.i = chunk.LowerBound(&r.v4, key<<32)
-		for c.iEnd = c.i; c.iEnd < r.v4.Len() && r.v4.At(c.iEnd)>>32 == key; c.iEnd++ {
-		}
+	case c.is4:
+		c.i, c.iEnd = r.find4(v4key(a))
 	case a.Is6():
-		key := a.As16()
-		c.i = r.v6.Search(func(e v6Entry) bool { return bytes.Compare(e.addr[:], key[:]) < 0 })
-		for c.iEnd = c.i; c.iEnd < r.v6.Len() && r.v6.Ref(c.iEnd).addr == key; c.iEnd++ {
-		}
+		c.i, c.iEnd = r.find6(a.As16())
 	}
 	if text != "" {
-		c.j = r.text.Search(func(e textEntry) bool { return e.text < text })
-		for c.jEnd = c.j; c.jEnd < r.text.Len() && r.text.Ref(c.jEnd).text == text; c.jEnd++ {
-		}
+		c.j, c.jEnd = r.findText(text)
 	}
-	return c
+}
+
+// find4 returns the entries [i, end) of v4 with address key.
+func (r *Run) find4(key uint32) (i, end int) {
+	k := uint64(key)
+	i = chunk.LowerBound(&r.v4, k<<32)
+	for end = i; end < r.v4.Len() && r.v4.At(end)>>32 == k; end++ {
+	}
+	return i, end
+}
+
+// find6 returns the entries [i, end) of v6 with address key.
+func (r *Run) find6(key [16]byte) (i, end int) {
+	i = r.v6.Search(func(e v6Entry) bool { return bytes.Compare(e.addr[:], key[:]) < 0 })
+	for end = i; end < r.v6.Len() && r.v6.Ref(end).addr == key; end++ {
+	}
+	return i, end
+}
+
+// findText returns the entries [j, end) of text with text key.
+func (r *Run) findText(key string) (j, end int) {
+	j = r.text.Search(func(e textEntry) bool { return e.text < key })
+	for end = j; end < r.text.Len() && r.text.Ref(end).text == key; end++ {
+	}
+	return j, end
 }
 
 // Next returns the next rule, or false when there is none.

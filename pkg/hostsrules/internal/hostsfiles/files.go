@@ -168,6 +168,12 @@ func NetgroupFile(path string) *Netgroup {
 	return ParseNetgroup(data)
 }
 
+// Exists reports whether group is defined and has members (what
+// tcpdchk calls a known netgroup; `rules lint` asks it).
+func (ng *Netgroup) Exists(group string) bool {
+	return ng != nil && len(ng.groups[group]) > 0
+}
+
 // InNetgroup reports whether host is in group, following nested groups
 // (each group at most once).
 func (ng *Netgroup) InNetgroup(group, hostName string) bool {

@@ -100,6 +100,7 @@ var rules = []rule{
 	{"the supervisor never links the login process or a protocol", in("pkg/logind/master"), in(append([]string{"pkg/logind/login"}, protocols...)...)},
 	{"the login process knows no supervisor, schema or protocol", in("pkg/logind/login"), in(append([]string{"pkg/logind/master", "pkg/logind/config"}, protocols...)...)},
 	{"the admin tool speaks to loginsvc through its control types", exact("pkg/ctl"), in("pkg/logind/master", "pkg/logind/login")},
+	{"failure-driven bans know nothing of the front ends or the daemon", in("pkg/bans"), in("pkg", "internal")},
 	{"a front end of the access checks knows nothing of the core or of other front ends", exact("pkg/accessd/dovecotsock"), exact("pkg/accessd")},
 }
 

@@ -50,8 +50,12 @@
 //     unknown client, which a deny list lets in, uses the first of several,
 //     and libwrap opens banners files for any name, "../" included. See
 //     dovecotsock.Server.
-//   - When accept fails with EMFILE or ENFILE, the connection silent
-//     longest is closed to make room, as at MaxConns.
+//   - When accept fails with EMFILE or ENFILE (or connections come within
+//     64 of the open-file limit), the server keeps two descriptors free
+//     for the sockets requests pass, closing the oldest connection that
+//     has sent nothing for 50 ms (never one whose request is waiting in
+//     its buffer), and otherwise waits for a connection to end: idle
+//     connections cannot starve checks (pkg/accessd/dovecotsock).
 //
 // # Deployment
 //

@@ -71,9 +71,9 @@ func TestProtocol(t *testing.T) {
 	})
 }
 
-// TestInvalidRequests sends each invalid request (docs/dovecot-managed.md): no reply,
-// the connection is closed, the passed fd is not kept, a log line is
-// written, and the server goes on serving.
+// TestInvalidRequests sends each invalid request (docs/dovecot-managed.md):
+// no reply, as Dovecot's tcpwrap does, the connection is closed, the passed fd is not kept, a log line
+// is written, and the server goes on serving.
 func TestInvalidRequests(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -1,6 +1,10 @@
 package hostsrules
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/xgets"
+)
 
 // Rule is one rule of a table as written, for tools such as linters and
 // explainers: "daemon_list : client_list [ : options ]" (hosts_access(5)).
@@ -42,7 +46,7 @@ func ParseRules(src Source, lenient bool) ([]Rule, []Diagnostic) {
 		return nil, d
 	}
 	var rules []Rule
-	diags, _ := scanRules(src.Name, &lineReader{data: src.Data}, lenient, func(l ruleLine) {
+	diags, _ := scanRules(src.Name, xgets.FromBytes(src.Data), lenient, func(l ruleLine) {
 		rule := Rule{
 			File: src.Name, FirstLine: l.first, Line: l.last, Text: l.text,
 			Daemons:    tokens(l.daemons, 0),
@@ -58,7 +62,7 @@ func ParseRules(src Source, lenient bool) ([]Rule, []Diagnostic) {
 	return rules, diags
 }
 
-// tokens splits a list like splitList and records 1-based columns, given
+// tokens splits a list like ctext.AppendList and records 1-based columns, given
 // the list's 0-based offset in the line.
 func tokens(s string, off int) []Token {
 	var out []Token

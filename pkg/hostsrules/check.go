@@ -8,6 +8,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/hostsopts"
 )
 
 var errIsDir = errors.New("is a directory")
@@ -100,7 +103,7 @@ func loadFileList(path string, read func(string) ([]byte, error)) *fileList {
 	switch {
 	case err == nil:
 		fl.words = strings.FieldsFunc(string(data), func(r rune) bool {
-			return r < 128 && isCSpace(byte(r))
+			return r < 128 && ctext.IsSpace(byte(r))
 		})
 	case errors.Is(err, os.ErrNotExist):
 		fl.info.State = FileMissing
@@ -278,7 +281,7 @@ func (c *check) runOptions(t *table, r *rule, dec Decision) Decision {
 			panic(final{dec})
 		}
 		o.Expanded = o.Value
-		if optionTable[o.Name]&optExpandArg != 0 {
+		if hostsopts.Expands(o.Name) {
 			v, err := x.Expand(o.Value)
 			if err != nil {
 				dec.Reason = "option error"
@@ -286,16 +289,16 @@ func (c *check) runOptions(t *table, r *rule, dec Decision) Decision {
 				dec.Err = err
 				panic(final{dec})
 			}
-			o.Expanded = chop(v)
+			o.Expanded = ctext.Chop(v)
 		}
 		if o.Name == "rfc931" {
 			if o.Value != "" {
-				c.identSecs, _ = scanInt(o.Value)
+				c.identSecs, _ = ctext.ScanInt(o.Value)
 			}
 			c.userName()
 		}
 		if o.Name == "setenv" {
-			if _, _, err := validSetenv(o.Expanded); err != nil {
+			if _, _, err := hostsopts.ValidSetenv(o.Expanded); err != nil {
 				c.optionError(t, r, dec, err.Error())
 			}
 		}

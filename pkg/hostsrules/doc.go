@@ -71,4 +71,16 @@
 // of crashing. /file lists are read when the policy is compiled, so a
 // change to one takes effect when the policy is rebuilt (tcpwrapd watches
 // them).
+//
+// # Layout
+//
+// This package parses, compiles and evaluates; the pieces of libwrap and
+// glibc it rests on are sub-packages under internal/, which import only
+// the standard library and each other: ctext (the C locale's ctype,
+// strcasecmp, sscanf, split_at and strtok), libwrapaddr (inet_addr,
+// dot_quad_addr, numeric IPv6 with glibc's scope rules, masked_match),
+// strmatch (string_match), xgets (reading logical lines), hostsopts (the
+// options field's syntax and checks), hostsfiles (hosts(5) and
+// netgroup(5)), chunk (the block lists and text blocks of a compiled
+// table) and addrindex (the index of runs of address-only rules).
 package hostsrules

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
 )
 
 // maxExpansion is the longest %-expansion result libwrap accepts: the
@@ -123,7 +125,7 @@ func (c *check) expandLetter(ch byte) string {
 		return strconv.Itoa(int(c.req.Server.Addr.Port()))
 	case 's':
 		h := c.hostInfo(&c.server)
-		if !asciiEqualFold(h, Unknown) {
+		if !ctext.EqualFold(h, Unknown) {
 			return sanitize(c.daemon + "@" + h)
 		}
 		c.daemon = sanitize(c.daemon)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/xgets"
 )
 
 func writeFile(t testing.TB, path, s string) {
@@ -73,7 +74,7 @@ func FuzzParse(f *testing.F) {
 		}
 		// The same text read as Load reads a file, a byte at a time.
 		st := &table{name: "hosts.deny"}
-		sdiags, slists := st.build(&lineReader{src: iotest.OneByteReader(strings.NewReader(text))}, 0)
+		sdiags, slists := st.build(xgets.New(iotest.OneByteReader(strings.NewReader(text))), 0)
 		ps := newPolicy(&table{name: "hosts.allow", state: FileMissing}, st, sdiags, slists)
 		if diff := cmp.Diff(p.Diagnostics(), ps.Diagnostics(), cmpopts.EquateEmpty()); diff != "" {
 			t.Fatalf("streamed diagnostics differ (-whole +streamed):\n%s", diff)

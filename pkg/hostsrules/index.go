@@ -1,11 +1,13 @@
 package hostsrules
 
 import (
-	"bytes"
-	"cmp"
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/addrindex"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/libwrapaddr"
 )
 
 // minIndexedRun is the shortest run of address-only rules worth an index;
@@ -18,217 +20,39 @@ const minIndexedRun = 4
 // text and evaluated in place, so the first-match order of hosts_access(5)
 // is kept exactly.
 //
-// Memory is what limits the size of a table (tcpwrapd runs under Dovecot's
-// vsz_limit), so an address rule is not kept as text: "ALL: 192.0.2.1" is
-// its address in a sorted array (8 bytes), its line number (4 bytes) and,
-// when a run mixes daemon lists, a byte naming its prefix "ALL: ". The text
-// is rebuilt from these when the rule is evaluated or reported.
+// An indexed run keeps most of its rules as addresses, not text (see
+// addrindex); the rest are the table's stored rules, as in a scanned
+// segment.
 type segment struct {
 	start, end int // rule numbers [start, end)
-	// base is the index of a scanned segment's first rule in the table's
-	// stored rules; run is the index of an indexed segment.
+	// base is the index of the segment's first rule kept as text in the
+	// table's stored rules; run is the index of an indexed segment.
 	base int
-	run  *addrRun
-}
-
-// addrRun is the index of a run of address-only rules, numbered k = 0, 1,
-// ... in rule order. Its lists are chunked, so neither building nor
-// sorting them ever needs a second copy of a list (see chunked).
-//
-// A compact rule is one whose line is exactly a prefix (the daemon list,
-// the ":" and the blanks before the first address) followed by one
-// canonical address token (dotted decimal IPv4, or a bracketed IPv6
-// address as netip formats it), or by two or more canonical IPv4 tokens
-// each after one space. Its text is rebuilt as prefix + tokens. Every
-// other rule of the run ("010.0.0.1", two blanks, a trailing blank,
-// options) is kept as text.
-type addrRun struct {
-	// lines is the physical line of rule k.
-	lines chunked[int32]
-	// v4 holds address<<32 | k for every canonical IPv4 token, sorted, so
-	// the rules listing one address are adjacent and in rule order.
-	v4 chunked[uint64]
-	// v6 holds the bracketed IPv6 tokens (without zone) and text the other
-	// all-digits-and-dots tokens ("010.0.0.1"), compared as text; both
-	// sorted by key, then k.
-	v6   chunked[v6Entry]
-	text chunked[textEntry]
-	// prefixes are the distinct prefixes of the compact rules (at most
-	// 256); pfx.at(k) is rule k's, or pfx is empty when all use
-	// prefixes[0].
-	prefixes []prefix
-	pfx      chunked[uint8]
-	// storedK are the k of the rules that are kept as text, ascending;
-	// rule storedK.at(i) is the table's stored rule storedBase+i.
-	storedK    chunked[int32]
-	storedBase int
-	// multiK are the k of the compact rules with several addresses,
-	// ascending; the addresses of rule multiK.at(i) are seq.at(j) for j
-	// from multiOff.at(i) to the next one's (or the end of seq), in line
-	// order.
-	multiK   chunked[int32]
-	multiOff chunked[uint32]
-	seq      chunked[uint32]
-	// v6Rule is the first rule with a bracketed IPv6 token, or -1. libwrap
-	// looks the client name up when such a token fails to match the
-	// address, so the index does the same to keep %h laziness exact.
-	v6Rule int32
-}
-
-type v6Entry struct {
-	addr [16]byte
-	k    int32
-}
-
-type textEntry struct {
-	text string
-	k    int32
-}
-
-// prefix is the part of a compact rule's line before its address, with
-// the daemon list's tokens.
-type prefix struct {
-	text    string
-	daemons []string
-}
-
-// addrToken classifies a client token for the index. It returns the key
-// of an exact-address token: an all-digits-and-dots token without a
-// leading or trailing dot (string_match compares it for equality with the
-// address text and never looks at the name), or a bracketed IPv6 address.
-func addrToken(tok string) (addr netip.Addr, text string, v6, ok bool) {
-	if len(tok) >= 2 && tok[0] == '[' && tok[len(tok)-1] == ']' {
-		if strings.IndexByte(tok, '%') >= 0 {
-			// Whether a scope is valid depends on the host's interfaces
-			// at check time (validScope): never indexed.
-			return netip.Addr{}, "", false, false
-		}
-		a, ok := parseIPv6(tok[1 : len(tok)-1])
-		if !ok {
-			return netip.Addr{}, "", false, false
-		}
-		return a.WithZone(""), "", true, true
-	}
-	if tok == "" || tok[0] == '.' || tok[len(tok)-1] == '.' {
-		return netip.Addr{}, "", false, false
-	}
-	for i := 0; i < len(tok); i++ {
-		if !isDigit(tok[i]) && tok[i] != '.' {
-			return netip.Addr{}, "", false, false
-		}
-	}
-	if k, ok := canonicalIPv4(tok); ok {
-		return v4Addr(k), "", false, true
-	}
-	return netip.Addr{}, tok, false, true
-}
-
-// canonicalIPv4 parses s if it is an IPv4 address as netip formats one:
-// four decimal fields of 0-255 without leading zeros, joined by dots.
-func canonicalIPv4(s string) (uint32, bool) {
-	var a uint32
-	i := 0
-	for f := 0; f < 4; f++ {
-		if f > 0 {
-			if i >= len(s) || s[i] != '.' {
-				return 0, false
-			}
-			i++
-		}
-		start, n := i, uint32(0)
-		for i < len(s) && isDigit(s[i]) && i-start < 3 {
-			n = n*10 + uint32(s[i]-'0')
-			i++
-		}
-		if i == start || n > 255 || s[start] == '0' && i-start > 1 {
-			return 0, false
-		}
-		a = a<<8 | n
-	}
-	return a, i == len(s)
-}
-
-// indexable reports whether a rule can live in an index: its daemon list
-// has no daemon@host token (those may look the server name up) and every
-// client token is an exact address.
-func indexable(daemons, clients []string) bool {
-	for _, t := range daemons {
-		if asciiEqualFold(t, "EXCEPT") {
-			return false
-		}
-		if _, _, ok := splitAtFrom1(t, '@'); ok {
-			return false
-		}
-	}
-	if len(clients) == 0 {
-		return false
-	}
-	for _, t := range clients {
-		if _, _, _, ok := addrToken(t); !ok {
-			return false
-		}
-	}
-	return true
-}
-
-// arenaChunk is the size of the blocks a table's rule texts are kept in.
-// A storedRule addresses a block with 16 bits, so a table keeps at most
-// maxArenaBlocks of them (4 GiB of text).
-const (
-	arenaChunk     = 64 << 10
-	maxArenaBlocks = 1 << 16
-)
-
-// arena keeps the texts of a table's stored rules in blocks of
-// arenaChunk bytes rather than one allocation per line. A line never
-// crosses a block; a block only grows after the lines it holds, so they
-// never change.
-type arena struct {
-	t    *table
-	b    strings.Builder
-	size int64 // the table's size, to size the first block
-}
-
-// add copies s into the table's text and returns where it starts, or false
-// when the table holds maxArenaBlocks blocks already.
-func (a *arena) add(s string) (uint32, bool) {
-	if a.b.Len()+len(s) > min(a.b.Cap(), arenaChunk) {
-		if len(a.t.text) == maxArenaBlocks {
-			return 0, false
-		}
-		n := int64(arenaChunk)
-		if len(a.t.text) == 0 {
-			n = min(n, max(a.size, 256))
-		}
-		a.b = strings.Builder{}
-		a.b.Grow(max(int(n), len(s)))
-		a.t.text = append(a.t.text, "")
-	}
-	off := uint32(len(a.t.text)-1)<<16 | uint32(a.b.Len())
-	a.b.WriteString(s)
-	a.t.text[len(a.t.text)-1] = a.b.String()
-	return off, true
+	run  *addrindex.Run
 }
 
 // tableBuilder compiles a table while its lines are read, so that only
 // the compact form is ever held, not the lines.
 type tableBuilder struct {
 	t     *table
-	text  arena
 	toks  []string
 	lists []string
 	seen  map[string]bool
 	// pending are address-only rules not yet known to start a run of
 	// minIndexedRun; run is the open run.
 	pending []ruleLine
-	run     *runBuilder
+	run     *addrindex.Builder
+	// runStart is the rule number of the open run's first rule, runBase
+	// the index of its first stored rule.
+	runStart, runBase int
 	// full is the error of a table too large to keep; the rules after it
 	// are dropped and it ends the table as endErr.
 	full *Diagnostic
 }
 
 func newTableBuilder(t *table, size int64) *tableBuilder {
-	return &tableBuilder{t: t, text: arena{t: t, size: size}}
+	t.text.SizeHint = size
+	return &tableBuilder{t: t}
 }
 
 // add adds the next rule.
@@ -236,32 +60,32 @@ func (b *tableBuilder) add(l ruleLine) {
 	if b.full != nil {
 		return
 	}
-	toks := appendList(b.toks[:0], l.daemons)
+	toks := ctext.AppendList(b.toks[:0], l.daemons)
 	nd := len(toks)
-	toks = appendList(toks, l.clients)
+	toks = ctext.AppendList(toks, l.clients)
 	b.toks = toks
 	b.noteLists(toks[:nd], true)
 	b.noteLists(toks[nd:], false)
-	if !indexable(toks[:nd], toks[nd:]) {
+	if !addrindex.Indexable(toks[:nd], toks[nd:]) {
 		b.endRun()
 		b.flushPending()
 		b.addScanned(l)
 		return
 	}
 	if b.run != nil {
-		b.run.add(b, l, toks, nd)
+		b.addIndexed(l, toks[nd:])
 		return
 	}
 	b.pending = append(b.pending, l)
 	if len(b.pending) < minIndexedRun {
 		return
 	}
-	b.run = newRunBuilder(b.t.n, b.t.stored.len())
+	b.run, b.runStart, b.runBase = addrindex.NewBuilder(), b.t.n, b.t.stored.Len()
 	for _, p := range b.pending {
-		toks := appendList(b.toks[:0], p.daemons)
+		toks := ctext.AppendList(b.toks[:0], p.daemons)
 		nd := len(toks)
-		b.toks = appendList(toks, p.clients)
-		b.run.add(b, p, b.toks, nd)
+		b.toks = ctext.AppendList(toks, p.clients)
+		b.addIndexed(p, b.toks[nd:])
 	}
 	clear(b.pending)
 	b.pending = b.pending[:0]
@@ -271,7 +95,7 @@ func (b *tableBuilder) add(l ruleLine) {
 func (b *tableBuilder) noteLists(toks []string, daemonList bool) {
 	for _, t := range toks {
 		hostPat := t
-		if _, h, ok := splitAtFrom1(t, '@'); ok {
+		if _, h, ok := ctext.SplitAtFrom1(t, '@'); ok {
 			hostPat = h
 		} else if daemonList {
 			continue
@@ -296,7 +120,7 @@ func (b *tableBuilder) addScanned(l ruleLine) {
 	}
 	t := b.t
 	if k := len(t.segs) - 1; k < 0 || t.segs[k].run != nil {
-		t.segs = append(t.segs, segment{start: t.n, end: t.n, base: t.stored.len()})
+		t.segs = append(t.segs, segment{start: t.n, end: t.n, base: t.stored.Len()})
 	}
 	if !b.store(l) {
 		return
@@ -317,8 +141,8 @@ func (b *tableBuilder) endRun() {
 	if b.run == nil {
 		return
 	}
-	if b.run.r.lines.len() > 0 {
-		b.t.segs = append(b.t.segs, segment{start: b.run.start, end: b.t.n, run: b.run.finish()})
+	if b.run.Len() > 0 {
+		b.t.segs = append(b.t.segs, segment{start: b.runStart, end: b.t.n, base: b.runBase, run: b.run.Finish()})
 	}
 	b.run = nil
 }
@@ -327,15 +151,15 @@ func (b *tableBuilder) endRun() {
 func (b *tableBuilder) finish() {
 	b.endRun()
 	b.flushPending()
-	b.t.stored.clip()
+	b.t.stored.Clip()
 	b.t.segs = slices.Clip(b.t.segs)
-	b.t.text = slices.Clip(b.t.text)
+	b.t.text.Finish()
 }
 
 // store keeps l as text, as the table's next stored rule. It reports
 // false, and sets full, when the table's text is full.
 func (b *tableBuilder) store(l ruleLine) bool {
-	off, ok := b.text.add(l.line)
+	off, ok := b.t.text.Add(l.line)
 	if !ok {
 		b.full = &Diagnostic{File: b.t.name, Line: l.last, Severity: Error, Code: "table-too-large",
 			Msg: "table too large: more than 4 GiB of rules kept as text; this and all the subsequent rules are ignored"}
@@ -345,133 +169,19 @@ func (b *tableBuilder) store(l ruleLine) bool {
 	if l.hasOpts {
 		s.c2 = uint16(len(l.daemons) + 1 + len(l.clients))
 	}
-	b.t.stored.push(s)
+	b.t.stored.Push(s)
 	return true
 }
 
-// runBuilder builds an addrRun.
-type runBuilder struct {
-	r     addrRun
-	start int // rule number of k = 0
-	ids   map[string]uint8
-	buf   []byte
-}
-
-func newRunBuilder(start, storedBase int) *runBuilder {
-	return &runBuilder{r: addrRun{v6Rule: -1, storedBase: storedBase}, start: start, ids: map[string]uint8{}}
-}
-
-// add adds rule l, whose tokens are toks (nd of them daemons), as the
-// table's next rule.
-func (b *runBuilder) add(tb *tableBuilder, l ruleLine, toks []string, nd int) {
-	r := &b.r
-	k := int32(r.lines.len())
-	id, compact := b.compact(l, toks, nd)
-	if !compact {
-		if !tb.store(l) {
-			return
-		}
-		r.storedK.push(k)
+// addIndexed adds l, whose client tokens are clients, to the open run as
+// the table's next rule.
+func (b *tableBuilder) addIndexed(l ruleLine, clients []string) {
+	id, compact := b.run.Compact(l.text, len(l.daemons), l.hasOpts, clients)
+	if !compact && !b.store(l) {
+		return
 	}
-	r.lines.push(int32(l.last))
-	if r.pfx.len() == 0 && id != 0 {
-		for range k {
-			r.pfx.push(0)
-		}
-	}
-	if r.pfx.len() > 0 {
-		r.pfx.push(id)
-	}
-	if compact && len(toks)-nd > 1 {
-		r.multiK.push(k)
-		r.multiOff.push(uint32(r.seq.len()))
-	}
-	for _, tok := range toks[nd:] {
-		a, key, v6, _ := addrToken(tok)
-		switch {
-		case key != "":
-			r.text.push(textEntry{strings.Clone(key), k})
-		case v6:
-			if r.v6Rule < 0 {
-				r.v6Rule = k
-			}
-			r.v6.push(v6Entry{a.As16(), k})
-		default:
-			r.v4.push(uint64(v4key(a))<<32 | uint64(k))
-			if compact && len(toks)-nd > 1 {
-				r.seq.push(v4key(a))
-			}
-		}
-	}
-	tb.t.n++
-}
-
-// compact reports whether l can be kept as its addresses, and the number
-// of its prefix.
-func (b *runBuilder) compact(l ruleLine, toks []string, nd int) (uint8, bool) {
-	if l.hasOpts || len(toks) == nd {
-		return 0, false
-	}
-	// tail is the text the tokens make: one canonical token, or several
-	// canonical IPv4 tokens joined by single spaces.
-	b.buf = b.buf[:0]
-	for i, tok := range toks[nd:] {
-		a, key, v6, _ := addrToken(tok)
-		if key != "" || v6 && len(toks)-nd > 1 {
-			return 0, false
-		}
-		if i > 0 {
-			b.buf = append(b.buf, ' ')
-		}
-		if v6 {
-			b.buf = append(a.AppendTo(append(b.buf, '[')), ']')
-		} else {
-			b.buf = append(b.buf, tok...) // canonical: addrToken checked
-		}
-	}
-	c1 := len(l.daemons)
-	if len(l.text)-len(b.buf) <= c1 || l.text[len(l.text)-len(b.buf):] != string(b.buf) {
-		return 0, false
-	}
-	pre := l.text[:len(l.text)-len(b.buf)]
-	id, ok := b.ids[pre]
-	if !ok {
-		if len(b.r.prefixes) > 255 {
-			return 0, false
-		}
-		pre = strings.Clone(pre)
-		id = uint8(len(b.r.prefixes))
-		b.ids[pre] = id
-		b.r.prefixes = append(b.r.prefixes, prefix{text: pre, daemons: slices.Clip(appendList(nil, pre[:c1]))})
-	}
-	return id, true
-}
-
-// finish sorts the keys and returns the run.
-func (b *runBuilder) finish() *addrRun {
-	r := &b.r
-	r.v4.sortCompact(cmp.Compare[uint64])
-	r.v6.sortCompact(func(x, y v6Entry) int {
-		if c := bytes.Compare(x.addr[:], y.addr[:]); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.k, y.k)
-	})
-	r.text.sortCompact(func(x, y textEntry) int {
-		if c := strings.Compare(x.text, y.text); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.k, y.k)
-	})
-	for _, c := range []interface{ clip() }{&r.lines, &r.pfx, &r.storedK, &r.multiK, &r.multiOff, &r.seq} {
-		c.clip()
-	}
-	return r
-}
-
-func v4key(a netip.Addr) uint32 {
-	b := a.As4()
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	b.run.Add(int32(l.last), id, compact, clients)
+	b.t.n++
 }
 
 // first finds the first rule of t for which the check matches and sets r
@@ -481,7 +191,7 @@ func (t *table) first(c *check, r *rule) bool {
 		s := &t.segs[k]
 		if s.run == nil {
 			for i := s.base; i < s.base+s.end-s.start; i++ {
-				c.toks = t.view(t.stored.ref(i), c.toks, r)
+				c.toks = t.view(t.stored.Ref(i), c.toks, r)
 				if c.ruleMatch(t, r) {
 					return true
 				}
@@ -489,185 +199,73 @@ func (t *table) first(c *check, r *rule) bool {
 			continue
 		}
 		if c.linear {
-			if s.run.scan(c, t, r) {
+			if c.scanRun(t, s, r) {
 				return true
 			}
 			continue
 		}
 		if c.explain {
-			first, last := s.run.lines.at(0), s.run.lines.at(s.run.lines.len()-1)
+			first, last := s.run.Line(0), s.run.Line(int32(s.run.Len()-1))
 			c.trace = append(c.trace, Step{File: t.name, Line: int(first),
 				Rule: sprintf("lines %d-%d: %d address-only rules (indexed)", first, last, s.end-s.start),
 				Why:  "only the rules listing the client's address are evaluated; they follow", Index: true})
 		}
-		if s.run.lookup(c, t, r) {
+		if c.lookup(t, s, r) {
 			return true
 		}
 	}
 	return false
 }
 
-// findK returns the position of k in the ascending list ks.
-func findK(ks *chunked[int32], k int32) (int, bool) {
-	if ks.len() == 0 {
-		return 0, false
-	}
-	i := ks.search(func(e int32) bool { return e < k })
-	return i, i < ks.len() && ks.at(i) == k
-}
-
-// rule sets r to rule k; *tok is the address token of a compact rule,
-// made from a when first needed.
-func (ru *addrRun) rule(c *check, t *table, k int32, tok *string, a netip.Addr, r *rule) {
-	if i, ok := findK(&ru.storedK, k); ok {
-		c.toks = t.view(t.stored.ref(ru.storedBase+i), c.toks, r)
+// rule sets r to rule k of the indexed segment s; *tok is the address
+// token of a compact rule, made from a when first needed.
+func (c *check) rule(t *table, s *segment, k int32, tok *string, a netip.Addr, r *rule) {
+	if i, ok := s.run.Stored(k); ok {
+		c.toks = t.view(t.stored.Ref(s.base+i), c.toks, r)
 		return
 	}
-	p := &ru.prefixes[0]
-	if ru.pfx.len() > 0 {
-		p = &ru.prefixes[ru.pfx.at(int(k))]
-	}
-	if i, ok := findK(&ru.multiK, k); ok {
-		end := ru.seq.len()
-		if i+1 < ru.multiK.len() {
-			end = int(ru.multiOff.at(i + 1))
-		}
-		c.toks = c.toks[:0]
-		for j := int(ru.multiOff.at(i)); j < end; j++ {
-			c.toks = append(c.toks, v4Addr(ru.seq.at(j)).String())
-		}
-		n := len(c.toks)
-		*r = rule{text: p.text, tail: strings.Join(c.toks, " "), line: ru.lines.at(int(k)), daemons: p.daemons, clients: c.toks[:n:n]}
-		return
-	}
-	if *tok == "" {
-		*tok = addrText(a)
-	}
-	c.toks = append(c.toks[:0], *tok)
-	*r = rule{text: p.text, tail: *tok, line: ru.lines.at(int(k)), daemons: p.daemons, clients: c.toks[:1:1]}
+	p, tail, toks := s.run.Rebuild(k, a, tok, c.toks)
+	c.toks = toks
+	n := len(toks)
+	*r = rule{text: p.Text, tail: tail, line: s.run.Line(k), daemons: p.Daemons, clients: toks[:n:n]}
 }
 
-// addrText is the token of a compact rule for address a.
-func addrText(a netip.Addr) string {
-	if a.Is4() {
-		return a.String()
-	}
-	return "[" + a.String() + "]"
-}
-
-// lookup finds the first rule of the run that matches and sets r to it:
-// only rules with a token equal to the client address can match, and they
-// are tried in rule order.
-func (ru *addrRun) lookup(c *check, t *table, r *rule) bool {
-	a, text := c.clientKey(ru.text.len() > 0)
-	// [i, iEnd) are the entries of a in v4 or v6, [j, jEnd) those of text.
-	var i, iEnd, j, jEnd int
-	switch {
-	case a.Is4():
-		key := uint64(v4key(a))
-		i = lowerBoundChunked(&ru.v4, key<<32)
-		for iEnd = i; iEnd < ru.v4.len() && ru.v4.at(iEnd)>>32 == key; iEnd++ {
-		}
-	case a.Is6():
-		key := a.As16()
-		i = ru.v6.search(func(e v6Entry) bool { return bytes.Compare(e.addr[:], key[:]) < 0 })
-		for iEnd = i; iEnd < ru.v6.len() && ru.v6.ref(iEnd).addr == key; iEnd++ {
-		}
-	}
-	if text != "" {
-		j = ru.text.search(func(e textEntry) bool { return e.text < text })
-		for jEnd = j; jEnd < ru.text.len() && ru.text.ref(jEnd).text == text; jEnd++ {
-		}
-	}
+// lookup finds the first rule of the indexed segment s that matches and
+// sets r to it: only rules with a token equal to the client address can
+// match, and they are tried in rule order.
+func (c *check) lookup(t *table, s *segment, r *rule) bool {
+	a, text := c.clientKey(s.run.HasText())
 	var tok string
 	found := int32(-1)
-	for i < iEnd || j < jEnd {
-		var k int32
-		if i < iEnd {
-			if a.Is4() {
-				k = int32(uint32(ru.v4.at(i)))
-			} else {
-				k = ru.v6.ref(i).k
-			}
+	var cur addrindex.Cursor
+	for s.run.Find(&cur, a, text); ; {
+		k, ok := cur.Next()
+		if !ok {
+			break
 		}
-		if i >= iEnd || (j < jEnd && ru.text.ref(j).k < k) {
-			k = ru.text.ref(j).k
-			j++
-		} else {
-			i++
-		}
-		if ru.rule(c, t, k, &tok, a, r); c.ruleMatch(t, r) {
+		if c.rule(t, s, k, &tok, a, r); c.ruleMatch(t, r) {
 			found = k
 			break
 		}
 	}
-	if ru.v6Rule >= 0 && (found < 0 || ru.v6Rule < found) {
+	if v6 := s.run.V6Rule(); v6 >= 0 && (found < 0 || v6 < found) {
 		c.hostName(&c.client)
 	}
 	return found >= 0
 }
 
-// lowerBoundChunked is lowerBound over a chunked list: the block by its
-// last entry, then the entry in it.
-func lowerBoundChunked(c *chunked[uint64], x uint64) int {
-	lo, hi := 0, len(c.blocks)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if b := c.blocks[m]; b[len(b)-1] < x {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	if lo == len(c.blocks) {
-		return c.n
-	}
-	return lo*chunkLen + lowerBound(c.blocks[lo], x)
-}
-
-// lowerBound returns the first position in the sorted a whose value is at
-// least x: a binary search without branches in its loop, which is faster
-// than slices.BinarySearch over the large arrays of a blocklist.
-func lowerBound(a []uint64, x uint64) int {
-	base, n := 0, len(a)
-	for n > 1 {
-		half := n / 2
-		if a[base+half-1] < x {
-			base += half
-		}
-		n -= half
-	}
-	if n == 1 && a[base] < x {
-		base++
-	}
-	return base
-}
-
-// scan evaluates every rule of the run in order, without the index (for
-// tests that compare both paths).
-func (ru *addrRun) scan(c *check, t *table, r *rule) bool {
-	addrs := make([]netip.Addr, ru.lines.len())
-	for i := range ru.v4.len() {
-		e := ru.v4.at(i)
-		addrs[uint32(e)] = v4Addr(uint32(e >> 32))
-	}
-	for i := range ru.v6.len() {
-		e := ru.v6.ref(i)
-		addrs[e.k] = netip.AddrFrom16(e.addr)
-	}
-	for k := range ru.lines.len() {
+// scanRun evaluates every rule of the indexed segment s in order, without
+// the index (for tests that compare both paths).
+func (c *check) scanRun(t *table, s *segment, r *rule) bool {
+	addrs := s.run.Addrs()
+	for k := range s.run.Len() {
 		var tok string
-		ru.rule(c, t, int32(k), &tok, addrs[k], r)
+		c.rule(t, s, int32(k), &tok, addrs[k], r)
 		if c.ruleMatch(t, r) {
 			return true
 		}
 	}
 	return false
-}
-
-// v4Addr is the address of a v4key.
-func v4Addr(k uint32) netip.Addr {
-	return netip.AddrFrom4([4]byte{byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)})
 }
 
 // clientKey returns the client address as index keys: the canonical
@@ -685,7 +283,7 @@ func (c *check) clientKey(wantText bool) (netip.Addr, string) {
 		}
 		return a, ""
 	}
-	text, _ := unmapText(c.hostAddr(&c.client))
+	text, _ := libwrapaddr.UnmapText(c.hostAddr(&c.client))
 	var a netip.Addr
 	if p, err := netip.ParseAddr(text); err == nil {
 		if p.Is4() && p.String() == text {

@@ -11,6 +11,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/chunk"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/xgets"
 )
 
 // checkBoth evaluates req with the index and with a plain rule-by-rule scan.
@@ -122,23 +125,6 @@ func TestExplainIndexed(t *testing.T) {
 	}
 }
 
-func TestLowerBound(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for n := range 70 {
-		a := make([]uint64, n)
-		for i := range a {
-			a[i] = uint64(rng.IntN(40))
-		}
-		slices.Sort(a)
-		for x := range uint64(42) {
-			want, _ := slices.BinarySearch(a, x)
-			if got := lowerBound(a, x); got != want {
-				t.Fatalf("lowerBound(%v, %d) = %d, want %d", a, x, got, want)
-			}
-		}
-	}
-}
-
 // TestLoadStreams: Load, which compiles while reading a file in blocks,
 // gives the policy Compile(ReadSource) gives, for a table larger than a
 // block with continuations, comments, mixed and compact rules.
@@ -146,7 +132,7 @@ func TestLoadStreams(t *testing.T) {
 	dir := t.TempDir()
 	var b strings.Builder
 	rng := rand.New(rand.NewPCG(7, 8))
-	for b.Len() < 3*readChunk {
+	for b.Len() < 3*xgets.ReadChunk {
 		switch rng.IntN(20) {
 		case 0:
 			b.WriteString("# comment\n\n")
@@ -218,22 +204,15 @@ func keptRules(t *table) []keptRule {
 	for _, s := range t.segs {
 		if s.run == nil {
 			for i := s.base; i < s.base+s.end-s.start; i++ {
-				c.toks = t.view(t.stored.ref(i), c.toks, &r)
+				c.toks = t.view(t.stored.Ref(i), c.toks, &r)
 				out = append(out, keptFromRule(&r))
 			}
 			continue
 		}
-		ru := s.run
-		addrs := make([]netip.Addr, ru.lines.len())
-		for i := range ru.v4.len() {
-			addrs[uint32(ru.v4.at(i))] = v4Addr(uint32(ru.v4.at(i) >> 32))
-		}
-		for i := range ru.v6.len() {
-			addrs[ru.v6.at(i).k] = netip.AddrFrom16(ru.v6.at(i).addr)
-		}
-		for k := range ru.lines.len() {
+		addrs := s.run.Addrs()
+		for k := range s.run.Len() {
 			var tok string
-			ru.rule(c, t, int32(k), &tok, addrs[k], &r)
+			c.rule(t, &s, int32(k), &tok, addrs[k], &r)
 			out = append(out, keptFromRule(&r))
 		}
 	}
@@ -248,7 +227,7 @@ func TestKeptRules(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	var b strings.Builder
 	b.WriteString(randomRules(rng, 300))
-	for i := range 3 * chunkLen {
+	for i := range 3 * chunk.BlockLen {
 		switch i % 5 {
 		case 0, 1:
 			fmt.Fprintf(&b, "ALL: 10.%d.%d.%d\n", i>>16&0xff, i>>8&0xff, i&0xff)
@@ -261,7 +240,7 @@ func TestKeptRules(t *testing.T) {
 		}
 	}
 	b.WriteString(randomRules(rng, 300))
-	for i := range chunkLen + 10 {
+	for i := range chunk.BlockLen + 10 {
 		fmt.Fprintf(&b, "ALL: .h%d.example.com\n", i)
 	}
 	src := Source{Name: "hosts.deny", Data: []byte(b.String())}
@@ -277,11 +256,11 @@ func TestKeptRules(t *testing.T) {
 	var multi, blocks int
 	for _, s := range p.deny.segs {
 		if s.run != nil {
-			multi += s.run.multiK.len()
-			blocks = max(blocks, len(s.run.v4.blocks))
+			multi += s.run.Multi()
+			blocks = max(blocks, s.run.V4Blocks())
 		}
 	}
-	if multi < 2*chunkLen/5 || blocks < 3 {
+	if multi < 2*chunk.BlockLen/5 || blocks < 3 {
 		t.Errorf("%d rules kept as several addresses, %d blocks of IPv4 keys: the compact forms are not used", multi, blocks)
 	}
 	// The index over several blocks finds what the scan finds.

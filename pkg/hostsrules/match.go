@@ -2,9 +2,14 @@ package hostsrules
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/libwrapaddr"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/strmatch"
 )
 
 // host is the lazily evaluated view of one endpoint (libwrap's host_info).
@@ -125,14 +130,14 @@ func (c *check) logf(format string, args ...any) {
 }
 
 func knownName(s string) bool {
-	return !asciiEqualFold(s, Unknown) && !asciiEqualFold(s, Paranoid)
+	return !ctext.EqualFold(s, Unknown) && !ctext.EqualFold(s, Paranoid)
 }
 
 // listMatch is libwrap's list_match: the first token that matches decides,
 // unless it is followed by EXCEPT and the exception list matches.
 func (c *check) listMatch(toks []string, clients bool) bool {
 	for i, t := range toks {
-		if asciiEqualFold(t, "EXCEPT") {
+		if ctext.EqualFold(t, "EXCEPT") {
 			return false
 		}
 		var m bool
@@ -145,7 +150,7 @@ func (c *check) listMatch(toks []string, clients bool) bool {
 			continue
 		}
 		for j := i + 1; j < len(toks); j++ {
-			if asciiEqualFold(toks[j], "EXCEPT") {
+			if ctext.EqualFold(toks[j], "EXCEPT") {
 				c.note("%q matched, EXCEPT [", t)
 				n := len(c.why)
 				if c.listMatch(toks[j+1:], clients) {
@@ -174,7 +179,7 @@ func (c *check) note(format string, args ...any) {
 // serverMatch matches one daemon-list token (server_match with Debian's
 // port patterns).
 func (c *check) serverMatch(tok string) bool {
-	daemonPat, hostPat, isAt := splitAtFrom1(tok, '@')
+	daemonPat, hostPat, isAt := ctext.SplitAtFrom1(tok, '@')
 	if !c.daemonMatch(daemonPat) {
 		return false
 	}
@@ -184,19 +189,6 @@ func (c *check) serverMatch(tok string) bool {
 	return c.hostMatch(hostPat, &c.server)
 }
 
-// splitAtFrom1 splits tok at its first unbracketed delim searched from
-// the second character (libwrap's split_at(tok + 1, '@')).
-func splitAtFrom1(tok string, delim byte) (before, after string, ok bool) {
-	if len(tok) < 2 {
-		return tok, "", false
-	}
-	b, a, ok := splitAt(tok[1:], delim)
-	if !ok {
-		return tok, "", false
-	}
-	return tok[:1] + b, a, true
-}
-
 // daemonMatch matches the daemon part: a port number pattern against the
 // server port, otherwise string_match against the daemon name.
 func (c *check) daemonMatch(pat string) bool {
@@ -204,14 +196,14 @@ func (c *check) daemonMatch(pat string) bool {
 		sv := c.req.Server.Addr
 		return sv.IsValid() && uint32(sv.Port()) == port
 	}
-	return stringMatch(pat, c.daemon)
+	return strmatch.Match(pat, c.daemon)
 }
 
 // portPattern reports whether pat reads as sscanf("%u%c") with exactly one
 // conversion (optional sign, decimal digits, nothing after) with a value of
 // at most 65535 after reduction modulo 2^32.
 func portPattern(pat string) (uint32, bool) {
-	neg, mag, ok := scanNumber(pat, 10)
+	neg, mag, ok := ctext.ScanNumber(pat, 10)
 	if !ok {
 		return 0, false
 	}
@@ -224,11 +216,11 @@ func portPattern(pat string) (uint32, bool) {
 
 // clientMatch matches one client-list token (client_match).
 func (c *check) clientMatch(tok string) bool {
-	userPat, hostPat, isAt := splitAtFrom1(tok, '@')
+	userPat, hostPat, isAt := ctext.SplitAtFrom1(tok, '@')
 	if !isAt {
 		return c.hostMatch(tok, &c.client)
 	}
-	return c.hostMatch(hostPat, &c.client) && stringMatch(userPat, c.userName())
+	return c.hostMatch(hostPat, &c.client) && strmatch.Match(userPat, c.userName())
 }
 
 // hostMatch is libwrap's host_match for one host pattern.
@@ -239,20 +231,20 @@ func (c *check) hostMatch(tok string, h *host) bool {
 		return c.env.Netgroups != nil && c.env.Netgroups.InNetgroup(tok[1:], name)
 	case strings.HasPrefix(tok, "/"):
 		return c.fileMatch(tok, h)
-	case asciiEqualFold(tok, "KNOWN"):
+	case ctext.EqualFold(tok, "KNOWN"):
 		name := c.hostName(h)
-		return !asciiEqualFold(c.hostAddr(h), Unknown) && knownName(name)
-	case asciiEqualFold(tok, "LOCAL"):
+		return !ctext.EqualFold(c.hostAddr(h), Unknown) && knownName(name)
+	case ctext.EqualFold(tok, "LOCAL"):
 		name := c.hostName(h)
 		return !strings.Contains(name, ".") && knownName(name)
 	}
-	if netTok, maskTok, ok := splitAt(tok, '/'); ok {
-		return maskedMatch(netTok, maskTok, c.hostAddr(h))
+	if netTok, maskTok, ok := ctext.SplitAt(tok, '/'); ok {
+		return libwrapaddr.MaskedMatch(netTok, maskTok, c.hostAddr(h))
 	}
-	if stringMatch(tok, c.hostAddr(h)) {
+	if strmatch.Match(tok, c.hostAddr(h)) {
 		return true
 	}
-	return notInAddr(tok) && stringMatch(tok, c.hostName(h))
+	return notInAddr(tok) && strmatch.Match(tok, c.hostName(h))
 }
 
 // notInAddr is NOT_INADDR: the token has a character other than digits,
@@ -260,7 +252,7 @@ func (c *check) hostMatch(tok string, h *host) bool {
 func notInAddr(tok string) bool {
 	for i := 0; i < len(tok); i++ {
 		c := tok[i]
-		if !isDigit(c) && c != '.' && c != '/' {
+		if !ctext.IsDigit(c) && c != '.' && c != '/' {
 			return true
 		}
 	}
@@ -311,72 +303,9 @@ func (p *Policy) fileList(path string, env *Env) *fileList {
 	return loadFileList(path, read)
 }
 
-// stringMatch is libwrap's string_match with Debian's IPv6, wildcard and
-// mapped-address changes.
-func stringMatch(pat, s string) bool {
-	s, _ = unmapText(s)
-	if strings.ContainsAny(pat, "*?") {
-		return globMatch(pat, s)
-	}
-	if strings.HasPrefix(pat, ".") {
-		n := len(s) - len(pat)
-		return n > 0 && asciiEqualFold(s[n:], pat)
-	}
-	if asciiEqualFold(pat, "ALL") {
-		return true
-	}
-	if asciiEqualFold(pat, "KNOWN") {
-		return !asciiEqualFold(s, Unknown)
-	}
-	if strings.HasSuffix(pat, ".") {
-		return len(s) >= len(pat) && asciiEqualFold(s[:len(pat)], pat)
-	}
-	if len(pat) >= 2 && pat[0] == '[' && pat[len(pat)-1] == ']' {
-		pa, ok := parseIPv6(pat[1 : len(pat)-1])
-		if !ok {
-			return false
-		}
-		sa, ok := parseIPv6(s)
-		if !ok {
-			return false
-		}
-		return pa.WithZone("") == sa.WithZone("")
-	}
-	return asciiEqualFold(pat, s)
-}
-
-// globMatch matches s against a pattern of literal characters, "*" (any
-// run) and "?" (one character), case-insensitively, as Debian's
-// 05_wildcard_matching patch does.
-func globMatch(pat, s string) bool {
-	px, sx := 0, 0
-	nextPx, nextSx := -1, -1
-	for px < len(pat) || sx < len(s) {
-		if px < len(pat) {
-			switch pat[px] {
-			case '*':
-				nextPx, nextSx = px, sx+1
-				px++
-				continue
-			case '?':
-				if sx < len(s) {
-					px++
-					sx++
-					continue
-				}
-			default:
-				if sx < len(s) && lowerASCII(pat[px]) == lowerASCII(s[sx]) {
-					px++
-					sx++
-					continue
-				}
-			}
-		}
-		if nextSx > 0 && nextSx <= len(s) {
-			px, sx = nextPx, nextSx
-			continue
-		}
-		return false
-	}
-	return true
-}
+// ValidScope reports whether libwrap reads "[a%scope]" as an address:
+// whether glibc's getaddrinfo accepts the scope (inet6_scopeid_pton), the
+// name of an existing interface for a link-local or node- or link-local
+// multicast address, else a decimal number up to 2^32-1. Tools that check
+// rules (pkg/lint) use it.
+func ValidScope(a netip.Addr, scope string) bool { return libwrapaddr.ValidScope(a, scope) }

@@ -1,38 +1,10 @@
 package hostsrules
 
 import (
-	"errors"
 	"fmt"
-	"os/user"
-	"strings"
-)
 
-// Option flags, as libwrap's options.c option_table.
-const (
-	optNeedArg = 1 << iota
-	optPermitArg
-	optUseLast
-	optExpandArg
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/hostsopts"
 )
-
-// optionTable lists Debian libwrap 7.6.q-32's options (hosts_options(5)).
-var optionTable = map[string]int{
-	"user":      optNeedArg | optPermitArg,
-	"group":     optNeedArg | optPermitArg,
-	"umask":     optNeedArg | optPermitArg,
-	"linger":    optNeedArg | optPermitArg,
-	"keepalive": 0,
-	"spawn":     optNeedArg | optPermitArg | optExpandArg,
-	"twist":     optNeedArg | optPermitArg | optExpandArg | optUseLast,
-	"rfc931":    optPermitArg,
-	"setenv":    optNeedArg | optPermitArg | optExpandArg,
-	"nice":      optPermitArg,
-	"severity":  optNeedArg | optPermitArg,
-	"allow":     optUseLast,
-	"deny":      optUseLast,
-	"banners":   optNeedArg | optPermitArg,
-	"aclexec":   optNeedArg | optPermitArg | optExpandArg,
-}
 
 // OptionError is an error in a matched rule's options field. libwrap logs
 // it as "error: FILE, line N: MSG" and denies the request at once.
@@ -47,82 +19,16 @@ func (e *OptionError) Error() string {
 	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
 }
 
-// optionFields splits an options field at ":" ("\:" is a literal colon),
-// as libwrap's get_field. Every field is returned, including empty ones.
-func optionFields(s string) []string {
-	var out []string
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch {
-		case s[i] == '\\' && i+1 < len(s) && s[i+1] == ':':
-			b.WriteByte(':')
-			i++
-		case s[i] == ':':
-			out = append(out, b.String())
-			b.Reset()
-		default:
-			b.WriteByte(s[i])
-		}
-	}
-	return append(out, b.String())
-}
-
-// chop trims C isspace characters at both ends (libwrap chop_string).
-func chop(s string) string {
-	i, j := 0, len(s)
-	for i < j && isCSpace(s[i]) {
-		i++
-	}
-	for j > i && isCSpace(s[j-1]) {
-		j--
-	}
-	return s[i:j]
-}
-
-// splitOption separates keyword and value as process_options does.
-func splitOption(f string) (key, value string) {
-	f = chop(f)
-	i := strings.IndexAny(f, "= \t\r\n")
-	if i < 0 {
-		return f, ""
-	}
-	key, rest := f[:i], f[i:]
-	if rest[0] != '=' {
-		rest = strings.TrimLeft(rest[1:], " \t\r\n")
-	}
-	if rest != "" && rest[0] == '=' {
-		rest = strings.TrimLeft(rest[1:], " \t\r\n")
-	}
-	return key, rest
-}
-
 // ParseOptions parses an options field (the text after a rule's second
 // colon) into options, validating each as libwrap's process_options does
 // before running it. It stops at the first error, which it returns with the
 // options before it.
 func ParseOptions(field string) ([]Option, error) {
-	fields := optionFields(field)
+	fields := hostsopts.Fields(field)
 	var out []Option
 	for i, f := range fields {
-		key, value := splitOption(f)
-		if key == "" {
-			return out, errors.New("missing option name")
-		}
-		name := strings.ToLower(key)
-		flags, ok := optionTable[name]
-		if !ok {
-			return out, fmt.Errorf("bad option name: %q", key)
-		}
-		if value == "" && flags&optNeedArg != 0 {
-			return out, fmt.Errorf("option %q requires value", key)
-		}
-		if value != "" && flags&optPermitArg == 0 {
-			return out, fmt.Errorf("option %q requires no value", key)
-		}
-		if i+1 < len(fields) && flags&optUseLast != 0 {
-			return out, fmt.Errorf("option %q must be at end", key)
-		}
-		if err := validateOption(name, value); err != nil {
+		name, value, err := hostsopts.Parse(f, i+1 == len(fields))
+		if err != nil {
 			return out, err
 		}
 		out = append(out, Option{Name: name, Value: value})
@@ -130,161 +36,12 @@ func ParseOptions(field string) ([]Option, error) {
 	return out, nil
 }
 
-// validateOption performs each option's own value checks,
-// without side effects other than user and group database lookups.
-func validateOption(name, value string) error {
-	switch name {
-	case "umask":
-		m, ok := scanOctal(value)
-		if !ok || m&0o777 != m {
-			return errors.New("bad umask value")
-		}
-	case "linger":
-		v, ok := scanInt(value)
-		if !ok || v < 0 {
-			return errors.New("bad linger value")
-		}
-	case "nice":
-		if value != "" {
-			if _, ok := scanInt(value); !ok {
-				return errors.New("bad nice value")
-			}
-		}
-	case "rfc931":
-		if value != "" {
-			v, ok := scanInt(value)
-			if !ok || v <= 0 {
-				return errors.New("bad rfc931 timeout")
-			}
-		}
-	case "severity":
-		if _, err := ParseSeverity(value); err != nil {
-			return err
-		}
-	case "user":
-		u, g, hasGroup := splitAt(value, '.')
-		if hasGroup {
-			if _, err := user.LookupGroup(g); err != nil {
-				return fmt.Errorf("unknown group: %q", g)
-			}
-		}
-		if _, err := user.Lookup(u); err != nil {
-			return fmt.Errorf("unknown user: %q", u)
-		}
-	case "group":
-		if _, err := user.LookupGroup(value); err != nil {
-			return fmt.Errorf("unknown group: %q", value)
-		}
-	}
-	return nil
-}
-
-// validSetenv checks a setenv value after expansion: the variable name is
-// the text up to the first blank and must be non-empty without "=", else
-// glibc's setenv fails and libwrap reports "memory allocation failure".
-func validSetenv(value string) (name, val string, err error) {
-	i := strings.IndexAny(value, " \t\r\n")
-	name, val = value, ""
-	if i >= 0 {
-		name, val = value[:i], value[i+1:]
-	}
-	name, val = chop(name), chop(val)
-	if name == "" || strings.Contains(name, "=") {
-		return "", "", errors.New("memory allocation failure")
-	}
-	return name, val, nil
-}
-
-// scanNumber reads what sscanf("%d%c"), ("%o%c") and ("%u%c") accept
-// with exactly one conversion: optional blanks, an optional sign, at least
-// one digit of the base, and nothing after. The magnitude saturates at
-// 2^40, far beyond any value the callers accept.
-func scanNumber(s string, base uint64) (neg bool, mag uint64, ok bool) {
-	i := 0
-	for i < len(s) && isCSpace(s[i]) {
-		i++
-	}
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
-	start := i
-	for ; i < len(s) && isDigit(s[i]) && uint64(s[i]-'0') < base; i++ {
-		mag = min(mag*base+uint64(s[i]-'0'), 1<<40)
-	}
-	return neg, mag, i > start && i == len(s)
-}
-
-// scanInt is sscanf("%d%c") == 1: optional blanks and sign, decimal
-// digits, nothing after.
-func scanInt(s string) (int, bool) {
-	neg, mag, ok := scanNumber(s, 10)
-	if !ok {
-		return 0, false
-	}
-	n := int(min(mag, 1<<30))
-	if neg {
-		n = -n
-	}
-	return n, true
-}
-
-// scanOctal is sscanf("%o%c") == 1 (the value as an unsigned 32-bit int).
-func scanOctal(s string) (uint32, bool) {
-	neg, mag, ok := scanNumber(s, 8)
-	if !ok {
-		return 0, false
-	}
-	n := uint32(mag)
-	if mag > 0xffffffff {
-		n = 0xffffffff
-	}
-	if neg {
-		n = -n
-	}
-	return n, true
-}
-
-// Syslog facilities and levels accepted by the severity option.
-var (
-	syslogFacilities = map[string]int{
-		"kern": 0 << 3, "user": 1 << 3, "mail": 2 << 3, "daemon": 3 << 3, "auth": 4 << 3,
-		"lpr": 6 << 3, "news": 7 << 3, "uucp": 8 << 3, "cron": 9 << 3,
-		"local0": 16 << 3, "local1": 17 << 3, "local2": 18 << 3, "local3": 19 << 3,
-		"local4": 20 << 3, "local5": 21 << 3, "local6": 22 << 3, "local7": 23 << 3,
-	}
-	syslogLevels = map[string]int{
-		"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7,
-	}
-)
-
-// Severity values combine a syslog facility and level, as syslog(3)'s
-// priority: facility<<3 | level. HasFacility tells whether one was given.
-type SyslogPriority struct {
-	Facility    int
-	Level       int
-	HasFacility bool
-}
+// SyslogPriority is the value of a severity option: a syslog facility and
+// level, which syslog(3)'s priority combines as facility<<3 | level.
+// HasFacility tells whether a facility was given.
+type SyslogPriority = hostsopts.SyslogPriority
 
 // ParseSeverity parses a severity option value "[facility.]level" with
 // case-insensitive names (hosts_options(5)); an unknown name gives libwrap's
 // error `bad syslog facility or severity: "x"`.
-func ParseSeverity(value string) (SyslogPriority, error) {
-	fac, lvl, hasFac := splitAt(value, '.')
-	var p SyslogPriority
-	if hasFac {
-		f, ok := syslogFacilities[strings.ToLower(fac)]
-		if !ok {
-			return p, fmt.Errorf("bad syslog facility or severity: %q", fac)
-		}
-		p.Facility, p.HasFacility = f, true
-	} else {
-		lvl = value
-	}
-	l, ok := syslogLevels[strings.ToLower(lvl)]
-	if !ok {
-		return p, fmt.Errorf("bad syslog facility or severity: %q", lvl)
-	}
-	p.Level = l
-	return p, nil
-}
+func ParseSeverity(value string) (SyslogPriority, error) { return hostsopts.ParseSeverity(value) }

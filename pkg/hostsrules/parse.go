@@ -3,15 +3,14 @@ package hostsrules
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"strings"
 	"syscall"
-)
 
-// lineBufSize is libwrap's logical line buffer (BUFLEN 2048): a logical
-// line holds at most 2046 characters plus its newline.
-const lineBufSize = 2048
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/chunk"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/xgets"
+)
 
 // maxField is libwrap's STRING_LENGTH (128): names, addresses, users and
 // daemon names keep at most 127 characters.
@@ -21,9 +20,9 @@ const maxField = 127
 const listSeparators = ", \t\r\n"
 
 // rule is one rule as evaluated: a view built on demand from the compact
-// form the table keeps (see storedRule and addrRun). Its strings point into
-// the table's text or into the check's token buffer; a rule never outlives
-// the check that built it.
+// form the table keeps (see storedRule and addrindex.Run). Its strings
+// point into the table's text or into the check's token buffer; a rule
+// never outlives the check that built it.
 type rule struct {
 	// text and tail together are the logical line without its final
 	// newline; tail is only set for a rule rebuilt from an address index
@@ -47,7 +46,7 @@ func (r *rule) fullText() string {
 }
 
 // storedRule is a rule kept as text: the logical line with its newline,
-// held in a block of the table's text (see arena), and where its fields
+// held in the table's text (a chunk.Text), and where its fields
 // end. Its tokens are split again when it is evaluated (view), which costs
 // less than keeping them. It takes 12 bytes besides the text.
 type storedRule struct {
@@ -64,17 +63,17 @@ type storedRule struct {
 // view sets r to the stored rule s, with its tokens split into buf, and
 // returns buf.
 func (t *table) view(s *storedRule, buf []string, r *rule) []string {
-	line := t.text[s.off>>16][s.off&0xffff:]
+	line := t.text.From(s.off)
 	line = line[:strings.IndexByte(line, '\n')+1]
 	*r = rule{text: line[:len(line)-1], line: s.line}
-	buf = appendList(buf[:0], line[:s.c1])
+	buf = ctext.AppendList(buf[:0], line[:s.c1])
 	nd := len(buf)
 	clients := line[s.c1+1:]
 	if s.c2 > 0 {
 		clients = line[s.c1+1 : s.c2]
 		r.opts, r.hasOpts = line[s.c2+1:], true
 	}
-	buf = appendList(buf, clients)
+	buf = ctext.AppendList(buf, clients)
 	r.daemons, r.clients = buf[:nd:nd], buf[nd:]
 	return buf
 }
@@ -88,119 +87,13 @@ type table struct {
 	n    int
 	segs []segment
 	// stored are the rules kept as text, in rule order; text holds their
-	// lines in blocks of at most arenaChunk bytes.
-	stored chunked[storedRule]
-	text   []string
+	// lines.
+	stored chunk.List[storedRule]
+	text   chunk.Text
 	// endErr, when not nil, is the error that stops the scan after the
 	// last rule (missing newline or line too long); the scan then returns
 	// an error result, as Debian's fix_parsing_long_lines makes it.
 	endErr *Diagnostic
-}
-
-// readChunk is how much of a table file a streaming lineReader reads at a
-// time.
-const readChunk = 64 << 10
-
-// lineReader emulates libwrap's xgets over fgets on a 2048-byte buffer,
-// including strlen's view of NUL bytes and Debian's stop on a full buffer.
-// It reads from data, or, when src is set, from src through a window of
-// readChunk bytes, so a table is never held in memory whole.
-type lineReader struct {
-	data []byte
-	pos  int
-	line int // physical lines read so far (tcpd_context.line)
-	// newlines is the count of newline bytes consumed (line counts only
-	// those fgets's strlen sees), and pieceLine the true 1-based line of
-	// the last piece read: where an unterminated or over-long line is.
-	newlines, pieceLine int
-
-	src  io.Reader
-	win  []byte // the window data lives in when src is set
-	err  error  // the first error of src (io.EOF at the end)
-	read int64  // bytes read from src
-}
-
-// fill makes at least lineBufSize bytes available after pos, unless src
-// has ended.
-func (r *lineReader) fill() {
-	if r.src == nil || r.err != nil || len(r.data)-r.pos >= lineBufSize {
-		return
-	}
-	if r.win == nil {
-		r.win = make([]byte, readChunk)
-	}
-	n := copy(r.win, r.data[r.pos:])
-	r.data, r.pos = r.win[:n], 0
-	for len(r.data) < lineBufSize && r.err == nil {
-		m, err := r.src.Read(r.win[len(r.data):])
-		r.data = r.win[:len(r.data)+m]
-		r.read += int64(m)
-		r.err = err
-	}
-}
-
-// next returns the next logical line, or ok=false at the end of the table.
-// The line is only valid until the next call.
-func (r *lineReader) next() (buf []byte, ok bool) {
-	room := lineBufSize
-	for {
-		r.fill()
-		if r.pos >= len(r.data) {
-			break
-		}
-		// fgets reads at most room-1 bytes, up to and including a newline.
-		limit := room - 1
-		if limit <= 0 {
-			break
-		}
-		end := r.pos + limit
-		if end > len(r.data) {
-			end = len(r.data)
-		}
-		chunk := r.data[r.pos:end]
-		if i := indexByte(chunk, '\n'); i >= 0 {
-			chunk = chunk[:i+1]
-		}
-		r.pos += len(chunk)
-		r.pieceLine = r.newlines + 1
-		if chunk[len(chunk)-1] == '\n' {
-			r.newlines++
-		}
-		// strlen: a NUL byte ends the string early.
-		got := len(chunk)
-		if i := indexByte(chunk, 0); i >= 0 {
-			got = i
-		}
-		if got >= 1 && chunk[got-1] == '\n' {
-			r.line++
-			if got >= 2 && chunk[got-2] == '\\' {
-				got -= 2 // continuation: drop backslash-newline, read on
-			} else {
-				if buf == nil {
-					return chunk[:got], true // the common case: no copy
-				}
-				return append(buf, chunk[:got]...), true
-			}
-		}
-		buf = append(buf, chunk[:got]...)
-		room -= got
-		if room <= 1 {
-			break // buffer full (Debian fix_parsing_long_lines)
-		}
-	}
-	if len(buf) == 0 {
-		return nil, false
-	}
-	return buf, true
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // SplitAt finds the first delim outside brackets, as libwrap's split_at
@@ -209,49 +102,14 @@ func indexByte(b []byte, c byte) int {
 // counter, and delim only splits at depth zero. It returns the text before
 // and after delim and whether there was one; without one, before is s.
 func SplitAt(s string, delim byte) (before, after string, ok bool) {
-	return splitAt(s, delim)
+	return ctext.SplitAt(s, delim)
 }
 
 // SplitAtFrom1 is libwrap's split_at(s + 1, delim), how daemon@host and
 // user@host tokens are split: the search (and the bracket count) starts at
 // the second character, so a leading "@" never splits.
 func SplitAtFrom1(s string, delim byte) (before, after string, ok bool) {
-	return splitAtFrom1(s, delim)
-}
-
-func splitAt(s string, delim byte) (before, after string, ok bool) {
-	depth := 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '[':
-			depth++
-		case ']':
-			depth--
-		default:
-			if depth == 0 && s[i] == delim {
-				return s[:i], s[i+1:], true
-			}
-		}
-	}
-	return s, "", false
-}
-
-// appendList splits a daemon or client list into tokens at runs of space,
-// TAB, CR, LF and comma (strtok with hosts_access.c's separators) and
-// appends them to toks.
-func appendList(toks []string, s string) []string {
-	start := -1
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == ',' || s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n' {
-			if start >= 0 {
-				toks = append(toks, s[start:i])
-				start = -1
-			}
-		} else if start < 0 {
-			start = i
-		}
-	}
-	return toks
+	return ctext.SplitAtFrom1(s, delim)
 }
 
 // isBlankLine reports whether s consists only of space, TAB, CR and LF.
@@ -281,22 +139,22 @@ type ruleLine struct {
 // does and calls fn for each rule line, returning the diagnostics of
 // reading. An unterminated or over-long line stops the scan (end is its
 // diagnostic) unless lenient, tcpdchk's reading, which goes on. A read
-// error of r's source ends the scan early; the caller checks r.err.
-func scanRules(name string, r *lineReader, lenient bool, fn func(ruleLine)) (diags []Diagnostic, end *Diagnostic) {
+// error of r's source ends the scan early; the caller checks r.Err().
+func scanRules(name string, r *xgets.Reader, lenient bool, fn func(ruleLine)) (diags []Diagnostic, end *Diagnostic) {
 	for {
-		first := r.line + 1
-		buf, ok := r.next()
+		first := r.Line() + 1
+		buf, ok := r.Next()
 		if !ok {
 			return diags, nil
 		}
 		if buf[len(buf)-1] != '\n' {
 			// libwrap prints the count of newlines it has read
 			// (tcpd_context.line), usually the line before this one.
-			d := Diagnostic{File: name, Line: r.pieceLine, LibwrapLine: r.line, Severity: Error,
+			d := Diagnostic{File: name, Line: r.PieceLine(), LibwrapLine: r.Line(), Severity: Error,
 				Code: "missing-newline", Msg: "missing newline or line too long"}
 			diags = append(diags, d)
 			if !lenient {
-				diags = append(diags, Diagnostic{File: name, Line: r.pieceLine, LibwrapLine: r.line, Severity: Error,
+				diags = append(diags, Diagnostic{File: name, Line: r.PieceLine(), LibwrapLine: r.Line(), Severity: Error,
 					Code: "rules-ignored", Msg: "all the subsequent rules will be ignored"})
 				return diags, &d
 			}
@@ -305,14 +163,14 @@ func scanRules(name string, r *lineReader, lenient bool, fn func(ruleLine)) (dia
 			continue
 		}
 		line := string(buf)
-		daemons, rest, ok := splitAt(line, ':')
+		daemons, rest, ok := ctext.SplitAt(line, ':')
 		if !ok {
-			diags = append(diags, Diagnostic{File: name, Line: r.line, Severity: Warning,
+			diags = append(diags, Diagnostic{File: name, Line: r.Line(), Severity: Warning,
 				Code: "missing-separator", Msg: `missing ":" separator`})
 			continue
 		}
-		clients, opts, hasOpts := splitAt(rest, ':')
-		fn(ruleLine{first: first, last: r.line, line: line, text: strings.TrimSuffix(line, "\n"),
+		clients, opts, hasOpts := ctext.SplitAt(rest, ':')
+		fn(ruleLine{first: first, last: r.Line(), line: line, text: strings.TrimSuffix(line, "\n"),
 			daemons: daemons, clients: clients, opts: opts, hasOpts: hasOpts})
 	}
 }
@@ -330,13 +188,13 @@ func parseTable(src Source) (*table, []Diagnostic, []string) {
 		t.endErr = &d
 		return t, []Diagnostic{d}, nil
 	}
-	diags, lists := t.build(&lineReader{data: src.Data}, int64(len(src.Data)))
+	diags, lists := t.build(xgets.FromBytes(src.Data), int64(len(src.Data)))
 	return t, diags, lists
 }
 
 // build reads t's rules from r (size is the table's size if known, a
 // hint) and returns the diagnostics and the /file paths the rules name.
-func (t *table) build(r *lineReader, size int64) ([]Diagnostic, []string) {
+func (t *table) build(r *xgets.Reader, size int64) ([]Diagnostic, []string) {
 	b := newTableBuilder(t, size)
 	diags, end := scanRules(t.name, r, false, b.add)
 	b.finish()

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/xgets"
 )
 
 // FileState says how a table or /file list was found when the policy was
@@ -149,16 +151,16 @@ func loadTable(path string) (*table, []Diagnostic, []string, FileInfo) {
 	if f != nil {
 		defer f.Close()
 		t := &table{name: path}
-		r := &lineReader{src: f}
+		r := xgets.New(f)
 		diags, lists := t.build(r, size)
 		switch {
-		case r.err == nil || r.err == io.EOF:
-			if r.err == io.EOF {
-				size = r.read // as much as was there
+		case r.Err() == nil || r.Err() == io.EOF:
+			if r.Err() == io.EOF {
+				size = r.BytesRead() // as much as was there
 			}
 			return t, diags, lists, FileInfo{Path: path, ModTime: src.ModTime, Size: size}
 		default:
-			src = readFailed(src, r.err)
+			src = readFailed(src, r.Err())
 		}
 	}
 	t, diags, lists := parseTable(src)

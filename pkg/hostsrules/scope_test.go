@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/netip"
 	"testing"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/libwrapaddr"
 )
 
 // TestScopedIPv6Patterns: a "[addr%scope]" pattern is an address only
@@ -14,9 +16,9 @@ import (
 // 7.6.q) on a host with interfaces lo and eth0; true = the hosts.deny rule
 // matched (denied).
 func TestScopedIPv6Patterns(t *testing.T) {
-	saved := interfaceExists
-	interfaceExists = func(name string) bool { return name == "lo" || name == "eth0" }
-	t.Cleanup(func() { interfaceExists = saved })
+	saved := libwrapaddr.InterfaceExists
+	libwrapaddr.InterfaceExists = func(name string) bool { return name == "lo" || name == "eth0" }
+	t.Cleanup(func() { libwrapaddr.InterfaceExists = saved })
 	tests := []struct {
 		pattern, client string
 		match           bool

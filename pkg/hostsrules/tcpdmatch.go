@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"path"
 	"strings"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/libwrapaddr"
 )
 
 // UsageError is an error in tcpdmatch-style arguments (an unresolvable
@@ -46,14 +49,14 @@ func LiveRequests(ctx context.Context, r Resolver, daemonArg, clientArg string) 
 }
 
 func simulatedRequests(ctx context.Context, r Resolver, daemonArg, clientArg string, live bool) ([]Request, error) {
-	daemon, serverArg, hasServer := splitAt(daemonArg, '@')
+	daemon, serverArg, hasServer := ctext.SplitAt(daemonArg, '@')
 	if strings.HasPrefix(daemon, "/") {
 		daemon = path.Base(daemon)
 	}
 	var server Endpoint
 	if hasServer {
 		switch {
-		case asciiEqualFold(serverArg, Unknown), asciiEqualFold(serverArg, Paranoid):
+		case ctext.EqualFold(serverArg, Unknown), ctext.EqualFold(serverArg, Paranoid):
 			server.Name = serverArg
 		default:
 			addrs, err := resolveAll(ctx, r, serverArg)
@@ -76,11 +79,11 @@ func simulatedRequests(ctx context.Context, r Resolver, daemonArg, clientArg str
 	}
 	base := Request{Daemon: daemon, Server: server, User: user}
 	switch {
-	case asciiEqualFold(hostArg, Unknown), asciiEqualFold(hostArg, Paranoid):
+	case ctext.EqualFold(hostArg, Unknown), ctext.EqualFold(hostArg, Paranoid):
 		base.Client = Endpoint{Name: hostArg}
 		return []Request{base}, nil
 	}
-	if v, ok := dotQuad(hostArg); ok {
+	if v, ok := libwrapaddr.DotQuad(hostArg); ok {
 		base.Client = Endpoint{AddrText: hostArg, Name: Unknown}
 		if live {
 			a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
@@ -88,7 +91,7 @@ func simulatedRequests(ctx context.Context, r Resolver, daemonArg, clientArg str
 		}
 		return []Request{base}, nil
 	}
-	if a, ok := parseIPv6(hostArg); ok {
+	if a, ok := libwrapaddr.ParseIPv6(hostArg); ok {
 		base.Client = Endpoint{AddrText: hostArg, Name: Unknown}
 		if live {
 			base.Client = Endpoint{Addr: netip.AddrPortFrom(a, 0)}
@@ -123,7 +126,7 @@ func resolveAll(ctx context.Context, r Resolver, name string) ([]netip.Addr, err
 	if a, err := netip.ParseAddr(name); err == nil {
 		return []netip.Addr{a}, nil
 	}
-	if v, ok := inetAddr(name); ok || name == "255.255.255.255" {
+	if v, ok := libwrapaddr.InetAddr(name); ok || name == "255.255.255.255" {
 		if !ok {
 			v = 0xffffffff
 		}

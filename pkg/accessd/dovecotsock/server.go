@@ -97,11 +97,21 @@ type Checker interface {
 // (wrapopts.CheckPlainName): it would otherwise become a path (banners)
 // outside the rules' directories.
 //
-// When accept fails for want of descriptors (EMFILE, ENFILE), Serve closes
-// the connection silent longest, as at MaxConns, and accepts again; while
-// descriptors are short it also keeps one free for the descriptor the
-// accepted request brings. When no connection has been silent for a
-// second, it backs off (up to 1 s) instead.
+// At MaxConns, and when descriptors run short, Serve makes room by closing
+// the connection that has been silent longest: accepted first among those
+// that have sent nothing (not even part of a request) for at least a
+// second at MaxConns, 50 ms when descriptors run short. A login sends its
+// request as soon as it connects, so such a connection is worth less than
+// the next one in the listen backlog, which may carry a check. Descriptors
+// run short once accept has failed with EMFILE or ENFILE, or the
+// connections come within 64 of the open-file limit: from then on Serve
+// makes sure before each accept that two descriptors stay free after it,
+// for the client sockets the requests pass (the kernel allocates them in
+// recvmsg, whenever a request arrives; without room it drops them,
+// MSG_CTRUNC, and the check is refused). When no connection can be
+// closed, Serve accepts with room for the connection and its request's
+// descriptor, and otherwise waits for a connection to end (backing off up
+// to a second) without spinning.
 //
 // The exported fields must not change once Serve has been called. A
 // Server may serve several listeners with concurrent Serve calls;
@@ -168,7 +178,7 @@ func durOr(d, def time.Duration) time.Duration {
 // their goroutines and returns nil. Otherwise it returns the Accept error
 // (after the same drain). Temporary Accept errors are retried with a
 // short backoff; EMFILE and ENFILE first close a silent connection (see
-// Server).
+// Server) and make Serve keep descriptors free from then on.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.init()
 	checkCtx, force := context.WithCancel(context.WithoutCancel(ctx))
@@ -177,32 +187,47 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stop()
 
 	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		conns  = make(map[net.Conn]*connState)
-		err    error
-		delay  time.Duration
-		lowFDs bool // accept failed with EMFILE or ENFILE since there was last room
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = make(map[net.Conn]*connState)
+		err   error
+		delay time.Duration
+		seq   uint64 // accept order, for evictSilent
+		// From probeAt connections on, Serve makes room for fdRoom more
+		// descriptors before each accept (see Server); 0 after the
+		// process ran out of descriptors once.
+		probeAt = fdProbeAt()
+		// ended is signalled when a connection has ended: its
+		// descriptor is free.
+		ended = make(chan struct{}, 1)
 	)
 loop:
 	for {
 		select {
 		case s.sem <- struct{}{}:
 		default:
-			// At MaxConns: make room by closing the oldest connection that
-			// has been silent for SilentAfter (logins send their request at
-			// once), so silent connections cannot starve real checks.
+			// At MaxConns: make room by closing the connection that has
+			// been silent longest, for SilentAfter at least (logins send
+			// their request at once), so silent connections cannot
+			// starve real checks; else wait for one to end, or to have
+			// been silent for SilentAfter.
 		full:
 			for {
-				s.evictSilent(&mu, conns, "connection limit reached")
-				select {
-				case s.sem <- struct{}{}:
+				_, retry := s.evictSilent(&mu, conns, SilentAfter, "connection limit reached")
+				switch taken, stopped := s.acquire(ctx, retry); {
+				case taken:
 					break full
-				case <-ctx.Done():
+				case stopped:
 					break loop
-				case <-time.After(SilentAfter / 4):
 				}
 			}
+		}
+		mu.Lock()
+		n := len(conns)
+		mu.Unlock()
+		if n >= probeAt && !s.makeRoom(ctx, ln, &mu, conns, ended, &delay) {
+			<-s.sem
+			break
 		}
 		c, aerr := ln.Accept()
 		if aerr != nil {
@@ -212,45 +237,40 @@ loop:
 			}
 			// Out of descriptors: nothing else frees one while the table
 			// is full of silent connections, so close the one silent
-			// longest and accept again at once, as at MaxConns. Each
-			// retry closes a connection, so this cannot spin; when none
-			// can be closed, back off below.
+			// longest and accept again at once, as at MaxConns; from now
+			// on, make room before every accept. Each retry closes a
+			// connection, so this cannot spin; when none can be closed,
+			// wait for a connection to end, or back off.
+			var retry time.Duration
 			if outOfFDs(aerr) {
-				lowFDs = true
-				if s.evictSilent(&mu, conns, "descriptor limit reached ("+aerr.Error()+")") {
+				probeAt = 0
+				var closed bool
+				if closed, retry = s.evictSilent(&mu, conns, fdSilentAfter, "descriptor limit reached ("+aerr.Error()+")"); closed {
+					wait(ctx, ended, fdSilentAfter, true)
 					continue
 				}
 			}
 			var te interface{ Temporary() bool }
 			if errors.As(aerr, &te) && te.Temporary() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Error("accept failed, retrying", "err", aerr, "delay", delay)
-				select {
-				case <-time.After(delay):
-					continue
-				case <-ctx.Done():
-					break loop
+				d := nextDelay(&delay)
+				if retry > 0 {
+					d = min(d, retry)
 				}
+				s.log.Error("accept failed, retrying", "err", aerr, "delay", d)
+				if !wait(ctx, ended, d, outOfFDs(aerr)) {
+					break
+				}
+				continue
 			}
 			err = aerr
 			break
 		}
 		delay = 0
-		if lowFDs {
-			// The request will bring one more descriptor: make room for it
-			// too, or the kernel drops it (MSG_CTRUNC) and the check is
-			// refused. Until there is room for two again.
-			switch freeFDs(c, 2) {
-			case 0:
-				s.evictSilent(&mu, conns, "descriptor limit reached (no room for the request's descriptor)")
-			case 2:
-				lowFDs = false
-			}
-		}
 		if s.ConnHook != nil {
 			s.ConnHook(+1)
 		}
-		st := &connState{since: time.Now()}
+		seq++
+		st := &connState{since: time.Now(), seq: seq}
 		mu.Lock()
 		conns[c] = st
 		mu.Unlock()
@@ -260,6 +280,10 @@ loop:
 				mu.Lock()
 				delete(conns, c)
 				mu.Unlock()
+				select {
+				case ended <- struct{}{}:
+				default:
+				}
 				if s.ConnHook != nil {
 					s.ConnHook(-1)
 				}
@@ -313,6 +337,111 @@ const StopGrace = time.Second
 type connState struct {
 	atomic.Int32
 	since time.Time // accepted at
+	seq   uint64    // accept order within Serve
+}
+
+// fdRoom is how many descriptors Serve keeps free, once descriptors run
+// short, for what accepted connections bring: the client socket passed
+// with a request (one each), the sockets of a check (DNS, ident). Two
+// requests arriving at once both get theirs.
+const fdRoom = 2
+
+// fdProbeSlack: Serve makes room before each accept from this many
+// connections below the open-file limit on, as after an EMFILE.
+const fdProbeSlack = 64
+
+// fdProbeAt returns the number of connections from which on Serve makes
+// room before each accept: the open-file limit less fdProbeSlack, so a
+// server whose limit is well above MaxConns never pays for the probes.
+func fdProbeAt() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	return int(min(max(lim.Cur, fdProbeSlack)-fdProbeSlack, 1<<30))
+}
+
+// makeRoom makes room for the next accept: it wants fdRoom+1 descriptors
+// free, so that fdRoom stay free after the accept, and closes the
+// connection silent longest while they are not. When no connection is
+// silent (for fdSilentAfter), two free descriptors will do (the connection
+// and the one its request brings); with fewer it waits for a connection to
+// end, to have been silent for fdSilentAfter, or a back-off (up to a second:
+// descriptors may also be freed by others) and looks again, so that no
+// request is accepted only to lose its descriptor (MSG_CTRUNC) and be
+// refused. The room is kept free, not held: the kernel
+// allocates the descriptor a request brings in recvmsg, in the
+// connection's goroutine, whenever the request arrives. It returns false
+// once ctx is done.
+func (s *Server) makeRoom(ctx context.Context, ln net.Listener, mu *sync.Mutex, conns map[net.Conn]*connState, ended <-chan struct{}, delay *time.Duration) bool {
+	for {
+		free := freeFDs(ln, fdRoom+1)
+		if free > fdRoom {
+			return true
+		}
+		closed, retry := s.evictSilent(mu, conns, fdSilentAfter, "descriptor limit reached (no room for the requests' descriptors)")
+		if closed {
+			if !wait(ctx, ended, fdSilentAfter, true) {
+				return false
+			}
+			continue
+		}
+		if free >= 2 {
+			return true
+		}
+		d := retry
+		if d <= 0 {
+			d = nextDelay(delay)
+			s.log.Error("descriptor limit reached and no connection is silent, waiting", "free", free, "delay", d)
+		}
+		if !wait(ctx, ended, d, true) {
+			return false
+		}
+	}
+}
+
+// nextDelay doubles the back-off *d, from 5 ms up to a second, and
+// returns it.
+func nextDelay(d *time.Duration) time.Duration {
+	*d = min(max(2**d, 5*time.Millisecond), time.Second)
+	return *d
+}
+
+// acquire waits for a slot under MaxConns and takes it (taken), until ctx
+// is done (stopped) or, if retry > 0, for retry (neither).
+func (s *Server) acquire(ctx context.Context, retry time.Duration) (taken, stopped bool) {
+	var elapsed <-chan time.Time
+	if retry > 0 {
+		t := time.NewTimer(retry)
+		defer t.Stop()
+		elapsed = t.C
+	}
+	select {
+	case s.sem <- struct{}{}:
+		return true, false
+	case <-elapsed:
+		return false, false
+	case <-ctx.Done():
+		return false, true
+	}
+}
+
+// wait waits for d, or, if onEnd, until a connection has ended (its
+// descriptor is free), whichever comes first. It returns false if ctx is
+// done first.
+func wait(ctx context.Context, ended <-chan struct{}, d time.Duration, onEnd bool) bool {
+	if !onEnd {
+		ended = nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ended:
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 // SilentAfter is how long a connection must have been silent before it
@@ -321,28 +450,80 @@ type connState struct {
 // login in progress.
 const SilentAfter = time.Second
 
+// fdSilentAfter is SilentAfter when descriptors run short. It is short,
+// because room is made one descriptor at a time: a check queued behind n
+// silent connections waits about n/(descriptors for connections) times
+// fdSilentAfter.
+const fdSilentAfter = 50 * time.Millisecond
+
 // evictSilent closes the connection that has waited longest for its
-// request, if it has waited at least SilentAfter, and logs why (the
-// situation that made room necessary) at warning level. It reports whether
-// it closed one; the connection's descriptor is free when it returns.
-func (s *Server) evictSilent(mu *sync.Mutex, conns map[net.Conn]*connState, why string) bool {
+// request, if it has waited at least grace and has sent nothing yet,
+// and logs why (the situation that made room necessary) at warning level.
+// A connection whose request is in its socket buffer, not yet read, is
+// left alone: it is about to be checked. It reports whether it closed one
+// and, if not, when the oldest silent connection will have waited grace
+// (0: none is waiting). The closed connection's descriptor is
+// freed only once its goroutine has left the read (the net package defers
+// the close(2) until then), so the caller waits for the end of a
+// connection before it looks for room again.
+//
+// A connection that has sent nothing is worth less than a new one, which
+// may carry a check: logins send their request as soon as they connect.
+func (s *Server) evictSilent(mu *sync.Mutex, conns map[net.Conn]*connState, grace time.Duration, why string) (bool, time.Duration) {
 	mu.Lock()
 	defer mu.Unlock()
-	var oldest net.Conn
-	var st *connState
-	for c, cs := range conns {
-		if cs.Load() == connWaiting && (st == nil || cs.since.Before(st.since)) {
-			oldest, st = c, cs
+	var after uint64 // connections accepted up to this one have data waiting
+	for range 8 {
+		var oldest net.Conn
+		var st *connState
+		for c, cs := range conns {
+			if cs.seq > after && cs.Load() == connWaiting && (st == nil || cs.seq < st.seq) {
+				oldest, st = c, cs
+			}
+		}
+		if st == nil {
+			return false, 0
+		}
+		if waited := time.Since(st.since); waited < grace {
+			return false, grace - waited
+		}
+		if hasInput(oldest) || !st.CompareAndSwap(connWaiting, connClosed) {
+			after = st.seq
+			continue
+		}
+		s.log.Warn(why+": closed the connection that waited longest for its request",
+			"waited", time.Since(st.since).Round(time.Millisecond))
+		s.Checker.Error(ErrKindEvictedIdle)
+		oldest.Close()
+		return true, 0
+	}
+	return false, 0
+}
+
+// hasInput reports whether c has bytes waiting to be read (SIOCINQ), or
+// its descriptor cannot be examined.
+func hasInput(c net.Conn) bool {
+	rc := rawConn(c)
+	if rc == nil {
+		return true
+	}
+	n := 1
+	rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
+			n = v
+		}
+	})
+	return n > 0
+}
+
+// rawConn returns x's descriptor access, or nil if it has no descriptor.
+func rawConn(x any) syscall.RawConn {
+	if sc, ok := x.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			return rc
 		}
 	}
-	if st == nil || time.Since(st.since) < SilentAfter || !st.CompareAndSwap(connWaiting, connClosed) {
-		return false
-	}
-	s.log.Warn(why+": closed the connection that waited longest for its request",
-		"waited", time.Since(st.since).Round(time.Millisecond))
-	s.Checker.Error(ErrKindEvictedIdle)
-	oldest.Close()
-	return true
+	return nil
 }
 
 // outOfFDs reports whether err is EMFILE (this process's descriptor
@@ -352,30 +533,25 @@ func outOfFDs(err error) bool {
 }
 
 // freeFDs reports how many of n more descriptors (up to n) the process can
-// open now, by duplicating c's descriptor and closing the copies at once.
-// It returns n when c has no descriptor to duplicate.
-func freeFDs(c net.Conn, n int) int {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
+// open now. It duplicates x's descriptor onto the lowest free slot, closes
+// the copy at once and looks again above it, so it never holds more than
+// one slot: a request arriving meanwhile still finds the others free. It
+// returns n when x has no descriptor to duplicate.
+func freeFDs(x any, n int) int {
+	rc := rawConn(x)
+	if rc == nil {
 		return n
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return n
-	}
-	got := 0
+	got := n
 	rc.Control(func(fd uintptr) {
-		dups := make([]int, 0, n)
-		for range n {
-			d, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+		got = 0
+		for next := 0; got < n; got++ {
+			d, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, next)
 			if err != nil {
-				break
+				break // EMFILE: none free from next on; EINVAL: next is the limit
 			}
-			dups = append(dups, d)
-		}
-		got = len(dups)
-		for _, d := range dups {
 			unix.Close(d)
+			next = d + 1
 		}
 	})
 	return got

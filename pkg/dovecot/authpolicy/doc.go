@@ -29,6 +29,11 @@
 // status or a closed connection: Dovecot counts that as "no verdict" and
 // lets the login proceed unless auth_policy_reject_on_fail = yes.
 //
+// Two optional hooks connect failure-driven bans (pkg/bans): every report
+// request goes, parsed into a [Report], to [Server.OnReport], and every
+// allow request first asks [Server.Banned] about its client, which a ban
+// denies with [Server.BanMessage] before the rules are read.
+//
 // The password hash attribute "pwhash" is kept in a [Secret], which never
 // appears in logs.
 package authpolicy

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -81,6 +82,19 @@ type Server struct {
 	// by kind (an ErrKind constant); tcpwrapd's admin socket shows them.
 	// It must be safe for concurrent use.
 	Error func(kind string)
+	// OnReport, when set, receives every report request with a "success"
+	// attribute, parsed (see Report), before the reply is sent: the feed
+	// of failure-driven bans (pkg/bans). It must be safe for concurrent
+	// use and quick; ctx ends with the request.
+	OnReport func(ctx context.Context, r Report)
+	// Banned, when set, is asked about the client address of every allow
+	// request (one with a "remote") before Check: banned=true denies with
+	// BanMessage, and reason (e.g. "192.0.2.7/32 banned until ...") goes
+	// to the log and the Decision. It must be safe for concurrent use.
+	Banned func(addr netip.Addr) (reason string, banned bool)
+	// BanMessage is the msg of a denial by Banned. Empty means
+	// DefaultBanMessage.
+	BanMessage string
 
 	initOnce sync.Once
 	log      *slog.Logger
@@ -232,8 +246,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if command == "report" {
+		s.onReport(r.Context(), req)
 		s.log.Debug("auth policy: report", "protocol", req.Protocol, "client", req.Remote,
-			"user", req.Login, "success", req.Success, "fail_type", req.FailType, "session", req.SessionID)
+			"user", req.Login, "success", req.Success != nil && *req.Success, "fail_type", req.FailType, "session", req.SessionID)
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)
 		return
@@ -272,15 +287,20 @@ func (s *Server) allow(ctx context.Context, req *Request) (Reply, bool) {
 	return reply, true
 }
 
-// Decide asks Check about hreq and returns the reply the front end sends
-// with the decision it came from: the code path of every allow request,
-// for tools that replay one (loginctl check-host). A denial's Msg is the
+// Decide asks Banned, then Check, about hreq and returns the reply the
+// front end sends with the decision it came from: the code path of every
+// allow request, for tools that replay one (loginctl check-host). A
+// banned client is denied with BanMessage, and the Decision has no rule
+// and a Reason that begins with BannedReason. A rule denial's Msg is the
 // first line of the deciding rule's banners file or DenyMessage; a grant's
 // Status is the tarpit option's N, at most MaxStatus. Problems with a
 // banners directory or a tarpit option are logged, never change the
 // verdict. It is safe for concurrent use.
 func (s *Server) Decide(ctx context.Context, hreq *hostsrules.Request) (Reply, hostsrules.Decision) {
 	s.init()
+	if reply, d, ok := s.banned(hreq); ok {
+		return reply, d
+	}
 	d := s.Check(ctx, hreq)
 	status, err := Status(d)
 	if err != nil {

@@ -452,12 +452,12 @@ func (c *Config) validate() conf.ErrorList {
 		}
 	}
 	g = c.global("default_process_limit")
-	defProc, err := strconv.Atoi(g.v)
+	defProc, err := atoiUint32(g.v)
 	if err != nil || defProc < 1 {
 		bad(g.pos, "default_process_limit: invalid number %q", g.v)
 	}
 	g = c.global("default_client_limit")
-	defClient, err := strconv.Atoi(g.v)
+	defClient, err := atoiUint32(g.v)
 	if err != nil || defClient < 1 {
 		bad(g.pos, "default_client_limit: invalid number %q", g.v)
 	}
@@ -467,8 +467,10 @@ func (c *Config) validate() conf.ErrorList {
 		bad(g.pos, "default_idle_kill: %v", err)
 	}
 	g = c.global("default_vsz_limit")
-	if _, err := ParseSize(g.v); err != nil {
+	if v, err := ParseSize(g.v); err != nil {
 		bad(g.pos, "default_vsz_limit: %v", err)
+	} else if v != 0 && v < MinVszLimit {
+		bad(g.pos, "default_vsz_limit: %s is below %dM, the least a Go login process can work with (see vsz_limit in docs/loginsvc.md)", strings.TrimSpace(g.v), MinVszLimit>>20)
 	}
 	for proto, m := range c.protoSet {
 		if v, ok := m["login_trusted_networks"]; ok {
@@ -494,7 +496,7 @@ func (c *Config) validate() conf.ErrorList {
 		sv := func(k string) setting { return setting{s.values[k], c.posOf(s.pos, k)} }
 		num := func(k string) int {
 			x := sv(k)
-			v, err := strconv.Atoi(x.v)
+			v, err := atoiUint32(x.v)
 			if err != nil || v < 0 {
 				bad(x.pos, "service %s: %s: invalid number %q", s.Name, k, x.v)
 				return 0
@@ -517,7 +519,9 @@ func (c *Config) validate() conf.ErrorList {
 		}
 		vszSet := sv("vsz_limit")
 		vsz := expandVar(vszSet.v, c.values)
-		if s.VszLimit, err = ParseSize(vsz); err != nil {
+		if s.VszLimit, err = ParseSize(vsz); strings.HasPrefix(vszSet.v, "$") {
+			// $default_vsz_limit: checked once, at its own line, above.
+		} else if err != nil {
 			bad(vszSet.pos, "service %s: vsz_limit: %v", s.Name, err)
 		} else if s.VszLimit != 0 && s.VszLimit < MinVszLimit {
 			bad(vszSet.pos, "service %s: vsz_limit: %s is below %dM, the least a Go login process can work with (see vsz_limit in docs/loginsvc.md)", s.Name, strings.TrimSpace(vsz), MinVszLimit>>20)
@@ -663,6 +667,13 @@ func (l *Listener) Endpoints() []Endpoint {
 		out = append(out, Endpoint{network, net.JoinHostPort(host, strconv.Itoa(l.Port))})
 	}
 	return out
+}
+
+// atoiUint32 parses a count as Dovecot's unsigned int settings hold it:
+// decimal, 0 to 4294967295 (on 64-bit Linux an int holds it).
+func atoiUint32(s string) (int, error) {
+	v, err := strconv.ParseUint(s, 10, 32)
+	return int(v), err
 }
 
 // expandVar is v, or if v is "$name" the global setting name's value (a

@@ -1,22 +1,30 @@
-package hostsrules
+// Package libwrapaddr holds the numeric address semantics of Debian 12's
+// libwrap 7.6.q and the glibc calls it makes: inet_addr(3) (inet_aton's
+// one to four parts in decimal, octal or hex), libwrap's dot_quad_addr,
+// numeric IPv6 text as getaddrinfo(AI_NUMERICHOST) reads it with
+// inet6_scopeid_pton's scope rules, Debian's unmapping of "::ffff:a.b.c.d"
+// and masked_match for IPv4 net/mask and IPv6 [net]/len patterns.
+package libwrapaddr
 
 import (
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules/internal/ctext"
 )
 
-// inetAddr parses s as glibc's inet_addr(3) does (inet_aton: one to four
+// InetAddr parses s as glibc's inet_addr(3) does (inet_aton: one to four
 // parts, each decimal, octal with a leading 0, or hex with 0x). It returns
 // ok=false for invalid text and for 255.255.255.255, inet_addr's error
 // value INADDR_NONE.
-func inetAddr(s string) (uint32, bool) {
+func InetAddr(s string) (uint32, bool) {
 	var parts [4]uint32
 	n := 0
 	i := 0
 	for {
-		if i >= len(s) || !isDigit(s[i]) {
+		if i >= len(s) || !ctext.IsDigit(s[i]) {
 			return 0, false
 		}
 		var val uint64
@@ -35,13 +43,13 @@ func inetAddr(s string) (uint32, bool) {
 		for i < len(s) {
 			c := s[i]
 			switch {
-			case isDigit(c):
+			case ctext.IsDigit(c):
 				if base == 8 && (c == '8' || c == '9') {
 					return 0, false
 				}
 				val = val*base + uint64(c-'0')
 			case base == 16 && isHex(c):
-				val = val<<4 | uint64(lowerASCII(c)-'a'+10)
+				val = val<<4 | uint64(ctext.Lower(c)-'a'+10)
 			default:
 				goto endPart
 			}
@@ -68,7 +76,7 @@ func inetAddr(s string) (uint32, bool) {
 		n++
 		break
 	}
-	if i < len(s) && !isCSpace(s[i]) {
+	if i < len(s) && !ctext.IsSpace(s[i]) {
 		return 0, false
 	}
 	var v uint32
@@ -97,9 +105,9 @@ func inetAddr(s string) (uint32, bool) {
 	return v, true
 }
 
-// dotQuad is libwrap's dot_quad_addr: exactly four runs of non-dot
+// DotQuad is libwrap's dot_quad_addr: exactly four runs of non-dot
 // characters, accepted by inet_addr.
-func dotQuad(s string) (uint32, bool) {
+func DotQuad(s string) (uint32, bool) {
 	runs := 0
 	inRun := false
 	for i := 0; i < len(s); i++ {
@@ -113,14 +121,14 @@ func dotQuad(s string) (uint32, bool) {
 	if runs != 4 {
 		return 0, false
 	}
-	return inetAddr(s)
+	return InetAddr(s)
 }
 
 // atoi is C's atoi: leading white space, an optional sign, then digits;
 // anything after them is ignored, and no digits give 0.
 func atoi(s string) int {
 	i := 0
-	for i < len(s) && isCSpace(s[i]) {
+	for i < len(s) && ctext.IsSpace(s[i]) {
 		i++
 	}
 	neg := false
@@ -129,7 +137,7 @@ func atoi(s string) int {
 		i++
 	}
 	n := 0
-	for i < len(s) && isDigit(s[i]) {
+	for i < len(s) && ctext.IsDigit(s[i]) {
 		if n < 1<<30 {
 			n = n*10 + int(s[i]-'0')
 		}
@@ -141,10 +149,10 @@ func atoi(s string) int {
 	return n
 }
 
-// parseIPv6 parses numeric IPv6 text as getaddrinfo(AF_INET6,
+// ParseIPv6 parses numeric IPv6 text as getaddrinfo(AF_INET6,
 // AI_NUMERICHOST) would, accepting a %scope suffix only where glibc's
-// inet6_scopeid_pton does (validScope). IPv4 text is rejected.
-func parseIPv6(s string) (netip.Addr, bool) {
+// inet6_scopeid_pton does (ValidScope). IPv4 text is rejected.
+func ParseIPv6(s string) (netip.Addr, bool) {
 	if strings.IndexByte(s, ':') < 0 {
 		return netip.Addr{}, false
 	}
@@ -152,17 +160,13 @@ func parseIPv6(s string) (netip.Addr, bool) {
 	if err != nil || !a.Is6() {
 		return netip.Addr{}, false
 	}
-	if z := a.Zone(); z != "" && !validScope(a, z) {
+	if z := a.Zone(); z != "" && !ValidScope(a, z) {
 		return netip.Addr{}, false
 	}
 	return a, true
 }
 
-// ValidScope reports whether libwrap reads "[a%scope]" as an address
-// (validScope): tools that check rules (pkg/lint) use it.
-func ValidScope(a netip.Addr, scope string) bool { return validScope(a, scope) }
-
-// validScope reports whether glibc's getaddrinfo accepts the scope of a
+// ValidScope reports whether glibc's getaddrinfo accepts the scope of a
 // (inet6_scopeid_pton): the name of an interface this host has, for a
 // link-local address (fe80::/10) or a node- or link-local multicast one
 // (ffx1::, ffx2::); otherwise, or if there is no such interface, a decimal
@@ -170,14 +174,14 @@ func ValidScope(a netip.Addr, scope string) bool { return validScope(a, scope) }
 // address where eth0 exists, "::1%lo" and "fe80::1%nosuch" are not (and
 // never match), "::1%1" is. The verdict depends on the host's interfaces
 // at the time of the check, as libwrap's does.
-func validScope(a netip.Addr, scope string) bool {
+func ValidScope(a netip.Addr, scope string) bool {
 	b := a.As16()
 	linkLocal := b[0] == 0xfe && b[1]&0xc0 == 0x80
 	mcLocal := b[0] == 0xff && (b[1]&0x0f == 1 || b[1]&0x0f == 2)
-	if (linkLocal || mcLocal) && interfaceExists(scope) {
+	if (linkLocal || mcLocal) && InterfaceExists(scope) {
 		return true
 	}
-	if scope == "" || !isDigit(scope[0]) {
+	if scope == "" || !ctext.IsDigit(scope[0]) {
 		return false
 	}
 	// ParseUint refuses a sign and anything but digits (as strtoull
@@ -186,40 +190,40 @@ func validScope(a netip.Addr, scope string) bool {
 	return err == nil
 }
 
-// interfaceExists is if_nametoindex(name) != 0. Tests replace it.
-var interfaceExists = func(name string) bool {
+// InterfaceExists is if_nametoindex(name) != 0. Tests replace it.
+var InterfaceExists = func(name string) bool {
 	_, err := net.InterfaceByName(name)
 	return err == nil
 }
 
-// unmapText turns "::ffff:a.b.c.d" (any case) into "a.b.c.d" when the rest
+// UnmapText turns "::ffff:a.b.c.d" (any case) into "a.b.c.d" when the rest
 // is a dot_quad, as Debian's string_match does for every subject string.
-func unmapText(s string) (string, bool) {
-	if len(s) > 7 && asciiEqualFold(s[:7], "::ffff:") {
-		if _, ok := dotQuad(s[7:]); ok {
+func UnmapText(s string) (string, bool) {
+	if len(s) > 7 && ctext.EqualFold(s[:7], "::ffff:") {
+		if _, ok := DotQuad(s[7:]); ok {
 			return s[7:], true
 		}
 	}
 	return s, false
 }
 
-// maskedMatch is Debian libwrap's masked_match: the IPv4 test, then the
+// MaskedMatch is Debian libwrap's masked_match: the IPv4 test, then the
 // IPv6 test. Invalid patterns are simply false.
-func maskedMatch(netTok, maskTok, addr string) bool {
+func MaskedMatch(netTok, maskTok, addr string) bool {
 	if maskedMatch4(netTok, maskTok, addr) {
 		return true
 	}
-	if v4, ok := unmapText(addr); ok {
+	if v4, ok := UnmapText(addr); ok {
 		return maskedMatch4(netTok, maskTok, v4)
 	}
-	a, ok := parseIPv6(addr)
+	a, ok := ParseIPv6(addr)
 	if !ok {
 		return false
 	}
 	if len(netTok) < 2 || netTok[0] != '[' || netTok[len(netTok)-1] != ']' {
 		return false
 	}
-	n, ok := parseIPv6(netTok[1 : len(netTok)-1])
+	n, ok := ParseIPv6(netTok[1 : len(netTok)-1])
 	if !ok {
 		return false
 	}
@@ -248,11 +252,11 @@ func prefixEqual(a, b [16]byte, bits int) bool {
 // prefix length 1..32 read with atoi), and (addr & mask) == net without
 // masking net.
 func maskedMatch4(netTok, maskTok, addr string) bool {
-	a, ok := dotQuad(addr)
+	a, ok := DotQuad(addr)
 	if !ok {
 		return false
 	}
-	n, ok := dotQuad(netTok)
+	n, ok := DotQuad(netTok)
 	if !ok {
 		return false
 	}
@@ -264,7 +268,7 @@ func maskedMatch4(netTok, maskTok, addr string) bool {
 }
 
 func mask4(maskTok string) (uint32, bool) {
-	if m, ok := dotQuad(maskTok); ok {
+	if m, ok := DotQuad(maskTok); ok {
 		return m, true
 	}
 	bits := atoi(maskTok)
@@ -274,18 +278,6 @@ func mask4(maskTok string) (uint32, bool) {
 	return ^uint32(0) << (32 - bits), true
 }
 
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 func isHex(c byte) bool {
-	return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
-}
-func lowerASCII(c byte) byte {
-	if c >= 'A' && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
-}
-
-// isCSpace is C's isspace in the C locale.
-func isCSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+	return ctext.IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }

@@ -17,6 +17,7 @@ func TestBanOptionsRefused(t *testing.T) {
 		{"--policy-listen", "127.0.0.1:0", "--ban-state", filepath.Join(dir, "bans.json")},
 		{"--policy-listen", "127.0.0.1:0", "--bans", "--ban-threshold", "0"},
 		{"--policy-listen", "127.0.0.1:0", "--bans", "--ban-ipv6-prefix", "129"},
+		{"--dovecot", "--bans"},
 	} {
 		if got := run(append([]string{"tcpwrapd"}, args...)); got != 2 {
 			t.Errorf("%q: exit %d, want 2", args, got)

@@ -27,7 +27,7 @@ func runDovecot(c *cli.Context, level slog.Level) error {
 			return usageError{errors.New("--" + f + " cannot be used with --dovecot (the master owns the socket and CLIENT_LIMIT caps connections)")}
 		}
 	}
-	for _, f := range []string{"policy-listen", "postfix-listen", "policy-api-header"} {
+	for _, f := range append([]string{"policy-listen", "postfix-listen", "policy-api-header", "bans"}, banFlags...) {
 		if c.IsSet(f) {
 			return usageError{errors.New("--" + f + " cannot be used with --dovecot (run the policy front ends in a tcpwrapd of their own, or under systemd)")}
 		}

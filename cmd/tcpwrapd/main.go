@@ -37,6 +37,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/internal/sdnotify"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
+	"github.com/tcpwrapd/tcpwrapd/pkg/bans"
 	"github.com/tcpwrapd/tcpwrapd/pkg/clidoc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/service"
 	"github.com/tcpwrapd/tcpwrapd/pkg/version"
@@ -84,6 +85,13 @@ func run(args []string) int {
 			&cli.StringSliceFlag{Name: "policy-listen", Usage: "serve Dovecot's auth policy (auth_policy_server_url) on `ADDR`: HOST:PORT on loopback, or a socket path[,user=USER][,group=GROUP][,mode=OCTAL]; repeatable"},
 			&cli.StringFlag{Name: "policy-api-header", Usage: "require Dovecot's auth_policy_server_api_header `HEADER` (\"Name: value\", or a bare value for X-API-Key) on every auth policy request"},
 			&cli.StringSliceFlag{Name: "postfix-listen", Usage: "serve Postfix's policy service (check_policy_service) on `ADDR`: HOST:PORT on loopback, or a socket path[,user=USER][,group=GROUP][,mode=OCTAL]; options [,daemon=NAME] (without policy_context; default smtpd), [,reject=CODE] (e.g. \"521 5.7.1\"; default REJECT); repeatable"},
+			&cli.BoolFlag{Name: "bans", Usage: "failure-driven bans (docs/authpolicy.md): deny the auth policy's allow requests from a client that failed with too many distinct passwords; needs --policy-listen or an authpolicy socket"},
+			&cli.IntFlag{Name: "ban-threshold", Value: bans.DefaultThreshold, Usage: "with --bans: the most distinct failed passwords `N` a client may send within --ban-window; one more bans it"},
+			&cli.DurationFlag{Name: "ban-window", Value: bans.DefaultWindow, Usage: "with --bans: how long a failure counts (`DURATION`)"},
+			&cli.DurationFlag{Name: "ban-time", Value: bans.DefaultBanFor, Usage: "with --bans: how long a ban lasts (`DURATION`)"},
+			&cli.IntFlag{Name: "ban-max-sources", Value: bans.DefaultMaxSources, Usage: "with --bans: track at most `N` failing clients, and hold at most N bans"},
+			&cli.IntFlag{Name: "ban-ipv6-prefix", Value: bans.DefaultIPv6Prefix, Usage: "with --bans: group IPv6 clients by their /`N` prefix"},
+			&cli.StringFlag{Name: "ban-state", Usage: "with --bans: keep the bans across restarts in `FILE` (loaded at start, written atomically on stop and every 5 minutes when changed)"},
 			&cli.StringFlag{Name: "allow-file", Value: accessd.DefaultAllowFile, Usage: "hosts.allow `FILE`"},
 			&cli.StringFlag{Name: "deny-file", Value: accessd.DefaultDenyFile, Usage: "hosts.deny `FILE`"},
 			&cli.DurationFlag{Name: "reload-interval", Value: accessd.DefaultReloadInterval, Usage: "poll the rule files for changes every `DURATION` (0 disables; SIGHUP always reloads)"},
@@ -140,6 +148,17 @@ func run(args []string) int {
 			if len(activated.Access) == 0 && c.String("listen") == "" && len(auth) == 0 && len(postfix) == 0 {
 				return usageError{accessd.ErrNoListener}
 			}
+			b, err := banSet(c, len(auth) > 0, log)
+			if err != nil {
+				for _, ln := range auth {
+					ln.Close()
+				}
+				for _, p := range postfix {
+					p.Listener.Close()
+				}
+				activated.Close()
+				return err
+			}
 
 			ctx, stop := stopContext(syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -149,7 +168,7 @@ func run(args []string) int {
 
 			return accessd.Run(ctx, accessd.Config{
 				Listeners: activated.Access, Listen: c.String("listen"),
-				PolicyListeners: auth, PolicyAPIHeader: c.String("policy-api-header"), PostfixListeners: postfix,
+				PolicyListeners: auth, PolicyAPIHeader: c.String("policy-api-header"), PostfixListeners: postfix, Bans: b,
 				SocketMode: os.FileMode(mode), SocketUID: uid, SocketGID: gid,
 				AllowFile: c.String("allow-file"), DenyFile: c.String("deny-file"),
 				ReloadInterval: reload, Hangup: hup,

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/ctlsock"
+	"github.com/tcpwrapd/tcpwrapd/pkg/bans"
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authpolicy"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -33,10 +35,16 @@ const adminIdleTimeout = 60 * time.Second
 const maxAdminLine = 64 << 10
 
 // AdminRequest is one line of the admin protocol: a JSON object with Op
-// "check", "stats" or "reload".
+// "check", "stats", "reload", or, with failure-driven bans on (Config.Bans),
+// "bans" (list them), "ban-explain" (the ban or the failures of Client's
+// source) and "ban-lift" (lift the bans overlapping Prefix).
 type AdminRequest struct {
 	Op string `json:"op"`
-	// Daemon, Client, Server and User are the operands of "check". Client
+	// Prefix is the operand of "ban-lift": an address (its source's ban)
+	// or a prefix (every ban overlapping it).
+	Prefix string `json:"prefix,omitempty"`
+	// Daemon, Client, Server and User are the operands of "check"; Client
+	// (an address) is also that of "ban-explain". Client
 	// is an address or a host name (one result per address); Server, if
 	// set, is an address or a host name with exactly one address; User is
 	// the client user name (empty: unknown).
@@ -55,6 +63,27 @@ type AdminReply struct {
 	Results []AdminCheckResult `json:"results,omitempty"`
 	// Stats answers "stats" and "reload" (after the reload).
 	Stats *AdminStats `json:"stats,omitempty"`
+	// Bans answers "bans": the bans in force, oldest first.
+	Bans []bans.Ban `json:"bans,omitempty"`
+	// Lifted answers "ban-lift": the number of bans lifted.
+	Lifted int `json:"lifted,omitempty"`
+	// BanExplain answers "ban-explain".
+	BanExplain *AdminBanExplain `json:"ban_explain,omitempty"`
+}
+
+// AdminBanExplain is the reply to "ban-explain": the source of an address
+// and its ban, or the distinct failed passwords counted for it.
+type AdminBanExplain struct {
+	Client string `json:"client"`
+	Source string `json:"source"`
+	// Ban is the source's ban; nil when it is not banned.
+	Ban *bans.Ban `json:"ban,omitempty"`
+	// Failures is the number of distinct failed passwords counted for
+	// the source within Window (0 while banned); one more than
+	// Threshold bans it.
+	Failures      int     `json:"failures"`
+	Threshold     int     `json:"threshold"`
+	WindowSeconds float64 `json:"window_seconds"`
 }
 
 // AdminCheckResult is the decision for one client address. The check is a
@@ -68,6 +97,10 @@ type AdminCheckResult struct {
 	Decision hostsrules.Decision `json:"decision"`
 	// Error is the decision's error (option error, table error), if any.
 	Error string `json:"error,omitempty"`
+	// Ban is the failure-driven ban of the client's source, when it has
+	// one: the auth policy front end then denies before the rules, and
+	// Decision says so (no rule, Reason "banned: ...").
+	Ban *bans.Ban `json:"ban,omitempty"`
 }
 
 // AdminStats is the reply to "stats".
@@ -111,6 +144,9 @@ type AdminServer struct {
 	Logger *slog.Logger
 	// OwnerUID is the uid allowed besides root; -1 allows root only.
 	OwnerUID int
+	// Bans are the daemon's failure-driven bans (Config.Bans); nil when
+	// off.
+	Bans *bans.Bans
 }
 
 // Run serves ln until ctx is cancelled, then closes ln and the open
@@ -167,10 +203,63 @@ func (a *AdminServer) Handle(ctx context.Context, req AdminRequest) AdminReply {
 		}
 		st := a.stats()
 		return AdminReply{OK: true, Stats: &st}
+	case "bans", "ban-explain", "ban-lift":
+		return a.handleBans(req)
 	case "":
-		return AdminReply{Error: `invalid request: missing "op" (check, stats or reload)`}
+		return AdminReply{Error: `invalid request: missing "op" (` + adminOps + `)`}
 	}
-	return AdminReply{Error: fmt.Sprintf("invalid request: unknown op %q (check, stats or reload)", req.Op)}
+	return AdminReply{Error: fmt.Sprintf("invalid request: unknown op %q (%s)", req.Op, adminOps)}
+}
+
+// adminOps lists the admin socket's ops for error messages.
+const adminOps = "check, stats, reload, bans, ban-explain or ban-lift"
+
+// handleBans answers the ops of failure-driven bans.
+func (a *AdminServer) handleBans(req AdminRequest) AdminReply {
+	if a.Bans == nil {
+		return AdminReply{Error: "failure-driven bans are off (tcpwrapd --bans)"}
+	}
+	switch req.Op {
+	case "bans":
+		return AdminReply{OK: true, Bans: a.Bans.List()}
+	case "ban-explain":
+		addr, err := netip.ParseAddr(strings.Trim(req.Client, "[]"))
+		if err != nil {
+			return AdminReply{Error: `invalid request: "ban-explain" needs "client", an address`}
+		}
+		cfg := a.Bans.Config()
+		src, n := a.Bans.Failures(addr)
+		ex := &AdminBanExplain{Client: addr.String(), Source: src.String(), Failures: n,
+			Threshold: cfg.Threshold, WindowSeconds: cfg.Window.Seconds()}
+		if ban, ok := a.Bans.Banned(addr); ok {
+			ex.Ban = &ban
+		}
+		return AdminReply{OK: true, BanExplain: ex}
+	}
+	p, err := ParseBanPrefix(req.Prefix)
+	if err != nil {
+		return AdminReply{Error: `invalid request: "ban-lift": ` + err.Error()}
+	}
+	n := a.Bans.Lift(p)
+	if a.Logger != nil {
+		a.Logger.Info("bans: lifted by the admin socket", "prefix", p, "lifted", n)
+	}
+	return AdminReply{OK: true, Lifted: n}
+}
+
+// ParseBanPrefix parses the operand of "ban-lift": an address (as a /32
+// or /128) or a prefix.
+func ParseBanPrefix(s string) (netip.Prefix, error) {
+	s = strings.Trim(s, "[]")
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither an address nor a prefix", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 func (a *AdminServer) stats() AdminStats {
@@ -263,8 +352,17 @@ func (a *AdminServer) check(ctx context.Context, req AdminRequest) ([]AdminCheck
 		if r.User == "" {
 			r.User = hostsrules.Unknown
 		}
-		d := p.Check(ctx, r, env)
+		var d hostsrules.Decision
+		ban, banned := a.Bans.Banned(addr)
+		if banned {
+			d = hostsrules.Decision{Verdict: hostsrules.Denied, Reason: authpolicy.BannedReason + ": " + ban.String()}
+		} else {
+			d = p.Check(ctx, r, env)
+		}
 		res := AdminCheckResult{Daemon: req.Daemon, Client: addr.String(), Access: d.Verdict.String(), Decision: d}
+		if banned {
+			res.Ban = &ban
+		}
 		if server.Addr.IsValid() {
 			res.Server = server.Addr.Addr().String()
 		}

@@ -5,21 +5,24 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
+	"github.com/tcpwrapd/tcpwrapd/pkg/bans"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
 // startAdmin serves an AdminServer for rules in a temporary directory and
 // returns a function that sends one request line and decodes the reply.
-func startAdmin(t *testing.T, allow, deny string) (ask func(string) AdminReply, a *AdminServer, dir string) {
+func startAdmin(t *testing.T, allow, deny string, opts ...func(*AdminServer)) (ask func(string) AdminReply, a *AdminServer, dir string) {
 	t.Helper()
 	dir = t.TempDir()
 	os.WriteFile(filepath.Join(dir, "hosts.allow"), []byte(allow), 0o644)
@@ -31,6 +34,9 @@ func startAdmin(t *testing.T, allow, deny string) (ask func(string) AdminReply, 
 	}
 	a = &AdminServer{Reloader: rl, Stats: NewStats(), OwnerUID: owner,
 		Env: &hostsrules.Env{Resolver: hostsrules.ParseHosts([]byte("192.0.2.7 mail.example.com\n2001:db8::7 mail.example.com\n"))}}
+	for _, o := range opts {
+		o(a)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx, ln) }()
@@ -83,7 +89,7 @@ func TestAdminCheck(t *testing.T) {
 		{"missing daemon", `{"op":"check","client":"10.0.0.1"}`, nil, `invalid request: "check" needs "daemon"`},
 		{"bad json", `{"op":`, nil, "invalid request: unexpected EOF"},
 		{"unknown field", `{"op":"stats","x":1}`, nil, `invalid request: json: unknown field "x"`},
-		{"unknown op", `{"op":"frob"}`, nil, `invalid request: unknown op "frob" (check, stats or reload)`},
+		{"unknown op", `{"op":"frob"}`, nil, `invalid request: unknown op "frob" (check, stats, reload, bans, ban-explain or ban-lift)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,5 +179,57 @@ func TestServerStats(t *testing.T) {
 	s := stats.Snapshot()
 	if s.Checks != 2 || s.Granted != 1 || s.Refused != 1 || s.Latency.Samples != 2 {
 		t.Errorf("snapshot %+v", s)
+	}
+}
+
+func TestAdminBans(t *testing.T) {
+	off, _, _ := startAdmin(t, "ALL: ALL\n", "")
+	if r := off(`{"op":"bans"}`); r.OK || r.Error != "failure-driven bans are off (tcpwrapd --bans)" {
+		t.Fatalf("bans off: %+v", r)
+	}
+	b, err := bans.New(bans.Config{Threshold: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask, _, _ := startAdmin(t, "ALL: ALL\n", "", func(a *AdminServer) { a.Bans = b })
+	b.ReportFailure(netip.MustParseAddr("192.0.2.9"), "x")
+	b.ReportFailure(netip.MustParseAddr("192.0.2.7"), "x")
+	b.ReportFailure(netip.MustParseAddr("192.0.2.7"), "y")
+
+	r := ask(`{"op":"bans"}`)
+	if !r.OK || len(r.Bans) != 1 || r.Bans[0].Prefix.String() != "192.0.2.7/32" || r.Bans[0].Count != 2 {
+		t.Fatalf("bans: %+v", r)
+	}
+	r = ask(`{"op":"check","daemon":"imap","client":"192.0.2.7"}`)
+	if len(r.Results) != 1 || r.Results[0].Access != "denied" || r.Results[0].Ban == nil ||
+		!strings.HasPrefix(r.Results[0].Decision.Reason, "banned: 192.0.2.7/32 banned until ") || r.Results[0].Decision.File != "" {
+		t.Errorf("check banned: %+v", r)
+	}
+	r = ask(`{"op":"ban-explain","client":"192.0.2.9"}`)
+	want := &AdminBanExplain{Client: "192.0.2.9", Source: "192.0.2.9/32", Failures: 1, Threshold: 1, WindowSeconds: 600}
+	if diff := cmp.Diff(want, r.BanExplain); !r.OK || diff != "" {
+		t.Errorf("ban-explain not banned: %v (-want +got):\n%s", r.Error, diff)
+	}
+	if r = ask(`{"op":"ban-explain","client":"192.0.2.7"}`); r.BanExplain == nil || r.BanExplain.Ban == nil {
+		t.Errorf("ban-explain banned: %+v", r)
+	}
+	for _, tc := range []struct {
+		req    string
+		lifted int
+		err    string
+	}{
+		{`{"op":"ban-lift","prefix":"192.0.2.8"}`, 0, ""},
+		{`{"op":"ban-lift","prefix":"192.0.2.0/24"}`, 1, ""},
+		{`{"op":"ban-lift","prefix":"192.0.2.0/24"}`, 0, ""},
+		{`{"op":"ban-lift","prefix":"nonsense"}`, 0, `invalid request: "ban-lift": "nonsense" is neither an address nor a prefix`},
+		{`{"op":"ban-explain","client":"mail.example.com"}`, 0, `invalid request: "ban-explain" needs "client", an address`},
+	} {
+		r := ask(tc.req)
+		if r.Lifted != tc.lifted || r.Error != tc.err || r.OK != (tc.err == "") {
+			t.Errorf("%s: %+v", tc.req, r)
+		}
+	}
+	if r := ask(`{"op":"check","daemon":"imap","client":"192.0.2.7"}`); r.Results[0].Access != "granted" || r.Results[0].Ban != nil {
+		t.Errorf("check after lift: %+v", r)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/internal/sdnotify"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
+	"github.com/tcpwrapd/tcpwrapd/pkg/bans"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -57,6 +58,13 @@ type Config struct {
 	// (check_policy_service; package postfix/smtpdpolicy,
 	// docs/postfix.md) over the same rules, each with its settings.
 	PostfixListeners []PostfixListener
+	// Bans, when set, are the failure-driven bans of the auth policy
+	// front end (docs/authpolicy.md, "Failure-driven bans"): its password
+	// failures feed them, a banned client's allow requests are denied
+	// before the rules, and the admin socket lists, explains and lifts
+	// them. With a StateFile they are saved on stop and every
+	// BanSaveInterval when they changed. Nil: no bans (the default).
+	Bans *bans.Bans
 
 	// AllowFile and DenyFile are the tables; empty means /etc/hosts.allow
 	// and /etc/hosts.deny.
@@ -185,7 +193,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		admin := &AdminServer{Reloader: rl, Stats: checker.Stats, Env: cfg.Env, Logger: log, OwnerUID: owner,
-			CheckTimeout: cfg.CheckTimeout}
+			CheckTimeout: cfg.CheckTimeout, Bans: cfg.Bans}
 		adminDone = make(chan struct{})
 		log.Info("admin socket listening", "addr", cfg.AdminSocket, "owner_uid", owner)
 		go func() {
@@ -226,6 +234,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { rl.Watch(runCtx, cfg.Hangup, interval) })
+	if cfg.Bans != nil && cfg.Bans.Config().StateFile != "" {
+		wg.Go(func() { saveBans(runCtx, cfg.Bans, BanSaveInterval, log) })
+	}
 
 	select {
 	case <-ctx.Done():
@@ -251,6 +262,52 @@ func Run(ctx context.Context, cfg Config) error {
 	waitCommands(checker, durOr(cfg.DrainTimeout, dovecotsock.DefaultDrainTimeout), log)
 	log.Info("stopped")
 	return err
+}
+
+// BanSaveInterval is how often Run saves Config.Bans to their state file
+// when they changed.
+const BanSaveInterval = 5 * time.Minute
+
+// saveBans saves b every interval when its bans changed since the last
+// save, and once more when ctx ends.
+func saveBans(ctx context.Context, b *bans.Bans, interval time.Duration, log *slog.Logger) {
+	last := b.List() // as loaded
+	save := func() {
+		now := b.List()
+		if sameBans(now, last) {
+			return
+		}
+		if err := b.Save(); err != nil {
+			log.Error("bans: saving the state file failed", "file", b.Config().StateFile, "err", err)
+			return
+		}
+		last = now
+		log.Debug("bans: state file saved", "file", b.Config().StateFile, "bans", len(now))
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			save()
+			return
+		case <-t.C:
+			save()
+		}
+	}
+}
+
+// sameBans reports whether two lists (bans.Bans.List) hold the same bans.
+func sameBans(x, y []bans.Ban) bool {
+	if len(x) != len(y) {
+		return false
+	}
+	for i := range x {
+		if x[i].Prefix != y[i].Prefix || !x[i].Since.Equal(y[i].Since) || !x[i].Until.Equal(y[i].Until) || x[i].Count != y[i].Count {
+			return false
+		}
+	}
+	return true
 }
 
 // waitCommands gives spawn and twist commands still running a moment

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/activation"
 
+	"github.com/tcpwrapd/tcpwrapd/pkg/bans"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authpolicy"
 	"github.com/tcpwrapd/tcpwrapd/pkg/postfix/smtpdpolicy"
 )
@@ -126,6 +127,9 @@ func policyServers(cfg *Config, checker *Checker, log *slog.Logger) []policyServ
 		fe := checker.FrontEnd(FrontEndAuthPolicy)
 		for _, ln := range cfg.PolicyListeners {
 			s := &authpolicy.Server{Check: fe.CheckNoClient, Log: log, APIHeader: cfg.PolicyAPIHeader, Error: fe.Error}
+			if cfg.Bans != nil {
+				s.OnReport, s.Banned = banHooks(cfg.Bans)
+			}
 			out = append(out, policyServer{FrontEndAuthPolicy, ln, s.Serve})
 		}
 	}
@@ -137,4 +141,23 @@ func policyServers(cfg *Config, checker *Checker, log *slog.Logger) []policyServ
 		}
 	}
 	return out
+}
+
+// banHooks returns the authpolicy.Server hooks that feed b with the
+// password failures of report requests and deny b's banned clients.
+// b logs each new ban.
+func banHooks(b *bans.Bans) (func(context.Context, authpolicy.Report), func(netip.Addr) (string, bool)) {
+	onReport := func(_ context.Context, r authpolicy.Report) {
+		if r.PasswordFailure() {
+			b.ReportFailure(r.Remote, string(r.Pwhash))
+		}
+	}
+	banned := func(addr netip.Addr) (string, bool) {
+		ban, ok := b.Banned(addr)
+		if !ok {
+			return "", false
+		}
+		return ban.String(), true
+	}
+	return onReport, banned
 }

@@ -310,3 +310,28 @@ func (b *Bans) expire(now time.Time) {
 		}
 	}
 }
+
+// Failures returns the source addr belongs to and the number of distinct
+// failed password hashes counted for it within Window now (0 for a source
+// not tracked, or banned: a ban forgets the counters). It does not make
+// the source more recent. An invalid addr gives the zero Prefix and 0.
+func (b *Bans) Failures(addr netip.Addr) (netip.Prefix, int) {
+	if b == nil || !addr.IsValid() {
+		return netip.Prefix{}, 0
+	}
+	p := b.Source(addr)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i, ok := b.src.idx[p]
+	if !ok {
+		return p, 0
+	}
+	cutoff := b.cfg.Now().Add(-b.cfg.Window).UnixNano()
+	n := 0
+	for _, sl := range b.src.ents[i].slots {
+		if sl.at >= cutoff {
+			n++
+		}
+	}
+	return p, n
+}

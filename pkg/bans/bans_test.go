@@ -463,3 +463,26 @@ func TestConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestFailures(t *testing.T) {
+	b, c := newBans(t, Config{})
+	want := netip.MustParsePrefix("2001:db8:1:2::/64")
+	if p, n := b.Failures(a("2001:db8:1:2::7")); p != want || n != 0 {
+		t.Fatalf("untracked: %v %d", p, n)
+	}
+	for _, h := range []string{"x", "y", "x"} {
+		b.ReportFailure(a("2001:db8:1:2::7"), h)
+		c.Add(time.Minute)
+	}
+	if p, n := b.Failures(a("2001:db8:1:2::8")); p != want || n != 2 {
+		t.Errorf("after x, y, x: %v %d, want %v 2", p, n, want)
+	}
+	c.Add(DefaultWindow - 90*time.Second) // "y" (sent 2 min ago then) is now outside the window
+	if _, n := b.Failures(a("2001:db8:1:2::7")); n != 1 {
+		t.Errorf("after the window moved: %d, want 1", n)
+	}
+	var nb *Bans
+	if p, n := nb.Failures(a("192.0.2.1")); p.IsValid() || n != 0 {
+		t.Errorf("nil Bans: %v %d", p, n)
+	}
+}

@@ -70,6 +70,7 @@ See also: tcpwrapd(8), hosts_access(5), hosts_options(5), tcpdmatch(8), tcpdchk(
 			queryCommand(),
 			rulesCommand(),
 			statusCommand(),
+			bansCommand(),
 			procsCommand(),
 			loginStatusCommand(),
 			generateCommand(),

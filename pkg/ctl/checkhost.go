@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/tcpwrapd/tcpwrapd/pkg/bans"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authpolicy"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/tcpwrapd/tcpwrapd/pkg/lint"
@@ -68,6 +70,10 @@ type CheckHostResult struct {
 	// reply (the connection is closed; Error says why).
 	HTTPStatus int    `json:"http_status,omitempty"`
 	Reply      string `json:"reply,omitempty"`
+	// Ban is the failure-driven ban of the client's source found in the
+	// --ban-state file: it decides before the rules (Decision has no
+	// rule and the Reason "banned: ...").
+	Ban *bans.Ban `json:"ban,omitempty"`
 }
 
 func checkHostCommand() *cli.Command {
@@ -104,6 +110,8 @@ Postfix reply block; a request tcpwrapd answers without a verdict is an error.`,
 			&cli.BoolFlag{Name: "explain", Usage: "list every rule considered and why it did or did not match"},
 			&cli.BoolFlag{Name: "no-exec", Usage: "do not run aclexec commands (the rule then matches, as in tcpdmatch)"},
 			&cli.BoolFlag{Name: "resolve", Usage: "for a CLIENT given as an address, look its name up as tcpwrapd does for a live connection (tcpdmatch treats the name as unknown)"},
+			&cli.StringFlag{Name: "ban-state", Usage: "the state `FILE` of tcpwrapd's failure-driven bans (tcpwrapd --ban-state): a client whose source it bans is denied before the rules"},
+			&cli.IntFlag{Name: "ban-ipv6-prefix", Value: bans.DefaultIPv6Prefix, Usage: "with --ban-state: tcpwrapd's --ban-ipv6-prefix `N`"},
 			&cli.StringFlag{Name: "as", Usage: "replay a captured request `KIND`: " + AsDovecotPolicy + " (a Dovecot auth policy JSON body) or " + AsPostfix + " (a Postfix policy block)"},
 			&cli.StringFlag{Name: "command", Value: "allow", Usage: "with --as " + AsDovecotPolicy + ": the request's ?command= `CMD`, allow or report"},
 			&cli.StringFlag{Name: "daemon", Usage: "with --as " + AsPostfix + ": the daemon `NAME` of a request without policy_context (tcpwrapd --postfix-listen daemon=; default smtpd)"},
@@ -121,6 +129,13 @@ func runCheckHost(cCtx *cli.Context) error {
 		if cCtx.IsSet(f) {
 			return usagef("check-host: --%s needs --as", f)
 		}
+	}
+	if cCtx.IsSet("ban-ipv6-prefix") && !cCtx.IsSet("ban-state") {
+		return usagef("check-host: --ban-ipv6-prefix needs --ban-state")
+	}
+	banned, err := loadBanState(cCtx.String("ban-state"), cCtx.Int("ban-ipv6-prefix"))
+	if err != nil {
+		return err
 	}
 	if cCtx.NArg() != 2 {
 		return usagef("check-host: need exactly two arguments, DAEMON[@SERVER] and [USER@]CLIENT (got %d)", cCtx.NArg())
@@ -151,6 +166,7 @@ func runCheckHost(cCtx *cli.Context) error {
 		return cli.Exit(err.Error(), ExitFailure)
 	}
 	rep.Allow, rep.Deny = allow, deny
+	applyBans(rep, banned)
 	daemon, _, _ := hostsrules.SplitAtFrom1(cCtx.Args().Get(0), '@')
 	rep.Notes = lint.DaemonNotes(daemon)
 	w := cCtx.App.Writer
@@ -170,6 +186,47 @@ func runCheckHost(cCtx *cli.Context) error {
 		}
 	}
 	return nil
+}
+
+// loadBanState reads tcpwrapd's bans state file (bans.Bans.Load) for
+// check-host --ban-state; nil without a file. Bans are not shortened to a
+// ban time (the file's own end times hold), and sources are grouped as
+// tcpwrapd groups them with --ban-ipv6-prefix v6.
+func loadBanState(file string, v6 int) (*bans.Bans, error) {
+	if file == "" {
+		return nil, nil
+	}
+	if _, err := os.Stat(file); err != nil {
+		return nil, cli.Exit(fmt.Sprintf("--ban-state: %s", cErr(err)), ExitFailure)
+	}
+	// New loads the file but only logs its errors; Load again says them.
+	b, err := bans.New(bans.Config{IPv6Prefix: v6, BanFor: 100 * 365 * 24 * time.Hour, StateFile: file})
+	if err != nil {
+		return nil, usagef("check-host: --ban-ipv6-prefix: %v", err)
+	}
+	if err := b.Load(); err != nil {
+		return nil, cli.Exit(fmt.Sprintf("--ban-state: %v", err), ExitFailure)
+	}
+	return b, nil
+}
+
+// applyBans makes the ban of each result's client, if b holds one, its
+// deciding reason, as the auth policy front end decides before the rules.
+func applyBans(rep *CheckHostReport, b *bans.Bans) {
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		a, err := netip.ParseAddr(r.ClientAddress)
+		if err != nil {
+			continue
+		}
+		ban, ok := b.Banned(a)
+		if !ok {
+			continue
+		}
+		r.Ban = &ban
+		r.Decision = hostsrules.Decision{Verdict: hostsrules.Denied, Reason: authpolicy.BannedReason + ": " + ban.String()}
+		r.Access, r.Error, r.Tarpit, r.TarpitError = hostsrules.Denied.String(), "", 0, ""
+	}
 }
 
 // unbracket turns a CLIENT written as in the rules, "[::1]" or
@@ -372,8 +429,11 @@ func WriteCheckHostText(w io.Writer, rep *CheckHostReport, explain bool) {
 		if d.Err != nil && !errors.Is(d.Err, hostsrules.ErrExpansionTooLong) {
 			fmt.Fprintf(w, "error:    %v\n", d.Err)
 		}
-		if explain {
+		if explain && r.Ban == nil { // a ban's reason is the banned: line
 			fmt.Fprintf(w, "reason:   %s\n", d.Reason)
+		}
+		if r.Ban != nil {
+			fmt.Fprintf(w, "banned:   %s\n", r.Ban)
 		}
 		if r.Access != "" {
 			fmt.Fprintf(w, "access:   %s\n", r.Access)

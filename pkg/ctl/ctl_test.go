@@ -172,7 +172,7 @@ func TestRulesLint(t *testing.T) {
 
 // startDaemon runs an access Server and an AdminServer on sockets in a
 // short temporary directory.
-func startDaemon(t *testing.T, allow, deny string) (access, admin, rulesDir string) {
+func startDaemon(t *testing.T, allow, deny string, opts ...func(*accessd.AdminServer)) (access, admin, rulesDir string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("/tmp", "ctl")
 	if err != nil {
@@ -198,6 +198,9 @@ func startDaemon(t *testing.T, allow, deny string) (access, admin, rulesDir stri
 		t.Fatal(err)
 	}
 	a := &accessd.AdminServer{Reloader: rl, Stats: stats, Env: env, OwnerUID: owner}
+	for _, o := range opts {
+		o(a)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { srv.Serve(ctx, ln); done <- struct{}{} }()

@@ -304,14 +304,32 @@ func Version(root string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
+// freePort returns a free port on 127.0.0.1 that this process has not
+// handed out before: the kernel may give a port just closed again, and
+// two listeners of one lab on the same port make doveconf refuse the
+// configuration ("duplicate listener").
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free port not handed out before")
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))

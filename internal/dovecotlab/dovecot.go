@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -379,17 +380,43 @@ func freePorts(n int) ([]int, error) {
 			ln.Close()
 		}
 	}()
+	portsMu.Lock()
+	defer portsMu.Unlock()
 	var ports []int
-	for i := 0; i < n; i++ {
+	for tries := 0; len(ports) < n; tries++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("pick a free port: %w", err)
 		}
 		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		port := ln.Addr().(*net.TCPAddr).Port
+		if portsGiven[port] {
+			if tries > 100 {
+				return nil, fmt.Errorf("pick a free port: every one was handed out before")
+			}
+			continue
+		}
+		portsGiven[port] = true
+		ports = append(ports, port)
 	}
 	return ports, nil
 }
+
+// FreePort returns a free port on 127.0.0.1 that no lab of this process
+// has been given (a test's own extra listener, say): the kernel may hand
+// out a just-closed port again, and two masters on one port collide.
+func FreePort() (int, error) {
+	p, err := freePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return p[0], nil
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // SetHosts rewrites the lab's hosts.allow and hosts.deny in place (same
 // inode, so bind mounts of them see the change at once; Dovecot's tcpwrap

@@ -18,12 +18,10 @@ import (
 // the rule's banner, one forwarded as 127.0.0.9 logs in.
 func TestDovecot23HAProxy(t *testing.T) {
 	p := startPolicyLab(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := dovecotlab.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	dovecotlab.Start(t, dovecotlab.Config{NoAccessCheck: true, Protocols: []string{"imap"}, Extra: fmt.Sprintf(`
 auth_policy_server_url = %s
 auth_policy_server_api_header = %s

@@ -82,14 +82,32 @@ type lab struct {
 	logs   *syncBuf
 }
 
+// freePort returns a free port on 127.0.0.1 that this test process has
+// not handed out before (the kernel may give a just-closed port again:
+// two listeners of one lab on one port were a "duplicate listener" flake).
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port not handed out before")
+	return 0
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // startLab runs a Supervisor in-process with real login processes (this
 // test binary) for one service svc whose body is conf; base_dir is a

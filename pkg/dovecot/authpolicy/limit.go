@@ -1,36 +1,153 @@
 package authpolicy
 
 import (
+	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
+	"time"
 )
 
-// limitListener lets at most n connections be open at once: Accept waits
-// for a slot before it accepts.
+// NewSilentAfter is how long a new connection must have sent nothing
+// before it may be closed to make room at MaxConnections: Dovecot sends
+// its request as soon as it connects.
+const NewSilentAfter = 100 * time.Millisecond
+
+// ErrKindEvictedIdle counts a connection closed between requests (or
+// before its first one) to make room at MaxConnections (Server.Error).
+const ErrKindEvictedIdle = "evicted_idle"
+
+// limitListener lets at most max connections be open at once. When they
+// are, Accept makes room by closing the connection idle longest: a
+// keep-alive connection between requests (http.StateIdle), else one that
+// has sent nothing for NewSilentAfter (http.StateNew), never one inside a
+// request; when there is none, it waits for one. So connections that say
+// nothing cannot keep a fresh request out.
 type limitListener struct {
 	net.Listener
-	sem  chan struct{}
-	done chan struct{}
-	once sync.Once
+	max     int
+	log     *slog.Logger
+	evicted func()
+
+	mu      sync.Mutex
+	conns   map[*limitConn]struct{}
+	changed chan struct{} // a connection ended or went idle
+	done    chan struct{}
+	once    sync.Once
 }
 
-func newLimitListener(ln net.Listener, n int) *limitListener {
-	return &limitListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
+func newLimitListener(ln net.Listener, n int, log *slog.Logger, evicted func()) *limitListener {
+	return &limitListener{Listener: ln, max: n, log: log, evicted: evicted,
+		conns: map[*limitConn]struct{}{}, changed: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-func (l *limitListener) Accept() (net.Conn, error) {
+func (l *limitListener) signal() {
 	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
+	case l.changed <- struct{}{}:
+	default:
 	}
+}
+
+// Accept accepts a connection, then makes room for it (see
+// limitListener) before it returns it: room is made only for a client
+// that is there. Only one goroutine (http.Server.Serve) calls it.
+func (l *limitListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
-		<-l.sem
 		return nil, err
 	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+	for {
+		l.mu.Lock()
+		if len(l.conns) < l.max {
+			break
+		}
+		victim, wait := l.victimLocked(time.Now())
+		l.mu.Unlock()
+		if victim != nil {
+			l.log.Debug("auth policy: connection limit reached: closed the connection idle longest",
+				"remote_addr", victim.RemoteAddr().String(), "limit", l.max)
+			if l.evicted != nil {
+				l.evicted()
+			}
+			victim.Close()
+			continue
+		}
+		if !l.wait(wait) {
+			c.Close()
+			return nil, net.ErrClosed
+		}
+	}
+	lc := &limitConn{Conn: c, l: l, state: http.StateNew, since: time.Now()}
+	l.conns[lc] = struct{}{}
+	l.mu.Unlock()
+	return lc, nil
+}
+
+// wait waits for a connection to end or go idle, or for d (0: no limit);
+// false means the listener was closed.
+func (l *limitListener) wait(d time.Duration) bool {
+	var timer <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-l.changed:
+	case <-timer:
+	case <-l.done:
+		return false
+	}
+	return true
+}
+
+// victimLocked returns the connection to close to make room, or how long
+// until a new connection will have been silent for NewSilentAfter (0:
+// none will; wait for a change).
+func (l *limitListener) victimLocked(now time.Time) (*limitConn, time.Duration) {
+	var idle, fresh *limitConn
+	for c := range l.conns {
+		switch c.state {
+		case http.StateIdle:
+			if idle == nil || c.since.Before(idle.since) {
+				idle = c
+			}
+		case http.StateNew:
+			if fresh == nil || c.since.Before(fresh.since) {
+				fresh = c
+			}
+		}
+	}
+	switch {
+	case idle != nil:
+		return idle, 0
+	case fresh == nil:
+		return nil, 0
+	case now.Sub(fresh.since) >= NewSilentAfter:
+		return fresh, 0
+	}
+	return nil, NewSilentAfter - now.Sub(fresh.since)
+}
+
+// connState is the http.Server.ConnState hook that tracks each
+// connection's state for victimLocked.
+func (l *limitListener) connState(c net.Conn, st http.ConnState) {
+	lc, ok := c.(*limitConn)
+	if !ok {
+		return
+	}
+	switch st {
+	case http.StateClosed, http.StateHijacked:
+		lc.release()
+		return
+	}
+	l.mu.Lock()
+	lc.state, lc.since = st, time.Now()
+	l.mu.Unlock()
+	if st == http.StateIdle {
+		l.signal()
+	}
 }
 
 func (l *limitListener) Close() error {
@@ -40,13 +157,24 @@ func (l *limitListener) Close() error {
 
 type limitConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	l     *limitListener
+	state http.ConnState // under l.mu
+	since time.Time      // under l.mu: when state was entered
+	once  sync.Once
+}
+
+func (c *limitConn) release() {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+		c.l.signal()
+	})
 }
 
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.release()
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -75,8 +76,16 @@ type Server struct {
 	// MaxRequestBytes bounds a request body; a bigger one gets 413 and
 	// the connection is closed. Zero means DefaultMaxRequestBytes.
 	MaxRequestBytes int64
-	// MaxConnections bounds the connections served at once; further ones
-	// wait in the listen backlog. Zero means DefaultMaxConnections.
+	// ReadTimeout, when shorter than Timeout, bounds reading a request's
+	// line and headers instead, the first request's from the moment the
+	// connection is accepted (tcpwrapd's --read-timeout). Zero means
+	// Timeout.
+	ReadTimeout time.Duration
+	// MaxConnections bounds the connections served at once. At the
+	// limit, a new connection is accepted after closing the one idle
+	// longest: a keep-alive connection between requests, else one that
+	// has sent nothing for NewSilentAfter; never one inside a request
+	// (counted as ErrKindEvictedIdle). Zero means DefaultMaxConnections.
 	MaxConnections int
 	// Error, if set, counts each request answered without a verdict,
 	// by kind (an ErrKind constant); tcpwrapd's admin socket shows them.
@@ -100,6 +109,34 @@ type Server struct {
 	log      *slog.Logger
 	hdrName  string
 	hdrValue []byte
+	initErr  error
+}
+
+// CheckAPIHeader reports whether h is a valid APIHeader: empty (none
+// required), "Name: value" with a header name and a value that are not
+// empty, or a bare value that is not empty (for X-API-Key). An empty
+// expected value would match a request without the header.
+func CheckAPIHeader(h string) error {
+	_, _, err := parseAPIHeader(h)
+	return err
+}
+
+func parseAPIHeader(h string) (name, value string, err error) {
+	if h == "" {
+		return "", "", nil
+	}
+	name, value, ok := strings.Cut(h, ":")
+	if !ok {
+		name, value = "X-API-Key", h
+	}
+	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+	switch {
+	case name == "" || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r >= 0x7f }):
+		return "", "", fmt.Errorf("API header %q: want \"Name: value\" with a header name, or a bare value", h)
+	case value == "":
+		return "", "", fmt.Errorf("API header %q: empty value (it would match a request without the header)", h)
+	}
+	return name, value, nil
 }
 
 func (s *Server) init() {
@@ -108,13 +145,12 @@ func (s *Server) init() {
 		if s.log == nil {
 			s.log = slog.New(slog.DiscardHandler)
 		}
-		if s.APIHeader != "" {
-			name, value, ok := strings.Cut(s.APIHeader, ":")
-			if !ok {
-				name, value = "X-API-Key", s.APIHeader
-			}
-			s.hdrName, s.hdrValue = strings.TrimSpace(name), []byte(strings.TrimSpace(value))
+		name, value, err := parseAPIHeader(s.APIHeader)
+		if err != nil {
+			// Fail closed: ServeHTTP refuses every request.
+			s.initErr = fmt.Errorf("auth policy: %w", err)
 		}
+		s.hdrName, s.hdrValue = name, []byte(value)
 	})
 }
 
@@ -128,17 +164,25 @@ func orDur(d, def time.Duration) time.Duration {
 // Serve answers auth policy requests on ln until ctx ends, then stops
 // accepting, lets requests in progress finish for at most Timeout, closes
 // every connection and returns nil. It closes ln. Another error (ln
-// failing) is returned as is. Serve may be called once per Server.
+// failing) is returned as is. An invalid APIHeader (see CheckAPIHeader)
+// is an error before anything is accepted. Serve may be called once per
+// Server.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.init()
+	if s.initErr != nil {
+		ln.Close()
+		return s.initErr
+	}
 	timeout := orDur(s.Timeout, DefaultTimeout)
 	max := s.MaxConnections
 	if max <= 0 {
 		max = DefaultMaxConnections
 	}
+	lim := newLimitListener(ln, max, s.log, func() { s.countError(ErrKindEvictedIdle) })
 	hs := &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: timeout,
+		ConnState:         lim.connState,
+		ReadHeaderTimeout: min(timeout, orDur(s.ReadTimeout, timeout)),
 		ReadTimeout:       timeout,
 		WriteTimeout:      timeout,
 		IdleTimeout:       orDur(s.IdleTimeout, DefaultIdleTimeout),
@@ -148,7 +192,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	hs.SetKeepAlivesEnabled(true)
 	done := make(chan error, 1)
-	go func() { done <- hs.Serve(newLimitListener(ln, max)) }()
+	go func() { done <- hs.Serve(lim) }()
 	select {
 	case err := <-done:
 		return err
@@ -212,7 +256,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusMethodNotAllowed, "method not allowed", nil)
 		return
 	}
-	if s.hdrName != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(s.hdrName)), s.hdrValue) != 1 {
+	if s.initErr != nil || s.hdrName != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(s.hdrName)), s.hdrValue) != 1 {
 		s.refuse(w, r, http.StatusUnauthorized, "missing or wrong API header "+s.hdrName, nil)
 		return
 	}

@@ -81,8 +81,15 @@ type Server struct {
 	// MaxAttributes bounds the attribute lines of a request block, as
 	// MaxRequestBytes does. Zero means DefaultMaxAttributes.
 	MaxAttributes int
-	// MaxConnections bounds the connections served at once; further ones
-	// wait in the listen backlog. Zero means DefaultMaxConnections.
+	// ReadTimeout bounds how long a new connection may wait before it
+	// sends its first block (tcpwrapd's --read-timeout). Zero means
+	// Timeout.
+	ReadTimeout time.Duration
+	// MaxConnections bounds the connections served at once. At the
+	// limit, a new connection is accepted after closing the one idle
+	// longest: one waiting for its next block, else one that has sent
+	// nothing for NewSilentAfter; never one inside a request (counted as
+	// ErrKindEvictedIdle). Zero means DefaultMaxConnections.
 	MaxConnections int
 	// Error, if set, counts each request answered with no reply and each
 	// failed connection, by kind (an ErrKind constant); tcpwrapd's admin
@@ -129,27 +136,26 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 		return err
 	}
-	sem := make(chan struct{}, orInt(s.MaxConnections, DefaultMaxConnections))
+	limit := orInt(s.MaxConnections, DefaultMaxConnections)
 	var (
-		mu    sync.Mutex
-		conns = map[net.Conn]struct{}{}
-		wg    sync.WaitGroup
+		mu      sync.Mutex
+		conns   = map[net.Conn]*connState{}
+		wg      sync.WaitGroup
+		changed = make(chan struct{}, 1) // a connection ended or went idle
 	)
+	signal := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var lnErr error
 	var backoff time.Duration
 	for {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
 		c, err := ln.Accept()
 		if err != nil {
-			<-sem
 			if ctx.Err() != nil {
 				break
 			}
@@ -166,18 +172,29 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			break
 		}
 		backoff = 0
-		mu.Lock()
-		conns[c] = struct{}{}
+		if !s.makeRoom(ctx, &mu, conns, limit, changed) {
+			c.Close()
+			break
+		}
+		st := &connState{since: time.Now(), waiting: true, fresh: true}
+		conns[c] = st
 		mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveConn(ctx, c)
+			s.serveConn(ctx, c, func(waiting bool) {
+				mu.Lock()
+				st.waiting, st.since, st.fresh = waiting, time.Now(), false
+				mu.Unlock()
+				if waiting {
+					signal()
+				}
+			})
 			c.Close()
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
-			<-sem
+			signal()
 		}()
 	}
 	ln.Close()
@@ -203,6 +220,73 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return lnErr
 }
 
+// NewSilentAfter is how long a new connection must have sent nothing
+// before it may be closed to make room at MaxConnections: smtpd sends its
+// block as soon as it connects.
+const NewSilentAfter = 100 * time.Millisecond
+
+// connState is what makeRoom knows of a connection (under Serve's mutex).
+type connState struct {
+	waiting bool      // for its next (or first) block
+	fresh   bool      // has not sent a block yet
+	since   time.Time // when waiting or fresh began
+}
+
+// makeRoom returns with mu held once conns has room for one more: at
+// max it closes the connection idle longest (waiting for its next block,
+// else one that has sent nothing for NewSilentAfter; never one inside a
+// request), or waits for one to end or go idle. It returns false, with mu
+// not held, when ctx ends.
+func (s *Server) makeRoom(ctx context.Context, mu *sync.Mutex, conns map[net.Conn]*connState, max int, changed <-chan struct{}) bool {
+	for {
+		mu.Lock()
+		if len(conns) < max {
+			return true
+		}
+		var victim net.Conn
+		var vs *connState
+		var wait time.Duration
+		now := time.Now()
+		for c, st := range conns {
+			if !st.waiting {
+				continue
+			}
+			if st.fresh && now.Sub(st.since) < NewSilentAfter {
+				if d := NewSilentAfter - now.Sub(st.since); wait == 0 || d < wait {
+					wait = d
+				}
+				continue
+			}
+			if vs == nil || st.fresh != vs.fresh && !st.fresh || st.fresh == vs.fresh && st.since.Before(vs.since) {
+				victim, vs = c, st
+			}
+		}
+		if victim != nil {
+			vs.waiting = false // closing: not a victim again
+			mu.Unlock()
+			s.log.Debug("postfix policy: connection limit reached: closed the connection idle longest",
+				"remote_addr", victim.RemoteAddr().String(), "limit", max)
+			s.countError(ErrKindEvictedIdle)
+			victim.Close()
+			continue
+		}
+		mu.Unlock()
+		t := time.NewTimer(wait)
+		if wait == 0 {
+			t.Stop()
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+}
+
 func (s *Server) validate() error {
 	if s.Check == nil {
 		return errors.New("postfix policy: no Check")
@@ -225,6 +309,7 @@ const (
 	ErrKindNoVerdict   = "no_verdict"   // a rules error or a check that ran out of time
 	ErrKindReadFailed  = "read_failed"  // the connection failed between requests
 	ErrKindWriteFailed = "write_failed" // the reply could not be written
+	ErrKindEvictedIdle = "evicted_idle" // closed between requests to make room at MaxConnections
 )
 
 func (s *Server) countError(kind string) {
@@ -245,9 +330,12 @@ func retryable(err error) bool {
 
 // serveConn answers the requests of one connection until the client
 // closes it, ctx ends, or a request gets no reply.
-func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+// waiting is told when the connection starts and stops waiting for a
+// block. The first block must come within ReadTimeout, later ones within
+// IdleTimeout.
+func (s *Server) serveConn(ctx context.Context, c net.Conn, waiting func(bool)) {
 	timeout := orDur(s.Timeout, DefaultTimeout)
-	idle := orDur(s.IdleTimeout, DefaultIdleTimeout)
+	idle := orDur(s.ReadTimeout, timeout)
 	lim := Limits{MaxBytes: s.MaxRequestBytes, MaxAttributes: s.MaxAttributes}
 	br := bufio.NewReaderSize(c, 4096)
 	var out []byte
@@ -256,13 +344,15 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		if ctx.Err() != nil {
 			return
 		}
-		if _, err := br.Peek(1); err != nil {
-			if err != io.EOF && ctx.Err() == nil {
+		_, err := br.Peek(1)
+		if err != nil {
+			if err != io.EOF && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
 				s.log.Warn("postfix policy: connection closed", "remote_addr", c.RemoteAddr().String(), "err", err)
 				s.countError(ErrKindReadFailed)
 			}
 			return
 		}
+		waiting(false)
 		c.SetReadDeadline(time.Now().Add(timeout))
 		req, err := ReadRequest(br, lim)
 		if err != nil {
@@ -281,6 +371,8 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 			s.countError(ErrKindWriteFailed)
 			return
 		}
+		idle = orDur(s.IdleTimeout, DefaultIdleTimeout)
+		waiting(true)
 	}
 }
 

@@ -133,7 +133,8 @@ func TestNoReply(t *testing.T) {
 }
 
 // TestTimeouts: a client that stops inside a request is closed after
-// Timeout, an idle one after IdleTimeout.
+// Timeout, one silent since it connected after Timeout (the read timeout
+// of the first block) too.
 func TestTimeouts(t *testing.T) {
 	logs := &logBuffer{}
 	addr := serve(t, &Server{Check: compile("", ""), Log: testLogger(logs), Timeout: 300 * time.Millisecond, IdleTimeout: 600 * time.Millisecond})
@@ -142,7 +143,7 @@ func TestTimeouts(t *testing.T) {
 		min           time.Duration
 	}{
 		{"inside a request", "request=smtpd_access_policy\nclient_add", 300 * time.Millisecond},
-		{"idle", "", 600 * time.Millisecond},
+		{"silent", "", 300 * time.Millisecond},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := dialPolicy(t, "tcp", addr)
@@ -230,37 +231,77 @@ func TestServeStops(t *testing.T) {
 	}
 }
 
-// TestMaxConnections: with MaxConnections 1, a second connection is
-// served once the first closes.
+// TestMaxConnections: with every slot held by connections idle between
+// blocks, or silent since they connected, a new client's request is
+// answered at once, and one held connection was closed to make room.
 func TestMaxConnections(t *testing.T) {
+	const max = 8
+	for _, tt := range []struct {
+		name      string
+		sendFirst bool
+	}{{"idle between blocks", true}, {"silent", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			errs := map[string]int{}
+			serveOn(t, &Server{Check: compile("", ""), MaxConnections: max, Error: func(k string) {
+				mu.Lock()
+				errs[k]++
+				mu.Unlock()
+			}}, ln)
+			var held []*policyClient
+			for i := range max {
+				p := dialPolicy(t, "tcp", ln.Addr().String())
+				if tt.sendFirst {
+					if got, err := p.ask(rcpt(t, "127.0.0.1", "unknown", "unknown")); err != nil {
+						t.Fatalf("holder %d: %q, %v", i, got, err)
+					}
+				}
+				held = append(held, p)
+			}
+			p := dialPolicy(t, "tcp", ln.Addr().String())
+			start := time.Now()
+			p.c.SetDeadline(start.Add(time.Second))
+			io.WriteString(p.c, rcpt(t, "127.0.0.1", "unknown", "unknown"))
+			got, err := p.r.ReadString('\n')
+			if err != nil || got != "action=DUNNO\n" {
+				t.Fatalf("new client after %v: %q, %v (want an answer within 1s)", time.Since(start), got, err)
+			}
+			closed := 0
+			for _, h := range held {
+				h.c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				if _, err := h.c.Read(make([]byte, 1)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+					closed++
+				}
+			}
+			if closed != 1 {
+				t.Errorf("%d held connections closed, want 1", closed)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if errs[ErrKindEvictedIdle] != 1 || errs[ErrKindReadFailed] != 0 {
+				t.Errorf("errors counted: %v, want %s once", errs, ErrKindEvictedIdle)
+			}
+		})
+	}
+}
+
+// TestSilentConnectionClosed: a connection that sends no block is
+// closed after ReadTimeout, not IdleTimeout.
+func TestSilentConnectionClosed(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	serveOn(t, &Server{Check: compile("", ""), MaxConnections: 1}, ln)
-	first := dialPolicy(t, "tcp", ln.Addr().String())
-	if got, err := first.ask(rcpt(t, "127.0.0.1", "unknown", "unknown")); err != nil {
-		t.Fatalf("first: %q, %v", got, err)
-	}
-	second := dialPolicy(t, "tcp", ln.Addr().String())
-	reply := make(chan string, 1)
-	go func() {
-		got, _ := second.ask(rcpt(t, "127.0.0.1", "unknown", "unknown"))
-		reply <- got
-	}()
-	select {
-	case got := <-reply:
-		t.Fatalf("second connection served while the first is open: %q", got)
-	case <-time.After(200 * time.Millisecond):
-	}
-	first.c.Close()
-	select {
-	case got := <-reply:
-		if got != "action=DUNNO\n\n" {
-			t.Errorf("second: %q", got)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("second connection not served after the first closed")
+	serveOn(t, &Server{Check: compile("", ""), ReadTimeout: 200 * time.Millisecond, IdleTimeout: time.Hour}, ln)
+	p := dialPolicy(t, "tcp", ln.Addr().String())
+	start := time.Now()
+	p.c.SetReadDeadline(start.Add(20 * time.Second))
+	if _, err := p.c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("silent connection not closed after %v: %v", time.Since(start), err)
 	}
 }
 

@@ -39,6 +39,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/bans"
 	"github.com/tcpwrapd/tcpwrapd/pkg/clidoc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authpolicy"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/service"
 	"github.com/tcpwrapd/tcpwrapd/pkg/version"
 )
@@ -135,6 +136,9 @@ func run(args []string) int {
 			gid, err := accessd.LookupGroup(c.String("socket-group"))
 			if err != nil {
 				return usageError{fmt.Errorf("--socket-group: %w", err)}
+			}
+			if err := authpolicy.CheckAPIHeader(c.String("policy-api-header")); err != nil {
+				return usageError{fmt.Errorf("--policy-api-header: %w", err)}
 			}
 			reload := c.Duration("reload-interval")
 			if reload == 0 {

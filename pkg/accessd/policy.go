@@ -126,7 +126,8 @@ func policyServers(cfg *Config, checker *Checker, log *slog.Logger) []policyServ
 	if len(cfg.PolicyListeners) > 0 {
 		fe := checker.FrontEnd(FrontEndAuthPolicy)
 		for _, ln := range cfg.PolicyListeners {
-			s := &authpolicy.Server{Check: fe.CheckNoClient, Log: log, APIHeader: cfg.PolicyAPIHeader, Error: fe.Error}
+			s := &authpolicy.Server{Check: fe.CheckNoClient, Log: log, APIHeader: cfg.PolicyAPIHeader, Error: fe.Error,
+				ReadTimeout: cfg.ReadTimeout, MaxConnections: cfg.MaxConns}
 			if cfg.Bans != nil {
 				s.OnReport, s.Banned = banHooks(cfg.Bans)
 			}
@@ -136,7 +137,8 @@ func policyServers(cfg *Config, checker *Checker, log *slog.Logger) []policyServ
 	if len(cfg.PostfixListeners) > 0 {
 		fe := checker.FrontEnd(FrontEndPostfix)
 		for _, pl := range cfg.PostfixListeners {
-			s := &smtpdpolicy.Server{Check: fe.CheckNoClient, Log: log, Daemon: pl.Daemon, RejectCode: pl.RejectCode, Error: fe.Error}
+			s := &smtpdpolicy.Server{Check: fe.CheckNoClient, Log: log, Daemon: pl.Daemon, RejectCode: pl.RejectCode, Error: fe.Error,
+				ReadTimeout: cfg.ReadTimeout, MaxConnections: cfg.MaxConns}
 			out = append(out, policyServer{FrontEndPostfix, pl.Listener, s.Serve})
 		}
 	}

@@ -88,7 +88,8 @@ type Server struct {
 	// (counted as ErrKindEvictedIdle). Zero means DefaultMaxConnections.
 	MaxConnections int
 	// Error, if set, counts each request answered without a verdict,
-	// by kind (an ErrKind constant); tcpwrapd's admin socket shows them.
+	// by kind (an ErrKind constant), and each connection closed to make
+	// room (ErrKindEvictedIdle); tcpwrapd's admin socket shows them.
 	// It must be safe for concurrent use.
 	Error func(kind string)
 	// OnReport, when set, receives every report request with a "success"

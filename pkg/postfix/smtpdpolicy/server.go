@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -92,7 +93,8 @@ type Server struct {
 	// ErrKindEvictedIdle). Zero means DefaultMaxConnections.
 	MaxConnections int
 	// Error, if set, counts each request answered with no reply and each
-	// failed connection, by kind (an ErrKind constant); tcpwrapd's admin
+	// failed, timed-out or evicted connection, by kind (an ErrKind
+	// constant); tcpwrapd's admin
 	// socket shows them. It must be safe for concurrent use.
 	Error func(kind string)
 
@@ -310,6 +312,7 @@ const (
 	ErrKindReadFailed  = "read_failed"  // the connection failed between requests
 	ErrKindWriteFailed = "write_failed" // the reply could not be written
 	ErrKindEvictedIdle = "evicted_idle" // closed between requests to make room at MaxConnections
+	ErrKindReadTimeout = "read_timeout" // no first block within ReadTimeout
 )
 
 func (s *Server) countError(kind string) {
@@ -336,6 +339,7 @@ func retryable(err error) bool {
 func (s *Server) serveConn(ctx context.Context, c net.Conn, waiting func(bool)) {
 	timeout := orDur(s.Timeout, DefaultTimeout)
 	idle := orDur(s.ReadTimeout, timeout)
+	first := true
 	lim := Limits{MaxBytes: s.MaxRequestBytes, MaxAttributes: s.MaxAttributes}
 	br := bufio.NewReaderSize(c, 4096)
 	var out []byte
@@ -346,13 +350,18 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, waiting func(bool)) 
 		}
 		_, err := br.Peek(1)
 		if err != nil {
-			if err != io.EOF && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
+			switch {
+			case first && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil:
+				s.log.Debug("postfix policy: no request within the read timeout, closing", "remote_addr", c.RemoteAddr().String())
+				s.countError(ErrKindReadTimeout)
+			case err != io.EOF && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil:
 				s.log.Warn("postfix policy: connection closed", "remote_addr", c.RemoteAddr().String(), "err", err)
 				s.countError(ErrKindReadFailed)
 			}
 			return
 		}
 		waiting(false)
+		first = false
 		c.SetReadDeadline(time.Now().Add(timeout))
 		req, err := ReadRequest(br, lim)
 		if err != nil {

@@ -296,12 +296,25 @@ func TestSilentConnectionClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serveOn(t, &Server{Check: compile("", ""), ReadTimeout: 200 * time.Millisecond, IdleTimeout: time.Hour}, ln)
+	kinds := make(chan string, 10)
+	serveOn(t, &Server{Check: compile("", ""), ReadTimeout: 200 * time.Millisecond, IdleTimeout: time.Hour,
+		Error: func(k string) { kinds <- k }}, ln)
 	p := dialPolicy(t, "tcp", ln.Addr().String())
 	start := time.Now()
 	p.c.SetReadDeadline(start.Add(20 * time.Second))
 	if _, err := p.c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("silent connection not closed after %v: %v", time.Since(start), err)
+	}
+	if el := time.Since(start); el < 200*time.Millisecond {
+		t.Errorf("closed after %v, before the read timeout", el)
+	}
+	select {
+	case k := <-kinds:
+		if k != ErrKindReadTimeout {
+			t.Errorf("counted %q, want %q", k, ErrKindReadTimeout)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("%s not counted", ErrKindReadTimeout)
 	}
 }
 

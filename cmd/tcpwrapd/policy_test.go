@@ -40,3 +40,13 @@ func TestParseListenSpec(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIHeaderRefused: an --policy-api-header with an empty name or
+// value is a usage error before anything listens.
+func TestAPIHeaderRefused(t *testing.T) {
+	for _, h := range []string{" ", "X-Auth:", "X-Auth:   ", ": tok"} {
+		if got := run([]string{"tcpwrapd", "--policy-listen", "127.0.0.1:0", "--policy-api-header", h}); got != 2 {
+			t.Errorf("%q: exit %d, want 2", h, got)
+		}
+	}
+}

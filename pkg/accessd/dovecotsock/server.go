@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/ctlsock"
+	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/tcpwrapd/tcpwrapd/pkg/wrapopts"
 )
@@ -487,7 +488,7 @@ func (s *Server) evictSilent(mu *sync.Mutex, conns map[net.Conn]*connState, grac
 		if waited := time.Since(st.since); waited < grace {
 			return false, grace - waited
 		}
-		if hasInput(oldest) || !st.CompareAndSwap(connWaiting, connClosed) {
+		if sockfd.HasInput(oldest) || !st.CompareAndSwap(connWaiting, connClosed) {
 			after = st.seq
 			continue
 		}
@@ -498,22 +499,6 @@ func (s *Server) evictSilent(mu *sync.Mutex, conns map[net.Conn]*connState, grac
 		return true, 0
 	}
 	return false, 0
-}
-
-// hasInput reports whether c has bytes waiting to be read (SIOCINQ), or
-// its descriptor cannot be examined.
-func hasInput(c net.Conn) bool {
-	rc := rawConn(c)
-	if rc == nil {
-		return true
-	}
-	n := 1
-	rc.Control(func(fd uintptr) {
-		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
-			n = v
-		}
-	})
-	return n > 0
 }
 
 // rawConn returns x's descriptor access, or nil if it has no descriptor.

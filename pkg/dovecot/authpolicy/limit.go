@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 )
 
 // NewSilentAfter is how long a new connection must have sent nothing
@@ -104,10 +106,29 @@ func (l *limitListener) wait(d time.Duration) bool {
 
 // victimLocked returns the connection to close to make room, or how long
 // until a new connection will have been silent for NewSilentAfter (0:
-// none will; wait for a change).
+// none will; wait for a change). A connection whose next request is in
+// its socket buffer, not yet read, is left alone: it is about to be
+// served.
 func (l *limitListener) victimLocked(now time.Time) (*limitConn, time.Duration) {
+	skip := map[*limitConn]bool{}
+	for range 8 {
+		victim, wait := l.oldestLocked(now, skip)
+		if victim == nil || !sockfd.HasInput(victim.Conn) {
+			return victim, wait
+		}
+		skip[victim] = true
+	}
+	return nil, NewSilentAfter
+}
+
+// oldestLocked returns the connection idle longest, not in skip, as
+// victimLocked.
+func (l *limitListener) oldestLocked(now time.Time, skip map[*limitConn]bool) (*limitConn, time.Duration) {
 	var idle, fresh *limitConn
 	for c := range l.conns {
+		if skip[c] {
+			continue
+		}
 		switch c.state {
 		case http.StateIdle:
 			if idle == nil || c.since.Before(idle.since) {

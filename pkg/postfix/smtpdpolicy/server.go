@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/tcpwrapd/tcpwrapd/pkg/policytext"
 )
@@ -186,7 +187,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			defer wg.Done()
 			s.serveConn(ctx, c, func(waiting bool) {
 				mu.Lock()
-				st.waiting, st.since, st.fresh = waiting, time.Now(), false
+				st.waiting, st.since, st.fresh, st.busy = waiting, time.Now(), false, false
 				mu.Unlock()
 				if waiting {
 					signal()
@@ -230,6 +231,7 @@ const NewSilentAfter = 100 * time.Millisecond
 // connState is what makeRoom knows of a connection (under Serve's mutex).
 type connState struct {
 	waiting bool      // for its next (or first) block
+	busy    bool      // its block arrived (makeRoom saw input): not a victim
 	fresh   bool      // has not sent a block yet
 	since   time.Time // when waiting or fresh began
 }
@@ -250,7 +252,7 @@ func (s *Server) makeRoom(ctx context.Context, mu *sync.Mutex, conns map[net.Con
 		var wait time.Duration
 		now := time.Now()
 		for c, st := range conns {
-			if !st.waiting {
+			if !st.waiting || st.busy {
 				continue
 			}
 			if st.fresh && now.Sub(st.since) < NewSilentAfter {
@@ -262,6 +264,13 @@ func (s *Server) makeRoom(ctx context.Context, mu *sync.Mutex, conns map[net.Con
 			if vs == nil || st.fresh != vs.fresh && !st.fresh || st.fresh == vs.fresh && st.since.Before(vs.since) {
 				victim, vs = c, st
 			}
+		}
+		if victim != nil && sockfd.HasInput(victim) {
+			// Its next block is in the socket buffer: about to be
+			// served. Look again without it.
+			vs.busy = true
+			mu.Unlock()
+			continue
 		}
 		if victim != nil {
 			vs.waiting = false // closing: not a victim again

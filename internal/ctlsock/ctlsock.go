@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/defaults"
 )
 
 // Defaults for the zero values of Server's fields.
@@ -125,7 +127,7 @@ func (s *Server) serve(ctx context.Context, c net.Conn) {
 	}
 	enc := json.NewEncoder(c)
 	write := func(v any) bool {
-		c.SetWriteDeadline(time.Now().Add(durOr(s.WriteTimeout, DefaultWriteTimeout)))
+		c.SetWriteDeadline(time.Now().Add(defaults.Positive(s.WriteTimeout, DefaultWriteTimeout)))
 		return enc.Encode(v) == nil
 	}
 	p := PeerCred(uc)
@@ -145,7 +147,7 @@ func (s *Server) serve(ctx context.Context, c net.Conn) {
 	sc := bufio.NewScanner(c)
 	sc.Buffer(make([]byte, min(4096, maxLine)), maxLine)
 	for {
-		c.SetReadDeadline(time.Now().Add(durOr(s.IdleTimeout, DefaultIdleTimeout)))
+		c.SetReadDeadline(time.Now().Add(defaults.Positive(s.IdleTimeout, DefaultIdleTimeout)))
 		if !sc.Scan() {
 			return
 		}
@@ -157,11 +159,4 @@ func (s *Server) serve(ctx context.Context, c net.Conn) {
 			return
 		}
 	}
-}
-
-func durOr(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }

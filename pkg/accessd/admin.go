@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/ctlsock"
+	"github.com/tcpwrapd/tcpwrapd/internal/defaults"
 	"github.com/tcpwrapd/tcpwrapd/pkg/bans"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authpolicy"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
@@ -323,7 +324,7 @@ func (a *AdminServer) check(ctx context.Context, req AdminRequest) ([]AdminCheck
 		return nil, errors.New(`invalid request: "check" needs "client"`)
 	}
 	env := a.env()
-	ctx, cancel := context.WithTimeout(ctx, durOr(a.CheckTimeout, DefaultCheckTimeout))
+	ctx, cancel := context.WithTimeout(ctx, defaults.Positive(a.CheckTimeout, DefaultCheckTimeout))
 	defer cancel()
 	var server hostsrules.Endpoint
 	if req.Server != "" {

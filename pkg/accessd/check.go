@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/defaults"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/tcpwrapd/tcpwrapd/pkg/ident"
 	"github.com/tcpwrapd/tcpwrapd/pkg/resolve"
@@ -81,7 +82,7 @@ func (c *Checker) Check(ctx context.Context, req *hostsrules.Request, clientFD i
 func (c *Checker) check(ctx context.Context, fe *FrontEnd, req *hostsrules.Request, clientFD int) hostsrules.Decision {
 	c.init()
 	env, svc := c.checkEnv(clientFD, req)
-	cctx := newCheckContext(ctx, durOr(c.CheckTimeout, DefaultCheckTimeout))
+	cctx := newCheckContext(ctx, defaults.Positive(c.CheckTimeout, DefaultCheckTimeout))
 	start := time.Now()
 	d := c.Rules.Policy().Check(cctx, req, env)
 	c.Stats.decision(fe.stats(), &d, time.Since(start))
@@ -124,13 +125,6 @@ func addrString(e hostsrules.Endpoint) string {
 		return hostsrules.Unknown
 	}
 	return e.Addr.String()
-}
-
-func durOr(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }
 
 // DefaultEnv returns the Env a live tcpwrapd uses for checks: host names

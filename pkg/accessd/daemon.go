@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/defaults"
 	"github.com/tcpwrapd/tcpwrapd/internal/sdnotify"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/bans"
@@ -259,7 +260,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if adminDone != nil {
 		<-adminDone
 	}
-	waitCommands(checker, durOr(cfg.DrainTimeout, dovecotsock.DefaultDrainTimeout), log)
+	waitCommands(checker, defaults.Positive(cfg.DrainTimeout, dovecotsock.DefaultDrainTimeout), log)
 	log.Info("stopped")
 	return err
 }

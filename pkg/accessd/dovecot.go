@@ -5,6 +5,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/defaults"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessd/dovecotsock"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/service"
 )
@@ -20,11 +21,11 @@ import (
 // dovecotsock.DefaultDrainTimeout) and returns nil: the caller exits, which closes
 // whatever is still open, and the logins see end of file (a refusal).
 func RunDovecot(ctx context.Context, svc *service.Service, idle <-chan struct{}, cfg Config) error {
-	drain := durOr(cfg.DrainTimeout, dovecotsock.DefaultDrainTimeout)
+	drain := defaults.Positive(cfg.DrainTimeout, dovecotsock.DefaultDrainTimeout)
 	cfg.Listen = ""
 	// The server itself waits for every check: an idle exit must not cut
 	// one short. Shutdown's shorter limit is svc.Run's drain.
-	cfg.DrainTimeout = 2*durOr(cfg.ReadTimeout, dovecotsock.DefaultReadTimeout) + durOr(cfg.CheckTimeout, DefaultCheckTimeout) + time.Second
+	cfg.DrainTimeout = 2*defaults.Positive(cfg.ReadTimeout, dovecotsock.DefaultReadTimeout) + defaults.Positive(cfg.CheckTimeout, DefaultCheckTimeout) + time.Second
 	return svc.Run(ctx, idle, drain, cfg.Logger, func(ctx context.Context, ls []net.Listener, maxConns int, connHook func(int)) error {
 		cfg.Listeners, cfg.MaxConns, cfg.ConnHook = ls, maxConns, connHook
 		return Run(ctx, cfg)

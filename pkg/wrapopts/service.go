@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/defaults"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 )
 
@@ -102,13 +103,6 @@ func (r *Runner) init() {
 			r.nice = "/usr/bin/nice"
 		}
 	})
-}
-
-func durOr(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }
 
 // Running returns the number of spawn and twist commands running now.
@@ -435,7 +429,7 @@ func (s *Service) background(what, script string, client bool) {
 		return
 	}
 	release := func() { <-r.sem }
-	timeout := durOr(r.BackgroundTimeout, DefaultBackgroundTimeout)
+	timeout := defaults.Positive(r.BackgroundTimeout, DefaultBackgroundTimeout)
 	ctx, cancel := context.WithTimeout(r.stopCtx, timeout)
 	var stdio *os.File
 	if client {
@@ -493,7 +487,7 @@ func (s *Service) background(what, script string, client bool) {
 // aclexec runs a command in the foreground with the client socket as its
 // stdio and reports whether it exited 0.
 func (s *Service) aclexec(ctx context.Context, script string) bool {
-	timeout := durOr(s.r.ACLExecTimeout, DefaultACLExecTimeout)
+	timeout := defaults.Positive(s.r.ACLExecTimeout, DefaultACLExecTimeout)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	stdio, err := s.clientFile()
@@ -536,7 +530,7 @@ func (s *Service) banner(dir string, x *hostsrules.Expander) error {
 	if len(b) == 0 || s.fd < 0 {
 		return nil
 	}
-	if err := WriteClient(s.fd, b, durOr(s.r.BannerTimeout, DefaultBannerTimeout)); err != nil {
+	if err := WriteClient(s.fd, b, defaults.Positive(s.r.BannerTimeout, DefaultBannerTimeout)); err != nil {
 		s.log.Warn("banners: write to client failed", "dir", dir, "err", err)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/ctlsock"
+	"github.com/tcpwrapd/tcpwrapd/internal/defaults"
 	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/tcpwrapd/tcpwrapd/pkg/wrapopts"
@@ -161,13 +162,6 @@ func (s *Server) init() {
 	})
 }
 
-func durOr(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
-}
-
 // Serve accepts connections on ln and serves each in its own goroutine
 // until ctx is cancelled or Accept fails for good. ln should be a
 // *net.UnixListener of type SOCK_STREAM; connections of other kinds are
@@ -299,7 +293,7 @@ loop:
 	// A login sends its request right after connecting. Connections that
 	// still have not sent one after a moment are not checks in flight:
 	// close them rather than hold the shutdown for the whole drain time.
-	idleTimer := time.AfterFunc(min(durOr(s.DrainTimeout, DefaultDrainTimeout), StopGrace), func() {
+	idleTimer := time.AfterFunc(min(defaults.Positive(s.DrainTimeout, DefaultDrainTimeout), StopGrace), func() {
 		mu.Lock()
 		defer mu.Unlock()
 		for c, st := range conns {
@@ -312,7 +306,7 @@ loop:
 
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	t := time.NewTimer(durOr(s.DrainTimeout, DefaultDrainTimeout))
+	t := time.NewTimer(defaults.Positive(s.DrainTimeout, DefaultDrainTimeout))
 	defer t.Stop()
 	select {
 	case <-done:
@@ -557,7 +551,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, st *connState) {
 		s.Checker.Error(ErrKindNotUnix)
 		return
 	}
-	rt := durOr(s.ReadTimeout, DefaultReadTimeout)
+	rt := defaults.Positive(s.ReadTimeout, DefaultReadTimeout)
 	c.SetReadDeadline(time.Now().Add(rt))
 	m, err := readMessage(c)
 	if err == nil && !st.CompareAndSwap(connWaiting, connBusy) {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/defaults"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/tcpwrapd/tcpwrapd/pkg/policytext"
 )
@@ -155,13 +156,6 @@ func (s *Server) init() {
 	})
 }
 
-func orDur(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
-}
-
 // Serve answers auth policy requests on ln until ctx ends, then stops
 // accepting, lets requests in progress finish for at most Timeout, closes
 // every connection and returns nil. It closes ln. Another error (ln
@@ -174,7 +168,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 		return s.initErr
 	}
-	timeout := orDur(s.Timeout, DefaultTimeout)
+	timeout := defaults.Positive(s.Timeout, DefaultTimeout)
 	max := s.MaxConnections
 	if max <= 0 {
 		max = DefaultMaxConnections
@@ -183,10 +177,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
 		ConnState:         lim.connState,
-		ReadHeaderTimeout: min(timeout, orDur(s.ReadTimeout, timeout)),
+		ReadHeaderTimeout: min(timeout, defaults.Positive(s.ReadTimeout, timeout)),
 		ReadTimeout:       timeout,
 		WriteTimeout:      timeout,
-		IdleTimeout:       orDur(s.IdleTimeout, DefaultIdleTimeout),
+		IdleTimeout:       defaults.Positive(s.IdleTimeout, DefaultIdleTimeout),
 		MaxHeaderBytes:    DefaultMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
@@ -319,7 +313,7 @@ func (s *Server) allow(ctx context.Context, req *Request) (Reply, bool) {
 		s.log.Warn("auth policy: bad request attributes", "err", err, "session", req.SessionID)
 		return Reply{}, false
 	}
-	ctx, cancel := context.WithTimeout(ctx, orDur(s.Timeout, DefaultTimeout))
+	ctx, cancel := context.WithTimeout(ctx, defaults.Positive(s.Timeout, DefaultTimeout))
 	defer cancel()
 	reply, d := s.Decide(ctx, hreq)
 	if reply.Status < 0 {

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/defaults"
 	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/tcpwrapd/tcpwrapd/pkg/policytext"
@@ -112,20 +113,6 @@ func (s *Server) init() {
 	})
 }
 
-func orDur(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
-}
-
-func orInt(n, def int) int {
-	if n <= 0 {
-		return def
-	}
-	return n
-}
-
 // Serve answers policy requests on ln until ctx ends, then stops
 // accepting, closes idle connections, lets requests in progress finish
 // for at most Timeout, closes every connection and returns nil. It closes
@@ -139,7 +126,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 		return err
 	}
-	limit := orInt(s.MaxConnections, DefaultMaxConnections)
+	limit := defaults.Positive(s.MaxConnections, DefaultMaxConnections)
 	var (
 		mu      sync.Mutex
 		conns   = map[net.Conn]*connState{}
@@ -212,7 +199,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(orDur(s.Timeout, DefaultTimeout)):
+	case <-time.After(defaults.Positive(s.Timeout, DefaultTimeout)):
 		mu.Lock()
 		for c := range conns {
 			c.Close()
@@ -346,8 +333,8 @@ func retryable(err error) bool {
 // block. The first block must come within ReadTimeout, later ones within
 // IdleTimeout.
 func (s *Server) serveConn(ctx context.Context, c net.Conn, waiting func(bool)) {
-	timeout := orDur(s.Timeout, DefaultTimeout)
-	idle := orDur(s.ReadTimeout, timeout)
+	timeout := defaults.Positive(s.Timeout, DefaultTimeout)
+	idle := defaults.Positive(s.ReadTimeout, timeout)
 	first := true
 	lim := Limits{MaxBytes: s.MaxRequestBytes, MaxAttributes: s.MaxAttributes}
 	br := bufio.NewReaderSize(c, 4096)
@@ -389,7 +376,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, waiting func(bool)) 
 			s.countError(ErrKindWriteFailed)
 			return
 		}
-		idle = orDur(s.IdleTimeout, DefaultIdleTimeout)
+		idle = defaults.Positive(s.IdleTimeout, DefaultIdleTimeout)
 		waiting(true)
 	}
 }
@@ -403,7 +390,7 @@ func (s *Server) answer(ctx context.Context, req *Request) (string, error) {
 		s.countError(ErrKindBadRequest)
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), orDur(s.Timeout, DefaultTimeout))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), defaults.Positive(s.Timeout, DefaultTimeout))
 	defer cancel()
 	action, d, err := s.Decide(ctx, hreq)
 	args := []any{"daemon", hreq.Daemon, "client", req.ClientAddress, "client_name", hreq.Client.Name,

@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/dovecotlab"
+	"github.com/tcpwrapd/tcpwrapd/internal/peertest"
 )
 
 // DefaultRoot is where setup.sh builds the trixie root. The environment
@@ -89,12 +90,7 @@ func EnsureRoot() (string, error) {
 func Require(t testing.TB) string {
 	t.Helper()
 	root, err := EnsureRoot()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Dovecot 2.4 test cannot run under CI=true: %v", err)
-		}
-		t.Skipf("skipping Dovecot 2.4 test: %v", err)
-	}
+	peertest.Require(t, "Dovecot 2.4", err)
 	return root
 }
 

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/peertest"
 )
 
 // Installed programs, files and users the lab relies on (Debian 12).
@@ -75,12 +77,7 @@ func Available() error {
 // job.
 func SkipIfUnavailable(t testing.TB) {
 	t.Helper()
-	if err := Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("real-Dovecot test cannot run under CI=true: %v", err)
-		}
-		t.Skipf("skipping real-Dovecot test: %v", err)
-	}
+	peertest.Require(t, "real-Dovecot", Available())
 }
 
 // Dovecot is a running lab Dovecot master. Its methods are safe for

@@ -145,7 +145,7 @@ func testDovecotLogin(t *testing.T, b backend) {
 				}
 				c.c.Write([]byte("a LOGIN " + authUser + " \"" + authPass + "\"\r\nb SELECT INBOX\r\n"))
 				loggedIn(t, c, "a")
-				l.mustLog("Login: user=<" + authUser + ">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", secured, session=<")
+				l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", secured, session=<")
 				b.waitLog(t, "imap("+authUser+")<rip=127.0.0.1>", "Logged out")
 			})
 			t.Run("wrong password", func(t *testing.T) {
@@ -172,7 +172,7 @@ func testDovecotLogin(t *testing.T, b backend) {
 				}
 				c.c.Write([]byte("a LOGIN " + authUser + " \"" + authPass + "\"\r\nb SELECT INBOX\r\n"))
 				loggedIn(t, c, "a")
-				l.mustLog("Login: user=<" + authUser + ">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", TLS, session=<")
+				l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", TLS, session=<")
 			})
 			t.Run("implicit TLS AUTHENTICATE", func(t *testing.T) {
 				c, err := dialTLS(t, sport, "", tlsClientConfig(pool))
@@ -185,7 +185,7 @@ func testDovecotLogin(t *testing.T, b backend) {
 				ir := base64.StdEncoding.EncodeToString([]byte("\x00" + authUser + "\x00" + authPass))
 				c.c.Write([]byte("a AUTHENTICATE PLAIN " + ir + "\r\nb SELECT INBOX\r\n"))
 				loggedIn(t, c, "a")
-				l.mustLog("Login: user=<" + authUser + ">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", TLS, session=<")
+				l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", TLS, session=<")
 			})
 			if strings.Contains(l.logs.String(), authPass) {
 				t.Error("the password is in loginsvc's log")

@@ -114,7 +114,8 @@ func (cl *Client) cancelAuth() {
 
 // policy is what decides the mechanisms the client may use now.
 func (cl *Client) policy() sasl.Policy {
-	return sasl.Policy{Secured: cl.Secured(), AllowCleartext: cl.lp.in.AuthAllowCleartext, SSLRequired: cl.lp.in.SSL == "required"}
+	return sasl.Policy{Secured: cl.Secured(), AllowCleartext: cl.lp.in.AuthAllowCleartext, SSLRequired: cl.lp.in.SSL == "required",
+		NoAnonymous: cl.lp.proto.Name() == "submission" || cl.lp.proto.Name() == "sieve"}
 }
 
 // Mechanisms lists the mechanisms auth announced that may be advertised
@@ -165,9 +166,6 @@ func (cl *Client) PlaintextRefused(user string) AuthOutcome {
 // LoginPlain is Authenticate with the PLAIN mechanism and the initial
 // response "\0user\0pass" (IMAP LOGIN, POP3 PASS).
 func (cl *Client) LoginPlain(user, pass string, prefix []byte) AuthOutcome {
-	if cl.auth.st.User == "" {
-		cl.auth.st.User = user
-	}
 	ir := plainResponse(user, pass)
 	return cl.Authenticate("PLAIN", ir, true, nil, prefix)
 }
@@ -343,7 +341,11 @@ func (cl *Client) authRequest(mech, ir string, hasIR bool) *authclient.Request {
 	req := &authclient.Request{
 		Mech: mech, Service: cl.lp.proto.Name(), Session: cl.sessionID(),
 		Secured: cl.Secured(), TLS: cl.tlsActive || cl.haproxyTLS,
-		FinalRespOK: true, LocalAddr: local, RemoteAddr: remote,
+		// No final-resp-ok: Dovecot 2.3's login processes (and
+		// Pigeonhole's) all have sasl_support_final_reply off; auth then
+		// sends a final response as a challenge (protocol 1.3 always
+		// sends the flag, and authclient turns resp= into a challenge).
+		LocalAddr: local, RemoteAddr: remote,
 		RealLocalAddr: local, RealRemoteAddr: remote,
 		LocalName:       cl.sni,
 		InitialResponse: authclient.Secret(ir), HasInitialResponse: hasIR,

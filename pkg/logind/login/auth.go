@@ -249,7 +249,7 @@ func (cl *Client) Authenticate(mech, ir string, hasIR bool, io AuthIO, prefix []
 			if abort {
 				a.Cancel()
 				st.Aborted = true
-				st.Done(st.LastFail)
+				st.Done("")
 				return AuthOutcome{Result: AuthAborted, Text: sasl.AbortedText}
 			}
 			st.Requesting, st.Waiting = true, false
@@ -302,7 +302,7 @@ func (cl *Client) authInterrupted(err error) AuthOutcome {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		err = os.ErrDeadlineExceeded
-	case errors.Is(err, context.Canceled) || errors.Is(err, errHangup):
+	case errors.Is(err, context.Canceled): // killed, or the client hung up (watchHangup)
 		if _, k := cl.killedReason(); !k {
 			return AuthOutcome{End: Ending{Why: "Connection closed", Reason: ipc.CloseNormal}}
 		}
@@ -311,9 +311,6 @@ func (cl *Client) authInterrupted(err error) AuthOutcome {
 	r, why := cl.inputFailure(err)
 	return AuthOutcome{End: Ending{Why: why, Reason: r}}
 }
-
-// errHangup: the client closed its connection during an authentication.
-var errHangup = errors.New("client hung up")
 
 // watchHangup cancels an authentication (cancel) when the client closes
 // its connection while auth or the hand-off is being waited for

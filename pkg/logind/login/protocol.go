@@ -80,13 +80,3 @@ func LineCommand(in *Input, command func(line string) (string, Ending)) (string,
 	reply, end := command(string(bytes.TrimRight(line, "\r\n")))
 	return reply, end, nil
 }
-
-// Authenticator is what a Session authenticates through: its Client
-// (auth.go), or in the protocols' transcript tests a fake
-// (logintest.FakeAuth).
-type Authenticator interface {
-	Mechanisms() []string
-	PlaintextAllowed() bool
-	Authenticate(mech, ir string, hasIR bool, io AuthIO, prefix []byte) AuthOutcome
-	LoginPlain(user, pass string, prefix []byte) AuthOutcome
-}

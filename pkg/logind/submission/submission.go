@@ -1,6 +1,7 @@
 // Package submission is loginsvc's pre-login submission (Dovecot 2.3's
-// submission-login, an SMTP server of lib-smtp): SMTP line commands, 10
-// bad commands end the session, STARTTLS, and authentication (auth.go:
+// submission-login, an SMTP server of lib-smtp): SMTP line commands as
+// lib-smtp parses them, the bad command after the tenth ends the
+// session, STARTTLS, and authentication (auth.go:
 // EHLO's AUTH line, AUTH with an initial response and 334
 // continuations, Dovecot's reply codes). A logged-in client is handed
 // to Dovecot's submission service with the EHLO domain as prefix;
@@ -52,20 +53,17 @@ func (s *session) Greeting() string {
 // Next reads a command line; AUTH's may be longer (its initial response
 // up to 8192 bytes).
 func (s *session) Next(in *login.Input) (string, login.Ending, error) {
-	if isAuth, err := peekAuth(in); err != nil || isAuth {
+	isAuth, err := peekAuth(in)
+	if err != nil {
+		return "", login.Ending{}, err
+	}
+	if isAuth {
+		line, err := in.AuthLine()
 		if err != nil {
 			return "", login.Ending{}, err
 		}
-		in.Skip(len("AUTH"))
-		params, err := in.AuthLine()
-		if err != nil {
-			return "", login.Ending{}, err
-		}
-		if s.c.TLSRequired() {
-			return tlsRequired, login.Ending{}, nil
-		}
-		r, end := s.auth(strings.TrimPrefix(params, " "))
-		return r, end, nil
+		reply, end := s.command(line)
+		return reply, end, nil
 	}
 	return login.LineCommand(in, s.command)
 }
@@ -88,13 +86,23 @@ func peekAuth(in *login.Input) (bool, error) {
 // tlsRequired refuses a command before STARTTLS under ssl = required.
 const tlsRequired = "530 5.7.0 TLS required.\r\n"
 
+// command runs a command line as lib-smtp parses it: the name is
+// letters (anything else after them is "Invalid command syntax", a bad
+// command), one space, the parameters (trailing blanks dropped).
 func (s *session) command(line string) (string, login.Ending) {
-	cmd, params, _ := strings.Cut(line, " ")
 	h := s.c.Hostname()
-	cmd = strings.ToUpper(cmd)
+	i := 0
+	for i < len(line) && (line[i] >= 'a' && line[i] <= 'z' || line[i] >= 'A' && line[i] <= 'Z') {
+		i++
+	}
+	cmd, params := strings.ToUpper(line[:i]), strings.TrimRight(line[i:], " \t")
+	if params != "" && (params[0] != ' ' || len(params) > 1 && params[1] == ' ') {
+		return s.badCommand("500 5.5.2 Invalid command syntax\r\n")
+	}
+	params = strings.TrimPrefix(params, " ")
 	switch cmd {
 	case "EHLO", "STARTTLS", "NOOP", "QUIT": // allowed before TLS
-	case "HELO", "RSET", "MAIL", "RCPT", "DATA", "BDAT", "VRFY":
+	case "HELO", "AUTH", "RSET", "MAIL", "RCPT", "DATA", "BDAT", "VRFY":
 		if s.c.TLSRequired() {
 			return tlsRequired, login.Ending{}
 		}
@@ -125,18 +133,36 @@ func (s *session) command(line string) (string, login.Ending) {
 		s.helo = ""
 		s.c.StartTLS()
 		return "220 2.0.0 Begin TLS negotiation now.\r\n", login.Ending{}
-	case "NOOP", "RSET":
+	case "AUTH":
+		return s.auth(params)
+	case "NOOP":
 		return "250 2.0.0 OK\r\n", login.Ending{}
-	case "QUIT":
-		return "221 2.0.0 " + h + " Bye\r\n", login.EndLogout
+	case "RSET", "QUIT":
+		if params != "" {
+			return "501 5.5.4 Invalid parameters\r\n", login.Ending{}
+		}
+		if cmd == "QUIT" {
+			return "221 2.0.0 Bye\r\n", login.EndLogout
+		}
+		return "250 2.0.0 OK\r\n", login.Ending{}
 	case "MAIL", "RCPT", "DATA", "BDAT", "VRFY":
 		return "530 5.7.0 Authentication required.\r\n", login.Ending{}
 	}
+	return s.badCommand("500 5.5.1 Unknown command\r\n")
+}
+
+// maxBadCommands is submission-login's CLIENT_MAX_BAD_COMMANDS: the
+// bad command after the tenth ends the session.
+const maxBadCommands = 10
+
+// badCommand counts a bad command (unknown, or bad syntax) answered
+// reply.
+func (s *session) badCommand(reply string) (string, login.Ending) {
 	s.bad++
-	if s.bad >= 10 {
-		return "421 4.7.0 " + h + " Too many invalid commands.\r\n", login.Ending{Why: "Too many invalid commands", Reason: ipc.CloseError}
+	if s.bad > maxBadCommands {
+		return "421 4.7.0 " + s.c.Hostname() + " Too many invalid commands.\r\n", login.Ending{Why: "Too many invalid commands", Reason: ipc.CloseError}
 	}
-	return "500 5.5.1 Unknown command\r\n", login.Ending{}
+	return reply, login.Ending{}
 }
 
 // ehlo is EHLO's answer, in submission-login's order with its default

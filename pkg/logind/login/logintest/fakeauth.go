@@ -86,7 +86,8 @@ func (f *FakeAuth) Authenticate(mech, ir string, hasIR bool, io login.AuthIO, pr
 	for _, r := range resps {
 		b, err := base64.StdEncoding.DecodeString(r)
 		if err != nil {
-			return login.AuthOutcome{Result: login.AuthInvalidBase64, Text: "Invalid base64 data in continued response"}
+			// Dovecot's auth fails it with a reason.
+			return login.AuthOutcome{Result: login.AuthFailedReason, Text: "Invalid base64 in response"}
 		}
 		dec = append(dec, string(b))
 	}

@@ -20,24 +20,28 @@ const authWindow = login.MaxAuthLine + 32
 func (s *session) authenticate(in *login.Input) (string, login.Ending, error) {
 	in.Grow(authWindow)
 	defer in.Shrink()
-	mech, kind, bad, err := readString(in)
+	mech, kind, bad, err := readString(in, false)
 	if err != nil {
 		return "", login.Ending{}, err
 	}
-	if kind != strOK || bad != "" || len(mech) == 0 {
+	if bad == "" && (kind != strOK || len(mech) == 0) {
 		if err := skipLine(in); err != nil {
 			return "", login.Ending{}, err
 		}
 		r, end := s.badCommand()
 		return r, end, nil
 	}
-	ir, kind, bad, err := readLastString(in)
-	if err != nil {
-		return "", login.Ending{}, err
+	var ir []byte
+	if bad == "" {
+		ir, kind, bad, err = readString(in, true)
+		if err != nil {
+			return "", login.Ending{}, err
+		}
+		if bad == "" && kind == strNone {
+			bad = "Invalid AUTHENTICATE initial response."
+		}
 	}
-	if bad == "" && kind == strNone {
-		bad = "Invalid AUTHENTICATE initial response."
-	}
+	// What follows a string is not read, as in Pigeonhole.
 	if err := skipLine(in); err != nil {
 		return "", login.Ending{}, err
 	}
@@ -59,7 +63,7 @@ func (s *session) Challenge(data string) string { return quote(data) + "\r\n" }
 func (s *session) Response(in *login.Input) (string, bool, error) {
 	in.Grow(authWindow)
 	defer in.Shrink()
-	resp, kind, bad, err := readLastString(in)
+	resp, kind, bad, err := readString(in, true)
 	if err != nil {
 		return "", false, err
 	}
@@ -103,6 +107,9 @@ func (s *session) reply(o login.AuthOutcome) (string, login.Ending) {
 	return "NO " + text + "\r\n", o.End
 }
 
+// streamError prefixes the errors of a SASL response's quoted string.
+const streamError = "Error in AUTHENTICATE response string: "
+
 // What readString found at the input.
 const (
 	strOK   = iota // a string
@@ -112,10 +119,12 @@ const (
 
 // readString reads a ManageSieve string at the input, spaces before it
 // skipped: a quoted string or a literal ({n} or {n+}, CRLF, n octets).
-// bad is the parser's text for a malformed string (the caller skips the
-// line); err an input error, or ErrAuthTooLarge for a string longer
-// than a SASL response may be (the client is dropped, as Dovecot does).
-func readString(in *login.Input) (val []byte, kind int, bad string, err error) {
+// stream: it is a SASL response, which Pigeonhole reads as a string
+// stream (other error texts, no UTF-8 check). bad is the parser's text
+// for a malformed string (the caller skips the line); err an input
+// error, or ErrAuthTooLarge for a string longer than a SASL response may
+// be (the client is dropped, as Dovecot does).
+func readString(in *login.Input, stream bool) (val []byte, kind int, bad string, err error) {
 	for {
 		d := in.Data()
 		sp := 0
@@ -128,7 +137,7 @@ func readString(in *login.Input) (val []byte, kind int, bad string, err error) {
 			if d[0] == '\r' || d[0] == '\n' {
 				return nil, strEOL, "", nil
 			}
-			v, n, bad, more, tooLarge := parseString(d)
+			v, n, bad, more, tooLarge := parseString(d, stream)
 			switch {
 			case tooLarge:
 				return nil, 0, "", login.ErrAuthTooLarge
@@ -149,21 +158,22 @@ func readString(in *login.Input) (val []byte, kind int, bad string, err error) {
 	}
 }
 
-// parseString parses the string at the start of d: its value and the
-// bytes it takes (n > 0), or bad (Pigeonhole's parser texts), or more:
-// d ends inside it, or tooLarge: a literal longer than a SASL response
-// may be. None of them: d does not start with a string.
-func parseString(d []byte) (v []byte, n int, bad string, more, tooLarge bool) {
+// parseString parses the string at the start of d (for stream, see
+// readString): its value and the bytes it takes (n > 0), or bad
+// (Pigeonhole's parser texts), or more: d ends inside it, or tooLarge: a
+// literal longer than a SASL response may be. None of them: d does not
+// start with a string.
+func parseString(d []byte, stream bool) (v []byte, n int, bad string, more, tooLarge bool) {
 	switch d[0] {
 	case '"':
 		for i := 1; i < len(d); i++ {
 			switch ch := d[i]; {
 			case ch == '"':
-				if !utf8.Valid(v) {
+				if !stream && !utf8.Valid(v) {
 					return nil, 0, "Invalid UTF-8 character in quoted-string.", false, false
 				}
 				return v, i + 1, "", false, false
-			case ch == 0:
+			case ch == 0 && !stream:
 				return nil, 0, "NULs not allowed in strings", false, false
 			case ch == '\\':
 				if i+1 == len(d) {
@@ -171,10 +181,16 @@ func parseString(d []byte) (v []byte, n int, bad string, more, tooLarge bool) {
 				}
 				i++
 				if d[i] != '"' && d[i] != '\\' {
+					if stream {
+						return nil, 0, streamError + "Escaped quoted-string character is not a QUOTED-SPECIAL", false, false
+					}
 					return nil, 0, "Escaped quoted-string character is not a QUOTED-SPECIAL.", false, false
 				}
 				v = append(v, d[i])
 			case ch == '\r' || ch == '\n':
+				if stream {
+					return nil, 0, streamError + "Quoted string contains an invalid character", false, false
+				}
 				return nil, 0, "String contains invalid character.", false, false
 			default:
 				v = append(v, ch)
@@ -220,34 +236,6 @@ func parseString(d []byte) (v []byte, n int, bad string, more, tooLarge bool) {
 	return nil, 0, "", false, false
 }
 
-// readLastString is readString for a string that must end the line:
-// one followed by anything else is strNone.
-func readLastString(in *login.Input) ([]byte, int, string, error) {
-	v, kind, bad, err := readString(in)
-	if err == nil && kind == strOK {
-		var eol bool
-		if eol, err = atEOL(in); !eol {
-			kind = strNone
-		}
-	}
-	return v, kind, bad, err
-}
-
-// atEOL reports whether only spaces are left before the line's end,
-// reading more input as needed.
-func atEOL(in *login.Input) (bool, error) {
-	for {
-		d := bytes.TrimLeft(in.Data(), " ")
-		if len(d) > 0 {
-			return d[0] == '\r' || d[0] == '\n', nil
-		}
-		in.Skip(len(in.Data()))
-		if err := in.Fill(); err != nil {
-			return false, err
-		}
-	}
-}
-
 // skipLine consumes the input through the next LF.
 func skipLine(in *login.Input) error {
 	for {
@@ -268,7 +256,7 @@ func quoted(args string) (string, string, bool) {
 	if args == "" {
 		return "", "", false
 	}
-	v, n, bad, _, _ := parseString([]byte(args))
+	v, n, bad, _, _ := parseString([]byte(args), false)
 	if bad != "" || n == 0 {
 		return "", "", false
 	}

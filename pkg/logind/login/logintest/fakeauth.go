@@ -83,11 +83,15 @@ func (f *FakeAuth) Authenticate(mech, ir string, hasIR bool, io login.AuthIO, pr
 		resps = append(resps, r)
 	}
 	var dec []string
-	for _, r := range resps {
+	for i, r := range resps {
 		b, err := base64.StdEncoding.DecodeString(r)
 		if err != nil {
 			// Dovecot's auth fails it with a reason.
-			return login.AuthOutcome{Result: login.AuthFailedReason, Text: "Invalid base64 in response"}
+			text := "Invalid base64 in response"
+			if i == 0 && hasIR {
+				text = "Invalid base64 data in initial response"
+			}
+			return login.AuthOutcome{Result: login.AuthFailedReason, Text: text}
 		}
 		dec = append(dec, string(b))
 	}

@@ -6,6 +6,7 @@ package login
 type Authenticator interface {
 	Mechanisms() []string
 	PlaintextAllowed() bool
+	PlaintextRefused(user string) AuthOutcome
 	Authenticate(mech, ir string, hasIR bool, io AuthIO, prefix []byte) AuthOutcome
 	LoginPlain(user, pass string, prefix []byte) AuthOutcome
 }

@@ -6,10 +6,6 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
 )
 
-// plaintextDisabled is Dovecot's AUTH_PLAINTEXT_DISABLED_MSG, USER's
-// (and PASS's) answer where plaintext authentication is not allowed.
-const plaintextDisabled = "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.\r\n"
-
 // capa is CAPA's answer: STLS while TLS can be started, USER where
 // plaintext authentication is allowed, SASL with the mechanisms that
 // may be used now (pop3-login's cmd_capa).
@@ -31,13 +27,14 @@ func (s *session) capa() string {
 }
 
 // cmdUser keeps the user name for PASS, where plaintext authentication
-// is allowed.
-func (s *session) cmdUser(args string) string {
+// is allowed; elsewhere it is a refused attempt (-ERR [AUTH] Plaintext
+// authentication disallowed on non-secure (SSL/TLS) connections.).
+func (s *session) cmdUser(args string) (string, login.Ending) {
 	if !s.a.PlaintextAllowed() {
-		return plaintextDisabled
+		return reply(s.a.PlaintextRefused(args))
 	}
 	s.user, s.hasUser = args, true
-	return "+OK\r\n"
+	return "+OK\r\n", login.Ending{}
 }
 
 // cmdPass logs in with USER's name and args as the password (SASL PLAIN
@@ -46,7 +43,7 @@ func (s *session) cmdPass(args string) (string, login.Ending) {
 	if !s.hasUser {
 		// A client may ignore USER's error and show only PASS's.
 		if !s.a.PlaintextAllowed() {
-			return plaintextDisabled, login.Ending{}
+			return reply(s.a.PlaintextRefused(""))
 		}
 		return "-ERR No username given.\r\n", login.Ending{}
 	}

@@ -112,7 +112,8 @@ func (s *session) command(name, args string) (string, login.Ending, bool) {
 	case "CAPA":
 		return s.capa(), login.Ending{}, true
 	case "USER":
-		return s.cmdUser(args), login.Ending{}, true
+		reply, end := s.cmdUser(args)
+		return reply, end, true
 	case "PASS":
 		reply, end := s.cmdPass(args)
 		return reply, end, true

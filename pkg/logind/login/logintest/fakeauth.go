@@ -43,10 +43,15 @@ func (f *FakeAuth) Mechanisms() []string {
 // PlaintextAllowed reports Plaintext.
 func (f *FakeAuth) PlaintextAllowed() bool { return f.Plaintext }
 
+// PlaintextRefused is the refusal where plaintext is not allowed.
+func (f *FakeAuth) PlaintextRefused(string) login.AuthOutcome {
+	return login.AuthOutcome{Result: login.AuthMechSSLRequired, Text: "Plaintext authentication disallowed on non-secure (SSL/TLS) connections."}
+}
+
 // LoginPlain checks user and pass.
 func (f *FakeAuth) LoginPlain(user, pass string, prefix []byte) login.AuthOutcome {
 	if !f.Plaintext {
-		return login.AuthOutcome{Result: login.AuthMechSSLRequired, Text: "Plaintext authentication disallowed on non-secure (SSL/TLS) connections."}
+		return f.PlaintextRefused(user)
 	}
 	return f.check(user, pass, prefix)
 }

@@ -2,7 +2,6 @@ package master
 
 import (
 	"bufio"
-	"encoding/base64"
 	"fmt"
 	"net"
 	"strings"
@@ -150,8 +149,7 @@ func (s *sieveSession) cmd(line string) ([]string, error) {
 
 // authPlain is AUTHENTICATE "PLAIN" with the initial response.
 func (s *sieveSession) authPlain(user, pass string) ([]string, error) {
-	ir := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
-	return s.cmd(`AUTHENTICATE "PLAIN" "` + ir + `"`)
+	return s.cmd(`AUTHENTICATE "PLAIN" "` + plainIR(user, pass) + `"`)
 }
 
 func (s *sieveSession) Close() error { return s.c.Close() }

@@ -1,0 +1,299 @@
+package master
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/dovecotlab"
+	"github.com/tcpwrapd/tcpwrapd/internal/peertest"
+)
+
+// POP3, submission and ManageSieve logins through a real Dovecot 2.3:
+// loginsvc's login processes ask Dovecot's auth and hand the client to
+// Dovecot's pop3, submission (relaying to a test SMTP sink) and
+// managesieve; Dovecot's own login services have no listener.
+
+// startDovecotProto starts a Dovecot 2.3 serving pop3, submission and
+// sieve behind loginsvc, alice's INBOX holding authMsg, its submission
+// relaying to sinkPort.
+func startDovecotProto(t *testing.T, sinkPort int) backend {
+	t.Helper()
+	peertest.Require(t, "dovecot 2.3", dovecotlab.Available())
+	for _, bin := range []string{"/usr/lib/dovecot/submission", "/usr/lib/dovecot/managesieve"} {
+		_, err := os.Stat(bin)
+		peertest.Require(t, "dovecot-submissiond and dovecot-managesieved", err)
+	}
+	d := dovecotlab.Start(t, dovecotlab.Config{
+		NoAccessCheck: true, NoLoginListeners: true, Protocols: []string{"pop3", "submission", "sieve"},
+		Users: map[string]string{authUser: authPass},
+		Extra: fmt.Sprintf("mail_log_prefix = \"%%s(%%u)<rip=%%r><%%{session}>: \"\n"+
+			"hostname = mail.example.org\nsubmission_relay_host = 127.0.0.1\nsubmission_relay_port = %d\n", sinkPort),
+	})
+	if err := d.Deliver(authUser, authMsg); err != nil {
+		t.Fatal(err)
+	}
+	return backend{baseDir: d.BaseDir, log: d.Log}
+}
+
+// protoTLSLab is tlsLab that also returns the certificate's path (the
+// Python clients' CA file).
+func protoTLSLab(t *testing.T, svc, global, conf string) (*lab, string) {
+	t.Helper()
+	certPath, keyPath, _ := testCert(t, t.TempDir())
+	return startLab(t, svc, fmt.Sprintf("ssl = yes\nssl_cert = <%s\nssl_key = <%s\n%s", certPath, keyPath, global), conf), certPath
+}
+
+// python runs a Python 3 client script with args and returns its
+// output; the test fails if it fails.
+func python(t *testing.T, script string, args ...string) string {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	peertest.Require(t, "python3", err)
+	cmd := exec.Command(py, append([]string{"-c", script}, args...)...)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			cmd.Process.Kill()
+		}
+	}()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python client: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// popClient logs in with poplib (USER/PASS, after STLS if asked) and
+// prints STAT and message 1.
+const popClient = `
+import poplib, ssl, sys
+port, user, pw, stls, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "stls", sys.argv[5]
+p = poplib.POP3("127.0.0.1", port, timeout=20)
+p.getwelcome()
+if stls:
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.check_hostname = False
+    p.stls(context=ctx)
+p.user(user)
+print(p.pass_(pw).decode())
+print("STAT", p.stat())
+print(b"\n".join(p.retr(1)[1]).decode())
+p.quit()
+`
+
+// smtpClient sends one message with smtplib (EHLO, AUTH PLAIN,
+// MAIL/RCPT/DATA) and prints the EHLO answer.
+const smtpClient = `
+import smtplib, sys
+port, user, pw, body = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+s = smtplib.SMTP("127.0.0.1", port, timeout=20)
+code, ehlo = s.ehlo("client.example.org")
+print(code, ehlo.decode().replace("\n", " | "))
+s.login(user, pw)
+s.sendmail("alice@example.org", ["bob@example.org"], "Subject: via loginsvc\r\n\r\n" + body + "\r\n")
+s.quit()
+print("sent")
+`
+
+// TestDovecot23POP3Login: Python's poplib logs in with USER/PASS (from
+// loopback, secured) and with STLS first, then STAT and RETR read the
+// message delivered to the INBOX; a wrong password gets -ERR [AUTH]
+// after Dovecot's delay. Both modes.
+func TestDovecot23POP3Login(t *testing.T) {
+	sink := startSMTPSink(t)
+	b := startDovecotProto(t, sink.Port)
+	for _, mode := range authModes {
+		t.Run(mode.name, func(t *testing.T) {
+			l, ca := protoTLSLab(t, "pop3-login", "base_dir = "+b.baseDir, mode.conf)
+			port := strconv.Itoa(l.port)
+			for _, how := range []string{"plain", "stls"} {
+				out := python(t, popClient, port, authUser, authPass, how, ca)
+				if !strings.Contains(out, "+OK Logged in.") || !strings.Contains(out, "STAT (1, ") || !strings.Contains(out, "hello from the hand-off") {
+					t.Errorf("%s: poplib said:\n%s", how, out)
+				}
+				tls := map[string]string{"plain": ", secured, session=<", "stls": ", TLS, session=<"}[how]
+				l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", tls)
+			}
+			b.waitLog(t, "pop3("+authUser+")<rip=127.0.0.1>", "Logged out", "retr=1/")
+
+			c := l.dial("")
+			c.line()
+			if r := c.cmd("CAPA"); r != "+OK" {
+				t.Fatalf("CAPA: %q", r)
+			}
+			var capa []string
+			for l := c.line(); l != "." && l != "EOF"; l = c.line() {
+				capa = append(capa, l)
+			}
+			if got := strings.Join(capa, " "); !strings.HasSuffix(got, " STLS USER SASL PLAIN") {
+				t.Errorf("CAPA: %q", got)
+			}
+			if r := c.cmd("USER " + authUser); r != "+OK" {
+				t.Fatalf("USER: %q", r)
+			}
+			start := time.Now()
+			if r := c.cmd("PASS wrong"); r != "-ERR [AUTH] Authentication failed." {
+				t.Errorf("wrong password: %q", r)
+			}
+			if d := time.Since(start); d < time.Second {
+				t.Errorf("answered after %v, before Dovecot's auth_failure_delay", d)
+			}
+			if r := c.cmd("QUIT"); r != "+OK Logging out" {
+				t.Errorf("QUIT: %q", r)
+			}
+			l.mustLog("Disconnected: Aborted login by logging out (auth failed, 1 attempts in ", "user=<"+authUser+">, method=PLAIN")
+			if strings.Contains(l.logs.String(), authPass) {
+				t.Error("the password is in loginsvc's log")
+			}
+		})
+	}
+}
+
+// TestDovecot23SubmissionLogin: Python's smtplib says EHLO (AUTH PLAIN
+// listed), AUTH PLAIN and sends a message that Dovecot's submission
+// relays to the test's SMTP sink, with the EHLO domain the hand-off
+// passed on in its Received line; AUTH and a whole transaction
+// pipelined in one write reach the sink too. Both modes.
+func TestDovecot23SubmissionLogin(t *testing.T) {
+	sink := startSMTPSink(t)
+	b := startDovecotProto(t, sink.Port)
+	for _, mode := range authModes {
+		t.Run(mode.name, func(t *testing.T) {
+			l := startLab(t, "submission-login", "base_dir = "+b.baseDir, mode.conf)
+			body := "hello sink, " + mode.name
+			out := python(t, smtpClient, strconv.Itoa(l.port), authUser, authPass, body)
+			if !strings.Contains(out, "AUTH PLAIN") || !strings.Contains(out, "sent") {
+				t.Errorf("smtplib said:\n%s", out)
+			}
+			msg := sinkMessage(t, sink, body)
+			if !strings.Contains(msg, "from client.example.org") {
+				t.Errorf("the relayed message has no Received line with the EHLO domain:\n%s", msg)
+			}
+			l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", secured, session=<")
+
+			// Pipelined: AUTH and the transaction in one write.
+			c := l.dial("")
+			c.line()
+			body = "pipelined, " + mode.name
+			c.c.Write([]byte("EHLO pipe.example.org\r\nAUTH PLAIN " + plainIR(authUser, authPass) + "\r\n" +
+				"MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: pipelined\r\n\r\n" + body + "\r\n.\r\nQUIT\r\n"))
+			var lines []string
+			for l := c.line(); l != "EOF"; l = c.line() {
+				lines = append(lines, l)
+			}
+			if got := strings.Join(lines, "\n"); !strings.Contains(got, "235 2.7.0 Logged in.") || !strings.Contains(got, "221 2.0.0 Bye") {
+				t.Errorf("pipelined session:\n%s", got)
+			}
+			if msg := sinkMessage(t, sink, body); !strings.Contains(msg, "from pipe.example.org") {
+				t.Errorf("pipelined message:\n%s", msg)
+			}
+
+			c = l.dial("")
+			c.line()
+			start := time.Now()
+			if r := c.cmd("AUTH PLAIN " + plainIR(authUser, "wrong")); r != "535 5.7.8 Authentication failed." {
+				t.Errorf("wrong password: %q", r)
+			}
+			if d := time.Since(start); d < time.Second {
+				t.Errorf("answered after %v, before Dovecot's auth_failure_delay", d)
+			}
+			c.cmd("QUIT")
+			b.waitLog(t, "submission("+authUser+")<rip=127.0.0.1>", "Successfully relayed message")
+		})
+	}
+}
+
+// sinkMessage waits up to 20 s for the sink to receive a message
+// containing body.
+func sinkMessage(t *testing.T, sink *smtpSink, body string) string {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case m := <-sink.Messages:
+			if strings.Contains(m, body) {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("the SMTP sink got no message with %q", body)
+			return ""
+		}
+	}
+}
+
+// TestDovecot23ManageSieveLogin: a ManageSieve client reads the
+// capabilities (SASL PLAIN), authenticates with AUTHENTICATE "PLAIN"
+// and an initial response, with LISTSCRIPTS pipelined after it, then
+// stores and lists a script in Dovecot's managesieve; a wrong password
+// gets NO "Authentication failed.". Both modes.
+func TestDovecot23ManageSieveLogin(t *testing.T) {
+	b := startDovecotProto(t, 9)
+	for _, mode := range authModes {
+		t.Run(mode.name, func(t *testing.T) {
+			l := startLab(t, "managesieve-login", "base_dir = "+b.baseDir, mode.conf)
+			addr := "127.0.0.1:" + strconv.Itoa(l.port)
+			s, caps, err := dialSieve(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if !contains(caps, `"SASL" "PLAIN"`) || caps[len(caps)-1] != `OK "loginsvc ready."` {
+				t.Fatalf("greeting: %q", caps)
+			}
+			s.c.Write([]byte(`AUTHENTICATE "PLAIN" "` + plainIR(authUser, authPass) + "\"\r\nLISTSCRIPTS\r\n"))
+			if r, err := s.response(); err != nil || r[len(r)-1] != `OK "Logged in."` {
+				t.Fatalf("AUTHENTICATE: %q %v", r, err)
+			}
+			if r, err := s.response(); err != nil || !strings.HasPrefix(r[len(r)-1], "OK") {
+				t.Fatalf("pipelined LISTSCRIPTS: %q %v", r, err)
+			}
+			script := "keep;\r\n"
+			if r, err := s.cmd("PUTSCRIPT \"lab\" {" + strconv.Itoa(len(script)) + "+}\r\n" + script); err != nil || !strings.HasPrefix(r[len(r)-1], "OK") {
+				t.Fatalf("PUTSCRIPT: %q %v", r, err)
+			}
+			if r, err := s.cmd("LISTSCRIPTS"); err != nil || !contains(r, `"lab"`) {
+				t.Fatalf("LISTSCRIPTS: %q %v", r, err)
+			}
+			if r, err := s.cmd("LOGOUT"); err != nil || !strings.HasPrefix(r[len(r)-1], "OK") {
+				t.Errorf("LOGOUT: %q %v", r, err)
+			}
+			l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", secured, session=<")
+			b.waitLog(t, "managesieve("+authUser+")<rip=127.0.0.1>", "Logged out")
+
+			s2, _, err := dialSieve(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Close()
+			if r, err := s2.authPlain(authUser, "wrong"); err != nil || r[len(r)-1] != `NO "Authentication failed."` {
+				t.Errorf("wrong password: %q %v", r, err)
+			}
+			if strings.Contains(l.logs.String(), authPass) {
+				t.Error("the password is in loginsvc's log")
+			}
+		})
+	}
+}
+
+// plainIR is SASL PLAIN's initial response for user and pass.
+func plainIR(user, pass string) string {
+	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+}
+
+func contains(lines []string, s string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
+}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/dovecot24lab"
 	"github.com/tcpwrapd/tcpwrapd/internal/dovecotlab"
 	"github.com/tcpwrapd/tcpwrapd/internal/peertest"
 )
@@ -140,7 +141,7 @@ func testDovecotLogin(t *testing.T, b backend) {
 			l, sport, pool, _ := tlsLab(t, "imap-login", "base_dir = "+b.baseDir, mode.conf)
 			t.Run("LOGIN", func(t *testing.T) {
 				c := l.dial("")
-				if g := c.line(); !strings.Contains(g, " AUTH=PLAIN]") || strings.Contains(g, "LOGINDISABLED") {
+				if g := c.line(); !strings.Contains(g, " AUTH=PLAIN") || strings.Contains(g, "LOGINDISABLED") {
 					t.Fatalf("greeting %q", g)
 				}
 				c.c.Write([]byte("a LOGIN " + authUser + " \"" + authPass + "\"\r\nb SELECT INBOX\r\n"))
@@ -192,4 +193,25 @@ func testDovecotLogin(t *testing.T, b backend) {
 			}
 		})
 	}
+}
+
+// startDovecot24 is startDovecot23 for a Dovecot 2.4.1 (the 2.4 hand-off
+// layout, auth-client protocol 1.3); under CI=true it must run.
+func startDovecot24(t *testing.T) backend {
+	t.Helper()
+	dovecot24lab.Require(t)
+	d := dovecot24lab.Start(t, dovecot24lab.Config{
+		NoLoginListeners: true, Protocols: []string{"imap"},
+		Users: map[string]string{authUser: authPass},
+		Extra: "mail_log_prefix = \"%{service}(%{user})<rip=%{remote_ip}><%{session}>: \"\n",
+	})
+	if err := d.Deliver(authUser, authMsg); err != nil {
+		t.Fatal(err)
+	}
+	return backend{baseDir: d.BaseDir(), log: d.Log}
+}
+
+// TestDovecot24Login is TestDovecot23Login against Dovecot 2.4.
+func TestDovecot24Login(t *testing.T) {
+	testDovecotLogin(t, startDovecot24(t))
 }

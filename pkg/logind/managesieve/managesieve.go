@@ -43,9 +43,6 @@ type session struct {
 	c   *login.Client
 	a   login.Authenticator // c, or a test's fake
 	bad int                 // bad commands, cumulative
-	// tlsStarted: STARTTLS was accepted; the capabilities follow the
-	// handshake.
-	tlsStarted bool
 	// respErr is the text of a malformed continuation, which ends the
 	// authentication (auth.go).
 	respErr string
@@ -65,6 +62,12 @@ func (s *session) caps() string {
 	return b.String()
 }
 
+// AfterTLS is the capabilities again once STARTTLS's handshake is done,
+// as managesieve-login sends them (login.TLSGreeter).
+func (s *session) AfterTLS() string {
+	return s.caps() + "OK \"TLS negotiation successful.\"\r\n"
+}
+
 func (s *session) Greeting() string {
 	return s.caps() + "OK " + quote(s.c.LoginGreeting()) + "\r\n"
 }
@@ -72,12 +75,6 @@ func (s *session) Greeting() string {
 // Next reads a command: AUTHENTICATE with its string arguments (auth.go),
 // the others as a line.
 func (s *session) Next(in *login.Input) (string, login.Ending, error) {
-	if s.tlsStarted {
-		s.tlsStarted = false
-		if s.c.TLSActive() {
-			return s.caps() + "OK \"TLS negotiation successful.\"\r\n", login.Ending{}, nil
-		}
-	}
 	name, err := peekWord(in)
 	if err != nil {
 		return "", login.Ending{}, err
@@ -130,7 +127,6 @@ func (s *session) command(line string) (string, login.Ending) {
 			return "NO \"TLS support isn't enabled.\"\r\n", login.Ending{}
 		}
 		s.c.StartTLS()
-		s.tlsStarted = true
 		return "OK \"Begin TLS negotiation now.\"\r\n", login.Ending{}
 	}
 	return s.badCommand()

@@ -109,14 +109,21 @@ print(b"\n".join(p.retr(1)[1]).decode())
 p.quit()
 `
 
-// smtpClient sends one message with smtplib (EHLO, AUTH PLAIN,
-// MAIL/RCPT/DATA) and prints the EHLO answer.
+// smtpClient sends one message with smtplib (EHLO, STARTTLS and EHLO
+// again if asked, AUTH PLAIN, MAIL/RCPT/DATA) and prints the EHLO
+// answers.
 const smtpClient = `
-import smtplib, sys
-port, user, pw, body = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+import smtplib, ssl, sys
+port, user, pw, body, starttls, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "starttls", sys.argv[6]
 s = smtplib.SMTP("127.0.0.1", port, timeout=20)
 code, ehlo = s.ehlo("client.example.org")
 print(code, ehlo.decode().replace("\n", " | "))
+if starttls:
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.check_hostname = False
+    s.starttls(context=ctx)
+    code, ehlo = s.ehlo("client.example.org")
+    print("TLS", code, ehlo.decode().replace("\n", " | "))
 s.login(user, pw)
 s.sendmail("alice@example.org", ["bob@example.org"], "Subject: via loginsvc\r\n\r\n" + body + "\r\n")
 s.quit()
@@ -204,22 +211,26 @@ func TestDovecot24SubmissionLogin(t *testing.T) {
 func testSubmissionLogin(t *testing.T, b backend, sink *smtpSink) {
 	for _, mode := range authModes {
 		t.Run(mode.name, func(t *testing.T) {
-			l := startLab(t, "submission-login", "base_dir = "+b.baseDir, mode.conf)
-			body := "hello sink, " + mode.name
-			out := python(t, smtpClient, strconv.Itoa(l.port), authUser, authPass, body)
-			if !strings.Contains(out, "AUTH PLAIN") || !strings.Contains(out, "sent") {
-				t.Errorf("smtplib said:\n%s", out)
+			l, ca := protoTLSLab(t, "submission-login", "base_dir = "+b.baseDir, mode.conf)
+			for _, how := range []string{"plain", "starttls"} {
+				body := "hello sink, " + mode.name + ", " + how
+				out := python(t, smtpClient, strconv.Itoa(l.port), authUser, authPass, body, how, ca)
+				if !strings.Contains(out, "AUTH PLAIN") || !strings.Contains(out, "sent") ||
+					how == "starttls" && (!strings.Contains(out, "STARTTLS") || !strings.Contains(out, "TLS 250 ") || strings.Contains(out[strings.Index(out, "TLS 250 "):], "STARTTLS")) {
+					t.Errorf("%s: smtplib said:\n%s", how, out)
+				}
+				msg := sinkMessage(t, sink, body)
+				if !strings.Contains(msg, "from client.example.org") {
+					t.Errorf("%s: the relayed message has no Received line with the EHLO domain:\n%s", how, msg)
+				}
+				tls := map[string]string{"plain": ", secured, session=<", "starttls": ", TLS, session=<"}[how]
+				l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", tls)
 			}
-			msg := sinkMessage(t, sink, body)
-			if !strings.Contains(msg, "from client.example.org") {
-				t.Errorf("the relayed message has no Received line with the EHLO domain:\n%s", msg)
-			}
-			l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", secured, session=<")
 
 			// Pipelined: AUTH and the transaction in one write.
 			c := l.dial("")
 			c.line()
-			body = "pipelined, " + mode.name
+			body := "pipelined, " + mode.name
 			c.c.Write([]byte("EHLO pipe.example.org\r\nAUTH PLAIN " + plainIR(authUser, authPass) + "\r\n" +
 				"MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: pipelined\r\n\r\n" + body + "\r\n.\r\nQUIT\r\n"))
 			var lines []string
@@ -284,7 +295,7 @@ func TestDovecot24ManageSieveLogin(t *testing.T) {
 func testManageSieveLogin(t *testing.T, b backend) {
 	for _, mode := range authModes {
 		t.Run(mode.name, func(t *testing.T) {
-			l := startLab(t, "managesieve-login", "base_dir = "+b.baseDir, mode.conf)
+			l, ca := protoTLSLab(t, "managesieve-login", "base_dir = "+b.baseDir, mode.conf)
 			addr := "127.0.0.1:" + strconv.Itoa(l.port)
 			s, caps, err := dialSieve(addr)
 			if err != nil {
@@ -313,6 +324,33 @@ func testManageSieveLogin(t *testing.T, b backend) {
 			}
 			l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", secured, session=<")
 			b.waitLog(t, "sieve("+authUser+")<rip=127.0.0.1>", "Logged out") // managesieve(…) in 2.3, sieve(…) in 2.4
+
+			// STARTTLS: the capabilities again over TLS, without STARTTLS,
+			// then a login.
+			s3, caps, err := dialSieve(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s3.Close()
+			if !contains(caps, `"STARTTLS"`) {
+				t.Errorf("no STARTTLS in %q", caps)
+			}
+			if r, err := s3.cmd("STARTTLS"); err != nil || r[0] != `OK "Begin TLS negotiation now."` {
+				t.Fatalf("STARTTLS: %q %v", r, err)
+			}
+			if err := s3.upgrade(ca); err != nil {
+				t.Fatal(err)
+			}
+			if r, err := s3.response(); err != nil || contains(r, `"STARTTLS"`) || !contains(r, `"SASL" "PLAIN`) || r[len(r)-1] != `OK "TLS negotiation successful."` {
+				t.Fatalf("after STARTTLS: %q %v", r, err)
+			}
+			if r, err := s3.authPlain(authUser, authPass); err != nil || r[len(r)-1] != `OK "Logged in."` {
+				t.Fatalf("AUTHENTICATE over TLS: %q %v", r, err)
+			}
+			if r, err := s3.cmd("LOGOUT"); err != nil || !strings.HasPrefix(r[len(r)-1], "OK") {
+				t.Errorf("LOGOUT over TLS: %q %v", r, err)
+			}
+			l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", TLS, session=<")
 
 			s2, _, err := dialSieve(addr)
 			if err != nil {

@@ -2,8 +2,11 @@ package master
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -150,6 +153,23 @@ func (s *sieveSession) cmd(line string) ([]string, error) {
 // authPlain is AUTHENTICATE "PLAIN" with the initial response.
 func (s *sieveSession) authPlain(user, pass string) ([]string, error) {
 	return s.cmd(`AUTHENTICATE "PLAIN" "` + plainIR(user, pass) + `"`)
+}
+
+// upgrade runs the client side of STARTTLS, trusting the certificate in
+// the file ca.
+func (s *sieveSession) upgrade(ca string) error {
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	tc := tls.Client(s.c, tlsClientConfig(pool))
+	if err := tc.Handshake(); err != nil {
+		return err
+	}
+	s.c, s.r = tc, bufio.NewReader(tc)
+	return nil
 }
 
 func (s *sieveSession) Close() error { return s.c.Close() }

@@ -155,6 +155,13 @@ type recordingSession struct {
 	fake *FakeAuth
 }
 
+func (s recordingSession) AfterTLS() string {
+	if g, ok := s.Session.(login.TLSGreeter); ok {
+		return g.AfterTLS()
+	}
+	return ""
+}
+
 func (s recordingSession) Next(in *login.Input) (string, login.Ending, error) {
 	s.fake.in = in
 	return s.Session.Next(in)

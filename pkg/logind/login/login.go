@@ -318,7 +318,7 @@ func (lp *loginProc) handle(pk ipc.Packet) (code int, stop bool) {
 		lp.starting++
 		lp.mu.Unlock()
 		if pk.FD >= 0 {
-			syscall.SetNonblock(pk.FD, true) // it is (accept4 with SOCK_NONBLOCK); newSockConn needs it
+			syscall.SetNonblock(pk.FD, true) // it is (accept4 with SOCK_NONBLOCK); sockfd.NewConn needs it
 		}
 		var remote *net.TCPAddr
 		if pk.Remote.IsValid() {
@@ -351,8 +351,15 @@ func (lp *loginProc) handle(pk ipc.Packet) (code int, stop bool) {
 			lp.mu.Unlock()
 			return 0, idle && lp.idleAfterAccepts()
 		case ipc.StopShutdown:
+			// Logged-in clients relayed over TLS stay (a reload with
+			// shutdown_clients ends pre-login clients only); the process
+			// exits when the last one ends, or the supervisor, stopping,
+			// kills it after its grace time.
 			lp.shutdown()
-			return 0, true
+			lp.mu.Lock()
+			idle := lp.count() == 0
+			lp.mu.Unlock()
+			return 0, idle
 		}
 	default:
 		if pk.FD >= 0 {
@@ -380,6 +387,9 @@ func (lp *loginProc) shutdown() {
 	lp.mu.Lock()
 	var wg sync.WaitGroup
 	for _, cl := range lp.clients {
+		if cl.relaying.Load() {
+			continue
+		}
 		wg.Add(1)
 		cl.done = &wg
 		cl.kill(ipc.CloseShutdown)
@@ -557,7 +567,7 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 	if !haproxy && remote != nil {
 		from = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
 	}
-	tc := newSockConn(fd, remote)
+	tc := sockfd.NewConn(fd, remote)
 	// The greeting may ask about the connection (IMAP's capabilities:
 	// secured, the mechanisms), so the socket is the Client's first.
 	cl := &Client{id: id, lp: lp, implicitTLS: implicitTLS, haproxy: haproxy, c: tc, conn: tc}

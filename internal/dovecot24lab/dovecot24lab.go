@@ -98,7 +98,8 @@ func Require(t testing.TB) string {
 // with the user alice / secret.
 type Config struct {
 	// Protocols to serve, each on one 127.0.0.1 listener on a free port:
-	// "imap", "pop3", "submission". Empty means imap and pop3.
+	// "imap", "pop3", "submission", "sieve" (ManageSieve). Empty means
+	// imap and pop3.
 	Protocols []string
 	// Users maps user names to their plain-text passwords (a passwd-file
 	// passdb). Nil means alice / secret.
@@ -119,6 +120,7 @@ type Config struct {
 // listeners maps a protocol to its login service and listener name.
 var listeners = map[string][2]string{
 	"imap": {"imap-login", "imap"}, "pop3": {"pop3-login", "pop3"}, "submission": {"submission-login", "submission"},
+	"sieve": {"managesieve-login", "sieve"},
 }
 
 // Dovecot is a running lab Dovecot 2.4 master.

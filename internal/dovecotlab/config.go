@@ -55,7 +55,10 @@ type Config struct {
 	// only with PrivateHosts.
 	HostsAllow, HostsDeny string
 	// Protocols lists the protocols to serve, each getting one
-	// 127.0.0.1 listener on a free port. Supported: "imap", "pop3".
+	// 127.0.0.1 listener on a free port. Supported: "imap", "pop3",
+	// "submission" (Debian's dovecot-submissiond; set
+	// submission_relay_host in Extra) and "sieve" (Pigeonhole's
+	// ManageSieve, Debian's dovecot-managesieved).
 	// Empty means both.
 	Protocols []string
 	// Users, if set, replaces the static passdb (any password) with a
@@ -101,8 +104,10 @@ func (c Config) accessSockets() string {
 // loginServices maps a protocol to its login service and its plain and
 // TLS listener names.
 var loginServices = map[string][3]string{
-	"imap": {"imap-login", "imap", "imaps"},
-	"pop3": {"pop3-login", "pop3", "pop3s"},
+	"imap":       {"imap-login", "imap", "imaps"},
+	"pop3":       {"pop3-login", "pop3", "pop3s"},
+	"submission": {"submission-login", "submission", "submissions"},
+	"sieve":      {"managesieve-login", "sieve", "sieve_tls"},
 }
 
 type confData struct {

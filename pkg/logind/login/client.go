@@ -237,6 +237,9 @@ func (cl *Client) serve() {
 				cl.c.SetReadDeadline(time.Unix(1, 0))
 			}
 			in.src, in.err = cl.conn, nil
+			if g, ok := cl.session.(TLSGreeter); ok {
+				cl.Queue(g.AfterTLS())
+			}
 		}
 	}
 }

@@ -22,8 +22,11 @@
 // and Session (pkg/logind/imap, pop3, submission, managesieve; their
 // list is cmd/loginsvc's), answering as Dovecot 2.3's login processes
 // do. A Session asks its Client to queue and
-// flush replies, whether TLS is offered or active, to start TLS, whether
-// the connection is secured and to report a state, and nothing of the
+// flush replies, whether TLS is offered or active, to start TLS (a
+// TLSGreeter also speaks once its handshake is done), whether the
+// connection is secured, to authenticate (auth.go; through the
+// Authenticator seam, which the protocols' transcript tests fill with
+// logintest.FakeAuth) and to report a state, and nothing of the
 // process. The Client reads input through an Input of MaxInputLine
 // bytes (Dovecot's 1026-byte login buffer). Every client that goes away
 // before authentication is logged in Dovecot's words (disconnect.go):

@@ -143,3 +143,25 @@ func (b *Input) Shrink() {
 
 // Offset is the stream offset of the first unconsumed byte.
 func (b *Input) Offset() int64 { return b.off }
+
+// MaxAuthLine is Dovecot's LOGIN_MAX_AUTH_BUF_SIZE (8192): the longest
+// SASL response a client may send, its CR counted, its LF not.
+const MaxAuthLine = 8192
+
+// AuthLine consumes and returns the next line as a SASL response (POP3's
+// and SMTP's AUTH initial response and continuation lines): without its
+// LF and a CR before it, up to MaxAuthLine bytes; a longer one is
+// ErrAuthTooLarge (the client is dropped without a reply, as Dovecot's
+// client_auth_read_line does).
+func (b *Input) AuthLine() (string, error) {
+	b.Grow(MaxAuthLine + 1)
+	defer b.Shrink()
+	l, err := b.Line()
+	if errors.Is(err, ErrInputFull) {
+		return "", ErrAuthTooLarge
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(bytes.TrimSuffix(bytes.TrimSuffix(l, []byte("\n")), []byte("\r"))), nil
+}

@@ -37,6 +37,14 @@ type Session interface {
 	Notice(n Notice) string
 }
 
+// TLSGreeter is a Session that says something once the TLS handshake
+// after its STARTTLS is done (ManageSieve sends its capabilities again).
+type TLSGreeter interface {
+	// AfterTLS is written to the client over TLS, before its next
+	// command is read.
+	AfterTLS() string
+}
+
 // Notice says why the process closes a client, for Session.Notice.
 type Notice uint8
 

@@ -14,3 +14,9 @@ func serverTLSConfig(cert tls.Certificate, minVersion uint16) *tls.Config {
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: minVersion}
 }
+
+// TLSRequired reports whether the client must start TLS before it may
+// authenticate: ssl = required and the connection is not secured
+// (submission-login's tls_required: commands other than EHLO, STARTTLS,
+// NOOP and QUIT are refused, and EHLO lists no AUTH).
+func (cl *Client) TLSRequired() bool { return cl.lp.in.SSL == "required" && !cl.Secured() }

@@ -110,7 +110,13 @@ func honestLogin(port int, proto, src string, pause time.Duration) string {
 			what = st.cmd
 			c.Write([]byte(st.cmd + "\r\n"))
 		}
-		if s := line(); !strings.HasPrefix(s, st.want) {
+		s := line()
+		// CAPA's end: USER (where plaintext authentication is allowed)
+		// and SASL come before it.
+		for n := 0; st.want == "." && n < 2 && (s == "USER" || strings.HasPrefix(s, "SASL")); n++ {
+			s = line()
+		}
+		if !strings.HasPrefix(s, st.want) {
 			return what + ": " + s
 		}
 	}

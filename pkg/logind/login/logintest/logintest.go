@@ -46,6 +46,14 @@ type session struct {
 	mem  [][]byte
 }
 
+// AfterTLS passes on the wrapped session's words after STARTTLS.
+func (s *session) AfterTLS() string {
+	if g, ok := s.Session.(login.TLSGreeter); ok {
+		return g.AfterTLS()
+	}
+	return ""
+}
+
 // Next answers a test command, or leaves the line to the wrapped
 // protocol.
 func (s *session) Next(in *login.Input) (string, login.Ending, error) {

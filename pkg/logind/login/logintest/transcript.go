@@ -35,6 +35,12 @@ const (
 // the session (so a transcript ends with LOGOUT, QUIT or an error that
 // ends it). With -update the server section is rewritten.
 func Transcripts(t *testing.T, p login.Protocol, pattern string) {
+	transcripts(t, pattern, func([]byte) login.Protocol { return p })
+}
+
+// transcripts runs each file with the protocol mk returns for its
+// comment.
+func transcripts(t *testing.T, pattern string, mk func(comment []byte) login.Protocol) {
 	files, err := filepath.Glob(pattern)
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no transcripts %s: %v", pattern, err)
@@ -50,7 +56,7 @@ func Transcripts(t *testing.T, p login.Protocol, pattern string) {
 			if !ok {
 				t.Fatal(`no "-- client --" section`)
 			}
-			got := converse(t, p, clientBytes(client))
+			got := converse(t, mk(a.comment), clientBytes(client))
 			if *update {
 				a.set("server", got)
 				if err := os.WriteFile(file, a.format(), 0o644); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"syscall"
@@ -46,6 +47,10 @@ type Client struct {
 	// terminated TLS for the Client (v2 SSL TLV), which will make the
 	// Client secured (docs/loginsvc.md) once authentication exists.
 	haproxy, haproxyTLS bool
+	// from is the address accept returned (unmapped; Trusted before the
+	// socket is wrapped); fwd what a trusted peer forwarded (forward.go).
+	from netip.Addr
+	fwd  forward
 
 	mu     sync.Mutex
 	reason ipc.CloseReason
@@ -282,10 +287,10 @@ func (cl *Client) tlsFailure(err error) ipc.CloseReason {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		logLine("INFO", "Disconnected: Inactivity during TLS handshake (rip=%s)", remoteIP(cl.c))
+		logLine("INFO", "Disconnected: Inactivity during TLS handshake (rip=%s)", ipString(cl.identity().Remote.Addr()))
 		return ipc.CloseTimeout
 	}
-	logLine("INFO", "Disconnected: TLS handshaking: %v (rip=%s)", err, remoteIP(cl.c))
+	logLine("INFO", "Disconnected: TLS handshaking: %v (rip=%s)", err, ipString(cl.identity().Remote.Addr()))
 	return ipc.CloseError
 }
 

@@ -48,7 +48,7 @@ func closeWhy(r ipc.CloseReason) string {
 
 // logDisconnect logs the client's disconnect line with reason why.
 func (cl *Client) logDisconnect(why string) {
-	remote, local := addrOf(cl.c.RemoteAddr()), addrOf(cl.c.LocalAddr())
+	id := cl.identity()
 	state := ""
 	switch {
 	case cl.tlsActive:
@@ -58,7 +58,7 @@ func (cl *Client) logDisconnect(why string) {
 	}
 	secs := time.Now().Unix() - cl.accepted.Unix()
 	logLine("INFO", "Disconnected: %s (no auth attempts in %d secs): user=<>, rip=%s, lip=%s%s, session=<%s>",
-		why, secs, ipString(remote), ipString(local), state, cl.sessionID())
+		why, secs, ipString(id.Remote.Addr()), ipString(id.Local.Addr()), state, id.Session)
 }
 
 // sessionID is the client's session id for log lines: 12 bytes in

@@ -555,6 +555,9 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 		from = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
 	}
 	cl := &Client{id: id, lp: lp, implicitTLS: implicitTLS, haproxy: haproxy}
+	if remote != nil {
+		cl.from = remote.AddrPort().Addr().Unmap()
+	}
 	cl.session = lp.proto.NewSession(cl)
 	if len(lp.in.AccessSockets) == 0 && !implicitTLS && !haproxy {
 		g := cl.session.Greeting()

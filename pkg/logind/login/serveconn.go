@@ -2,7 +2,10 @@ package login
 
 import (
 	"errors"
+	"io"
 	"net"
+	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,8 +23,25 @@ type clientConn interface {
 }
 
 // plainConn is a net.Conn as a clientConn without a socket: no access
-// checks, no PROXY header.
-type plainConn struct{ net.Conn }
+// checks, no PROXY header. remote and local, if set, are its addresses.
+type plainConn struct {
+	net.Conn
+	remote, local net.Addr
+}
+
+func (c plainConn) RemoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.Conn.RemoteAddr()
+}
+
+func (c plainConn) LocalAddr() net.Addr {
+	if c.local != nil {
+		return c.local
+	}
+	return c.Conn.LocalAddr()
+}
 
 func (plainConn) SyscallConn() (syscall.RawConn, error) { return nil, errors.ErrUnsupported }
 func (plainConn) peek([]byte) (int, error)              { return 0, errors.ErrUnsupported }
@@ -36,9 +56,47 @@ func (plainConn) setAddrs(net.Addr, net.Addr)           {}
 // reported to a supervisor, and the disconnect line goes to stderr. It
 // is how the protocols are tested over net.Pipe (logintest.Transcripts).
 func ServeConn(p Protocol, c net.Conn, greeting, host string, timeout time.Duration) {
-	lp := &loginProc{in: &ipc.Settings{Greeting: greeting, PreloginTimeout: timeout}, proto: p, host: host,
-		clients: map[uint64]*Client{}, exit: make(chan int, 1)}
-	cl := &Client{id: 1, lp: lp, c: plainConn{c}, conn: c, accepted: time.Now()}
+	ServeConnWith(p, c, ServeOptions{Greeting: greeting, Host: host, Timeout: timeout})
+}
+
+// ServeOptions are ServeConnWith's settings.
+type ServeOptions struct {
+	Greeting string        // login_greeting
+	Host     string        // the host name
+	Timeout  time.Duration // the pre-login deadline, from now
+	// Remote and Local are the client's addresses (the zero AddrPort:
+	// c's own).
+	Remote, Local netip.AddrPort
+	// TrustedNetworks is login_trusted_networks.
+	TrustedNetworks []netip.Prefix
+	// Log, if set, receives the login process's log lines ("LEVEL
+	// text\n") instead of stderr, all of them written before
+	// ServeConnWith returns. Calls with Log set run one at a time.
+	Log io.Writer
+}
+
+// logSwap serializes ServeConnWith calls that take the process's log.
+var logSwap sync.Mutex
+
+// ServeConnWith is ServeConn with more settings (o).
+func ServeConnWith(p Protocol, c net.Conn, o ServeOptions) {
+	if o.Log != nil {
+		logSwap.Lock()
+		defer logSwap.Unlock()
+		processLog.Flush()
+		old := processLog.Swap(o.Log)
+		defer func() { processLog.Flush(); processLog.Swap(old) }()
+	}
+	lp := &loginProc{in: &ipc.Settings{Greeting: o.Greeting, PreloginTimeout: o.Timeout, TrustedNetworks: o.TrustedNetworks},
+		proto: p, host: o.Host, trusted: o.TrustedNetworks, clients: map[uint64]*Client{}, exit: make(chan int, 1)}
+	pc := plainConn{Conn: c}
+	if o.Remote.IsValid() {
+		pc.remote = net.TCPAddrFromAddrPort(o.Remote)
+	}
+	if o.Local.IsValid() {
+		pc.local = net.TCPAddrFromAddrPort(o.Local)
+	}
+	cl := &Client{id: 1, lp: lp, c: pc, conn: c, accepted: time.Now()}
 	cl.session = p.NewSession(cl)
 	lp.clients[cl.id] = cl
 	lp.served++

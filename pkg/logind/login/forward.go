@@ -3,6 +3,8 @@ package login
 import (
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 )
 
 // A peer in login_trusted_networks (webmail, a Dovecot proxy) may tell
@@ -166,4 +168,49 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	return netip.AddrPort{}
+}
+
+// ParseForwardedIP parses a forwarded address as Dovecot's net_addr2ip
+// does (IPv6 also in brackets), but without inet_aton's short IPv4
+// forms ("10.1") and without zones.
+func ParseForwardedIP(s string) (netip.Addr, bool) {
+	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' && strings.Contains(s, ":") {
+		s = s[1 : len(s)-1]
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// ParseForwardedPort parses a forwarded port as Dovecot's net_str2port
+// does: decimal digits, 1 to 65535.
+func ParseForwardedPort(s string) (uint16, bool) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 || !digits(s) {
+		return 0, false
+	}
+	return uint16(n), true
+}
+
+// ParseProxyTTL parses a forwarded proxy TTL as Dovecot's str_to_uint
+// does: decimal digits, at most 4294967295 (0 parses, and says nothing
+// to SetForwarded).
+func ParseProxyTTL(s string) (int, bool) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || !digits(s) {
+		return 0, false
+	}
+	return int(n), true
+}
+
+// digits reports whether s is one or more decimal digits (no sign).
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -25,14 +25,16 @@ type session struct {
 	bad int // consecutive bad commands
 }
 
-func (s *session) Greeting() string { return "+OK " + s.c.LoginGreeting() + "\r\n" }
+func (s *session) Greeting() string {
+	return "+OK " + xclientGreeting(s.c) + s.c.LoginGreeting() + "\r\n"
+}
 
 func (s *session) Next(in *login.Input) (string, login.Ending, error) {
 	return login.LineCommand(in, s.command)
 }
 
 func (s *session) command(line string) (string, login.Ending) {
-	cmd, _, _ := strings.Cut(line, " ")
+	cmd, args, _ := strings.Cut(line, " ")
 	switch strings.ToUpper(cmd) {
 	case "CAPA":
 		s.bad = 0
@@ -40,7 +42,10 @@ func (s *session) command(line string) (string, login.Ending) {
 		if s.c.TLSOffered() && !s.c.TLSActive() {
 			stls = "STLS\r\n"
 		}
-		return "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n" + stls + ".\r\n", login.Ending{}
+		return "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n" + stls + xclientCapa(s.c) + ".\r\n", login.Ending{}
+	case "XCLIENT", "XOIP": // xclient.go
+		s.bad = 0
+		return xclient(s.c, strings.ToUpper(cmd), args), login.Ending{}
 	case "QUIT":
 		return "+OK Logging out\r\n", login.EndLogout
 	case "STLS":

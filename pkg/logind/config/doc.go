@@ -29,7 +29,11 @@
 // TLSv1, TLSv1.1, TLSv1.3), login_prelogin_timeout (3 mins; Dovecot's fixed 180 s pre-login
 // deadline made settable), and login_prelogin_ip_limit (1000; 0 = none)
 // and login_prelogin_ipv6_prefix (64), the places one source may hold
-// and what makes IPv6 clients one source (see pkg/logind/master). Limits are computed as Dovecot's master does
+// and what makes IPv6 clients one source (see pkg/logind/master),
+// login_log_path (empty: off; syslog, or a unix datagram socket's
+// absolute path), instance_name (dovecot) and syslog_facility (mail):
+// the login processes' lines in Dovecot's own syslog format
+// (docs/loginsvc.md, "Log lines for ban tools"). Limits are computed as Dovecot's master does
 // them (docs/loginsvc.md, "Configuration"): process_limit/client_limit 0 mean the defaults, and
 // client_limit is clamped to service_count when that is non-zero.
 //

@@ -25,7 +25,10 @@ import (
 // name, ": ", and for other levels than info "Warning: ", "Error: " or
 // "Debug: " (Dovecot's prefixes), then the line. PRI is the facility
 // and the level (info, warning, err, debug). Debug lines are not
-// written (Dovecot's login processes log none unless asked to).
+// written (Dovecot's login processes log none unless asked to). The
+// relay's own lines about the process (crash output, lines suppressed)
+// go the same way, as Dovecot's log process writes what a login process
+// left on its stderr, with their attributes as " key=value".
 
 // DefaultSyslogSocket is where "login_log_path = syslog" sends the
 // lines: the system logger's socket, as syslog(3) uses it.
@@ -109,7 +112,12 @@ func (h dovecotHandler) Handle(_ context.Context, r slog.Record) error {
 	case r.Level < slog.LevelInfo:
 		severity, prefix = 7, "Debug: " // LOG_DEBUG
 	}
-	h.w.send(severity, h.service+": "+prefix+r.Message)
+	msg := h.service + ": " + prefix + r.Message
+	r.Attrs(func(a slog.Attr) bool { // the relay's own notices have some
+		msg += " " + a.Key + "=" + a.Value.String()
+		return true
+	})
+	h.w.send(severity, msg)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 // Package pop3 is loginsvc's pre-login POP3 (Dovecot 2.3's pop3-login):
-// line commands, 3 consecutive bad commands end the session;
-// authentication is not there yet (docs/loginsvc.md).
+// line commands, 3 consecutive bad commands end the session; XCLIENT
+// from login_trusted_networks (xclient.go); authentication is not there
+// yet (docs/loginsvc.md).
 package pop3
 
 import (

@@ -50,6 +50,15 @@
 // pipelined behind it is served). Afterwards every "rip=" is the
 // forwarded client's address.
 //
+// # Trusted networks
+//
+// A peer in login_trusted_networks (Client.Trusted) may forward its
+// client's identity: the protocols parse IMAP ID's x-* fields and POP3
+// XCLIENT and call Client.SetForwarded (forward.go); from then on the
+// log lines, the auth request and the hand-off use the forwarded
+// addresses, session id, proxy TTL and forward fields, while trusted and
+// secured stay what the connection made them, as in Dovecot.
+//
 // Deployment note: the login_access_sockets are asked with the client
 // socket itself (passed as SCM_RIGHTS, Dovecot's wire protocol has no
 // address field), so tcpwrap judges the proxy's address, not the

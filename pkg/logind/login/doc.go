@@ -50,6 +50,13 @@
 // pipelined behind it is served). Afterwards every "rip=" is the
 // forwarded client's address.
 //
+// Deployment note: the login_access_sockets are asked with the client
+// socket itself (passed as SCM_RIGHTS, Dovecot's wire protocol has no
+// address field), so tcpwrap judges the proxy's address, not the
+// forwarded one, exactly as with Dovecot: hosts.allow must allow the
+// proxies, and per-client rules do not apply to proxied clients (the
+// "Client refused" log line still names the forwarded client).
+//
 // # Trusted networks
 //
 // A peer in login_trusted_networks (Client.Trusted) may forward its
@@ -58,11 +65,4 @@
 // log lines, the auth request and the hand-off use the forwarded
 // addresses, session id, proxy TTL and forward fields, while trusted and
 // secured stay what the connection made them, as in Dovecot.
-//
-// Deployment note: the login_access_sockets are asked with the client
-// socket itself (passed as SCM_RIGHTS, Dovecot's wire protocol has no
-// address field), so tcpwrap judges the proxy's address, not the
-// forwarded one, exactly as with Dovecot: hosts.allow must allow the
-// proxies, and per-client rules do not apply to proxied clients (the
-// "Client refused" log line still names the forwarded client).
 package login

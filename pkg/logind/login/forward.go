@@ -171,17 +171,65 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 }
 
 // ParseForwardedIP parses a forwarded address as Dovecot's net_addr2ip
-// does (IPv6 also in brackets), but without inet_aton's short IPv4
-// forms ("10.1") and without zones.
+// does: IPv6 (also in brackets; no zones) or IPv4 as glibc's inet_aton
+// reads it, short and octal or hex forms included ("10.1" is 10.0.0.1,
+// "0x7f.1" 127.0.0.1; Dovecot 2.3.19.1 takes them too).
 func ParseForwardedIP(s string) (netip.Addr, bool) {
-	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' && strings.Contains(s, ":") {
-		s = s[1 : len(s)-1]
+	if strings.Contains(s, ":") {
+		if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+			s = s[1 : len(s)-1]
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return netip.Addr{}, false
+		}
+		return a, true
 	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
+	return inetAton(s)
+}
+
+// inetAton is glibc's inet_aton: one to four parts separated by dots,
+// each decimal, octal (leading 0) or hex (0x), the last filling the
+// remaining bytes; whitespace ends the address (what follows is
+// ignored).
+func inetAton(s string) (netip.Addr, bool) {
+	if i := strings.IndexAny(s, " \t\n\v\f\r"); i >= 0 {
+		s = s[:i]
+	}
+	parts := strings.Split(s, ".")
+	if len(parts) > 4 {
 		return netip.Addr{}, false
 	}
-	return a, true
+	var v [4]uint64
+	for i, p := range parts {
+		base := 10
+		switch {
+		case len(p) > 1 && (p[:2] == "0x" || p[:2] == "0X"):
+			base, p = 16, p[2:]
+		case len(p) > 1 && p[0] == '0':
+			base, p = 8, p[1:]
+		}
+		n, err := strconv.ParseUint(p, base, 32)
+		if err != nil || p == "" && base != 16 || strings.ContainsAny(p, "+-_") {
+			return netip.Addr{}, false
+		}
+		v[i] = n
+	}
+	last := len(parts) - 1
+	for i := 0; i < last; i++ {
+		if v[i] > 0xff {
+			return netip.Addr{}, false
+		}
+	}
+	if v[last] > 0xffffffff>>(8*last) {
+		return netip.Addr{}, false
+	}
+	var ip uint32
+	for i := 0; i < last; i++ {
+		ip |= uint32(v[i]) << (24 - 8*i)
+	}
+	ip |= uint32(v[last])
+	return netip.AddrFrom4([4]byte{byte(ip >> 24), byte(ip >> 16), byte(ip >> 8), byte(ip)}), true
 }
 
 // ParseForwardedPort parses a forwarded port as Dovecot's net_str2port

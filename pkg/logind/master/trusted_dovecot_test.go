@@ -1,0 +1,124 @@
+package master
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/dovecotlab"
+)
+
+// trustedSession is one client's session in TestTrustedForwardingAsDovecot:
+// from src, the commands (each answered by replies lines).
+type trustedSession struct {
+	src  string
+	cmds []trustedCmd
+}
+
+type trustedCmd struct {
+	line    string
+	replies int
+}
+
+// run plays s against 127.0.0.1:port and returns the greeting's start
+// (POP3: up to the login_greeting; IMAP: "* OK", the capabilities
+// differ while loginsvc has no authentication) and every reply line.
+func (s trustedSession) run(t *testing.T, port int, greeting string) []string {
+	c := dialPort(t, port, s.src)
+	g := c.line()
+	if strings.HasPrefix(g, "* OK ") {
+		g = "* OK"
+	}
+	got := []string{strings.TrimSuffix(g, greeting)}
+	for _, cmd := range s.cmds {
+		got = append(got, c.cmd(cmd.line))
+		for range cmd.replies - 1 {
+			got = append(got, c.line())
+		}
+	}
+	if end := c.line(); end != "EOF" {
+		t.Errorf("from %s: %q after the last reply, want the end of the session", s.src, end)
+	}
+	return got
+}
+
+// TestTrustedForwardingAsDovecot plays the same sessions from a trusted
+// peer (127.0.0.2, login_trusted_networks) and an untrusted one
+// (127.0.0.3) against a real Dovecot 2.3's imap-login and pop3-login and
+// against loginsvc, and compares the replies byte for byte and the
+// disconnect lines word for word: Dovecot's from its log file
+// ("imap-login: Info: TEXT"), loginsvc's as login_log_path sends them to
+// syslog ("imap-login: TEXT", Dovecot's syslog form of the same line).
+func TestTrustedForwardingAsDovecot(t *testing.T) {
+	dovecotlab.SkipIfUnavailable(t)
+	const greeting = "loginsvc ready."
+	d := dovecotlab.Start(t, dovecotlab.Config{NoAccessCheck: true,
+		Extra: "login_trusted_networks = 127.0.0.2\nlogin_greeting = " + greeting + "\n"})
+	imapID := `a ID ("name" "webmail" "x-originating-ip" "203.0.113.7" "X-Originating-Port" "4711" "x-connected-ip" "198.51.100.1" "x-connected-port" "993" "x-proxy-ttl" "3" "x-session-id" "webmail-1" "x-forward-foo" "bar")`
+	for _, tc := range []struct {
+		svc      string
+		sessions []trustedSession
+	}{
+		{"imap-login", []trustedSession{
+			{"127.0.0.2", []trustedCmd{{imapID, 2}, {`b ID ("x-originating-ip" "203.0.113.99" "x-session-id" "second")`, 2}, {"c LOGOUT", 2}}},
+			{"127.0.0.2", []trustedCmd{{`a ID ("x-originating-ip" "203.0.113.8" "bad" x)`, 1}, {`b ID ("x-originating-ip" "10.1")`, 2}, {"c LOGOUT", 2}}},
+			{"127.0.0.3", []trustedCmd{{imapID, 2}, {"c LOGOUT", 2}}},
+		}},
+		{"pop3-login", []trustedSession{
+			{"127.0.0.2", []trustedCmd{{"XCLIENT ADDR=203.0.113.9 PORT=4711 SESSION=proxy-1 TTL=3 X-OTHER=1", 1}, {"xclient addr=203.0.113.10 PORT=0", 1}, {"XCLIENT TTL=x", 1}, {"QUIT", 1}}},
+			{"127.0.0.2", []trustedCmd{{"XOIP 203.0.113.11", 1}, {"QUIT", 1}}},
+			{"127.0.0.3", []trustedCmd{{"XCLIENT ADDR=203.0.113.9 SESSION=proxy-2", 1}, {"XOIP 203.0.113.9", 1}, {"QUIT", 1}}},
+		}},
+	} {
+		t.Run(tc.svc, func(t *testing.T) {
+			proto := strings.TrimSuffix(tc.svc, "-login")
+			sink := newSyslogSink(t)
+			l := startLab(t, tc.svc, "login_trusted_networks = 127.0.0.2\nlogin_log_path = "+sink.path, "service_count = 1")
+			mark := d.LogMark()
+			var dovecotLines, ourLines []string
+			for i, s := range tc.sessions {
+				want := s.run(t, d.Port(proto), greeting)
+				got := s.run(t, l.port, greeting)
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("session %d from %s: replies (-Dovecot +loginsvc):\n%s", i, s.src, diff)
+				}
+				ourLines = append(ourLines, sink.next(t))
+			}
+			// Dovecot's disconnect lines, in the order the sessions ended.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				dovecotLines = nil
+				for _, line := range strings.Split(d.LogSince(mark), "\n") {
+					if _, text, ok := strings.Cut(line, " "+tc.svc+": Info: "); ok && strings.Contains(text, "Disconnected") {
+						dovecotLines = append(dovecotLines, tc.svc+": "+text)
+					}
+				}
+				if len(dovecotLines) >= len(tc.sessions) || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(25 * time.Millisecond)
+			}
+			for i, m := range ourLines {
+				p := syslogMsg.FindStringSubmatch(m)
+				if p == nil || p[1] != "22" || p[3] != "dovecot" {
+					t.Fatalf("not a syslog(3) message from dovecot at mail.info: %q", m)
+				}
+				ourLines[i] = p[4]
+			}
+			if diff := cmp.Diff(maskAll(dovecotLines), maskAll(ourLines)); diff != "" {
+				t.Errorf("disconnect lines (-Dovecot +loginsvc):\n%s", diff)
+			}
+		})
+	}
+}
+
+// maskAll masks each line's generated session id and seconds.
+func maskAll(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = maskSession(l)
+	}
+	return out
+}

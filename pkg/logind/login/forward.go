@@ -1,7 +1,6 @@
 package login
 
 import (
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -69,11 +68,6 @@ type forward struct {
 // on a haproxy = yes listener): only such a peer may forward its
 // client's identity.
 func (cl *Client) Trusted() bool {
-	if cl.c == nil {
-		// The greeting is being written by accept, before the socket
-		// is wrapped: its address is the one accept returned.
-		return inNetworks(cl.lp.trusted, cl.from)
-	}
 	return inNetworks(cl.lp.trusted, remoteAddr(cl.c))
 }
 
@@ -158,16 +152,6 @@ func merge(conn, fw netip.AddrPort) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(ip, port)
-}
-
-// addrPortOf is a's address and port, the address unmapped; the zero
-// AddrPort if a is not TCP.
-func addrPortOf(a net.Addr) netip.AddrPort {
-	if t, ok := a.(*net.TCPAddr); ok {
-		ap := t.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return netip.AddrPort{}
 }
 
 // ParseForwardedIP parses a forwarded address as Dovecot's net_addr2ip

@@ -1,6 +1,11 @@
 package master
 
 import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/dovecotlab"
+	"github.com/tcpwrapd/tcpwrapd/internal/peertest"
 )
 
 // trustedSession is one client's session in TestTrustedForwardingAsDovecot:
@@ -121,4 +127,92 @@ func maskAll(lines []string) []string {
 		out[i] = maskSession(l)
 	}
 	return out
+}
+
+// TestTrustedLoginThroughDovecot: loginsvc in front of a real Dovecot
+// 2.3 (its base_dir: auth's login socket, the imap post-login socket). A
+// trusted webmail (127.0.0.2) forwards its user's address and session
+// id with ID, the user fails once, then logs in and out. Dovecot's own
+// auth (auth_verbose) names the forwarded client and session in its
+// failure line, Dovecot's imap process (mail_log_prefix with %r) names
+// it after the hand-off, and loginsvc's Dovecot-format lines
+// (login_log_path) carry it in "Login:" and in the failed attempt's
+// "Disconnected" line, in which fail2ban's default-mode dovecot filter
+// finds the forwarded address.
+func TestTrustedLoginThroughDovecot(t *testing.T) {
+	dovecotlab.SkipIfUnavailable(t)
+	d := dovecotlab.Start(t, dovecotlab.Config{NoAccessCheck: true, Protocols: []string{"imap"},
+		Users: map[string]string{"alice": "secret"},
+		Extra: "auth_verbose = yes\nmail_log_prefix = \"%s(%u)<%{pid}><%{session}><%r>: \"\n"})
+	sink := newSyslogSink(t)
+	l := startLab(t, "imap-login", "base_dir = "+d.BaseDir+"\nlogin_trusted_networks = 127.0.0.2\nlogin_log_path = "+sink.path, "service_count = 1")
+	mark := d.LogMark()
+
+	c := l.dial("127.0.0.2")
+	if g := c.line(); !strings.HasPrefix(g, "* OK ") {
+		t.Fatalf("greeting %q", g)
+	}
+	c.cmd(`a ID ("name" "webmail" "x-originating-ip" "203.0.113.7" "x-originating-port" "4711" "x-session-id" "webmail-42")`)
+	c.line()
+	if r := c.cmd("b LOGIN alice wrong"); !strings.HasPrefix(r, "b NO ") {
+		t.Fatalf("wrong password: %q", r)
+	}
+	if r := c.cmd("c LOGOUT"); r != "* BYE Logging out" {
+		t.Fatalf("LOGOUT: %q", r)
+	}
+	c2 := l.dial("127.0.0.2")
+	c2.line()
+	c2.cmd(`a ID ("x-originating-ip" "203.0.113.7" "x-session-id" "webmail-43")`)
+	c2.line()
+	if r := c2.cmd("b LOGIN alice secret"); !strings.HasPrefix(r, "b OK ") {
+		t.Fatalf("LOGIN: %q", r)
+	}
+	if r := c2.cmd("c LOGOUT"); r != "* BYE Logging out" { // Dovecot's imap, after the hand-off
+		t.Errorf("LOGOUT after login: %q", r)
+	}
+
+	// Dovecot's own log: auth's failure line and the imap process's.
+	for _, want := range []string{
+		"auth: Info: passwd-file(alice,203.0.113.7,<webmail-42>): Password mismatch",
+		"imap(alice)<",
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		line, err := d.WaitLog(ctx, mark, want)
+		cancel()
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if want == "imap(alice)<" && !strings.Contains(line, "><webmail-43><203.0.113.7>: ") {
+			t.Errorf("Dovecot's imap log line %q lacks the forwarded session and rip", line)
+		}
+	}
+
+	// loginsvc's lines, as Dovecot's imap-login would write them.
+	var lines []string
+	var file strings.Builder
+	for len(lines) < 2 {
+		m := sink.next(t)
+		p := syslogMsg.FindStringSubmatch(m)
+		if p == nil {
+			t.Fatalf("not a syslog(3) message: %q", m)
+		}
+		lines = append(lines, regexp.MustCompile(`mpid=\d+`).ReplaceAllString(maskSession(p[4]), "mpid=N"))
+		file.WriteString(p[2] + " mail.example.org " + p[3] + ": " + p[4] + "\n")
+	}
+	want := []string{
+		"imap-login: Disconnected: Aborted login by logging out (auth failed, 1 attempts in N secs): user=<alice>, method=PLAIN, rip=203.0.113.7, lip=127.0.0.1, secured, session=<webmail-42>",
+		"imap-login: Login: user=<alice>, method=PLAIN, rip=203.0.113.7, lip=127.0.0.1, mpid=N, secured, session=<webmail-43>",
+	}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("loginsvc's Dovecot-format lines (-want +got):\n%s", diff)
+	}
+	f2b, err := exec.LookPath("fail2ban-regex")
+	peertest.Require(t, "fail2ban", err)
+	logFile := filepath.Join(t.TempDir(), "mail.log")
+	os.WriteFile(logFile, []byte(file.String()), 0o644)
+	out, err := exec.Command(f2b, "-o", "ip", logFile, "/etc/fail2ban/filter.d/dovecot.conf").CombinedOutput()
+	if err != nil || strings.Join(strings.Fields(string(out)), " ") != "203.0.113.7" {
+		t.Errorf("fail2ban-regex (default mode) found %q (%v), want 203.0.113.7 once, in:\n%s", out, err, file.String())
+	}
 }

@@ -2,10 +2,8 @@ package master
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +11,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/dovecotlab"
-	"github.com/tcpwrapd/tcpwrapd/internal/peertest"
 )
 
 // trustedSession is one client's session in TestTrustedForwardingAsDovecot:
@@ -28,16 +25,11 @@ type trustedCmd struct {
 	replies int
 }
 
-// run plays s against 127.0.0.1:port and returns the greeting's start
-// (POP3: up to the login_greeting; IMAP: "* OK", the capabilities
-// differ while loginsvc has no authentication) and every reply line.
-func (s trustedSession) run(t *testing.T, port int, greeting string) []string {
+// run plays s against 127.0.0.1:port and returns the greeting and
+// every reply line.
+func (s trustedSession) run(t *testing.T, port int) []string {
 	c := dialPort(t, port, s.src)
-	g := c.line()
-	if strings.HasPrefix(g, "* OK ") {
-		g = "* OK"
-	}
-	got := []string{strings.TrimSuffix(g, greeting)}
+	got := []string{c.line()}
 	for _, cmd := range s.cmds {
 		got = append(got, c.cmd(cmd.line))
 		for range cmd.replies - 1 {
@@ -53,7 +45,8 @@ func (s trustedSession) run(t *testing.T, port int, greeting string) []string {
 // TestTrustedForwardingAsDovecot plays the same sessions from a trusted
 // peer (127.0.0.2, login_trusted_networks) and an untrusted one
 // (127.0.0.3) against a real Dovecot 2.3's imap-login and pop3-login and
-// against loginsvc, and compares the replies byte for byte and the
+// against loginsvc (in front of the same Dovecot: its base_dir, its
+// auth), and compares the replies byte for byte, greetings included, and the
 // disconnect lines word for word: Dovecot's from its log file
 // ("imap-login: Info: TEXT"), loginsvc's as login_log_path sends them to
 // syslog ("imap-login: TEXT", Dovecot's syslog form of the same line).
@@ -81,12 +74,12 @@ func TestTrustedForwardingAsDovecot(t *testing.T) {
 		t.Run(tc.svc, func(t *testing.T) {
 			proto := strings.TrimSuffix(tc.svc, "-login")
 			sink := newSyslogSink(t)
-			l := startLab(t, tc.svc, "login_trusted_networks = 127.0.0.2\nlogin_log_path = "+sink.path, "service_count = 1")
+			l := startLab(t, tc.svc, "base_dir = "+d.BaseDir+"\ndisable_plaintext_auth = no\nlogin_trusted_networks = 127.0.0.2\nlogin_log_path = "+sink.path, "service_count = 1")
 			mark := d.LogMark()
 			var dovecotLines, ourLines []string
 			for i, s := range tc.sessions {
-				want := s.run(t, d.Port(proto), greeting)
-				got := s.run(t, l.port, greeting)
+				want := s.run(t, d.Port(proto))
+				got := s.run(t, l.port)
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("session %d from %s: replies (-Dovecot +loginsvc):\n%s", i, s.src, diff)
 				}
@@ -145,7 +138,7 @@ func TestTrustedLoginThroughDovecot(t *testing.T) {
 		Users: map[string]string{"alice": "secret"},
 		Extra: "auth_verbose = yes\nmail_log_prefix = \"%s(%u)<%{pid}><%{session}><%r>: \"\n"})
 	sink := newSyslogSink(t)
-	l := startLab(t, "imap-login", "base_dir = "+d.BaseDir+"\nlogin_trusted_networks = 127.0.0.2\nlogin_log_path = "+sink.path, "service_count = 1")
+	l := startLab(t, "imap-login", "base_dir = "+d.BaseDir+"\ndisable_plaintext_auth = no\nlogin_trusted_networks = 127.0.0.2\nlogin_log_path = "+sink.path, "service_count = 1")
 	mark := d.LogMark()
 
 	c := l.dial("127.0.0.2")
@@ -192,13 +185,9 @@ func TestTrustedLoginThroughDovecot(t *testing.T) {
 	var lines []string
 	var file strings.Builder
 	for len(lines) < 2 {
-		m := sink.next(t)
-		p := syslogMsg.FindStringSubmatch(m)
-		if p == nil {
-			t.Fatalf("not a syslog(3) message: %q", m)
-		}
-		lines = append(lines, regexp.MustCompile(`mpid=\d+`).ReplaceAllString(maskSession(p[4]), "mpid=N"))
-		file.WriteString(p[2] + " mail.example.org " + p[3] + ": " + p[4] + "\n")
+		_, _, msg, line := mailLogLine(t, sink.next(t))
+		lines = append(lines, regexp.MustCompile(`mpid=\d+`).ReplaceAllString(maskSession(msg), "mpid=N"))
+		file.WriteString(line)
 	}
 	want := []string{
 		"imap-login: Disconnected: Aborted login by logging out (auth failed, 1 attempts in N secs): user=<alice>, method=PLAIN, rip=203.0.113.7, lip=127.0.0.1, secured, session=<webmail-42>",
@@ -207,12 +196,7 @@ func TestTrustedLoginThroughDovecot(t *testing.T) {
 	if diff := cmp.Diff(want, lines); diff != "" {
 		t.Errorf("loginsvc's Dovecot-format lines (-want +got):\n%s", diff)
 	}
-	f2b, err := exec.LookPath("fail2ban-regex")
-	peertest.Require(t, "fail2ban", err)
-	logFile := filepath.Join(t.TempDir(), "mail.log")
-	os.WriteFile(logFile, []byte(file.String()), 0o644)
-	out, err := exec.Command(f2b, "-o", "ip", logFile, "/etc/fail2ban/filter.d/dovecot.conf").CombinedOutput()
-	if err != nil || strings.Join(strings.Fields(string(out)), " ") != "203.0.113.7" {
-		t.Errorf("fail2ban-regex (default mode) found %q (%v), want 203.0.113.7 once, in:\n%s", out, err, file.String())
+	if ips, _ := fail2ban(t, file.String(), "/etc/fail2ban/filter.d/dovecot.conf"); !slices.Equal(ips, []string{"203.0.113.7"}) {
+		t.Errorf("fail2ban-regex (default mode) found %q, want 203.0.113.7 once, in:\n%s", ips, file.String())
 	}
 }

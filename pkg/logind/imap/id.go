@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/forward"
 )
 
 // IMAP ID from a trusted peer (imap-login's imap-login-cmd-id.c in
@@ -59,15 +60,15 @@ func (s *session) forward(pairs []idPair) {
 		var f login.Forwarded
 		switch k := strings.ToLower(p.key); {
 		case k == "x-originating-ip":
-			f.RemoteIP, _ = login.ParseForwardedIP(p.value)
+			f.RemoteIP, _ = forward.ParseIP(p.value)
 		case k == "x-originating-port":
-			f.RemotePort, _ = login.ParseForwardedPort(p.value)
+			f.RemotePort, _ = forward.ParsePort(p.value)
 		case k == "x-connected-ip":
-			f.LocalIP, _ = login.ParseForwardedIP(p.value)
+			f.LocalIP, _ = forward.ParseIP(p.value)
 		case k == "x-connected-port":
-			f.LocalPort, _ = login.ParseForwardedPort(p.value)
+			f.LocalPort, _ = forward.ParsePort(p.value)
 		case k == "x-proxy-ttl":
-			f.ProxyTTL, _ = login.ParseProxyTTL(p.value)
+			f.ProxyTTL, _ = forward.ParseTTL(p.value)
 		case k == "x-session-id" || k == "x-session-ext-id":
 			f.SessionID = p.value
 		case strings.HasPrefix(k, "x-forward-"):

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/forward"
 )
 
 // MaxInputLine is the size of a client's input buffer in bytes (Dovecot's
@@ -53,7 +54,7 @@ type Client struct {
 	sni                   string
 	auth                  clientAuth // authentication (auth.go)
 	// fwd: what a trusted peer forwarded (forward.go).
-	fwd forward
+	fwd forward.State
 
 	mu     sync.Mutex
 	reason ipc.CloseReason

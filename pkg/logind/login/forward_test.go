@@ -12,6 +12,8 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/imap"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/forward"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/logintest"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/pop3"
 )
 
@@ -48,42 +50,42 @@ func TestForwardedIdentity(t *testing.T) {
 	}{
 		{"imap untrusted", imap.Protocol{}, false,
 			`a ID ("x-originating-ip" "203.0.113.7" "x-proxy-ttl" "2" "x-forward-a" "1")` + "\r\nb LOGOUT\r\n",
-			want{Remote: peer, Local: local, ProxyTTL: login.DefaultProxyTTL}},
+			want{Remote: peer, Local: local, ProxyTTL: forward.DefaultProxyTTL}},
 		{"imap nothing forwarded", imap.Protocol{}, true, "a ID NIL\r\nb LOGOUT\r\n",
-			want{Remote: peer, Local: local, ProxyTTL: login.DefaultProxyTTL}},
+			want{Remote: peer, Local: local, ProxyTTL: forward.DefaultProxyTTL}},
 		{"imap all", imap.Protocol{}, true,
 			`a ID ("x-originating-ip" "203.0.113.7" "x-originating-port" "51234" "x-connected-ip" "198.51.100.1" "x-connected-port" "993" ` +
 				`"X-Proxy-TTL" "3" "x-session-ext-id" "ext-1" "x-forward-a" "1" "x-forward-tab" {3+}` + "\r\nx\ty" + ` "x-forward-n" NIL)` + "\r\nb LOGOUT\r\n",
 			want{Remote: ap("203.0.113.7:51234"), Local: ap("198.51.100.1:993"), ProxyTTL: 3, Session: "ext-1", ForwardFields: []string{"a=1", "tab=x\ty"}}},
 		{"imap session id over 64 bytes ignored", imap.Protocol{}, true,
 			`a ID ("x-session-id" "` + strings.Repeat("s", 65) + `")` + "\r\nb LOGOUT\r\n",
-			want{Remote: peer, Local: local, ProxyTTL: login.DefaultProxyTTL}},
+			want{Remote: peer, Local: local, ProxyTTL: forward.DefaultProxyTTL}},
 		{"imap second ID ignored", imap.Protocol{}, true,
 			`a ID ("x-originating-ip" "203.0.113.7")` + "\r\n" + `b ID ("x-originating-ip" "203.0.113.8" "x-forward-b" "2")` + "\r\nc LOGOUT\r\n",
-			want{Remote: ap("203.0.113.7:40000"), Local: local, ProxyTTL: login.DefaultProxyTTL}},
+			want{Remote: ap("203.0.113.7:40000"), Local: local, ProxyTTL: forward.DefaultProxyTTL}},
 		{"pop3 untrusted", pop3.Protocol{}, false, "XCLIENT ADDR=203.0.113.7 TTL=2\r\nQUIT\r\n",
-			want{Remote: peer, Local: local, ProxyTTL: login.DefaultProxyTTL}},
+			want{Remote: peer, Local: local, ProxyTTL: forward.DefaultProxyTTL}},
 		{"pop3 all", pop3.Protocol{}, true,
 			// FORWARD= is base64 of "a=1\tb=x\x01ty" (b's value "x\ty", tab-escaped).
 			"XCLIENT ADDR=203.0.113.7 PORT=51234 SESSION=s-1 TTL=4 FORWARD=YT0xCWI9eAF0eQ==\r\nQUIT\r\n",
 			want{Remote: ap("203.0.113.7:51234"), Local: local, ProxyTTL: 4, Session: "s-1", ForwardFields: []string{"a=1", "b=x\ty"}}},
 		{"pop3 FORWARD replaces", pop3.Protocol{}, true,
 			"XCLIENT FORWARD=YT0x\r\nXCLIENT FORWARD=Yz0z\r\nQUIT\r\n",
-			want{Remote: peer, Local: local, ProxyTTL: login.DefaultProxyTTL, ForwardFields: []string{"c=3"}}},
+			want{Remote: peer, Local: local, ProxyTTL: forward.DefaultProxyTTL, ForwardFields: []string{"c=3"}}},
 		{"pop3 repeated, bad PORT after a good ADDR", pop3.Protocol{}, true,
 			"XCLIENT ADDR=203.0.113.7\r\nXCLIENT ADDR=[2001:db8::7] PORT=65536\r\nQUIT\r\n",
-			want{Remote: ap("[2001:db8::7]:40000"), Local: local, ProxyTTL: login.DefaultProxyTTL}},
+			want{Remote: ap("[2001:db8::7]:40000"), Local: local, ProxyTTL: forward.DefaultProxyTTL}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &capture{Protocol: tc.proto}
-			o := login.ServeOptions{Greeting: "ready", Host: "h", Timeout: time.Minute, Remote: peer, Local: local, Log: io.Discard}
+			o := login.ServeOptions{Greeting: "ready", Host: "h", Timeout: time.Minute, Log: io.Discard}
 			if tc.trusted {
 				o.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
 			}
 			srv, cli := net.Pipe()
 			go cli.Write([]byte(tc.in))
 			go io.Copy(io.Discard, cli)
-			login.ServeConnWith(p, srv, o)
+			login.ServeConnWith(p, logintest.WithAddrs(srv, peer, local), o)
 			cli.Close()
 			id := login.IdentityOf(p.cl)
 			if tc.want.Session == "" {
@@ -100,27 +102,5 @@ func TestForwardedIdentity(t *testing.T) {
 				t.Errorf("Trusted() = %v", got)
 			}
 		})
-	}
-}
-
-// TestParseForwardedIP: addresses as Dovecot's net_addr2ip reads them
-// (glibc's inet_aton for IPv4: Dovecot 2.3.19.1 took "10.1" as
-// 10.0.0.1 in TestTrustedForwardingAsDovecot).
-func TestParseForwardedIP(t *testing.T) {
-	for in, want := range map[string]string{
-		"203.0.113.7": "203.0.113.7", "10.1": "10.0.0.1", "10.1.2": "10.1.0.2", "167772161": "10.0.0.1",
-		"0x7f.1": "127.0.0.1", "010.0.0.1": "8.0.0.1", "1.2.3.4 trailing": "1.2.3.4",
-		"2001:db8::1": "2001:db8::1", "[2001:db8::1]": "2001:db8::1", "::ffff:1.2.3.4": "::ffff:1.2.3.4",
-		"": "", "1.2.3.256": "", "1.2.3.4.5": "", "1..2": "", "0x": "", "08": "", "-1": "", "+1": "",
-		"a.b.c.d": "", "fe80::1%eth0": "", "[1.2.3.4]": "", "4294967296": "", " 1.2.3.4": "",
-	} {
-		a, ok := login.ParseForwardedIP(in)
-		got := ""
-		if ok {
-			got = a.String()
-		}
-		if got != want {
-			t.Errorf("ParseForwardedIP(%q) = %q, want %q", in, got, want)
-		}
 	}
 }

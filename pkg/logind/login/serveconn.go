@@ -23,25 +23,8 @@ type clientConn interface {
 }
 
 // plainConn is a net.Conn as a clientConn without a socket: no access
-// checks, no PROXY header. remote and local, if set, are its addresses.
-type plainConn struct {
-	net.Conn
-	remote, local net.Addr
-}
-
-func (c plainConn) RemoteAddr() net.Addr {
-	if c.remote != nil {
-		return c.remote
-	}
-	return c.Conn.RemoteAddr()
-}
-
-func (c plainConn) LocalAddr() net.Addr {
-	if c.local != nil {
-		return c.local
-	}
-	return c.Conn.LocalAddr()
-}
+// checks, no PROXY header.
+type plainConn struct{ net.Conn }
 
 func (plainConn) SyscallConn() (syscall.RawConn, error) { return nil, errors.ErrUnsupported }
 func (plainConn) Peek([]byte) (int, error)              { return 0, errors.ErrUnsupported }
@@ -64,10 +47,8 @@ type ServeOptions struct {
 	Greeting string        // login_greeting
 	Host     string        // the host name
 	Timeout  time.Duration // the pre-login deadline, from now
-	// Remote and Local are the client's addresses (the zero AddrPort:
-	// c's own).
-	Remote, Local netip.AddrPort
-	// TrustedNetworks is login_trusted_networks.
+	// TrustedNetworks is login_trusted_networks (matched against
+	// c.RemoteAddr()).
 	TrustedNetworks []netip.Prefix
 	// Log, if set, receives the login process's log lines ("LEVEL
 	// text\n") instead of stderr, all of them written before
@@ -89,14 +70,7 @@ func ServeConnWith(p Protocol, c net.Conn, o ServeOptions) {
 	}
 	lp := &loginProc{in: &ipc.Settings{Greeting: o.Greeting, PreloginTimeout: o.Timeout, TrustedNetworks: o.TrustedNetworks},
 		proto: p, host: o.Host, trusted: o.TrustedNetworks, clients: map[uint64]*Client{}, exit: make(chan int, 1)}
-	pc := plainConn{Conn: c}
-	if o.Remote.IsValid() {
-		pc.remote = net.TCPAddrFromAddrPort(o.Remote)
-	}
-	if o.Local.IsValid() {
-		pc.local = net.TCPAddrFromAddrPort(o.Local)
-	}
-	cl := &Client{id: 1, lp: lp, c: pc, conn: c, accepted: time.Now()}
+	cl := &Client{id: 1, lp: lp, c: plainConn{c}, conn: c, accepted: time.Now()}
 	cl.session = p.NewSession(cl)
 	lp.clients[cl.id] = cl
 	lp.served++

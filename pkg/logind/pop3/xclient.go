@@ -6,6 +6,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/forward"
 )
 
 // POP3 XCLIENT from a trusted peer (pop3-login's cmd_xclient in Dovecot
@@ -61,13 +62,13 @@ func xclient(c *login.Client, cmd, args string) string {
 		valid := true
 		switch strings.ToUpper(name) {
 		case "ADDR":
-			f.RemoteIP, valid = login.ParseForwardedIP(value)
+			f.RemoteIP, valid = forward.ParseIP(value)
 		case "PORT":
-			f.RemotePort, valid = login.ParseForwardedPort(value)
+			f.RemotePort, valid = forward.ParsePort(value)
 		case "SESSION":
 			f.SessionID = value
 		case "TTL":
-			f.ProxyTTL, valid = login.ParseProxyTTL(value)
+			f.ProxyTTL, valid = forward.ParseTTL(value)
 		case "FORWARD":
 			f.Fields, valid = forwardFields(value)
 		default:

@@ -112,13 +112,13 @@ func clientBytes(sec []byte) []byte {
 
 // converse sends in to a session of p and returns what the server says
 // until it closes the connection, CRLF made LF.
-func converse(t *testing.T, p login.Protocol, in []byte, o login.ServeOptions) string {
+func converse(t *testing.T, p login.Protocol, in []byte, o peerOptions) string {
 	srv, cli := net.Pipe()
 	done := make(chan struct{})
 	o.Greeting, o.Host, o.Timeout = Greeting, Hostname, time.Minute
 	go func() {
 		defer close(done)
-		login.ServeConnWith(p, srv, o)
+		login.ServeConnWith(p, WithAddrs(srv, o.remote, o.local), o.ServeOptions)
 	}()
 	go cli.Write(in) // fails once the server has closed: it ended the session early
 	cli.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -131,18 +131,45 @@ func converse(t *testing.T, p login.Protocol, in []byte, o login.ServeOptions) s
 	return strings.ReplaceAll(string(out), "\r\n", "\n")
 }
 
+// peerOptions are a transcript's "-- peer --" settings.
+type peerOptions struct {
+	login.ServeOptions
+	remote, local netip.AddrPort
+}
+
+// WithAddrs is c with remote and local (each unless zero) as its
+// addresses (RemoteAddr, LocalAddr): a net.Pipe end as a TCP client's.
+func WithAddrs(c net.Conn, remote, local netip.AddrPort) net.Conn {
+	a := addrConn{Conn: c, remote: c.RemoteAddr(), local: c.LocalAddr()}
+	if remote.IsValid() {
+		a.remote = net.TCPAddrFromAddrPort(remote)
+	}
+	if local.IsValid() {
+		a.local = net.TCPAddrFromAddrPort(local)
+	}
+	return a
+}
+
+type addrConn struct {
+	net.Conn
+	remote, local net.Addr
+}
+
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }
+func (c addrConn) LocalAddr() net.Addr  { return c.local }
+
 // serveOptions reads a "-- peer --" section (see Transcripts).
-func serveOptions(sec []byte) (login.ServeOptions, error) {
-	var o login.ServeOptions
+func serveOptions(sec []byte) (peerOptions, error) {
+	var o peerOptions
 	for _, line := range strings.Split(string(sec), "\n") {
 		key, val, _ := strings.Cut(strings.TrimSpace(line), " ")
 		var err error
 		switch key {
 		case "":
 		case "remote":
-			o.Remote, err = netip.ParseAddrPort(val)
+			o.remote, err = netip.ParseAddrPort(val)
 		case "local":
-			o.Local, err = netip.ParseAddrPort(val)
+			o.local, err = netip.ParseAddrPort(val)
 		case "trusted":
 			for _, n := range strings.Fields(val) {
 				var pfx netip.Prefix

@@ -200,3 +200,21 @@ func TestTrustedLoginThroughDovecot(t *testing.T) {
 		t.Errorf("fail2ban-regex (default mode) found %q, want 203.0.113.7 once, in:\n%s", ips, file.String())
 	}
 }
+
+// TestTrustedLoginDovecot24: a trusted webmail's forwarded address and
+// session reach a real Dovecot 2.4.1 through the 2.4 hand-off (its imap
+// log line, mail_log_prefix with the remote_ip and session).
+func TestTrustedLoginDovecot24(t *testing.T) {
+	b := startDovecot24(t)
+	l := startLab(t, "imap-login", "base_dir = "+b.baseDir+"\nlogin_trusted_networks = 127.0.0.2", "service_count = 0")
+	c := l.dial("127.0.0.2")
+	c.line()
+	c.cmd(`a ID ("x-originating-ip" "2001:db8::7" "x-session-id" "webmail-24")`)
+	c.line()
+	if r := c.cmd(`b LOGIN ` + authUser + ` "` + authPass + `"`); !strings.HasPrefix(r, "b OK ") {
+		t.Fatalf("LOGIN: %q", r)
+	}
+	c.cmd("c LOGOUT")
+	b.waitLog(t, "<rip=2001:db8::7><webmail-24>: ")
+	l.mustLog("Login: user=<alice>, method=PLAIN, rip=2001:db8::7, lip=127.0.0.1, mpid=", "session=<webmail-24>")
+}

@@ -13,7 +13,7 @@
 //	key = <file            # the file's contents, read by the parser (root)
 //	key = $other_setting   # a global setting's current value
 //	!include conf.d/*.conf # relative to the including file; !include_try
-//	protocol imap { login_access_sockets = ... login_greeting = ... login_trusted_networks = ... }
+//	protocol imap { login_access_sockets = ... login_greeting = ... login_trusted_networks = ... disable_plaintext_auth = ... }
 //	service imap-login {
 //	  inet_listener imap { address = 127.0.0.1  port = 143  ssl = no  haproxy = no  reuse_port = no }
 //	  service_count process_min_avail process_limit client_limit vsz_limit idle_kill user chroot
@@ -30,6 +30,10 @@
 // deadline made settable), and login_prelogin_ip_limit (1000; 0 = none)
 // and login_prelogin_ipv6_prefix (64), the places one source may hold
 // and what makes IPv6 clients one source (see pkg/logind/master),
+// login_socket_path (login: Dovecot's auth socket, relative to the
+// chroot), disable_plaintext_auth (yes) or its inverse
+// auth_allow_cleartext (no), also per protocol; and per service
+// postlogin_socket (the protocol's name: Dovecot's post-login socket);
 // login_log_path (empty: off; syslog, or a unix datagram socket's
 // absolute path), instance_name (dovecot) and syslog_facility (mail):
 // the login processes' lines in Dovecot's own syslog format

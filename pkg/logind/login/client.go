@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,6 +56,9 @@ type Client struct {
 	auth                  clientAuth // authentication (auth.go)
 	// fwd: what a trusted peer forwarded (forward.go).
 	fwd forward.State
+	// relaying: logged in over TLS, the relay runs (relay.go); a
+	// shutdown leaves the client alone.
+	relaying atomic.Bool
 
 	mu     sync.Mutex
 	reason ipc.CloseReason

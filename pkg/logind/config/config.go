@@ -31,9 +31,11 @@ var globalDefaults = []struct{ name, def string }{
 	{"disable_plaintext_auth", "yes"},
 	{"haproxy_timeout", "3 secs"},
 	{"haproxy_trusted_networks", ""},
+	{"instance_name", "dovecot"},
 	{"listen", "*, ::"},
 	{"login_access_sockets", ""},
 	{"login_greeting", "loginsvc ready."},
+	{"login_log_path", ""},
 	{"login_prelogin_ip_limit", "1000"},
 	{"login_prelogin_ipv6_prefix", "64"},
 	{"login_prelogin_timeout", "3 mins"},
@@ -45,6 +47,7 @@ var globalDefaults = []struct{ name, def string }{
 	{"ssl_cert", ""},
 	{"ssl_key", ""},
 	{"ssl_min_protocol", "TLSv1.2"},
+	{"syslog_facility", "mail"},
 }
 
 // protocolSettings may also be set inside "protocol NAME { }".
@@ -169,6 +172,27 @@ type Config struct {
 	// processes' chroot, base_dir/login, where Dovecot's auth listens
 	// when base_dir is Dovecot's (docs/dovecot-auth.md).
 	AuthSocket string
+	// LoginLogPath is where the login processes' lines go in Dovecot's
+	// own syslog format (login_log_path; docs/loginsvc.md, "Log lines
+	// for ban tools"): "" (the default) logs them with loginsvc's own
+	// lines; "syslog" sends them to the system logger (/dev/log), an
+	// absolute path to that unix datagram socket, each as a syslog
+	// message from InstanceName at SyslogFacility.
+	LoginLogPath string
+	// InstanceName is the syslog ident of those lines (instance_name,
+	// default "dovecot", as Dovecot's log uses it).
+	InstanceName string
+	// SyslogFacility is their syslog facility (syslog_facility, default
+	// mail), as a priority's facility bits (LOG_MAIL is 2<<3).
+	SyslogFacility int
+}
+
+// syslogFacilities are syslog_facility's names (Dovecot's list) and
+// their codes (<< 3 in a priority).
+var syslogFacilities = map[string]int{
+	"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
+	"uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+	"local0": 16, "local1": 17, "local2": 18, "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23,
 }
 
 // DefaultPreloginIPLimit is the default login_prelogin_ip_limit.
@@ -518,6 +542,20 @@ func (c *Config) validate() conf.ErrorList {
 	g = c.global("haproxy_timeout")
 	if c.HAProxyTimeout, err = ParseDuration(g.v); err != nil || c.HAProxyTimeout <= 0 {
 		bad(g.pos, "haproxy_timeout: invalid time %q", g.v)
+	}
+	g = c.global("login_log_path")
+	if c.LoginLogPath = strings.TrimSpace(g.v); c.LoginLogPath != "" && c.LoginLogPath != "syslog" && !filepath.IsAbs(c.LoginLogPath) {
+		bad(g.pos, "login_log_path: %q is neither syslog nor an absolute path", g.v)
+	}
+	g = c.global("instance_name")
+	if c.InstanceName = strings.TrimSpace(g.v); c.InstanceName == "" || strings.ContainsAny(c.InstanceName, " \t:[") {
+		bad(g.pos, "instance_name: %q is not a syslog ident (empty, or a space, ':' or '[' in it)", g.v)
+	}
+	g = c.global("syslog_facility")
+	if f, ok := syslogFacilities[strings.TrimSpace(g.v)]; ok {
+		c.SyslogFacility = f << 3
+	} else {
+		bad(g.pos, "syslog_facility: unknown facility %q", g.v)
 	}
 	for _, s := range c.Services {
 		sv := func(k string) setting { return setting{s.values[k], c.posOf(s.pos, k)} }

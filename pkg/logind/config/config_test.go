@@ -124,6 +124,9 @@ func TestParseErrors(t *testing.T) {
 		{"<file of a device", "login_greeting = </dev/zero\n", []string{"c.conf:1: login_greeting: read /dev/zero: not a regular file"}},
 		{"bad listen address, once", "listen = localhost\nprotocols = imap\n", []string{`c.conf:1: listen: invalid IP "localhost" (an IPv4 or IPv6 address, [IPv6], * or ::)`}},
 		{"bad listener address", "service imap-login {\n inet_listener imap {\n  address = 127.0.0.1, fe80::1%eth0\n }\n}\n", []string{`c.conf:3: service imap-login: inet_listener imap: address: invalid IP "fe80::1%eth0" (an IPv4 or IPv6 address, [IPv6], * or ::)`}},
+		{"login_log_path relative", "login_log_path = dev/log\n", []string{`c.conf:1: login_log_path: "dev/log" is neither syslog nor an absolute path`}},
+		{"syslog_facility unknown", "syslog_facility = mailx\n", []string{`c.conf:1: syslog_facility: unknown facility "mailx"`}},
+		{"instance_name not an ident", "instance_name = dove cot\n", []string{`c.conf:1: instance_name: "dove cot" is not a syslog ident (empty, or a space, ':' or '[' in it)`}},
 		{"errors sorted by line", "service pop3-login {\n  process_limit = x\n}\nlogin_trusted_networks = 10.0.0.0/33\n",
 			[]string{`c.conf:2: service pop3-login: process_limit: invalid number "x"`, `c.conf:4: login_trusted_networks: invalid network "10.0.0.0/33"`}},
 	}

@@ -33,7 +33,11 @@
 // login_socket_path (login: Dovecot's auth socket, relative to the
 // chroot), disable_plaintext_auth (yes) or its inverse
 // auth_allow_cleartext (no), also per protocol; and per service
-// postlogin_socket (the protocol's name: Dovecot's post-login socket). Limits are computed as Dovecot's master does
+// postlogin_socket (the protocol's name: Dovecot's post-login socket);
+// login_log_path (empty: off; syslog, or a unix datagram socket's
+// absolute path), instance_name (dovecot) and syslog_facility (mail):
+// the login processes' lines in Dovecot's own syslog format
+// (docs/loginsvc.md, "Log lines for ban tools"). Limits are computed as Dovecot's master does
 // them (docs/loginsvc.md, "Configuration"): process_limit/client_limit 0 mean the defaults, and
 // client_limit is clamped to service_count when that is non-zero.
 //

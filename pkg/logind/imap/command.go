@@ -94,6 +94,9 @@ type imapCommand struct {
 	raw string
 	// idInvalid: an ID command whose arguments were not an ID list.
 	idInvalid bool
+	// idPairs: ID's key-value pairs read before the list ended or was
+	// found invalid (id.go).
+	idPairs []idPair
 	// err is a syntax error in the arguments (the rest of the line is
 	// skipped, or the client dropped if err.fatal).
 	err *imapSyntaxError
@@ -139,7 +142,7 @@ func (p *imapReader) read() (cmd imapCommand, ok bool, err error) {
 		cmd.raw, err = p.rawLine()
 		return cmd, err == nil, err
 	case strings.EqualFold(cmd.name, "ID"):
-		cmd.idInvalid, cmd.err, err = p.id()
+		cmd.idInvalid, cmd.err, err = p.id(&cmd.idPairs)
 	default:
 		cmd.args, cmd.err, err = p.args()
 	}
@@ -481,8 +484,9 @@ func (p *imapReader) args() ([]imapArg, *imapSyntaxError, error) {
 // read one element at a time (each with its own '(' and size budget)
 // whose keys are strings of at most 30 bytes and values strings or NIL.
 // It stops at the first invalid element (invalid) or at the list's end;
-// the rest of the line is the caller's to skip.
-func (p *imapReader) id() (invalid bool, serr *imapSyntaxError, err error) {
+// the rest of the line is the caller's to skip. Each key-value pair read
+// is appended to pairs.
+func (p *imapReader) id(pairs *[]idPair) (invalid bool, serr *imapSyntaxError, err error) {
 	p.line = 0 // ID's own parser
 	t, a, serr, err := p.token()
 	switch {
@@ -495,6 +499,7 @@ func (p *imapReader) id() (invalid bool, serr *imapSyntaxError, err error) {
 	case t != tokOpen:
 		return true, nil, nil
 	}
+	var k string
 	for key := true; ; key = !key {
 		p.line, p.lists = 0, 0
 		t, a, serr, err = p.token()
@@ -514,6 +519,11 @@ func (p *imapReader) id() (invalid bool, serr *imapSyntaxError, err error) {
 		isString := a.kind == argString || a.kind == argLiteral
 		if key && (!isString || len(a.str) > imapIDKeyMaxLen) || !key && !isString && a.kind != argNIL {
 			return true, nil, nil
+		}
+		if key {
+			k = a.str
+		} else {
+			*pairs = append(*pairs, idPair{k, a.str, a.kind == argNIL})
 		}
 	}
 }

@@ -41,6 +41,9 @@ type session struct {
 	c   *login.Client
 	bad int        // bad commands, cumulative
 	r   imapReader // the command reader, set at the first command
+	// idDone: an ID command has completed (only the first one's x-*
+	// fields count, as in Dovecot; id.go).
+	idDone bool
 	// capSent: CAPABILITY was asked before any STARTTLS (the hand-off
 	// prefix tells imap to answer with an untagged CAPABILITY);
 	// starttls: STARTTLS was accepted.
@@ -81,6 +84,7 @@ func (s *session) Next(in *login.Input) (string, login.Ending, error) {
 	if !ok {
 		return "", login.Ending{}, err
 	}
+	s.forward(cmd.idPairs) // ID's x-* fields (id.go)
 	reply, end := s.run(&cmd)
 	return reply, end, err
 }
@@ -115,10 +119,7 @@ func (s *session) run(cmd *imapCommand) (string, login.Ending) {
 	case "LOGOUT":
 		return "* BYE Logging out\r\n" + tag + " OK Logout completed.\r\n", login.EndLogout
 	case "ID":
-		if cmd.idInvalid {
-			return tag + " BAD Invalid ID parameters\r\n", login.Ending{}
-		}
-		return "* ID NIL\r\n" + tag + " OK ID completed.\r\n", login.Ending{}
+		return s.id(tag, cmd), login.Ending{}
 	case "ENABLE":
 		return "* ENABLED\r\n" + tag + " OK ENABLE ignored in non-authenticated state.\r\n", login.Ending{}
 	case "STARTTLS":

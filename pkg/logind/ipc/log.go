@@ -41,6 +41,17 @@ func (l *LineLog) Add(level, text string) {
 	}
 }
 
+// Swap writes the batched lines to the current writer and makes w the
+// writer; it returns the previous one.
+func (l *LineLog) Swap(w io.Writer) io.Writer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flushLocked()
+	old := l.W
+	l.W = w
+	return old
+}
+
 // Flush writes the batched lines.
 func (l *LineLog) Flush() {
 	l.mu.Lock()

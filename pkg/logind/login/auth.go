@@ -334,16 +334,19 @@ func (cl *Client) watchHangup(cancel context.CancelFunc) func() {
 // authRequest is the AUTH request for mech: every field Dovecot's login
 // processes send (sasl-server.c).
 func (cl *Client) authRequest(mech, ir string, hasIR bool) *authclient.Request {
+	// rip/lip: as forwarded by a trusted peer (forward.go); real_*: the
+	// connection's own (the proxy's behind a PROXY header).
+	id := cl.identity()
 	remote, local := addrPortOf(cl.c.RemoteAddr()), addrPortOf(cl.c.LocalAddr())
 	req := &authclient.Request{
-		Mech: mech, Service: cl.lp.proto.Name(), Session: cl.sessionID(),
+		Mech: mech, Service: cl.lp.proto.Name(), Session: id.Session,
 		Secured: cl.Secured(), TLS: cl.tlsActive || cl.haproxyTLS,
 		// No final-resp-ok: Dovecot 2.3's login processes (and
 		// Pigeonhole's) all have sasl_support_final_reply off; auth then
 		// sends a final response as a challenge (protocol 1.3 always
 		// sends the flag, and authclient turns resp= into a challenge).
-		LocalAddr: local, RemoteAddr: remote,
-		RealLocalAddr: local, RealRemoteAddr: remote,
+		LocalAddr: id.Local, RemoteAddr: id.Remote,
+		RealLocalAddr: local, RealRemoteAddr: remote, ForwardFields: id.ForwardFields,
 		LocalName:       cl.sni,
 		InitialResponse: authclient.Secret(ir), HasInitialResponse: hasIR,
 	}

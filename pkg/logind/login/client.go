@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/forward"
 )
 
 // MaxInputLine is the size of a client's input buffer in bytes (Dovecot's
@@ -53,6 +54,8 @@ type Client struct {
 	realRemote, realLocal netip.AddrPort
 	sni                   string
 	auth                  clientAuth // authentication (auth.go)
+	// fwd: what a trusted peer forwarded (forward.go).
+	fwd forward.State
 	// relaying: logged in over TLS, the relay runs (relay.go); a
 	// shutdown leaves the client alone.
 	relaying atomic.Bool
@@ -305,10 +308,10 @@ func (cl *Client) tlsFailure(err error) ipc.CloseReason {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		logLine("INFO", "Disconnected: Inactivity during TLS handshake (rip=%s)", remoteIP(cl.c))
+		logLine("INFO", "Disconnected: Inactivity during TLS handshake (rip=%s)", ipString(cl.identity().Remote.Addr()))
 		return ipc.CloseTimeout
 	}
-	logLine("INFO", "Disconnected: TLS handshaking: %v (rip=%s)", err, remoteIP(cl.c))
+	logLine("INFO", "Disconnected: TLS handshaking: %v (rip=%s)", err, ipString(cl.identity().Remote.Addr()))
 	return ipc.CloseError
 }
 

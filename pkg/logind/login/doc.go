@@ -74,4 +74,13 @@
 // forwarded one, exactly as with Dovecot: hosts.allow must allow the
 // proxies, and per-client rules do not apply to proxied clients (the
 // "Client refused" log line still names the forwarded client).
+//
+// # Trusted networks
+//
+// A peer in login_trusted_networks (Client.Trusted) may forward its
+// client's identity: the protocols parse IMAP ID's x-* fields and POP3
+// XCLIENT and call Client.SetForwarded (forward.go); from then on the
+// log lines, the auth request and the hand-off use the forwarded
+// addresses, session id, proxy TTL and forward fields, while trusted and
+// secured stay what the connection made them, as in Dovecot.
 package login

@@ -40,10 +40,11 @@ func (cl *Client) handOff(a *authclient.Auth, hs authclient.Handshake, r *authcl
 	if path == "" {
 		path = cl.lp.proto.Name()
 	}
+	id := cl.identity() // as a trusted peer forwarded it (forward.go)
 	req := &masterauth.Request{
 		AuthPID: a.ServerPID(), AuthID: a.ID(), ClientPID: a.ClientPID(), Cookie: a.Cookie(),
-		LocalAddr: addrPortOf(cl.c.LocalAddr()), RemoteAddr: addrPortOf(cl.c.RemoteAddr()),
-		Data: masterauth.Data(cl.sessionID(), prefix, cl.auth.in.Data()),
+		LocalAddr: id.Local, RemoteAddr: id.Remote,
+		Data: masterauth.Data(id.Session, prefix, cl.auth.in.Data()),
 	}
 	if layout == masterauth.Dovecot23 && cl.Secured() {
 		req.Flags |= masterauth.FlagConnSecured
@@ -113,10 +114,11 @@ func (cl *Client) elements(mpid uint32) string {
 	case cl.securedPlain():
 		conn = "secured"
 	}
+	id := cl.identity() // as a trusted peer forwarded it (forward.go)
 	return sasl.Elements{
 		User: cl.auth.st.User, Mech: cl.auth.st.Mech,
-		RemoteIP: ipString(addrOf(cl.c.RemoteAddr())), LocalIP: ipString(addrOf(cl.c.LocalAddr())),
-		MailPID: mpid, Conn: conn, Session: cl.sessionID(),
+		RemoteIP: ipString(id.Remote.Addr()), LocalIP: ipString(id.Local.Addr()),
+		MailPID: mpid, Conn: conn, Session: id.Session,
 	}.String()
 }
 

@@ -2,7 +2,10 @@ package login
 
 import (
 	"errors"
+	"io"
 	"net"
+	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,8 +39,37 @@ func (plainConn) SetAddrs(net.Addr, net.Addr)           {}
 // reported to a supervisor, and the disconnect line goes to stderr. It
 // is how the protocols are tested over net.Pipe (logintest.Transcripts).
 func ServeConn(p Protocol, c net.Conn, greeting, host string, timeout time.Duration) {
-	lp := &loginProc{in: &ipc.Settings{Greeting: greeting, PreloginTimeout: timeout}, proto: p, host: host,
-		clients: map[uint64]*Client{}, exit: make(chan int, 1)}
+	ServeConnWith(p, c, ServeOptions{Greeting: greeting, Host: host, Timeout: timeout})
+}
+
+// ServeOptions are ServeConnWith's settings.
+type ServeOptions struct {
+	Greeting string        // login_greeting
+	Host     string        // the host name
+	Timeout  time.Duration // the pre-login deadline, from now
+	// TrustedNetworks is login_trusted_networks (matched against
+	// c.RemoteAddr()).
+	TrustedNetworks []netip.Prefix
+	// Log, if set, receives the login process's log lines ("LEVEL
+	// text\n") instead of stderr, all of them written before
+	// ServeConnWith returns. Calls with Log set run one at a time.
+	Log io.Writer
+}
+
+// logSwap serializes ServeConnWith calls that take the process's log.
+var logSwap sync.Mutex
+
+// ServeConnWith is ServeConn with more settings (o).
+func ServeConnWith(p Protocol, c net.Conn, o ServeOptions) {
+	if o.Log != nil {
+		logSwap.Lock()
+		defer logSwap.Unlock()
+		processLog.Flush()
+		old := processLog.Swap(o.Log)
+		defer func() { processLog.Flush(); processLog.Swap(old) }()
+	}
+	lp := &loginProc{in: &ipc.Settings{Greeting: o.Greeting, PreloginTimeout: o.Timeout, TrustedNetworks: o.TrustedNetworks},
+		proto: p, host: o.Host, trusted: o.TrustedNetworks, clients: map[uint64]*Client{}, exit: make(chan int, 1)}
 	cl := &Client{id: 1, lp: lp, c: plainConn{c}, conn: c, accepted: time.Now()}
 	cl.session = p.NewSession(cl)
 	lp.clients[cl.id] = cl

@@ -272,7 +272,7 @@ func TestHAProxyConfig(t *testing.T) {
 	}
 	var all strings.Builder
 	c.Print(&all, config.PrintAll)
-	if !strings.Contains(all.String(), "\nhaproxy_timeout = 3 secs\nhaproxy_trusted_networks = \nlisten = ") {
+	if !strings.Contains(all.String(), "\nhaproxy_timeout = 3 secs\nhaproxy_trusted_networks = \n") {
 		t.Errorf("-a output lacks the defaults:\n%s", all.String())
 	}
 

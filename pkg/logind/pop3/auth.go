@@ -15,6 +15,7 @@ func (s *session) capa() string {
 	if s.c.TLSOffered() && !s.c.TLSActive() {
 		b.WriteString("STLS\r\n")
 	}
+	b.WriteString(xclientCapa(s.c))
 	if s.a.PlaintextAllowed() {
 		b.WriteString("USER\r\n")
 	}

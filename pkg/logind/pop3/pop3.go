@@ -5,7 +5,7 @@
 // and "+ " continuations, the bare AUTH listing, Dovecot's -ERR [AUTH]
 // and [SYS/TEMP] replies). A logged-in client is handed to Dovecot's
 // pop3 service with no prefix; pop3 answers "+OK Logged in."
-// (docs/loginsvc.md).
+// (docs/loginsvc.md). XCLIENT from login_trusted_networks: xclient.go.
 package pop3
 
 import (
@@ -47,7 +47,9 @@ type session struct {
 	hasUser bool
 }
 
-func (s *session) Greeting() string { return "+OK " + s.c.LoginGreeting() + "\r\n" }
+func (s *session) Greeting() string {
+	return "+OK " + xclientGreeting(s.c) + s.c.LoginGreeting() + "\r\n"
+}
 
 // Next reads a command as pop3-login does: its name first (upper-cased,
 // ended by a space, LF or NUL, or cut at 8 characters; CRs skipped), one
@@ -117,6 +119,8 @@ func (s *session) command(name, args string) (string, login.Ending, bool) {
 	case "PASS":
 		reply, end := s.cmdPass(args)
 		return reply, end, true
+	case "XCLIENT", "XOIP": // xclient.go
+		return xclient(s.c, name, args), login.Ending{}, true
 	case "APOP":
 		// The APOP challenge is only in the greeting of a Dovecot whose
 		// auth has the APOP mechanism; without it pop3-login answers so.

@@ -365,6 +365,7 @@ func (r *ExecRunner) Start(ctx context.Context, spec Spec, events func(Event)) (
 		log = slog.New(slog.DiscardHandler)
 	}
 	vsz := spec.Service.VszLimit
+	dlog := dovecotLog(spec.Config) // login_log_path (dovecotlog.go)
 	// fork+exec takes a few hundred microseconds; the caller (the pool,
 	// under its lock) does not wait for it: the worker takes clients at
 	// once (they queue on the socket pair) and PID and Kill wait for it.
@@ -382,6 +383,9 @@ func (r *ExecRunner) Start(ctx context.Context, spec Spec, events func(Event)) (
 		w.pid = cmd.Process.Pid
 		close(w.started)
 		log := log.With("service", spec.Service.Name, "pid", w.pid)
+		if dlog != nil {
+			log = slog.New(dovecotHandler{dlog, spec.Service.Name})
+		}
 		var wg sync.WaitGroup
 		wg.Add(2)
 		go func() { defer wg.Done(); defer stderr.Close(); relayLog(stderr, log, vsz, w.logs) }()

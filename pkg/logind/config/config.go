@@ -21,12 +21,14 @@ const DefaultConfigFile = "/etc/loginsvc/loginsvc.conf"
 // globalDefaults lists every global setting in print order with its
 // default value as text (doveconf -a order is alphabetical; so is ours).
 var globalDefaults = []struct{ name, def string }{
+	{"auth_allow_cleartext", "no"},
 	{"base_dir", "/run/loginsvc"},
 	{"default_client_limit", "1000"},
 	{"default_idle_kill", "1 mins"},
 	{"default_login_user", "dovenull"},
 	{"default_process_limit", "100"},
 	{"default_vsz_limit", "256M"},
+	{"disable_plaintext_auth", "yes"},
 	{"haproxy_timeout", "3 secs"},
 	{"haproxy_trusted_networks", ""},
 	{"listen", "*, ::"},
@@ -35,6 +37,7 @@ var globalDefaults = []struct{ name, def string }{
 	{"login_prelogin_ip_limit", "1000"},
 	{"login_prelogin_ipv6_prefix", "64"},
 	{"login_prelogin_timeout", "3 mins"},
+	{"login_socket_path", "login"},
 	{"login_trusted_networks", ""},
 	{"protocols", "imap pop3"},
 	{"shutdown_clients", "yes"},
@@ -49,6 +52,8 @@ var protocolSettings = map[string]bool{
 	"login_access_sockets":   true,
 	"login_trusted_networks": true,
 	"login_greeting":         true,
+	"disable_plaintext_auth": true,
+	"auth_allow_cleartext":   true,
 }
 
 // secretSettings are never printed by -n / -a (doveconf hides ssl_key too).
@@ -59,6 +64,7 @@ var serviceDefaults = []struct{ name, def string }{
 	{"chroot", "login"},
 	{"client_limit", "0"},
 	{"idle_kill", "0"},
+	{"postlogin_socket", ""},
 	{"process_limit", "0"},
 	{"process_min_avail", "0"},
 	{"service_count", "1"},
@@ -158,6 +164,11 @@ type Config struct {
 	// HAProxyTimeout bounds the wait for the PROXY header, from accept
 	// (haproxy_timeout, default DefaultHAProxyTimeout).
 	HAProxyTimeout time.Duration
+	// AuthSocket is Dovecot's auth socket for login processes
+	// (login_socket_path, default "login"): relative to the login
+	// processes' chroot, base_dir/login, where Dovecot's auth listens
+	// when base_dir is Dovecot's (docs/dovecot-auth.md).
+	AuthSocket string
 }
 
 // DefaultPreloginIPLimit is the default login_prelogin_ip_limit.
@@ -193,6 +204,17 @@ type Service struct {
 	AccessSockets   []string
 	TrustedNetworks []netip.Prefix
 	Greeting        string
+	// AuthAllowCleartext: plaintext authentication (IMAP LOGIN, POP3
+	// USER/PASS, the PLAIN and LOGIN mechanisms) is allowed on a
+	// connection that is not secured. Dovecot 2.3's
+	// disable_plaintext_auth (default yes) and 2.4's
+	// auth_allow_cleartext (default no, its inverse) both set it, in
+	// the protocol section or globally.
+	AuthAllowCleartext bool
+	// PostloginSocket is the post-login service's socket a logged-in
+	// client is handed to (postlogin_socket, default the protocol's
+	// name: imap, pop3, submission, sieve), relative to the chroot.
+	PostloginSocket string
 }
 
 // Listener is one "inet_listener NAME { }".
@@ -227,6 +249,7 @@ func NewConfig() *Config {
 		for _, d := range serviceDefaults {
 			svc.values[d.name] = d.def
 		}
+		svc.values["postlogin_socket"] = s.proto
 		l := svc.listener(s.listener)
 		l.values["port"] = strconv.Itoa(s.port)
 		l.defs["port"] = l.values["port"]
@@ -287,7 +310,7 @@ func (c *Config) setGlobal(pos conf.Pos, key, value string) error {
 
 func (c *Config) setProtocol(pos conf.Pos, proto, key, value string) error {
 	if !protocolSettings[key] {
-		return fmt.Errorf("%s: not valid inside a protocol section (allowed: login_access_sockets, login_greeting, login_trusted_networks)", key)
+		return fmt.Errorf("%s: not valid inside a protocol section (allowed: auth_allow_cleartext, disable_plaintext_auth, login_access_sockets, login_greeting, login_trusted_networks)", key)
 	}
 	m := c.protoSet[proto]
 	if m == nil {
@@ -488,6 +511,10 @@ func (c *Config) validate() conf.ErrorList {
 	for _, err := range parseNetworks(g.v, &c.HAProxyTrustedNetworks) {
 		bad(g.pos, "haproxy_trusted_networks: %v", err)
 	}
+	c.AuthSocket = c.values["login_socket_path"]
+	if g := c.global("login_socket_path"); strings.TrimSpace(g.v) == "" {
+		bad(g.pos, "login_socket_path: must not be empty")
+	}
 	g = c.global("haproxy_timeout")
 	if c.HAProxyTimeout, err = ParseDuration(g.v); err != nil || c.HAProxyTimeout <= 0 {
 		bad(g.pos, "haproxy_timeout: invalid time %q", g.v)
@@ -551,6 +578,10 @@ func (c *Config) validate() conf.ErrorList {
 		s.Greeting = strings.TrimRight(greeting.v, "\r\n")
 		if strings.ContainsAny(s.Greeting, "\r\n\x00") {
 			bad(greeting.pos, "login_greeting: must be one line (it contains a line break or NUL)")
+		}
+		s.AuthAllowCleartext = c.allowCleartext(s.Protocol, bad)
+		if s.PostloginSocket = s.values["postlogin_socket"]; strings.TrimSpace(s.PostloginSocket) == "" {
+			bad(sv("postlogin_socket").pos, "service %s: postlogin_socket: must not be empty", s.Name)
 		}
 		s.TrustedNetworks = nil
 		parseNetworks(c.protocolValue(s.Protocol, "login_trusted_networks").v, &s.TrustedNetworks)
@@ -886,4 +917,42 @@ func clip(s string) string {
 		return s[:60] + "..."
 	}
 	return s
+}
+
+// allowCleartext is whether plaintext authentication is allowed without a
+// secured connection for protocol proto: auth_allow_cleartext (2.4's
+// name) or the inverse of disable_plaintext_auth (2.3's), whichever is
+// set in the protocol's section, else globally; both set there to
+// contradicting values is an error.
+func (c *Config) allowCleartext(proto string, bad func(conf.Pos, string, ...any)) bool {
+	// scope: 2 set in the protocol's section, 1 globally, 0 default.
+	explicit := func(k string) (setting, int) {
+		if m := c.protoSet[proto]; m != nil {
+			if _, ok := m[k]; ok {
+				return c.protocolValue(proto, k), 2
+			}
+		}
+		if c.set[k] {
+			return c.global(k), 1
+		}
+		return c.global(k), 0
+	}
+	allow, aScope := explicit("auth_allow_cleartext")
+	disable, dScope := explicit("disable_plaintext_auth")
+	a, aerr := parseBool(allow.v)
+	if aerr != nil {
+		bad(allow.pos, "auth_allow_cleartext: %v", aerr)
+	}
+	d, derr := parseBool(disable.v)
+	if derr != nil {
+		bad(disable.pos, "disable_plaintext_auth: %v", derr)
+	}
+	switch {
+	case aScope > 0 && aScope == dScope && aerr == nil && derr == nil && a == d:
+		bad(allow.pos, "auth_allow_cleartext = %s contradicts disable_plaintext_auth = %s (set one of them)", allow.v, disable.v)
+		return false
+	case aScope > dScope:
+		return a && aerr == nil
+	}
+	return !d && derr == nil
 }

@@ -314,3 +314,50 @@ func TestGreetingFromFile(t *testing.T) {
 		t.Errorf("(-want +got)\n%s", diff)
 	}
 }
+
+// TestAuthSettings: disable_plaintext_auth (2.3's name) and
+// auth_allow_cleartext (2.4's, its inverse) both set plaintext
+// authentication, in a protocol section or globally; the auth and
+// post-login sockets have Dovecot's names by default.
+func TestAuthSettings(t *testing.T) {
+	type got struct {
+		AuthSocket          string
+		IMAPAllow, POPAllow bool
+		IMAPPostlogin       string
+		SievePostlogin      string
+	}
+	tests := []struct {
+		name, conf string
+		want       got
+		err        string
+	}{
+		{"defaults", "", got{"login", false, false, "imap", "sieve"}, ""},
+		{"2.3 name", "disable_plaintext_auth = no\n", got{"login", true, true, "imap", "sieve"}, ""},
+		{"2.4 name", "auth_allow_cleartext = yes\n", got{"login", true, true, "imap", "sieve"}, ""},
+		{"protocol section", "auth_allow_cleartext = yes\nprotocol pop3 {\n disable_plaintext_auth = yes\n}\n", got{"login", true, false, "imap", "sieve"}, ""},
+		{"both agree", "auth_allow_cleartext = yes\ndisable_plaintext_auth = no\n", got{"login", true, true, "imap", "sieve"}, ""},
+		{"sockets", "login_socket_path = auth-login\nservice imap-login {\n postlogin_socket = imap-postlogin\n}\n", got{"auth-login", false, false, "imap-postlogin", "sieve"}, ""},
+		{"both contradict", "auth_allow_cleartext = yes\ndisable_plaintext_auth = yes\n", got{}, "contradicts disable_plaintext_auth"},
+		{"bad boolean", "disable_plaintext_auth = maybe\n", got{}, "disable_plaintext_auth: invalid boolean"},
+		{"empty socket", "login_socket_path =\n", got{}, "login_socket_path: must not be empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("t.conf", []byte(tt.conf))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := got{c.AuthSocket, c.Service("imap-login").AuthAllowCleartext, c.Service("pop3-login").AuthAllowCleartext,
+				c.Service("imap-login").PostloginSocket, c.Service("managesieve-login").PostloginSocket}
+			if diff := cmp.Diff(tt.want, g); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
+	}
+}

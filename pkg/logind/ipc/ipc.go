@@ -189,6 +189,18 @@ type Settings struct {
 	HAProxyListen  []string
 	HAProxyTrusted []netip.Prefix
 	HAProxyTimeout time.Duration
+	// Authentication (docs/dovecot-auth.md): AuthSocket is Dovecot's
+	// auth socket for login processes (login_socket_path, default
+	// "login"), PostloginSocket the post-login service's socket that
+	// a logged-in client is handed to (the service's postlogin_socket,
+	// default its protocol: imap, pop3, submission, sieve); both
+	// relative names resolve inside the chroot (base_dir/login).
+	// AuthAllowCleartext: plaintext authentication is allowed on
+	// connections that are not secured (disable_plaintext_auth = no,
+	// auth_allow_cleartext = yes); false refuses it there.
+	AuthSocket         string
+	PostloginSocket    string
+	AuthAllowCleartext bool
 }
 
 // Packet helpers

@@ -159,6 +159,7 @@ func (r *ExecRunner) Settings(spec Spec) (*ipc.Settings, error) {
 		in.SSLListen = s.SSLListenAddrs()
 	}
 	in.TrustedNetworks = s.TrustedNetworks
+	in.AuthSocket, in.PostloginSocket, in.AuthAllowCleartext = spec.Config.AuthSocket, s.PostloginSocket, s.AuthAllowCleartext
 	if in.HAProxyListen = s.HAProxyListenAddrs(); len(in.HAProxyListen) > 0 {
 		in.HAProxyTrusted = spec.Config.HAProxyTrustedNetworks
 		in.HAProxyTimeout = spec.Config.HAProxyTimeout

@@ -61,6 +61,19 @@ func (cl *Client) reportAuthFailed() {
 	cl.lp.reportLazy(ipc.MsgAuthFailed, cl.id, cl.who.authFails)
 }
 
+// noteAuthFailure reports a failed authentication (reportAuthFailed) if
+// auth's FAIL ended it with result r: auth refused the credentials
+// (AuthFailed, AuthFailedReason), the authorization (AuthzFailed) or the
+// account (AuthPassExpired, AuthLoginDisabled); not a temporary failure,
+// a referral, an abort by the client, nor a refusal before auth was
+// asked (an unknown mechanism, plaintext or TLS required).
+func (cl *Client) noteAuthFailure(r AuthResult) {
+	switch r {
+	case AuthFailed, AuthFailedReason, AuthzFailed, AuthPassExpired, AuthLoginDisabled:
+		cl.reportAuthFailed()
+	}
+}
+
 // whoRemote is the client's address as the log lines give it.
 func (cl *Client) whoRemote() netip.AddrPort {
 	if t, ok := cl.c.RemoteAddr().(interface{ AddrPort() netip.AddrPort }); ok {

@@ -321,6 +321,15 @@ func (d *Dovecot) WaitListening(ctx context.Context) error {
 		}
 		missing := ""
 		for _, p := range d.Config.protocols() {
+			if d.Config.NoLoginListeners {
+				// The auth and post-login sockets loginsvc uses.
+				for _, name := range []string{"login", p} {
+					if _, err := os.Stat(filepath.Join(d.LoginDir(), name)); err != nil {
+						missing = "socket " + filepath.Join(d.LoginDir(), name)
+					}
+				}
+				continue
+			}
 			ok, err := listening(ctx, d.ports[p])
 			if err != nil || !ok {
 				missing = fmt.Sprintf("%s listener 127.0.0.1:%d", p, d.ports[p])

@@ -74,14 +74,9 @@ func (cl *Client) noteAuthFailure(r AuthResult) {
 	}
 }
 
-// whoRemote is the client's address as the log lines give it.
-func (cl *Client) whoRemote() netip.AddrPort {
-	if t, ok := cl.c.RemoteAddr().(interface{ AddrPort() netip.AddrPort }); ok {
-		a := t.AddrPort()
-		return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
-	}
-	return netip.AddrPort{}
-}
+// whoRemote is the client's address as the log lines and the hand-off
+// give it (when trusted peers' forwarding lands, the forwarded one).
+func (cl *Client) whoRemote() netip.AddrPort { return addrPortOf(cl.c.RemoteAddr()) }
 
 // sendAlone sends packet b on its own, after any batched reports.
 func (lp *loginProc) sendAlone(b []byte) {

@@ -78,7 +78,7 @@ func (w *fakeWorker) emit(ev worker.Event) { w.events(ev) }
 
 // testPool makes a pool of the service imap-login in conf; lns are its
 // listening sockets (high-performance processes get them: direct accept).
-func testPool(t *testing.T, conf string, lns ...*os.File) (*pool, *fakeRunner) {
+func testPool(t testing.TB, conf string, lns ...*os.File) (*pool, *fakeRunner) {
 	t.Helper()
 	cfg, err := config.Parse("t.conf", []byte("base_dir = /tmp/x\n"+conf))
 	if err != nil {
@@ -93,7 +93,7 @@ func testPool(t *testing.T, conf string, lns ...*os.File) (*pool, *fakeRunner) {
 
 // fakeListener stands for a listening socket given to the processes (the
 // fake workers never use it).
-func fakeListener(t *testing.T) *os.File {
+func fakeListener(t testing.TB) *os.File {
 	f, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)

@@ -97,7 +97,7 @@ func (p *pool) session(c *conn, state string) control.Session {
 func (p *pool) who(recent bool) []control.Session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []control.Session
+	out := make([]control.Session, 0, len(p.conns)+len(p.recent))
 	for _, c := range p.conns {
 		if c.login != nil {
 			out = append(out, p.session(c, c.state.String()))

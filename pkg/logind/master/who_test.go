@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -98,7 +99,8 @@ func (l *lab) waitWho(recent bool, n int) []control.Session {
 // mail pid) and its login process's pid; procs and login-status count
 // it (logins, failed authentications, proxying). A TLS client is listed
 // while its process relays it and disappears when it leaves; a plaintext
-// one leaves loginsvc at the hand-off and is only a recent hand-off.
+// one leaves loginsvc at the hand-off and is only a recent hand-off. A
+// reload keeps the relayed session listed.
 func TestWhoOverControlSocket(t *testing.T) {
 	for _, tt := range []struct {
 		mode  string
@@ -132,6 +134,13 @@ func TestWhoOverControlSocket(t *testing.T) {
 				st := l.status()
 				if len(st.Procs) < 1 || st.Procs[0].PID != pid || st.Procs[0].Logins != 1 || st.Procs[0].Proxying != 1 {
 					t.Errorf("procs: %+v, want pid %d with 1 login, 1 proxying", st.Procs, pid)
+				}
+				// A reload keeps the session: its draining process relays on.
+				if err := l.sup.Reload(l.cfg); err != nil {
+					t.Fatal(err)
+				}
+				if d := cmp.Diff(got, l.queryWho(false), ignoreSince); d != "" {
+					t.Errorf("who after a reload (-before +after):\n%s", d)
 				}
 				c.c.Close()
 				l.waitWho(false, 0)
@@ -199,4 +208,37 @@ func TestWhoKeepsRecentHandoffsBounded(t *testing.T) {
 	if _, ctr, _ := p.snapshot(); ctr.Logins != n+1 {
 		t.Errorf("%d logins counted, want %d", ctr.Logins, n+1)
 	}
+}
+
+// BenchmarkWho10k: the supervisor lists 10,000 relayed sessions (one
+// high-performance process of client_limit 10000); its first run logs
+// the supervisor's heap per logged-in session.
+func BenchmarkWho10k(b *testing.B) {
+	const own, n = uint64(1) << 32, 10000
+	before := heapAlloc()
+	p, r := testPool(b, "service imap-login {\n service_count = 0\n client_limit = 10000\n process_limit = 1\n process_min_avail = 1\n}\n", fakeListener(b))
+	w := r.w(0)
+	w.emit(worker.Event{Kind: worker.EventReady})
+	for i := uint64(1); i <= n; i++ {
+		w.emit(worker.Event{Kind: worker.EventAccepted, Conn: own | i, State: ipc.StateLoggingIn, Remote: anyAddr})
+		w.emit(worker.Event{Kind: worker.EventLogin, Conn: own | i, Login: ipc.Login{ID: own | i, User: fmt.Sprintf("user%05d@example.org", i), Mech: "PLAIN", MailPID: 1000, Remote: anyAddr, TLS: true}})
+		w.emit(worker.Event{Kind: worker.EventState, Conn: own | i, State: ipc.StateProxying})
+	}
+	if b.N == 1 { // the first run; later ones reuse its freed memory
+		b.Logf("supervisor heap: %.0f bytes per logged-in session", float64(int64(heapAlloc())-int64(before))/n)
+	}
+	b.ResetTimer()
+	for range b.N {
+		if got := p.who(false); len(got) != n {
+			b.Fatalf("%d sessions", len(got))
+		}
+	}
+}
+
+// heapAlloc is the bytes of live heap objects after a collection.
+func heapAlloc() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }

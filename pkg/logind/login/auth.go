@@ -273,7 +273,7 @@ func (cl *Client) Authenticate(mech, ir string, hasIR bool, io AuthIO, prefix []
 				return cl.outcome(v)
 			}
 			st.Requesting, st.Finishing = false, true
-			return cl.handOff(ctx, a, hs, step.Reply, prefix)
+			return cl.handOff(a, hs, step.Reply, prefix)
 		default: // FAIL, or INTERNAL_FAIL (the connection to auth was lost)
 			if step.Status == authclient.StatusInternalFail {
 				st.CommFail = true

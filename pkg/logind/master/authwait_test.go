@@ -77,3 +77,24 @@ func TestGreetingWaitsForAuth(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthNotResponding: auth silent for 10 s: the client is told
+// Dovecot's waiting notice (and a warning is logged); the greeting
+// follows once auth answers.
+func TestAuthNotResponding(t *testing.T) {
+	l := startLab(t, "imap-login", "", "service_count = 1")
+	release := make(chan struct{})
+	fakeAuth(t, l.cfg.BaseDir, release)
+	c := l.dial("")
+	c.c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	start := time.Now()
+	n, err := c.r.ReadString('\n')
+	if err != nil || n != "* OK Waiting for authentication process to respond..\r\n" || time.Since(start) < 9*time.Second {
+		t.Fatalf("after %v: %q, %v", time.Since(start), n, err)
+	}
+	l.mustLog("Auth process not responding, delayed sending initial response (greeting)")
+	close(release)
+	if g := c.line(); !strings.HasPrefix(g, "* OK [CAPABILITY ") {
+		t.Fatalf("greeting %q", g)
+	}
+}

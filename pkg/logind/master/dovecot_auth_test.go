@@ -153,6 +153,20 @@ func testDovecotLogin(t *testing.T, b backend) {
 				l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", secured, session=<")
 				b.waitLog(t, "imap("+authUser+")<rip=127.0.0.1>", "Logged out")
 			})
+			t.Run("CAPABILITY first", func(t *testing.T) {
+				// The hand-off prefix's flag: imap then answers with an
+				// untagged CAPABILITY, not a [CAPABILITY] code.
+				c := l.dial("")
+				c.line()
+				c.cmd("x CAPABILITY")
+				c.line()
+				c.c.Write([]byte("a LOGIN " + authUser + " \"" + authPass + "\"\r\n"))
+				r := c.readTagged("a")
+				if last := r[len(r)-1]; !strings.HasPrefix(last, "a OK ") || strings.Contains(last, "[CAPABILITY") || !strings.HasPrefix(r[0], "* CAPABILITY ") {
+					t.Errorf("login after CAPABILITY: %q", r)
+				}
+				c.cmd("z LOGOUT")
+			})
 			t.Run("wrong password", func(t *testing.T) {
 				c := l.dial("")
 				c.line()

@@ -73,6 +73,7 @@ See also: tcpwrapd(8), hosts_access(5), hosts_options(5), tcpdmatch(8), tcpdchk(
 			bansCommand(),
 			procsCommand(),
 			loginStatusCommand(),
+			whoCommand(),
 			generateCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {

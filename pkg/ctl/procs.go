@@ -51,9 +51,15 @@ func fetchLoginStatus(c *cli.Context) (*control.Status, error) {
 	defer cancel()
 	st, err := control.QueryStatus(ctx, path)
 	if err != nil {
-		return nil, fmt.Errorf("loginsvc control socket %s: %w (is loginsvc running? a base_dir other than /run/loginsvc moves the socket: give --socket PATH or -c CONFIG)", path, err)
+		return nil, loginSocketError(path, err)
 	}
 	return st, nil
+}
+
+// loginSocketError is err from loginsvc's control socket path, with a
+// hint.
+func loginSocketError(path string, err error) error {
+	return fmt.Errorf("loginsvc control socket %s: %w (is loginsvc running? a base_dir other than /run/loginsvc moves the socket: give --socket PATH or -c CONFIG)", path, err)
 }
 
 // loginStatusAction fetches loginsvc's status and prints it as JSON with
@@ -75,13 +81,13 @@ func loginStatusAction(text func(io.Writer, *control.Status) error) cli.ActionFu
 func procsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "procs",
-		Usage: "list loginsvc's login processes (pid, service, mode, clients by state, age)",
+		Usage: "list loginsvc's login processes (pid, service, mode, clients by state, logins, age)",
 		Description: `Asks loginsvc's control socket (root only). --json prints control.Status
 (schema "version": 1) with every process.`,
 		Flags: append(loginSocketFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 		Action: loginStatusAction(func(w io.Writer, st *control.Status) error {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PID\tSERVICE\tMODE\tGEN\tSTATE\tCHECKING\tLOGGING-IN\tPROXYING\tSERVED\tAGE")
+			fmt.Fprintln(tw, "PID\tSERVICE\tMODE\tGEN\tSTATE\tCHECKING\tLOGGING-IN\tPROXYING\tSERVED\tLOGINS\tAGE")
 			now := time.Now()
 			for _, s := range st.Services {
 				for _, p := range s.Procs {
@@ -92,8 +98,8 @@ func procsCommand() *cli.Command {
 					if p.Stopping != "" {
 						state = "stopping(" + p.Stopping + ")"
 					}
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\n", p.PID, s.Name, p.Mode, p.Generation, state,
-						p.Checking, p.LoggingIn, p.Proxying, p.Served, now.Sub(p.Started).Round(time.Second))
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.PID, s.Name, p.Mode, p.Generation, state,
+						p.Checking, p.LoggingIn, p.Proxying, p.Served, p.Logins, now.Sub(p.Started).Round(time.Second))
 				}
 			}
 			return tw.Flush()
@@ -106,17 +112,21 @@ func procsCommand() *cli.Command {
 func loginStatusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "login-status",
-		Usage: "show loginsvc's per-service limits and counters (accepted, refused, access errors, evicted, spawn failures)",
+		Usage: "show loginsvc's per-service limits and counters (accepted, refused, access errors, evicted, logins, failed authentications, proxying clients)",
 		Flags: append(loginSocketFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 		Action: loginStatusAction(func(w io.Writer, st *control.Status) error {
 			fmt.Fprintf(w, "loginsvc pid %d, up %s, configuration generation %d\n", st.PID, time.Since(st.Started).Round(time.Second), st.Generation)
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SERVICE\tMODE\tPROCS\tLIMITS\tACCEPTED\t(DIRECT)\tREFUSED\tACCESS-ERR\tEVICTED\tDROPPED\tLOST\tCLOSED\tSPAWNED\tSPAWN-FAIL\tCRASHES\tTHROTTLES\tPENDING")
+			fmt.Fprintln(tw, "SERVICE\tMODE\tPROCS\tLIMITS\tACCEPTED\t(DIRECT)\tREFUSED\tACCESS-ERR\tEVICTED\tDROPPED\tLOST\tCLOSED\tSPAWNED\tSPAWN-FAIL\tCRASHES\tTHROTTLES\tPENDING\tLOGINS\tAUTH-FAIL\tPROXYING")
 			for _, s := range st.Services {
 				ct := s.Counters
-				fmt.Fprintf(tw, "%s\t%s\t%d\tproc=%d client=%d min=%d\t%d\t(%d)\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.Name, s.Mode, len(s.Procs),
+				proxying := 0
+				for _, p := range s.Procs {
+					proxying += p.Proxying
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\tproc=%d client=%d min=%d\t%d\t(%d)\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.Name, s.Mode, len(s.Procs),
 					s.ProcessLimit, s.ClientLimit, s.ProcessMinAvail, ct.Accepted, ct.Direct, ct.Refused, ct.AccessErrors, ct.Evicted, ct.Dropped, ct.Lost, ct.Closed,
-					ct.Spawned, ct.SpawnFailures, ct.Crashes, ct.Throttles, s.Pending)
+					ct.Spawned, ct.SpawnFailures, ct.Crashes, ct.Throttles, s.Pending, ct.Logins, ct.AuthFailures, proxying)
 			}
 			return tw.Flush()
 		}),

@@ -21,6 +21,14 @@ import (
 // control socket does, and returns its path.
 func serveStatus(t *testing.T, st *control.Status) string {
 	t.Helper()
+	return serveControl(t, map[string]any{control.StatusRequest: st})
+}
+
+// serveControl answers loginsvc's control protocol with answers, by
+// request line, on a socket in a temporary directory, and returns its
+// path.
+func serveControl(t *testing.T, answers map[string]any) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "loginsvc.ctl")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -33,8 +41,9 @@ func serveStatus(t *testing.T, st *control.Status) string {
 			if err != nil {
 				return
 			}
-			if line, _ := bufio.NewReader(c).ReadString('\n'); line == "status\n" {
-				json.NewEncoder(c).Encode(st)
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			if v, ok := answers[line]; ok {
+				json.NewEncoder(c).Encode(v)
 			}
 			c.Close()
 		}
@@ -47,9 +56,9 @@ func sampleLoginStatus() *control.Status {
 	return &control.Status{Version: control.StatusSchemaVersion, PID: 4242, Started: started, Generation: 2,
 		Services: []control.ServiceStatus{
 			{Name: "imap-login", Mode: "high-performance", ProcessLimit: 4, ClientLimit: 1000, ProcessMinAvail: 1,
-				Counters: control.Counters{Accepted: 120, Direct: 100, Refused: 3, AccessErrors: 4, Evicted: 1, Spawned: 2},
+				Counters: control.Counters{Accepted: 120, Direct: 100, Refused: 3, AccessErrors: 4, Evicted: 1, Spawned: 2, Logins: 40, AuthFailures: 7},
 				Procs: []control.ProcInfo{{PID: 5001, Service: "imap-login", Mode: "high-performance", Generation: 2,
-					Started: started, Ready: true, Served: 117, LoggingIn: 2, Proxying: 5}}},
+					Started: started, Ready: true, Served: 117, LoggingIn: 2, Proxying: 5, Logins: 40}}},
 			{Name: "pop3-login", Mode: "high-security", ProcessLimit: 100, ClientLimit: 1, Pending: 1,
 				Counters: control.Counters{Accepted: 9, Spawned: 9, SpawnFailures: 1},
 				Procs: []control.ProcInfo{{PID: 5002, Service: "pop3-login", Mode: "high-security", Generation: 2,

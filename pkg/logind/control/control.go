@@ -1,6 +1,7 @@
 // Package control is loginsvc's control socket as its clients see it
-// (loginctl procs, loginctl login-status): the Status a running
-// supervisor reports, and QueryStatus, which asks for it. The socket is
+// (loginctl procs, loginctl login-status, loginctl who): the Status and
+// the Who a running supervisor reports, and QueryStatus and QueryWho,
+// which ask for them. The socket is
 // base_dir/loginsvc.ctl, mode 0600, answered for root and the
 // supervisor's own user only (pkg/logind/master serves it).
 package control
@@ -10,6 +11,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -58,6 +61,8 @@ type Counters struct {
 	Crashes       uint64 `json:"crashes"`         // processes that exited abnormally after ready
 	Throttles     uint64 `json:"throttles"`       // times the service was throttled
 	Violations    uint64 `json:"violations"`      // processes killed for breaking the protocol (see pkg/logind/master)
+	Logins        uint64 `json:"logins"`          // clients that logged in and were handed to a mail process
+	AuthFailures  uint64 `json:"auth_failures"`   // failed authentications (each attempt)
 }
 
 // ProcInfo describes one login process for loginctl procs.
@@ -73,16 +78,27 @@ type ProcInfo struct {
 	Checking   int       `json:"checking"`
 	LoggingIn  int       `json:"logging_in"`
 	Proxying   int       `json:"proxying"`
+	Logins     int       `json:"logins"` // clients it reported logged in
 }
 
 // QueryStatus asks the supervisor listening on the control socket path
 // for its Status. Errors: the socket cannot be reached (loginsvc not
 // running, or no permission), or the answer is not a Status.
 func QueryStatus(ctx context.Context, path string) (*Status, error) {
+	var st Status
+	if err := query(ctx, path, StatusRequest, &st, &st.Version, StatusSchemaVersion); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// query sends req to the control socket path and decodes the answer into
+// v, whose schema version (read into version) must be want.
+func query(ctx context.Context, path, req string, v any, version *int, want int) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -90,15 +106,75 @@ func QueryStatus(ctx context.Context, path string) (*Status, error) {
 	} else {
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 	}
-	if _, err := c.Write([]byte(StatusRequest)); err != nil {
+	if _, err := c.Write([]byte(req)); err != nil {
+		return err
+	}
+	what := strings.Fields(req)[0]
+	if err := json.NewDecoder(c).Decode(v); err != nil {
+		return fmt.Errorf("read %s from %s: %w", what, path, err)
+	}
+	if *version == 0 {
+		return fmt.Errorf("%s from %s: not answered (a loginsvc older than this loginctl?)", what, path)
+	}
+	if *version != want {
+		return fmt.Errorf("%s from %s: unknown schema version %d", what, path, *version)
+	}
+	return nil
+}
+
+// WhoRequest asks for the logged-in clients that loginsvc holds (a JSON
+// Who); WhoRecentRequest adds the recent hand-offs.
+const (
+	WhoRequest       = "who\n"
+	WhoRecentRequest = "who recent\n"
+)
+
+// WhoSchemaVersion is the version of Who's JSON shape.
+const WhoSchemaVersion = 1
+
+// Who is what the control socket reports for loginctl who: the
+// logged-in clients, by login time.
+type Who struct {
+	Version  int       `json:"version"` // WhoSchemaVersion
+	Sessions []Session `json:"sessions"`
+}
+
+// Session states beyond the connection states (ipc.ConnState's names:
+// "proxying" while the login process relays the client's TLS session,
+// "logging-in" for a moment between the login and the relay or the
+// hand-off).
+const (
+	// StateHandedOff: a plaintext client whose socket went to the mail
+	// process at Since; loginsvc does not know whether the session still
+	// lasts (a recent hand-off, not a live session).
+	StateHandedOff = "handed-off"
+)
+
+// Session is one client that logged in.
+type Session struct {
+	User       string     `json:"user"`
+	Service    string     `json:"service"`  // imap-login, ...
+	Protocol   string     `json:"protocol"` // imap, pop3, submission, sieve
+	Mech       string     `json:"mech"`     // SASL mechanism (PLAIN for IMAP LOGIN, POP3 USER/PASS)
+	RemoteIP   netip.Addr `json:"rip"`      // as the log lines give it (PROXY header, trusted forwarding); "" if unknown
+	RemotePort uint16     `json:"rport"`
+	Since      time.Time  `json:"since"` // when it logged in
+	TLS        bool       `json:"tls"`   // TLS with the login process (implicit or STARTTLS)
+	PID        int        `json:"pid"`   // the login process
+	MailPID    uint32     `json:"mail_pid"`
+	State      string     `json:"state"` // proxying, logging-in, StateHandedOff
+}
+
+// QueryWho asks the supervisor listening on the control socket path for
+// the logged-in clients (with recent, the recent hand-offs too).
+func QueryWho(ctx context.Context, path string, recent bool) (*Who, error) {
+	req := WhoRequest
+	if recent {
+		req = WhoRecentRequest
+	}
+	var w Who
+	if err := query(ctx, path, req, &w, &w.Version, WhoSchemaVersion); err != nil {
 		return nil, err
 	}
-	var st Status
-	if err := json.NewDecoder(c).Decode(&st); err != nil {
-		return nil, fmt.Errorf("read status from %s: %w", path, err)
-	}
-	if st.Version != StatusSchemaVersion {
-		return nil, fmt.Errorf("status from %s: unknown schema version %d", path, st.Version)
-	}
-	return &st, nil
+	return &w, nil
 }

@@ -51,8 +51,11 @@ import (
 //	                            victims by source (evict.go)
 //	'T' id:u64 state:u8         a client changed state (ConnState)
 //	'X' id:u64 reason:u8        a client is gone (CloseReason)
-//	'B' records                 several 'A'/'T'/'X' reports, each as above
-//	                            ('A' 28 bytes, the others 10: ReportLen)
+//	'B' records                 several 'A'/'T'/'X'/'F' reports, each as
+//	                            above ('A' 28 bytes, the others 10:
+//	                            ReportLen)
+//	'L' ...                     a client logged in; 'F' id:u64 n:u8, a
+//	                            client failed an authentication (login.go)
 //
 // Connection ids are the supervisor's (1, 2, ...) for clients it handed
 // over, and Seq<<32 | n (n = 1, 2, ... per process) for clients a process

@@ -279,6 +279,7 @@ func (cl *Client) Authenticate(mech, ir string, hasIR bool, io AuthIO, prefix []
 			st.Reply(step.Reply)
 			v, _ := sasl.Judge(step.Reply, false, cl.lp.host, time.Now())
 			st.Done(v.Code)
+			cl.noteAuthFailure(v.Result)
 			return cl.outcome(v)
 		}
 	}

@@ -66,6 +66,8 @@ type Client struct {
 
 	out     string  // corked replies (Queue, Flush)
 	session Session // the protocol's state
+
+	who whoState // what the supervisor was told for the admin view (who.go)
 }
 
 // kill makes the serving goroutine stop with reason (the notice is

@@ -41,4 +41,16 @@
 // the Go memory limit, not RLIMIT_AS, and must be at least 16M
 // (docs/loginsvc.md, "Sandbox"). Its stderr lines are relayed to the
 // supervisor's log, bounded in rate and length.
+//
+// # Who is logged in
+//
+// Login processes report each client that logged in and was handed to
+// a mail process, and each failed authentication (ipc.MsgLogin,
+// ipc.MsgAuthFailed; checked like every report). Supervisor.Who lists
+// the logged-in clients the processes still hold (TLS clients, relayed
+// for their whole session) and, on request, each service's last
+// RecentHandoffs plaintext clients, which left loginsvc at the hand-off
+// (who.go; loginctl who, docs/loginsvc.md "Who is logged in"). A client
+// that has logged in is never evicted and no longer counts for
+// login_prelogin_ip_limit.
 package master

@@ -148,23 +148,36 @@ func (s *sources) setState(c *conn, st ipc.ConnState) {
 	if st == ipc.StateProxying && c.counted {
 		c.counted, d = false, -1
 	}
-	src.in.place(c, st == ipc.StateLoggingIn)
+	src.in.place(c, st == ipc.StateLoggingIn && c.login == nil)
 	s.hold(src, d)
 }
 
-// untrack stops counting c (gone, evicted, or its process exited).
-func (s *sources) untrack(c *conn) {
-	src := c.src
-	if src == nil {
-		return
+// loggedIn stops counting c as a pre-login client of its source, as a
+// proxying one is not counted: it has logged in (who.go), and is no
+// longer a candidate for eviction.
+func (s *sources) loggedIn(c *conn) {
+	if c.src != nil {
+		s.release(c)
 	}
-	src.in.place(c, false)
+}
+
+// release takes c (of a source) out of the eviction candidates and the
+// places of its source.
+func (s *sources) release(c *conn) {
+	c.src.in.place(c, false)
 	d := 0
 	if c.counted {
 		c.counted, d = false, -1
 	}
-	c.src = nil
-	s.hold(src, d)
+	s.hold(c.src, d)
+}
+
+// untrack stops counting c (gone, evicted, or its process exited).
+func (s *sources) untrack(c *conn) {
+	if c.src != nil {
+		s.release(c)
+		c.src = nil
+	}
 }
 
 // wait counts waiting connection pc (pc.src set by get).
@@ -286,7 +299,7 @@ func (p *pool) victim(forSrc *source) *conn {
 	}
 	var best *conn
 	for _, c := range p.conns {
-		if c.state != ipc.StateLoggingIn || c.src == nil || (forSrc != nil && c.src.n < forSrc.n) || (only != nil && c.src != only) || !p.evictionFrees(c) {
+		if c.state != ipc.StateLoggingIn || c.login != nil || c.src == nil || (forSrc != nil && c.src.n < forSrc.n) || (only != nil && c.src != only) || !p.evictionFrees(c) {
 			continue
 		}
 		if best == nil || before(c, best) {

@@ -92,6 +92,10 @@ type pool struct {
 	// login_prelogin_ip_limit (evict.go).
 	srcs           sources
 	lastIPLimitLog time.Time
+
+	// recent are the last RecentHandoffs logins whose client left
+	// loginsvc at the hand-off (who.go), oldest first.
+	recent []control.Session
 }
 
 type proc struct {
@@ -118,6 +122,7 @@ type proc struct {
 	lastLocal  uint32              // n of its last direct accept (ids seq<<32 | n)
 	evicted    map[uint64]struct{} // clients evicted, whose close it has not reported yet
 	liar       bool                // killed for breaking the protocol; its reports are ignored
+	logins     int                 // clients it reported logged in
 }
 
 // PID is the process id (the runner may fork after Start returns).
@@ -137,6 +142,10 @@ type conn struct {
 	src      *source // see evict.go
 	inAt     int     // index in src.in, -1 if not logging in
 	counted  bool    // holds a place of src (pre-login)
+
+	login     *ipc.Login // reported logged in (who.go); nil before
+	loginAt   time.Time  // when the report came
+	authFails uint8      // failed authentications reported
 }
 
 type pendingConn struct {
@@ -619,6 +628,8 @@ func (p *pool) event(pr *proc, ev worker.Event) {
 				p.dispatch(now) // it may be evicted for a waiting connection
 			}
 		}
+	case worker.EventLogin, worker.EventAuthFailed:
+		p.noteLogin(pr, ev, now)
 	case worker.EventClosed:
 		p.counters.Closed++
 		switch ev.Reason {
@@ -629,6 +640,7 @@ func (p *pool) event(pr *proc, ev worker.Event) {
 		}
 		delete(pr.evicted, ev.Conn)
 		if c := pr.conns[ev.Conn]; c != nil {
+			p.noteHandoff(c)
 			p.srcs.untrack(c)
 			delete(pr.conns, ev.Conn)
 			delete(p.conns, ev.Conn)
@@ -669,6 +681,12 @@ const maxUnclosedEvictions = 1 << 16
 //   - X (EventClosed): likewise a client it holds or was told to evict
 //     (so never one closed before: a second close is a lie); a known
 //     reason.
+//   - L (EventLogin): a client it holds or was told to evict, past its
+//     access check (logging-in or proxying), once; the report itself
+//     (user, mechanism, mail pid, flags) is checked by ipc.ParseLogin.
+//   - F (EventAuthFailed): a client it holds or was told to evict, that
+//     is logging in and has not logged in, with n one more than its
+//     previous failure's.
 //   - U (EventUnlistened): once, from a process given the listeners.
 //   - B, and everything about the packets themselves (sizes, types,
 //     descriptors), is checked by the runner (EventInvalid).
@@ -714,6 +732,13 @@ func (p *pool) check(pr *proc, ev worker.Event) string {
 			return fmt.Sprintf("reported client %#x closed, which it does not have (never had, or closed before)", ev.Conn)
 		case ev.Reason > ipc.CloseAccessError:
 			return fmt.Sprintf("reported client %#x closed for an invalid reason (%s)", ev.Conn, ev.Reason)
+		}
+	case worker.EventLogin, worker.EventAuthFailed:
+		if c == nil && !wasEvicted {
+			return fmt.Sprintf("reported a login or failed authentication of client %#x, which it does not have", ev.Conn)
+		}
+		if c != nil {
+			return checkLogin(c, ev)
 		}
 	case worker.EventUnlistened:
 		switch {
@@ -768,6 +793,7 @@ func (p *pool) exited(pr *proc, ev worker.Event, now time.Time) {
 	p.noteOutgoing(pr)
 	lost := len(pr.conns)
 	for id, c := range pr.conns {
+		p.noteHandoff(c)
 		p.srcs.untrack(c)
 		delete(p.conns, id)
 	}
@@ -959,7 +985,7 @@ func (p *pool) snapshot() ([]control.ProcInfo, control.Counters, int) {
 	defer p.mu.Unlock()
 	var out []control.ProcInfo
 	for pr := range p.procs {
-		pi := control.ProcInfo{PID: pr.PID(), Service: p.svc.Name, Mode: pr.svc.Mode(), Generation: pr.gen, Started: pr.started, Ready: pr.ready, Served: pr.served}
+		pi := control.ProcInfo{PID: pr.PID(), Service: p.svc.Name, Mode: pr.svc.Mode(), Generation: pr.gen, Started: pr.started, Ready: pr.ready, Served: pr.served, Logins: pr.logins}
 		if pr.stopSent != 0 {
 			pi.Stopping = [...]string{"", "idle", "drain", "shutdown"}[pr.stopSent]
 		}

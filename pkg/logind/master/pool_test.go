@@ -78,7 +78,7 @@ func (w *fakeWorker) emit(ev worker.Event) { w.events(ev) }
 
 // testPool makes a pool of the service imap-login in conf; lns are its
 // listening sockets (high-performance processes get them: direct accept).
-func testPool(t *testing.T, conf string, lns ...*os.File) (*pool, *fakeRunner) {
+func testPool(t testing.TB, conf string, lns ...*os.File) (*pool, *fakeRunner) {
 	t.Helper()
 	cfg, err := config.Parse("t.conf", []byte("base_dir = /tmp/x\n"+conf))
 	if err != nil {
@@ -93,7 +93,7 @@ func testPool(t *testing.T, conf string, lns ...*os.File) (*pool, *fakeRunner) {
 
 // fakeListener stands for a listening socket given to the processes (the
 // fake workers never use it).
-func fakeListener(t *testing.T) *os.File {
+func fakeListener(t testing.TB) *os.File {
 	f, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)
@@ -154,20 +154,38 @@ func TestHighSecurityLimitEvictsOldestLoggingInExactlyOnce(t *testing.T) {
 	})
 }
 
+// TestNothingEvictableDropsAfterTimeout: at process_limit, a client that
+// is proxying, or that has logged in (even for the moment it is still
+// logging-in, before its relay or hand-off: it is no longer a pre-login
+// client), is never evicted; the waiting connection is dropped after
+// DropTimeout instead.
 func TestNothingEvictableDropsAfterTimeout(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		p, r := testPool(t, "service imap-login {\n process_limit = 1\n}\n")
-		p.arrive(-1, anyAddr)
-		r.w(0).emit(worker.Event{Kind: worker.EventReady})
-		r.w(0).emit(worker.Event{Kind: worker.EventState, Conn: 1, State: ipc.StateProxying})
-		p.arrive(-1, anyAddr)
-		time.Sleep(DropTimeout + time.Millisecond)
-		synctest.Wait()
-		_, ctr, pending := p.snapshot()
-		if ctr.Dropped != 1 || ctr.Evicted != 0 || pending != 0 {
-			t.Errorf("counters %+v pending %d", ctr, pending)
-		}
-	})
+	for _, tt := range []struct {
+		name string
+		ev   worker.Event
+	}{
+		{"proxying", worker.Event{Kind: worker.EventState, Conn: 1, State: ipc.StateProxying}},
+		{"logged in", worker.Event{Kind: worker.EventLogin, Conn: 1, Login: ipc.Login{ID: 1, User: "alice", Mech: "PLAIN"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p, r := testPool(t, "service imap-login {\n process_limit = 1\n}\n")
+				p.arrive(-1, anyAddr)
+				r.w(0).emit(worker.Event{Kind: worker.EventReady})
+				r.w(0).emit(tt.ev)
+				p.arrive(-1, anyAddr)
+				time.Sleep(DropTimeout + time.Millisecond)
+				synctest.Wait()
+				_, ctr, pending := p.snapshot()
+				if ctr.Dropped != 1 || ctr.Evicted != 0 || pending != 0 {
+					t.Errorf("counters %+v pending %d", ctr, pending)
+				}
+				if d := cmp.Diff([]string{"give 1"}, r.w(0).got()); d != "" {
+					t.Errorf("worker (-want +got):\n%s", d)
+				}
+			})
+		})
+	}
 }
 
 func TestHighPerformanceSpillOverAndEviction(t *testing.T) {

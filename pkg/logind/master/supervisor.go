@@ -503,12 +503,8 @@ func prepareBaseDir(cfg *config.Config) error {
 func (s *Supervisor) Status() control.Status {
 	s.mu.Lock()
 	st := control.Status{Version: control.StatusSchemaVersion, PID: os.Getpid(), Started: s.started, Generation: s.gen}
-	var pools []*pool
-	for _, p := range s.pools {
-		pools = append(pools, p)
-	}
 	s.mu.Unlock()
-	for _, p := range pools {
+	for _, p := range s.poolList() {
 		procs, ctr, pending := p.snapshot()
 		p.mu.Lock()
 		svc := p.svc
@@ -526,10 +522,22 @@ func (s *Supervisor) Status() control.Status {
 	return st
 }
 
+// poolList is the services' pools, in no order.
+func (s *Supervisor) poolList() []*pool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var pools []*pool
+	for _, p := range s.pools {
+		pools = append(pools, p)
+	}
+	return pools
+}
+
 // startControl serves the control socket (Config.ControlSocket, mode
 // 0600) with internal/ctlsock: a client writes "status\n" and reads one
-// JSON Status. Only root and the supervisor's own uid are answered
-// (SO_PEERCRED); one request per connection, 5 s to send it.
+// JSON Status, or "who\n" ("who recent\n") and reads one JSON Who. Only
+// root and the supervisor's own uid are answered (SO_PEERCRED); one
+// request per connection, 5 s to send it.
 func (s *Supervisor) startControl(cfg *config.Config) error {
 	path := cfg.ControlSocket()
 	os.Remove(path)
@@ -543,8 +551,13 @@ func (s *Supervisor) startControl(cfg *config.Config) error {
 		OwnerUID: os.Geteuid(), OneRequest: true, IdleTimeout: 5 * time.Second,
 		Name: "control socket", Logger: s.log(),
 		Handle: func(_ context.Context, _ ctlsock.Peer, line []byte) any {
-			if string(line)+"\n" == control.StatusRequest {
+			switch string(line) + "\n" {
+			case control.StatusRequest:
 				return s.Status()
+			case control.WhoRequest:
+				return s.Who(false)
+			case control.WhoRecentRequest:
+				return s.Who(true)
 			}
 			return map[string]string{"error": "unknown command"}
 		},

@@ -83,6 +83,8 @@ func fakeLogin(mode, token string) int {
 	own := in.Seq << 32
 	send([]byte{ipc.MsgReady}, -1)
 	switch mode {
+	case "logs-in-tls", "logs-in-plain":
+		return fakeLogsIn(c, buf, oob, mode == "logs-in-tls")
 	case "ready-twice":
 		send([]byte{ipc.MsgReady}, -1)
 	case "foreign-accept":
@@ -122,6 +124,26 @@ func fakeLogin(mode, token string) int {
 		send(rep(ipc.MsgState, own|1, uint8(ipc.StateLoggingIn)), 0)
 	case "close-ctl": // stop talking, keep running
 		c.Close()
+	case "login-stranger":
+		send(ipc.AppendLogin(nil, ipc.Login{ID: own | 5, User: "alice", Mech: "PLAIN"}), -1)
+	case "login-twice":
+		send(rep(ipc.MsgAccepted, own|1, uint8(ipc.StateLoggingIn)), -1)
+		send(ipc.AppendLogin(nil, ipc.Login{ID: own | 1, User: "alice", Mech: "PLAIN"}), -1)
+		send(ipc.AppendLogin(nil, ipc.Login{ID: own | 1, User: "mallory", Mech: "PLAIN"}), -1)
+	case "login-forged-user": // a user that would forge a log line or move the cursor
+		send(rep(ipc.MsgAccepted, own|1, uint8(ipc.StateLoggingIn)), -1)
+		send(ipc.AppendLogin(nil, ipc.Login{ID: own | 1, User: "alice\x1b[1A\nroot", Mech: "PLAIN"}), -1)
+	case "login-cut":
+		send(rep(ipc.MsgAccepted, own|1, uint8(ipc.StateLoggingIn)), -1)
+		b := ipc.AppendLogin(nil, ipc.Login{ID: own | 1, User: "alice", Mech: "PLAIN"})
+		send(b[:len(b)-2], -1)
+	case "login-in-batch":
+		send(rep(ipc.MsgAccepted, own|1, uint8(ipc.StateLoggingIn)), -1)
+		send(append([]byte{ipc.MsgBatch}, ipc.AppendLogin(nil, ipc.Login{ID: own | 1, User: "alice", Mech: "PLAIN"})...), -1)
+	case "authfail-skip":
+		send(rep(ipc.MsgAccepted, own|1, uint8(ipc.StateLoggingIn)), -1)
+		send(rep(ipc.MsgAuthFailed, own|1, 1), -1)
+		send(rep(ipc.MsgAuthFailed, own|1, 3), -1)
 	}
 	// Wait to be killed (the supervisor's messages are read and dropped).
 	for {
@@ -231,6 +253,12 @@ func TestLyingLoginProcessIsKilled(t *testing.T) {
 		{"ragged-batch", "sent a malformed batch (a 'T' record of 5 bytes)"},
 		{"descriptor", "sent a descriptor"},
 		{"close-ctl", "closed its control socket but did not exit"},
+		{"login-stranger", "reported a login or failed authentication of client 0x100000005, which it does not have"},
+		{"login-twice", "reported client 0x100000001 logged in twice"},
+		{"login-forged-user", "sent a login report with an invalid user (14 bytes"},
+		{"login-cut", "sent a malformed login report (42 bytes, user of 5, mechanism of 5)"},
+		{"login-in-batch", "sent a batch with a record of unknown type 'L'"},
+		{"authfail-skip", "reported failed authentication 3 of client 0x100000001 after 1"},
 	} {
 		t.Run(tt.mode, func(t *testing.T) {
 			l := liarLab(t, tt.mode, "service_count = 0\nclient_limit = 3\nprocess_min_avail = 1")
@@ -347,6 +375,12 @@ func TestPoolChecksReports(t *testing.T) {
 	}
 	ready := worker.Event{Kind: worker.EventReady}
 	unlisten := worker.Event{Kind: worker.EventUnlistened}
+	login := func(id uint64) worker.Event {
+		return worker.Event{Kind: worker.EventLogin, Conn: id, Login: ipc.Login{ID: id, User: "alice", Mech: "PLAIN"}}
+	}
+	af := func(id uint64, n uint8) worker.Event {
+		return worker.Event{Kind: worker.EventAuthFailed, Conn: id, Attempt: n}
+	}
 	for _, tt := range []struct {
 		name    string
 		noLns   bool // high-security: no listeners
@@ -374,6 +408,17 @@ func TestPoolChecksReports(t *testing.T) {
 		{name: "close reason invalid", handed: 1, events: []worker.Event{ready, cl(1, 42)}, wantErr: "invalid reason (reason(42))"},
 		{name: "unlisten without listeners", noLns: true, events: []worker.Event{ready, unlisten}, wantErr: "it has none"},
 		{name: "unlisten twice", events: []worker.Event{ready, unlisten, unlisten}, wantErr: "closing its listeners twice"},
+		{name: "honest logins", handed: 1, events: []worker.Event{ready, st(1, ipc.StateLoggingIn), af(1, 1), af(1, 2), login(1), st(1, ipc.StateProxying), cl(1, ipc.CloseNormal), acc(own|1, ipc.StateLoggingIn), st(own|1, ipc.StateProxying), login(own | 1), cl(own|1, ipc.CloseNormal)}},
+		{name: "login of a stranger", events: []worker.Event{ready, login(7)}, wantErr: "reported a login or failed authentication of client 0x7, which it does not have"},
+		{name: "login after close", handed: 1, events: []worker.Event{ready, cl(1, ipc.CloseNormal), login(1)}, wantErr: "of client 0x1, which it does not have"},
+		{name: "login twice", handed: 1, events: []worker.Event{ready, login(1), login(1)}, wantErr: "reported client 0x1 logged in twice"},
+		{name: "login before the access check", events: []worker.Event{ready, acc(own|1, ipc.StateChecking), login(own | 1)}, wantErr: "of client 0x100000001 before its access check"},
+		{name: "auth failure before the access check", events: []worker.Event{ready, acc(own|1, ipc.StateChecking), af(own|1, 1)}, wantErr: "before its access check"},
+		{name: "auth failure out of order", handed: 1, events: []worker.Event{ready, af(1, 2)}, wantErr: "reported failed authentication 2 of client 0x1 after 0"},
+		{name: "auth failure repeated", handed: 1, events: []worker.Event{ready, af(1, 1), af(1, 1)}, wantErr: "reported failed authentication 1 of client 0x1 after 1"},
+		{name: "auth failure after login", handed: 1, events: []worker.Event{ready, login(1), af(1, 1)}, wantErr: "failed authentication of client 0x1 after its login"},
+		{name: "auth failure while proxying", handed: 1, events: []worker.Event{ready, st(1, ipc.StateProxying), af(1, 1)}, wantErr: "of client 0x1 while it was proxying"},
+		{name: "auth failure of a stranger", events: []worker.Event{ready, af(9, 1)}, wantErr: "of client 0x9, which it does not have"},
 		{name: "invalid packet", events: []worker.Event{ready, {Kind: worker.EventInvalid, Err: fmt.Errorf("sent a descriptor")}}, wantErr: "sent a descriptor"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

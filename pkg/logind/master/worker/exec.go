@@ -696,7 +696,13 @@ func (w *execWorker) deliver(b []byte, events func(Event)) string {
 			}
 			recs = recs[n:]
 		}
-	case ipc.MsgAccepted, ipc.MsgState, ipc.MsgClosed, ipc.MsgUnlistened:
+	case ipc.MsgLogin:
+		l, err := ipc.ParseLogin(b)
+		if err != nil {
+			return "sent " + err.Error()
+		}
+		events(Event{Kind: EventLogin, Conn: l.ID, Login: l})
+	case ipc.MsgAccepted, ipc.MsgState, ipc.MsgClosed, ipc.MsgUnlistened, ipc.MsgAuthFailed:
 		if len(b) != ipc.ReportLen(typ) {
 			return fmt.Sprintf("sent a malformed %q report (%d bytes)", typ, len(b))
 		}
@@ -754,6 +760,8 @@ func reportEvent(typ byte, id uint64, arg uint8) (Event, bool) {
 		return Event{Kind: EventAccepted, Conn: id, State: ipc.ConnState(arg)}, true
 	case ipc.MsgClosed:
 		return Event{Kind: EventClosed, Conn: id, Reason: ipc.CloseReason(arg)}, true
+	case ipc.MsgAuthFailed:
+		return Event{Kind: EventAuthFailed, Conn: id, Attempt: arg}, true
 	}
 	return Event{}, false
 }

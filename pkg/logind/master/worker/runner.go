@@ -95,6 +95,11 @@ const (
 	// descriptor) or stopped talking without exiting; Err says what. The
 	// runner reads nothing more from it, and the pool kills it.
 	EventInvalid
+	// EventLogin: client Conn logged in and was handed to a mail
+	// process (Login; ipc.MsgLogin, checked by ipc.ParseLogin).
+	EventLogin
+	// EventAuthFailed: client Conn failed its Attempt-th authentication.
+	EventAuthFailed
 )
 
 // Event is one report about a login process.
@@ -106,6 +111,8 @@ type Event struct {
 	// AddrPort if unknown: then the client is a source of its own).
 	Remote   netip.AddrPort
 	Reason   ipc.CloseReason
+	Login    ipc.Login // EventLogin
+	Attempt  uint8     // EventAuthFailed: 1, 2, ...
 	ExitCode int
 	Signal   string
 	Err      error
@@ -127,6 +134,10 @@ func (e Event) String() string {
 		return "unlistened"
 	case EventInvalid:
 		return fmt.Sprintf("invalid: %v", e.Err)
+	case EventLogin:
+		return fmt.Sprintf("conn %d logged in (%s)", e.Conn, e.Login.Mech)
+	case EventAuthFailed:
+		return fmt.Sprintf("conn %d auth failed (%d)", e.Conn, e.Attempt)
 	}
 	return "?"
 }

@@ -75,8 +75,8 @@ func (cl *Client) noteAuthFailure(r AuthResult) {
 }
 
 // whoRemote is the client's address as the log lines and the hand-off
-// give it (when trusted peers' forwarding lands, the forwarded one).
-func (cl *Client) whoRemote() netip.AddrPort { return addrPortOf(cl.c.RemoteAddr()) }
+// give it: the one a trusted peer forwarded (forward.go), if any.
+func (cl *Client) whoRemote() netip.AddrPort { return cl.identity().Remote }
 
 // sendAlone sends packet b on its own, after any batched reports.
 func (lp *loginProc) sendAlone(b []byte) {

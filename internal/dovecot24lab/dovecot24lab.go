@@ -108,6 +108,13 @@ type Config struct {
 	Extra string
 	// StartTimeout bounds the wait for the listeners; zero means 30 s.
 	StartTimeout time.Duration
+	// NoLoginListeners says that Extra switches the login services'
+	// listeners off (port = 0), as loginsvc's Dovecot side does
+	// (docs/loginsvc.md, "In front of Dovecot"): Start then waits for
+	// auth's socket base_dir/login/login to accept connections and for
+	// the post-login sockets base_dir/login/<protocol>, instead of the
+	// TCP listeners.
+	NoLoginListeners bool
 }
 
 // listeners maps a protocol to its login service and listener name.
@@ -210,6 +217,12 @@ func (d *Dovecot) launch(t testing.TB, cfg Config) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	if cfg.NoLoginListeners {
+		if err := d.waitLoginSockets(ctx, protos); err != nil {
+			return fmt.Errorf("dovecot 2.4 did not come up: %w\n--- master output:\n%s--- log:\n%s", err, p.Output(), d.Log())
+		}
+		return nil
+	}
 	for _, proto := range protos {
 		if err := d.waitListening(ctx, proto); err != nil {
 			return fmt.Errorf("dovecot 2.4 did not come up: %w\n--- master output:\n%s--- log:\n%s", err, p.Output(), d.Log())
@@ -232,6 +245,30 @@ func (d *Dovecot) waitListening(ctx context.Context, proto string) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s listener %s: %w", proto, d.Addr(proto), err)
+		case <-d.proc.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// LoginDir returns base_dir/login on the host: the login processes'
+// chroot, with auth's socket login and the post-login sockets.
+func (d *Dovecot) LoginDir() string { return filepath.Join(d.Dir, "run", "login") }
+
+// waitLoginSockets waits until the login sockets of protos are ready
+// (dovecotlab.MissingLoginSocket).
+func (d *Dovecot) waitLoginSockets(ctx context.Context, protos []string) error {
+	for {
+		if done, err := d.proc.Exited(); done {
+			return fmt.Errorf("master exited: %v", err)
+		}
+		missing := dovecotlab.MissingLoginSocket(d.LoginDir(), protos)
+		if missing == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", missing, ctx.Err())
 		case <-d.proc.Done():
 		case <-time.After(50 * time.Millisecond):
 		}

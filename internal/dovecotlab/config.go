@@ -28,6 +28,13 @@ type Config struct {
 	AccessSockets string
 	// NoAccessCheck leaves login_access_sockets empty: no access check.
 	NoAccessCheck bool
+	// NoLoginListeners says that Extra switches the login services'
+	// listeners off (port = 0), as loginsvc's Dovecot side does
+	// (docs/loginsvc.md, "In front of Dovecot"): Launch then waits for
+	// auth's socket base_dir/login/login to accept connections and for
+	// the post-login sockets base_dir/login/<protocol>, instead of the
+	// TCP listeners.
+	NoLoginListeners bool
 	// OwnTcpwrap adds the documented `service tcpwrap` block with a
 	// login/tcpwrap listener (dovenull, 0600), so that Dovecot's own
 	// /usr/lib/dovecot/tcpwrap answers. It implies PrivateHosts.

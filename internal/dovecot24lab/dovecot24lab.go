@@ -108,12 +108,11 @@ type Config struct {
 	Extra string
 	// StartTimeout bounds the wait for the listeners; zero means 30 s.
 	StartTimeout time.Duration
-	// NoLoginListeners says that Extra switches the login services'
-	// listeners off (port = 0), as loginsvc's Dovecot side does
-	// (docs/loginsvc.md, "In front of Dovecot"): Start then waits for
-	// auth's socket base_dir/login/login to accept connections and for
-	// the post-login sockets base_dir/login/<protocol>, instead of the
-	// TCP listeners.
+	// NoLoginListeners gives the login services no listeners: the lab
+	// is Dovecot's auth and post-login services behind loginsvc, whose
+	// login processes use BaseDir()/login/login and BaseDir()/login/PROTO.
+	// Start then waits for those sockets and makes BaseDir()/login
+	// searchable by everyone (the host's login user is not the root's).
 	NoLoginListeners bool
 }
 
@@ -197,6 +196,11 @@ func (d *Dovecot) launch(t testing.TB, cfg Config) error {
 		}
 		d.ports[p] = port
 	}
+	if cfg.NoLoginListeners {
+		for p := range d.ports {
+			d.ports[p] = 0
+		}
+	}
 	if err := os.WriteFile(d.ConfPath, []byte(d.render(protos, cfg.Extra)), 0o644); err != nil {
 		return err
 	}
@@ -217,13 +221,13 @@ func (d *Dovecot) launch(t testing.TB, cfg Config) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if cfg.NoLoginListeners {
-		if err := d.waitLoginSockets(ctx, protos); err != nil {
-			return fmt.Errorf("dovecot 2.4 did not come up: %w\n--- master output:\n%s--- log:\n%s", err, p.Output(), d.Log())
-		}
-		return nil
-	}
 	for _, proto := range protos {
+		if cfg.NoLoginListeners {
+			if err := d.waitSockets(ctx, proto); err != nil {
+				return fmt.Errorf("dovecot 2.4 did not come up: %w\n--- master output:\n%s--- log:\n%s", err, p.Output(), d.Log())
+			}
+			continue
+		}
 		if err := d.waitListening(ctx, proto); err != nil {
 			return fmt.Errorf("dovecot 2.4 did not come up: %w\n--- master output:\n%s--- log:\n%s", err, p.Output(), d.Log())
 		}
@@ -251,28 +255,58 @@ func (d *Dovecot) waitListening(ctx context.Context, proto string) error {
 	}
 }
 
-// LoginDir returns base_dir/login on the host: the login processes'
-// chroot, with auth's socket login and the post-login sockets.
-func (d *Dovecot) LoginDir() string { return filepath.Join(d.Dir, "run", "login") }
-
-// waitLoginSockets waits until the login sockets of protos are ready
-// (dovecotlab.MissingLoginSocket).
-func (d *Dovecot) waitLoginSockets(ctx context.Context, protos []string) error {
-	for {
-		if done, err := d.proc.Exited(); done {
-			return fmt.Errorf("master exited: %v", err)
-		}
-		missing := dovecotlab.MissingLoginSocket(d.LoginDir(), protos)
-		if missing == "" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", missing, ctx.Err())
-		case <-d.proc.Done():
-		case <-time.After(50 * time.Millisecond):
+// waitSockets waits for the auth socket and proto's post-login socket in
+// BaseDir()/login, then makes that directory searchable by all.
+func (d *Dovecot) waitSockets(ctx context.Context, proto string) error {
+	for _, name := range []string{"login", proto} {
+		path := filepath.Join(d.BaseDir(), "login", name)
+		for {
+			if _, err := os.Stat(path); err == nil {
+				break
+			}
+			if done, err := d.proc.Exited(); done {
+				return fmt.Errorf("master exited: %v", err)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("no socket %s: %w", path, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
+	return os.Chmod(filepath.Join(d.BaseDir(), "login"), 0o755)
+}
+
+// BaseDir is Dovecot's base_dir as the host sees it (Dir/run).
+func (d *Dovecot) BaseDir() string { return filepath.Join(d.Dir, "run") }
+
+// Deliver puts msg (CRLF line ends) into user's INBOX: the Maildir
+// Dir/mail/USER (mail_path), owned by the root's dovecot user.
+func (d *Dovecot) Deliver(user, msg string) error {
+	uid, gid, err := d.rootIDs("dovecot")
+	if err != nil {
+		return err
+	}
+	return dovecotlab.DeliverMaildir(filepath.Join(d.Dir, "mail", user), msg, uid, gid)
+}
+
+// rootIDs are the uid and gid of name in the root's /etc/passwd.
+func (d *Dovecot) rootIDs(name string) (uid, gid int, err error) {
+	b, err := os.ReadFile(filepath.Join(d.Root, "etc", "passwd"))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) >= 4 && f[0] == name {
+			uid, err1 := strconv.Atoi(f[2])
+			gid, err2 := strconv.Atoi(f[3])
+			if err1 == nil && err2 == nil {
+				return uid, gid, nil
+			}
+		}
+	}
+	return 0, 0, fmt.Errorf("no user %s in %s/etc/passwd", name, d.Root)
 }
 
 func (d *Dovecot) render(protos []string, extra string) string {

@@ -28,13 +28,6 @@ type Config struct {
 	AccessSockets string
 	// NoAccessCheck leaves login_access_sockets empty: no access check.
 	NoAccessCheck bool
-	// NoLoginListeners says that Extra switches the login services'
-	// listeners off (port = 0), as loginsvc's Dovecot side does
-	// (docs/loginsvc.md, "In front of Dovecot"): Launch then waits for
-	// auth's socket base_dir/login/login to accept connections and for
-	// the post-login sockets base_dir/login/<protocol>, instead of the
-	// TCP listeners.
-	NoLoginListeners bool
 	// OwnTcpwrap adds the documented `service tcpwrap` block with a
 	// login/tcpwrap listener (dovenull, 0600), so that Dovecot's own
 	// /usr/lib/dovecot/tcpwrap answers. It implies PrivateHosts.
@@ -71,6 +64,11 @@ type Config struct {
 	Users map[string]string
 	// AuthMechanisms is auth_mechanisms. Empty means "plain".
 	AuthMechanisms string
+	// NoLoginListeners gives the login services no listeners: the lab
+	// is Dovecot's auth and post-login services behind loginsvc, whose
+	// login processes use base_dir/login/login and base_dir/login/imap
+	// (docs/dovecot-auth.md). Start then waits for those sockets.
+	NoLoginListeners bool
 	// Extra is appended verbatim to the generated configuration.
 	Extra string
 	// StartTimeout bounds how long Start waits for the listeners. Zero
@@ -115,6 +113,7 @@ type confData struct {
 	TcpwrapExecutable                                               string
 	TcpwrapSettings                                                 []string
 	PasswdFile, AuthMechanisms                                      string
+	NoLoginListeners                                                bool
 }
 
 type confListener struct {
@@ -158,7 +157,7 @@ login_access_sockets = {{.AccessSockets}}
 service {{.Service}} {
   inet_listener {{.Name}} {
     address = 127.0.0.1
-    port = {{.Port}}
+    port = {{if $.NoLoginListeners}}0{{else}}{{.Port}}{{end}}
   }
   inet_listener {{.TLSName}} {
     port = 0
@@ -204,7 +203,7 @@ func (c Config) render(dir, baseDir, stateDir, logPath, instance string, ports m
 		Instance: instance, AccessSockets: c.accessSockets(), Extra: c.Extra,
 		Protocols: c.protocols(), OwnTcpwrap: c.OwnTcpwrap,
 		TcpwrapExecutable: c.TcpwrapExecutable, TcpwrapSettings: c.TcpwrapSettings,
-		AuthMechanisms: c.AuthMechanisms,
+		AuthMechanisms: c.AuthMechanisms, NoLoginListeners: c.NoLoginListeners,
 	}
 	if d.AuthMechanisms == "" {
 		d.AuthMechanisms = "plain"

@@ -312,21 +312,23 @@ func (d *Dovecot) Stop() error {
 // WaitListening waits until every listener of the lab is in LISTEN state,
 // which means connections will be accepted. It checks /proc/net/tcp
 // rather than connecting, so that no access lookup is triggered; where
-// /proc/net/tcp is unreadable it falls back to a TCP connect. With
-// Config.NoLoginListeners it waits for the login sockets instead (see
-// there). It fails early if the master exits.
+// /proc/net/tcp is unreadable it falls back to a TCP connect. It fails
+// early if the master exits.
 func (d *Dovecot) WaitListening(ctx context.Context) error {
 	for {
 		if done, err := d.proc.Exited(); done {
 			return fmt.Errorf("master exited: %v", err)
 		}
 		missing := ""
-		if d.Config.NoLoginListeners {
-			missing = MissingLoginSocket(d.LoginDir(), d.Config.protocols())
-		}
 		for _, p := range d.Config.protocols() {
 			if d.Config.NoLoginListeners {
-				break
+				// The auth and post-login sockets loginsvc uses.
+				for _, name := range []string{"login", p} {
+					if _, err := os.Stat(filepath.Join(d.LoginDir(), name)); err != nil {
+						missing = "socket " + filepath.Join(d.LoginDir(), name)
+					}
+				}
+				continue
 			}
 			ok, err := listening(ctx, d.ports[p])
 			if err != nil || !ok {
@@ -344,27 +346,6 @@ func (d *Dovecot) WaitListening(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// MissingLoginSocket names the first of a Dovecot's login sockets in
-// loginDir (base_dir/login) that is not ready, or returns "": auth's
-// socket login must accept a connection, and the post-login sockets of
-// protos (imap, pop3, ...), which the master creates together with it,
-// must exist.
-func MissingLoginSocket(loginDir string, protos []string) string {
-	auth := filepath.Join(loginDir, "login")
-	c, err := net.Dial("unix", auth)
-	if err != nil {
-		return "auth socket " + auth
-	}
-	c.Close()
-	for _, p := range protos {
-		path := filepath.Join(loginDir, p)
-		if fi, err := os.Stat(path); err != nil || fi.Mode()&os.ModeSocket == 0 {
-			return "post-login socket " + path
-		}
-	}
-	return ""
 }
 
 // listening reports whether 127.0.0.1:port (or 0.0.0.0:port) is a TCP

@@ -2,12 +2,17 @@
 // the greeting, the commands as imap-login reads them (command.go:
 // literals, synchronizing and LITERAL+, a 1026-byte input buffer, 8192
 // bytes per command, Dovecot's error texts, tags never echoed when
-// invalid), and its answers. Authentication is not there yet:
-// LOGINDISABLED is advertised and LOGIN/AUTHENTICATE answer NO
-// [UNAVAILABLE] (docs/loginsvc.md, "IMAP commands").
+// invalid), and its answers. LOGIN and AUTHENTICATE (SASL-IR,
+// multi-step, "*" to abort) go through Dovecot's auth and hand the client
+// to Dovecot's imap (login.Client.Authenticate; auth.go here words the
+// replies as imap-login's client-authenticate.c does). The capabilities
+// list AUTH=<mechanism> for what auth offers now and LOGINDISABLED when
+// plaintext authentication is not allowed (docs/loginsvc.md, "IMAP
+// commands").
 package imap
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
@@ -23,35 +28,43 @@ func (Protocol) Name() string { return "imap" }
 // NewSession starts a client's IMAP state.
 func (Protocol) NewSession(c *login.Client) login.Session { return &session{c: c} }
 
-// Capabilities is the pre-login capability list; CapabilitiesStartTLS
-// is it while STARTTLS is offered (ssl is not no, TLS not active yet).
-const (
-	Capabilities         = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ LOGINDISABLED"
-	CapabilitiesStartTLS = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS LOGINDISABLED"
-)
+// Capabilities is the pre-login capability list before STARTTLS,
+// LOGINDISABLED and the AUTH= mechanisms (Dovecot's order).
+const Capabilities = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+"
 
 // MaxBadCommands is Dovecot's CLIENT_MAX_BAD_COMMANDS (3), counted
 // cumulatively for IMAP.
 const MaxBadCommands = 3
-
-// unavailable answers LOGIN and AUTHENTICATE until authentication
-// exists.
-const unavailable = " NO [UNAVAILABLE] Authentication is not available yet.\r\n"
 
 // session is one client's IMAP state.
 type session struct {
 	c   *login.Client
 	bad int        // bad commands, cumulative
 	r   imapReader // the command reader, set at the first command
+	// capSent: CAPABILITY was asked before any STARTTLS (the hand-off
+	// prefix tells imap to answer with an untagged CAPABILITY);
+	// starttls: STARTTLS was accepted.
+	capSent, starttls bool
 }
 
-// caps is the pre-login capability list: STARTTLS while TLS is
-// available (ssl != no) and not active (Dovecot's order).
+// caps is the pre-login capability list as imap-login's
+// get_capability writes it: STARTTLS while TLS is available (ssl != no)
+// and not active, LOGINDISABLED when LOGIN would be refused (plaintext
+// not allowed, or secured without a PLAIN mechanism), then AUTH= for
+// each mechanism that may be used now.
 func (s *session) caps() string {
+	c := Capabilities
 	if s.c.TLSOffered() && !s.c.TLSActive() {
-		return CapabilitiesStartTLS
+		c += " STARTTLS"
 	}
-	return Capabilities
+	mechs := s.c.Mechanisms()
+	if !s.c.PlaintextAllowed() || (s.c.Secured() && !slices.ContainsFunc(mechs, func(m string) bool { return strings.EqualFold(m, "PLAIN") })) {
+		c += " LOGINDISABLED"
+	}
+	for _, m := range mechs {
+		c += " AUTH=" + m
+	}
+	return c
 }
 
 func (s *session) Greeting() string {
@@ -93,6 +106,9 @@ func (s *session) run(cmd *imapCommand) (string, login.Ending) {
 	}
 	switch name := strings.ToUpper(cmd.name); name {
 	case "CAPABILITY":
+		if !s.starttls {
+			s.capSent = true
+		}
 		return "* CAPABILITY " + s.caps() + "\r\n" + tag + " OK Pre-login capabilities listed, post-login capabilities have more.\r\n", login.Ending{}
 	case "NOOP":
 		return tag + " OK NOOP completed.\r\n", login.Ending{}
@@ -113,16 +129,17 @@ func (s *session) run(cmd *imapCommand) (string, login.Ending) {
 			return tag + " BAD TLS support isn't enabled.\r\n", login.Ending{}
 		}
 		s.c.StartTLS()
+		s.starttls = true
 		return tag + " OK Begin TLS negotiation now.\r\n", login.Ending{}
 	case "LOGIN":
 		// Dovecot: exactly two astrings, else a bad command.
 		if len(cmd.args) == 2 && cmd.args[0].astring() && cmd.args[1].astring() {
-			return tag + unavailable, login.Ending{}
+			return s.login(tag, cmd.args[0].str, cmd.args[1].str)
 		}
 	case "AUTHENTICATE":
 		// A mechanism name is needed, else a bad command.
-		if mech, _, _ := strings.Cut(cmd.raw, " "); mech != "" {
-			return tag + unavailable, login.Ending{}
+		if mech, ir, _ := strings.Cut(cmd.raw, " "); mech != "" {
+			return s.authenticate(tag, mech, ir)
 		}
 	default:
 		if strings.EqualFold(tag, "LOGIN") { // not counted
@@ -151,6 +168,10 @@ func (s *session) Notice(n login.Notice) string {
 		return "* BYE Shutting down\r\n"
 	case login.NoticeInputFull:
 		return "* BYE Input buffer full, aborting\r\n"
+	case login.NoticeInternalError:
+		return "* BYE [UNAVAILABLE] " + login.InternalFailureText + "\r\n"
+	case login.NoticeAuthWaiting:
+		return "* OK " + login.AuthWaitingText + "\r\n"
 	}
 	return ""
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"syscall"
@@ -46,6 +47,11 @@ type Client struct {
 	// terminated TLS for the Client (v2 SSL TLV), which will make the
 	// Client secured (docs/loginsvc.md) once authentication exists.
 	haproxy, haproxyTLS bool
+	// realRemote, realLocal: behind a PROXY header, the connection's own
+	// addresses (the proxy's); sni: the TLS client's server name.
+	realRemote, realLocal netip.AddrPort
+	sni                   string
+	auth                  clientAuth // authentication (auth.go)
 
 	mu     sync.Mutex
 	reason ipc.CloseReason
@@ -64,6 +70,7 @@ func (cl *Client) kill(r ipc.CloseReason) {
 	}
 	cl.mu.Unlock()
 	cl.c.SetReadDeadline(time.Unix(1, 0))
+	cl.cancelAuth()
 }
 
 func (cl *Client) killedReason() (ipc.CloseReason, bool) {
@@ -136,7 +143,7 @@ func (cl *Client) serve() {
 			cl.c.LocalAddr()
 		}
 		cl.conn.Close()
-		if why != "" {
+		if why != "" && !cl.auth.loggedIn { // a Login line was logged instead
 			cl.logDisconnect(why)
 		}
 		cl.lp.finished(cl, reason)
@@ -173,6 +180,10 @@ func (cl *Client) serve() {
 				return
 			}
 		}
+		if r, w, ok := cl.awaitAuth(deadline); !ok {
+			reason, why = r, w
+			return
+		}
 		if err := cl.write(cl.session.Greeting()); err != nil {
 			reason, why = ipc.CloseError, "Connection closed"
 			return
@@ -184,6 +195,7 @@ func (cl *Client) serve() {
 	}
 	in := NewInput(cl.conn)
 	in.out = cl
+	cl.auth.in = in
 	for {
 		reply, end, err := cl.session.Next(in)
 		if qerr := cl.Queue(reply); qerr != nil && err == nil {
@@ -191,8 +203,11 @@ func (cl *Client) serve() {
 		}
 		if end.Why != "" {
 			reason, why = end.Reason, end.Why
-			if cl.Flush() != nil {
+			if cl.Flush() != nil && !cl.auth.loggedIn {
 				why = "Connection closed"
+			}
+			if cl.auth.relay != nil {
+				cl.relay(cl.auth.relay)
 			}
 			return
 		}
@@ -269,6 +284,7 @@ func (cl *Client) handshake(deadline time.Time) error {
 		return err
 	}
 	cl.conn, cl.tlsActive = tc, true
+	cl.sni = tc.ConnectionState().ServerName
 	return nil
 }
 

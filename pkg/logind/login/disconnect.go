@@ -46,19 +46,15 @@ func closeWhy(r ipc.CloseReason) string {
 	return "Connection closed"
 }
 
-// logDisconnect logs the client's disconnect line with reason why.
+// logDisconnect logs the client's disconnect line with reason why and,
+// unless the hand-off failed, Dovecot's parenthesised extra reason
+// ("(no auth attempts in N secs)", "(auth failed, 2 attempts in 5
+// secs)", ...; sasl.State.ExtraReason).
 func (cl *Client) logDisconnect(why string) {
-	remote, local := addrOf(cl.c.RemoteAddr()), addrOf(cl.c.LocalAddr())
-	state := ""
-	switch {
-	case cl.tlsActive:
-		state = ", TLS"
-	case cl.securedPlain():
-		state = ", secured"
+	if !cl.auth.noExtra {
+		why += " " + cl.auth.st.ExtraReason(cl.accepted, time.Now(), true)
 	}
-	secs := time.Now().Unix() - cl.accepted.Unix()
-	logLine("INFO", "Disconnected: %s (no auth attempts in %d secs): user=<>, rip=%s, lip=%s%s, session=<%s>",
-		why, secs, ipString(remote), ipString(local), state, cl.sessionID())
+	logLine("INFO", "Disconnected: %s: %s", why, cl.elements(0))
 }
 
 // sessionID is the client's session id for log lines: 12 bytes in

@@ -245,6 +245,8 @@ func (cl *Client) proxyHeader(deadline time.Time) (reason ipc.CloseReason, ok bo
 		return ipc.CloseError, false
 	}
 	if p.remote != nil {
+		// The proxy's connection stays the auth request's real_* (auth.go).
+		cl.realRemote, cl.realLocal = addrPortOf(cl.c.RemoteAddr()), addrPortOf(cl.c.LocalAddr())
 		cl.c.setAddrs(p.remote, p.local)
 	}
 	cl.haproxyTLS = p.tls

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 )
 
@@ -99,6 +100,7 @@ func Main(protocols ...Protocol) int {
 	lp := &loginProc{in: &in, c: uc, clients: map[uint64]*Client{}, proto: proto, host: hostname(),
 		tls: tlsConf, listen: newListenSet(in.SSLListen, in.HAProxyListen), exit: make(chan int, 1)}
 	lp.trusted = in.TrustedNetworks
+	lp.auth = startAuth(&in)
 	if err := lp.send([]byte{ipc.MsgReady}); err != nil {
 		return 0
 	}
@@ -164,8 +166,9 @@ type loginProc struct {
 	proto   Protocol
 	host    string
 	trusted []netip.Prefix
-	tls     *tls.Config // nil: ssl = no
-	listen  listenSet   // local addresses of the ssl = yes and haproxy = yes listeners
+	tls     *tls.Config        // nil: ssl = no
+	auth    *authclient.Client // nil: no auth socket (auth.go)
+	listen  listenSet          // local addresses of the ssl = yes and haproxy = yes listeners
 
 	mu       sync.Mutex
 	wmu      sync.Mutex // send order; guards batch
@@ -554,9 +557,13 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 	if !haproxy && remote != nil {
 		from = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
 	}
-	cl := &Client{id: id, lp: lp, implicitTLS: implicitTLS, haproxy: haproxy}
+	tc := newSockConn(fd, remote)
+	// The greeting may ask about the connection (IMAP's capabilities:
+	// secured, the mechanisms), so the socket is the Client's first.
+	cl := &Client{id: id, lp: lp, implicitTLS: implicitTLS, haproxy: haproxy, c: tc, conn: tc}
 	cl.session = lp.proto.NewSession(cl)
-	if len(lp.in.AccessSockets) == 0 && !implicitTLS && !haproxy {
+	ready := lp.authReady()
+	if len(lp.in.AccessSockets) == 0 && !implicitTLS && !haproxy && ready {
 		g := cl.session.Greeting()
 		n, err := syscall.Write(fd, []byte(g))
 		switch {
@@ -567,8 +574,8 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 			greeted, greetFailed = true, true
 		}
 	}
-	tc := newSockConn(fd, remote)
-	cl.c, cl.conn, cl.accepted, cl.greeted, cl.greetFailed = tc, tc, time.Now(), greeted, greetFailed
+	cl.accepted, cl.greeted, cl.greetFailed = time.Now(), greeted, greetFailed
+	cl.auth.st.AuthReady = ready
 	lp.mu.Lock()
 	lp.starting--
 	lp.clients[id] = cl

@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/sasl"
 )
 
 // Protocol is one pre-login protocol (Dovecot's imap-login, pop3-login,
@@ -44,6 +45,21 @@ const (
 	NoticeTimeout                     // the pre-login deadline passed
 	NoticeShutdown                    // the service is shutting down
 	NoticeInputFull                   // a command did not fit in the input buffer
+	// NoticeInternalError: the hand-off to the post-login service
+	// failed; the client is closed with Dovecot's internal-error text
+	// (IMAP "* BYE [UNAVAILABLE] Internal login failure. Refer to
+	// server log for more information.", InternalFailureText).
+	NoticeInternalError
+	// NoticeAuthWaiting: auth has not answered for 10 s; a status line,
+	// not a goodbye (IMAP "* OK Waiting for authentication process to
+	// respond..", AuthWaitingText).
+	NoticeAuthWaiting
+)
+
+// Dovecot's texts for NoticeInternalError and NoticeAuthWaiting.
+const (
+	InternalFailureText = sasl.InternalFailureText
+	AuthWaitingText     = sasl.AuthWaitingText
 )
 
 // noticeFor is the notice for a client closed for r (0: none).

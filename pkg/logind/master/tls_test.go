@@ -89,7 +89,8 @@ func TestIMAPImplicitTLSAndSTARTTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("imaps: %v", err)
 	}
-	if g := c.line(); g != "* OK [CAPABILITY "+imap.Capabilities+"] loginsvc ready." {
+	// Secured, but no auth behind: no PLAIN, so LOGINDISABLED.
+	if g := c.line(); g != "* OK [CAPABILITY "+imap.Capabilities+" LOGINDISABLED] loginsvc ready." {
 		t.Errorf("imaps greeting %q", g)
 	}
 	if v := c.c.(*tls.Conn).ConnectionState().Version; v < tls.VersionTLS12 {
@@ -114,7 +115,7 @@ func TestIMAPImplicitTLSAndSTARTTLS(t *testing.T) {
 	if err := p.upgrade(cfg); err != nil {
 		t.Fatalf("STARTTLS handshake: %v", err)
 	}
-	if r := p.cmd("b CAPABILITY"); r != "* CAPABILITY "+imap.Capabilities {
+	if r := p.cmd("b CAPABILITY"); r != "* CAPABILITY "+imap.Capabilities+" LOGINDISABLED" {
 		t.Errorf("CAPABILITY after STARTTLS: %q", r)
 	}
 	if r := p.line(); !strings.HasPrefix(r, "b OK ") {

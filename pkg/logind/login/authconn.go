@@ -1,0 +1,125 @@
+package login
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+)
+
+// startAuth starts the login process's one connection to Dovecot's auth
+// (login_socket_path, relative to the chroot), after the sandbox: CPID
+// is the process's pid, unique among the login processes; authclient
+// reconnects with Dovecot's back-off when it breaks. nil when no auth
+// socket is set.
+func startAuth(in *ipc.Settings) *authclient.Client {
+	if in.AuthSocket == "" {
+		return nil
+	}
+	return authclient.New(authclient.Config{
+		Path:   in.AuthSocket,
+		PID:    uint32(os.Getpid()),
+		Logger: slog.New(lineHandler{}),
+	})
+}
+
+// authWaitWarning is how long a client waits for auth before Dovecot
+// warns and tells it (AUTH_WAITING_WARNING_TIMEOUT_MSECS).
+const authWaitWarning = 10 * time.Second
+
+// authReady reports whether a client may be greeted at once: no auth
+// socket is set, auth is connected, or its socket does not exist at all
+// (no Dovecot behind loginsvc: logins then fail with a temporary
+// failure instead of every greeting waiting).
+func (lp *loginProc) authReady() bool {
+	if lp.auth == nil {
+		return true
+	}
+	if _, ok := lp.auth.Handshake(); ok {
+		return true
+	}
+	return lp.authAbsent()
+}
+
+// authAbsent reports whether auth is not connected and its socket does
+// not exist.
+func (lp *loginProc) authAbsent() bool {
+	if _, ok := lp.auth.Handshake(); ok {
+		return false
+	}
+	_, err := os.Stat(lp.in.AuthSocket)
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// awaitAuth holds the greeting until auth is connected, as Dovecot's
+// login processes do: after 10 s it logs a warning and tells the client
+// (NoticeAuthWaiting), and it gives up at the pre-login deadline, when
+// the client is killed or hangs up (ok false, with the close reason and
+// Dovecot's disconnect reason).
+func (cl *Client) awaitAuth(deadline time.Time) (ipc.CloseReason, string, bool) {
+	if cl.lp.authReady() {
+		cl.auth.st.AuthReady = true
+		return ipc.CloseNormal, "", true
+	}
+	ctx, cancel := context.WithDeadline(cl.killContext(), deadline)
+	defer cancel()
+	stop := cl.watchHangup(cancel)
+	defer stop()
+	wctx, wcancel := context.WithTimeout(ctx, authWaitWarning)
+	_, err := cl.lp.auth.WaitReady(wctx)
+	wcancel()
+	if err != nil && ctx.Err() == nil {
+		logLine("WARNING", "Auth process not responding, delayed sending initial response (greeting) (rip=%s)", remoteIP(cl.c))
+		if cl.write(cl.session.Notice(NoticeAuthWaiting)) != nil {
+			return ipc.CloseNormal, "Connection closed", false
+		}
+		_, err = cl.lp.auth.WaitReady(ctx)
+	}
+	if err != nil {
+		o := cl.authInterrupted(err)
+		cl.Flush()
+		return o.End.Reason, o.End.Why, false
+	}
+	cl.auth.st.AuthReady = true
+	return ipc.CloseNormal, "", true
+}
+
+// lineHandler logs authclient's records as the login process's "LEVEL
+// text" lines.
+type lineHandler struct{ attrs []slog.Attr }
+
+func (h lineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+func (h lineHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString("auth: ")
+	b.WriteString(r.Message)
+	add := func(a slog.Attr) bool {
+		b.WriteString(" " + a.Key + "=" + a.Value.String())
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	level := "INFO"
+	switch {
+	case r.Level >= slog.LevelError:
+		level = "ERROR"
+	case r.Level >= slog.LevelWarn:
+		level = "WARNING"
+	}
+	logLine(level, "%s", b.String())
+	return nil
+}
+
+func (h lineHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return lineHandler{append(append([]slog.Attr(nil), h.attrs...), as...)}
+}
+
+func (h lineHandler) WithGroup(string) slog.Handler { return h }

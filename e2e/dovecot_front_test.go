@@ -244,7 +244,6 @@ func tcpListeners(t *testing.T, pids []int) []string {
 // the user in, and loginsvc logs Dovecot's Login: line.
 func TestLoginsvcInFrontOfDovecot23(t *testing.T) {
 	peertest.Require(t, "dovecot 2.3", dovecotlab.Available())
-	bin := goBinary(t, "loginsvc", "CGO_ENABLED=0")
 	d := dovecotlab.New(t, dovecotlab.Config{
 		NoAccessCheck: true, NoLoginListeners: true,
 		Users: map[string]string{"alice": "secret"},
@@ -260,12 +259,43 @@ func TestLoginsvcInFrontOfDovecot23(t *testing.T) {
 		t.Errorf("Dovecot listens on TCP with the snippet: %v", l)
 	}
 
+	frontLogin(t, "dovecot23-front.conf", d.BaseDir, d.Log)
+}
+
+// TestLoginsvcInFrontOfDovecot24 is TestLoginsvcInFrontOfDovecot23 on
+// Debian 13: a Dovecot 2.4.1 (in the trixie root) with exactly
+// examples/dovecot24-99-loginsvc.conf (without its base_dir line: the
+// lab's, inside the root, stays) behind loginsvc with exactly
+// examples/dovecot24-front.conf.
+func TestLoginsvcInFrontOfDovecot24(t *testing.T) {
+	dovecot24lab.Require(t)
+	d := dovecot24lab.Start(t, dovecot24lab.Config{
+		NoLoginListeners: true, Protocols: []string{"imap", "pop3", "submission"},
+		Extra: strings.Replace(example(t, "dovecot24-99-loginsvc.conf"), "base_dir = /run/dovecot\n", "", 1),
+	})
+	if err := d.Deliver("alice", "Subject: in front\r\n\r\nhello through loginsvc\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if l := tcpListeners(t, []int{d.PID()}); len(l) > 0 {
+		t.Errorf("Dovecot 2.4 listens on TCP with the snippet: %v", l)
+	}
+	frontLogin(t, "dovecot24-front.conf", d.BaseDir(), d.Log)
+}
+
+// frontLogin runs loginsvc with examples/frontExample, its base_dir
+// rewritten to baseDir (the lab Dovecot's), listen 127.0.0.1, free
+// ports and a test certificate, and logs alice (password secret) in over
+// IMAP with a pipelined SELECT, FETCHes her message and checks both
+// logs (dovecotLog is Dovecot's); loginsvc is stopped at the end.
+func frontLogin(t *testing.T, frontExample, baseDir string, dovecotLog func() string) {
+	t.Helper()
+	bin := goBinary(t, "loginsvc", "CGO_ENABLED=0")
 	// loginsvc.conf: the shipped example, with test paths and ports.
 	dir := t.TempDir()
 	cert, key, _ := testcert.Write(t, dir)
 	ports := map[string]int{}
 	repl := []string{
-		"base_dir = /run/dovecot\n", "base_dir = " + d.BaseDir + "\n",
+		"base_dir = /run/dovecot\n", "base_dir = " + baseDir + "\n",
 		"#listen = *, ::\n", "listen = 127.0.0.1\n",
 		"</etc/dovecot/private/dovecot.pem", "<" + cert,
 		"</etc/dovecot/private/dovecot.key", "<" + key,
@@ -278,7 +308,7 @@ func TestLoginsvcInFrontOfDovecot23(t *testing.T) {
 		ports[std] = p
 		repl = append(repl, "port = "+std+"\n", "port = "+strconv.Itoa(p)+"\n")
 	}
-	conf := strings.NewReplacer(repl...).Replace(example(t, "dovecot23-front.conf"))
+	conf := strings.NewReplacer(repl...).Replace(example(t, frontExample))
 	confPath := filepath.Join(dir, "loginsvc.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -291,7 +321,7 @@ func TestLoginsvcInFrontOfDovecot23(t *testing.T) {
 	logs := func() string { b, _ := os.ReadFile(logPath); return string(b) }
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("loginsvc.conf:\n%s\nloginsvc's log:\n%s\nDovecot's log:\n%s", conf, logs(), d.Log())
+			t.Logf("loginsvc.conf:\n%s\nloginsvc's log:\n%s\nDovecot's log:\n%s", conf, logs(), dovecotLog())
 		}
 	})
 
@@ -356,13 +386,13 @@ func TestLoginsvcInFrontOfDovecot23(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	for !strings.Contains(d.Log(), "imap(alice)") {
+	for !strings.Contains(dovecotLog(), "imap(alice)") {
 		if time.Now().After(deadline) {
 			t.Fatal("Dovecot's log has no imap(alice) line")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if strings.Contains(d.Log(), "imap-login:") {
+	if strings.Contains(dovecotLog(), "imap-login:") {
 		t.Error("Dovecot's own imap-login ran")
 	}
 	if err := p.Stop(); err != nil {

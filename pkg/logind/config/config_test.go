@@ -257,6 +257,7 @@ func TestParseSizeDuration(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(seedHighSecurity))
 	f.Add([]byte(seedHighPerformance))
+	f.Add([]byte("disable_plaintext_auth = no\nprotocol pop3 {\n auth_allow_cleartext = no\n}\nservice pop3-login {\n postlogin_socket = pop3\n}\n"))
 	f.Add([]byte("a = \"x\\\"\" # c\nservice imap-login {\n inet_listener imap {\n port = 1\n }\n}\n!include x\nk = <f\n"))
 	p := &Parser{ReadFile: func(string) ([]byte, error) { return nil, fs.ErrPermission }}
 	f.Fuzz(func(t *testing.T, data []byte) {

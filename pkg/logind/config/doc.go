@@ -13,10 +13,12 @@
 //	key = <file            # the file's contents, read by the parser (root)
 //	key = $other_setting   # a global setting's current value
 //	!include conf.d/*.conf # relative to the including file; !include_try
-//	protocol imap { login_access_sockets = ... login_greeting = ... login_trusted_networks = ... }
+//	protocol imap { login_access_sockets = ... login_greeting = ... login_trusted_networks = ...
+//	                disable_plaintext_auth = ... auth_allow_cleartext = ... }
 //	service imap-login {
 //	  inet_listener imap { address = 127.0.0.1  port = 143  ssl = no  haproxy = no  reuse_port = no }
 //	  service_count process_min_avail process_limit client_limit vsz_limit idle_kill user chroot
+//	  postlogin_socket
 //	}
 //
 // Global settings: base_dir, default_client_limit (1000),
@@ -29,11 +31,19 @@
 // TLSv1, TLSv1.1, TLSv1.3), login_prelogin_timeout (3 mins; Dovecot's fixed 180 s pre-login
 // deadline made settable), and login_prelogin_ip_limit (1000; 0 = none)
 // and login_prelogin_ipv6_prefix (64), the places one source may hold
-// and what makes IPv6 clients one source (see pkg/logind/master). Limits are computed as Dovecot's master does
+// and what makes IPv6 clients one source (see pkg/logind/master),
+// login_socket_path (login: Dovecot's auth socket, relative to the
+// chroot base_dir/login), disable_plaintext_auth (yes; Dovecot 2.3's
+// name) and auth_allow_cleartext (no; 2.4's, its inverse). A service's
+// postlogin_socket (default its protocol's name) is Dovecot's post-login
+// socket it hands clients to. Limits are computed as Dovecot's master does
 // them (docs/loginsvc.md, "Configuration"): process_limit/client_limit 0 mean the defaults, and
 // client_limit is clamped to service_count when that is non-zero.
 //
 // Errors are collected, not just the first, and each is printed as
 // FILE:LINE: MESSAGE. Config.Print writes the effective non-default
-// (loginsvc -n) or all (loginsvc -a) settings.
+// (loginsvc -n) or all (loginsvc -a) settings; Config.PrintDovecot
+// writes Dovecot's side of them (loginsvc --dovecot-conf: Dovecot's login
+// listeners off, base_dir and default_login_user as loginsvc has them;
+// docs/loginsvc.md, "In front of Dovecot").
 package config

@@ -85,6 +85,7 @@ func (cl *Client) handOff(ctx context.Context, a *authclient.Auth, hs authclient
 	cl.reportLogin(st.User, st.Mech, mpid)
 	if ours != nil {
 		cl.auth.relay = ours
+		cl.relaying.Store(true)
 		cl.SetState(ipc.StateProxying)
 	}
 	return AuthOutcome{Result: AuthSuccess, End: Ending{Why: "Login", Reason: ipc.CloseNormal}}

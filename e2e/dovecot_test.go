@@ -23,52 +23,74 @@ import (
 // on every lookup.
 const flipTimeout = 15 * time.Second
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildBin  string
-	buildErr  error
-)
+// builds holds the commands built for the tests, once each, in one
+// temporary directory removed by TestMain.
+var builds struct {
+	sync.Mutex
+	dir  string
+	bins map[string]string
+	errs map[string]error
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
+	if builds.dir != "" {
+		os.RemoveAll(builds.dir)
 	}
 	os.Exit(code)
 }
 
 // tcpwrapdBinary builds ./cmd/tcpwrapd once per test binary and returns
 // its path.
-func tcpwrapdBinary(t *testing.T) string {
+func tcpwrapdBinary(t *testing.T) string { return goBinary(t, "tcpwrapd") }
+
+// goBinary builds ./cmd/NAME once per test binary (extra environment
+// env, e.g. CGO_ENABLED=0 as packaged) and returns its path; a failed
+// build fails the test.
+func goBinary(t *testing.T, name string, env ...string) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	builds.Lock()
+	defer builds.Unlock()
+	if bin, ok := builds.bins[name]; ok || builds.errs[name] != nil {
+		if err := builds.errs[name]; err != nil {
+			t.Fatal(err)
+		}
+		return bin
+	}
+	err := func() error {
 		root, err := filepath.Abs("..")
 		if err != nil {
-			buildErr = err
-			return
+			return err
 		}
-		if buildDir, buildErr = os.MkdirTemp("", "e2e-tcpwrapd"); buildErr != nil {
-			return
+		if builds.dir == "" {
+			if builds.dir, err = os.MkdirTemp("", "e2e-bin"); err != nil {
+				return err
+			}
+			// Dovecot's unprivileged users never run them, but keep
+			// them world-readable like installed binaries.
+			os.Chmod(builds.dir, 0o755)
 		}
-		// Dovecot's unprivileged users never run it, but keep it
-		// world-readable like an installed binary.
-		os.Chmod(buildDir, 0o755)
 		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 		if _, err := os.Stat(goBin); err != nil {
 			goBin = "go"
 		}
-		buildBin = filepath.Join(buildDir, "tcpwrapd")
-		cmd := exec.Command(goBin, "build", "-o", buildBin, "./cmd/tcpwrapd")
+		cmd := exec.Command(goBin, "build", "-o", filepath.Join(builds.dir, name), "./cmd/"+name)
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/tcpwrapd: %v\n%s", err, out)
+			return fmt.Errorf("go build ./cmd/%s: %v\n%s", name, err, out)
 		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+		return nil
+	}()
+	if builds.bins == nil {
+		builds.bins, builds.errs = map[string]string{}, map[string]error{}
 	}
-	return buildBin
+	if err != nil {
+		builds.errs[name] = err
+		t.Fatal(err)
+	}
+	builds.bins[name] = filepath.Join(builds.dir, name)
+	return builds.bins[name]
 }
 
 // lab is one Dovecot whose logins ask one access backend.

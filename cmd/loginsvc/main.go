@@ -3,7 +3,8 @@
 // siblings (high-security and high-performance modes), and is also the
 // login process itself when started by the supervisor (docs/loginsvc.md).
 //
-// Usage: loginsvc [-F] [-c FILE] [-n | -a]. Exit status 0, 1 on failure,
+// Usage: loginsvc [-F] [-c FILE] [-n | -a | -dovecot-conf VERSION]. Exit
+// status 0, 1 on failure,
 // 2 on bad usage.
 package main
 

@@ -31,10 +31,12 @@ const (
 
 const daemonizedEnv = "LOGINSVC_DAEMONIZED"
 
-// run is the loginsvc command: loginsvc [-F] [-c FILE] [-n | -a], like
-// Dovecot's master. -version (or --version) prints "loginsvc version V"
-// (pkg/version) and exits. -n and -a print the effective non-default or
-// all settings and exit; otherwise it supervises: in the foreground with -F
+// run is the loginsvc command: loginsvc [-F] [-c FILE] [-n | -a |
+// -dovecot-conf VERSION], like Dovecot's master. -version (or --version)
+// prints "loginsvc version V" (pkg/version) and exits. -n and -a print the
+// effective non-default or all settings and exit; -dovecot-conf prints
+// the Dovecot side of the configuration (config.PrintDovecot) and exits;
+// otherwise it supervises: in the foreground with -F
 // (logging to stderr), else detached into the background (logging to
 // syslog). SIGHUP reloads the configuration (kept if it does not parse;
 // the reload runs beside the signal handling, so that a SIGTERM during
@@ -49,10 +51,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	confPath := fs.String("c", config.DefaultConfigFile, "configuration `FILE`")
 	printN := fs.Bool("n", false, "print the non-default settings and exit")
 	printA := fs.Bool("a", false, "print all settings and exit")
+	dovecotConf := fs.String("dovecot-conf", "", "print Dovecot `VERSION`'s side of the configuration (2.3, 2.4, or dovecot --version's output), for "+config.DovecotConfFile+", and exit")
 	logLevel := fs.String("log-level", "info", "`LEVEL`: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: loginsvc [-F] [-c FILE] [-log-level LEVEL] [-n | -a] | -version")
+		fmt.Fprintln(stderr, "usage: loginsvc [-F] [-c FILE] [-log-level LEVEL] [-n | -a | --dovecot-conf VERSION] | -version")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args[1:]); err != nil {
@@ -70,9 +73,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	if *printN && *printA {
-		fmt.Fprintln(stderr, "loginsvc: -n and -a cannot be used together")
+	if *printN && *printA || (*printN || *printA) && *dovecotConf != "" {
+		fmt.Fprintln(stderr, "loginsvc: -n, -a and -dovecot-conf cannot be used together")
 		return exitUsage
+	}
+	if *dovecotConf != "" {
+		if _, err := config.DovecotRelease(*dovecotConf); err != nil {
+			fmt.Fprintf(stderr, "loginsvc: -dovecot-conf: %v\n", err)
+			return exitUsage
+		}
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -95,7 +104,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			mode = config.PrintAll
 		}
 		fmt.Fprintf(stdout, "# loginsvc: %s\n", *confPath)
+		cfg.PrintDovecotSockets(stdout)
 		cfg.Print(stdout, mode)
+		return exitOK
+	}
+	if *dovecotConf != "" {
+		if err := cfg.PrintDovecot(stdout, *dovecotConf); err != nil {
+			fmt.Fprintf(stderr, "loginsvc: %v\n", err)
+			return exitFailure
+		}
 		return exitOK
 	}
 	if !*foreground && os.Getenv(daemonizedEnv) == "" {

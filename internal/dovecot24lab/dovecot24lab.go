@@ -357,6 +357,10 @@ func (d *Dovecot) Addr(proto string) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(d.ports[proto]))
 }
 
+// PID returns the master's process ID (unshare, sh and chroot exec into
+// it).
+func (d *Dovecot) PID() int { return d.proc.PID() }
+
 // Log returns Dovecot's log so far.
 func (d *Dovecot) Log() string {
 	b, _ := os.ReadFile(d.LogPath)

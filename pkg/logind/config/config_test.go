@@ -260,6 +260,7 @@ func TestParseSizeDuration(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(seedHighSecurity))
 	f.Add([]byte(seedHighPerformance))
+	f.Add([]byte("disable_plaintext_auth = no\nprotocol pop3 {\n auth_allow_cleartext = no\n}\nservice pop3-login {\n postlogin_socket = pop3\n}\n"))
 	f.Add([]byte("a = \"x\\\"\" # c\nservice imap-login {\n inet_listener imap {\n port = 1\n }\n}\n!include x\nk = <f\n"))
 	p := &Parser{ReadFile: func(string) ([]byte, error) { return nil, fs.ErrPermission }}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -360,6 +361,57 @@ func TestAuthSettings(t *testing.T) {
 				c.Service("imap-login").PostloginSocket, c.Service("managesieve-login").PostloginSocket}
 			if diff := cmp.Diff(tt.want, g); diff != "" {
 				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestPrintAuthSettings: -n prints the auth settings as set, and not a
+// service's postlogin_socket that is its default (the protocol's name);
+// -a prints disable_plaintext_auth and auth_allow_cleartext agreeing with
+// each other (two contradicting values would not parse back), and both
+// outputs parse back to the same effective auth settings.
+func TestPrintAuthSettings(t *testing.T) {
+	type auth struct {
+		AuthSocket string
+		Allow      map[string]bool
+		Postlogin  map[string]string
+	}
+	get := func(c *Config) auth {
+		a := auth{c.AuthSocket, map[string]bool{}, map[string]string{}}
+		for _, s := range c.Services {
+			a.Allow[s.Name], a.Postlogin[s.Name] = s.AuthAllowCleartext, s.PostloginSocket
+		}
+		return a
+	}
+	tests := []struct{ name, conf, wantN string }{
+		{"2.3 name", "disable_plaintext_auth = no\nprotocol pop3 {\n  auth_allow_cleartext = no\n}\nservice imap-login {\n  postlogin_socket = imap\n}\nservice pop3-login {\n  postlogin_socket = pop3-post\n}\n",
+			"disable_plaintext_auth = no\nprotocol pop3 {\n  auth_allow_cleartext = no\n}\nservice pop3-login {\n  postlogin_socket = pop3-post\n}\n"},
+		{"2.4 name", "auth_allow_cleartext = yes\nlogin_socket_path = auth-login\n",
+			"auth_allow_cleartext = yes\nlogin_socket_path = auth-login\n"},
+		{"defaults", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("c.conf", []byte(tt.conf))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n strings.Builder
+			c.Print(&n, PrintNonDefault)
+			if d := cmp.Diff(tt.wantN, n.String()); d != "" {
+				t.Errorf("-n (-want +got)\n%s", d)
+			}
+			for _, mode := range []PrintMode{PrintNonDefault, PrintAll} {
+				var out strings.Builder
+				c.Print(&out, mode)
+				c2, err := Parse("printed.conf", []byte(out.String()))
+				if err != nil {
+					t.Fatalf("mode %d output does not parse: %v\n%s", mode, err, out.String())
+				}
+				if d := cmp.Diff(get(c), get(c2)); d != "" {
+					t.Errorf("mode %d round trip (-want +got)\n%s", mode, d)
+				}
 			}
 		})
 	}

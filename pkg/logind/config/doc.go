@@ -17,6 +17,7 @@
 //	service imap-login {
 //	  inet_listener imap { address = 127.0.0.1  port = 143  ssl = no  haproxy = no  reuse_port = no }
 //	  service_count process_min_avail process_limit client_limit vsz_limit idle_kill user chroot
+//	  postlogin_socket
 //	}
 //
 // Global settings: base_dir, default_client_limit (1000),
@@ -43,5 +44,8 @@
 //
 // Errors are collected, not just the first, and each is printed as
 // FILE:LINE: MESSAGE. Config.Print writes the effective non-default
-// (loginsvc -n) or all (loginsvc -a) settings.
+// (loginsvc -n) or all (loginsvc -a) settings; Config.PrintDovecot
+// writes Dovecot's side of them (loginsvc --dovecot-conf: Dovecot's login
+// listeners off, base_dir and default_login_user as loginsvc has them;
+// docs/loginsvc.md, "In front of Dovecot").
 package config

@@ -5,6 +5,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/conf"
 )
 
 // PrintMode selects what Config.Print writes.
@@ -21,13 +23,29 @@ const (
 // Print writes the configuration in dovecot.conf syntax: global settings
 // alphabetically, then protocol sections, then service sections with
 // their inet_listener sections. ssl_key is never printed (written as
-// "# hidden"); "<file" values print as written. The output parses back
-// to an equal configuration. Print does not modify c.
+// "# hidden"); "<file" values print as written. -a prints
+// disable_plaintext_auth and auth_allow_cleartext (one setting under
+// Dovecot 2.3's and 2.4's names) with the same global effective value;
+// -n prints a service's postlogin_socket only when it is not the
+// protocol's name. The output parses back to an equal configuration.
+// Print does not modify c.
 func (c *Config) Print(w io.Writer, mode PrintMode) error {
 	var b strings.Builder
 	all := mode == PrintAll
+	// disable_plaintext_auth (2.3's name) and auth_allow_cleartext (2.4's)
+	// are one setting: -a prints both with the global effective value,
+	// so that they agree (two that contradict do not parse).
+	allow := c.allowCleartext("", func(conf.Pos, string, ...any) {})
 	for _, d := range globalDefaults {
 		v := c.values[d.name]
+		if all {
+			switch d.name {
+			case "auth_allow_cleartext":
+				v = yesNo(allow)
+			case "disable_plaintext_auth":
+				v = yesNo(!allow)
+			}
+		}
 		if !all && (!c.set[d.name] || v == d.def) {
 			continue
 		}
@@ -77,8 +95,11 @@ func (c *Config) Print(w io.Writer, mode PrintMode) error {
 			}
 		}
 		for _, d := range serviceDefaults {
-			v := s.values[d.name]
-			if !all && (!s.set[d.name] || v == d.def) {
+			v, def := s.values[d.name], d.def
+			if d.name == "postlogin_socket" {
+				def = s.Protocol // imap, pop3, submission, sieve
+			}
+			if !all && (!s.set[d.name] || v == def) {
 				continue
 			}
 			fmt.Fprintf(&body, "  %s = %s\n", d.name, quote(v))
@@ -89,6 +110,13 @@ func (c *Config) Print(w io.Writer, mode PrintMode) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 // quote returns v as a config value: bare when that reads back the same,

@@ -232,6 +232,14 @@ auth_failure_delay = 0
 	cur.Store(&f2bPhase{target: "127.0.0.200", stable: true})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var stopOnce sync.Once
+	// halt stops the checkers; as a cleanup (run before the processes'
+	// cleanups) it also ends them when the test fails half-way.
+	halt := func() {
+		stopOnce.Do(func() { close(stop) })
+		wg.Wait()
+	}
+	t.Cleanup(halt)
 	var mu sync.Mutex
 	var bad []string
 	var httpChecks, dovecotChecks atomic.Int64
@@ -356,8 +364,7 @@ auth_failure_delay = 0
 			t.Errorf("hosts.deny after unbanip %s:\n%s", target, b)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	halt()
 
 	for _, b := range bad {
 		t.Error(b)

@@ -98,20 +98,8 @@ NULL_PID= OURS_PID= DV_PID= MG_PID= # processes we started, stopped by PID in cl
 etc_sums() { sha256sum /etc/hosts.allow /etc/hosts.deny 2>/dev/null || true; }
 ETC_BEFORE=$(etc_sums)
 
-stop_pid() { # stop_pid PID: SIGTERM, wait up to 5 s, then SIGKILL
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "access.sh: pid $pid did not stop; killing" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh" # stop_pid
 cleanup() {
     local rc=$? p
     trap - EXIT INT TERM

@@ -6,8 +6,10 @@
 // libwrap-based tcpwrap to show that the verdicts agree.
 //
 // The tests need root and the Debian packages dovecot-core, dovecot-imapd,
-// dovecot-pop3d, tcpd and systemd (for systemd-socket-activate); without
-// them they skip with the reason, except under CI=true, where they fail.
+// dovecot-pop3d, tcpd and systemd (for systemd-socket-activate), and
+// fail2ban for TestFail2banHostsDeny (a private fail2ban-server writing
+// the hosts.deny tcpwrapd serves); without them they skip with the
+// reason, except under CI=true, where they fail.
 // Run them, as root, with
 //
 //	go test -count=1 -v ./e2e ./internal/dovecotlab

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/defaults"
+	"github.com/tcpwrapd/tcpwrapd/internal/lazyctx"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/tcpwrapd/tcpwrapd/pkg/ident"
 	"github.com/tcpwrapd/tcpwrapd/pkg/resolve"
@@ -82,11 +83,11 @@ func (c *Checker) Check(ctx context.Context, req *hostsrules.Request, clientFD i
 func (c *Checker) check(ctx context.Context, fe *FrontEnd, req *hostsrules.Request, clientFD int) hostsrules.Decision {
 	c.init()
 	env, svc := c.checkEnv(clientFD, req)
-	cctx := newCheckContext(ctx, defaults.Positive(c.CheckTimeout, DefaultCheckTimeout))
+	cctx := lazyctx.WithTimeout(ctx, defaults.Positive(c.CheckTimeout, DefaultCheckTimeout))
 	start := time.Now()
 	d := c.Rules.Policy().Check(cctx, req, env)
 	c.Stats.decision(fe.stats(), &d, time.Since(start))
-	cctx.release()
+	cctx.Release()
 
 	// The log attributes are built only when the record will be written:
 	// a granted check is logged at debug level and costs nothing otherwise.

@@ -17,7 +17,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -91,46 +90,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "accessbench: %v\n", err)
 		return 1
 	}
-	fmt.Fprintln(stderr, res)
-	line, _ := json.Marshal(res)
-	fmt.Fprintf(stdout, "%s\n", line)
-	switch {
-	case *expect == "allow" && (res.Denied > 0 || res.Errors > 0 || res.Allowed == 0),
-		*expect == "deny" && (res.Allowed > 0 || res.Errors > 0 || res.Denied == 0):
-		fmt.Fprintf(stderr, "accessbench: expected every check to %s: %d allow, %d deny, %d errors\n",
-			*expect, res.Allowed, res.Denied, res.Errors)
-		return 1
-	}
-	return 0
+	return accessbench.Emit(stdout, stderr, "accessbench", res, accessbench.Counts{Allowed: res.Allowed, Denied: res.Denied, Errors: res.Errors}, *expect)
 }
 
 func report(files []string, stdout, stderr io.Writer) int {
-	var all []*accessbench.Result
-	read := func(name string, r io.Reader) bool {
-		rs, err := accessbench.ReadResults(r)
-		if err != nil {
-			fmt.Fprintf(stderr, "accessbench: %s: %v\n", name, err)
-			return false
-		}
-		all = append(all, rs...)
-		return true
+	all, err := accessbench.ReadJSONFiles[accessbench.Result](files, os.Stdin)
+	if err == nil {
+		err = accessbench.Report(stdout, all)
 	}
-	if len(files) == 0 && !read("stdin", os.Stdin) {
-		return 1
-	}
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			fmt.Fprintf(stderr, "accessbench: %v\n", err)
-			return 1
-		}
-		ok := read(f, fh)
-		fh.Close()
-		if !ok {
-			return 1
-		}
-	}
-	if err := accessbench.Report(stdout, all); err != nil {
+	if err != nil {
 		fmt.Fprintf(stderr, "accessbench: %v\n", err)
 		return 1
 	}

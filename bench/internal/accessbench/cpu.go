@@ -12,8 +12,8 @@ import (
 // clockTick is USER_HZ, the unit of /proc/PID/stat times (100 on Linux).
 const clockTick = 10 * time.Millisecond
 
-// selfCPU returns the user+system CPU time this process has used.
-func selfCPU() time.Duration {
+// SelfCPU returns the user+system CPU time this process has used.
+func SelfCPU() time.Duration {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0
@@ -21,11 +21,11 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// procCPU returns the CPU time used by process pid and by its children
+// ProcCPU returns the CPU time used by process pid and by its children
 // that it has already waited for (utime+stime+cutime+cstime of
 // /proc/PID/stat). For a Dovecot master this includes every tcpwrap child
 // that has exited. Resolution is one clock tick (10 ms).
-func procCPU(pid int) (time.Duration, error) {
+func ProcCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err

@@ -2,7 +2,6 @@ package accessbench
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -28,25 +27,7 @@ const (
 
 // ReadResults decodes Result JSON lines from r. Lines that do not start
 // with '{' are skipped, so the driver's whole stdout can be fed in.
-func ReadResults(r io.Reader) ([]*Result, error) {
-	var out []*Result
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		t := strings.TrimSpace(sc.Text())
-		if !strings.HasPrefix(t, "{") {
-			continue
-		}
-		var res Result
-		if err := json.Unmarshal([]byte(t), &res); err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
-		}
-		out = append(out, &res)
-	}
-	return out, sc.Err()
-}
+func ReadResults(r io.Reader) ([]*Result, error) { return ReadJSONLines[Result](r) }
 
 // Report writes, for each rule size in order of first appearance, a table
 // of the targets measured at that size (checks/s, p50, p99, max, errors)
@@ -88,9 +69,9 @@ func Report(w io.Writer, results []*Result) error {
 			r := byKey[key{n, t}]
 			svc := "-"
 			if r.ServerCPUUS > 0 {
-				svc = fmtUS(r.ServerCPUUS)
+				svc = FormatUS(r.ServerCPUUS)
 			}
-			fmt.Fprintf(bw, "  %-10s %10.0f %9s %9s %9s %8d %6d %9s %9s\n", t, r.Rate, fmtUS(r.P50US), fmtUS(r.P99US), fmtUS(r.MaxUS), r.Checks, r.Errors, fmtUS(r.DriverCPUUS), svc)
+			fmt.Fprintf(bw, "  %-10s %10.0f %9s %9s %9s %8d %6d %9s %9s\n", t, r.Rate, FormatUS(r.P50US), FormatUS(r.P99US), FormatUS(r.MaxUS), r.Checks, r.Errors, FormatUS(r.DriverCPUUS), svc)
 		}
 		ours, null, dov := byKey[key{n, TargetOurs}], byKey[key{n, TargetNull}], byKey[key{n, TargetDovecot}]
 		if m := byKey[key{n, TargetManaged}]; m != nil && dov != nil && dov.Rate > 0 {
@@ -118,7 +99,7 @@ func Report(w io.Writer, results []*Result) error {
 		sums = append(sums, s)
 	}
 	if len(sums) > 0 {
-		fmt.Fprintf(bw, "\ntcpwrapd goals: >= %.1fx null throughput, p99 < %s, no errors\n", GoalVsNull, fmtUS(GoalP99US))
+		fmt.Fprintf(bw, "\ntcpwrapd goals: >= %.1fx null throughput, p99 < %s, no errors\n", GoalVsNull, FormatUS(GoalP99US))
 		fmt.Fprintf(bw, "  %8s %10s %12s %10s %10s %8s  %s\n", "lines", "ours/null", "ours/dovecot", "p99", "null p99", "errors", "verdict")
 		for _, s := range sums {
 			ok := s.vsNull >= GoalVsNull && s.p99 < GoalP99US && s.errors == 0
@@ -131,9 +112,9 @@ func Report(w io.Writer, results []*Result) error {
 				dov = fmtRatio(s.vsDov)
 			}
 			if s.nullP99 > 0 {
-				nullP99 = fmtUS(s.nullP99)
+				nullP99 = FormatUS(s.nullP99)
 			}
-			fmt.Fprintf(bw, "  %8d %10s %12s %10s %10s %8d  %s\n", s.rules, fmtRatio(s.vsNull), dov, fmtUS(s.p99), nullP99, s.errors, verdict)
+			fmt.Fprintf(bw, "  %8d %10s %12s %10s %10s %8d  %s\n", s.rules, fmtRatio(s.vsNull), dov, FormatUS(s.p99), nullP99, s.errors, verdict)
 		}
 	}
 	return bw.Flush()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -156,16 +155,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	srv0, srvErr := time.Duration(0), error(nil)
 	if cfg.ServerPID > 0 {
-		srv0, srvErr = procCPU(cfg.ServerPID)
+		srv0, srvErr = ProcCPU(cfg.ServerPID)
 	}
-	cpu0, start := selfCPU(), time.Now()
+	cpu0, start := SelfCPU(), time.Now()
 	stats := runWorkers(mctx, cfg, ck, src, pairs, budget)
-	elapsed, cpu := time.Since(start), selfCPU()-cpu0
+	elapsed, cpu := time.Since(start), SelfCPU()-cpu0
 	r := summarize(cfg, stats, elapsed)
 	if r.Checks > 0 {
 		r.DriverCPUUS = float64(cpu.Nanoseconds()) / 1e3 / float64(r.Checks)
 		if cfg.ServerPID > 0 && srvErr == nil {
-			if srv1, err := procCPU(cfg.ServerPID); err == nil {
+			if srv1, err := ProcCPU(cfg.ServerPID); err == nil {
 				r.ServerCPUUS = float64((srv1 - srv0).Nanoseconds()) / 1e3 / float64(r.Checks)
 			}
 		}
@@ -263,20 +262,8 @@ func summarize(cfg Config, stats []*workerStats, elapsed time.Duration) *Result 
 	if elapsed > 0 {
 		r.Rate = float64(r.Checks) / elapsed.Seconds()
 	}
-	if len(lat) == 0 {
-		return r
-	}
-	slices.Sort(lat)
-	var sum time.Duration
-	for _, d := range lat {
-		sum += d
-	}
-	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
-	r.MeanUS = us(sum / time.Duration(len(lat)))
-	r.P50US = us(Percentile(lat, 50))
-	r.P90US = us(Percentile(lat, 90))
-	r.P99US = us(Percentile(lat, 99))
-	r.MaxUS = us(lat[len(lat)-1])
+	l := SummarizeLatencies(lat)
+	r.MeanUS, r.P50US, r.P90US, r.P99US, r.MaxUS = l.MeanUS, l.P50US, l.P90US, l.P99US, l.MaxUS
 	return r
 }
 
@@ -294,16 +281,17 @@ func Percentile(sorted []time.Duration, p float64) time.Duration {
 // String is a one-line human summary of r.
 func (r *Result) String() string {
 	s := fmt.Sprintf("%-9s rules=%-6d %9.0f checks/s  p50 %s  p99 %s  max %s  (%d checks: %d allow, %d deny, %d errors, %d workers, %.1fs; cpu/check driver %s server %s)",
-		r.Target, r.Rules, r.Rate, fmtUS(r.P50US), fmtUS(r.P99US), fmtUS(r.MaxUS),
-		r.Checks, r.Allowed, r.Denied, r.Errors, r.Workers, r.Seconds, fmtUS(r.DriverCPUUS), fmtUS(r.ServerCPUUS))
+		r.Target, r.Rules, r.Rate, FormatUS(r.P50US), FormatUS(r.P99US), FormatUS(r.MaxUS),
+		r.Checks, r.Allowed, r.Denied, r.Errors, r.Workers, r.Seconds, FormatUS(r.DriverCPUUS), FormatUS(r.ServerCPUUS))
 	if r.FirstError != "" {
 		s += "  first error: " + r.FirstError
 	}
 	return s
 }
 
-// fmtUS formats a latency given in microseconds with a readable unit.
-func fmtUS(us float64) string {
+// FormatUS formats a latency given in microseconds with a readable unit
+// (µs, ms or s).
+func FormatUS(us float64) string {
 	switch {
 	case us >= 1e6:
 		return fmt.Sprintf("%.2fs", us/1e6)

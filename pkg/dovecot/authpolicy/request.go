@@ -76,6 +76,10 @@ var ErrMalformed = errors.New("malformed auth policy request")
 // Errors wrap ErrMalformed. It is safe for concurrent use.
 func ParseRequest(body []byte) (*Request, error) {
 	var r Request
+	if parseFlat(body, &r) {
+		return &r, nil
+	}
+	r = Request{}
 	if err := json.Unmarshal(body, &r); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}

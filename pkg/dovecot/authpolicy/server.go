@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/defaults"
+	"github.com/tcpwrapd/tcpwrapd/internal/lazyctx"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/tcpwrapd/tcpwrapd/pkg/policytext"
 )
@@ -255,7 +256,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusUnauthorized, "missing or wrong API header "+s.hdrName, nil)
 		return
 	}
-	command := r.URL.Query().Get("command")
+	var command string
+	switch r.URL.RawQuery { // what Dovecot sends; anything else is parsed
+	case "command=allow":
+		command = "allow"
+	case "command=report":
+		command = "report"
+	default:
+		command = r.URL.Query().Get("command")
+	}
 	if command != "allow" && command != "report" {
 		s.refuse(w, r, http.StatusBadRequest, "unknown command", nil, "command", command)
 		return
@@ -264,7 +273,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if max <= 0 {
 		max = DefaultMaxRequestBytes
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	body, err := readBody(w, r, max)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -305,6 +314,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(reply.AppendJSON(make([]byte, 0, 64)))
 }
 
+// readBody reads the request body, at most max bytes: a body of a
+// known length in one read into a buffer of that size (Dovecot always
+// sends Content-Length), else through http.MaxBytesReader.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= max {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+}
+
 // allow decides an allow request; ok is false for a request that cannot
 // be turned into an access question (logged here).
 func (s *Server) allow(ctx context.Context, req *Request) (Reply, bool) {
@@ -313,13 +339,14 @@ func (s *Server) allow(ctx context.Context, req *Request) (Reply, bool) {
 		s.log.Warn("auth policy: bad request attributes", "err", err, "session", req.SessionID)
 		return Reply{}, false
 	}
-	ctx, cancel := context.WithTimeout(ctx, defaults.Positive(s.Timeout, DefaultTimeout))
-	defer cancel()
-	reply, d := s.Decide(ctx, hreq)
+	// A lazy deadline: no timer unless the check waits (a DNS lookup).
+	cctx := lazyctx.WithTimeout(ctx, defaults.Positive(s.Timeout, DefaultTimeout))
+	defer cctx.Release()
+	reply, d := s.Decide(cctx, hreq)
 	if reply.Status < 0 {
 		s.log.Info("auth policy: denied", "protocol", hreq.Daemon, "client", req.Remote,
 			"user", req.Login, "rule", ruleRef(d), "reason", d.Reason, "session", req.SessionID)
-	} else {
+	} else if s.log.Enabled(ctx, slog.LevelDebug) { // the attributes cost allocations
 		s.log.Debug("auth policy: granted", "protocol", hreq.Daemon, "client", hreq.Client.Addr,
 			"server", hreq.Server.Addr, "user", req.Login, "rule", ruleRef(d), "status", reply.Status, "session", req.SessionID)
 	}

@@ -113,7 +113,7 @@ func ReadRequest(r *bufio.Reader, lim Limits) (*Request, error) {
 		if !ok || len(name) == 0 {
 			return nil, fmt.Errorf("%w: attribute %d: want name=value, got %q", ErrMalformed, n, truncate(line))
 		}
-		req.set(string(name), value)
+		req.set(name, value)
 	}
 	if req.Request != RequestType {
 		return nil, fmt.Errorf("%w: request=%q, want %s", ErrMalformed, truncate([]byte(req.Request)), RequestType)
@@ -165,10 +165,11 @@ func readLine(r *bufio.Reader, used, max int) ([]byte, error) {
 	}
 }
 
-// set records one attribute.
-func (req *Request) set(name string, value []byte) {
+// set records one attribute. (The switch on string(name) converts
+// without allocating: only the attributes kept are copied.)
+func (req *Request) set(name, value []byte) {
 	var f *string
-	switch name {
+	switch string(name) {
 	case "request":
 		f = &req.Request
 	case "protocol_state":

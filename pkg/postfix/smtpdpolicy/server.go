@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/defaults"
+	"github.com/tcpwrapd/tcpwrapd/internal/lazyctx"
 	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/tcpwrapd/tcpwrapd/pkg/policytext"
@@ -390,19 +391,26 @@ func (s *Server) answer(ctx context.Context, req *Request) (string, error) {
 		s.countError(ErrKindBadRequest)
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), defaults.Positive(s.Timeout, DefaultTimeout))
-	defer cancel()
-	action, d, err := s.Decide(ctx, hreq)
-	args := []any{"daemon", hreq.Daemon, "client", req.ClientAddress, "client_name", hreq.Client.Name,
-		"server", hreq.Server.Addr, "state", req.ProtocolState, "rule", ruleRef(d), "reason", d.Reason, "instance", req.Instance}
+	// A lazy deadline: no timer unless the check waits (a DNS lookup).
+	cctx := lazyctx.WithTimeout(context.WithoutCancel(ctx), defaults.Positive(s.Timeout, DefaultTimeout))
+	defer cctx.Release()
+	action, d, err := s.Decide(cctx, hreq)
+	// The log attributes are built only when the record is written: a
+	// grant is logged at debug level and then costs nothing.
+	args := func() []any {
+		return []any{"daemon", hreq.Daemon, "client", req.ClientAddress, "client_name", hreq.Client.Name,
+			"server", hreq.Server.Addr, "state", req.ProtocolState, "rule", ruleRef(d), "reason", d.Reason, "instance", req.Instance}
+	}
 	switch {
 	case err != nil:
-		s.log.Error("postfix policy: no verdict, closing without a reply", append(args, "err", err)...)
+		s.log.Error("postfix policy: no verdict, closing without a reply", append(args(), "err", err)...)
 		s.countError(ErrKindNoVerdict)
 	case d.Verdict == hostsrules.Granted:
-		s.log.Debug("postfix policy: granted", args...)
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.Debug("postfix policy: granted", args()...)
+		}
 	default:
-		s.log.Info("postfix policy: denied", append(args, "sender", req.Sender, "recipient", req.Recipient, "action", action)...)
+		s.log.Info("postfix policy: denied", append(args(), "sender", req.Sender, "recipient", req.Recipient, "action", action)...)
 	}
 	return action, err
 }

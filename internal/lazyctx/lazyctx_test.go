@@ -1,4 +1,4 @@
-package accessd
+package lazyctx
 
 import (
 	"context"
@@ -7,12 +7,12 @@ import (
 	"time"
 )
 
-func TestCheckContext(t *testing.T) {
-	c := newCheckContext(context.Background(), 30*time.Millisecond)
+func TestContext(t *testing.T) {
+	c := WithTimeout(context.Background(), 30*time.Millisecond)
 	if c.Err() != nil {
 		t.Fatalf("fresh context has error %v", c.Err())
 	}
-	if c.inner != nil {
+	if c.Armed() {
 		t.Fatal("timer armed before anyone waited")
 	}
 	select {
@@ -23,10 +23,10 @@ func TestCheckContext(t *testing.T) {
 	if !errors.Is(c.Err(), context.DeadlineExceeded) {
 		t.Errorf("Err = %v, want DeadlineExceeded", c.Err())
 	}
-	c.release()
+	c.Release()
 
 	parent, cancel := context.WithCancel(context.Background())
-	c = newCheckContext(parent, time.Hour)
+	c = WithTimeout(parent, time.Hour)
 	done := c.Done()
 	cancel()
 	select {
@@ -37,11 +37,11 @@ func TestCheckContext(t *testing.T) {
 	if !errors.Is(c.Err(), context.Canceled) {
 		t.Errorf("Err = %v, want Canceled", c.Err())
 	}
-	c.release()
+	c.Release()
 
 	// A lookup that outlives its check sees the context done.
-	c = newCheckContext(context.Background(), time.Hour)
-	c.release()
+	c = WithTimeout(context.Background(), time.Hour)
+	c.Release()
 	select {
 	case <-c.Done():
 	default:
@@ -49,5 +49,20 @@ func TestCheckContext(t *testing.T) {
 	}
 	if !errors.Is(c.Err(), context.Canceled) {
 		t.Errorf("Err after release = %v, want Canceled", c.Err())
+	}
+}
+
+// TestContextParentDeadline: an earlier parent deadline is the
+// Context's, and releasing an unarmed Context allocates nothing.
+func TestContextParentDeadline(t *testing.T) {
+	parent, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	want, _ := parent.Deadline()
+	c := WithTimeout(parent, time.Hour)
+	if got, ok := c.Deadline(); !ok || !got.Equal(want) {
+		t.Errorf("Deadline = %v, %v; want the parent's %v", got, ok, want)
+	}
+	if n := testing.AllocsPerRun(100, func() { WithTimeout(parent, time.Hour).Release() }); n > 1 {
+		t.Errorf("WithTimeout+Release: %v allocations, want at most 1 (the Context)", n)
 	}
 }

@@ -193,9 +193,7 @@ func (cl *Client) Authenticate(mech, ir string, hasIR bool, io AuthIO, prefix []
 	if ac == nil || cl.lp.authAbsent() {
 		st.Begin(mech, time.Now())
 		st.Done(authclient.CodeTempFail)
-		if ac == nil {
-			logLine("ERROR", "auth: no auth socket (login_socket_path) is set")
-		} else {
+		if ac != nil { // login_socket_path is set, but no Dovecot there
 			logLine("ERROR", "auth: %s does not exist (is Dovecot running with this base_dir?)", cl.lp.in.AuthSocket)
 		}
 		return AuthOutcome{Result: AuthTempFail, Text: sasl.TempFailText}

@@ -16,7 +16,7 @@ func TestServeConnDeadlines(t *testing.T) {
 	s := &Server{Check: compile("", "ALL: 127.0.0.2\n")}
 	s.init()
 	c := &loopConn{tb: t, block: []byte(rcpt(t, "127.0.0.1", "unknown", "unknown")), max: 1000, want: "action=DUNNO\n\n"}
-	s.serveConn(context.Background(), c, func(bool) {})
+	s.serveConn(context.Background(), c, func(bool, time.Time) {})
 	if c.n != c.max || c.pending {
 		t.Fatalf("%d of %d requests answered", c.n, c.max)
 	}
@@ -41,7 +41,7 @@ func BenchmarkServeConn(b *testing.B) {
 		c := &loopConn{tb: b, block: block, max: b.N, want: "action=DUNNO\n\n"}
 		b.ReportAllocs()
 		b.ResetTimer()
-		s.serveConn(context.Background(), c, func(bool) {})
+		s.serveConn(context.Background(), c, func(bool, time.Time) {})
 		b.StopTimer()
 		if c.n != b.N || c.pending {
 			b.Fatalf("%d of %d requests answered", c.n, b.N)

@@ -176,9 +176,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveConn(ctx, c, func(waiting bool) {
+			s.serveConn(ctx, c, func(waiting bool, now time.Time) {
 				mu.Lock()
-				st.waiting, st.since, st.fresh, st.busy = waiting, time.Now(), false, false
+				st.waiting, st.since, st.fresh, st.busy = waiting, now, false, false
 				mu.Unlock()
 				if waiting {
 					signal()
@@ -334,14 +334,14 @@ func retryable(err error) bool {
 // serveConn answers the requests of one connection until the client
 // closes it, ctx ends, or a request gets no reply.
 // waiting is told when the connection starts and stops waiting for a
-// block. The first block must come within ReadTimeout, later ones within
+// block, and the time. The first block must come within ReadTimeout, later ones within
 // IdleTimeout.
 //
 // Per request it allocates the kept attribute values (one string) and
 // the check's lazy deadline, and makes no system call besides the read
 // and the write: the socket deadlines are refreshed lazily (see
 // connDeadlines).
-func (s *Server) serveConn(ctx context.Context, c net.Conn, waiting func(bool)) {
+func (s *Server) serveConn(ctx context.Context, c net.Conn, waiting func(waiting bool, now time.Time)) {
 	timeout := defaults.Positive(s.Timeout, DefaultTimeout)
 	lim := Limits{MaxBytes: s.MaxRequestBytes, MaxAttributes: s.MaxAttributes}
 	dl := &connDeadlines{c: c, ctx: ctx}
@@ -371,9 +371,9 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, waiting func(bool)) 
 			}
 			return
 		}
-		waiting(false)
-		first = false
 		start := time.Now()
+		waiting(false, start)
+		first = false
 		dl.phase(start, timeout) // the rest of the block, if it is not all here yet
 		if err := readRequest(br, lim, &req); err != nil {
 			s.log.Warn("postfix policy: bad request, closing without a reply", "remote_addr", c.RemoteAddr().String(), "err", err)
@@ -397,7 +397,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, waiting func(bool)) 
 		}
 		// The idle bound counts from before the write (microseconds).
 		dl.phase(now, defaults.Positive(s.IdleTimeout, DefaultIdleTimeout))
-		waiting(true)
+		waiting(true, now)
 	}
 }
 

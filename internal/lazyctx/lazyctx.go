@@ -28,7 +28,13 @@ type Context struct {
 // ends, or at Release, whichever comes first. Release it when the work
 // is over.
 func WithTimeout(parent context.Context, timeout time.Duration) *Context {
-	d := time.Now().Add(timeout)
+	return WithDeadline(parent, time.Now().Add(timeout))
+}
+
+// WithDeadline returns a Context that ends at d, when parent ends, or at
+// Release, whichever comes first: WithTimeout for a caller that already
+// knows the time. Release it when the work is over.
+func WithDeadline(parent context.Context, d time.Time) *Context {
 	if pd, ok := parent.Deadline(); ok && pd.Before(d) {
 		d = pd
 	}

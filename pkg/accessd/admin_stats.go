@@ -30,8 +30,11 @@ type Stats struct {
 	mu        sync.Mutex
 	errors    map[string]uint64
 	frontEnds map[string]*frontEndStats
-	ring      [latencyRing]time.Duration
-	n         int // durations recorded in total
+
+	// The latency ring is written without the mutex: a check takes a
+	// slot with one atomic add.
+	ring [latencyRing]atomic.Int64 // time.Duration
+	n    atomic.Uint64             // durations recorded in total
 }
 
 // verdicts counts decisions.
@@ -91,16 +94,11 @@ func (s *Stats) decision(fe *frontEndStats, d *hostsrules.Decision, took time.Du
 	if fe != nil {
 		fe.add(d)
 	}
-	s.mu.Lock()
-	s.ring[s.n%latencyRing] = took
-	s.n++
+	i := s.n.Add(1) - 1
+	s.ring[i%latencyRing].Store(int64(took))
 	if d.Err != nil {
-		s.errors[ErrKindCheckError]++
-		if fe != nil {
-			fe.errors[ErrKindCheckError]++
-		}
+		s.error(fe, ErrKindCheckError)
 	}
-	s.mu.Unlock()
 }
 
 // Error counts one problem of the given kind (ErrKindCheckError or a
@@ -171,8 +169,11 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		snap.FrontEnds[name] = FrontEndSnapshot{Checks: f.checks.Load(), Granted: f.granted.Load(),
 			Refused: f.refused.Load(), Delegated: f.delegated.Load(), Errors: maps.Clone(f.errors)}
 	}
-	durs := slices.Clone(s.ring[:min(s.n, latencyRing)])
 	s.mu.Unlock()
+	durs := make([]time.Duration, min(s.n.Load(), latencyRing))
+	for i := range durs {
+		durs[i] = time.Duration(s.ring[i].Load())
+	}
 	slices.Sort(durs)
 	snap.Latency = percentiles(durs)
 	return snap

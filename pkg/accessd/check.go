@@ -83,11 +83,18 @@ func (c *Checker) Check(ctx context.Context, req *hostsrules.Request, clientFD i
 func (c *Checker) check(ctx context.Context, fe *FrontEnd, req *hostsrules.Request, clientFD int) hostsrules.Decision {
 	c.init()
 	env, svc := c.checkEnv(clientFD, req)
-	cctx := lazyctx.WithTimeout(ctx, defaults.Positive(c.CheckTimeout, DefaultCheckTimeout))
+	defer svc.release()
 	start := time.Now()
+	// The check's own deadline, unless ctx already ends as soon (the
+	// policy front ends give each request a shorter one).
+	cctx := ctx
+	if timeout := defaults.Positive(c.CheckTimeout, DefaultCheckTimeout); !endsBy(ctx, start.Add(timeout)) {
+		lc := lazyctx.WithTimeout(ctx, timeout)
+		defer lc.Release()
+		cctx = lc
+	}
 	d := c.Rules.Policy().Check(cctx, req, env)
 	c.Stats.decision(fe.stats(), &d, time.Since(start))
-	cctx.Release()
 
 	// The log attributes are built only when the record will be written:
 	// a granted check is logged at debug level and costs nothing otherwise.
@@ -115,6 +122,12 @@ func (c *Checker) check(ctx context.Context, fe *FrontEnd, req *hostsrules.Reque
 		c.log.Log(ctx, level, msg, append(attrs(), sev...)...)
 	}
 	return d
+}
+
+// endsBy reports whether ctx has a deadline no later than t.
+func endsBy(ctx context.Context, t time.Time) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !dl.After(t)
 }
 
 // Error counts one problem of a front end (see Stats.Error).

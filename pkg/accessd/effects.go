@@ -3,6 +3,7 @@ package accessd
 import (
 	"context"
 	"log/slog"
+	"sync"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
 	"github.com/tcpwrapd/tcpwrapd/pkg/wrapopts"
@@ -49,10 +50,24 @@ func (c *Checker) checkEnv(fd int, req *hostsrules.Request) (*hostsrules.Env, *l
 	if !ok || ce == nil {
 		return c.env, nil
 	}
-	ls := &lazyService{c: c, ce: ce, fd: fd, req: req}
+	ls := lazyServicePool.Get().(*lazyService)
+	ls.c, ls.ce, ls.fd, ls.req = c, ce, fd, req
 	ls.env = *c.env
 	ls.env.Effects = ls
 	return &ls.env, ls
+}
+
+// lazyServicePool recycles the lazyServices of checks: a check allocates
+// none.
+var lazyServicePool = sync.Pool{New: func() any { return new(lazyService) }}
+
+// release returns l to the pool once its check is over and logged.
+func (l *lazyService) release() {
+	if l == nil {
+		return
+	}
+	*l = lazyService{}
+	lazyServicePool.Put(l)
 }
 
 // lazyService builds a check's wrapopts.Service (and its logger) only when

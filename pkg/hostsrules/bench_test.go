@@ -113,3 +113,22 @@ func BenchmarkPolicyMemory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCheckOneLine measures the check of a client listed nowhere
+// against a 1-line hosts.deny ("ALL: 127.0.0.2"): the rule is evaluated
+// (its daemon list matches), not skipped by the address index.
+func BenchmarkCheckOneLine(b *testing.B) {
+	p := Compile(Source{Name: "hosts.allow", State: FileMissing},
+		Source{Name: "hosts.deny", Data: []byte("ALL: 127.0.0.2\n")})
+	req := Request{Daemon: "smtpd", User: Unknown}
+	req.Client.Addr = netip.MustParseAddrPort("127.0.0.1:40000")
+	req.Client.Name = Unknown
+	env := &Env{}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := p.Check(ctx, &req, env); d.Verdict != Granted {
+			b.Fatal("not granted")
+		}
+	}
+}

@@ -160,6 +160,9 @@ func (p *Policy) Check(ctx context.Context, req *Request, env *Env) Decision {
 	return d
 }
 
+// zeroEnv is the Env of a Check given none (a check never changes its Env).
+var zeroEnv Env
+
 // checkPool recycles check states so that a check allocates nothing.
 var checkPool = sync.Pool{New: func() any { return new(check) }}
 
@@ -172,7 +175,7 @@ func (c *check) release() {
 
 func (p *Policy) newCheck(ctx context.Context, req *Request, env *Env) *check {
 	if env == nil {
-		env = &Env{}
+		env = &zeroEnv
 	}
 	c := checkPool.Get().(*check)
 	c.ctx, c.p, c.env, c.req = ctx, p, env, req

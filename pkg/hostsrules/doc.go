@@ -41,9 +41,9 @@
 // decides, and no match grants. A missing table counts as empty; an
 // unreadable hosts.deny, an unterminated last line or an over-long line in
 // hosts.deny denies (Debian's fail-closed patches). Runs of address-only
-// rules, as blocklists consist of, are indexed by address at compile time,
-// so a check costs the same at 10 and at 1,000,000 lines while the
-// first-match order is kept exactly.
+// rules, as blocklists consist of (even a run of one), are indexed by
+// address at compile time, so a check costs the same at 1 and at 1,000,000
+// lines while the first-match order is kept exactly.
 //
 // # Memory
 //

@@ -276,3 +276,34 @@ func TestKeptRules(t *testing.T) {
 		}
 	}
 }
+
+// TestShortRunAllocs: a check against a hosts.deny of one or a few
+// address rules that do not list the client allocates nothing (the rules
+// are indexed, not interpreted), and an explained check still shows each
+// rule of a run under minExplainedRun.
+func TestShortRunAllocs(t *testing.T) {
+	for _, deny := range []string{"ALL: 127.0.0.2\n", "sshd: 192.0.2.1\nALL: 127.0.0.2 192.0.2.9\n"} {
+		p := Compile(Source{Name: "hosts.allow", State: FileMissing}, Source{Name: "hosts.deny", Data: []byte(deny)})
+		req := Request{Daemon: "smtpd", User: Unknown}
+		req.Client.Addr = netip.MustParseAddrPort("127.0.0.1:40000")
+		req.Client.Name = Unknown
+		ctx := context.Background()
+		allocs := testing.AllocsPerRun(100, func() {
+			if d := p.Check(ctx, &req, nil); d.Verdict != Granted {
+				t.Fatalf("%q: %+v", deny, d)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%q: %v allocations per check, want 0", deny, allocs)
+		}
+		d := p.Check(ctx, &req, &Env{Explain: true})
+		for _, st := range d.Trace {
+			if st.Index {
+				t.Errorf("%q: explained as an indexed run: %+v", deny, st)
+			}
+		}
+		if want := strings.Count(deny, "\n"); len(d.Trace) != want {
+			t.Errorf("%q: %d steps explained, want %d: %+v", deny, len(d.Trace), want, d.Trace)
+		}
+	}
+}

@@ -14,7 +14,10 @@ import (
 // else (nesting, escapes, numbers, null, a value of the wrong type, a key
 // that only matches a field case-insensitively) it returns false and r
 // must be discarded: ParseRequest then asks json.Unmarshal.
-func parseFlat(b []byte, r *Request) bool {
+//
+// src, when not "", holds the same bytes as b: the string values are then
+// slices of it (no allocation per value); otherwise each is a copy.
+func parseFlat(b []byte, src string, r *Request) bool {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
@@ -24,10 +27,11 @@ func parseFlat(b []byte, r *Request) bool {
 		return skipSpace(b, i+1) == len(b)
 	}
 	for {
-		key, j, ok := flatString(b, i)
+		ks, ke, j, ok := flatString(b, i)
 		if !ok {
 			return false
 		}
+		key := b[ks:ke]
 		if i = skipSpace(b, j); i >= len(b) || b[i] != ':' {
 			return false
 		}
@@ -36,8 +40,17 @@ func parseFlat(b []byte, r *Request) bool {
 		}
 		switch {
 		case b[i] == '"':
-			val, j, ok := flatString(b, i)
-			if !ok || !r.setFlatString(key, val) {
+			vs, ve, j, ok := flatString(b, i)
+			if !ok {
+				return false
+			}
+			var val string
+			if src != "" {
+				val = src[vs:ve]
+			} else {
+				val = string(b[vs:ve])
+			}
+			if !r.setFlatString(key, val) {
 				return false
 			}
 			i = j
@@ -77,26 +90,26 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// flatString returns the contents of the JSON string at b[i] and the
-// index after it, if it has no escape and no control character and is
-// valid UTF-8 (json.Unmarshal would replace invalid bytes).
-func flatString(b []byte, i int) (s []byte, next int, ok bool) {
+// flatString returns where the contents of the JSON string at b[i] are,
+// b[start:end], and the index after it, if it has no escape and no
+// control character and is valid UTF-8 (json.Unmarshal would replace
+// invalid bytes).
+func flatString(b []byte, i int) (start, end, next int, ok bool) {
 	if i >= len(b) || b[i] != '"' {
-		return nil, 0, false
+		return 0, 0, 0, false
 	}
 	ascii := true
 	for j := i + 1; j < len(b); j++ {
 		switch c := b[j]; {
 		case c == '"':
-			s = b[i+1 : j]
-			return s, j + 1, ascii || utf8.Valid(s)
+			return i + 1, j, j + 1, ascii || utf8.Valid(b[i+1:j])
 		case c == '\\' || c < 0x20:
-			return nil, 0, false
+			return 0, 0, 0, false
 		case c >= 0x80:
 			ascii = false
 		}
 	}
-	return nil, 0, false
+	return 0, 0, 0, false
 }
 
 // flatKeys are the JSON keys of Request's fields.
@@ -122,7 +135,7 @@ func unknownKey(key []byte) bool {
 
 // setFlatString sets the string field named key; false for a boolean
 // field or a key that needs json.Unmarshal's judgement.
-func (r *Request) setFlatString(key, val []byte) bool {
+func (r *Request) setFlatString(key []byte, val string) bool {
 	var f *string
 	switch string(key) {
 	case "protocol":
@@ -149,7 +162,7 @@ func (r *Request) setFlatString(key, val []byte) bool {
 	default:
 		return unknownKey(key)
 	}
-	*f = string(val)
+	*f = val
 	return true
 }
 
@@ -160,9 +173,11 @@ func (r *Request) setFlatBool(key []byte, v bool) bool {
 	case "tls":
 		r.TLS = v
 	case "success":
-		r.Success = &v
+		b := v // a copy: v itself stays on the stack for tls
+		r.Success = &b
 	case "policy_reject":
-		r.PolicyReject = &v
+		b := v
+		r.PolicyReject = &b
 	default:
 		return unknownKey(key)
 	}

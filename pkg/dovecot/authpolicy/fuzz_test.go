@@ -30,9 +30,16 @@ func FuzzParseFlat(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var fast, slow Request
-		if !parseFlat(body, &fast) {
+		var fast, shared, slow Request
+		if !parseFlat(body, "", &fast) {
 			return
+		}
+		// The values sliced from one copy of the body are the same.
+		if !parseFlat(body, string(body), &shared) {
+			t.Fatalf("parseFlat accepted %q only without its copy", body)
+		}
+		if diff := cmp.Diff(fast, shared); diff != "" {
+			t.Fatalf("%q (-copies +shared):\n%s", body, diff)
 		}
 		if err := json.Unmarshal(body, &slow); err != nil {
 			t.Fatalf("parseFlat accepted %q, json.Unmarshal: %v", body, err)
@@ -65,7 +72,7 @@ func TestParseFlatSubset(t *testing.T) {
 		{`{"protocol":"imap"}x`, false},
 	} {
 		var r Request
-		if got := parseFlat([]byte(tt.body), &r); got != tt.fast {
+		if got := parseFlat([]byte(tt.body), tt.body, &r); got != tt.fast {
 			t.Errorf("parseFlat(%s) = %v, want %v", tt.body, got, tt.fast)
 		}
 	}

@@ -163,8 +163,14 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 		lc.release()
 		return
 	}
+	// Only an idle or new connection's since is read (oldestLocked): an
+	// active one's costs no clock read.
+	var since time.Time
+	if st != http.StateActive {
+		since = time.Now()
+	}
 	l.mu.Lock()
-	lc.state, lc.since = st, time.Now()
+	lc.state, lc.since = st, since
 	l.mu.Unlock()
 	if st == http.StateIdle {
 		l.signal()
@@ -180,7 +186,7 @@ type limitConn struct {
 	net.Conn
 	l     *limitListener
 	state http.ConnState // under l.mu
-	since time.Time      // under l.mu: when state was entered
+	since time.Time      // under l.mu: when state (idle or new) was entered
 	once  sync.Once
 }
 

@@ -73,17 +73,29 @@ var ErrMalformed = errors.New("malformed auth policy request")
 // ParseRequest decodes an auth policy request body: exactly one JSON
 // object, nothing after it. Values of the known keys must have the types
 // Dovecot sends (strings; booleans for tls, success and policy_reject).
-// Errors wrap ErrMalformed. It is safe for concurrent use.
+// Errors wrap ErrMalformed. The string fields of the common body (no
+// escapes, no nesting) share one copy of it. It is safe for concurrent
+// use.
 func ParseRequest(body []byte) (*Request, error) {
-	var r Request
-	if parseFlat(body, &r) {
-		return &r, nil
+	r := new(Request)
+	if err := parseRequest(body, r); err != nil {
+		return nil, err
 	}
-	r = Request{}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	return r, nil
+}
+
+// parseRequest is ParseRequest into r, which it overwrites: one
+// allocation (the copy of body) for the common body.
+func parseRequest(body []byte, r *Request) error {
+	*r = Request{}
+	if parseFlat(body, string(body), r) {
+		return nil
 	}
-	return &r, nil
+	*r = Request{}
+	if err := json.Unmarshal(body, r); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return nil
 }
 
 // HostsRequest returns the access question the request asks:
@@ -101,25 +113,35 @@ func ParseRequest(body []byte) (*Request, error) {
 // A missing protocol, an address or port that does not parse, or a port
 // without its address is an error wrapping ErrMalformed.
 func (r *Request) HostsRequest(loginAsUser bool) (*hostsrules.Request, error) {
+	h := new(hostsrules.Request)
+	if err := r.hostsRequest(loginAsUser, h); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// hostsRequest is HostsRequest into h, which it overwrites.
+func (r *Request) hostsRequest(loginAsUser bool, h *hostsrules.Request) error {
 	if err := wrapopts.CheckPlainName(r.Protocol); err != nil {
-		return nil, fmt.Errorf("%w: protocol: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: protocol: %v", ErrMalformed, err)
 	}
 	client, err := endpoint("remote", r.Remote, r.RemotePort)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if r.Remote == "" {
 		client = hostsrules.Endpoint{AddrText: hostsrules.Unknown, Name: hostsrules.Unknown}
 	}
 	server, err := endpoint("local", r.Local, r.LocalPort)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	user := hostsrules.Unknown
 	if loginAsUser && r.Login != "" {
 		user = r.Login
 	}
-	return &hostsrules.Request{Daemon: r.Protocol, Client: client, Server: server, User: user}, nil
+	*h = hostsrules.Request{Daemon: r.Protocol, Client: client, Server: server, User: user}
+	return nil
 }
 
 // endpoint parses an address attribute and its optional port attribute.

@@ -239,7 +239,33 @@ func (s *Server) countError(kind string) {
 // Canned replies.
 var (
 	replyGranted = []byte(`{"status":0}`)
+	// contentJSON is the Content-Type header's value, set without
+	// allocating (net/http does not change it).
+	contentJSON = []string{"application/json"}
 )
+
+// exchange is the state of one ServeHTTP call, pooled so that a request
+// allocates only its decoded values: the body buffer, the request and the
+// access question.
+type exchange struct {
+	body []byte
+	req  Request
+	hreq hostsrules.Request
+}
+
+var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
+
+// maxPooledBody bounds the body buffers kept for reuse.
+const maxPooledBody = 4 << 10
+
+// release returns x to the pool, keeping nothing of its request.
+func (x *exchange) release() {
+	x.req, x.hreq = Request{}, hostsrules.Request{}
+	if cap(x.body) > maxPooledBody {
+		x.body = nil
+	}
+	exchangePool.Put(x)
+}
 
 // ServeHTTP answers one auth policy request (see the package doc): POST
 // with ?command=allow or ?command=report. Other methods get 405, other
@@ -273,7 +299,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if max <= 0 {
 		max = DefaultMaxRequestBytes
 	}
-	body, err := readBody(w, r, max)
+	x := exchangePool.Get().(*exchange)
+	defer x.release()
+	body, err := readBody(w, r, max, x.body[:0])
+	if body != nil {
+		x.body = body
+	}
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -288,8 +319,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	req, err := ParseRequest(body)
-	if err != nil {
+	req := &x.req
+	if err := parseRequest(body, req); err != nil {
 		s.refuse(w, r, http.StatusBadRequest, "bad request body", err)
 		return
 	}
@@ -301,12 +332,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	reply, ok := s.allow(r.Context(), req)
+	reply, ok := s.allow(r.Context(), req, &x.hreq)
 	if !ok {
 		s.refuse(w, r, http.StatusBadRequest, "bad request attributes", nil)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = contentJSON
 	if reply.Status == 0 {
 		w.Write(replyGranted)
 		return
@@ -314,12 +345,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(reply.AppendJSON(make([]byte, 0, 64)))
 }
 
-// readBody reads the request body, at most max bytes: a body of a
-// known length in one read into a buffer of that size (Dovecot always
-// sends Content-Length), else through http.MaxBytesReader.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+// readBody reads the request body, at most max bytes, into buf (its
+// capacity reused when it is enough): a body of a known length in one
+// read (Dovecot always sends Content-Length), else through
+// http.MaxBytesReader.
+func readBody(w http.ResponseWriter, r *http.Request, max int64, buf []byte) ([]byte, error) {
 	if n := r.ContentLength; n >= 0 && n <= max {
-		b := make([]byte, n)
+		b := buf[:0]
+		if int64(cap(b)) < n {
+			b = make([]byte, n)
+		}
+		b = b[:n]
 		if _, err := io.ReadFull(r.Body, b); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
@@ -331,11 +367,11 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 	return io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 }
 
-// allow decides an allow request; ok is false for a request that cannot
-// be turned into an access question (logged here).
-func (s *Server) allow(ctx context.Context, req *Request) (Reply, bool) {
-	hreq, err := req.HostsRequest(s.LoginAsUser)
-	if err != nil {
+// allow decides an allow request, with hreq overwritten by its access
+// question; ok is false for a request that cannot be turned into one
+// (logged here).
+func (s *Server) allow(ctx context.Context, req *Request, hreq *hostsrules.Request) (Reply, bool) {
+	if err := req.hostsRequest(s.LoginAsUser, hreq); err != nil {
 		s.log.Warn("auth policy: bad request attributes", "err", err, "session", req.SessionID)
 		return Reply{}, false
 	}

@@ -338,3 +338,31 @@ func TestServeStops(t *testing.T) {
 		t.Error("listener still accepts after Serve returned")
 	}
 }
+
+// TestServeHTTPAllocs: the handler allocates two things per allow
+// request, one copy of the body's values and the check's lazy deadline,
+// however many attributes Dovecot sends (the body buffer, the decoded
+// request and the access question are pooled).
+func TestServeHTTPAllocs(t *testing.T) {
+	body := []byte(fmt.Sprintf(body23, "127.0.0.1"))
+	s := &Server{Check: compile("", "ALL: 127.0.0.2\n")}
+	r, err := http.NewRequest(http.MethodPost, "/?command=allow", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := &loopBody{}
+	r.Body, r.ContentLength = lb, int64(len(body))
+	w := &benchWriter{h: http.Header{}}
+	allocs := testing.AllocsPerRun(200, func() {
+		lb.Reset(body)
+		clear(w.h)
+		w.out = w.out[:0]
+		s.ServeHTTP(w, r)
+	})
+	if string(w.out) != `{"status":0}` || w.h.Get("Content-Type") != "application/json" {
+		t.Fatalf("reply %q, headers %v", w.out, w.h)
+	}
+	if allocs > 2 {
+		t.Errorf("%v allocations per request, want at most 2", allocs)
+	}
+}

@@ -29,6 +29,7 @@ func BenchmarkRequest(b *testing.B) {
 			}
 			c := dialPolicy(b, "tcp", addr)
 			req := rcpt(b, tt.client, "unknown", "unknown")
+			b.ReportAllocs()
 			for b.Loop() {
 				if got, err := c.ask(req); err != nil || got != tt.want {
 					b.Fatalf("got %q, %v", got, err)

@@ -85,40 +85,114 @@ var ErrTooLarge = errors.New("policy request too large")
 // Errors from r are returned as they are. Zero fields of lim mean
 // DefaultMaxRequestBytes and DefaultMaxAttributes.
 func ReadRequest(r *bufio.Reader, lim Limits) (*Request, error) {
+	req := new(Request)
+	if err := readRequest(r, lim, req); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// readRequest is ReadRequest into req, which it overwrites. The values
+// of the attributes kept are copied into one string (one allocation per
+// block), the others are skipped without copying. A block that is whole
+// in r's buffer (Postfix writes one at once) is parsed there, line by
+// line, without a read call per line.
+func readRequest(r *bufio.Reader, lim Limits, req *Request) error {
 	if lim.MaxBytes <= 0 {
 		lim.MaxBytes = DefaultMaxRequestBytes
 	}
 	if lim.MaxAttributes <= 0 {
 		lim.MaxAttributes = DefaultMaxAttributes
 	}
-	var req Request
-	total, n := 0, 0
-	for {
-		line, err := readLine(r, total, lim.MaxBytes)
-		if err != nil {
-			if err == io.EOF && total > 0 {
+	// The kept values, in one buffer (on the stack unless a block's kept
+	// values exceed it).
+	var buf [1024]byte
+	p := blockParser{lim: lim}
+	vals, done, err := p.buffered(r, buf[:0])
+	for !done && err == nil {
+		var line []byte
+		if line, err = readLine(r, p.total, lim.MaxBytes); err != nil {
+			if err == io.EOF && p.total > 0 {
 				err = fmt.Errorf("%w: connection closed inside a request", io.ErrUnexpectedEOF)
 			}
-			return nil, err
-		}
-		total += len(line)
-		line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
-		if len(line) == 0 {
 			break
 		}
-		if n++; n > lim.MaxAttributes {
-			return nil, fmt.Errorf("%w: more than %d attributes", ErrTooLarge, lim.MaxAttributes)
-		}
-		name, value, ok := bytes.Cut(line, []byte{'='})
-		if !ok || len(name) == 0 {
-			return nil, fmt.Errorf("%w: attribute %d: want name=value, got %q", ErrMalformed, n, truncate(line))
-		}
-		req.set(name, value)
+		vals, done, err = p.line(vals, line)
+	}
+	if err != nil {
+		return err
+	}
+	*req = Request{}
+	fields := req.fields()
+	all := string(vals)
+	for i, sp := range p.spans {
+		*fields[i] = all[sp.start:sp.end]
 	}
 	if req.Request != RequestType {
-		return nil, fmt.Errorf("%w: request=%q, want %s", ErrMalformed, truncate([]byte(req.Request)), RequestType)
+		return fmt.Errorf("%w: request=%q, want %s", ErrMalformed, truncate([]byte(req.Request)), RequestType)
 	}
-	return &req, nil
+	return nil
+}
+
+// blockParser takes the lines of one request block.
+type blockParser struct {
+	lim      Limits
+	total, n int // bytes and attribute lines so far
+	// Where each field's value is in the kept values (line's vals).
+	spans [len(keptAttrs)]struct{ start, end int }
+}
+
+// buffered parses the block if r's buffer holds all of it, consuming it
+// (or, after an error, the lines read) and appending the kept values to
+// vals; otherwise it consumes nothing and leaves p and vals as they were.
+func (p *blockParser) buffered(r *bufio.Reader, vals []byte) ([]byte, bool, error) {
+	n := len(vals)
+	buf, _ := r.Peek(r.Buffered())
+	off := 0
+	for {
+		i := bytes.IndexByte(buf[off:], '\n')
+		if i < 0 { // the block goes on after buf: start again from r
+			*p = blockParser{lim: p.lim}
+			return vals[:n], false, nil
+		}
+		var done bool
+		var err error
+		vals, done, err = p.line(vals, buf[off:off+i+1])
+		off += i + 1
+		if done || err != nil {
+			r.Discard(off)
+			return vals, done, err
+		}
+	}
+}
+
+// line takes the next line of the block, with its "\n", appending the
+// value of a kept attribute to vals; done is true after the empty line
+// that ends the block.
+func (p *blockParser) line(vals, line []byte) (_ []byte, done bool, err error) {
+	if p.total += len(line); p.total > p.lim.MaxBytes {
+		return vals, false, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, p.lim.MaxBytes)
+	}
+	line = line[:len(line)-1]
+	if k := len(line) - 1; k >= 0 && line[k] == '\r' {
+		line = line[:k]
+	}
+	if len(line) == 0 {
+		return vals, true, nil
+	}
+	if p.n++; p.n > p.lim.MaxAttributes {
+		return vals, false, fmt.Errorf("%w: more than %d attributes", ErrTooLarge, p.lim.MaxAttributes)
+	}
+	eq := bytes.IndexByte(line, '=')
+	if eq <= 0 {
+		return vals, false, fmt.Errorf("%w: attribute %d: want name=value, got %q", ErrMalformed, p.n, truncate(line))
+	}
+	if i := attrIndex(line[:eq]); i >= 0 {
+		p.spans[i].start = len(vals)
+		vals = append(vals, line[eq+1:]...)
+		p.spans[i].end = len(vals)
+	}
+	return vals, false, nil
 }
 
 // ParseRequest decodes one complete request block (a captured request,
@@ -165,43 +239,53 @@ func readLine(r *bufio.Reader, used, max int) ([]byte, error) {
 	}
 }
 
-// set records one attribute. (The switch on string(name) converts
-// without allocating: only the attributes kept are copied.)
-func (req *Request) set(name, value []byte) {
-	var f *string
+// keptAttrs are the attributes a Request keeps, in the order of fields.
+var keptAttrs = [...]string{"request", "protocol_state", "client_address", "client_port", "client_name",
+	"reverse_client_name", "server_address", "server_port", "policy_context", "instance", "sender",
+	"recipient", "helo_name", "sasl_username"}
+
+// fields returns the fields of req in the order of keptAttrs.
+func (req *Request) fields() [len(keptAttrs)]*string {
+	return [...]*string{&req.Request, &req.ProtocolState, &req.ClientAddress, &req.ClientPort, &req.ClientName,
+		&req.ReverseClientName, &req.ServerAddress, &req.ServerPort, &req.PolicyContext, &req.Instance, &req.Sender,
+		&req.Recipient, &req.HeloName, &req.SASLUsername}
+}
+
+// attrIndex returns the index in keptAttrs of the attribute name, or -1
+// for one the Request does not keep. (The switch on string(name) converts
+// without allocating.)
+func attrIndex(name []byte) int {
 	switch string(name) {
 	case "request":
-		f = &req.Request
+		return 0
 	case "protocol_state":
-		f = &req.ProtocolState
+		return 1
 	case "client_address":
-		f = &req.ClientAddress
+		return 2
 	case "client_port":
-		f = &req.ClientPort
+		return 3
 	case "client_name":
-		f = &req.ClientName
+		return 4
 	case "reverse_client_name":
-		f = &req.ReverseClientName
+		return 5
 	case "server_address":
-		f = &req.ServerAddress
+		return 6
 	case "server_port":
-		f = &req.ServerPort
+		return 7
 	case "policy_context":
-		f = &req.PolicyContext
+		return 8
 	case "instance":
-		f = &req.Instance
+		return 9
 	case "sender":
-		f = &req.Sender
+		return 10
 	case "recipient":
-		f = &req.Recipient
+		return 11
 	case "helo_name":
-		f = &req.HeloName
+		return 12
 	case "sasl_username":
-		f = &req.SASLUsername
-	default:
-		return
+		return 13
 	}
-	*f = string(value)
+	return -1
 }
 
 // truncate bounds an input excerpt in an error message.
@@ -235,6 +319,15 @@ func truncate(b []byte) string {
 // parse, or a port without its address is an error wrapping
 // ErrMalformed. It is safe for concurrent use.
 func (req *Request) HostsRequest(daemon string) (*hostsrules.Request, error) {
+	h := new(hostsrules.Request)
+	if err := req.hostsRequest(daemon, h); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// hostsRequest is HostsRequest into h, which it overwrites.
+func (req *Request) hostsRequest(daemon string, h *hostsrules.Request) error {
 	switch {
 	case req.PolicyContext != "":
 		daemon = req.PolicyContext
@@ -242,18 +335,18 @@ func (req *Request) HostsRequest(daemon string) (*hostsrules.Request, error) {
 		daemon = DefaultDaemon
 	}
 	if err := wrapopts.CheckPlainName(daemon); err != nil {
-		return nil, fmt.Errorf("%w: daemon name: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: daemon name: %v", ErrMalformed, err)
 	}
 	client, err := endpoint("client_address", req.ClientAddress, "client_port", req.ClientPort)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	switch {
 	case !client.Addr.IsValid():
 		client = hostsrules.Endpoint{AddrText: hostsrules.Unknown, Name: hostsrules.Unknown}
 	case req.ClientName != "" && req.ClientName != hostsrules.Unknown:
 		if !plainHostName(req.ClientName) {
-			return nil, fmt.Errorf("%w: client_name: not a host name: %q", ErrMalformed, truncate([]byte(req.ClientName)))
+			return fmt.Errorf("%w: client_name: not a host name: %q", ErrMalformed, truncate([]byte(req.ClientName)))
 		}
 		client.Name = req.ClientName
 	case req.ReverseClientName != "" && req.ReverseClientName != hostsrules.Unknown:
@@ -263,9 +356,10 @@ func (req *Request) HostsRequest(daemon string) (*hostsrules.Request, error) {
 	}
 	server, err := endpoint("server_address", req.ServerAddress, "server_port", req.ServerPort)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &hostsrules.Request{Daemon: daemon, Client: client, Server: server, User: hostsrules.Unknown}, nil
+	*h = hostsrules.Request{Daemon: daemon, Client: client, Server: server, User: hostsrules.Unknown}
+	return nil
 }
 
 // endpoint parses an address attribute and its optional port attribute;

@@ -2,12 +2,14 @@ package smtpdpolicy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/tcpwrapd/tcpwrapd/pkg/hostsrules"
@@ -40,16 +42,64 @@ func TestReadRequest(t *testing.T) {
 		{"line over the buffer", head + "sender=" + strings.Repeat("a", 10000) + "\n\n", Limits{MaxBytes: 20000}, &Request{Request: RequestType, Sender: strings.Repeat("a", 10000)}, nil},
 		{"endless line", head + "sender=" + strings.Repeat("a", 70000), Limits{}, nil, ErrTooLarge},
 	}
+	// The block is read line by line from the reader (an empty buffer),
+	// parsed in the buffer (all of it there, as Postfix writes a block),
+	// or begun in the buffer and read on (one byte per read).
+	readers := []struct {
+		name string
+		r    func(string) *bufio.Reader
+	}{
+		{"read", func(in string) *bufio.Reader { return bufio.NewReaderSize(strings.NewReader(in), 4096) }},
+		{"buffered", func(in string) *bufio.Reader {
+			r := bufio.NewReaderSize(strings.NewReader(in), 4096)
+			r.Peek(len(in))
+			return r
+		}},
+		{"bytewise", func(in string) *bufio.Reader {
+			r := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(in)), 4096)
+			r.Peek(1)
+			return r
+		}},
+	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := ReadRequest(bufio.NewReaderSize(strings.NewReader(tt.in), 4096), tt.lim)
-			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
-				t.Fatalf("err = %v, want %v", err, tt.wantErr)
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
+		for _, rd := range readers {
+			t.Run(tt.name+"/"+rd.name, func(t *testing.T) {
+				got, err := ReadRequest(rd.r(tt.in), tt.lim)
+				if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				if diff := cmp.Diff(tt.want, got); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+			})
+		}
+	}
+}
+
+// TestReadRequestAllocs: a block in the buffer is decoded with one
+// allocation, the string of the kept values (the Server's Request is
+// reused), however many attributes it has.
+func TestReadRequestAllocs(t *testing.T) {
+	b, err := os.ReadFile("testdata/postfix37-rcpt.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := bytes.NewReader(b)
+	br := bufio.NewReaderSize(in, 4096)
+	var req Request
+	allocs := testing.AllocsPerRun(100, func() {
+		in.Reset(b)
+		br.Reset(in)
+		br.Peek(len(b))
+		if err := readRequest(br, Limits{}, &req); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 1 {
+		t.Errorf("%v allocations per block, want at most 1", allocs)
+	}
+	if req.ClientAddress == "" || req.Recipient == "" {
+		t.Errorf("attributes missing: %+v", req)
 	}
 }
 

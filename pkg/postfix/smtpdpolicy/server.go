@@ -73,7 +73,10 @@ type Server struct {
 	// means DefaultDenyMessage.
 	DenyMessage string
 	// Timeout bounds reading a request block (from its first byte), the
-	// check and writing the reply. Zero means DefaultTimeout.
+	// check and writing the reply. Zero means DefaultTimeout. The socket
+	// deadlines behind Timeout, ReadTimeout and IdleTimeout are refreshed
+	// lazily: a wait is never longer than its bound but may end up to
+	// 1/16 of it early (see docs/postfix.md).
 	Timeout time.Duration
 	// IdleTimeout bounds how long a connection waits for its next
 	// request. Zero means DefaultIdleTimeout.
@@ -173,9 +176,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveConn(ctx, c, func(waiting bool) {
+			s.serveConn(ctx, c, func(waiting bool, now time.Time) {
 				mu.Lock()
-				st.waiting, st.since, st.fresh, st.busy = waiting, time.Now(), false, false
+				st.waiting, st.since, st.fresh, st.busy = waiting, now, false, false
 				mu.Unlock()
 				if waiting {
 					signal()
@@ -331,17 +334,28 @@ func retryable(err error) bool {
 // serveConn answers the requests of one connection until the client
 // closes it, ctx ends, or a request gets no reply.
 // waiting is told when the connection starts and stops waiting for a
-// block. The first block must come within ReadTimeout, later ones within
+// block, and the time. The first block must come within ReadTimeout, later ones within
 // IdleTimeout.
-func (s *Server) serveConn(ctx context.Context, c net.Conn, waiting func(bool)) {
+//
+// Per request it allocates the kept attribute values (one string) and
+// the check's lazy deadline, and makes no system call besides the read
+// and the write: the socket deadlines are refreshed lazily (see
+// connDeadlines).
+func (s *Server) serveConn(ctx context.Context, c net.Conn, waiting func(waiting bool, now time.Time)) {
 	timeout := defaults.Positive(s.Timeout, DefaultTimeout)
-	idle := defaults.Positive(s.ReadTimeout, timeout)
-	first := true
 	lim := Limits{MaxBytes: s.MaxRequestBytes, MaxAttributes: s.MaxAttributes}
-	br := bufio.NewReaderSize(c, 4096)
-	var out []byte
+	dl := &connDeadlines{c: c, ctx: ctx}
+	dl.phase(time.Now(), defaults.Positive(s.ReadTimeout, timeout))
+	br := bufio.NewReaderSize(dl, 4096)
+	// A request outlives a shutdown that starts while it is answered.
+	cctx := context.WithoutCancel(ctx)
+	var (
+		req  Request
+		hreq hostsrules.Request
+		out  []byte
+	)
+	first := true
 	for {
-		c.SetReadDeadline(time.Now().Add(idle))
 		if ctx.Err() != nil {
 			return
 		}
@@ -357,42 +371,109 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, waiting func(bool)) 
 			}
 			return
 		}
-		waiting(false)
+		start := time.Now()
+		waiting(false, start)
 		first = false
-		c.SetReadDeadline(time.Now().Add(timeout))
-		req, err := ReadRequest(br, lim)
-		if err != nil {
+		dl.phase(start, timeout) // the rest of the block, if it is not all here yet
+		if err := readRequest(br, lim, &req); err != nil {
 			s.log.Warn("postfix policy: bad request, closing without a reply", "remote_addr", c.RemoteAddr().String(), "err", err)
 			s.countError(ErrKindBadRequest)
 			return
 		}
-		action, err := s.answer(ctx, req)
+		action, err := s.answer(cctx, start, &req, &hreq)
 		if err != nil {
 			return // logged by answer
 		}
-		c.SetWriteDeadline(time.Now().Add(timeout))
-		out = AppendReply(out[:0], action)
-		if _, err := c.Write(out); err != nil {
+		reply := replyDunno
+		if action != ActionDunno {
+			out = AppendReply(out[:0], action)
+			reply = out
+		}
+		now := time.Now()
+		if _, err := dl.write(reply, now, timeout); err != nil {
 			s.log.Warn("postfix policy: writing reply failed", "remote_addr", c.RemoteAddr().String(), "err", err, "instance", req.Instance)
 			s.countError(ErrKindWriteFailed)
 			return
 		}
-		idle = defaults.Positive(s.IdleTimeout, DefaultIdleTimeout)
-		waiting(true)
+		// The idle bound counts from before the write (microseconds).
+		dl.phase(now, defaults.Positive(s.IdleTimeout, DefaultIdleTimeout))
+		waiting(true, now)
 	}
 }
 
-// answer decides one request and logs it; an error means no reply (it
-// is logged here).
-func (s *Server) answer(ctx context.Context, req *Request) (string, error) {
-	hreq, err := req.HostsRequest(s.Daemon)
-	if err != nil {
+// replyDunno is the reply of a grant.
+var replyDunno = AppendReply(nil, ActionDunno)
+
+// connDeadlines keeps a connection's socket deadlines without setting
+// them for every request. A phase (waiting for a block, reading the rest
+// of one) has a bound: no read may wait past its end. The read deadline
+// is set only when a read would wait (the bufio.Reader over
+// connDeadlines has nothing buffered) and the deadline set on the socket
+// is after the bound or more than 1/16 of the phase's length before it;
+// the write deadline likewise before a write. So a read or write never
+// waits longer than its bound, may time out up to 1/16 of it earlier, and
+// a busy connection sets a deadline about once per that 1/16 instead of
+// three times a request.
+type connDeadlines struct {
+	c   net.Conn
+	ctx context.Context // the Server's: once it ends, no read waits
+
+	slack                 time.Duration // 1/16 of the phase's length
+	readBy                time.Time     // the phase's bound
+	readSet, writeSet     time.Time     // the deadlines set on c
+	readSetOK, writeSetOK bool          // readSet, writeSet hold a deadline
+}
+
+// phase starts a phase at now in which reads must end within bound.
+func (d *connDeadlines) phase(now time.Time, bound time.Duration) {
+	d.readBy, d.slack = now.Add(bound), bound/16
+}
+
+// stale reports whether the deadline set (ok: one is) must be replaced
+// to end by want: it is later, or more than slack before it.
+func stale(set time.Time, ok bool, want time.Time, slack time.Duration) bool {
+	return !ok || set.After(want) || set.Before(want.Add(-slack))
+}
+
+// Read reads from the connection within the phase's bound.
+func (d *connDeadlines) Read(p []byte) (int, error) {
+	if stale(d.readSet, d.readSetOK, d.readBy, d.slack) {
+		if err := d.c.SetReadDeadline(d.readBy); err != nil {
+			return 0, err
+		}
+		d.readSet, d.readSetOK = d.readBy, true
+		// Serve wakes a waiting read with a past deadline once ctx has
+		// ended; a deadline set after that must not put it back to sleep.
+		if d.ctx.Err() != nil {
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
+	return d.c.Read(p)
+}
+
+// write writes b to the connection within timeout from now.
+func (d *connDeadlines) write(b []byte, now time.Time, timeout time.Duration) (int, error) {
+	want := now.Add(timeout)
+	if stale(d.writeSet, d.writeSetOK, want, timeout/16) {
+		if err := d.c.SetWriteDeadline(want); err != nil {
+			return 0, err
+		}
+		d.writeSet, d.writeSetOK = want, true
+	}
+	return d.c.Write(b)
+}
+
+// answer decides one request that arrived at start and logs it; an
+// error means no reply (it is logged here). hreq is overwritten with the
+// access question.
+func (s *Server) answer(ctx context.Context, start time.Time, req *Request, hreq *hostsrules.Request) (string, error) {
+	if err := req.hostsRequest(s.Daemon, hreq); err != nil {
 		s.log.Warn("postfix policy: bad request attributes, closing without a reply", "err", err, "instance", req.Instance)
 		s.countError(ErrKindBadRequest)
 		return "", err
 	}
 	// A lazy deadline: no timer unless the check waits (a DNS lookup).
-	cctx := lazyctx.WithTimeout(context.WithoutCancel(ctx), defaults.Positive(s.Timeout, DefaultTimeout))
+	cctx := lazyctx.WithDeadline(ctx, start.Add(defaults.Positive(s.Timeout, DefaultTimeout)))
 	defer cctx.Release()
 	action, d, err := s.Decide(cctx, hreq)
 	// The log attributes are built only when the record is written: a

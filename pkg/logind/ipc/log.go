@@ -1,6 +1,7 @@
 package ipc
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"strings"
@@ -74,3 +75,44 @@ func ParseLine(line string) (level slog.Level, text string, ok bool) {
 	}
 	return slog.LevelError, line, false
 }
+
+// Handler returns a slog.Handler that writes records of level INFO and
+// above to l as "LEVEL prefix message key=value ..." lines (a library's
+// log, such as authclient's, in a login process).
+func (l *LineLog) Handler(prefix string) slog.Handler { return &lineHandler{l: l, prefix: prefix} }
+
+type lineHandler struct {
+	l      *LineLog
+	prefix string
+	attrs  []slog.Attr
+}
+
+func (h *lineHandler) Enabled(_ context.Context, lv slog.Level) bool { return lv >= slog.LevelInfo }
+
+func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(h.prefix + r.Message)
+	add := func(a slog.Attr) bool {
+		b.WriteString(" " + a.Key + "=" + a.Value.String())
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	level := "INFO"
+	switch {
+	case r.Level >= slog.LevelError:
+		level = "ERROR"
+	case r.Level >= slog.LevelWarn:
+		level = "WARN"
+	}
+	h.l.Add(level, b.String())
+	return nil
+}
+
+func (h *lineHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &lineHandler{h.l, h.prefix, append(append([]slog.Attr(nil), h.attrs...), as...)}
+}
+
+func (h *lineHandler) WithGroup(string) slog.Handler { return h }

@@ -9,8 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/sasl"
@@ -330,23 +329,8 @@ func (cl *Client) watchHangup(cancel context.CancelFunc) func() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			hup := false
-			rc.Control(func(fd uintptr) {
-				p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
-				if n, _ := unix.Poll(p, 100); n > 0 && p[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
-					hup = true
-				}
-			})
-			if hup {
-				cancel()
-				return
-			}
+		if sockfd.WaitHangup(rc, stop) {
+			cancel()
 		}
 	}()
 	return func() { close(stop); <-done }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
@@ -24,7 +23,7 @@ func startAuth(in *ipc.Settings) *authclient.Client {
 	return authclient.New(authclient.Config{
 		Path:   in.AuthSocket,
 		PID:    uint32(os.Getpid()),
-		Logger: slog.New(lineHandler{}),
+		Logger: slog.New(processLog.Handler("auth: ")),
 	})
 }
 
@@ -74,7 +73,7 @@ func (cl *Client) awaitAuth(deadline time.Time) (ipc.CloseReason, string, bool) 
 	_, err := cl.lp.auth.WaitReady(wctx)
 	wcancel()
 	if err != nil && ctx.Err() == nil {
-		logLine("WARNING", "Auth process not responding, delayed sending initial response (greeting) (rip=%s)", remoteIP(cl.c))
+		logLine("WARN", "Auth process not responding, delayed sending initial response (greeting) (rip=%s)", remoteIP(cl.c))
 		if cl.write(cl.session.Notice(NoticeAuthWaiting)) != nil {
 			return ipc.CloseNormal, "Connection closed", false
 		}
@@ -88,38 +87,3 @@ func (cl *Client) awaitAuth(deadline time.Time) (ipc.CloseReason, string, bool) 
 	cl.auth.st.AuthReady = true
 	return ipc.CloseNormal, "", true
 }
-
-// lineHandler logs authclient's records as the login process's "LEVEL
-// text" lines.
-type lineHandler struct{ attrs []slog.Attr }
-
-func (h lineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
-
-func (h lineHandler) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString("auth: ")
-	b.WriteString(r.Message)
-	add := func(a slog.Attr) bool {
-		b.WriteString(" " + a.Key + "=" + a.Value.String())
-		return true
-	}
-	for _, a := range h.attrs {
-		add(a)
-	}
-	r.Attrs(add)
-	level := "INFO"
-	switch {
-	case r.Level >= slog.LevelError:
-		level = "ERROR"
-	case r.Level >= slog.LevelWarn:
-		level = "WARNING"
-	}
-	logLine(level, "%s", b.String())
-	return nil
-}
-
-func (h lineHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return lineHandler{append(append([]slog.Attr(nil), h.attrs...), as...)}
-}
-
-func (h lineHandler) WithGroup(string) slog.Handler { return h }

@@ -318,7 +318,7 @@ func (lp *loginProc) handle(pk ipc.Packet) (code int, stop bool) {
 		lp.starting++
 		lp.mu.Unlock()
 		if pk.FD >= 0 {
-			syscall.SetNonblock(pk.FD, true) // it is (accept4 with SOCK_NONBLOCK); newSockConn needs it
+			syscall.SetNonblock(pk.FD, true) // it is (accept4 with SOCK_NONBLOCK); sockfd.NewConn needs it
 		}
 		var remote *net.TCPAddr
 		if pk.Remote.IsValid() {
@@ -557,7 +557,7 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 	if !haproxy && remote != nil {
 		from = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
 	}
-	tc := newSockConn(fd, remote)
+	tc := sockfd.NewConn(fd, remote)
 	// The greeting may ask about the connection (IMAP's capabilities:
 	// secured, the mechanisms), so the socket is the Client's first.
 	cl := &Client{id: id, lp: lp, implicitTLS: implicitTLS, haproxy: haproxy, c: tc, conn: tc}

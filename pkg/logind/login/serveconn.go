@@ -9,14 +9,14 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 )
 
-// clientConn is a client's connection: a sockConn in a login process,
+// clientConn is a client's connection: a sockfd.Conn in a login process,
 // any net.Conn under ServeConn.
 type clientConn interface {
 	net.Conn
 	syscall.Conn // for the access checks (SCM_RIGHTS)
-	// peek and setAddrs read a PROXY header (haproxy.go).
-	peek(p []byte) (int, error)
-	setAddrs(remote, local net.Addr)
+	// Peek and SetAddrs read a PROXY header (haproxy.go).
+	Peek(p []byte) (int, error)
+	SetAddrs(remote, local net.Addr)
 }
 
 // plainConn is a net.Conn as a clientConn without a socket: no access
@@ -24,8 +24,8 @@ type clientConn interface {
 type plainConn struct{ net.Conn }
 
 func (plainConn) SyscallConn() (syscall.RawConn, error) { return nil, errors.ErrUnsupported }
-func (plainConn) peek([]byte) (int, error)              { return 0, errors.ErrUnsupported }
-func (plainConn) setAddrs(net.Addr, net.Addr)           {}
+func (plainConn) Peek([]byte) (int, error)              { return 0, errors.ErrUnsupported }
+func (plainConn) SetAddrs(net.Addr, net.Addr)           {}
 
 // ServeConn runs p's pre-login protocol for one client on c as a login
 // process does once the client has passed its access checks, but with

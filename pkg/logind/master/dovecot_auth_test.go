@@ -9,6 +9,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/internal/dovecot24lab"
 	"github.com/tcpwrapd/tcpwrapd/internal/dovecotlab"
 	"github.com/tcpwrapd/tcpwrapd/internal/peertest"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/control"
 )
 
 // Logins through a real Dovecot: loginsvc's login processes ask
@@ -34,7 +35,7 @@ func startDovecot23(t *testing.T) backend {
 	t.Helper()
 	peertest.Require(t, "dovecot 2.3", dovecotlab.Available())
 	d := dovecotlab.Start(t, dovecotlab.Config{
-		NoAccessCheck: true, NoLoginListeners: true, Protocols: []string{"imap"},
+		NoAccessCheck: true, NoLoginListeners: true, Protocols: []string{"imap"}, AuthMechanisms: "plain login",
 		Users: map[string]string{authUser: authPass},
 		Extra: "mail_log_prefix = \"%s(%u)<rip=%r><%{session}>: \"\n",
 	})
@@ -102,7 +103,7 @@ func (c *tclient) readTagged(tag string) []string {
 
 // loggedIn checks a session handed off to Dovecot's imap: the pipelined
 // SELECT after the login (tagged b) ran, FETCH sees the message.
-func loggedIn(t *testing.T, c *tclient, tag string) {
+func loggedIn(t *testing.T, c *tclient, tag string, during ...func()) {
 	t.Helper()
 	if r := c.readTagged(tag); !strings.HasPrefix(r[len(r)-1], tag+" OK ") || !strings.Contains(r[len(r)-1], "Logged in") {
 		t.Fatalf("login: %q", r)
@@ -113,6 +114,9 @@ func loggedIn(t *testing.T, c *tclient, tag string) {
 	c.c.Write([]byte("c FETCH 1 BODY[]\r\n"))
 	if r := c.readTagged("c"); !strings.Contains(strings.Join(r, "\n"), "hello from the hand-off") || !strings.HasPrefix(r[len(r)-1], "c OK") {
 		t.Fatalf("FETCH: %q", r)
+	}
+	for _, f := range during {
+		f()
 	}
 	c.c.Write([]byte("d LOGOUT\r\n"))
 	if r := c.readTagged("d"); !strings.HasPrefix(r[len(r)-1], "d OK") {
@@ -185,8 +189,62 @@ func testDovecotLogin(t *testing.T, b backend) {
 				}
 				ir := base64.StdEncoding.EncodeToString([]byte("\x00" + authUser + "\x00" + authPass))
 				c.c.Write([]byte("a AUTHENTICATE PLAIN " + ir + "\r\nb SELECT INBOX\r\n"))
-				loggedIn(t, c, "a")
+				loggedIn(t, c, "a", func() {
+					// The relay is a proxying client of its login process:
+					// counted there, never evicted.
+					l.waitFor("a proxying client", func(s control.ServiceStatus) bool {
+						n := 0
+						for _, p := range s.Procs {
+							n += p.Proxying
+						}
+						return n == 1
+					})
+				})
 				l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", TLS, session=<")
+			})
+			t.Run("SASL", func(t *testing.T) {
+				c := l.dial("")
+				c.line()
+				// Multi-step: no initial response, then the response.
+				if r := c.cmd("a AUTHENTICATE PLAIN"); r != "+ " {
+					t.Fatalf("AUTHENTICATE PLAIN: %q", r)
+				}
+				if r := c.cmd(base64.StdEncoding.EncodeToString([]byte("\x00" + authUser + "\x00wrong"))); r != "a NO [AUTHENTICATIONFAILED] Authentication failed." {
+					t.Errorf("wrong response: %q", r)
+				}
+				// The client aborts.
+				if r := c.cmd("b AUTHENTICATE PLAIN"); r != "+ " {
+					t.Fatalf("AUTHENTICATE PLAIN: %q", r)
+				}
+				if r := c.cmd("*"); r != "b BAD Authentication aborted by client." {
+					t.Errorf("abort: %q", r)
+				}
+				// An empty initial response (=) is a response.
+				if r := c.cmd("c AUTHENTICATE PLAIN ="); r != "c NO [AUTHENTICATIONFAILED] Authentication failed." {
+					t.Errorf("empty initial response: %q", r)
+				}
+				if r := c.cmd("d AUTHENTICATE CRAM-MD5"); r != "d NO [ALERT] Unsupported authentication mechanism." {
+					t.Errorf("unknown mechanism: %q", r)
+				}
+				// LOGIN, two challenges.
+				if r := c.cmd("e AUTHENTICATE LOGIN"); !strings.HasPrefix(r, "+ ") {
+					t.Fatalf("AUTHENTICATE LOGIN: %q", r)
+				}
+				if r := c.cmd(base64.StdEncoding.EncodeToString([]byte(authUser))); !strings.HasPrefix(r, "+ ") {
+					t.Fatalf("LOGIN user: %q", r)
+				}
+				c.c.Write([]byte(base64.StdEncoding.EncodeToString([]byte(authPass)) + "\r\nb SELECT INBOX\r\n"))
+				loggedIn(t, c, "e")
+				l.mustLog("Login: user=<" + authUser + ">, method=LOGIN, rip=127.0.0.1")
+			})
+			t.Run("client leaves during SASL", func(t *testing.T) {
+				c := l.dial("")
+				c.line()
+				if r := c.cmd("a AUTHENTICATE PLAIN"); r != "+ " {
+					t.Fatalf("AUTHENTICATE PLAIN: %q", r)
+				}
+				c.c.Close()
+				l.mustLog("Disconnected: Connection closed (client didn't finish SASL auth, waited ", "user=<>, method=PLAIN")
 			})
 			if strings.Contains(l.logs.String(), authPass) {
 				t.Error("the password is in loginsvc's log")

@@ -128,8 +128,8 @@ func TestHAProxyForwarded(t *testing.T) {
 				c.c.Write([]byte(proxytest.V1TCP4 + "a CAPABILITY\r\nb XADDR\r\n"))
 				got := []string{c.line(), c.line(), c.line(), c.line(), c.line()}
 				want := []string{
-					"* OK [CAPABILITY " + imap.Capabilities + "] loginsvc ready.",
-					"* CAPABILITY " + imap.Capabilities,
+					"* OK [CAPABILITY " + imap.Capabilities + " LOGINDISABLED] loginsvc ready.",
+					"* CAPABILITY " + imap.Capabilities + " LOGINDISABLED",
 					"a OK Pre-login capabilities listed, post-login capabilities have more.",
 					"* XADDR 198.51.100.9:40001 203.0.113.1:143 tls=no",
 					"b OK",

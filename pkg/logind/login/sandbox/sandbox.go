@@ -1,4 +1,7 @@
-package login
+// Package sandbox applies a loginsvc login process's restrictions
+// (docs/loginsvc.md, "Sandbox"): resource limits, the chroot, the login
+// user, no way back to root, the parent-death signal.
+package sandbox
 
 import (
 	"errors"
@@ -18,7 +21,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 )
 
-// Sandbox applies a login process's restrictions, in this order (docs/loginsvc.md,
+// Apply applies a login process's restrictions, in this order (docs/loginsvc.md,
 // "Sandbox"): RLIMIT_NOFILE for client_limit, chroot to base_dir/login
 // (or chdir there without a chroot, so that relative access socket names
 // resolve the same way), supplementary groups, gid, uid, then a check
@@ -36,7 +39,12 @@ import (
 // work harder as the heap approaches it. A process that needs more
 // dies with "fatal error: runtime: out of memory" (exit status 2) and is
 // replaced; only its own clients are lost.
-func Sandbox(in *ipc.Settings) error {
+//
+// startPPID is the process's parent (the supervisor) as it was at start,
+// 0 if unknown: a process whose parent changed since dies with
+// ErrSupervisorGone instead of waiting for a parent-death signal that
+// cannot come.
+func Apply(in *ipc.Settings, startPPID int) error {
 	if in.AccessTimeout <= 0 {
 		in.AccessTimeout = accessclient.DefaultTimeout
 	}
@@ -96,7 +104,7 @@ func Sandbox(in *ipc.Settings) error {
 		if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 			return fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
 		}
-		if err := restorePdeathsig(); err != nil {
+		if err := restorePdeathsig(startPPID); err != nil {
 			return err
 		}
 	}
@@ -114,10 +122,6 @@ func Sandbox(in *ipc.Settings) error {
 // before the login process could set its parent-death signal again.
 var ErrSupervisorGone = errors.New("the supervisor is gone")
 
-// startPPID is the login process's parent (the supervisor) as it was at
-// start, for restorePdeathsig; 0 until LoginProcessMain records it.
-var startPPID int
-
 // restorePdeathsig sets SIGKILL as the parent-death signal again, which
 // ExecRunner sets (SysProcAttr.Pdeathsig) and the kernel clears when a
 // process changes its credentials (the setresuid of the sandbox): a
@@ -129,7 +133,7 @@ var startPPID int
 // before the process exits). If the supervisor died before that
 // (getppid is no longer the parent at start), the signal will never
 // come: ErrSupervisorGone.
-func restorePdeathsig() error {
+func restorePdeathsig(startPPID int) error {
 	_, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
 	if e == syscall.ENOTSUP {
 		runtime.LockOSThread() // never unlocked: this thread holds the signal

@@ -1,4 +1,4 @@
-package login
+package proxyhdr
 
 import (
 	"bufio"
@@ -16,7 +16,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/internal/proxytest"
 )
 
-// chunkSource is a headerSource over data that arrives chunk bytes at a
+// chunkSource is a Source over data that arrives chunk bytes at a
 // time: peek delivers the next chunk only when everything that arrived
 // has been consumed (as a real peek waits only then). After the last
 // chunk, a peek that would wait gets io.EOF (eof: the peer closed) or
@@ -35,7 +35,7 @@ type chunkSource struct {
 	misuse string
 }
 
-func (s *chunkSource) peek(p []byte) (int, error) {
+func (s *chunkSource) Peek(p []byte) (int, error) {
 	s.peeks++
 	switch {
 	case s.failed != nil:
@@ -70,13 +70,13 @@ func (s *chunkSource) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// summarize renders what readProxyHeader and proxiedFrom make of a header.
-func summarize(p proxied) string {
+// summarize renders what Read and Interpret make of a header.
+func summarize(p Proxied) string {
 	s := "keep"
-	if p.remote != nil {
-		s = p.remote.String() + " " + p.local.String()
+	if p.Remote != nil {
+		s = p.Remote.String() + " " + p.Local.String()
 	}
-	return fmt.Sprintf("%s tls=%v", s, p.tls)
+	return fmt.Sprintf("%s tls=%v", s, p.TLS)
 }
 
 // TestReadProxyHeader feeds headers in pieces (chunk bytes per arrival)
@@ -124,10 +124,10 @@ func TestReadProxyHeader(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := &chunkSource{data: []byte(tt.in), chunk: tt.chunk, eof: tt.eof}
-			h, err := readProxyHeader(src)
-			var p proxied
+			h, err := Read(src)
+			var p Proxied
 			if err == nil {
-				p, err = proxiedFrom(h)
+				p, err = Interpret(h)
 			}
 			got := summarize(p)
 			if err != nil {
@@ -159,7 +159,7 @@ func libraryRead(data []byte) (*proxyproto.Header, int, error) {
 	return h, len(data) - r.Len() - br.Buffered(), err
 }
 
-// FuzzHAProxyHeader: readProxyHeader never panics, never consumes a byte
+// FuzzHAProxyHeader: Read never panics, never consumes a byte
 // past the header, never waits after the deadline (or reads what would
 // block), and agrees with the library reading the whole input at once:
 // same header, same size, and every header within the size limits is
@@ -169,7 +169,7 @@ func libraryRead(data []byte) (*proxyproto.Header, int, error) {
 func FuzzHAProxyHeader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, chunk byte, eof bool) {
 		src := &chunkSource{data: data, chunk: int(chunk)%64 + 1, eof: eof}
-		h, err := readProxyHeader(src)
+		h, err := Read(src)
 		if src.misuse != "" {
 			t.Fatalf("misuse of the socket: %s", src.misuse)
 		}
@@ -184,13 +184,13 @@ func FuzzHAProxyHeader(f *testing.F) {
 			if !h.EqualsTo(want) {
 				t.Fatalf("header %+v, library %+v", h, want)
 			}
-			proxiedFrom(h)
+			Interpret(h)
 			return
 		}
-		if wantErr == nil && size <= haproxyMaxV2 && (want.Version == 2 || size <= haproxyMaxV1) {
+		if wantErr == nil && size <= MaxV2 && (want.Version == 2 || size <= MaxV1) {
 			t.Fatalf("rejected a header the library reads (%d bytes): %v", size, err)
 		}
-		var bad *badHeaderError
+		var bad *BadHeaderError
 		switch {
 		case errors.As(err, &bad):
 		case err == io.EOF && len(data) == 0 && eof:

@@ -1,4 +1,4 @@
-package login
+package sockfd
 
 import (
 	"io"
@@ -8,11 +8,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 )
 
-// sockConn is a client's TCP socket as a net.Conn, made straight from the
+// Conn is a client's TCP socket as a net.Conn, made straight from the
 // accepted (non-blocking) descriptor: os.NewFile registers it with the Go
 // netpoller as it is, where net.FileConn would dup it, probe it with
 // getsockopt, getsockname and getpeername, and set TCP_NODELAY and four
@@ -21,23 +19,23 @@ import (
 // most the pre-login timeout) has no use for. Reads, writes, deadlines
 // and Close are os.File's; a timeout is os.ErrDeadlineExceeded, which
 // is a net.Error with Timeout() true, and end of stream is io.EOF.
-// The client's address comes from accept (see newSockConn); the local
+// The client's address comes from accept (see NewConn); the local
 // one is asked of the kernel when first wanted (getsockname, which still
 // answers after a reset).
-type sockConn struct {
+type Conn struct {
 	*os.File
 	fd     int
 	remote net.Addr
 	local  net.Addr
 }
 
-// newSockConn takes ownership of fd, a connected, non-blocking TCP socket.
+// NewConn takes ownership of fd, a connected, non-blocking TCP socket.
 // remote is the client's address as accept returned it (this process's
 // accept4, or the supervisor's, sent with the socket): once the client
 // has reset the connection, getpeername fails (ENOTCONN), so the address
 // cannot be asked of the kernel later. nil leaves it to getpeername.
-func newSockConn(fd int, remote *net.TCPAddr) *sockConn {
-	c := &sockConn{File: os.NewFile(uintptr(fd), "client"), fd: fd}
+func NewConn(fd int, remote *net.TCPAddr) *Conn {
+	c := &Conn{File: os.NewFile(uintptr(fd), "client"), fd: fd}
 	if remote != nil {
 		c.remote = remote
 	}
@@ -46,10 +44,10 @@ func newSockConn(fd int, remote *net.TCPAddr) *sockConn {
 
 // tcpAddr converts a socket address (nil or not AF_INET/AF_INET6: an
 // empty *net.TCPAddr, so that callers need no nil check).
-func tcpAddr(sa unix.Sockaddr) *net.TCPAddr { return net.TCPAddrFromAddrPort(sockfd.AddrPort(sa)) }
+func tcpAddr(sa unix.Sockaddr) *net.TCPAddr { return net.TCPAddrFromAddrPort(AddrPort(sa)) }
 
 // RemoteAddr is the client's address (*net.TCPAddr).
-func (c *sockConn) RemoteAddr() net.Addr {
+func (c *Conn) RemoteAddr() net.Addr {
 	if c.remote == nil {
 		sa, _ := unix.Getpeername(c.fd)
 		c.remote = tcpAddr(sa)
@@ -59,7 +57,7 @@ func (c *sockConn) RemoteAddr() net.Addr {
 
 // LocalAddr is the listener's address the client connected to
 // (*net.TCPAddr).
-func (c *sockConn) LocalAddr() net.Addr {
+func (c *Conn) LocalAddr() net.Addr {
 	if c.local == nil {
 		sa, _ := unix.Getsockname(c.fd)
 		c.local = tcpAddr(sa)
@@ -67,15 +65,15 @@ func (c *sockConn) LocalAddr() net.Addr {
 	return c.local
 }
 
-// setAddrs replaces the addresses RemoteAddr and LocalAddr return (with
+// SetAddrs replaces the addresses RemoteAddr and LocalAddr return (with
 // those of a PROXY header).
-func (c *sockConn) setAddrs(remote, local net.Addr) { c.remote, c.local = remote, local }
+func (c *Conn) SetAddrs(remote, local net.Addr) { c.remote, c.local = remote, local }
 
-// peek waits, at most until the read deadline, for unread bytes and
+// Peek waits, at most until the read deadline, for unread bytes and
 // copies as many as fit into p without consuming them (recv MSG_PEEK);
 // io.EOF when the peer has closed and nothing is left. It is how the
-// PROXY header is read without taking bytes past it (haproxy.go).
-func (c *sockConn) peek(p []byte) (int, error) {
+// PROXY header is read without taking bytes past it (pkg/logind/login/haproxy.go).
+func (c *Conn) Peek(p []byte) (int, error) {
 	rc, err := c.File.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -102,13 +100,36 @@ func (c *sockConn) peek(p []byte) (int, error) {
 }
 
 // SetDeadline, SetReadDeadline and SetWriteDeadline are os.File's; they are
-// listed here so that sockConn is a net.Conn.
-func (c *sockConn) SetDeadline(t time.Time) error      { return c.File.SetDeadline(t) }
-func (c *sockConn) SetReadDeadline(t time.Time) error  { return c.File.SetReadDeadline(t) }
-func (c *sockConn) SetWriteDeadline(t time.Time) error { return c.File.SetWriteDeadline(t) }
+// listed here so that Conn is a net.Conn.
+func (c *Conn) SetDeadline(t time.Time) error      { return c.File.SetDeadline(t) }
+func (c *Conn) SetReadDeadline(t time.Time) error  { return c.File.SetReadDeadline(t) }
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.File.SetWriteDeadline(t) }
 
 // SyscallConn gives the descriptor to the access-socket client, which
 // passes it with SCM_RIGHTS (as Dovecot's login processes do).
-func (c *sockConn) SyscallConn() (syscall.RawConn, error) { return c.File.SyscallConn() }
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.File.SyscallConn() }
 
-var _ net.Conn = (*sockConn)(nil)
+var _ net.Conn = (*Conn)(nil)
+
+// WaitHangup waits until the peer of the socket rc has closed its side
+// (POLLRDHUP, POLLHUP or POLLERR) and returns true, or until stop is
+// closed and returns false. It polls in steps of 100 ms.
+func WaitHangup(rc syscall.RawConn, stop <-chan struct{}) bool {
+	for {
+		select {
+		case <-stop:
+			return false
+		default:
+		}
+		hup := false
+		rc.Control(func(fd uintptr) {
+			p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+			if n, _ := unix.Poll(p, 100); n > 0 && p[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+				hup = true
+			}
+		})
+		if hup {
+			return true
+		}
+	}
+}

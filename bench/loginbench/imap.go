@@ -203,18 +203,23 @@ func loginTest(n int) result {
 
 // sessionsTest opens n logged-in sessions (LOGIN or AUTHENTICATE, then
 // SELECT INBOX; at most 8 being set up at a time), holds them idle and
-// measures the PSS of the login processes (-master's *-login children:
-// with TLS they relay every session) and, separately, of Dovecot's imap
-// processes (-backend's, or -master's, children named imap); per session
-// = (after − before) / n. Then it logs every session out.
+// measures the PSS of the login processes that relay them (-master's
+// *-login children holding an established connection to -addr's port:
+// with TLS the login process stays for the whole session) and,
+// separately, of Dovecot's imap processes (-backend's, or -master's,
+// children named imap). Per session: what those processes grew by
+// (a process started for the session grew from 0) / n; idle login
+// processes started ahead or left over are not counted, for either
+// front end. Then it logs every session out.
 func sessionsTest(n int) result {
 	r := result{Test: "sessions"}
 	if *useTLS {
 		r.Test += "-tls"
 	}
 	r.N = n
-	time.Sleep(500 * time.Millisecond)
+	settle()
 	r.IdleProcs, _, r.PSSIdlekB = measure()
+	before := loginPSS()
 	_, _, imapBefore := measureIMAP()
 	cfg := clientTLS()
 	sess := make([]*imapSession, n)
@@ -250,10 +255,20 @@ func sessionsTest(n int) result {
 	r.AllGreetedS = time.Since(start).Seconds()
 	ok := n - r.Errors
 	time.Sleep(*hold)
+	settle()
 	r.Procs, r.RSSkB, r.PSSkB = measure()
 	r.IMAPProcs, _, r.IMAPPSSkB = measureIMAP()
+	relaying := relayingPIDs()
+	grown := 0
+	for pid, pss := range loginPSS() {
+		if relaying[pid] {
+			r.RelayProcs++
+			grown += pss - before[pid]
+		}
+	}
+	r.RelayPSSkB = grown
 	if ok > 0 {
-		r.PSSPerConnB = (r.PSSkB - r.PSSIdlekB) * 1024 / ok
+		r.PSSPerConnB = grown * 1024 / ok
 		r.IMAPPSSPerSessB = (r.IMAPPSSkB - imapBefore) * 1024 / ok
 	}
 	t0 := time.Now()
@@ -294,4 +309,77 @@ func measureIMAP() (procs, rss, pss int) {
 		pss += field(filepath.Join(dir, "smaps_rollup"), "Pss:")
 	})
 	return
+}
+
+// settle waits (up to 10 s) until the number of login processes has
+// stayed the same for 1 s: processes of an earlier test exiting, or
+// started ahead of clients, are not measured mid-way.
+func settle() {
+	last, same := -1, 0
+	for i := 0; i < 100 && same < 10; i++ {
+		n, _, _ := measure()
+		if n == last {
+			same++
+		} else {
+			last, same = n, 0
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// loginPSS maps each login process (-master's *-login children) to its
+// PSS in kB.
+func loginPSS() map[int]int {
+	m := map[int]int{}
+	eachProc(func(dir string, pid int, f []string) {
+		if f[1] != strconv.Itoa(*master) || !isLogin(dir) {
+			return
+		}
+		m[pid] = field(filepath.Join(dir, "smaps_rollup"), "Pss:")
+	})
+	return m
+}
+
+// isLogin reports whether the process in dir is a login process: argv[0]
+// (Dovecot's binary is imap-login; loginsvc sets argv[0]) names one.
+func isLogin(dir string) bool {
+	cmd, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
+	argv0, _, _ := strings.Cut(string(cmd), "\x00")
+	return strings.Contains(argv0, "-login")
+}
+
+// relayingPIDs is the set of -master's login processes that hold an
+// established TCP connection whose local port is -addr's: the ones
+// serving (relaying) a client.
+func relayingPIDs() map[int]bool {
+	_, ps, _ := net.SplitHostPort(*addr)
+	port, _ := strconv.Atoi(ps)
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, _ := os.ReadFile(f)
+		for _, l := range strings.Split(string(b), "\n")[1:] {
+			x := strings.Fields(l)
+			if len(x) < 10 || x[3] != "01" { // ESTABLISHED
+				continue
+			}
+			_, lp, _ := strings.Cut(x[1], ":")
+			if p, err := strconv.ParseUint(lp, 16, 16); err == nil && int(p) == port {
+				inodes["socket:["+x[9]+"]"] = true
+			}
+		}
+	}
+	pids := map[int]bool{}
+	eachProc(func(dir string, pid int, f []string) {
+		if f[1] != strconv.Itoa(*master) || !isLogin(dir) {
+			return
+		}
+		fds, _ := os.ReadDir(filepath.Join(dir, "fd"))
+		for _, fd := range fds {
+			if l, err := os.Readlink(filepath.Join(dir, "fd", fd.Name())); err == nil && inodes[l] {
+				pids[pid] = true
+				return
+			}
+		}
+	})
+	return pids
 }

@@ -73,6 +73,10 @@ type result struct {
 	IMAPProcs       int `json:"imap_procs,omitempty"`
 	IMAPPSSkB       int `json:"imap_sum_pss_kb,omitempty"`
 	IMAPPSSPerSessB int `json:"imap_pss_per_session_bytes,omitempty"`
+	// sessions*: the login processes relaying a session and what their
+	// PSS grew by (pss_per_conn_bytes is this / the sessions).
+	RelayProcs int `json:"relay_login_procs,omitempty"`
+	RelayPSSkB int `json:"relay_pss_grown_kb,omitempty"`
 }
 
 var (
@@ -314,10 +318,7 @@ func measure() (procs, rss, pss int) {
 		if f[1] != strconv.Itoa(*master) {
 			return
 		}
-		// argv[0]: Dovecot's binary is imap-login; loginsvc sets argv[0].
-		cmd, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
-		argv0, _, _ := strings.Cut(string(cmd), "\x00")
-		if !strings.Contains(argv0, "-login") {
+		if !isLogin(dir) {
 			return
 		}
 		procs++

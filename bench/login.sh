@@ -40,7 +40,9 @@
 # ("dovecot loginsvc floor"), PAR (4), OUT (/tmp/loginbench-results.jsonl),
 # TESTS ("greet login": greet = the rows above, login = the rows through
 # to Dovecot's imap; TESTS=login MODES="hs hp" runs the new rows alone),
-# N_LOGIN (300), N_SESS (100), PORT (31143), TLS_PORT (31993).
+# N_LOGIN (300), N_SESS (100), PORT (31143), TLS_PORT (31993), KEEP (1:
+# keep the temp dir), LOGINSVC_BIN (a loginsvc binary to use instead of
+# building this tree's).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=${LAB:-$ROOT/../shared/labs/dovecot-login}
@@ -67,7 +69,12 @@ cd "$ROOT"
 # loginsvc is built as deploy/build-packages.sh builds it (static Go, PIE):
 # a cgo build links libc and ld.so, which costs ~0.7 ms more CPU per
 # high-security process start. LOGINSVC_BUILD_FLAGS overrides.
-CGO_ENABLED=0 go build ${LOGINSVC_BUILD_FLAGS:--buildmode=pie -trimpath} -o "$TMP/loginsvc" ./cmd/loginsvc
+# LOGINSVC_BIN: use that binary instead (e.g. a build of another revision).
+if [ -n "${LOGINSVC_BIN:-}" ]; then
+	cp "$LOGINSVC_BIN" "$TMP/loginsvc"
+else
+	CGO_ENABLED=0 go build ${LOGINSVC_BUILD_FLAGS:--buildmode=pie -trimpath} -o "$TMP/loginsvc" ./cmd/loginsvc
+fi
 go build -o "$TMP/loginbench" ./bench/loginbench
 go build -o "$TMP/floorgreeter" ./bench/cmd/floorgreeter
 : > "$OUT"

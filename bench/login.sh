@@ -40,7 +40,7 @@
 # ("dovecot loginsvc floor"), PAR (4), OUT (/tmp/loginbench-results.jsonl),
 # TESTS ("greet login": greet = the rows above, login = the rows through
 # to Dovecot's imap; TESTS=login MODES="hs hp" runs the new rows alone),
-# N_LOGIN (300), N_SESS (100), PORT (31143), TLS_PORT (31993), KEEP (1:
+# N_LOGIN (200), N_SESS (100), PORT (31143), TLS_PORT (31993), KEEP (1:
 # keep the temp dir), LOGINSVC_BIN (a loginsvc binary to use instead of
 # building this tree's).
 set -eu
@@ -55,7 +55,7 @@ TARGETS=${TARGETS:-"dovecot loginsvc floor"}
 PAR=${PAR:-4}
 OUT=${OUT:-/tmp/loginbench-results.jsonl}
 TESTS=${TESTS:-"greet login"}
-N_LOGIN=${N_LOGIN:-300}
+N_LOGIN=${N_LOGIN:-200}
 N_SESS=${N_SESS:-100}
 PORT=${PORT:-31143}
 TLS_PORT=${TLS_PORT:-31993}

@@ -167,7 +167,9 @@ type Config struct {
 	// AuthSocket is Dovecot's auth socket for login processes
 	// (login_socket_path, default "login"): relative to the login
 	// processes' chroot, base_dir/login, where Dovecot's auth listens
-	// when base_dir is Dovecot's (docs/dovecot-auth.md).
+	// when base_dir is Dovecot's (docs/dovecot-auth.md). Empty: no
+	// authentication (greetings at once, every login a temporary
+	// failure), for loginsvc as an access-check front alone.
 	AuthSocket string
 }
 
@@ -511,10 +513,7 @@ func (c *Config) validate() conf.ErrorList {
 	for _, err := range parseNetworks(g.v, &c.HAProxyTrustedNetworks) {
 		bad(g.pos, "haproxy_trusted_networks: %v", err)
 	}
-	c.AuthSocket = c.values["login_socket_path"]
-	if g := c.global("login_socket_path"); strings.TrimSpace(g.v) == "" {
-		bad(g.pos, "login_socket_path: must not be empty")
-	}
+	c.AuthSocket = strings.TrimSpace(c.values["login_socket_path"])
 	g = c.global("haproxy_timeout")
 	if c.HAProxyTimeout, err = ParseDuration(g.v); err != nil || c.HAProxyTimeout <= 0 {
 		bad(g.pos, "haproxy_timeout: invalid time %q", g.v)

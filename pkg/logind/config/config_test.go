@@ -339,7 +339,7 @@ func TestAuthSettings(t *testing.T) {
 		{"sockets", "login_socket_path = auth-login\nservice imap-login {\n postlogin_socket = imap-postlogin\n}\n", got{"auth-login", false, false, "imap-postlogin", "sieve"}, ""},
 		{"both contradict", "auth_allow_cleartext = yes\ndisable_plaintext_auth = yes\n", got{}, "contradicts disable_plaintext_auth"},
 		{"bad boolean", "disable_plaintext_auth = maybe\n", got{}, "disable_plaintext_auth: invalid boolean"},
-		{"empty socket", "login_socket_path =\n", got{}, "login_socket_path: must not be empty"},
+		{"no auth", "login_socket_path =\n", got{"", false, false, "imap", "sieve"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

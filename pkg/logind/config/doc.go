@@ -13,7 +13,7 @@
 //	key = <file            # the file's contents, read by the parser (root)
 //	key = $other_setting   # a global setting's current value
 //	!include conf.d/*.conf # relative to the including file; !include_try
-//	protocol imap { login_access_sockets = ... login_greeting = ... login_trusted_networks = ... }
+//	protocol imap { login_access_sockets = ... login_greeting = ... login_trusted_networks = ... disable_plaintext_auth = ... }
 //	service imap-login {
 //	  inet_listener imap { address = 127.0.0.1  port = 143  ssl = no  haproxy = no  reuse_port = no }
 //	  service_count process_min_avail process_limit client_limit vsz_limit idle_kill user chroot
@@ -29,7 +29,11 @@
 // TLSv1, TLSv1.1, TLSv1.3), login_prelogin_timeout (3 mins; Dovecot's fixed 180 s pre-login
 // deadline made settable), and login_prelogin_ip_limit (1000; 0 = none)
 // and login_prelogin_ipv6_prefix (64), the places one source may hold
-// and what makes IPv6 clients one source (see pkg/logind/master). Limits are computed as Dovecot's master does
+// and what makes IPv6 clients one source (see pkg/logind/master),
+// login_socket_path (login: Dovecot's auth socket, relative to the
+// chroot), disable_plaintext_auth (yes) or its inverse
+// auth_allow_cleartext (no), also per protocol; and per service
+// postlogin_socket (the protocol's name: Dovecot's post-login socket). Limits are computed as Dovecot's master does
 // them (docs/loginsvc.md, "Configuration"): process_limit/client_limit 0 mean the defaults, and
 // client_limit is clamped to service_count when that is non-zero.
 //

@@ -114,7 +114,8 @@ func (cl *Client) cancelAuth() {
 
 // policy is what decides the mechanisms the client may use now.
 func (cl *Client) policy() sasl.Policy {
-	return sasl.Policy{Secured: cl.Secured(), AllowCleartext: cl.lp.in.AuthAllowCleartext, SSLRequired: cl.lp.in.SSL == "required"}
+	return sasl.Policy{Secured: cl.Secured(), AllowCleartext: cl.lp.in.AuthAllowCleartext, SSLRequired: cl.lp.in.SSL == "required",
+		NoAnonymous: cl.lp.proto.Name() == "submission" || cl.lp.proto.Name() == "sieve"}
 }
 
 // Mechanisms lists the mechanisms auth announced that may be advertised
@@ -165,9 +166,6 @@ func (cl *Client) PlaintextRefused(user string) AuthOutcome {
 // LoginPlain is Authenticate with the PLAIN mechanism and the initial
 // response "\0user\0pass" (IMAP LOGIN, POP3 PASS).
 func (cl *Client) LoginPlain(user, pass string, prefix []byte) AuthOutcome {
-	if cl.auth.st.User == "" {
-		cl.auth.st.User = user
-	}
 	ir := plainResponse(user, pass)
 	return cl.Authenticate("PLAIN", ir, true, nil, prefix)
 }
@@ -195,9 +193,7 @@ func (cl *Client) Authenticate(mech, ir string, hasIR bool, io AuthIO, prefix []
 	if ac == nil || cl.lp.authAbsent() {
 		st.Begin(mech, time.Now())
 		st.Done(authclient.CodeTempFail)
-		if ac == nil {
-			logLine("ERROR", "auth: no auth socket (login_socket_path) is set")
-		} else {
+		if ac != nil { // login_socket_path is set, but no Dovecot there
 			logLine("ERROR", "auth: %s does not exist (is Dovecot running with this base_dir?)", cl.lp.in.AuthSocket)
 		}
 		return AuthOutcome{Result: AuthTempFail, Text: sasl.TempFailText}
@@ -251,7 +247,7 @@ func (cl *Client) Authenticate(mech, ir string, hasIR bool, io AuthIO, prefix []
 			if abort {
 				a.Cancel()
 				st.Aborted = true
-				st.Done(st.LastFail)
+				st.Done("")
 				return AuthOutcome{Result: AuthAborted, Text: sasl.AbortedText}
 			}
 			st.Requesting, st.Waiting = true, false
@@ -273,7 +269,7 @@ func (cl *Client) Authenticate(mech, ir string, hasIR bool, io AuthIO, prefix []
 				return cl.outcome(v)
 			}
 			st.Requesting, st.Finishing = false, true
-			return cl.handOff(ctx, a, hs, step.Reply, prefix)
+			return cl.handOff(a, hs, step.Reply, prefix)
 		default: // FAIL, or INTERNAL_FAIL (the connection to auth was lost)
 			if step.Status == authclient.StatusInternalFail {
 				st.CommFail = true
@@ -304,7 +300,7 @@ func (cl *Client) authInterrupted(err error) AuthOutcome {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		err = os.ErrDeadlineExceeded
-	case errors.Is(err, context.Canceled) || errors.Is(err, errHangup):
+	case errors.Is(err, context.Canceled): // killed, or the client hung up (watchHangup)
 		if _, k := cl.killedReason(); !k {
 			return AuthOutcome{End: Ending{Why: "Connection closed", Reason: ipc.CloseNormal}}
 		}
@@ -313,9 +309,6 @@ func (cl *Client) authInterrupted(err error) AuthOutcome {
 	r, why := cl.inputFailure(err)
 	return AuthOutcome{End: Ending{Why: why, Reason: r}}
 }
-
-// errHangup: the client closed its connection during an authentication.
-var errHangup = errors.New("client hung up")
 
 // watchHangup cancels an authentication (cancel) when the client closes
 // its connection while auth or the hand-off is being waited for
@@ -343,7 +336,11 @@ func (cl *Client) authRequest(mech, ir string, hasIR bool) *authclient.Request {
 	req := &authclient.Request{
 		Mech: mech, Service: cl.lp.proto.Name(), Session: cl.sessionID(),
 		Secured: cl.Secured(), TLS: cl.tlsActive || cl.haproxyTLS,
-		FinalRespOK: true, LocalAddr: local, RemoteAddr: remote,
+		// No final-resp-ok: Dovecot 2.3's login processes (and
+		// Pigeonhole's) all have sasl_support_final_reply off; auth then
+		// sends a final response as a challenge (protocol 1.3 always
+		// sends the flag, and authclient turns resp= into a challenge).
+		LocalAddr: local, RemoteAddr: remote,
 		RealLocalAddr: local, RealRemoteAddr: remote,
 		LocalName:       cl.sni,
 		InitialResponse: authclient.Secret(ir), HasInitialResponse: hasIR,

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +53,9 @@ type Client struct {
 	realRemote, realLocal netip.AddrPort
 	sni                   string
 	auth                  clientAuth // authentication (auth.go)
+	// relaying: logged in over TLS, the relay runs (relay.go); a
+	// shutdown leaves the client alone.
+	relaying atomic.Bool
 
 	mu     sync.Mutex
 	reason ipc.CloseReason

@@ -21,7 +21,7 @@
 // The protocols are not here: each is a package implementing Protocol
 // and Session (pkg/logind/imap, pop3, submission, managesieve; their
 // list is cmd/loginsvc's), answering as Dovecot 2.3's login processes
-// do, authentication apart. A Session asks its Client to queue and
+// do. A Session asks its Client to queue and
 // flush replies, whether TLS is offered or active, to start TLS, whether
 // the connection is secured and to report a state, and nothing of the
 // process. The Client reads input through an Input of MaxInputLine
@@ -29,6 +29,21 @@
 // before authentication is logged in Dovecot's words (disconnect.go):
 //
 //	Disconnected: Aborted login by logging out (no auth attempts in 0 secs): user=<>, rip=IP, lip=IP, secured, session=<ID>
+//
+// # Authentication
+//
+// Each login process has one connection to Dovecot's auth
+// (login_socket_path, opened after the sandbox; authconn.go), and holds
+// a client's greeting until it is up. A Session authenticates with
+// Client.Authenticate or LoginPlain (auth.go): the mechanism checks, the
+// AUTH request, the challenges through the protocol's AuthIO, CANCEL when
+// the client aborts, leaves or runs out of time, and the reply read as
+// Dovecot reads it (package sasl). On OK the client is handed off to the
+// post-login service (handoff.go, package masterauth): its own socket in
+// plaintext, over TLS a socketpair whose other end the process relays
+// for the whole session (relay.go). The protocol words its reply from
+// the AuthOutcome; the Login and Disconnected lines are the Client's
+// (docs/loginsvc.md, "Authentication").
 //
 // # HAProxy
 //

@@ -1,7 +1,6 @@
 package login
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"net/url"
@@ -28,7 +27,7 @@ import (
 // whole session. On success the Login line is logged as Dovecot 2.3
 // logs it; on failure auth's request is cancelled, the client is told
 // Dovecot's internal-error text and the session ends.
-func (cl *Client) handOff(ctx context.Context, a *authclient.Auth, hs authclient.Handshake, r *authclient.Reply, prefix []byte) AuthOutcome {
+func (cl *Client) handOff(a *authclient.Auth, hs authclient.Handshake, r *authclient.Reply, prefix []byte) AuthOutcome {
 	st := &cl.auth.st
 	layout := masterauth.Dovecot23
 	if hs.Spoken.Minor >= 3 {
@@ -65,7 +64,6 @@ func (cl *Client) handOff(ctx context.Context, a *authclient.Auth, hs authclient
 	}
 	// Bounded by masterauth's own timeout and the client's kill, not the
 	// pre-login deadline (Dovecot's master auth request has its own).
-	_ = ctx
 	rep, err := masterauth.Send(cl.killContext(), path, layout, req, send, masterauth.Options{})
 	if theirs != nil {
 		theirs.Close()
@@ -85,6 +83,7 @@ func (cl *Client) handOff(ctx context.Context, a *authclient.Auth, hs authclient
 	cl.reportLogin(st.User, st.Mech, mpid)
 	if ours != nil {
 		cl.auth.relay = ours
+		cl.relaying.Store(true)
 		cl.SetState(ipc.StateProxying)
 	}
 	return AuthOutcome{Result: AuthSuccess, End: Ending{Why: "Login", Reason: ipc.CloseNormal}}

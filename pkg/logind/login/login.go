@@ -351,8 +351,15 @@ func (lp *loginProc) handle(pk ipc.Packet) (code int, stop bool) {
 			lp.mu.Unlock()
 			return 0, idle && lp.idleAfterAccepts()
 		case ipc.StopShutdown:
+			// Logged-in clients relayed over TLS stay (a reload with
+			// shutdown_clients ends pre-login clients only); the process
+			// exits when the last one ends, or the supervisor, stopping,
+			// kills it after its grace time.
 			lp.shutdown()
-			return 0, true
+			lp.mu.Lock()
+			idle := lp.count() == 0
+			lp.mu.Unlock()
+			return 0, idle
 		}
 	default:
 		if pk.FD >= 0 {
@@ -380,6 +387,9 @@ func (lp *loginProc) shutdown() {
 	lp.mu.Lock()
 	var wg sync.WaitGroup
 	for _, cl := range lp.clients {
+		if cl.relaying.Load() {
+			continue
+		}
 		wg.Add(1)
 		cl.done = &wg
 		cl.kill(ipc.CloseShutdown)

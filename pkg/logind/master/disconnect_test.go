@@ -120,7 +120,7 @@ func TestDisconnectLogLines(t *testing.T) {
 				c.line()
 				c.cmd("e LOGOUT")
 				// No Dovecot behind: every LOGIN is a temporary failure.
-			}, "Aborted login by logging out (auth service reported temporary failure): user=<bench>, method=PLAIN"},
+			}, "Aborted login by logging out (auth service reported temporary failure): user=<>, method=PLAIN"},
 		}},
 		{"pop3-login", []disconnectCase{
 			{"QUIT", func(c *tclient) { c.cmd("QUIT") }, "Aborted login by logging out"},

@@ -153,6 +153,20 @@ func testDovecotLogin(t *testing.T, b backend) {
 				l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=", ", secured, session=<")
 				b.waitLog(t, "imap("+authUser+")<rip=127.0.0.1>", "Logged out")
 			})
+			t.Run("CAPABILITY first", func(t *testing.T) {
+				// The hand-off prefix's flag: imap then answers with an
+				// untagged CAPABILITY, not a [CAPABILITY] code.
+				c := l.dial("")
+				c.line()
+				c.cmd("x CAPABILITY")
+				c.line()
+				c.c.Write([]byte("a LOGIN " + authUser + " \"" + authPass + "\"\r\n"))
+				r := c.readTagged("a")
+				if last := r[len(r)-1]; !strings.HasPrefix(last, "a OK ") || strings.Contains(last, "[CAPABILITY") || !strings.HasPrefix(r[0], "* CAPABILITY ") {
+					t.Errorf("login after CAPABILITY: %q", r)
+				}
+				c.cmd("z LOGOUT")
+			})
 			t.Run("wrong password", func(t *testing.T) {
 				c := l.dial("")
 				c.line()
@@ -272,4 +286,44 @@ func startDovecot24(t *testing.T) backend {
 // TestDovecot24Login is TestDovecot23Login against Dovecot 2.4.
 func TestDovecot24Login(t *testing.T) {
 	testDovecotLogin(t, startDovecot24(t))
+}
+
+// TestDovecot23RelaySurvivesReload: a session relayed over TLS is a
+// logged-in user: a reload (whose shutdown_clients = yes ends the old
+// configuration's pre-login clients) leaves it working, and its login
+// process stays until it ends; stopping loginsvc ends it.
+func TestDovecot23RelaySurvivesReload(t *testing.T) {
+	b := startDovecot23(t)
+	l, sport, pool, _ := tlsLab(t, "imap-login", "base_dir = "+b.baseDir, "service_count = 1")
+	c, err := dialTLS(t, sport, "", tlsClientConfig(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.line()
+	ir := base64.StdEncoding.EncodeToString([]byte("\x00" + authUser + "\x00" + authPass))
+	c.c.Write([]byte("a AUTHENTICATE PLAIN " + ir + "\r\n"))
+	if r := c.readTagged("a"); !strings.HasPrefix(r[len(r)-1], "a OK") {
+		t.Fatalf("login: %q", r)
+	}
+	old := l.status().Procs[0].PID
+	if err := l.sup.Reload(l.cfg); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor("the old process told to shut down", func(s control.ServiceStatus) bool {
+		for _, p := range s.Procs {
+			if p.PID == old && p.Stopping == "shutdown" {
+				return true
+			}
+		}
+		return false
+	})
+	c.c.Write([]byte("b SELECT INBOX\r\n"))
+	if r := c.readTagged("b"); !strings.HasPrefix(r[len(r)-1], "b OK") {
+		t.Fatalf("SELECT after the reload: %q", r)
+	}
+	l.stop()
+	c.c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if _, err := c.r.ReadString('\n'); err == nil {
+		t.Error("the session outlived loginsvc")
+	}
 }

@@ -265,7 +265,7 @@ func (s *Supervisor) apply(cfg *config.Config) error {
 		for i, ln := range lns {
 			files[i] = ln.ln
 		}
-		s.warnNoFile(svc, len(files))
+		s.warnNoFile(svc, cfg.SSL, len(files))
 		p := s.pools[svc.Name]
 		if p == nil {
 			p = newPool(s.ctx, s.log(), s.Runner, cfg, svc, gen, &s.seq, &s.nextID, files)
@@ -314,15 +314,15 @@ func (s *Supervisor) apply(cfg *config.Config) error {
 // fails (the client is closed, counted as an access error) or a
 // direct accept waits until one is free. Dovecot's master warns
 // likewise.
-func (s *Supervisor) warnNoFile(svc *config.Service, listeners int) {
+func (s *Supervisor) warnNoFile(svc *config.Service, ssl string, listeners int) {
 	hard := worker.HardNoFile()
-	need, _ := worker.NoFile(svc, listeners, 0)
+	need, _ := worker.NoFile(svc, ssl, listeners, 0)
 	if hard == 0 || need <= hard {
 		return
 	}
 	fit := uint64(0) // clients that fit when all are being checked at once
 	if fixed := worker.NoFileReserve + uint64(listeners); hard > fixed {
-		fit = (hard - fixed) / worker.NoFilePerClient(svc)
+		fit = (hard - fixed) / worker.NoFilePerClient(ssl)
 	}
 	s.log().Warn("fd limit (ulimit -n) is lower than required under max. load: login processes get the hard limit and hold fewer clients than client_limit; raise the hard limit (LimitNOFILE= in the systemd unit) or lower client_limit",
 		"service", svc.Name, "client_limit", svc.ClientLimit, "access_sockets", len(svc.AccessSockets), "required", need, "hard_limit", hard, "clients_that_fit", fit)

@@ -164,7 +164,8 @@ func liarLab(t *testing.T, mode, conf string) *lab {
 		t.Fatal(err)
 	}
 	os.Chmod(filepath.Dir(token), 0o777) // removable by a login process that dropped root
-	return startLabEnv(t, []string{"LOGINSVC_TEST_FAKE=" + mode, "LOGINSVC_TEST_TOKEN=" + token}, "imap-login", "", conf)
+	// No auth: an honest fake's stderr holds only what its test writes.
+	return startLabEnv(t, []string{"LOGINSVC_TEST_FAKE=" + mode, "LOGINSVC_TEST_TOKEN=" + token}, "imap-login", "login_socket_path =", conf)
 }
 
 // waitLog waits up to d for the supervisor log to contain sub.

@@ -15,6 +15,10 @@ type Policy struct {
 	AllowCleartext bool
 	// SSLRequired: ssl = required.
 	SSLRequired bool
+	// NoAnonymous: the protocol refuses anonymous mechanisms (Dovecot's
+	// anonymous_login_acceptable is false for submission and
+	// ManageSieve).
+	NoAnonymous bool
 }
 
 // PlaintextAllowed is Dovecot's client_check_plaintext_auth without its
@@ -33,7 +37,7 @@ func Advertised(mechs []authclient.Mech, p Policy) []string {
 	}
 	var out []string
 	for _, m := range mechs {
-		if m.Flags&authclient.MechPrivate != 0 {
+		if m.Flags&authclient.MechPrivate != 0 || (p.NoAnonymous && m.Flags&authclient.MechAnonymous != 0) {
 			continue
 		}
 		if p.Secured || p.AllowCleartext || m.Flags&authclient.MechPlaintext == 0 {
@@ -52,7 +56,7 @@ func Check(mechs []authclient.Mech, name string, p Policy) (mech string, v Verdi
 		if !strings.EqualFold(m.Name, name) {
 			continue
 		}
-		if m.Flags&authclient.MechPrivate != 0 {
+		if m.Flags&authclient.MechPrivate != 0 || (p.NoAnonymous && m.Flags&authclient.MechAnonymous != 0) {
 			break
 		}
 		if !p.Secured && !p.AllowCleartext && m.Flags&authclient.MechPlaintext != 0 {

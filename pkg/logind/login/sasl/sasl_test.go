@@ -118,6 +118,13 @@ func TestMechanisms(t *testing.T) {
 			}
 		})
 	}
+	anon := append(mechs, authclient.Mech{Name: "ANONYMOUS", Flags: authclient.MechAnonymous})
+	if got := Advertised(anon, Policy{Secured: true, NoAnonymous: true}); len(got) != 3 {
+		t.Errorf("submission advertises %q", got)
+	}
+	if _, v, ok := Check(anon, "anonymous", Policy{Secured: true, NoAnonymous: true}); ok || v.Result != MechInvalid {
+		t.Errorf("submission accepts ANONYMOUS: %+v", v)
+	}
 	for _, m := range []string{"APOP", "CRAM-MD5"} {
 		if _, v, ok := Check(mechs, m, Policy{Secured: true}); ok || v.Result != MechInvalid || v.Text != UnsupportedMechText {
 			t.Errorf("Check(%s) = %+v, %v", m, v, ok)

@@ -149,7 +149,7 @@ func (r *ExecRunner) Settings(spec Spec) (*ipc.Settings, error) {
 		Seq: spec.Seq, Listeners: len(spec.Listeners),
 		SSL: spec.Config.SSL, SSLMinProtocol: spec.Config.SSLMinProtocol,
 	}
-	in.NoFile, _ = NoFile(s, len(spec.Listeners), HardNoFile())
+	in.NoFile, _ = NoFile(s, spec.Config.SSL, len(spec.Listeners), HardNoFile())
 	in.NProc = NProc(spec.Config, s)
 	if in.SSL == "" {
 		in.SSL = "no"
@@ -219,29 +219,33 @@ func loginThreads(svc *config.Service) uint64 {
 const NoFileReserve = 64
 
 // NoFile is the RLIMIT_NOFILE for a login process of svc that gets
-// listeners listening sockets: enough to hold client_limit clients at
-// once, each with its socket and, while it is being checked, its
-// connection to a login_access_sockets entry (the entries are asked one
-// after the other, so one at a time; TLS and the PROXY header need no
-// descriptor more), plus NoFileReserve and the listeners. If that is
+// listeners listening sockets, with ssl (the global ssl): enough to hold
+// client_limit clients at once, each with NoFilePerClient descriptors,
+// plus NoFileReserve (which holds the process's auth connection) and the
+// listeners. If that is
 // more than hard (the hard limit the process inherits, which it cannot
 // raise without CAP_SYS_RESOURCE; 0 means unknown), it returns hard and
 // clamped = true.
-func NoFile(svc *config.Service, listeners int, hard uint64) (limit uint64, clamped bool) {
-	limit = uint64(svc.ClientLimit)*NoFilePerClient(svc) + NoFileReserve + uint64(listeners)
+func NoFile(svc *config.Service, ssl string, listeners int, hard uint64) (limit uint64, clamped bool) {
+	limit = uint64(svc.ClientLimit)*NoFilePerClient(ssl) + NoFileReserve + uint64(listeners)
 	if hard > 0 && limit > hard {
 		return hard, true
 	}
 	return limit, false
 }
 
-// NoFilePerClient is how many descriptors a client of svc can hold at
-// once in its login process: 2 with login_access_sockets, else 1.
-func NoFilePerClient(svc *config.Service) uint64 {
-	if len(svc.AccessSockets) > 0 {
-		return 2
+// NoFilePerClient is how many descriptors a client can hold at once in
+// its login process: its socket and one connection (to a
+// login_access_sockets entry while it is checked, the entries asked one
+// after the other; to the post-login service during its hand-off), and
+// with TLS possible (ssl not "no") the two ends of the socketpair of a
+// TLS hand-off (one of them relayed for the whole session): 4, else 2.
+// The PROXY header needs no descriptor more.
+func NoFilePerClient(ssl string) uint64 {
+	if ssl != "" && ssl != "no" {
+		return 4
 	}
-	return 1
+	return 2
 }
 
 // HardNoFile is the calling process's hard RLIMIT_NOFILE, which its

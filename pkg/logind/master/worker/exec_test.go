@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
@@ -21,11 +22,12 @@ func TestLoginNoFile(t *testing.T) {
 		want        uint64
 		wantClamped bool
 	}{
-		{"high-security", "", "service_count = 1", 1, 20000, 66, false},
+		{"high-security", "", "service_count = 1", 1, 20000, 67, false},
 		{"high-security with access sockets", "tcpwrap", "service_count = 1", 1, 20000, 67, false},
-		{"high-performance default", "", "service_count = 0", 2, 20000, 1066, false},
+		{"high-security with TLS", "", "service_count = 1", 1, 20000, 69, false},
+		{"high-performance default", "", "service_count = 0", 2, 20000, 2066, false},
 		{"high-performance with access sockets", "tcpwrapd/access", "service_count = 0", 1, 20000, 2065, false},
-		{"hp-idle benchmark", "", "service_count = 0\n client_limit = 19000", 1, 20000, 19065, false},
+		{"hp-idle benchmark", "", "service_count = 0\n client_limit = 9000", 1, 20000, 18065, false},
 		{"over the hard limit", "tcpwrap", "service_count = 0\n client_limit = 19000", 1, 20000, 20000, true},
 		{"hard limit unknown", "tcpwrap", "service_count = 0\n client_limit = 19000", 1, 0, 38065, false},
 	} {
@@ -34,7 +36,11 @@ func TestLoginNoFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, clamped := NoFile(cfg.Service("imap-login"), tt.listeners, tt.hard)
+			ssl := "no"
+			if strings.HasSuffix(tt.name, "with TLS") {
+				ssl = "yes"
+			}
+			got, clamped := NoFile(cfg.Service("imap-login"), ssl, tt.listeners, tt.hard)
 			if got != tt.want || clamped != tt.wantClamped {
 				t.Errorf("NoFile = %d, %v; want %d, %v", got, clamped, tt.want, tt.wantClamped)
 			}

@@ -63,7 +63,9 @@ TMP=$(mktemp -d /tmp/loginbench.XXXXXX)
 LPID=
 FPID=
 DPID=
-trap 'stop_loginsvc; stop_backend; [ -x "$LAB/dovebench.sh" ] && "$LAB/dovebench.sh" stop >/dev/null 2>&1; [ "${KEEP:-0}" = 1 ] && echo "kept $TMP" >&2 || rm -rf "$TMP"' EXIT
+LABUP=
+# the lab's Dovecot is stopped only if this run started it
+trap 'stop_loginsvc; stop_backend; [ -n "$LABUP" ] && "$LAB/dovebench.sh" stop >/dev/null 2>&1; [ "${KEEP:-0}" = 1 ] && echo "kept $TMP" >&2 || rm -rf "$TMP"' EXIT
 
 cd "$ROOT"
 # loginsvc is built as deploy/build-packages.sh builds it (static Go, PIE):
@@ -151,6 +153,7 @@ for mode in $MODES; do
 		fi
 		case $t in
 		dovecot)
+			LABUP=1
 			"$LAB/dovebench.sh" start "mode-$mode.conf" >/dev/null
 			pid=$(cat /tmp/dovebench/run/master.pid) ;;
 		loginsvc)

@@ -22,10 +22,27 @@
 # "loginbench idle N_IDLE" instead: N_IDLE connections from 127.0.0.1..SRC
 # held idle, PSS of the login processes and of all loginsvc processes,
 # then a NOOP on every connection (alive), then all closed. Root required.
+# Login tests (TESTS contains "login"; modes hs and hp only): a Dovecot 2.3
+# with its post-login imap, a passwd-file passdb (bench/benchpass), one
+# message in bench's INBOX and TLS (a self-signed P-256 key), run from the
+# temp dir. Target dovecot: its imap-login listens on PORT (plaintext) and
+# TLS_PORT (implicit TLS); target loginsvc: the same Dovecot with no
+# imap-login listeners, and loginsvc (base_dir = Dovecot's base_dir, so
+# its login processes use Dovecot's auth socket login/login and its imap
+# socket login/imap) on the same two ports. Tests: login N_LOGIN (LOGIN +
+# SELECT INBOX + LOGOUT, one at a time), login with PAR clients, the same
+# two over implicit TLS (AUTHENTICATE PLAIN with SASL-IR), and sessions
+# N_SESS over TLS (logged in, INBOX selected, held idle; PSS of the login
+# processes, and apart of Dovecot's imap processes, per session).
 # Env: LAB (default ../shared/labs/dovecot-login relative to the repo),
 # N_SEQ (1000), N_CONC (500), N_IDLE (100000), SRC (8), MODES ("hs
 # hs-prefork hp"; add hp-idle for the 100,000-connection run), TARGETS
-# ("dovecot loginsvc floor"), PAR (4), OUT (/tmp/loginbench-results.jsonl).
+# ("dovecot loginsvc floor"), PAR (4), OUT (/tmp/loginbench-results.jsonl),
+# TESTS ("greet login": greet = the rows above, login = the rows through
+# to Dovecot's imap; TESTS=login MODES="hs hp" runs the new rows alone),
+# N_LOGIN (200), N_SESS (100), PORT (31143), TLS_PORT (31993), KEEP (1:
+# keep the temp dir), LOGINSVC_BIN (a loginsvc binary to use instead of
+# building this tree's).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=${LAB:-$ROOT/../shared/labs/dovecot-login}
@@ -37,16 +54,29 @@ MODES=${MODES:-"hs hs-prefork hp"}
 TARGETS=${TARGETS:-"dovecot loginsvc floor"}
 PAR=${PAR:-4}
 OUT=${OUT:-/tmp/loginbench-results.jsonl}
+TESTS=${TESTS:-"greet login"}
+N_LOGIN=${N_LOGIN:-200}
+N_SESS=${N_SESS:-100}
+PORT=${PORT:-31143}
+TLS_PORT=${TLS_PORT:-31993}
 TMP=$(mktemp -d /tmp/loginbench.XXXXXX)
 LPID=
 FPID=
-trap 'stop_loginsvc; [ -x "$LAB/dovebench.sh" ] && "$LAB/dovebench.sh" stop >/dev/null 2>&1; rm -rf "$TMP"' EXIT
+DPID=
+LABUP=
+# the lab's Dovecot is stopped only if this run started it
+trap 'stop_loginsvc; stop_backend; [ -n "$LABUP" ] && "$LAB/dovebench.sh" stop >/dev/null 2>&1; [ "${KEEP:-0}" = 1 ] && echo "kept $TMP" >&2 || rm -rf "$TMP"' EXIT
 
 cd "$ROOT"
 # loginsvc is built as deploy/build-packages.sh builds it (static Go, PIE):
 # a cgo build links libc and ld.so, which costs ~0.7 ms more CPU per
 # high-security process start. LOGINSVC_BUILD_FLAGS overrides.
-CGO_ENABLED=0 go build ${LOGINSVC_BUILD_FLAGS:--buildmode=pie -trimpath} -o "$TMP/loginsvc" ./cmd/loginsvc
+# LOGINSVC_BIN: use that binary instead (e.g. a build of another revision).
+if [ -n "${LOGINSVC_BIN:-}" ]; then
+	cp "$LOGINSVC_BIN" "$TMP/loginsvc"
+else
+	CGO_ENABLED=0 go build ${LOGINSVC_BUILD_FLAGS:--buildmode=pie -trimpath} -o "$TMP/loginsvc" ./cmd/loginsvc
+fi
 go build -o "$TMP/loginbench" ./bench/loginbench
 go build -o "$TMP/floorgreeter" ./bench/cmd/floorgreeter
 : > "$OUT"
@@ -85,6 +115,9 @@ loginsvc_conf() { # mode
 	esac
 	cat > "$TMP/$1.conf" <<EOC
 base_dir = $TMP/run-$1
+# no Dovecot behind these rows: authentication off (no auth connection,
+# no error per process), as the greeting-only front end was measured
+login_socket_path =
 login_prelogin_timeout = 10 mins
 # the driver holds thousands of pre-login connections per address (hp-idle)
 login_prelogin_ip_limit = 0
@@ -107,7 +140,10 @@ wait_port() {
 	sleep 1
 }
 
+has() { case " $1 " in *" $2 "*) return 0 ;; esac; return 1; }
+
 for mode in $MODES; do
+	has "$TESTS" greet || break
 	for t in $TARGETS; do
 		if [ "$mode" = hp-idle ] && [ "$t" != loginsvc ]; then
 			continue # the lab has no Dovecot configuration for it
@@ -117,6 +153,7 @@ for mode in $MODES; do
 		fi
 		case $t in
 		dovecot)
+			LABUP=1
 			"$LAB/dovebench.sh" start "mode-$mode.conf" >/dev/null
 			pid=$(cat /tmp/dovebench/run/master.pid) ;;
 		loginsvc)
@@ -148,6 +185,169 @@ for mode in $MODES; do
 		sleep 1
 	done
 done
+
+# --- Login tests: through to Dovecot's post-login imap ---
+
+stop_backend() {
+	if [ -n "$DPID" ]; then
+		kill -TERM "$DPID" 2>/dev/null || true
+		i=0; while kill -0 "$DPID" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+		DPID=
+	fi
+}
+
+mode_body() { # mode: the login service's settings, the same for both front ends
+	case $1 in
+	hs) echo "service_count = 1
+  process_min_avail = 0
+  process_limit = 1024" ;;
+	hp) echo "service_count = 0
+  client_limit = 1000
+  process_min_avail = 2
+  process_limit = 100
+  vsz_limit = 1G" ;;
+	esac
+}
+
+# The Dovecot behind both front ends, prepared once: passdb, mailbox, key.
+backend_prep() {
+	chmod 755 "$TMP"
+	mkdir -p "$TMP/tls" "$TMP/dv-state"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj /CN=localhost -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" 2>/dev/null
+	chmod 600 "$TMP/tls/key.pem"
+	echo 'bench:{PLAIN}benchpass' > "$TMP/users"
+	install -d -o dovecot -g dovecot -m 700 "$TMP/home" "$TMP/home/bench" "$TMP/home/bench/Maildir" \
+		"$TMP/home/bench/Maildir/cur" "$TMP/home/bench/Maildir/new" "$TMP/home/bench/Maildir/tmp"
+	printf 'From: bench@example.org\r\nTo: bench@example.org\r\nSubject: bench\r\n\r\nhello\r\n' \
+		> "$TMP/home/bench/Maildir/new/1700000000.M1P1.bench"
+	chown dovecot:dovecot "$TMP/home/bench/Maildir/new/1700000000.M1P1.bench"
+}
+
+backend_conf() { # mode target
+	if [ "$2" = dovecot ]; then p=$PORT; tp=$TLS_PORT; else p=0; tp=0; fi
+	cat > "$TMP/dovecot-$1-$2.conf" <<EOC
+base_dir = $TMP/dv
+state_dir = $TMP/dv-state
+instance_name = loginbench
+log_path = $TMP/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <$TMP/tls/cert.pem
+ssl_key = <$TMP/tls/key.pem
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+login_greeting = Dovecot bench ready.
+default_login_user = dovenull
+default_internal_user = dovecot
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $TMP/users
+}
+userdb {
+  driver = static
+  args = uid=dovecot gid=dovecot home=$TMP/home/%u
+}
+protocol imap {
+  # the sessions test holds N_SESS sessions of one user from one address
+  mail_max_userip_connections = 100000
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $p
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = $tp
+    ssl = yes
+  }
+  $(mode_body "$1")
+}
+service imap {
+  process_limit = 4096
+}
+service auth {
+  client_limit = 4096
+}
+service anvil {
+  client_limit = 4096
+}
+EOC
+}
+
+login_loginsvc_conf() { # mode
+	cat > "$TMP/loginsvc-login-$1.conf" <<EOC
+base_dir = $TMP/dv
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <$TMP/tls/cert.pem
+ssl_key = <$TMP/tls/key.pem
+service imap-login {
+  inet_listener imap {
+    port = $PORT
+  }
+  inet_listener imaps {
+    port = $TLS_PORT
+    ssl = yes
+  }
+  $(mode_body "$1")
+}
+EOC
+}
+
+port_open() { python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2).close()" 2>/dev/null; }
+
+wait_for() { # what command...: up to 10 s
+	what=$1; shift
+	i=0
+	until "$@"; do
+		sleep 0.1; i=$((i+1)); [ $i -lt 100 ] || { echo "login.sh: no $what" >&2; exit 1; }
+	done
+}
+
+if has "$TESTS" login; then
+	for p in "$PORT" "$TLS_PORT"; do
+		if port_open "$p"; then echo "login.sh: 127.0.0.1:$p is in use; set PORT/TLS_PORT" >&2; exit 1; fi
+	done
+	backend_prep
+	for mode in $MODES; do
+		case $mode in hs | hp) ;; *) continue ;; esac
+		for t in $TARGETS; do
+			case $t in dovecot | loginsvc) ;; *) continue ;; esac
+			backend_conf "$mode" "$t"
+			/usr/sbin/dovecot -F -c "$TMP/dovecot-$mode-$t.conf" 2>>"$TMP/dovecot.stderr" &
+			DPID=$!
+			if [ "$t" = dovecot ]; then
+				wait_for "Dovecot imap-login on $PORT" port_open "$PORT"
+				wait_for "Dovecot imap-login on $TLS_PORT" port_open "$TLS_PORT"
+				pid=$DPID
+			else
+				wait_for "Dovecot auth and imap sockets" test -S "$TMP/dv/login/login" -a -S "$TMP/dv/login/imap"
+				login_loginsvc_conf "$mode"
+				"$TMP/loginsvc" -F -c "$TMP/loginsvc-login-$mode.conf" 2>"$TMP/loginsvc-login-$mode.log" &
+				LPID=$!; pid=$LPID
+				wait_for "loginsvc on $PORT" port_open "$PORT"
+				wait_for "loginsvc on $TLS_PORT" port_open "$TLS_PORT"
+			fi
+			sleep 1
+			lb() { "$TMP/loginbench" -master "$pid" -backend "$DPID" -target "$t/$mode" "$@" | tee -a "$OUT"; }
+			"$TMP/loginbench" -addr "127.0.0.1:$PORT" login 20 >/dev/null # warm-up
+			lb -addr "127.0.0.1:$PORT" login "$N_LOGIN"
+			lb -addr "127.0.0.1:$PORT" -clients "$PAR" login "$N_LOGIN"
+			lb -addr "127.0.0.1:$TLS_PORT" -tls login "$N_LOGIN"
+			lb -addr "127.0.0.1:$TLS_PORT" -tls -clients "$PAR" login "$N_LOGIN"
+			lb -addr "127.0.0.1:$TLS_PORT" -tls sessions "$N_SESS"
+			stop_loginsvc
+			stop_backend
+			sleep 1
+		done
+	done
+fi
 echo
 "$TMP/loginbench" report "$OUT"
 echo "results in $OUT" >&2

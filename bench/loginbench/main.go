@@ -5,6 +5,8 @@
 //	loginbench -addr 127.0.0.1:31143 -master PID seq 1000    # connect, greeting, LOGOUT, one at a time
 //	loginbench -addr ... -master PID conc 500                # N at once, hold idle, measure, LOGOUT all
 //	loginbench -addr ... -master PID -src 8 idle 100000      # conc, plus a NOOP to every held connection
+//	loginbench -addr ... -master PID [-backend DPID] [-tls] [-clients 4] login 300   # LOGIN + SELECT INBOX + LOGOUT through to Dovecot's imap
+//	loginbench -addr ... -master PID [-backend DPID] -tls sessions 100            # N logged-in sessions held idle, PSS
 //	loginbench report results.jsonl                          # side-by-side table with ratios
 //
 // idle is conc for very many connections: it spreads the source
@@ -63,6 +65,18 @@ type result struct {
 	PSSPerConnAllB int     `json:"pss_per_conn_all_bytes,omitempty"`
 	Alive          int     `json:"alive,omitempty"`
 	AliveCheckS    float64 `json:"alive_check_s,omitempty"`
+	// login*: time of a whole session (connect to the server's close).
+	SessMedMs float64 `json:"session_median_ms,omitempty"`
+	SessP99Ms float64 `json:"session_p99_ms,omitempty"`
+	// sessions*: Dovecot's imap processes, measured apart from the
+	// login processes (the same for both front ends).
+	IMAPProcs       int `json:"imap_procs,omitempty"`
+	IMAPPSSkB       int `json:"imap_sum_pss_kb,omitempty"`
+	IMAPPSSPerSessB int `json:"imap_pss_per_session_bytes,omitempty"`
+	// sessions*: the login processes relaying a session and what their
+	// PSS grew by (pss_per_conn_bytes is this / the sessions).
+	RelayProcs int `json:"relay_login_procs,omitempty"`
+	RelayPSSkB int `json:"relay_pss_grown_kb,omitempty"`
 }
 
 var (
@@ -77,7 +91,7 @@ var (
 func main() {
 	flag.Parse()
 	if flag.NArg() != 2 {
-		fmt.Fprintln(os.Stderr, "usage: loginbench [flags] seq|seq-raw|conc|idle N | report FILE")
+		fmt.Fprintln(os.Stderr, "usage: loginbench [flags] seq|seq-raw|conc|idle|login|sessions N | report FILE")
 		os.Exit(2)
 	}
 	if flag.Arg(0) == "report" {
@@ -110,6 +124,10 @@ func main() {
 		r = seqRaw(n)
 	case "conc":
 		r = conc(n, false)
+	case "login":
+		r = loginTest(n)
+	case "sessions":
+		r = sessionsTest(n)
 	case "idle":
 		if *workerIdx >= 0 {
 			idleWorker(n)
@@ -300,10 +318,7 @@ func measure() (procs, rss, pss int) {
 		if f[1] != strconv.Itoa(*master) {
 			return
 		}
-		// argv[0]: Dovecot's binary is imap-login; loginsvc sets argv[0].
-		cmd, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
-		argv0, _, _ := strings.Cut(string(cmd), "\x00")
-		if !strings.Contains(argv0, "-login") {
+		if !isLogin(dir) {
 			return
 		}
 		procs++
@@ -352,18 +367,21 @@ func field(path, key string) int {
 // serviceCPU is the CPU time (user + system) used so far by -master and
 // every process it has started: its own, its live children's, and its
 // reaped children's (cutime, cstime). Resolution: one clock tick (10 ms).
-func serviceCPU() time.Duration {
-	if *master == 0 {
+func serviceCPU() time.Duration { return serviceCPUOf(*master) }
+
+// serviceCPUOf is serviceCPU for the process tree of pid.
+func serviceCPUOf(pid int) time.Duration {
+	if pid == 0 {
 		return 0
 	}
 	const tick = 10 * time.Millisecond // USER_HZ = 100
 	var ticks int
-	eachProc(func(_ string, pid int, f []string) {
+	eachProc(func(_ string, p int, f []string) {
 		n := func(k int) int { v, _ := strconv.Atoi(f[k]); return v }
 		switch {
-		case pid == *master:
+		case p == pid:
 			ticks += n(11) + n(12) + n(13) + n(14)
-		case f[1] == strconv.Itoa(*master):
+		case f[1] == strconv.Itoa(pid):
 			ticks += n(11) + n(12)
 		}
 	})

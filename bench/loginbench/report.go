@@ -15,7 +15,11 @@ import (
 // issue asks for: loginsvc's rate over Dovecot's (and the floor's, the
 // most any server reaches here); for conc, Dovecot's time to greet all
 // and memory per connection over loginsvc's (above 1: loginsvc is
-// faster, smaller).
+// faster, smaller). The login tests (through to Dovecot's imap) get
+// logins/s, the session's median and p99 and the CPU per login of the
+// front end and Dovecot together; the sessions tests the time to log
+// all in and the PSS per held session of the login processes and,
+// apart, of Dovecot's imap processes.
 func report(in io.Reader, out io.Writer) error {
 	type key struct{ mode, test string }
 	res := map[key]map[string]result{}
@@ -68,6 +72,26 @@ func report(in io.Reader, out io.Writer) error {
 			fmt.Fprintf(tw, "%s\t%s PSS/conn\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test,
 				cell(dok, fmt.Sprintf("%d B", d.PSSPerConnB)), cell(lok, fmt.Sprintf("%d B", l.PSSPerConnB)),
 				ratio(dok && lok, float64(d.PSSPerConnB), float64(l.PSSPerConnB)))
+		case "sessions", "sessions-tls":
+			fmt.Fprintf(tw, "%s\t%s %d all logged in\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test, max(d.N, l.N),
+				cell(dok, fmt.Sprintf("%.2f s", d.AllGreetedS)), cell(lok, fmt.Sprintf("%.2f s", l.AllGreetedS)),
+				ratio(dok && lok, d.AllGreetedS, l.AllGreetedS))
+			fmt.Fprintf(tw, "%s\t%s login PSS/session\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test,
+				cell(dok, kb(d.PSSPerConnB)), cell(lok, kb(l.PSSPerConnB)),
+				ratio(dok && lok, float64(d.PSSPerConnB), float64(l.PSSPerConnB)))
+			fmt.Fprintf(tw, "%s\t%s imap PSS/session\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test,
+				cell(dok, kb(d.IMAPPSSPerSessB)), cell(lok, kb(l.IMAPPSSPerSessB)),
+				ratio(dok && lok, float64(d.IMAPPSSPerSessB), float64(l.IMAPPSSPerSessB)))
+		case "login", "login-par", "login-tls", "login-par-tls":
+			fmt.Fprintf(tw, "%s\t%s logins/s\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test,
+				cell(dok, fmt.Sprintf("%.0f", d.PerSec)), cell(lok, fmt.Sprintf("%.0f", l.PerSec)),
+				ratio(dok && lok, l.PerSec, d.PerSec))
+			fmt.Fprintf(tw, "%s\t%s session median / p99 ms\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test,
+				cell(dok, fmt.Sprintf("%.1f / %.1f", d.SessMedMs, d.SessP99Ms)), cell(lok, fmt.Sprintf("%.1f / %.1f", l.SessMedMs, l.SessP99Ms)),
+				ratio(dok && lok, d.SessMedMs, l.SessMedMs))
+			fmt.Fprintf(tw, "%s\t%s CPU µs/login (all)\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test,
+				cell(dok, fmt.Sprintf("%.0f", d.SvcCPUus)), cell(lok, fmt.Sprintf("%.0f", l.SvcCPUus)),
+				ratio(dok && lok, d.SvcCPUus, l.SvcCPUus))
 		default:
 			fmt.Fprintf(tw, "%s\t%s conn/s\t%s\t%s\t%s\t%s\t%s\t\n", k.mode, k.test,
 				cell(dok, fmt.Sprintf("%.0f", d.PerSec)), cell(lok, fmt.Sprintf("%.0f", l.PerSec)), cell(fok, fmt.Sprintf("%.0f", f.PerSec)),
@@ -79,4 +103,12 @@ func report(in io.Reader, out io.Writer) error {
 	}
 	_, err := fmt.Fprintln(out, "(vs: rates loginsvc ÷ Dovecot; times and memory Dovecot ÷ loginsvc: above 1, loginsvc is better)")
 	return err
+}
+
+// kb formats a byte count in KB (one decimal), or in MB from 1 MB.
+func kb(b int) string {
+	if b >= 1<<20 {
+		return fmt.Sprintf("%.2f MB", float64(b)/(1<<20))
+	}
+	return fmt.Sprintf("%.1f KB", float64(b)/1024)
 }

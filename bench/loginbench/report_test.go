@@ -39,3 +39,33 @@ func TestReport(t *testing.T) {
 		t.Error("no error for a line that is not JSON")
 	}
 }
+
+func TestReportLogin(t *testing.T) {
+	in := `{"target":"dovecot/hs","test":"login-tls","n":300,"conn_per_s":40,"svc_cpu_us_per_conn":20000,"session_median_ms":25,"session_p99_ms":60}
+{"target":"loginsvc/hs","test":"login-tls","n":300,"conn_per_s":50,"svc_cpu_us_per_conn":16000,"session_median_ms":20,"session_p99_ms":50}
+{"target":"dovecot/hp","test":"sessions-tls","n":100,"all_greeted_s":2,"pss_per_conn_bytes":2097152,"imap_pss_per_session_bytes":716800}
+{"target":"loginsvc/hp","test":"sessions-tls","n":100,"all_greeted_s":1,"pss_per_conn_bytes":20480,"imap_pss_per_session_bytes":716800}
+`
+	var b strings.Builder
+	if err := report(strings.NewReader(in), &b); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"hs  login-tls logins/s  40  50  -  1.25x  -",
+		"hs  login-tls session median / p99 ms  25.0 / 60.0  20.0 / 50.0  -  1.25x  -",
+		"hs  login-tls CPU µs/login (all)  20000  16000  -  1.25x  -",
+		"hp  sessions-tls 100 all logged in  2.00 s  1.00 s  -  2.00x  -",
+		"hp  sessions-tls login PSS/session  2.00 MB  20.0 KB  -  102.40x  -",
+		"hp  sessions-tls imap PSS/session  700.0 KB  700.0 KB  -  1.00x  -",
+	}
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n")[1:7] {
+		got = append(got, strings.Join(strings.Fields(l), "  "))
+	}
+	for i := range want {
+		want[i] = strings.Join(strings.Fields(want[i]), "  ")
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got)\n%s\nfull output:\n%s", d, b.String())
+	}
+}

@@ -2,6 +2,7 @@ package accessd
 
 import (
 	"errors"
+	"github.com/tcpwrapd/tcpwrapd/internal/peertest"
 	"net"
 	"os"
 	"os/exec"
@@ -149,7 +150,7 @@ func tcpwrapdBinary(t *testing.T) string {
 		}
 	})
 	if binErr != nil {
-		t.Skipf("cannot build tcpwrapd: %v", binErr)
+		t.Fatalf("cannot build tcpwrapd: %v", binErr)
 	}
 	return binPath
 }
@@ -166,9 +167,7 @@ func cleanupBinary() {
 // LISTEN_FDS=1.
 func TestSystemdSocketActivate(t *testing.T) {
 	ssa, err := exec.LookPath("systemd-socket-activate")
-	if err != nil {
-		t.Skip("systemd-socket-activate not installed")
-	}
+	peertest.Require(t, "systemd-socket-activate (apt-get install systemd)", err)
 	bin := tcpwrapdBinary(t)
 	dir := shortDir(t)
 	sock := filepath.Join(dir, "access")

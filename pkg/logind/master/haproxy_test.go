@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tcpwrapd/tcpwrapd/internal/peertest"
 	"io"
 	"net"
 	"net/netip"
@@ -357,9 +358,7 @@ func TestHAProxyConfig(t *testing.T) {
 func startHAProxy(t *testing.T, backend int) (v1Port, v2Port int) {
 	t.Helper()
 	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		t.Skip("haproxy not installed (apt-get install haproxy): skipping the test against a real HAProxy")
-	}
+	peertest.Require(t, "real-HAProxy (apt-get install haproxy)", err)
 	v1Port, v2Port = freePort(t), freePort(t)
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 	text := fmt.Sprintf(`global

@@ -2,7 +2,6 @@ package accessd
 
 import (
 	"errors"
-	"github.com/tcpwrapd/tcpwrapd/internal/peertest"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/internal/peertest"
 )
 
 // startChild starts cmd, with its stderr collected, and makes sure it is

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tcpwrapd/tcpwrapd/internal/peertest"
 	"io"
 	"net"
 	"net/netip"
@@ -22,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/pires/go-proxyproto"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/peertest"
 	"github.com/tcpwrapd/tcpwrapd/internal/proxytest"
 	dovecotconf "github.com/tcpwrapd/tcpwrapd/pkg/dovecot/conf"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"

@@ -99,5 +99,5 @@ func TestDovecot23AbortStorm(t *testing.T) {
 	}
 	c.c.Write([]byte("a LOGIN " + authUser + " \"" + authPass + "\"\r\nb SELECT INBOX\r\n"))
 	loggedIn(t, c, "a")
-	l.mustLog("Login: user=<"+authUser+">, method=PLAIN, rip=127.0.0.1")
+	l.mustLog("Login: user=<" + authUser + ">, method=PLAIN, rip=127.0.0.1")
 }

@@ -250,6 +250,20 @@ func (cl *Client) Authenticate(mech, ir string, hasIR bool, io AuthIO, prefix []
 				st.Done("")
 				return AuthOutcome{Result: AuthAborted, Text: sasl.AbortedText}
 			}
+			if !sasl.Base64Chars(resp) {
+				// Dovecot's login process checks the alphabet itself
+				// and fails the attempt with a reason; auth never sees
+				// the response (its own invalid_base64 is for
+				// malformed base64 of the right characters).
+				// Dovecot leaves the client waiting for SASL input
+				// (auth_waiting): a client that leaves now "didn't
+				// finish SASL auth".
+				a.Cancel()
+				st.Done("")
+				st.Waiting = true
+				cl.noteAuthFailure(AuthFailedReason)
+				return AuthOutcome{Result: AuthFailedReason, Text: sasl.InvalidBase64RespText}
+			}
 			st.Requesting, st.Waiting = true, false
 			if err := a.Continue(authclient.Secret(resp)); errors.Is(err, authclient.ErrFinished) {
 				continue // Next delivers what ended it

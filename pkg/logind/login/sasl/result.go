@@ -42,6 +42,9 @@ const (
 	ProxyFailureText      = "Account is temporarily unavailable."
 	AuthWaitingText       = "Waiting for authentication process to respond.."
 	InternalFailureText   = "Internal login failure. Refer to server log for more information."
+	// InvalidBase64RespText is the reason for a SASL response with a
+	// character outside the base64 alphabet (NO [ALERT] in IMAP).
+	InvalidBase64RespText = "Invalid base64 in response"
 	// PasswordExposedText is the status line after a plaintext password
 	// was sent where plaintext authentication is disabled.
 	PasswordExposedText = "Plaintext authentication not allowed without SSL/TLS, but your client did it anyway. If anyone was listening, the password was exposed."
@@ -175,4 +178,19 @@ func Judge(r *authclient.Reply, success bool, host string, now time.Time) (v Ver
 	}
 	v.Text = reason
 	return v, false
+}
+
+// Base64Chars reports whether resp holds only characters of the base64
+// alphabet (A-Z, a-z, 0-9, +, / and =), as Dovecot's login process checks
+// a SASL response before it passes it to auth. Whether the characters
+// form valid base64 is auth's to say.
+func Base64Chars(resp string) bool {
+	for i := 0; i < len(resp); i++ {
+		switch c := resp[i]; {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/', c == '=':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -183,3 +183,27 @@ func TestElements(t *testing.T) {
 		}
 	}
 }
+
+func TestBase64Chars(t *testing.T) {
+	tests := []struct {
+		resp string
+		want bool
+	}{
+		{"", true},
+		{"YWxpY2U=", true},
+		{"YWxpY2U", true}, // malformed, but auth's to say
+		{"a+/=9Z", true},
+		{" YWxpY2U=", false},
+		{"YWxp Y2U=", false},
+		{"YWxpY2U=\t", false},
+		{"a\x01b=", false},
+		{"!!!", false},
+		{"YWxp\x00", false},
+		{"YWxp\xc3\xa9", false},
+	}
+	for _, tt := range tests {
+		if got := Base64Chars(tt.resp); got != tt.want {
+			t.Errorf("Base64Chars(%q) = %v, want %v", tt.resp, got, tt.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/sasl"
 )
 
@@ -26,7 +27,7 @@ type AuthIO interface {
 	Challenge(data string) string
 	// Response reads the client's answer to a challenge from in: the base64
 	// line without CRLF, or cancel=true when the client aborted ("*").
-	Response(in *Input) (resp string, cancel bool, err error)
+	Response(in *input.Buffer) (resp string, cancel bool, err error)
 }
 
 // AuthResult is Dovecot's enum client_auth_result (client-common.h): how
@@ -75,7 +76,7 @@ type AuthOutcome struct {
 // clientAuth is a Client's authentication state.
 type clientAuth struct {
 	st sasl.State
-	in *Input // serve's input buffer: responses, and what the hand-off passes on
+	in *input.Buffer // serve's input buffer: responses, and what the hand-off passes on
 	// loggedIn: handed off (the Login line is logged, no Disconnected
 	// line); relay: the login process's end of the TLS relay, run once
 	// the session's last reply is out (relay.go); noExtra: the

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // capa is CAPA's answer: STLS while TLS can be started, USER where
@@ -58,7 +59,7 @@ func (s *session) cmdPass(args string) (string, login.Ending) {
 // "AUTH <mech> [<initial response>]" authenticates, the continuations
 // going through the session as a login.AuthIO. AUTH neither counts as a
 // bad command nor resets the count, as in pop3-login.
-func (s *session) auth(in *login.Input) (string, login.Ending, error) {
+func (s *session) auth(in *input.Buffer) (string, login.Ending, error) {
 	var mech string
 	for {
 		d := in.Data()
@@ -98,7 +99,7 @@ func (s *session) auth(in *login.Input) (string, login.Ending, error) {
 func (s *session) Challenge(data string) string { return "+ " + data + "\r\n" }
 
 // Response reads a continuation line; "*" cancels.
-func (s *session) Response(in *login.Input) (string, bool, error) {
+func (s *session) Response(in *input.Buffer) (string, bool, error) {
 	l, err := in.AuthLine()
 	return l, err == nil && l == "*", err
 }

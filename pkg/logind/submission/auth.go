@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // auth runs AUTH <mech> [<initial response>] (RFC 4954; "=" is an empty
@@ -37,7 +38,7 @@ func (s *session) prefix() []byte {
 func (s *session) Challenge(data string) string { return "334 " + data + "\r\n" }
 
 // Response reads a continuation line; "*" cancels.
-func (s *session) Response(in *login.Input) (string, bool, error) {
+func (s *session) Response(in *input.Buffer) (string, bool, error) {
 	l, err := in.AuthLine()
 	return l, err == nil && l == "*", err
 }

@@ -175,7 +175,7 @@ func (cl *Client) serve() {
 		}
 		// A Client in its TLS handshake is logging in (evictable), as in
 		// Dovecot.
-		cl.lp.report(ipc.MsgState, cl.id, uint8(ipc.StateLoggingIn))
+		cl.lp.rep.Now(ipc.MsgState, cl.id, uint8(ipc.StateLoggingIn), netip.AddrPort{})
 		if cl.implicitTLS {
 			if err := cl.handshake(deadline); err != nil {
 				reason = cl.tlsFailure(err)
@@ -339,7 +339,9 @@ func (cl *Client) ProxiedTLS() bool { return cl.haproxyTLS }
 
 // SetState tells the supervisor that the client is now in state s
 // (ipc.StateProxying once it is handed on).
-func (cl *Client) SetState(s ipc.ConnState) { cl.lp.report(ipc.MsgState, cl.id, uint8(s)) }
+func (cl *Client) SetState(s ipc.ConnState) {
+	cl.lp.rep.Now(ipc.MsgState, cl.id, uint8(s), netip.AddrPort{})
+}
 
 // LoginGreeting is the service's login_greeting.
 func (cl *Client) LoginGreeting() string { return cl.lp.in.Greeting }

@@ -21,6 +21,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/report"
 )
 
 // Main is the login process: called by a binary started with
@@ -97,17 +98,17 @@ func Main(protocols ...Protocol) int {
 		logLine("ERROR", "sandbox: %v", err)
 		return ipc.ExitFatal
 	}
-	lp := &loginProc{in: &in, c: uc, clients: map[uint64]*Client{}, proto: proto, host: hostname(),
+	lp := &loginProc{in: &in, c: uc, rep: report.New(uc), clients: map[uint64]*Client{}, proto: proto, host: hostname(),
 		tls: tlsConf, listen: newListenSet(in.SSLListen, in.HAProxyListen), exit: make(chan int, 1)}
 	lp.trusted = in.TrustedNetworks
 	lp.auth = startAuth(&in)
-	if err := lp.send([]byte{ipc.MsgReady}); err != nil {
+	if err := lp.rep.Send([]byte{ipc.MsgReady}); err != nil {
 		return 0
 	}
 	// Batched reports go out before the process exits, or the
 	// supervisor would never learn of the last clients' accepts and
 	// closes.
-	defer lp.flush()
+	defer lp.rep.Flush()
 	if code, stop := lp.takeQueued(buf, oob); stop {
 		return code
 	}
@@ -170,9 +171,9 @@ type loginProc struct {
 	auth    *authclient.Client // nil: no auth socket (auth.go)
 	listen  listenSet          // local addresses of the ssl = yes and haproxy = yes listeners
 
+	rep *report.Sender // nil: no supervisor (ServeConn)
+
 	mu       sync.Mutex
-	wmu      sync.Mutex // send order; guards batch
-	batch    []byte     // lazy reports: ipc.MsgBatch + 10-byte records
 	clients  map[uint64]*Client
 	served   int
 	draining bool
@@ -186,79 +187,6 @@ type loginProc struct {
 	slotFree  chan struct{}  // closed (and replaced) when a slot may have become free
 	accepting sync.WaitGroup // running accept loops
 	unlisten  bool           // closeListeners has run (ipc.MsgUnlistened is on its way)
-}
-
-func (lp *loginProc) send(b []byte) error {
-	lp.wmu.Lock()
-	defer lp.wmu.Unlock()
-	_, _, err := lp.c.WriteMsgUnix(b, nil, nil)
-	return err
-}
-
-// report sends one report now, after any batched ones (in order).
-func (lp *loginProc) report(typ byte, id uint64, arg uint8) {
-	lp.reportFrom(typ, id, arg, netip.AddrPort{})
-}
-
-// reportFrom is report with the client's address (ipc.MsgAccepted).
-func (lp *loginProc) reportFrom(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
-	if lp.c == nil {
-		return // no supervisor (ServeConn)
-	}
-	var a [28]byte
-	b := ipc.AppendReport(a[:0], typ, id, arg, remote)
-	lp.wmu.Lock()
-	defer lp.wmu.Unlock()
-	if len(lp.batch) > 0 {
-		lp.batch = append(lp.batch, b...)
-		lp.flushLocked()
-		return
-	}
-	lp.c.WriteMsgUnix(b, nil, nil)
-}
-
-// reportLazy batches a report that the supervisor does not need at once
-// (a direct accept or a close that does not make the process full or
-// non-full): batches go out within reportDelay, or before the next
-// urgent report. The supervisor's view of which processes are full, and
-// of every client of a full process, therefore stays exact, and that is
-// all that decides spawning and eviction.
-func (lp *loginProc) reportLazy(typ byte, id uint64, arg uint8) {
-	lp.reportLazyFrom(typ, id, arg, netip.AddrPort{})
-}
-
-// reportLazyFrom is reportLazy with the client's address (ipc.MsgAccepted).
-func (lp *loginProc) reportLazyFrom(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
-	lp.wmu.Lock()
-	defer lp.wmu.Unlock()
-	if len(lp.batch) == 0 {
-		lp.batch = append(lp.batch, ipc.MsgBatch)
-		time.AfterFunc(reportDelay, lp.flush)
-	}
-	lp.batch = ipc.AppendReport(lp.batch, typ, id, arg, remote)
-	if len(lp.batch) >= maxBatch {
-		lp.flushLocked()
-	}
-}
-
-// reportDelay bounds how long a lazy report waits; maxBatch is the
-// largest batch packet in bytes.
-const (
-	reportDelay = 20 * time.Millisecond
-	maxBatch    = 4000
-)
-
-func (lp *loginProc) flush() {
-	lp.wmu.Lock()
-	defer lp.wmu.Unlock()
-	lp.flushLocked()
-}
-
-func (lp *loginProc) flushLocked() {
-	if len(lp.batch) > 1 {
-		lp.c.WriteMsgUnix(lp.batch, nil, nil)
-	}
-	lp.batch = lp.batch[:0]
 }
 
 // count is the number of clients, those being set up included (an idle
@@ -445,7 +373,7 @@ func (lp *loginProc) closeListeners() {
 		lp.unlisten = true
 		go func() {
 			lp.accepting.Wait()
-			lp.report(ipc.MsgUnlistened, 0, 0)
+			lp.rep.Now(ipc.MsgUnlistened, 0, 0, netip.AddrPort{})
 		}()
 	}
 	lp.listeners = nil
@@ -532,13 +460,13 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 			lazy := s == ipc.StateLoggingIn && !lp.fullWith(0) // this one counted (in clients)
 			lp.mu.Unlock()
 			if lazy {
-				lp.reportLazyFrom(announce, id, uint8(s), from)
+				lp.rep.Lazy(announce, id, uint8(s), from)
 			} else {
-				lp.reportFrom(announce, id, uint8(s), from)
+				lp.rep.Now(announce, id, uint8(s), from)
 			}
 			announce = 0
 		} else if s != ipc.StateChecking {
-			lp.report(ipc.MsgState, id, uint8(s))
+			lp.rep.Now(ipc.MsgState, id, uint8(s), netip.AddrPort{})
 		}
 	}
 	if fd < 0 {
@@ -615,9 +543,9 @@ func (lp *loginProc) gone(id uint64, reason ipc.CloseReason, cl *Client) {
 	lazy := len(lp.listeners) > 0 && !lp.fullWith(0)
 	lp.mu.Unlock()
 	if lazy {
-		lp.reportLazy(ipc.MsgClosed, id, uint8(reason))
+		lp.rep.Lazy(ipc.MsgClosed, id, uint8(reason), netip.AddrPort{})
 	} else {
-		lp.report(ipc.MsgClosed, id, uint8(reason))
+		lp.rep.Now(ipc.MsgClosed, id, uint8(reason), netip.AddrPort{})
 	}
 	lp.mu.Lock()
 	if cl != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/listenopt"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/report"
 )
 
@@ -99,7 +100,7 @@ func Main(protocols ...Protocol) int {
 		return ipc.ExitFatal
 	}
 	lp := &loginProc{in: &in, c: uc, rep: report.New(uc), clients: map[uint64]*Client{}, proto: proto, host: hostname(),
-		tls: tlsConf, listen: newListenSet(in.SSLListen, in.HAProxyListen), exit: make(chan int, 1)}
+		tls: tlsConf, listen: listenopt.New(in.SSLListen, in.HAProxyListen), exit: make(chan int, 1)}
 	lp.trusted = in.TrustedNetworks
 	lp.auth = startAuth(&in)
 	if err := lp.rep.Send([]byte{ipc.MsgReady}); err != nil {
@@ -169,7 +170,7 @@ type loginProc struct {
 	trusted []netip.Prefix
 	tls     *tls.Config        // nil: ssl = no
 	auth    *authclient.Client // nil: no auth socket (auth.go)
-	listen  listenSet          // local addresses of the ssl = yes and haproxy = yes listeners
+	listen  listenopt.Set      // local addresses of the ssl = yes and haproxy = yes listeners
 
 	rep *report.Sender // nil: no supervisor (ServeConn)
 
@@ -489,9 +490,9 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 	// client has already reset the connection), serve logs and closes it
 	// like any client whose greeting could not be written.
 	greeted, greetFailed := false, false
-	flags := lp.listen.lookup(fd)
-	implicitTLS := lp.tls != nil && flags&listenSSL != 0
-	haproxy := flags&listenHAProxy != 0
+	flags := lp.listen.Lookup(fd)
+	implicitTLS := lp.tls != nil && flags&listenopt.SSL != 0
+	haproxy := flags&listenopt.HAProxy != 0
 	if !haproxy && remote != nil {
 		from = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
 	}

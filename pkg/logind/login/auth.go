@@ -167,7 +167,7 @@ func (cl *Client) PlaintextRefused(user string) AuthOutcome {
 // LoginPlain is Authenticate with the PLAIN mechanism and the initial
 // response "\0user\0pass" (IMAP LOGIN, POP3 PASS).
 func (cl *Client) LoginPlain(user, pass string, prefix []byte) AuthOutcome {
-	ir := plainResponse(user, pass)
+	ir := sasl.PlainResponse(user, pass)
 	return cl.Authenticate("PLAIN", ir, true, nil, prefix)
 }
 
@@ -288,7 +288,7 @@ func (cl *Client) Authenticate(mech, ir string, hasIR bool, io AuthIO, prefix []
 func (cl *Client) outcome(v sasl.Verdict) AuthOutcome {
 	o := AuthOutcome{Result: v.Result, Text: v.Text}
 	if v.Host != "" {
-		o.Referral = referralURL(v, cl.auth.st.Mech)
+		o.Referral = v.ReferralURL(cl.auth.st.Mech)
 	}
 	return o
 }

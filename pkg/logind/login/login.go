@@ -1,7 +1,6 @@
 package login
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,9 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
-	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/access"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/listenopt"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/report"
 )
@@ -581,51 +579,13 @@ func (lp *loginProc) idleAfterAccepts() bool {
 	return lp.count() == 0
 }
 
-// access asks every login_access_sockets entry in order, as Dovecot's
-// login does (src/login-common/access-lookup.c), logging the same lines.
-// It reports whether all of them allowed the client, and if not why it
-// is closed: ipc.CloseRefused when a socket said no (or answered badly, or
-// not in time: "Client refused (rip=...)"), ipc.CloseAccessError when one
-// could not be asked at all (connect or fd_send failed: tcpwrapd not
-// running, or this process out of descriptors). Dovecot logs the latter
-// without the client's address and closes the client just the same;
-// here the line ends with "(rip=...)" and the supervisor counts it
-// apart from the refusals, since no rule refused the client.
-func (cl *Client) access() (ipc.CloseReason, bool) {
+// access runs the access checks (package access) on the client; ok
+// reports that every socket allowed it, else reason says why it is
+// closed.
+func (cl *Client) access() (reason ipc.CloseReason, ok bool) {
 	in := cl.lp.in
-	for _, entry := range in.AccessSockets {
-		v, err := accessclient.Ask(context.Background(), entry, cl.lp.proto.Name(), cl.c, in.AccessTimeout)
-		if v == accessclient.Allowed {
-			continue
-		}
-		rip := remoteIP(cl.c)
-		switch {
-		case errors.Is(err, accessclient.ErrInvalidInput):
-			logLine("ERROR", "access(%s): Invalid input", entry)
-		case errors.Is(err, accessclient.ErrTimeout):
-			logLine("ERROR", "access(%s): Timed out while waiting for reply", entry)
-		case notAsked(err):
-			logLine("ERROR", "%v (rip=%s)", err, rip)
-			return ipc.CloseAccessError, false
-		case err != nil:
-			logLine("ERROR", "%v", err) // read(SOCKET) failed, then refused
-		}
-		logLine("INFO", "access(%s): Client refused (rip=%s)", entry, rip)
-		return ipc.CloseRefused, false
-	}
-	return ipc.CloseNormal, true
-}
-
-// notAsked reports whether err from accessclient.Ask says that the
-// request never reached the socket: "connect(SOCKET) failed: ..." or
-// "fd_send(SOCKET) failed: ..." (no verdict at all), as opposed to a
-// missing or bad reply.
-func notAsked(err error) bool {
-	if err == nil {
-		return false
-	}
-	s := err.Error()
-	return strings.HasPrefix(s, "connect(") || strings.HasPrefix(s, "fd_send(")
+	r := access.Check(in.AccessSockets, cl.lp.proto.Name(), cl.c, in.AccessTimeout, remoteIP(cl.c), logLine)
+	return r, r == ipc.CloseNormal
 }
 
 // remoteAddr is c's remote IP address, unmapped; the zero Addr if c is

@@ -36,7 +36,7 @@ func (s *session) authenticate(tag, mech, ir string) (string, login.Ending) {
 // imap_client_auth_result does; "" when there is nothing to answer
 // (handed off: imap answers; or the client is gone or was told).
 func authReply(tag string, out login.AuthOutcome) string {
-	if out.Text == "" {
+	if out.NoReply() {
 		return ""
 	}
 	code := ""

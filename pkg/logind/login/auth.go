@@ -73,6 +73,11 @@ type AuthOutcome struct {
 	End Ending
 }
 
+// NoReply reports whether the protocol has nothing to answer (Text is
+// empty): the client was handed off (the post-login service answers),
+// is gone, or was told why it is closed (a failed hand-off, a kill).
+func (o AuthOutcome) NoReply() bool { return o.Text == "" }
+
 // clientAuth is a Client's authentication state.
 type clientAuth struct {
 	st sasl.State

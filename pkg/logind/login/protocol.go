@@ -55,13 +55,16 @@ const (
 	NoticeShutdown                    // the service is shutting down
 	NoticeInputFull                   // a command did not fit in the input buffer
 	// NoticeInternalError: the hand-off to the post-login service
-	// failed; the client is closed with Dovecot's internal-error text
-	// (IMAP "* BYE [UNAVAILABLE] Internal login failure. Refer to
-	// server log for more information.", InternalFailureText).
+	// failed; the client is closed with Dovecot's internal-error text,
+	// InternalFailureText (client_notify_disconnect with
+	// CLIENT_DISCONNECT_INTERNAL_ERROR): IMAP "* BYE [UNAVAILABLE]
+	// TEXT", POP3 "-ERR [SYS/TEMP] TEXT", submission "421 4.0.0 HOST
+	// TEXT", ManageSieve BYE "TEXT".
 	NoticeInternalError
 	// NoticeAuthWaiting: auth has not answered for 10 s; a status line,
-	// not a goodbye (IMAP "* OK Waiting for authentication process to
-	// respond..", AuthWaitingText).
+	// not a goodbye (client_notify_status): IMAP "* OK Waiting for
+	// authentication process to respond..", AuthWaitingText; POP3,
+	// submission and ManageSieve say nothing ("").
 	NoticeAuthWaiting
 )
 

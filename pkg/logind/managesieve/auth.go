@@ -86,14 +86,16 @@ func (s *session) Response(in *input.Buffer) (string, bool, error) {
 
 // reply words an authentication's outcome as managesieve-login's
 // auth_result does: nothing when handed off (Dovecot's managesieve says
-// OK "Logged in."), NO (TRYLATER) for a temporary failure, NO
+// OK "Logged in.") or when the client is gone or was told why it is
+// closed (AuthOutcome.NoReply), NO (TRYLATER) for a temporary failure, NO
 // (ENCRYPT-NEEDED) before TLS with ssl = required, NO with the text
 // otherwise.
 func (s *session) reply(o login.AuthOutcome) (string, login.Ending) {
+	if o.NoReply() {
+		return "", o.End
+	}
 	text := quote(o.Text)
 	switch o.Result {
-	case login.AuthSuccess:
-		return "", o.End
 	case login.AuthReferralSuccess:
 		return "OK " + text + "\r\n", o.End
 	case login.AuthTempFail:

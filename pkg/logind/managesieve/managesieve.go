@@ -167,7 +167,11 @@ func (s *session) Notice(n login.Notice) string {
 		return "BYE (TRYLATER) \"Shutting down\"\r\n"
 	case login.NoticeInputFull:
 		return "BYE \"Input buffer full, aborting\"\r\n"
+	case login.NoticeInternalError:
+		return "BYE " + quote(login.InternalFailureText) + "\r\n"
 	}
+	// NoticeAuthWaiting: managesieve-login sends nothing (ManageSieve
+	// has no untagged responses).
 	return ""
 }
 

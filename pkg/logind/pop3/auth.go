@@ -106,14 +106,17 @@ func (s *session) Response(in *input.Buffer) (string, bool, error) {
 
 // reply words an authentication's outcome as pop3-login's
 // pop3_client_auth_result does: nothing when handed off (Dovecot's pop3
-// says "+OK Logged in."), -ERR [SYS/TEMP] for a temporary failure, -ERR
+// says "+OK Logged in.") or when the client is gone or was told why it
+// is closed (AuthOutcome.NoReply), -ERR [SYS/TEMP] for a temporary failure, -ERR
 // [AUTH] for the failures the client can act on (the text's own code
 // instead when it starts with one, such as [IN-USE]), a plain -ERR for
 // the rest (aborted, referrals).
 func reply(o login.AuthOutcome) (string, login.Ending) {
+	if o.NoReply() {
+		return "", o.End
+	}
 	var r string
 	switch o.Result {
-	case login.AuthSuccess:
 	case login.AuthTempFail:
 		r = "-ERR [SYS/TEMP] " + o.Text + "\r\n"
 	case login.AuthFailed, login.AuthFailedReason, login.AuthzFailed, login.AuthPassExpired,

@@ -151,6 +151,9 @@ func (s *session) Notice(n login.Notice) string {
 		return "-ERR Shutting down\r\n"
 	case login.NoticeInputFull:
 		return "-ERR Input buffer full, aborting\r\n"
+	case login.NoticeInternalError: // pop3_client_notify_disconnect: a temporary failure
+		return "-ERR [SYS/TEMP] " + login.InternalFailureText + "\r\n"
 	}
+	// NoticeAuthWaiting: pop3-login has no status notification.
 	return ""
 }

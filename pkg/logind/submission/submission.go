@@ -197,6 +197,9 @@ func (s *session) Notice(n login.Notice) string {
 		return "421 4.3.2 " + h + " Shutting down\r\n"
 	case login.NoticeInputFull:
 		return "500 5.5.2 Line too long\r\n"
+	case login.NoticeInternalError: // submission_client_notify_disconnect: 4.0.0
+		return "421 4.0.0 " + h + " " + login.InternalFailureText + "\r\n"
 	}
+	// NoticeAuthWaiting: submission-login has no status notification.
 	return ""
 }

@@ -99,18 +99,15 @@ func (s *session) auth(in *input.Buffer) (string, login.Ending, error) {
 func (s *session) Challenge(data string) string { return "+ " + data + "\r\n" }
 
 // Response reads a continuation line; "*" cancels.
-func (s *session) Response(in *input.Buffer) (string, bool, error) {
-	l, err := in.AuthLine()
-	return l, err == nil && l == "*", err
-}
+func (s *session) Response(in *input.Buffer) (string, bool, error) { return in.AuthResponse() }
 
 // reply words an authentication's outcome as pop3-login's
 // pop3_client_auth_result does: nothing when handed off (Dovecot's pop3
 // says "+OK Logged in.") or when the client is gone or was told why it
-// is closed (AuthOutcome.NoReply), -ERR [SYS/TEMP] for a temporary failure, -ERR
-// [AUTH] for the failures the client can act on (the text's own code
-// instead when it starts with one, such as [IN-USE]), a plain -ERR for
-// the rest (aborted, referrals).
+// is closed (AuthOutcome.NoReply), -ERR [SYS/TEMP] for a temporary
+// failure, -ERR [AUTH] for the failures the client can act on (the
+// text's own code instead when it starts with one, such as [IN-USE]), a
+// plain -ERR for the rest (aborted, referrals).
 func reply(o login.AuthOutcome) (string, login.Ending) {
 	if o.NoReply() {
 		return "", o.End

@@ -38,10 +38,7 @@ func (s *session) prefix() []byte {
 func (s *session) Challenge(data string) string { return "334 " + data + "\r\n" }
 
 // Response reads a continuation line; "*" cancels.
-func (s *session) Response(in *input.Buffer) (string, bool, error) {
-	l, err := in.AuthLine()
-	return l, err == nil && l == "*", err
-}
+func (s *session) Response(in *input.Buffer) (string, bool, error) { return in.AuthResponse() }
 
 // reply words an authentication's outcome with submission-login's codes
 // (RFC 4954, RFC 5248); nothing when handed off: Dovecot's submission

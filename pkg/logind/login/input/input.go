@@ -168,6 +168,13 @@ func (b *Buffer) Offset() int64 { return b.off }
 // SASL response a client may send, its CR counted, its LF not.
 const MaxAuthLine = 8192
 
+// AuthResponse reads a SASL continuation line of the line protocols
+// (POP3, submission) with AuthLine; cancel reports the client's "*".
+func (b *Buffer) AuthResponse() (resp string, cancel bool, err error) {
+	l, err := b.AuthLine()
+	return l, err == nil && l == "*", err
+}
+
 // AuthLine consumes and returns the next line as a SASL response (POP3's
 // and SMTP's AUTH initial response and continuation lines): without its
 // LF and a CR before it, up to MaxAuthLine bytes; a longer one is

@@ -3,8 +3,7 @@ package report
 import (
 	"net"
 	"net/netip"
-	"os"
-	"syscall"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,25 +12,27 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 )
 
-// pair is a Sender on one end of a SOCK_SEQPACKET pair (the control
-// socket's type) and the other end.
+// pair is a Sender on a unixpacket (SOCK_SEQPACKET, the control
+// socket's type) connection and the connection's other end.
 func pair(t *testing.T) (*Sender, *net.UnixConn) {
 	t.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	addr := &net.UnixAddr{Name: filepath.Join(t.TempDir(), "ctl"), Net: "unixpacket"}
+	ln, err := net.ListenUnix("unixpacket", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "ctl")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c.(*net.UnixConn)
+	defer ln.Close()
+	c, err := net.DialUnix("unixpacket", nil, addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return New(conn(fds[0])), conn(fds[1])
+	t.Cleanup(func() { c.Close() })
+	peer, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	return New(c), peer
 }
 
 // next reads the next packet (the test fails after 10 s without one).

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/masterauth"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // login runs LOGIN user pass (cmd_login): refused with Dovecot's alert
@@ -35,7 +36,7 @@ func (s *session) authenticate(tag, mech, ir string) (string, login.Ending) {
 // imap_client_auth_result does; "" when there is nothing to answer
 // (handed off: imap answers; or the client is gone or was told).
 func authReply(tag string, out login.AuthOutcome) string {
-	if out.Text == "" {
+	if out.NoReply() {
 		return ""
 	}
 	code := ""
@@ -78,19 +79,19 @@ type saslIO struct{}
 
 func (saslIO) Challenge(data string) string { return "+ " + data + "\r\n" }
 
-func (saslIO) Response(in *login.Input) (string, bool, error) {
+func (saslIO) Response(in *input.Buffer) (string, bool, error) {
 	in.Grow(maxAuthLine + 2)
 	defer in.Shrink()
 	line, err := in.Line()
-	if errors.Is(err, login.ErrInputFull) {
-		return "", false, login.ErrAuthTooLarge
+	if errors.Is(err, input.ErrFull) {
+		return "", false, input.ErrAuthTooLarge
 	}
 	if err != nil {
 		return "", false, err
 	}
 	resp := string(bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r")))
 	if len(resp) > maxAuthLine {
-		return "", false, login.ErrAuthTooLarge
+		return "", false, input.ErrAuthTooLarge
 	}
 	return resp, resp == "*", nil
 }

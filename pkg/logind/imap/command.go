@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"strings"
 
-	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // The pre-login IMAP command reader: the syntax and limits of Dovecot
@@ -111,7 +111,7 @@ type literalSpan struct{ start, end int64 }
 // synchronizing literal ("+ OK\r\n"). spans, if set, receives every
 // literal's octets span (tests).
 type imapReader struct {
-	in    *login.Input
+	in    *input.Buffer
 	cont  interface{ continueLiteral() error }
 	spans *[]literalSpan
 
@@ -120,7 +120,7 @@ type imapReader struct {
 }
 
 // read reads one command. The error is an input error (end of stream, a
-// deadline, login.ErrInputFull, login.ErrAuthTooLarge); if it comes after the
+// deadline, input.ErrFull, input.ErrAuthTooLarge); if it comes after the
 // command was read (the rest of its line did not fit in the buffer),
 // cmd is returned too and ok is true: answer it, then handle the error.
 func (p *imapReader) read() (cmd imapCommand, ok bool, err error) {
@@ -379,7 +379,7 @@ func unescapeQuoted(s []byte) string {
 }
 
 // literal reads "{N}" or "{N+}", CRLF and the N octets. The octets must
-// fit in the input buffer (else login.ErrInputFull, after "+ OK" for a
+// fit in the input buffer (else input.ErrFull, after "+ OK" for a
 // synchronizing literal, as in Dovecot) and in what is left of the
 // command's 8192 bytes (else the fatal "Literal size too large", before
 // any "+ OK").
@@ -551,7 +551,7 @@ func (p *imapReader) rawLine() (string, error) {
 		if j := bytes.IndexByte(d[i:], '\n'); j >= 0 {
 			i += j
 			if p.line+i+1 > imapMaxAuthLine {
-				return "", login.ErrAuthTooLarge
+				return "", input.ErrAuthTooLarge
 			}
 			s := string(bytes.TrimSuffix(d[:i], []byte{'\r'}))
 			p.in.Skip(i + 1)
@@ -559,7 +559,7 @@ func (p *imapReader) rawLine() (string, error) {
 		}
 		i = len(d)
 		if p.line+i >= imapMaxAuthLine {
-			return "", login.ErrAuthTooLarge
+			return "", input.ErrAuthTooLarge
 		}
 		if p.in.Full() {
 			p.in.Grow(imapMaxAuthLine)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // trickle is a connection that has received data and nothing more: each
@@ -89,7 +89,7 @@ func dumpCommand(c imapCommand) string {
 // readAll runs an imapReader over src until it fails; every command, "+
 // OK" continuation and the final error are in the result.
 func readAll(t testing.TB, src io.Reader, spans *[]literalSpan) (out []string) {
-	in := login.NewInput(src)
+	in := input.New(src, nil)
 	p := imapReader{in: in, spans: spans, cont: contFunc(func() error { out = append(out, "+ OK"); return nil })}
 	for i := 0; ; i++ {
 		before := in.Offset()
@@ -119,7 +119,7 @@ func readAll(t testing.TB, src io.Reader, spans *[]literalSpan) (out []string) {
 func TestIMAPCommandReader(t *testing.T) {
 	x := func(n int) string { return strings.Repeat("x", n) }
 	deadline := "error: " + os.ErrDeadlineExceeded.Error()
-	full := "error: " + login.ErrInputFull.Error()
+	full := "error: " + input.ErrFull.Error()
 	for _, tc := range []struct {
 		name string
 		in   string
@@ -157,7 +157,7 @@ func TestIMAPCommandReader(t *testing.T) {
 		{"invalid tag: line skipped unparsed", "+ NOOP {3}\r\nabc\r\n", []string{"<invalid tag>", "abc ", deadline}},
 		{"AUTHENTICATE takes no literal", "a AUTHENTICATE PLAIN {3}\r\nabc\r\n", []string{`a AUTHENTICATE raw="PLAIN {3}"`, "abc ", deadline}},
 		{"AUTHENTICATE of 8 KB", "a AUTHENTICATE PLAIN " + x(8000) + "\r\nb NOOP\r\n", []string{`a AUTHENTICATE raw="PLAIN ` + x(8000) + `"`, "b NOOP", deadline}},
-		{"AUTHENTICATE over 8 KB", "a AUTHENTICATE PLAIN " + x(9000) + "\r\n", []string{"error: " + login.ErrAuthTooLarge.Error()}},
+		{"AUTHENTICATE over 8 KB", "a AUTHENTICATE PLAIN " + x(9000) + "\r\n", []string{"error: " + input.ErrAuthTooLarge.Error()}},
 		{"atom of 2000 bytes", "a LOGIN " + x(2000) + " y\r\n", []string{full}},
 		{"command of 1.2 KB in atoms", "a NOOP" + strings.Repeat(" x", 600) + "\r\n", []string{"a NOOP" + strings.Repeat(" x", 600), deadline}},
 		{"command over 8192 bytes", "a NOOP" + strings.Repeat(" x", 5000) + "\r\n", []string{"a NOOP BAD IMAP command line too large", full}},
@@ -198,7 +198,7 @@ func FuzzIMAPCommandReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, chunk byte, data []byte) {
 		var spans []literalSpan
 		src := &trickle{data: data, chunk: 1 + int(chunk)%64, eof: chunk&0x80 != 0}
-		in := login.NewInput(src)
+		in := input.New(src, nil)
 		p := imapReader{in: in, spans: &spans, cont: contFunc(func() error { return nil })}
 		for n := 0; ; n++ {
 			if n > len(data)+1 {
@@ -218,7 +218,7 @@ func FuzzIMAPCommandReader(f *testing.F) {
 				t.Fatalf("invalid tag %q kept", cmd.tag)
 			}
 			if err != nil {
-				if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, io.EOF) && !errors.Is(err, login.ErrInputFull) && !errors.Is(err, login.ErrAuthTooLarge) {
+				if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, io.EOF) && !errors.Is(err, input.ErrFull) && !errors.Is(err, input.ErrAuthTooLarge) {
 					t.Fatalf("error %v", err)
 				}
 				break

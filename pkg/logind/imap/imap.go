@@ -17,6 +17,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // Protocol is IMAP as a login.Protocol.
@@ -76,7 +77,7 @@ func (s *session) Greeting() string {
 
 // Next reads a command with the client's IMAP reader (command.go) and
 // runs it.
-func (s *session) Next(in *login.Input) (string, login.Ending, error) {
+func (s *session) Next(in *input.Buffer) (string, login.Ending, error) {
 	if s.r.in != in {
 		s.r = imapReader{in: in, cont: s}
 	}

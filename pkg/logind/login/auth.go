@@ -12,6 +12,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/sasl"
 )
 
@@ -26,7 +27,7 @@ type AuthIO interface {
 	Challenge(data string) string
 	// Response reads the client's answer to a challenge from in: the base64
 	// line without CRLF, or cancel=true when the client aborted ("*").
-	Response(in *Input) (resp string, cancel bool, err error)
+	Response(in *input.Buffer) (resp string, cancel bool, err error)
 }
 
 // AuthResult is Dovecot's enum client_auth_result (client-common.h): how
@@ -72,10 +73,15 @@ type AuthOutcome struct {
 	End Ending
 }
 
+// NoReply reports whether the protocol has nothing to answer (Text is
+// empty): the client was handed off (the post-login service answers),
+// is gone, or was told why it is closed (a failed hand-off, a kill).
+func (o AuthOutcome) NoReply() bool { return o.Text == "" }
+
 // clientAuth is a Client's authentication state.
 type clientAuth struct {
 	st sasl.State
-	in *Input // serve's input buffer: responses, and what the hand-off passes on
+	in *input.Buffer // serve's input buffer: responses, and what the hand-off passes on
 	// loggedIn: handed off (the Login line is logged, no Disconnected
 	// line); relay: the login process's end of the TLS relay, run once
 	// the session's last reply is out (relay.go); noExtra: the
@@ -166,7 +172,7 @@ func (cl *Client) PlaintextRefused(user string) AuthOutcome {
 // LoginPlain is Authenticate with the PLAIN mechanism and the initial
 // response "\0user\0pass" (IMAP LOGIN, POP3 PASS).
 func (cl *Client) LoginPlain(user, pass string, prefix []byte) AuthOutcome {
-	ir := plainResponse(user, pass)
+	ir := sasl.PlainResponse(user, pass)
 	return cl.Authenticate("PLAIN", ir, true, nil, prefix)
 }
 
@@ -301,7 +307,7 @@ func (cl *Client) Authenticate(mech, ir string, hasIR bool, io AuthIO, prefix []
 func (cl *Client) outcome(v sasl.Verdict) AuthOutcome {
 	o := AuthOutcome{Result: v.Result, Text: v.Text}
 	if v.Host != "" {
-		o.Referral = referralURL(v, cl.auth.st.Mech)
+		o.Referral = v.ReferralURL(cl.auth.st.Mech)
 	}
 	return o
 }

@@ -74,7 +74,7 @@ func (cl *Client) awaitAuth(deadline time.Time) (ipc.CloseReason, string, bool) 
 	wcancel()
 	if err != nil && ctx.Err() == nil {
 		logLine("WARN", "Auth process not responding, delayed sending initial response (greeting) (rip=%s)", remoteIP(cl.c))
-		if cl.write(cl.session.Notice(NoticeAuthWaiting)) != nil {
+		if n := cl.session.Notice(NoticeAuthWaiting); n != "" && cl.write(n) != nil {
 			return ipc.CloseNormal, "Connection closed", false
 		}
 		_, err = cl.lp.auth.WaitReady(ctx)

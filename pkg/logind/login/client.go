@@ -14,15 +14,8 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/forward"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
-
-// MaxInputLine is the size of a client's input buffer in bytes (Dovecot's
-// LOGIN_MAX_INBUF_SIZE, 1026): the longest POP3, submission or
-// ManageSieve command line, CRLF included, and the longest piece of an
-// IMAP command (tag, name, atom, quoted string, literal octets; a
-// command with literals may be longer, up to 8192 bytes), before the
-// Client is dropped with "Input buffer full".
-const MaxInputLine = 1026
 
 // Client is one connection inside a login process: what is common to
 // every protocol (the socket, TLS, the access checks, the PROXY header,
@@ -182,7 +175,7 @@ func (cl *Client) serve() {
 		}
 		// A Client in its TLS handshake is logging in (evictable), as in
 		// Dovecot.
-		cl.lp.report(ipc.MsgState, cl.id, uint8(ipc.StateLoggingIn))
+		cl.lp.rep.Now(ipc.MsgState, cl.id, uint8(ipc.StateLoggingIn), netip.AddrPort{})
 		if cl.implicitTLS {
 			if err := cl.handshake(deadline); err != nil {
 				reason = cl.tlsFailure(err)
@@ -202,8 +195,7 @@ func (cl *Client) serve() {
 	if _, k := cl.killedReason(); k { // killed while greeting
 		cl.c.SetReadDeadline(time.Unix(1, 0))
 	}
-	in := NewInput(cl.conn)
-	in.out = cl
+	in := input.New(cl.conn, cl)
 	cl.auth.in = in
 	for {
 		reply, end, err := cl.session.Next(in)
@@ -241,7 +233,7 @@ func (cl *Client) serve() {
 			if _, k := cl.killedReason(); k {
 				cl.c.SetReadDeadline(time.Unix(1, 0))
 			}
-			in.src, in.err = cl.conn, nil
+			in.Reset(cl.conn)
 			if g, ok := cl.session.(TLSGreeter); ok {
 				cl.Queue(g.AfterTLS())
 			}
@@ -263,10 +255,10 @@ func (cl *Client) inputFailure(err error) (ipc.CloseReason, string) {
 	switch {
 	case errors.As(err, &we):
 		return ipc.CloseError, "Connection closed"
-	case errors.Is(err, ErrInputFull):
+	case errors.Is(err, input.ErrFull):
 		cl.Queue(cl.session.Notice(NoticeInputFull))
 		return ipc.CloseError, "Input buffer full"
-	case errors.Is(err, ErrAuthTooLarge):
+	case errors.Is(err, input.ErrAuthTooLarge):
 		return ipc.CloseError, "Authentication response too large"
 	case errors.As(err, &ne) && ne.Timeout():
 		cl.Queue(cl.session.Notice(NoticeTimeout))
@@ -276,7 +268,7 @@ func (cl *Client) inputFailure(err error) (ipc.CloseReason, string) {
 	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
-		return ipc.CloseNormal, "Connection closed: read(size=" + strconv.Itoa(MaxInputLine) + ") failed: " + capitalize(errno.Error())
+		return ipc.CloseNormal, "Connection closed: read(size=" + strconv.Itoa(input.MaxLine) + ") failed: " + capitalize(errno.Error())
 	}
 	return ipc.CloseNormal, "Connection closed"
 }
@@ -347,7 +339,9 @@ func (cl *Client) ProxiedTLS() bool { return cl.haproxyTLS }
 
 // SetState tells the supervisor that the client is now in state s
 // (ipc.StateProxying once it is handed on).
-func (cl *Client) SetState(s ipc.ConnState) { cl.lp.report(ipc.MsgState, cl.id, uint8(s)) }
+func (cl *Client) SetState(s ipc.ConnState) {
+	cl.lp.rep.Now(ipc.MsgState, cl.id, uint8(s), netip.AddrPort{})
+}
 
 // LoginGreeting is the service's login_greeting.
 func (cl *Client) LoginGreeting() string { return cl.lp.in.Greeting }

@@ -27,9 +27,10 @@
 // connection is secured, to authenticate (auth.go; through the
 // Authenticator seam, which the protocols' transcript tests fill with
 // logintest.FakeAuth) and to report a state, and nothing of the
-// process. The Client reads input through an Input of MaxInputLine
-// bytes (Dovecot's 1026-byte login buffer). Every client that goes away
-// before authentication is logged in Dovecot's words (disconnect.go):
+// process. The Client reads input through an input.Buffer of
+// input.MaxLine bytes (package input: Dovecot's 1026-byte login
+// buffer). Every client that goes away before authentication is logged
+// in Dovecot's words (disconnect.go):
 //
 //	Disconnected: Aborted login by logging out (no auth attempts in 0 secs): user=<>, rip=IP, lip=IP, secured, session=<ID>
 //

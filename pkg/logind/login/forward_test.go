@@ -17,15 +17,17 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/pop3"
 )
 
-// capture is a Protocol that keeps its client, to look at it afterwards.
+// capture is a Protocol that keeps its client and session, to look at
+// them afterwards.
 type capture struct {
 	login.Protocol
 	cl *login.Client
+	s  login.Session
 }
 
 func (p *capture) NewSession(c *login.Client) login.Session {
-	p.cl = c
-	return p.Protocol.NewSession(c)
+	p.cl, p.s = c, p.Protocol.NewSession(c)
+	return p.s
 }
 
 // TestForwardedIdentity checks what the auth request, the hand-off and

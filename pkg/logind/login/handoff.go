@@ -1,11 +1,8 @@
 package login
 
 import (
-	"encoding/base64"
 	"fmt"
-	"net/url"
 	"os"
-	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -120,30 +117,4 @@ func (cl *Client) elements(mpid uint32) string {
 		RemoteIP: ipString(id.Remote.Addr()), LocalIP: ipString(id.Local.Addr()),
 		MailPID: mpid, Conn: conn, Session: id.Session,
 	}.String()
-}
-
-// plainResponse is the PLAIN initial response for user and pass, base64
-// ("\0user\0pass": no authorization identity).
-func plainResponse(user, pass string) string {
-	b := make([]byte, 0, 2+len(user)+len(pass))
-	b = append(b, 0)
-	b = append(b, user...)
-	b = append(b, 0)
-	b = append(b, pass...)
-	return base64.StdEncoding.EncodeToString(b)
-}
-
-// referralURL is a referral's IMAP URL as Dovecot's imap_url_create
-// writes it: imap://destuser;AUTH=MECH@host[:port]/ (the port only when
-// it is not 143).
-func referralURL(v sasl.Verdict, mech string) string {
-	s := "imap://"
-	if v.Destuser != "" {
-		s += url.PathEscape(v.Destuser)
-	}
-	s += ";AUTH=" + mech + "@" + v.Host
-	if v.Port != 0 && v.Port != 143 {
-		s += ":" + strconv.Itoa(int(v.Port))
-	}
-	return s + "/"
 }

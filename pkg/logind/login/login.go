@@ -1,7 +1,6 @@
 package login
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,9 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
-	"github.com/tcpwrapd/tcpwrapd/pkg/accessclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/access"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/listenopt"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/report"
 )
 
 // Main is the login process: called by a binary started with
@@ -97,17 +97,17 @@ func Main(protocols ...Protocol) int {
 		logLine("ERROR", "sandbox: %v", err)
 		return ipc.ExitFatal
 	}
-	lp := &loginProc{in: &in, c: uc, clients: map[uint64]*Client{}, proto: proto, host: hostname(),
-		tls: tlsConf, listen: newListenSet(in.SSLListen, in.HAProxyListen), exit: make(chan int, 1)}
+	lp := &loginProc{in: &in, c: uc, rep: report.New(uc), clients: map[uint64]*Client{}, proto: proto, host: hostname(),
+		tls: tlsConf, listen: listenopt.New(in.SSLListen, in.HAProxyListen), exit: make(chan int, 1)}
 	lp.trusted = in.TrustedNetworks
 	lp.auth = startAuth(&in)
-	if err := lp.send([]byte{ipc.MsgReady}); err != nil {
+	if err := lp.rep.Send([]byte{ipc.MsgReady}); err != nil {
 		return 0
 	}
 	// Batched reports go out before the process exits, or the
 	// supervisor would never learn of the last clients' accepts and
 	// closes.
-	defer lp.flush()
+	defer lp.rep.Flush()
 	if code, stop := lp.takeQueued(buf, oob); stop {
 		return code
 	}
@@ -168,11 +168,11 @@ type loginProc struct {
 	trusted []netip.Prefix
 	tls     *tls.Config        // nil: ssl = no
 	auth    *authclient.Client // nil: no auth socket (auth.go)
-	listen  listenSet          // local addresses of the ssl = yes and haproxy = yes listeners
+	listen  listenopt.Set      // local addresses of the ssl = yes and haproxy = yes listeners
+
+	rep *report.Sender // nil: no supervisor (ServeConn)
 
 	mu       sync.Mutex
-	wmu      sync.Mutex // send order; guards batch
-	batch    []byte     // lazy reports: ipc.MsgBatch + 10-byte records
 	clients  map[uint64]*Client
 	served   int
 	draining bool
@@ -186,79 +186,6 @@ type loginProc struct {
 	slotFree  chan struct{}  // closed (and replaced) when a slot may have become free
 	accepting sync.WaitGroup // running accept loops
 	unlisten  bool           // closeListeners has run (ipc.MsgUnlistened is on its way)
-}
-
-func (lp *loginProc) send(b []byte) error {
-	lp.wmu.Lock()
-	defer lp.wmu.Unlock()
-	_, _, err := lp.c.WriteMsgUnix(b, nil, nil)
-	return err
-}
-
-// report sends one report now, after any batched ones (in order).
-func (lp *loginProc) report(typ byte, id uint64, arg uint8) {
-	lp.reportFrom(typ, id, arg, netip.AddrPort{})
-}
-
-// reportFrom is report with the client's address (ipc.MsgAccepted).
-func (lp *loginProc) reportFrom(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
-	if lp.c == nil {
-		return // no supervisor (ServeConn)
-	}
-	var a [28]byte
-	b := ipc.AppendReport(a[:0], typ, id, arg, remote)
-	lp.wmu.Lock()
-	defer lp.wmu.Unlock()
-	if len(lp.batch) > 0 {
-		lp.batch = append(lp.batch, b...)
-		lp.flushLocked()
-		return
-	}
-	lp.c.WriteMsgUnix(b, nil, nil)
-}
-
-// reportLazy batches a report that the supervisor does not need at once
-// (a direct accept or a close that does not make the process full or
-// non-full): batches go out within reportDelay, or before the next
-// urgent report. The supervisor's view of which processes are full, and
-// of every client of a full process, therefore stays exact, and that is
-// all that decides spawning and eviction.
-func (lp *loginProc) reportLazy(typ byte, id uint64, arg uint8) {
-	lp.reportLazyFrom(typ, id, arg, netip.AddrPort{})
-}
-
-// reportLazyFrom is reportLazy with the client's address (ipc.MsgAccepted).
-func (lp *loginProc) reportLazyFrom(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
-	lp.wmu.Lock()
-	defer lp.wmu.Unlock()
-	if len(lp.batch) == 0 {
-		lp.batch = append(lp.batch, ipc.MsgBatch)
-		time.AfterFunc(reportDelay, lp.flush)
-	}
-	lp.batch = ipc.AppendReport(lp.batch, typ, id, arg, remote)
-	if len(lp.batch) >= maxBatch {
-		lp.flushLocked()
-	}
-}
-
-// reportDelay bounds how long a lazy report waits; maxBatch is the
-// largest batch packet in bytes.
-const (
-	reportDelay = 20 * time.Millisecond
-	maxBatch    = 4000
-)
-
-func (lp *loginProc) flush() {
-	lp.wmu.Lock()
-	defer lp.wmu.Unlock()
-	lp.flushLocked()
-}
-
-func (lp *loginProc) flushLocked() {
-	if len(lp.batch) > 1 {
-		lp.c.WriteMsgUnix(lp.batch, nil, nil)
-	}
-	lp.batch = lp.batch[:0]
 }
 
 // count is the number of clients, those being set up included (an idle
@@ -445,7 +372,7 @@ func (lp *loginProc) closeListeners() {
 		lp.unlisten = true
 		go func() {
 			lp.accepting.Wait()
-			lp.report(ipc.MsgUnlistened, 0, 0)
+			lp.rep.Now(ipc.MsgUnlistened, 0, 0, netip.AddrPort{})
 		}()
 	}
 	lp.listeners = nil
@@ -532,13 +459,13 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 			lazy := s == ipc.StateLoggingIn && !lp.fullWith(0) // this one counted (in clients)
 			lp.mu.Unlock()
 			if lazy {
-				lp.reportLazyFrom(announce, id, uint8(s), from)
+				lp.rep.Lazy(announce, id, uint8(s), from)
 			} else {
-				lp.reportFrom(announce, id, uint8(s), from)
+				lp.rep.Now(announce, id, uint8(s), from)
 			}
 			announce = 0
 		} else if s != ipc.StateChecking {
-			lp.report(ipc.MsgState, id, uint8(s))
+			lp.rep.Now(ipc.MsgState, id, uint8(s), netip.AddrPort{})
 		}
 	}
 	if fd < 0 {
@@ -561,9 +488,9 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 	// client has already reset the connection), serve logs and closes it
 	// like any client whose greeting could not be written.
 	greeted, greetFailed := false, false
-	flags := lp.listen.lookup(fd)
-	implicitTLS := lp.tls != nil && flags&listenSSL != 0
-	haproxy := flags&listenHAProxy != 0
+	flags := lp.listen.Lookup(fd)
+	implicitTLS := lp.tls != nil && flags&listenopt.SSL != 0
+	haproxy := flags&listenopt.HAProxy != 0
 	if !haproxy && remote != nil {
 		from = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
 	}
@@ -615,9 +542,9 @@ func (lp *loginProc) gone(id uint64, reason ipc.CloseReason, cl *Client) {
 	lazy := len(lp.listeners) > 0 && !lp.fullWith(0)
 	lp.mu.Unlock()
 	if lazy {
-		lp.reportLazy(ipc.MsgClosed, id, uint8(reason))
+		lp.rep.Lazy(ipc.MsgClosed, id, uint8(reason), netip.AddrPort{})
 	} else {
-		lp.report(ipc.MsgClosed, id, uint8(reason))
+		lp.rep.Now(ipc.MsgClosed, id, uint8(reason), netip.AddrPort{})
 	}
 	lp.mu.Lock()
 	if cl != nil {
@@ -652,51 +579,13 @@ func (lp *loginProc) idleAfterAccepts() bool {
 	return lp.count() == 0
 }
 
-// access asks every login_access_sockets entry in order, as Dovecot's
-// login does (src/login-common/access-lookup.c), logging the same lines.
-// It reports whether all of them allowed the client, and if not why it
-// is closed: ipc.CloseRefused when a socket said no (or answered badly, or
-// not in time: "Client refused (rip=...)"), ipc.CloseAccessError when one
-// could not be asked at all (connect or fd_send failed: tcpwrapd not
-// running, or this process out of descriptors). Dovecot logs the latter
-// without the client's address and closes the client just the same;
-// here the line ends with "(rip=...)" and the supervisor counts it
-// apart from the refusals, since no rule refused the client.
-func (cl *Client) access() (ipc.CloseReason, bool) {
+// access runs the access checks (package access) on the client; ok
+// reports that every socket allowed it, else reason says why it is
+// closed.
+func (cl *Client) access() (reason ipc.CloseReason, ok bool) {
 	in := cl.lp.in
-	for _, entry := range in.AccessSockets {
-		v, err := accessclient.Ask(context.Background(), entry, cl.lp.proto.Name(), cl.c, in.AccessTimeout)
-		if v == accessclient.Allowed {
-			continue
-		}
-		rip := remoteIP(cl.c)
-		switch {
-		case errors.Is(err, accessclient.ErrInvalidInput):
-			logLine("ERROR", "access(%s): Invalid input", entry)
-		case errors.Is(err, accessclient.ErrTimeout):
-			logLine("ERROR", "access(%s): Timed out while waiting for reply", entry)
-		case notAsked(err):
-			logLine("ERROR", "%v (rip=%s)", err, rip)
-			return ipc.CloseAccessError, false
-		case err != nil:
-			logLine("ERROR", "%v", err) // read(SOCKET) failed, then refused
-		}
-		logLine("INFO", "access(%s): Client refused (rip=%s)", entry, rip)
-		return ipc.CloseRefused, false
-	}
-	return ipc.CloseNormal, true
-}
-
-// notAsked reports whether err from accessclient.Ask says that the
-// request never reached the socket: "connect(SOCKET) failed: ..." or
-// "fd_send(SOCKET) failed: ..." (no verdict at all), as opposed to a
-// missing or bad reply.
-func notAsked(err error) bool {
-	if err == nil {
-		return false
-	}
-	s := err.Error()
-	return strings.HasPrefix(s, "connect(") || strings.HasPrefix(s, "fd_send(")
+	r := access.Check(in.AccessSockets, cl.lp.proto.Name(), cl.c, in.AccessTimeout, remoteIP(cl.c), logLine)
+	return r, r == ipc.CloseNormal
 }
 
 // remoteAddr is c's remote IP address, unmapped; the zero Addr if c is

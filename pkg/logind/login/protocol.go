@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/sasl"
 )
 
@@ -30,8 +31,8 @@ type Session interface {
 	// Next reads one command from in and runs it. reply is written to
 	// the client (also when err is not nil); end, if set, ends the
 	// session after the reply; err is an input error (end of stream, a
-	// deadline, ErrInputFull, ErrAuthTooLarge, ...).
-	Next(in *Input) (reply string, end Ending, err error)
+	// deadline, input.ErrFull, input.ErrAuthTooLarge, ...).
+	Next(in *input.Buffer) (reply string, end Ending, err error)
 	// Notice is the last line(s) to a client closed by the process for
 	// n ("" for none).
 	Notice(n Notice) string
@@ -54,13 +55,16 @@ const (
 	NoticeShutdown                    // the service is shutting down
 	NoticeInputFull                   // a command did not fit in the input buffer
 	// NoticeInternalError: the hand-off to the post-login service
-	// failed; the client is closed with Dovecot's internal-error text
-	// (IMAP "* BYE [UNAVAILABLE] Internal login failure. Refer to
-	// server log for more information.", InternalFailureText).
+	// failed; the client is closed with Dovecot's internal-error text,
+	// InternalFailureText (client_notify_disconnect with
+	// CLIENT_DISCONNECT_INTERNAL_ERROR): IMAP "* BYE [UNAVAILABLE]
+	// TEXT", POP3 "-ERR [SYS/TEMP] TEXT", submission "421 4.0.0 HOST
+	// TEXT", ManageSieve BYE "TEXT".
 	NoticeInternalError
 	// NoticeAuthWaiting: auth has not answered for 10 s; a status line,
-	// not a goodbye (IMAP "* OK Waiting for authentication process to
-	// respond..", AuthWaitingText).
+	// not a goodbye (client_notify_status): IMAP "* OK Waiting for
+	// authentication process to respond..", AuthWaitingText; POP3,
+	// submission and ManageSieve say nothing ("").
 	NoticeAuthWaiting
 )
 
@@ -96,7 +100,7 @@ var EndLogout = Ending{"Aborted login by logging out", ipc.CloseNormal}
 
 // LineCommand reads one line (the line protocols: POP3, submission,
 // ManageSieve) and runs it, CRLF removed, with command.
-func LineCommand(in *Input, command func(line string) (string, Ending)) (string, Ending, error) {
+func LineCommand(in *input.Buffer, command func(line string) (string, Ending)) (string, Ending, error) {
 	line, err := in.Line()
 	if err != nil {
 		return "", Ending{}, err

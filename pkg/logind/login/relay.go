@@ -1,11 +1,11 @@
 package login
 
 import (
-	"io"
 	"net"
 	"os"
-	"sync"
 	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/relay"
 )
 
 // relay runs the TLS relay of a client handed off over TLS: the
@@ -29,21 +29,5 @@ func (cl *Client) relay(peer *os.File) {
 		logLine("ERROR", "relay: %v (%s)", err, cl.elements(0))
 		return
 	}
-	var once sync.Once
-	end := func() {
-		once.Do(func() {
-			pc.Close()
-			cl.c.SetDeadline(time.Unix(1, 0)) // the client side's read or write ends
-		})
-	}
-	done := make(chan struct{}, 2)
-	pipe := func(dst io.Writer, src io.Reader) {
-		io.Copy(dst, src)
-		end()
-		done <- struct{}{}
-	}
-	go pipe(pc, cl.conn)
-	go pipe(cl.conn, pc)
-	<-done
-	<-done
+	relay.Run(cl.conn, pc)
 }

@@ -30,7 +30,7 @@ type whoState struct {
 // that is not printable UTF-8 is reported as "?" (auth accepted it; the
 // admin view must not print control characters).
 func (cl *Client) reportLogin(user, mech string, mailPID uint32) {
-	if cl.who.loggedIn || cl.lp == nil || cl.lp.c == nil {
+	if cl.who.loggedIn || cl.lp == nil || cl.lp.rep == nil {
 		return // no supervisor (ServeConn)
 	}
 	cl.who.loggedIn = true
@@ -47,18 +47,18 @@ func (cl *Client) reportLogin(user, mech string, mailPID uint32) {
 	}
 	b := ipc.AppendLogin(nil, ipc.Login{ID: cl.id, User: user, Mech: mech, MailPID: mailPID,
 		Remote: cl.whoRemote(), TLS: cl.tlsActive})
-	cl.lp.sendAlone(b)
+	cl.lp.rep.Send(b)
 }
 
 // reportAuthFailed tells the supervisor that an authentication of the
 // client failed (each attempt, before the client logs in; after 255 the
 // rest are not reported).
 func (cl *Client) reportAuthFailed() {
-	if cl.who.loggedIn || cl.who.authFails == 255 || cl.lp == nil || cl.lp.c == nil {
+	if cl.who.loggedIn || cl.who.authFails == 255 || cl.lp == nil || cl.lp.rep == nil {
 		return
 	}
 	cl.who.authFails++
-	cl.lp.reportLazy(ipc.MsgAuthFailed, cl.id, cl.who.authFails)
+	cl.lp.rep.Lazy(ipc.MsgAuthFailed, cl.id, cl.who.authFails, netip.AddrPort{})
 }
 
 // noteAuthFailure reports a failed authentication (reportAuthFailed) if
@@ -77,11 +77,3 @@ func (cl *Client) noteAuthFailure(r AuthResult) {
 // whoRemote is the client's address as the log lines and the hand-off
 // give it: the one a trusted peer forwarded (forward.go), if any.
 func (cl *Client) whoRemote() netip.AddrPort { return cl.identity().Remote }
-
-// sendAlone sends packet b on its own, after any batched reports.
-func (lp *loginProc) sendAlone(b []byte) {
-	lp.wmu.Lock()
-	defer lp.wmu.Unlock()
-	lp.flushLocked()
-	lp.c.WriteMsgUnix(b, nil, nil)
-}

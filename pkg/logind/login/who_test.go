@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/report"
 )
 
 // addrConn is a net.Conn with fixed addresses (a PROXY header's or
@@ -41,7 +42,7 @@ func reportPair(t *testing.T, remote string) (*Client, *net.UnixConn) {
 		t.Cleanup(func() { c.Close() })
 		return c.(*net.UnixConn)
 	}
-	lp := &loginProc{c: conn(fds[0])}
+	lp := &loginProc{rep: report.New(conn(fds[0]))}
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
 	var ra net.Addr

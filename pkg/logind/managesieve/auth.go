@@ -5,11 +5,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // authWindow is the input window while AUTHENTICATE's strings are read:
 // a SASL response (MaxAuthLine) with its quotes or literal header.
-const authWindow = login.MaxAuthLine + 32
+const authWindow = input.MaxAuthLine + 32
 
 // authenticate runs AUTHENTICATE "<mech>" ["<initial response>"], its
 // name consumed, as managesieve-login's cmd_authenticate: the mechanism
@@ -17,7 +18,7 @@ const authWindow = login.MaxAuthLine + 32
 // malformed initial response is answered NO with the parser's text and
 // is not a bad command; the continuations go through the session as a
 // login.AuthIO.
-func (s *session) authenticate(in *login.Input) (string, login.Ending, error) {
+func (s *session) authenticate(in *input.Buffer) (string, login.Ending, error) {
 	in.Grow(authWindow)
 	defer in.Shrink()
 	mech, kind, bad, err := readString(in, false)
@@ -60,7 +61,7 @@ func (s *session) Challenge(data string) string { return quote(data) + "\r\n" }
 // "*" cancels. A malformed one cancels too, its text kept for the reply
 // (Dovecot fails the authentication with it: NO "Invalid AUTHENTICATE
 // client response." and the like).
-func (s *session) Response(in *login.Input) (string, bool, error) {
+func (s *session) Response(in *input.Buffer) (string, bool, error) {
 	in.Grow(authWindow)
 	defer in.Shrink()
 	resp, kind, bad, err := readString(in, true)
@@ -85,14 +86,16 @@ func (s *session) Response(in *login.Input) (string, bool, error) {
 
 // reply words an authentication's outcome as managesieve-login's
 // auth_result does: nothing when handed off (Dovecot's managesieve says
-// OK "Logged in."), NO (TRYLATER) for a temporary failure, NO
+// OK "Logged in.") or when the client is gone or was told why it is
+// closed (AuthOutcome.NoReply), NO (TRYLATER) for a temporary failure, NO
 // (ENCRYPT-NEEDED) before TLS with ssl = required, NO with the text
 // otherwise.
 func (s *session) reply(o login.AuthOutcome) (string, login.Ending) {
+	if o.NoReply() {
+		return "", o.End
+	}
 	text := quote(o.Text)
 	switch o.Result {
-	case login.AuthSuccess:
-		return "", o.End
 	case login.AuthReferralSuccess:
 		return "OK " + text + "\r\n", o.End
 	case login.AuthTempFail:
@@ -124,7 +127,7 @@ const (
 // for a malformed string (the caller skips the line); err an input
 // error, or ErrAuthTooLarge for a string longer than a SASL response may
 // be (the client is dropped, as Dovecot does).
-func readString(in *login.Input, stream bool) (val []byte, kind int, bad string, err error) {
+func readString(in *input.Buffer, stream bool) (val []byte, kind int, bad string, err error) {
 	for {
 		d := in.Data()
 		sp := 0
@@ -140,7 +143,7 @@ func readString(in *login.Input, stream bool) (val []byte, kind int, bad string,
 			v, n, bad, more, tooLarge := parseString(d, stream)
 			switch {
 			case tooLarge:
-				return nil, 0, "", login.ErrAuthTooLarge
+				return nil, 0, "", input.ErrAuthTooLarge
 			case bad != "":
 				return nil, 0, bad, nil
 			case n > 0:
@@ -149,7 +152,7 @@ func readString(in *login.Input, stream bool) (val []byte, kind int, bad string,
 			case !more:
 				return nil, strNone, "", nil
 			case in.Full():
-				return nil, 0, "", login.ErrAuthTooLarge
+				return nil, 0, "", input.ErrAuthTooLarge
 			}
 		}
 		if err := in.Fill(); err != nil {
@@ -209,7 +212,7 @@ func parseString(d []byte, stream bool) (v []byte, n int, bad string, more, tooL
 			case d[i] < '0' || d[i] > '9':
 				return nil, 0, "Invalid literal size", false, false
 			default:
-				if size = size*10 + int(d[i]-'0'); size > login.MaxAuthLine {
+				if size = size*10 + int(d[i]-'0'); size > input.MaxAuthLine {
 					return nil, 0, "", false, true
 				}
 			}
@@ -237,7 +240,7 @@ func parseString(d []byte, stream bool) (v []byte, n int, bad string, more, tooL
 }
 
 // skipLine consumes the input through the next LF.
-func skipLine(in *login.Input) error {
+func skipLine(in *input.Buffer) error {
 	for {
 		if i := bytes.IndexByte(in.Data(), '\n'); i >= 0 {
 			in.Skip(i + 1)

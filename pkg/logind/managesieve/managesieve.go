@@ -17,6 +17,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // Protocol is ManageSieve as a login.Protocol.
@@ -74,7 +75,7 @@ func (s *session) Greeting() string {
 
 // Next reads a command: AUTHENTICATE with its string arguments (auth.go),
 // the others as a line.
-func (s *session) Next(in *login.Input) (string, login.Ending, error) {
+func (s *session) Next(in *input.Buffer) (string, login.Ending, error) {
 	name, err := peekWord(in)
 	if err != nil {
 		return "", login.Ending{}, err
@@ -88,7 +89,7 @@ func (s *session) Next(in *login.Input) (string, login.Ending, error) {
 
 // peekWord returns the command name (up to a space or the line's end)
 // without consuming it.
-func peekWord(in *login.Input) (string, error) {
+func peekWord(in *input.Buffer) (string, error) {
 	for {
 		d := in.Data()
 		if i := bytes.IndexAny(d, " \r\n"); i >= 0 {
@@ -166,7 +167,11 @@ func (s *session) Notice(n login.Notice) string {
 		return "BYE (TRYLATER) \"Shutting down\"\r\n"
 	case login.NoticeInputFull:
 		return "BYE \"Input buffer full, aborting\"\r\n"
+	case login.NoticeInternalError:
+		return "BYE " + quote(login.InternalFailureText) + "\r\n"
 	}
+	// NoticeAuthWaiting: managesieve-login sends nothing (ManageSieve
+	// has no untagged responses).
 	return ""
 }
 

@@ -2,6 +2,7 @@ package master
 
 import (
 	"bufio"
+	"encoding/base64"
 	"net"
 	"os"
 	"path/filepath"
@@ -69,6 +70,63 @@ func TestGreetingWaitsForAuth(t *testing.T) {
 			}
 			if r := c.cmd("a LOGIN alice secret"); r != "* BYE [UNAVAILABLE] Internal login failure. Refer to server log for more information." {
 				t.Errorf("failed hand-off: %q", r)
+			}
+			if r := c.line(); r != "EOF" {
+				t.Errorf("after the failed hand-off: %q", r)
+			}
+			l.mustLog("Disconnected: Internal login failure (pid=", " id=", "): user=<alice>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, secured, session=<")
+		})
+	}
+}
+
+// TestHandOffFailedNotice: in POP3, submission and ManageSieve too, a
+// hand-off that fails (no post-login socket) ends the session with the
+// login process's wording of Dovecot's internal-error text
+// (pop3_client_notify_disconnect's "-ERR [SYS/TEMP]",
+// submission_client_notify_disconnect's 421 4.0.0 with the host name,
+// managesieve_client_notify_disconnect's BYE) and the disconnect reason.
+func TestHandOffFailedNotice(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	plain := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00secret"))
+	const text = "Internal login failure. Refer to server log for more information."
+	for _, tc := range []struct {
+		svc      string
+		greeting string   // the greeting's last line starts with it
+		before   []string // commands and the first line of their replies
+		login    string
+		want     string
+	}{
+		{"pop3-login", "+OK ", []string{"USER alice", "+OK"}, "PASS secret", "-ERR [SYS/TEMP] " + text},
+		{"submission-login", "220 ", []string{"EHLO client.example.org", "250-"}, "AUTH PLAIN " + plain, "421 4.0.0 " + host + " " + text},
+		{"managesieve-login", "OK ", nil, `AUTHENTICATE "PLAIN" "` + plain + `"`, `BYE "` + text + `"`},
+	} {
+		t.Run(tc.svc, func(t *testing.T) {
+			l := startLab(t, tc.svc, "", "service_count = 1")
+			release := make(chan struct{})
+			close(release)
+			fakeAuth(t, l.cfg.BaseDir, release)
+			c := l.dial("")
+			g := c.line()
+			for !strings.HasPrefix(g, tc.greeting) && g != "EOF" {
+				g = c.line()
+			}
+			if g == "EOF" {
+				t.Fatal("no greeting")
+			}
+			for i := 0; i < len(tc.before); i += 2 {
+				r := c.cmd(tc.before[i])
+				if !strings.HasPrefix(r, tc.before[i+1]) {
+					t.Fatalf("%s: %q", tc.before[i], r)
+				}
+				for strings.HasPrefix(r, "250-") {
+					r = c.line()
+				}
+			}
+			if r := c.cmd(tc.login); r != tc.want {
+				t.Errorf("failed hand-off: %q, want %q", r, tc.want)
 			}
 			if r := c.line(); r != "EOF" {
 				t.Errorf("after the failed hand-off: %q", r)

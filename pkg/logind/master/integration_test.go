@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -85,13 +86,25 @@ type lab struct {
 // freePort returns a free port on 127.0.0.1 that this test process has
 // not handed out before (the kernel may give a just-closed port again:
 // two listeners of one lab on one port were a "duplicate listener" flake).
+// The kernel's pick comes first; when it is one handed out before, ports
+// below the ephemeral range are tried at random: with many ports of the
+// range busy (connections of the other tests on the machine), the
+// kernel's search from a random offset ends on the same few free ports
+// again and again (100 picks in a row were ports handed out before).
 func freePort(t *testing.T) int {
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
+	for i := range 2000 {
+		addr := "127.0.0.1:0"
+		if i > 0 {
+			addr = "127.0.0.1:" + strconv.Itoa(20000+rand.IntN(12000))
+		}
+		l, err := net.Listen("tcp4", addr)
 		if err != nil {
-			t.Fatal(err)
+			if i == 0 {
+				t.Fatal(err)
+			}
+			continue // in use
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // capa is CAPA's answer: STLS while TLS can be started, USER where
@@ -58,7 +59,7 @@ func (s *session) cmdPass(args string) (string, login.Ending) {
 // "AUTH <mech> [<initial response>]" authenticates, the continuations
 // going through the session as a login.AuthIO. AUTH neither counts as a
 // bad command nor resets the count, as in pop3-login.
-func (s *session) auth(in *login.Input) (string, login.Ending, error) {
+func (s *session) auth(in *input.Buffer) (string, login.Ending, error) {
 	var mech string
 	for {
 		d := in.Data()
@@ -98,21 +99,21 @@ func (s *session) auth(in *login.Input) (string, login.Ending, error) {
 func (s *session) Challenge(data string) string { return "+ " + data + "\r\n" }
 
 // Response reads a continuation line; "*" cancels.
-func (s *session) Response(in *login.Input) (string, bool, error) {
-	l, err := in.AuthLine()
-	return l, err == nil && l == "*", err
-}
+func (s *session) Response(in *input.Buffer) (string, bool, error) { return in.AuthResponse() }
 
 // reply words an authentication's outcome as pop3-login's
 // pop3_client_auth_result does: nothing when handed off (Dovecot's pop3
-// says "+OK Logged in."), -ERR [SYS/TEMP] for a temporary failure, -ERR
-// [AUTH] for the failures the client can act on (the text's own code
-// instead when it starts with one, such as [IN-USE]), a plain -ERR for
-// the rest (aborted, referrals).
+// says "+OK Logged in.") or when the client is gone or was told why it
+// is closed (AuthOutcome.NoReply), -ERR [SYS/TEMP] for a temporary
+// failure, -ERR [AUTH] for the failures the client can act on (the
+// text's own code instead when it starts with one, such as [IN-USE]), a
+// plain -ERR for the rest (aborted, referrals).
 func reply(o login.AuthOutcome) (string, login.Ending) {
+	if o.NoReply() {
+		return "", o.End
+	}
 	var r string
 	switch o.Result {
-	case login.AuthSuccess:
 	case login.AuthTempFail:
 		r = "-ERR [SYS/TEMP] " + o.Text + "\r\n"
 	case login.AuthFailed, login.AuthFailedReason, login.AuthzFailed, login.AuthPassExpired,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // Protocol is POP3 as a login.Protocol.
@@ -56,7 +57,7 @@ func (s *session) Greeting() string {
 // space after it consumed; AUTH then reads its arguments itself (an
 // initial response may be up to 8192 bytes), the others get the rest of
 // the line.
-func (s *session) Next(in *login.Input) (string, login.Ending, error) {
+func (s *session) Next(in *input.Buffer) (string, login.Ending, error) {
 	name, err := readName(in)
 	if err != nil {
 		return "", login.Ending{}, err
@@ -84,7 +85,7 @@ func (s *session) Next(in *login.Input) (string, login.Ending, error) {
 }
 
 // readName consumes a command's name and the space after it.
-func readName(in *login.Input) (string, error) {
+func readName(in *input.Buffer) (string, error) {
 	for {
 		d := in.Data()
 		var name []byte
@@ -150,6 +151,9 @@ func (s *session) Notice(n login.Notice) string {
 		return "-ERR Shutting down\r\n"
 	case login.NoticeInputFull:
 		return "-ERR Input buffer full, aborting\r\n"
+	case login.NoticeInternalError: // pop3_client_notify_disconnect: a temporary failure
+		return "-ERR [SYS/TEMP] " + login.InternalFailureText + "\r\n"
 	}
+	// NoticeAuthWaiting: pop3-login has no status notification.
 	return ""
 }

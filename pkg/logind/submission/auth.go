@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // auth runs AUTH <mech> [<initial response>] (RFC 4954; "=" is an empty
@@ -37,19 +38,18 @@ func (s *session) prefix() []byte {
 func (s *session) Challenge(data string) string { return "334 " + data + "\r\n" }
 
 // Response reads a continuation line; "*" cancels.
-func (s *session) Response(in *login.Input) (string, bool, error) {
-	l, err := in.AuthLine()
-	return l, err == nil && l == "*", err
-}
+func (s *session) Response(in *input.Buffer) (string, bool, error) { return in.AuthResponse() }
 
 // reply words an authentication's outcome with submission-login's codes
 // (RFC 4954, RFC 5248); nothing when handed off: Dovecot's submission
-// answers "235 2.7.0 Logged in.".
+// answers "235 2.7.0 Logged in."; nor when the client is gone or was
+// told why it is closed (AuthOutcome.NoReply).
 func reply(o login.AuthOutcome) (string, login.Ending) {
+	if o.NoReply() {
+		return "", o.End
+	}
 	code := "535 5.7.8 " // failed, pass expired, authz failed, referrals
 	switch o.Result {
-	case login.AuthSuccess:
-		return "", o.End
 	case login.AuthTempFail:
 		code = "454 4.7.0 "
 	case login.AuthAborted, login.AuthInvalidBase64:

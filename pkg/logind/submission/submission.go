@@ -15,6 +15,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // Protocol is submission as a login.Protocol.
@@ -52,7 +53,7 @@ func (s *session) Greeting() string {
 
 // Next reads a command line; AUTH's may be longer (its initial response
 // up to 8192 bytes).
-func (s *session) Next(in *login.Input) (string, login.Ending, error) {
+func (s *session) Next(in *input.Buffer) (string, login.Ending, error) {
 	isAuth, err := peekAuth(in)
 	if err != nil {
 		return "", login.Ending{}, err
@@ -70,7 +71,7 @@ func (s *session) Next(in *login.Input) (string, login.Ending, error) {
 
 // peekAuth reports whether the next command is AUTH (its name followed
 // by a space or the line's end), without consuming it.
-func peekAuth(in *login.Input) (bool, error) {
+func peekAuth(in *input.Buffer) (bool, error) {
 	for {
 		d := in.Data()
 		if len(d) > len("AUTH") || bytes.IndexByte(d, '\n') >= 0 {
@@ -196,6 +197,9 @@ func (s *session) Notice(n login.Notice) string {
 		return "421 4.3.2 " + h + " Shutting down\r\n"
 	case login.NoticeInputFull:
 		return "500 5.5.2 Line too long\r\n"
+	case login.NoticeInternalError: // submission_client_notify_disconnect: 4.0.0
+		return "421 4.0.0 " + h + " " + login.InternalFailureText + "\r\n"
 	}
+	// NoticeAuthWaiting: submission-login has no status notification.
 	return ""
 }

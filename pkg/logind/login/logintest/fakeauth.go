@@ -8,6 +8,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // FakeAuth is a scripted stand-in for Dovecot's auth behind a Client, for
@@ -29,7 +30,7 @@ type FakeAuth struct {
 	// Plaintext is what PlaintextAllowed answers.
 	Plaintext bool
 	c         *login.Client
-	in        *login.Input // the session's input, set by the wrapper
+	in        *input.Buffer // the session's input, set by the wrapper
 }
 
 // Mechanisms lists PLAIN and LOGIN where plaintext is allowed.
@@ -162,7 +163,7 @@ func (s recordingSession) AfterTLS() string {
 	return ""
 }
 
-func (s recordingSession) Next(in *login.Input) (string, login.Ending, error) {
+func (s recordingSession) Next(in *input.Buffer) (string, login.Ending, error) {
 	s.fake.in = in
 	return s.Session.Next(in)
 }

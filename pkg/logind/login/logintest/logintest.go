@@ -28,6 +28,7 @@ import (
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 )
 
 // Wrap returns p with the test commands.
@@ -56,7 +57,7 @@ func (s *session) AfterTLS() string {
 
 // Next answers a test command, or leaves the line to the wrapped
 // protocol.
-func (s *session) Next(in *login.Input) (string, login.Ending, error) {
+func (s *session) Next(in *input.Buffer) (string, login.Ending, error) {
 	if line, ok := peekLine(in); ok {
 		if reply, ok := s.command(strings.TrimRight(string(line), "\r\n")); ok {
 			in.Skip(len(line))
@@ -69,8 +70,8 @@ func (s *session) Next(in *login.Input) (string, login.Ending, error) {
 // peekLine returns the next whole line without consuming it, once it is
 // in the input buffer; not ok if the buffer fills up or the input ends
 // first (the wrapped protocol then meets the same: a read error stays,
-// see login.Input.Fill).
-func peekLine(in *login.Input) ([]byte, bool) {
+// see input.Buffer.Fill).
+func peekLine(in *input.Buffer) ([]byte, bool) {
 	for {
 		if i := bytes.IndexByte(in.Data(), '\n'); i >= 0 {
 			return in.Data()[:i+1], true

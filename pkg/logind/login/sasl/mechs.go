@@ -1,6 +1,7 @@
 package sasl
 
 import (
+	"encoding/base64"
 	"strings"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
@@ -65,4 +66,15 @@ func Check(mechs []authclient.Mech, name string, p Policy) (mech string, v Verdi
 		return m.Name, Verdict{}, true
 	}
 	return "", Verdict{Result: MechInvalid, Text: UnsupportedMechText, Code: CodeMechInvalid}, false
+}
+
+// PlainResponse is the PLAIN initial response for user and pass, base64
+// ("\0user\0pass": no authorization identity).
+func PlainResponse(user, pass string) string {
+	b := make([]byte, 0, 2+len(user)+len(pass))
+	b = append(b, 0)
+	b = append(b, user...)
+	b = append(b, 0)
+	b = append(b, pass...)
+	return base64.StdEncoding.EncodeToString(b)
 }

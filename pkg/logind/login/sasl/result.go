@@ -1,6 +1,8 @@
 package sasl
 
 import (
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
@@ -193,4 +195,19 @@ func Base64Chars(resp string) bool {
 		}
 	}
 	return true
+}
+
+// ReferralURL is v's referral as an IMAP URL, as Dovecot's imap_url_create
+// writes it: imap://destuser;AUTH=MECH@host[:port]/ (the port only when
+// it is not 143).
+func (v Verdict) ReferralURL(mech string) string {
+	s := "imap://"
+	if v.Destuser != "" {
+		s += url.PathEscape(v.Destuser)
+	}
+	s += ";AUTH=" + mech + "@" + v.Host
+	if v.Port != 0 && v.Port != 143 {
+		s += ":" + strconv.Itoa(int(v.Port))
+	}
+	return s + "/"
 }

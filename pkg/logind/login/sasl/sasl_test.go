@@ -207,3 +207,32 @@ func TestBase64Chars(t *testing.T) {
 		}
 	}
 }
+
+// TestReferralURL checks the referral URL as imap_url_create writes it:
+// the user path-escaped, the port only when it is not 143.
+func TestReferralURL(t *testing.T) {
+	tests := []struct {
+		name string
+		v    Verdict
+		want string
+	}{
+		{"host only", Verdict{Host: "mail.example"}, "imap://;AUTH=PLAIN@mail.example/"},
+		{"port 143", Verdict{Host: "mail.example", Port: 143}, "imap://;AUTH=PLAIN@mail.example/"},
+		{"other port", Verdict{Host: "10.0.0.2", Port: 1143}, "imap://;AUTH=PLAIN@10.0.0.2:1143/"},
+		{"destuser", Verdict{Host: "h", Destuser: "a b/c"}, "imap://a%20b%2Fc;AUTH=PLAIN@h/"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.v.ReferralURL("PLAIN"); got != tt.want {
+				t.Errorf("ReferralURL = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestPlainResponse checks PLAIN's "\0user\0pass" in base64.
+func TestPlainResponse(t *testing.T) {
+	if got, want := PlainResponse("alice", "pw"), "AGFsaWNlAHB3"; got != want {
+		t.Errorf("PlainResponse = %q, want %q", got, want)
+	}
+}

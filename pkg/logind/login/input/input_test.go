@@ -1,4 +1,4 @@
-package login
+package input
 
 import (
 	"errors"
@@ -25,7 +25,7 @@ func TestInputAuthLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := NewInput(strings.NewReader(tt.in))
+			in := New(strings.NewReader(tt.in), nil)
 			got, err := in.AuthLine()
 			if !errors.Is(err, tt.err) || got != tt.want {
 				t.Fatalf("AuthLine = %d bytes, %v; want %d bytes, %v", len(got), err, len(tt.want), tt.err)

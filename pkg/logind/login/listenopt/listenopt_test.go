@@ -1,0 +1,56 @@
+package listenopt
+
+import (
+	"net"
+	"strconv"
+	"testing"
+)
+
+// TestLookup checks that a client socket gets the options of its exact
+// local address, else those of a wildcard listener on the same port and
+// family, else none.
+func TestLookup(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	f, err := sc.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
+	at := func(ip string) string { return net.JoinHostPort(ip, strconv.Itoa(int(port))) }
+	tests := []struct {
+		name         string
+		ssl, haproxy []string
+		want         Flags
+	}{
+		{"none", nil, nil, 0},
+		{"exact ssl", []string{at("127.0.0.1")}, nil, SSL},
+		{"exact both", []string{at("127.0.0.1")}, []string{at("127.0.0.1")}, SSL | HAProxy},
+		{"wildcard haproxy", nil, []string{at("0.0.0.0")}, HAProxy},
+		{"exact before wildcard", []string{at("0.0.0.0")}, []string{at("127.0.0.1")}, HAProxy},
+		{"other family's wildcard", []string{at("::")}, nil, 0},
+		{"other port", []string{"127.0.0.1:1"}, nil, 0},
+		{"unparsable", []string{"localhost:143"}, nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := New(tt.ssl, tt.haproxy).Lookup(int(f.Fd())); got != tt.want {
+				t.Errorf("Lookup = %b, want %b", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,37 @@
+// Package relay copies a logged-in client's session between its TLS
+// connection and the post-login process, as Dovecot's login processes
+// do after a hand-off over TLS (client_get_plaintext_fd and the
+// iostream proxy; docs/loginsvc.md).
+package relay
+
+import (
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// Run copies client to peer and peer to client until either side is
+// done, as Dovecot's iostream proxy finishes at the first side's end:
+// then peer is closed and client's deadline is set in the past, so that
+// the other direction ends too. It returns when both copies have ended.
+// client is left open for the caller to close.
+func Run(client, peer net.Conn) {
+	var once sync.Once
+	end := func() {
+		once.Do(func() {
+			peer.Close()
+			client.SetDeadline(time.Unix(1, 0)) // the client side's read or write ends
+		})
+	}
+	done := make(chan struct{}, 2)
+	pipe := func(dst io.Writer, src io.Reader) {
+		io.Copy(dst, src)
+		end()
+		done <- struct{}{}
+	}
+	go pipe(peer, client)
+	go pipe(client, peer)
+	<-done
+	<-done
+}

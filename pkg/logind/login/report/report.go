@@ -1,0 +1,108 @@
+// Package report sends a login process's reports to its supervisor on
+// the control socket (ipc.AppendReport records; pkg/logind/proto.go,
+// docs/loginsvc.md): urgent ones at once, lazy ones (a direct accept or
+// a close that does not make the process full or non-full, a failed
+// authentication) batched for up to 20 ms, always in the order they
+// were made.
+package report
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+)
+
+// delay bounds how long a lazy report waits; maxBatch is the largest
+// batch packet in bytes.
+const (
+	delay    = 20 * time.Millisecond
+	maxBatch = 4000
+)
+
+// Sender writes reports on a control socket. A nil *Sender sends
+// nothing (a client served without a supervisor, login.ServeConn). Its
+// methods are safe for concurrent use; write errors are ignored (the
+// control loop sees a broken socket on its next read).
+type Sender struct {
+	c     *net.UnixConn
+	mu    sync.Mutex // send order; guards batch
+	batch []byte     // lazy reports: ipc.MsgBatch + their records
+}
+
+// New returns a Sender writing on c.
+func New(c *net.UnixConn) *Sender { return &Sender{c: c} }
+
+// Send sends packet b on its own (ipc.MsgReady, ipc.MsgLogin), after
+// any batched reports, and returns the write's error.
+func (s *Sender) Send(b []byte) error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushLocked()
+	_, _, err := s.c.WriteMsgUnix(b, nil, nil)
+	return err
+}
+
+// Now sends one report now, after any batched ones: typ about client
+// id with arg, and the client's address remote for ipc.MsgAccepted (the
+// zero AddrPort otherwise).
+func (s *Sender) Now(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
+	if s == nil {
+		return
+	}
+	var a [28]byte
+	b := ipc.AppendReport(a[:0], typ, id, arg, remote)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.batch) > 0 {
+		s.batch = append(s.batch, b...)
+		s.flushLocked()
+		return
+	}
+	s.c.WriteMsgUnix(b, nil, nil)
+}
+
+// Lazy batches a report (the arguments are Now's) that the supervisor
+// does not need at once: a batch goes out within 20 ms, when it holds
+// about 4000 bytes, or before the next urgent report. The supervisor's
+// view of which processes are full, and of every client of a full
+// process, therefore stays exact, and that is all that decides
+// spawning and eviction.
+func (s *Sender) Lazy(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.batch) == 0 {
+		s.batch = append(s.batch, ipc.MsgBatch)
+		time.AfterFunc(delay, s.Flush)
+	}
+	s.batch = ipc.AppendReport(s.batch, typ, id, arg, remote)
+	if len(s.batch) >= maxBatch {
+		s.flushLocked()
+	}
+}
+
+// Flush sends the batched reports now (before the process exits, or
+// the supervisor would never learn of its last clients).
+func (s *Sender) Flush() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushLocked()
+}
+
+func (s *Sender) flushLocked() {
+	if len(s.batch) > 1 {
+		s.c.WriteMsgUnix(s.batch, nil, nil)
+	}
+	s.batch = s.batch[:0]
+}

@@ -1,0 +1,98 @@
+package report
+
+import (
+	"net"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
+)
+
+// pair is a Sender on a unixpacket (SOCK_SEQPACKET, the control
+// socket's type) connection and the connection's other end.
+func pair(t *testing.T) (*Sender, *net.UnixConn) {
+	t.Helper()
+	addr := &net.UnixAddr{Name: filepath.Join(t.TempDir(), "ctl"), Net: "unixpacket"}
+	ln, err := net.ListenUnix("unixpacket", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.DialUnix("unixpacket", nil, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	peer, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	return New(c), peer
+}
+
+// next reads the next packet (the test fails after 10 s without one).
+func next(t *testing.T, c *net.UnixConn) []byte {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b := make([]byte, 1<<16)
+	n, _, _, _, err := c.ReadMsgUnix(b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b[:n]
+}
+
+func rec(typ byte, id uint64, arg uint8) []byte {
+	return ipc.AppendReport(nil, typ, id, arg, netip.AddrPort{})
+}
+
+// TestOrder checks that reports go out in the order they were made: an
+// urgent one alone, lazy ones batched ahead of the next urgent one or
+// a packet sent on its own, and a lazy batch by itself within its delay.
+func TestOrder(t *testing.T) {
+	s, c := pair(t)
+	s.Now(ipc.MsgState, 1, 2, netip.AddrPort{})
+	if d := cmp.Diff(rec(ipc.MsgState, 1, 2), next(t, c)); d != "" {
+		t.Errorf("urgent alone (-want +got):\n%s", d)
+	}
+	s.Lazy(ipc.MsgClosed, 2, 0, netip.AddrPort{})
+	s.Lazy(ipc.MsgAuthFailed, 3, 1, netip.AddrPort{})
+	s.Now(ipc.MsgState, 4, 2, netip.AddrPort{})
+	want := append([]byte{ipc.MsgBatch}, rec(ipc.MsgClosed, 2, 0)...)
+	want = append(want, rec(ipc.MsgAuthFailed, 3, 1)...)
+	want = append(want, rec(ipc.MsgState, 4, 2)...)
+	if d := cmp.Diff(want, next(t, c)); d != "" {
+		t.Errorf("lazy before urgent (-want +got):\n%s", d)
+	}
+	s.Lazy(ipc.MsgClosed, 5, 0, netip.AddrPort{})
+	if err := s.Send([]byte{ipc.MsgReady}); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(append([]byte{ipc.MsgBatch}, rec(ipc.MsgClosed, 5, 0)...), next(t, c)); d != "" {
+		t.Errorf("lazy before Send (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]byte{ipc.MsgReady}, next(t, c)); d != "" {
+		t.Errorf("Send (-want +got):\n%s", d)
+	}
+	s.Lazy(ipc.MsgClosed, 6, 0, netip.AddrPort{})
+	if d := cmp.Diff(append([]byte{ipc.MsgBatch}, rec(ipc.MsgClosed, 6, 0)...), next(t, c)); d != "" {
+		t.Errorf("lazy alone (-want +got):\n%s", d)
+	}
+}
+
+// TestNil checks that a nil Sender (no supervisor) sends nothing and
+// does not fail.
+func TestNil(t *testing.T) {
+	var s *Sender
+	s.Now(ipc.MsgState, 1, 2, netip.AddrPort{})
+	s.Lazy(ipc.MsgClosed, 1, 0, netip.AddrPort{})
+	s.Flush()
+	if err := s.Send([]byte{ipc.MsgReady}); err != nil {
+		t.Errorf("Send: %v", err)
+	}
+}

@@ -39,8 +39,8 @@ type Client struct {
 	implicitTLS, tlsActive, wantTLS bool
 	// haproxy: accepted on a haproxy = yes listener (the PROXY header
 	// comes first, see haproxy.go); haproxyTLS: the proxy said it
-	// terminated TLS for the Client (v2 SSL TLV), which will make the
-	// Client secured (docs/loginsvc.md) once authentication exists.
+	// terminated TLS for the Client (v2 SSL TLV), which makes the Client
+	// secured (docs/loginsvc.md).
 	haproxy, haproxyTLS bool
 	// realRemote, realLocal: behind a PROXY header, the connection's own
 	// addresses (the proxy's); sni: the TLS client's server name.

@@ -191,6 +191,7 @@ type loginProc struct {
 
 	// detached: the process outlives the supervisor (detach).
 	detached atomic.Bool
+	onMain   chan func() // work for the main goroutine (main), made by run
 }
 
 // count is the number of clients, those being set up included (an idle
@@ -208,6 +209,7 @@ func (lp *loginProc) fullWith(extra int) bool {
 // without a hand-off to another goroutine); the exit status comes back
 // on lp.exit.
 func (lp *loginProc) run(buf, oob []byte) int {
+	lp.onMain = make(chan func())
 	go func() {
 		for {
 			pk, err := ipc.ReadPacket(lp.c, buf, oob)
@@ -229,7 +231,28 @@ func (lp *loginProc) run(buf, oob []byte) int {
 			}
 		}
 	}()
-	return <-lp.exit
+	for {
+		select {
+		case code := <-lp.exit:
+			return code
+		case f := <-lp.onMain:
+			f()
+		}
+	}
+}
+
+// main runs f on the process's main goroutine (Main's, which the
+// sandbox locks to the thread that holds the parent-death signal when
+// the runtime cannot set it on every thread) and waits for it; before
+// run, the caller is that goroutine.
+func (lp *loginProc) main(f func()) {
+	if lp.onMain == nil {
+		f()
+		return
+	}
+	done := make(chan struct{})
+	lp.onMain <- func() { f(); close(done) }
+	<-done
 }
 
 func (lp *loginProc) stop(code int) {
@@ -329,7 +352,9 @@ func (lp *loginProc) idle() bool {
 // supervisor (ipc.MsgDetached), which then forgets it. The process
 // exits when its last client has gone (it is draining).
 func (lp *loginProc) detach() error {
-	if err := sandbox.ClearPdeathsig(); err != nil {
+	var err error
+	lp.main(func() { err = sandbox.ClearPdeathsig() })
+	if err != nil {
 		return err
 	}
 	signal.Ignore(syscall.SIGPIPE)

@@ -1,7 +1,6 @@
 package master
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -64,19 +63,7 @@ func TestLoginProcessesDieWithTheSupervisor(t *testing.T) {
 			})
 			status := func(cond func(control.ServiceStatus) bool) control.ServiceStatus {
 				t.Helper()
-				deadline := time.Now().Add(10 * time.Second)
-				for {
-					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-					st, err := control.QueryStatus(ctx, cfg.ControlSocket())
-					cancel()
-					if err == nil && len(st.Services) == 1 && cond(st.Services[0]) {
-						return st.Services[0]
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("loginsvc status: %v %+v", err, st)
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
+				return supervisorStatus(t, cfg, cond)
 			}
 			status(func(s control.ServiceStatus) bool { return readyProcs(s) == 2 })
 			served := dialPort(t, port, "")

@@ -191,13 +191,17 @@ func resetNice() {
 	}
 }
 
-// ClearPdeathsig clears the parent-death signal on every thread, so that
-// the process outlives the supervisor (a stop with shutdown_clients =
-// no, docs/loginsvc.md). A cgo binary, where the runtime cannot reach
-// every thread (restorePdeathsig set it on one locked thread), gets an
-// error: it cannot be sure to survive.
+// ClearPdeathsig clears the parent-death signal, so that the process
+// outlives the supervisor (a stop with shutdown_clients = no,
+// docs/loginsvc.md): on every thread where the runtime allows it
+// (AllThreadsSyscall), else (a cgo binary) on the calling thread, which
+// must then be the one restorePdeathsig set it on (the goroutine that
+// called Apply keeps it).
 func ClearPdeathsig() error {
 	_, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_SET_PDEATHSIG, 0, 0)
+	if e == syscall.ENOTSUP {
+		return unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0)
+	}
 	if e != 0 {
 		return fmt.Errorf("prctl(PR_SET_PDEATHSIG, 0): %w", e)
 	}

@@ -117,13 +117,22 @@ func TestDovecot23RelayEndsAfterReload(t *testing.T) {
 	if d := time.Since(reloaded); d < ReloadShutdownDelay {
 		t.Errorf("the relayed session ended %v after the reload, before ReloadShutdownDelay (%v)", d, ReloadShutdownDelay)
 	}
+	relayEnded(t, l, b, pidfd)
+}
+
+// relayEnded checks a relayed session ended by a shutdown, once the
+// client has seen its end: its login process exits by itself (it is not
+// killed), loginsvc logs the disconnect and Dovecot's imap its client
+// leaving.
+func relayEnded(t *testing.T, l *lab, b backend, pidfd int) {
+	t.Helper()
 	if !exitedWithin(pidfd, 10*time.Second) {
-		t.Fatal("the old login process still runs after its session ended")
+		t.Fatal("the login process still runs after its session ended")
 	}
 	l.mustLog(relayDisconnect...)
 	b.waitLog(t, "imap("+authUser+")<rip=127.0.0.1>", "Disconnected")
 	if log := l.logs.String(); strings.Contains(log, "did not stop in time") || strings.Contains(log, "login process died") {
-		t.Errorf("the old process had to be killed:\n%s", l.logs.String())
+		t.Errorf("the login process had to be killed:\n%s", log)
 	}
 }
 
@@ -182,15 +191,8 @@ func TestDovecot23RelayEndsAtStop(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() { l.stop(); close(stopped) }()
 	eof(t, c, 10*time.Second)
-	if !exitedWithin(pidfd, 10*time.Second) {
-		t.Fatal("the login process still runs after its session ended")
-	}
 	<-stopped
-	l.mustLog(relayDisconnect...)
-	b.waitLog(t, "imap("+authUser+")<rip=127.0.0.1>", "Disconnected")
-	if log := l.logs.String(); strings.Contains(log, "did not stop in time") || strings.Contains(log, "login process died") {
-		t.Errorf("the login process had to be killed:\n%s", l.logs.String())
-	}
+	relayEnded(t, l, b, pidfd)
 }
 
 // TestDovecot23RelayOutlivesStop: with shutdown_clients = no, a login
@@ -208,35 +210,8 @@ func TestDovecot23RelayOutlivesStop(t *testing.T) {
 	text := fmt.Sprintf("base_dir = %s\nprotocols = imap\nlisten = 127.0.0.1\nshutdown_clients = no\nssl = yes\nssl_cert = <%s\nssl_key = <%s\n"+
 		"service imap-login {\n inet_listener imap {\n  port = %d\n }\n inet_listener imaps {\n  port = %d\n  ssl = yes\n }\n service_count = 1\n}\n",
 		b.baseDir, certPath, keyPath, port, sport)
-	conf := filepath.Join(dir, "loginsvc.conf")
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse(conf, []byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs syncBuf
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "LOGINSVC_TEST_SUPERVISOR="+conf)
-	cmd.Stderr = &logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("loginsvc log:\n%s", logs.String())
-		}
-	})
-	status := func(cond func(control.ServiceStatus) bool) control.ServiceStatus {
-		t.Helper()
-		return supervisorStatus(t, cfg, cond)
-	}
+	sp := startSupervisorProc(t, dir, text)
+	status := sp.status
 	status(func(control.ServiceStatus) bool { return true }) // listening
 	c, pid, pidfd := relayedLogin(t, sport, pool, status)
 	pre := dialPort(t, port, "")
@@ -250,15 +225,9 @@ func TestDovecot23RelayOutlivesStop(t *testing.T) {
 		}
 		return n == 1
 	})
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		exited <- err
-		if err != nil {
-			t.Fatalf("loginsvc: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("loginsvc did not stop")
+	sp.cmd.Process.Signal(syscall.SIGTERM)
+	if err := sp.wait(15 * time.Second); err != nil {
+		t.Fatalf("loginsvc: %v", err)
 	}
 	if r := pre.line(); r != "* BYE Shutting down" {
 		t.Errorf("the pre-login client at the stop: %q", r)
@@ -266,7 +235,7 @@ func TestDovecot23RelayOutlivesStop(t *testing.T) {
 	if exitedWithin(pidfd, 0) {
 		t.Fatal("the login process relaying a logged-in session died with the supervisor")
 	}
-	if ppid := parentOf(t, pid); ppid == cmd.Process.Pid {
+	if ppid := parentOf(t, pid); ppid == sp.cmd.Process.Pid {
 		t.Fatalf("login process %d still has the supervisor (%d) as its parent", pid, ppid)
 	}
 	if r := c.cmd("n NOOP"); !strings.HasPrefix(r, "n OK NOOP completed") {
@@ -279,7 +248,7 @@ func TestDovecot23RelayOutlivesStop(t *testing.T) {
 	if !exitedWithin(pidfd, 10*time.Second) {
 		t.Fatal("the detached login process still runs after its session ended")
 	}
-	if !strings.Contains(logs.String(), "login process left running with its logged-in sessions") {
+	if !strings.Contains(sp.logs.String(), "login process left running with its logged-in sessions") {
 		t.Error("the supervisor did not log the process it left running")
 	}
 }
@@ -302,21 +271,73 @@ func parentOf(t *testing.T, pid int) int {
 	return 0
 }
 
-// supervisorStatus polls the status of the loginsvc of cfg (another
-// process) over its control socket for up to 10 s, until cond holds for
-// its one service.
-func supervisorStatus(t *testing.T, cfg *config.Config, cond func(control.ServiceStatus) bool) control.ServiceStatus {
+// supervisorProc is loginsvc as another process: this test binary
+// (supervisorChild) with a configuration file.
+type supervisorProc struct {
+	t      *testing.T
+	cfg    *config.Config
+	cmd    *exec.Cmd
+	logs   *syncBuf
+	exited chan error // Wait's result (put back once read)
+}
+
+// startSupervisorProc writes text as dir/loginsvc.conf and starts
+// loginsvc with it; it is killed at the end of the test.
+func startSupervisorProc(t *testing.T, dir, text string) *supervisorProc {
 	t.Helper()
+	conf := filepath.Join(dir, "loginsvc.conf")
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(conf, []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := &supervisorProc{t: t, cfg: cfg, logs: &syncBuf{}, exited: make(chan error, 1)}
+	sp.cmd = exec.Command(os.Args[0], "-test.run=^$")
+	sp.cmd.Env = append(os.Environ(), "LOGINSVC_TEST_SUPERVISOR="+conf)
+	sp.cmd.Stderr = sp.logs
+	sp.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := sp.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { sp.exited <- sp.cmd.Wait() }()
+	t.Cleanup(func() {
+		sp.cmd.Process.Kill()
+		sp.wait(10 * time.Second)
+		if t.Failed() {
+			t.Logf("loginsvc log:\n%s", sp.logs.String())
+		}
+	})
+	return sp
+}
+
+// wait waits up to d for the process to exit and returns Wait's error.
+func (sp *supervisorProc) wait(d time.Duration) error {
+	select {
+	case err := <-sp.exited:
+		sp.exited <- err
+		return err
+	case <-time.After(d):
+		sp.t.Fatalf("loginsvc did not exit within %v", d)
+		return nil
+	}
+}
+
+// status polls the status of the loginsvc over its control socket for
+// up to 10 s, until cond holds for its one service.
+func (sp *supervisorProc) status(cond func(control.ServiceStatus) bool) control.ServiceStatus {
+	sp.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		st, err := control.QueryStatus(ctx, cfg.ControlSocket())
+		st, err := control.QueryStatus(ctx, sp.cfg.ControlSocket())
 		cancel()
 		if err == nil && len(st.Services) == 1 && cond(st.Services[0]) {
 			return st.Services[0]
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("loginsvc status: %v %+v", err, st)
+			sp.t.Fatalf("loginsvc status: %v %+v", err, st)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

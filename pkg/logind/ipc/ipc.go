@@ -38,7 +38,8 @@ import (
 //	                            reserve 1: keep its slot for the next 'C'
 //	                            (an eviction for a waiting connection), 0:
 //	                            not (login_prelogin_ip_limit)
-//	'S' mode:u8                 stop (StopIdle, StopDrain, StopShutdown)
+//	'S' mode:u8                 stop (StopIdle, StopDrain, StopShutdown,
+//	                            StopDetach)
 //
 // and login to supervisor:
 //
@@ -56,6 +57,9 @@ import (
 //	                            ReportLen)
 //	'L' ...                     a client logged in; 'F' id:u64 n:u8, a
 //	                            client failed an authentication (login.go)
+//	'U' 0:u64 0:u8              the process's listeners are closed
+//	'D' 0:u64 0:u8              detached (after StopDetach): it relays
+//	                            logged-in sessions on its own from now
 //
 // Connection ids are the supervisor's (1, 2, ...) for clients it handed
 // over, and Seq<<32 | n (n = 1, 2, ... per process) for clients a process
@@ -76,6 +80,11 @@ const (
 	// listening sockets and will accept no more clients (after a drain or
 	// shutdown notice); everything it accepted was reported before it.
 	MsgUnlistened = 'U'
+	// MsgDetached: after StopDetach, a process that still relays
+	// logged-in TLS sessions has shut its pre-login clients down and
+	// cleared its parent-death signal: it runs on without the
+	// supervisor until its last session ends, and says nothing more.
+	MsgDetached = 'D'
 )
 
 // ConnState is where a client connection is in its life, as the
@@ -145,8 +154,17 @@ const (
 	// (reload with shutdown_clients = no, and the first phase of a reload).
 	StopDrain StopMode = 2
 	// StopShutdown: say goodbye to every pre-login client ("* BYE
-	// Shutting down" in IMAP) and exit.
+	// Shutting down" in IMAP), end the TLS relays of logged-in clients,
+	// and exit (shutdown_clients = yes: at a stop, and
+	// ReloadShutdownDelay after a reload).
 	StopShutdown StopMode = 3
+	// StopDetach: the supervisor is stopping with shutdown_clients = no.
+	// Pre-login clients are shut down as with StopShutdown; a process
+	// left with logged-in TLS sessions detaches (MsgDetached) and relays
+	// them until the last one ends, outliving the supervisor, as
+	// Dovecot's processes outlive a master stopped with shutdown_clients
+	// = no. A process with none exits.
+	StopDetach StopMode = 4
 )
 
 // Settings are what a login process is told in its first message

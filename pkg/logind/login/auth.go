@@ -88,6 +88,7 @@ type clientAuth struct {
 	// disconnect reason has no "(...)" part.
 	loggedIn, noExtra bool
 	relay             *os.File
+	mpid              uint32 // the post-login process's pid (the Login line's mpid=)
 
 	mu     sync.Mutex
 	ctx    context.Context // ended by kill

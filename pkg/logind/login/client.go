@@ -207,8 +207,8 @@ func (cl *Client) serve() {
 			if cl.Flush() != nil && !cl.auth.loggedIn {
 				why = "Connection closed"
 			}
-			if cl.auth.relay != nil {
-				cl.relay(cl.auth.relay)
+			if cl.auth.relay != nil && cl.relay(cl.auth.relay) {
+				reason = ipc.CloseShutdown
 			}
 			return
 		}

@@ -77,6 +77,7 @@ func (cl *Client) handOff(a *authclient.Auth, hs authclient.Handshake, r *authcl
 	st.Finishing = false
 	cl.auth.loggedIn = true
 	mpid := uint32(rep.MailPID)
+	cl.auth.mpid = mpid
 	logLine("INFO", "Login: %s", cl.elements(mpid))
 	cl.reportLogin(st.User, st.Mech, mpid)
 	if ours != nil {

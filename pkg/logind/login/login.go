@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/access"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/listenopt"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/report"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/sandbox"
 )
 
 // Main is the login process: called by a binary started with
@@ -137,7 +139,7 @@ func (lp *loginProc) takeQueued(buf, oob []byte) (code int, stop bool) {
 		}
 		pk, err := ipc.ReadPacket(lp.c, buf, oob)
 		if err != nil || pk.Closed {
-			lp.shutdown()
+			lp.shutdown(true)
 			return 0, true
 		}
 		if code, stop := lp.handle(pk); stop {
@@ -186,6 +188,10 @@ type loginProc struct {
 	slotFree  chan struct{}  // closed (and replaced) when a slot may have become free
 	accepting sync.WaitGroup // running accept loops
 	unlisten  bool           // closeListeners has run (ipc.MsgUnlistened is on its way)
+
+	// detached: the process outlives the supervisor (detach).
+	detached atomic.Bool
+	onMain   chan func() // work for the main goroutine (main), made by run
 }
 
 // count is the number of clients, those being set up included (an idle
@@ -203,6 +209,7 @@ func (lp *loginProc) fullWith(extra int) bool {
 // without a hand-off to another goroutine); the exit status comes back
 // on lp.exit.
 func (lp *loginProc) run(buf, oob []byte) int {
+	lp.onMain = make(chan func())
 	go func() {
 		for {
 			pk, err := ipc.ReadPacket(lp.c, buf, oob)
@@ -210,8 +217,11 @@ func (lp *loginProc) run(buf, oob []byte) int {
 				if orphan.Load() {
 					select {} // a test: only the parent-death signal ends it
 				}
+				if lp.detached.Load() {
+					return // the last relayed session's end stops it (gone)
+				}
 				// The supervisor is gone: say goodbye and stop.
-				lp.shutdown()
+				lp.shutdown(true)
 				lp.stop(0)
 				return
 			}
@@ -221,7 +231,28 @@ func (lp *loginProc) run(buf, oob []byte) int {
 			}
 		}
 	}()
-	return <-lp.exit
+	for {
+		select {
+		case code := <-lp.exit:
+			return code
+		case f := <-lp.onMain:
+			f()
+		}
+	}
+}
+
+// main runs f on the process's main goroutine (Main's, which the
+// sandbox locks to the thread that holds the parent-death signal when
+// the runtime cannot set it on every thread) and waits for it; before
+// run, the caller is that goroutine.
+func (lp *loginProc) main(f func()) {
+	if lp.onMain == nil {
+		f()
+		return
+	}
+	done := make(chan struct{})
+	lp.onMain <- func() { f(); close(done) }
+	<-done
 }
 
 func (lp *loginProc) stop(code int) {
@@ -278,15 +309,25 @@ func (lp *loginProc) handle(pk ipc.Packet) (code int, stop bool) {
 			lp.mu.Unlock()
 			return 0, idle && lp.idleAfterAccepts()
 		case ipc.StopShutdown:
-			// Logged-in clients relayed over TLS stay (a reload with
-			// shutdown_clients ends pre-login clients only); the process
-			// exits when the last one ends, or the supervisor, stopping,
-			// kills it after its grace time.
-			lp.shutdown()
-			lp.mu.Lock()
-			idle := lp.count() == 0
-			lp.mu.Unlock()
-			return 0, idle
+			// shutdown_clients = yes (a stop, or ReloadShutdownDelay
+			// after a reload): every client ends, the TLS relays of
+			// logged-in ones too, as Dovecot's master SIGTERMs every
+			// process of the old configuration.
+			lp.shutdown(true)
+			return 0, lp.idle()
+		case ipc.StopDetach:
+			// A stop with shutdown_clients = no: pre-login clients end,
+			// logged-in sessions stay, and the process outlives the
+			// supervisor until the last one ends.
+			lp.shutdown(false)
+			if lp.idle() {
+				return 0, true
+			}
+			if err := lp.detach(); err != nil {
+				logLine("ERROR", "cannot outlive the supervisor, ending the relayed sessions: %v", err)
+				lp.shutdown(true)
+				return 0, lp.idle()
+			}
 		}
 	default:
 		if pk.FD >= 0 {
@@ -296,8 +337,35 @@ func (lp *loginProc) handle(pk ipc.Packet) (code int, stop bool) {
 	return 0, false
 }
 
-// shutdown tells every client goodbye and waits (at most 2 s) for them.
-func (lp *loginProc) shutdown() {
+// idle reports whether the process has no client left.
+func (lp *loginProc) idle() bool {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	return lp.count() == 0
+}
+
+// detach makes the process independent of the supervisor, which is
+// stopping with shutdown_clients = no (ipc.StopDetach): it clears its
+// parent-death signal, ignores SIGPIPE (its stderr is a pipe to the
+// supervisor, which is going away: the lines written after that are
+// lost), goes on when the control socket ends, and tells the
+// supervisor (ipc.MsgDetached), which then forgets it. The process
+// exits when its last client has gone (it is draining).
+func (lp *loginProc) detach() error {
+	var err error
+	lp.main(func() { err = sandbox.ClearPdeathsig() })
+	if err != nil {
+		return err
+	}
+	signal.Ignore(syscall.SIGPIPE)
+	lp.detached.Store(true)
+	lp.rep.Now(ipc.MsgDetached, 0, 0, netip.AddrPort{})
+	return nil
+}
+
+// shutdown tells every pre-login client goodbye, ends the TLS relays of
+// logged-in clients if relays is set, and waits (at most 2 s) for them.
+func (lp *loginProc) shutdown(relays bool) {
 	deadline := time.After(2 * time.Second)
 	lp.mu.Lock()
 	lp.draining = true
@@ -314,7 +382,7 @@ func (lp *loginProc) shutdown() {
 	lp.mu.Lock()
 	var wg sync.WaitGroup
 	for _, cl := range lp.clients {
-		if cl.relaying.Load() {
+		if cl.relaying.Load() && !relays {
 			continue
 		}
 		wg.Add(1)

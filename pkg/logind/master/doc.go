@@ -53,4 +53,14 @@
 // (who.go; loginctl who, docs/loginsvc.md "Who is logged in"). A client
 // that has logged in is never evicted and no longer counts for
 // login_prelogin_ip_limit.
+//
+// # Reload and shutdown
+//
+// shutdown_clients applies as in Dovecot (docs/loginsvc.md, "Reload and
+// shutdown"): with yes, the old processes of a reload are shut down
+// ReloadShutdownDelay after it and every process at a stop
+// (ipc.StopShutdown: pre-login clients and TLS relays end); with no, a
+// reload's old processes drain, and at a stop processes that relay
+// logged-in sessions detach (ipc.StopDetach, ipc.MsgDetached) and
+// outlive the supervisor, which forgets them.
 package master

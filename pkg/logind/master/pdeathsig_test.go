@@ -1,17 +1,14 @@
 package master
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/control"
 )
 
@@ -35,49 +32,14 @@ func TestLoginProcessesDieWithTheSupervisor(t *testing.T) {
 			port := freePort(t)
 			text := fmt.Sprintf("base_dir = %s\nprotocols = imap\nlisten = 127.0.0.1\nservice imap-login {\n inet_listener imap {\n  port = %d\n }\n%s\n}\n",
 				filepath.Join(dir, "run"), port, mode.conf)
-			conf := filepath.Join(dir, "loginsvc.conf")
-			if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := config.Parse(conf, []byte(text))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var logs syncBuf
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), "LOGINSVC_TEST_SUPERVISOR="+conf)
-			cmd.Stderr = &logs
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			sp := startSupervisorProc(t, dir, text)
 			var pids []int
 			t.Cleanup(func() {
-				cmd.Process.Kill()
-				cmd.Wait()
 				for _, pid := range pids {
 					syscall.Kill(pid, syscall.SIGKILL)
 				}
-				if t.Failed() {
-					t.Logf("loginsvc log:\n%s", logs.String())
-				}
 			})
-			status := func(cond func(control.ServiceStatus) bool) control.ServiceStatus {
-				t.Helper()
-				deadline := time.Now().Add(10 * time.Second)
-				for {
-					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-					st, err := control.QueryStatus(ctx, cfg.ControlSocket())
-					cancel()
-					if err == nil && len(st.Services) == 1 && cond(st.Services[0]) {
-						return st.Services[0]
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("loginsvc status: %v %+v", err, st)
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
+			status := sp.status
 			status(func(s control.ServiceStatus) bool { return readyProcs(s) == 2 })
 			served := dialPort(t, port, "")
 			served.line()
@@ -96,8 +58,8 @@ func TestLoginProcessesDieWithTheSupervisor(t *testing.T) {
 			for _, p := range st.Procs {
 				pids = append(pids, p.PID)
 			}
-			cmd.Process.Kill()
-			cmd.Wait()
+			sp.cmd.Process.Kill()
+			sp.wait(10 * time.Second)
 			deadline := time.Now().Add(10 * time.Second)
 			for _, pid := range pids {
 				for alive(pid) {

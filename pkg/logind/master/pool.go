@@ -653,6 +653,12 @@ func (p *pool) event(pr *proc, ev worker.Event) {
 	case worker.EventUnlistened:
 		pr.listening = false
 		pr.unlistened = true
+	case worker.EventDetached:
+		// It outlives the supervisor with its relayed sessions
+		// (shutdown_clients = no): forgotten as if it had exited, never
+		// killed.
+		p.log.Info("login process left running with its logged-in sessions (shutdown_clients = no)", "pid", pr.PID(), "sessions", len(pr.conns))
+		p.exited(pr, worker.Event{Kind: worker.EventExit}, now)
 	case worker.EventExit:
 		p.exited(pr, ev, now)
 	}
@@ -688,6 +694,8 @@ const maxUnclosedEvictions = 1 << 16
 //     is logging in and has not logged in, with n one more than its
 //     previous failure's.
 //   - U (EventUnlistened): once, from a process given the listeners.
+//   - D (EventDetached): from a process told ipc.StopDetach (once: the
+//     process is forgotten then).
 //   - B, and everything about the packets themselves (sizes, types,
 //     descriptors), is checked by the runner (EventInvalid).
 //
@@ -746,6 +754,10 @@ func (p *pool) check(pr *proc, ev worker.Event) string {
 			return "reported closing its listeners, but it has none"
 		case pr.unlistened:
 			return "reported closing its listeners twice"
+		}
+	case worker.EventDetached:
+		if pr.stopSent != ipc.StopDetach {
+			return "reported detaching, but it was not told to"
 		}
 	default:
 		return fmt.Sprintf("unknown event %d", ev.Kind)
@@ -816,7 +828,7 @@ func (p *pool) exited(pr *proc, ev worker.Event, now time.Time) {
 		p.log.Error("login process failed before it was ready", "pid", pr.PID(), "status", ev.ExitCode, "signal", ev.Signal, "err", ev.Err)
 		p.throttle(now, "startup failure")
 	default:
-		killedByUs := pr.stopSent == ipc.StopShutdown && ev.Signal == "killed"
+		killedByUs := pr.stopSent >= ipc.StopShutdown && ev.Signal == "killed"
 		if !killedByUs {
 			p.counters.Crashes++
 			p.counters.Lost += uint64(lost)
@@ -929,15 +941,19 @@ func (p *pool) reconfigure(cfg *config.Config, svc *config.Service, gen uint64, 
 }
 
 // shutdown stops the pool: pending connections are closed and every
-// process is told to shut down; after grace, the survivors are killed.
-// It returns when every process has exited or ctx is done.
-func (p *pool) shutdown(ctx context.Context, grace time.Duration) {
+// process is told to stop with mode: ipc.StopShutdown ends every client
+// (shutdown_clients = yes), ipc.StopDetach leaves the logged-in
+// sessions relayed over TLS running in processes that outlive the
+// supervisor (shutdown_clients = no; they are forgotten once they
+// report it). After grace, the survivors are killed. It returns when
+// every process has exited (or detached) or ctx is done.
+func (p *pool) shutdown(ctx context.Context, grace time.Duration, mode ipc.StopMode) {
 	p.mu.Lock()
 	p.stopIdle()
 	p.dropPending()
 	for pr := range p.procs {
-		pr.stopSent = ipc.StopShutdown
-		pr.w.Stop(ipc.StopShutdown)
+		pr.stopSent = mode
+		pr.w.Stop(mode)
 		p.noteOutgoing(pr)
 	}
 	p.closeDoneIfIdle()
@@ -987,7 +1003,7 @@ func (p *pool) snapshot() ([]control.ProcInfo, control.Counters, int) {
 	for pr := range p.procs {
 		pi := control.ProcInfo{PID: pr.PID(), Service: p.svc.Name, Mode: pr.svc.Mode(), Generation: pr.gen, Started: pr.started, Ready: pr.ready, Served: pr.served, Logins: pr.logins}
 		if pr.stopSent != 0 {
-			pi.Stopping = [...]string{"", "idle", "drain", "shutdown"}[pr.stopSent]
+			pi.Stopping = [...]string{"", "idle", "drain", "shutdown", "detach"}[pr.stopSent]
 		}
 		for _, c := range pr.conns {
 			switch c.state {

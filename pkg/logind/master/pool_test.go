@@ -475,6 +475,6 @@ func TestShutdownAfterTheLastProcessExited(t *testing.T) {
 		r.w(0).emit(worker.Event{Kind: worker.EventReady})
 		p.stopSpawning()
 		r.w(0).emit(worker.Event{Kind: worker.EventExit})
-		p.shutdown(t.Context(), time.Second)
+		p.shutdown(t.Context(), time.Second, ipc.StopShutdown)
 	})
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/config"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/control"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/master/worker"
 )
 
@@ -300,7 +301,7 @@ func (s *Supervisor) apply(cfg *config.Config) error {
 		}
 	}
 	for _, p := range gone {
-		go p.shutdown(context.Background(), s.grace())
+		go p.shutdown(context.Background(), s.grace(), ipc.StopShutdown)
 	}
 	s.cfg = cfg
 	return errors.Join(errs...)
@@ -414,6 +415,12 @@ func (s *Supervisor) stopAll(ctx context.Context) {
 	s.lns = nil
 	pools := s.pools
 	s.pools = nil
+	// shutdown_clients = no: logged-in sessions relayed over TLS
+	// outlive the supervisor, as Dovecot's do its master's stop.
+	mode := ipc.StopShutdown
+	if s.cfg != nil && !s.cfg.ShutdownClients {
+		mode = ipc.StopDetach
+	}
 	if s.ctl != nil {
 		s.ctl.Close()
 	}
@@ -421,7 +428,7 @@ func (s *Supervisor) stopAll(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, p := range pools {
 		wg.Add(1)
-		go func() { defer wg.Done(); p.shutdown(ctx, s.grace()) }()
+		go func() { defer wg.Done(); p.shutdown(ctx, s.grace(), mode) }()
 	}
 	wg.Wait()
 }

@@ -190,3 +190,20 @@ func resetNice() {
 		}
 	}
 }
+
+// ClearPdeathsig clears the parent-death signal, so that the process
+// outlives the supervisor (a stop with shutdown_clients = no,
+// docs/loginsvc.md): on every thread where the runtime allows it
+// (AllThreadsSyscall), else (a cgo binary) on the calling thread, which
+// must then be the one restorePdeathsig set it on (the goroutine that
+// called Apply keeps it).
+func ClearPdeathsig() error {
+	_, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_SET_PDEATHSIG, 0, 0)
+	if e == syscall.ENOTSUP {
+		return unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0)
+	}
+	if e != 0 {
+		return fmt.Errorf("prctl(PR_SET_PDEATHSIG, 0): %w", e)
+	}
+	return nil
+}

@@ -702,7 +702,7 @@ func (w *execWorker) deliver(b []byte, events func(Event)) string {
 			return "sent " + err.Error()
 		}
 		events(Event{Kind: EventLogin, Conn: l.ID, Login: l})
-	case ipc.MsgAccepted, ipc.MsgState, ipc.MsgClosed, ipc.MsgUnlistened, ipc.MsgAuthFailed:
+	case ipc.MsgAccepted, ipc.MsgState, ipc.MsgClosed, ipc.MsgUnlistened, ipc.MsgDetached, ipc.MsgAuthFailed:
 		if len(b) != ipc.ReportLen(typ) {
 			return fmt.Sprintf("sent a malformed %q report (%d bytes)", typ, len(b))
 		}
@@ -754,6 +754,8 @@ func reportEvent(typ byte, id uint64, arg uint8) (Event, bool) {
 		return Event{Kind: EventReady}, true
 	case ipc.MsgUnlistened:
 		return Event{Kind: EventUnlistened}, true
+	case ipc.MsgDetached:
+		return Event{Kind: EventDetached}, true
 	case ipc.MsgState:
 		return Event{Kind: EventState, Conn: id, State: ipc.ConnState(arg)}, true
 	case ipc.MsgAccepted:

@@ -100,6 +100,10 @@ const (
 	EventLogin
 	// EventAuthFailed: client Conn failed its Attempt-th authentication.
 	EventAuthFailed
+	// EventDetached: after Stop(ipc.StopDetach), the process runs on
+	// without the supervisor, relaying its logged-in sessions
+	// (ipc.MsgDetached).
+	EventDetached
 )
 
 // Event is one report about a login process.
@@ -132,6 +136,8 @@ func (e Event) String() string {
 		return fmt.Sprintf("conn %d accepted (%s)", e.Conn, e.State)
 	case EventUnlistened:
 		return "unlistened"
+	case EventDetached:
+		return "detached"
 	case EventInvalid:
 		return fmt.Sprintf("invalid: %v", e.Err)
 	case EventLogin:

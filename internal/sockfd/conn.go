@@ -111,25 +111,63 @@ func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.File.SyscallCon
 
 var _ net.Conn = (*Conn)(nil)
 
-// WaitHangup waits until the peer of the socket rc has closed its side
-// (POLLRDHUP, POLLHUP or POLLERR) and returns true, or until stop is
-// closed and returns false. It polls in steps of 100 ms.
-func WaitHangup(rc syscall.RawConn, stop <-chan struct{}) bool {
-	for {
-		select {
-		case <-stop:
-			return false
-		default:
-		}
-		hup := false
-		rc.Control(func(fd uintptr) {
-			p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
-			if n, _ := unix.Poll(p, 100); n > 0 && p[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
-				hup = true
+// Deadliner is a socket whose reads can be cut short by a read deadline
+// (*Conn, *net.TCPConn).
+type Deadliner interface {
+	syscall.Conn
+	SetReadDeadline(t time.Time) error
+}
+
+// WatchHangup calls hup, once, from a goroutine of its own, when the
+// peer of the socket c closes its side (POLLRDHUP, POLLHUP or POLLERR),
+// until the returned stop is called. It waits through Go's netpoller,
+// where c is already registered: the goroutine is parked, not a thread
+// blocked in poll(2), and it looks at the socket only when it becomes
+// readable (poll with a zero timeout). Unread input stays in the socket
+// (nothing is read, not even with MSG_PEEK). stop wakes the goroutine
+// with a read deadline in the past and returns once it has ended, at
+// once; the read deadline stays in the past, so the caller sets the one
+// it wants (the watch ends early, without calling hup, at the deadline
+// c already had, and when c is not a socket).
+func WatchHangup(c Deadliner, hup func()) (stop func()) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var hung bool
+		rc.Read(func(fd uintptr) bool {
+			hung = peerClosed(int(fd))
+			if watchLooked != nil {
+				watchLooked()
 			}
+			return hung
 		})
-		if hup {
-			return true
+		if hung {
+			hup()
 		}
+	}()
+	return func() {
+		c.SetReadDeadline(time.Unix(1, 0))
+		<-done
+	}
+}
+
+// watchLooked, when set (by a test), is called each time WatchHangup
+// has looked at its socket.
+var watchLooked func()
+
+// peerClosed reports whether the peer of the socket fd has closed its
+// side, without waiting.
+func peerClosed(fd int) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	for {
+		n, err := unix.Poll(p, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return n > 0 && p[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
 	}
 }

@@ -44,12 +44,14 @@ func NewConn(fd int, remote *net.TCPAddr) *Conn {
 
 // tcpAddr converts a socket address (nil or not AF_INET/AF_INET6: an
 // empty *net.TCPAddr, so that callers need no nil check).
-func tcpAddr(sa unix.Sockaddr) *net.TCPAddr { return net.TCPAddrFromAddrPort(AddrPort(sa)) }
+func tcpAddr(sa syscall.Sockaddr) *net.TCPAddr {
+	return net.TCPAddrFromAddrPort(SyscallAddrPort(sa))
+}
 
 // RemoteAddr is the client's address (*net.TCPAddr).
 func (c *Conn) RemoteAddr() net.Addr {
 	if c.remote == nil {
-		sa, _ := unix.Getpeername(c.fd)
+		sa, _ := syscall.Getpeername(c.fd)
 		c.remote = tcpAddr(sa)
 	}
 	return c.remote
@@ -59,7 +61,7 @@ func (c *Conn) RemoteAddr() net.Addr {
 // (*net.TCPAddr).
 func (c *Conn) LocalAddr() net.Addr {
 	if c.local == nil {
-		sa, _ := unix.Getsockname(c.fd)
+		sa, _ := syscall.Getsockname(c.fd)
 		c.local = tcpAddr(sa)
 	}
 	return c.local

@@ -105,3 +105,15 @@ func TestWatchHangup(t *testing.T) {
 		}
 	})
 }
+
+// TestConnAddrs: a Conn made without the client's address asks the
+// kernel for both (the syscall package's getpeername and getsockname).
+func TestConnAddrs(t *testing.T) {
+	c, cc := pair(t)
+	if got, want := c.RemoteAddr().String(), cc.LocalAddr().String(); got != want {
+		t.Errorf("RemoteAddr %s, want %s", got, want)
+	}
+	if got, want := c.LocalAddr().String(), cc.RemoteAddr().String(); got != want {
+		t.Errorf("LocalAddr %s, want %s", got, want)
+	}
+}

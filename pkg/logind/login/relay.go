@@ -2,7 +2,6 @@ package login
 
 import (
 	"io"
-	"net"
 	"os"
 	"sync"
 	"time"
@@ -23,12 +22,7 @@ func (cl *Client) relay(peer *os.File) {
 		peer.Close()
 		return
 	}
-	pc, err := net.FileConn(peer)
-	peer.Close()
-	if err != nil {
-		logLine("ERROR", "relay: %v (%s)", err, cl.elements(0))
-		return
-	}
+	pc := peer // non-blocking: in the netpoller (handOff)
 	var once sync.Once
 	end := func() {
 		once.Do(func() {

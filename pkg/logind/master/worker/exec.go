@@ -234,9 +234,9 @@ func NoFileNeed(svc *config.Service, ssl string, listeners int) uint64 {
 // send a descriptor (sendmsg ETOOMANYREFS, "too many references") when
 // the descriptors in flight of the sender's user, all of its processes
 // together, exceed the sender's RLIMIT_NOFILE, and every login process
-// runs as login_user; Dovecot's login processes never meet that, as
-// they run with the limit Dovecot was started with (dovecot.service:
-// LimitNOFILE=65535). If NoFileNeed is more than hard (the hard limit
+// runs as login_user, so a limit sized for one process's own clients
+// (67 in high-security mode) is met by bursts of hand-offs from many
+// processes (docs/loginsvc.md, Sandbox). If NoFileNeed is more than hard (the hard limit
 // the process inherits, which it cannot raise without
 // CAP_SYS_RESOURCE; 0 means unknown), it returns hard and clamped =
 // true; the in-flight floor alone is cut to hard silently (and left out

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -94,10 +95,10 @@ func (a *Acceptor) Next(may func() bool) (int, unix.Sockaddr, error) {
 			lfd := a.lfds[a.turn]
 			a.turn = (a.turn + 1) % len(a.lfds)
 			var nfd int
-			var sa unix.Sockaddr
-			nfd, sa, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+			var sa syscall.Sockaddr
+			nfd, sa, err = syscall.Accept4(lfd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
 			if err == nil {
-				return nfd, sa, nil
+				return nfd, unixSockaddr(sa), nil
 			}
 			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
 				return -1, nil, err

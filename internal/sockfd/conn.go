@@ -44,12 +44,14 @@ func NewConn(fd int, remote *net.TCPAddr) *Conn {
 
 // tcpAddr converts a socket address (nil or not AF_INET/AF_INET6: an
 // empty *net.TCPAddr, so that callers need no nil check).
-func tcpAddr(sa unix.Sockaddr) *net.TCPAddr { return net.TCPAddrFromAddrPort(AddrPort(sa)) }
+func tcpAddr(sa syscall.Sockaddr) *net.TCPAddr {
+	return net.TCPAddrFromAddrPort(SyscallAddrPort(sa))
+}
 
 // RemoteAddr is the client's address (*net.TCPAddr).
 func (c *Conn) RemoteAddr() net.Addr {
 	if c.remote == nil {
-		sa, _ := unix.Getpeername(c.fd)
+		sa, _ := syscall.Getpeername(c.fd)
 		c.remote = tcpAddr(sa)
 	}
 	return c.remote
@@ -59,7 +61,7 @@ func (c *Conn) RemoteAddr() net.Addr {
 // (*net.TCPAddr).
 func (c *Conn) LocalAddr() net.Addr {
 	if c.local == nil {
-		sa, _ := unix.Getsockname(c.fd)
+		sa, _ := syscall.Getsockname(c.fd)
 		c.local = tcpAddr(sa)
 	}
 	return c.local
@@ -111,53 +113,63 @@ func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.File.SyscallCon
 
 var _ net.Conn = (*Conn)(nil)
 
-// WaitHangup waits until the peer of the socket rc has closed its side
-// (POLLRDHUP, POLLHUP or POLLERR) and returns true, or until stop is
-// closed and returns false, at once: the poll also waits on an eventfd
-// that stop's closing signals, so the caller is never held up (a
-// 100 ms polling step used to add up to 100 ms to every reply that
-// followed the watch: each AUTHENTICATE took 100 ms). It holds rc's
-// descriptor until it returns.
-func WaitHangup(rc syscall.RawConn, stop <-chan struct{}) bool {
-	select {
-	case <-stop:
-		return false
-	default:
-	}
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+// Deadliner is a socket whose reads can be cut short by a read deadline
+// (*Conn, *net.TCPConn).
+type Deadliner interface {
+	syscall.Conn
+	SetReadDeadline(t time.Time) error
+}
+
+// WatchHangup calls hup, once, from a goroutine of its own, when the
+// peer of the socket c closes its side (POLLRDHUP, POLLHUP or POLLERR),
+// until the returned stop is called. It waits through Go's netpoller,
+// where c is already registered: the goroutine is parked, not a thread
+// blocked in poll(2), and it looks at the socket only when it becomes
+// readable (poll with a zero timeout). Unread input stays in the socket
+// (nothing is read, not even with MSG_PEEK). stop wakes the goroutine
+// with a read deadline in the past and returns once it has ended, at
+// once; the read deadline stays in the past, so the caller sets the one
+// it wants (the watch ends early, without calling hup, at the deadline
+// c already had, and when c is not a socket).
+func WatchHangup(c Deadliner, hup func()) (stop func()) {
+	rc, err := c.SyscallConn()
 	if err != nil {
-		// No descriptor to spare: wait for stop alone (the hangup is
-		// then seen when the session next reads).
-		<-stop
-		return false
+		return func() {}
 	}
-	defer unix.Close(efd)
 	done := make(chan struct{})
-	defer close(done)
 	go func() {
-		select {
-		case <-stop:
-			unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
-		case <-done:
+		defer close(done)
+		var hung bool
+		rc.Read(func(fd uintptr) bool {
+			hung = peerClosed(int(fd))
+			if watchLooked != nil {
+				watchLooked()
+			}
+			return hung
+		})
+		if hung {
+			hup()
 		}
 	}()
-	hup := false
-	rc.Control(func(fd uintptr) {
-		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}, {Fd: int32(efd), Events: unix.POLLIN}}
-		for {
-			n, err := unix.Poll(p, -1)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil || n <= 0 || p[1].Revents != 0 {
-				return
-			}
-			hup = p[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
-			return
-		}
-	})
-	if !hup {
-		<-stop
+	return func() {
+		c.SetReadDeadline(time.Unix(1, 0))
+		<-done
 	}
-	return hup
+}
+
+// watchLooked, when set (by a test), is called each time WatchHangup
+// has looked at its socket.
+var watchLooked func()
+
+// peerClosed reports whether the peer of the socket fd has closed its
+// side, without waiting.
+func peerClosed(fd int) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	for {
+		n, err := unix.Poll(p, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return n > 0 && p[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
+	}
 }

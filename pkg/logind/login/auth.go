@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
@@ -207,8 +206,12 @@ func (cl *Client) Authenticate(mech, ir string, hasIR bool, io AuthIO, prefix []
 	}
 	ctx, cancel := context.WithDeadline(cl.killContext(), cl.accepted.Add(cl.lp.in.PreloginTimeout))
 	defer cancel()
-	stopWatch := cl.watchHangup(cancel)
-	defer stopWatch()
+	// No watch on the client's socket while auth or the post-login
+	// service answers: Dovecot's login processes remove the client's io
+	// until the reply (client_auth_begin_common, client_auth_respond),
+	// so a client that sends its password and hangs up is still judged
+	// (and its failure logged as "auth failed", which ban tools read);
+	// an EOF is seen when its input is next read.
 	hs, err := ac.WaitReady(ctx)
 	if err != nil {
 		return cl.authInterrupted(err)
@@ -322,7 +325,7 @@ func (cl *Client) authInterrupted(err error) AuthOutcome {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		err = os.ErrDeadlineExceeded
-	case errors.Is(err, context.Canceled): // killed, or the client hung up (watchHangup)
+	case errors.Is(err, context.Canceled): // killed, or the client hung up (awaitAuth)
 		if _, k := cl.killedReason(); !k {
 			return AuthOutcome{End: Ending{Why: "Connection closed", Reason: ipc.CloseNormal}}
 		}
@@ -330,25 +333,6 @@ func (cl *Client) authInterrupted(err error) AuthOutcome {
 	}
 	r, why := cl.inputFailure(err)
 	return AuthOutcome{End: Ending{Why: why, Reason: r}}
-}
-
-// watchHangup cancels an authentication (cancel) when the client closes
-// its connection while auth or the hand-off is being waited for
-// (POLLRDHUP on its socket). The returned func stops the watch.
-func (cl *Client) watchHangup(cancel context.CancelFunc) func() {
-	rc, err := cl.c.SyscallConn()
-	if err != nil {
-		return func() {}
-	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if sockfd.WaitHangup(rc, stop) {
-			cancel()
-		}
-	}()
-	return func() { close(stop); <-done }
 }
 
 // authRequest is the AUTH request for mech: every field Dovecot's login

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 	"github.com/tcpwrapd/tcpwrapd/pkg/dovecot/authclient"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 )
@@ -67,8 +68,10 @@ func (cl *Client) awaitAuth(deadline time.Time) (ipc.CloseReason, string, bool) 
 	}
 	ctx, cancel := context.WithDeadline(cl.killContext(), deadline)
 	defer cancel()
-	stop := cl.watchHangup(cancel)
-	defer stop()
+	// Dovecot reads the client's input while it waits (an EOF destroys
+	// the client); the input is left for the session here.
+	stop := sockfd.WatchHangup(cl.c, cancel)
+	defer stop() // the caller sets the read deadline
 	wctx, wcancel := context.WithTimeout(ctx, authWaitWarning)
 	_, err := cl.lp.auth.WaitReady(wctx)
 	wcancel()

@@ -41,7 +41,9 @@
 // a client's greeting until it is up. A Session authenticates with
 // Client.Authenticate or LoginPlain (auth.go): the mechanism checks, the
 // AUTH request, the challenges through the protocol's AuthIO, CANCEL when
-// the client aborts, leaves or runs out of time, and the reply read as
+// the client aborts, leaves while its response is read, or runs out of
+// time (no watch on the client while auth answers, as in Dovecot), and
+// the reply read as
 // Dovecot reads it (package sasl). On OK the client is handed off to the
 // post-login service (handoff.go, package masterauth): its own socket in
 // plaintext, over TLS a socketpair whose other end the process relays

@@ -57,6 +57,11 @@ func (cl *Client) handOff(a *authclient.Auth, hs authclient.Handshake, r *authcl
 			logLine("ERROR", "socketpair() failed: %v", err)
 			return cl.handOffFailed(a)
 		}
+		// Our end non-blocking before os.NewFile, which then puts it
+		// in the netpoller for the relay (no dup, no probing as
+		// net.FileConn would); theirs stays as the post-login process
+		// expects it.
+		unix.SetNonblock(fds[0], true)
 		ours, theirs = os.NewFile(uintptr(fds[0]), "relay"), os.NewFile(uintptr(fds[1]), "post-login")
 		send = theirs
 	}

@@ -1,7 +1,6 @@
 package login
 
 import (
-	"net"
 	"os"
 	"time"
 
@@ -31,13 +30,7 @@ func (cl *Client) relay(peer *os.File) (killed bool) {
 		peer.Close()
 		return
 	}
-	pc, err := net.FileConn(peer)
-	peer.Close()
-	if err != nil {
-		logLine("ERROR", "relay: %v (%s)", err, cl.elements(0))
-		return
-	}
-	relay.Run(cl.conn, pc)
+	relay.Run(cl.conn, peer) // peer: non-blocking, in the netpoller (handOff)
 	return
 }
 

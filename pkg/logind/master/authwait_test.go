@@ -136,6 +136,32 @@ func TestHandOffFailedNotice(t *testing.T) {
 	}
 }
 
+// TestGreetingWaitHangup: while the greeting waits for auth, a client
+// that hangs up is let go at once (Dovecot reads its input then), and
+// one that sends its LOGIN before the greeting has it answered after
+// the greeting: the watch for the hang-up leaves the input unread.
+func TestGreetingWaitHangup(t *testing.T) {
+	for _, mode := range authModes {
+		t.Run(mode.name, func(t *testing.T) {
+			l := startLab(t, "imap-login", "", mode.conf)
+			release := make(chan struct{})
+			fakeAuth(t, l.cfg.BaseDir, release)
+			gone := l.dial("127.0.0.2")
+			early := l.dial("")
+			early.c.Write([]byte("a LOGIN alice secret\r\n"))
+			gone.c.Close()
+			l.mustLog("Disconnected: Connection closed", "rip=127.0.0.2")
+			close(release)
+			if g := early.line(); !strings.HasPrefix(g, "* OK [CAPABILITY ") {
+				t.Fatalf("greeting %q", g)
+			}
+			if r := early.line(); r != "* BYE [UNAVAILABLE] Internal login failure. Refer to server log for more information." {
+				t.Errorf("the LOGIN sent before the greeting: %q", r)
+			}
+		})
+	}
+}
+
 // TestAuthNotResponding: auth silent for 10 s: the client is told
 // Dovecot's waiting notice (and a warning is logged); the greeting
 // follows once auth answers.

@@ -2,6 +2,7 @@ package master
 
 import (
 	"encoding/base64"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -179,6 +180,24 @@ func testDovecotLogin(t *testing.T, b backend) {
 				}
 				c.cmd("z LOGOUT")
 				l.mustLog("Disconnected: Aborted login by logging out (auth failed, 1 attempts in ", "user=<"+authUser+">, method=PLAIN")
+			})
+			t.Run("client leaves before auth answers", func(t *testing.T) {
+				// As in Dovecot, a client's hang-up is not watched for
+				// while auth answers: the failure is judged and logged
+				// as one (ban tools count it), not cut short as a
+				// closed connection.
+				c := l.dial("")
+				c.line()
+				// The client's side is closed (FIN, POLLRDHUP) and its
+				// reply still read: auth's penalty grows with each
+				// failure from 127.0.0.1 (up to 15 s).
+				c.c.Write([]byte("a LOGIN " + authUser + " wrong\r\n"))
+				c.c.(*net.TCPConn).CloseWrite()
+				c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				if r, _ := c.r.ReadString('\n'); r != "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n" {
+					t.Errorf("after the client's close: %q, want auth's failure", r)
+				}
+				l.mustLog("Disconnected: Connection closed", "(auth failed, 1 attempts in ", "user=<"+authUser+">, method=PLAIN")
 			})
 			t.Run("STARTTLS", func(t *testing.T) {
 				c := l.dial("")

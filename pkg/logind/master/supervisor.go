@@ -310,14 +310,14 @@ func (s *Supervisor) apply(cfg *config.Config) error {
 // warnNoFile warns (at start and at every reload) when the login
 // processes of svc, given listeners listening sockets, cannot hold
 // client_limit clients because the hard open-file limit is lower than
-// they need (see loginNoFile): they then run with the hard limit, and
+// they need (see worker.NoFileNeed): they then run with the hard limit, and
 // when a descriptor is missing ("too many open files") an access check
 // fails (the client is closed, counted as an access error) or a
 // direct accept waits until one is free. Dovecot's master warns
 // likewise.
 func (s *Supervisor) warnNoFile(svc *config.Service, ssl string, listeners int) {
 	hard := worker.HardNoFile()
-	need, _ := worker.NoFile(svc, ssl, listeners, 0)
+	need := worker.NoFileNeed(svc, ssl, listeners)
 	if hard == 0 || need <= hard {
 		return
 	}

@@ -9,8 +9,7 @@ package listenopt
 
 import (
 	"net/netip"
-
-	"golang.org/x/sys/unix"
+	"syscall"
 
 	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 )
@@ -54,11 +53,11 @@ func (s Set) Lookup(fd int) Flags {
 	if len(s) == 0 {
 		return 0
 	}
-	sa, err := unix.Getsockname(fd)
+	sa, err := syscall.Getsockname(fd) // x/sys/unix's adds a getsockopt
 	if err != nil {
 		return 0
 	}
-	ap := sockfd.AddrPort(sa)
+	ap := sockfd.SyscallAddrPort(sa)
 	any := netip.IPv4Unspecified()
 	switch {
 	case !ap.IsValid():

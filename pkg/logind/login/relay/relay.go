@@ -15,8 +15,11 @@ import (
 // done, as Dovecot's iostream proxy finishes at the first side's end:
 // then peer is closed and client's deadline is set in the past, so that
 // the other direction ends too. It returns when both copies have ended.
-// client is left open for the caller to close.
-func Run(client, peer net.Conn) {
+// client is left open for the caller to close. peer is the caller's end
+// of the socket pair to the post-login process (an *os.File in
+// non-blocking mode, which Go's netpoller serves without the dup and
+// system calls net.FileConn would cost).
+func Run(client net.Conn, peer io.ReadWriteCloser) {
 	var once sync.Once
 	end := func() {
 		once.Do(func() {

@@ -218,20 +218,38 @@ func loginThreads(svc *config.Service) uint64 {
 // after an eviction (see loginProc.canAccept).
 const NoFileReserve = 64
 
-// NoFile is the RLIMIT_NOFILE for a login process of svc that gets
-// listeners listening sockets, with ssl (the global ssl): enough to hold
+// NoFileNeed is how many descriptors a login process of svc that gets
+// listeners listening sockets holds at most, with ssl (the global ssl):
 // client_limit clients at once, each with NoFilePerClient descriptors,
 // plus NoFileReserve (which holds the process's auth connection) and the
-// listeners. If that is
-// more than hard (the hard limit the process inherits, which it cannot
-// raise without CAP_SYS_RESOURCE; 0 means unknown), it returns hard and
-// clamped = true.
+// listeners.
+func NoFileNeed(svc *config.Service, ssl string, listeners int) uint64 {
+	return uint64(svc.ClientLimit)*NoFilePerClient(ssl) + NoFileReserve + uint64(listeners)
+}
+
+// NoFile is the RLIMIT_NOFILE for a login process of svc: NoFileNeed,
+// and at least what the service's processes can have in flight at once
+// (one descriptor per client being handed off: process_limit ×
+// client_limit) plus the reserve and the listeners. Linux refuses to
+// send a descriptor (sendmsg ETOOMANYREFS, "too many references") when
+// the descriptors in flight of the sender's user, all of its processes
+// together, exceed the sender's RLIMIT_NOFILE, and every login process
+// runs as login_user, so a limit sized for one process's own clients
+// (67 in high-security mode) is met by bursts of hand-offs from many
+// processes (docs/loginsvc.md, Sandbox). If NoFileNeed is more than hard (the hard limit
+// the process inherits, which it cannot raise without
+// CAP_SYS_RESOURCE; 0 means unknown), it returns hard and clamped =
+// true; the in-flight floor alone is cut to hard silently (and left out
+// when hard is unknown).
 func NoFile(svc *config.Service, ssl string, listeners int, hard uint64) (limit uint64, clamped bool) {
-	limit = uint64(svc.ClientLimit)*NoFilePerClient(ssl) + NoFileReserve + uint64(listeners)
-	if hard > 0 && limit > hard {
+	need := NoFileNeed(svc, ssl, listeners)
+	if hard > 0 && need > hard {
 		return hard, true
 	}
-	return limit, false
+	if hard == 0 {
+		return need, false
+	}
+	return min(max(need, uint64(svc.ProcessLimit)*uint64(svc.ClientLimit)+NoFileReserve+uint64(listeners)), hard), false
 }
 
 // NoFilePerClient is how many descriptors a client can hold at once in

@@ -10,8 +10,11 @@ import (
 
 // TestLoginNoFile: a login process's RLIMIT_NOFILE allows for every
 // client's socket plus, with login_access_sockets, its connection to the
-// access socket, plus the reserve and the listeners; it is clamped to the
-// inherited hard limit.
+// access socket, plus the reserve and the listeners, and at least for
+// every client of the service's processes in flight at once to the
+// post-login service (process_limit × client_limit: the kernel counts a
+// user's descriptors in flight against the sender's limit); it is
+// clamped to the inherited hard limit.
 func TestLoginNoFile(t *testing.T) {
 	for _, tt := range []struct {
 		name        string
@@ -22,12 +25,16 @@ func TestLoginNoFile(t *testing.T) {
 		want        uint64
 		wantClamped bool
 	}{
-		{"high-security", "", "service_count = 1", 1, 20000, 67, false},
-		{"high-security with access sockets", "tcpwrap", "service_count = 1", 1, 20000, 67, false},
-		{"high-security with TLS", "", "service_count = 1", 1, 20000, 69, false},
-		{"high-performance default", "", "service_count = 0", 2, 20000, 2066, false},
-		{"high-performance with access sockets", "tcpwrapd/access", "service_count = 0", 1, 20000, 2065, false},
-		{"hp-idle benchmark", "", "service_count = 0\n client_limit = 9000", 1, 20000, 18065, false},
+		// process_limit 100 (the default) × 1 client + 64 + 1 listener.
+		{"high-security", "", "service_count = 1", 1, 20000, 165, false},
+		{"high-security with access sockets", "tcpwrap", "service_count = 1", 1, 20000, 165, false},
+		{"high-security with TLS", "", "service_count = 1", 1, 20000, 165, false},
+		{"high-security benchmark", "", "service_count = 1\n process_limit = 1024", 1, 20000, 1089, false},
+		{"high-security, one process", "", "service_count = 1\n process_limit = 1", 1, 20000, 67, false},
+		{"high-security, one process with TLS", "", "service_count = 1\n process_limit = 1", 1, 20000, 69, false},
+		{"high-performance default", "", "service_count = 0", 2, 20000, 20000, false},
+		{"high-performance, one process", "tcpwrapd/access", "service_count = 0\n process_limit = 1", 1, 20000, 2065, false},
+		{"hp-idle benchmark", "", "service_count = 0\n client_limit = 9000\n process_limit = 6", 1, 20000, 20000, false},
 		{"over the hard limit", "tcpwrap", "service_count = 0\n client_limit = 19000", 1, 20000, 20000, true},
 		{"hard limit unknown", "tcpwrap", "service_count = 0\n client_limit = 19000", 1, 0, 38065, false},
 	} {

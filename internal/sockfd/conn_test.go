@@ -1,0 +1,119 @@
+package sockfd
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pair is a loopback TCP connection: the server side as a *Conn (made
+// from an accept4'd non-blocking descriptor, as a login process makes
+// it) and the client side.
+func pair(t *testing.T) (*Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	rc, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nfd int
+	var aerr error
+	// Dial returned: the connection is in the listen queue.
+	if err := rc.Control(func(fd uintptr) {
+		nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	}); err != nil || aerr != nil {
+		t.Fatal(err, aerr)
+	}
+	c := NewConn(nfd, nil)
+	t.Cleanup(func() { c.Close() })
+	return c, cc
+}
+
+// TestWatchHangup: the peer's close is seen, also behind unread input,
+// which stays unread; the watch of a quiet peer stops at once.
+func TestWatchHangup(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		input string // sent before the close
+	}{
+		{"close", ""},
+		{"input then close", "a LOGIN u p\r\nb SELECT INBOX\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, cc := pair(t)
+			hup := make(chan struct{})
+			stop := WatchHangup(c, func() { close(hup) })
+			if tc.input != "" {
+				if _, err := cc.Write([]byte(tc.input)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cc.Close()
+			select {
+			case <-hup:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the peer's close was not seen")
+			}
+			stop()
+			c.SetReadDeadline(time.Time{})
+			got, err := io.ReadAll(c)
+			if err != nil || string(got) != tc.input {
+				t.Errorf("input after the watch: %q, %v; want %q", got, err, tc.input)
+			}
+		})
+	}
+	t.Run("stop", func(t *testing.T) {
+		// A poll in steps of 100 ms made each stop, once the watch had
+		// started waiting, wait for the step to end (rounds × 100 ms);
+		// the netpoller wakes it at once.
+		c, cc := pair(t)
+		cc.Write([]byte("x")) // readable, not closed
+		looked := make(chan struct{}, 1)
+		watchLooked = func() {
+			select {
+			case looked <- struct{}{}:
+			default:
+			}
+		}
+		defer func() { watchLooked = nil }()
+		const rounds = 100
+		start := time.Now()
+		for range rounds {
+			stop := WatchHangup(c, func() { t.Error("hup without a hang-up") })
+			<-looked // the watch is waiting
+			stop()
+			c.SetReadDeadline(time.Time{})
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%d watches took %v to stop", rounds, d)
+		}
+		b := make([]byte, 2)
+		if n, err := c.Read(b); n != 1 || err != nil {
+			t.Errorf("input after the watches: %q, %v", b[:n], err)
+		}
+	})
+}
+
+// TestConnAddrs: a Conn made without the client's address asks the
+// kernel for both (the syscall package's getpeername and getsockname).
+func TestConnAddrs(t *testing.T) {
+	c, cc := pair(t)
+	if got, want := c.RemoteAddr().String(), cc.LocalAddr().String(); got != want {
+		t.Errorf("RemoteAddr %s, want %s", got, want)
+	}
+	if got, want := c.LocalAddr().String(), cc.RemoteAddr().String(); got != want {
+		t.Errorf("LocalAddr %s, want %s", got, want)
+	}
+}

@@ -101,10 +101,16 @@ func (c *Conn) Peek(p []byte) (int, error) {
 	return n, nil
 }
 
-// SetDeadline, SetReadDeadline and SetWriteDeadline are os.File's; they are
-// listed here so that Conn is a net.Conn.
-func (c *Conn) SetDeadline(t time.Time) error      { return c.File.SetDeadline(t) }
-func (c *Conn) SetReadDeadline(t time.Time) error  { return c.File.SetReadDeadline(t) }
+// SetDeadline is os.File's SetDeadline (reads and writes); it is listed
+// here so that Conn is a net.Conn.
+func (c *Conn) SetDeadline(t time.Time) error { return c.File.SetDeadline(t) }
+
+// SetReadDeadline is os.File's SetReadDeadline: a Read past t fails with
+// os.ErrDeadlineExceeded.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.File.SetReadDeadline(t) }
+
+// SetWriteDeadline is os.File's SetWriteDeadline: a Write past t fails
+// with os.ErrDeadlineExceeded.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.File.SetWriteDeadline(t) }
 
 // SyscallConn gives the descriptor to the access-socket client, which
@@ -117,6 +123,8 @@ var _ net.Conn = (*Conn)(nil)
 // (*Conn, *net.TCPConn).
 type Deadliner interface {
 	syscall.Conn
+	// SetReadDeadline makes a blocked Read return
+	// os.ErrDeadlineExceeded at t (a time in the past: at once).
 	SetReadDeadline(t time.Time) error
 }
 

@@ -65,6 +65,7 @@ func ReadJSONFiles[T any](files []string, stdin io.Reader) ([]*T, error) {
 // nearest-rank p50, p90 and p99, and the maximum. It sorts lat. All are
 // zero when lat is empty.
 type Latencies struct {
+	// MeanUS, P50US, P90US, P99US and MaxUS are in microseconds.
 	MeanUS, P50US, P90US, P99US, MaxUS float64
 }
 
@@ -89,7 +90,10 @@ func SummarizeLatencies(lat []time.Duration) Latencies {
 }
 
 // Counts are the verdicts of a run, for Emit.
-type Counts struct{ Allowed, Denied, Errors int64 }
+type Counts struct {
+	// Allowed, Denied and Errors count the requests by verdict.
+	Allowed, Denied, Errors int64
+}
 
 // Emit prints res's human line on stderr and its JSON line on stdout, as
 // the drivers' "run" commands do, and returns their exit status: 0, or 1

@@ -56,16 +56,19 @@ type Config struct {
 
 // Result is the outcome of one Run, printed as one JSON line.
 type Result struct {
-	Schema  int     `json:"schema"`
-	Proto   string  `json:"proto"`
-	Target  string  `json:"target"`
-	Rules   int     `json:"rules"`
-	Addr    string  `json:"addr"`
-	Client  string  `json:"client"`
-	Workers int     `json:"workers"`
-	Seconds float64 `json:"seconds"`
+	Schema  int     `json:"schema"`  // the JSON line's shape version
+	Proto   string  `json:"proto"`   // Config.Proto
+	Target  string  `json:"target"`  // Config.Target
+	Rules   int     `json:"rules"`   // Config.Rules (hosts.deny lines)
+	Addr    string  `json:"addr"`    // Config.Addr
+	Client  string  `json:"client"`  // the client address the requests name
+	Workers int     `json:"workers"` // connections, one request in flight each
+	Seconds float64 `json:"seconds"` // length of the measured phase
 	// Requests counts measured requests, failed ones included.
-	Requests   int64  `json:"requests"`
+	Requests int64 `json:"requests"`
+	// Allowed, Denied and Errors split Requests by verdict (Dovecot's
+	// auth-policy status, Postfix's action); FirstError is the first
+	// error's text.
 	Allowed    int64  `json:"allowed"`
 	Denied     int64  `json:"denied"`
 	Errors     int64  `json:"errors"`

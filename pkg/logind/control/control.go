@@ -135,8 +135,8 @@ const WhoSchemaVersion = 1
 // Who is what the control socket reports for loginctl who: the
 // logged-in clients, by login time.
 type Who struct {
-	Version  int       `json:"version"` // WhoSchemaVersion
-	Sessions []Session `json:"sessions"`
+	Version  int       `json:"version"`  // WhoSchemaVersion
+	Sessions []Session `json:"sessions"` // by Since, oldest first
 }
 
 // Session states beyond the connection states (ipc.ConnState's names:
@@ -152,17 +152,17 @@ const (
 
 // Session is one client that logged in.
 type Session struct {
-	User       string     `json:"user"`
+	User       string     `json:"user"`     // the user auth logged in (Dovecot's %u), as the login line gives it
 	Service    string     `json:"service"`  // imap-login, ...
 	Protocol   string     `json:"protocol"` // imap, pop3, submission, sieve
 	Mech       string     `json:"mech"`     // SASL mechanism (PLAIN for IMAP LOGIN, POP3 USER/PASS)
 	RemoteIP   netip.Addr `json:"rip"`      // as the log lines give it (PROXY header, trusted forwarding); "" if unknown
-	RemotePort uint16     `json:"rport"`
-	Since      time.Time  `json:"since"` // when it logged in
-	TLS        bool       `json:"tls"`   // TLS with the login process (implicit or STARTTLS)
-	PID        int        `json:"pid"`   // the login process
-	MailPID    uint32     `json:"mail_pid"`
-	State      string     `json:"state"` // proxying, logging-in, StateHandedOff
+	RemotePort uint16     `json:"rport"`    // the client's port (Dovecot's %{rport}); 0 if unknown
+	Since      time.Time  `json:"since"`    // when it logged in
+	TLS        bool       `json:"tls"`      // TLS with the login process (implicit or STARTTLS)
+	PID        int        `json:"pid"`      // the login process
+	MailPID    uint32     `json:"mail_pid"` // the post-login mail process (Dovecot's mpid=); 0 if unknown
+	State      string     `json:"state"`    // proxying, logging-in, StateHandedOff
 }
 
 // QueryWho asks the supervisor listening on the control socket path for

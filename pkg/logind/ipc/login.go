@@ -55,12 +55,12 @@ const (
 
 // Login is one login report.
 type Login struct {
-	ID      uint64
-	User    string
-	Mech    string
-	MailPID uint32         // 0: unknown
-	Remote  netip.AddrPort // the zero AddrPort if unknown
-	TLS     bool
+	ID      uint64         // the connection's id (as in the connection reports)
+	User    string         // the user auth logged in (user=<%u>)
+	Mech    string         // the SASL mechanism (method=%m; PLAIN for IMAP LOGIN, POP3 USER/PASS)
+	MailPID uint32         // the mail process (mpid=%e); 0: unknown
+	Remote  netip.AddrPort // the client's address (rip=%r, rport); the zero AddrPort if unknown
+	TLS     bool           // TLS with the login process (implicit or STARTTLS)
 }
 
 // AppendLogin appends l's report (MsgLogin); l.User is cut to

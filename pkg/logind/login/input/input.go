@@ -48,7 +48,10 @@ type Buffer struct {
 }
 
 // Flusher writes what is queued for the client (its corked replies).
-type Flusher interface{ Flush() error }
+type Flusher interface {
+	// Flush writes the queued replies; its error is the write's.
+	Flush() error
+}
 
 // New returns an input buffer reading from src; out, if not nil, is
 // flushed before each read from src.

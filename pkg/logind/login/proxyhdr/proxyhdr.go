@@ -54,6 +54,7 @@ type BadHeaderError struct {
 	Why string
 }
 
+// Error is "invalid PROXY header: " and Why.
 func (e *BadHeaderError) Error() string { return "invalid PROXY header: " + e.Why }
 
 func badHeader(format string, args ...any) error {

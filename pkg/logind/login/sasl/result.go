@@ -76,8 +76,11 @@ func knownCode(code string) bool {
 // Verdict is how an OK or FAIL reply ends an authentication: its Result,
 // the client's Text, and for a referral the destination.
 type Verdict struct {
+	// Result is the outcome (OK, a failure kind, TempFail).
 	Result Result
-	Text   string
+	// Text is what the client is told (auth's reason=, or the
+	// protocol's default text when auth gave none).
+	Text string
 	// Host, Port and Destuser: a referral's destination (IMAP's
 	// [REFERRAL imap://destuser;AUTH=mech@host:port/]).
 	Host, Destuser string
@@ -85,7 +88,7 @@ type Verdict struct {
 	// Code is the failure code the client is remembered by (State.LastFail).
 	Code string
 	// Proxy: auth asked for proxying (OK with proxy); the caller refuses
-	// it (loginsvc does not proxy yet) with TempFail and
+	// it (loginsvc does not proxy) with TempFail and
 	// ProxyFailureText.
 	Proxy bool
 }

@@ -111,10 +111,13 @@ func (s *State) ExtraReason(created, now time.Time, bannerSent bool) string {
 // login_log_format_elements: "user=<%u> method=%m rip=%r lip=%l
 // mpid=%e %c session=<%{session}>").
 type Elements struct {
+	// User is %u, Mech %m (left out when ""), RemoteIP %r, LocalIP %l.
 	User, Mech, RemoteIP, LocalIP string
-	MailPID                       uint32
+	// MailPID is %e, the mail process's pid (0: unknown, not logged).
+	MailPID uint32
 	// Conn is "TLS", "secured" or "".
-	Conn    string
+	Conn string
+	// Session is the login's session id (%{session}, base64).
 	Session string
 }
 

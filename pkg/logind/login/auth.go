@@ -29,8 +29,8 @@ type AuthIO interface {
 	Response(in *input.Buffer) (resp string, cancel bool, err error)
 }
 
-// Authenticator is what a Session authenticates through: its Client, or in the protocols' transcript tests a fake
-// (logintest.FakeAuth).
+// Authenticator is what a Session authenticates through: its Client, or
+// in the protocols' transcript tests a fake (logintest.FakeAuth).
 type Authenticator interface {
 	// Mechanisms lists the SASL mechanisms that may be advertised now
 	// (Client.Mechanisms: plaintext ones hidden by

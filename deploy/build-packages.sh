@@ -165,12 +165,7 @@ done
 
 # --- nfpm ----------------------------------------------------------------
 config=$stage/nfpm.yaml
-if [ -f examples/loginsvc.conf ]; then
-    cp deploy/nfpm.yaml "$config"
-else
-    log "examples/loginsvc.conf does not exist yet: no /etc/loginsvc/loginsvc.conf conffile"
-    sed '/# BEGIN optional loginsvc.conf/,/# END optional loginsvc.conf/d' deploy/nfpm.yaml >"$config"
-fi
+cp deploy/nfpm.yaml "$config"
 for format in "${formats[@]}"; do
     "$stage/tools/nfpm" package --config "$config" --packager "$format" --target "$out/" >&2
 done

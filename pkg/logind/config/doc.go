@@ -20,26 +20,31 @@
 //	  postlogin_socket
 //	}
 //
-// Global settings: base_dir, default_client_limit (1000),
-// default_process_limit (100), default_vsz_limit (256M),
-// default_idle_kill (1 min), default_login_user (dovenull),
-// haproxy_trusted_networks (none), haproxy_timeout (3 secs), listen,
-// login_access_sockets, login_greeting, login_trusted_networks,
-// protocols (imap pop3), shutdown_clients (yes), ssl (no, yes, required),
-// ssl_cert, ssl_key (PEM, normally "<file"), ssl_min_protocol (TLSv1.2;
-// TLSv1, TLSv1.1, TLSv1.3), login_prelogin_timeout (3 mins; Dovecot's fixed 180 s pre-login
-// deadline made settable), and login_prelogin_ip_limit (1000; 0 = none)
-// and login_prelogin_ipv6_prefix (64), the places one source may hold
-// and what makes IPv6 clients one source (see pkg/logind/master),
-// login_socket_path (login: Dovecot's auth socket, relative to the
-// chroot), disable_plaintext_auth (yes) or its inverse
-// auth_allow_cleartext (no), also per protocol; and per service
-// postlogin_socket (the protocol's name: Dovecot's post-login socket);
-// login_log_path (empty: off; syslog, or a unix datagram socket's
-// absolute path), instance_name (dovecot) and syslog_facility (mail):
-// the login processes' lines in Dovecot's own syslog format
-// (docs/loginsvc.md, "Log lines for ban tools"). Limits are computed as Dovecot's master does
-// them (docs/loginsvc.md, "Configuration"): process_limit/client_limit 0 mean the defaults, and
+// Global settings, with their defaults (the table globalDefaults;
+// docs/loginsvc.md, "Configuration"): base_dir (/run/loginsvc),
+// default_client_limit (1000), default_process_limit (100),
+// default_vsz_limit (256M), default_idle_kill (1 min),
+// default_login_user (dovenull), haproxy_trusted_networks (none),
+// haproxy_timeout (3 secs), listen (*, ::), login_access_sockets (none),
+// login_greeting (loginsvc ready.), login_trusted_networks (none),
+// protocols (imap pop3), shutdown_clients (yes), ssl (no; yes,
+// required), ssl_cert, ssl_key (PEM, normally "<file"), ssl_min_protocol
+// (TLSv1.2; TLSv1, TLSv1.1, TLSv1.3), login_prelogin_timeout (3 mins;
+// Dovecot's fixed 180 s pre-login deadline made settable),
+// login_prelogin_ip_limit (1000; 0 = none) and login_prelogin_ipv6_prefix
+// (64), the places one source may hold and what makes IPv6 clients one
+// source (see pkg/logind/master), login_socket_path (login: Dovecot's auth
+// socket, relative to the chroot), disable_plaintext_auth (yes) or its
+// inverse auth_allow_cleartext (no), also per protocol; login_log_path
+// (empty: off; syslog, or a unix datagram socket's absolute path),
+// instance_name (dovecot) and syslog_facility (mail): the login
+// processes' lines in Dovecot's own syslog format (docs/loginsvc.md, "Log
+// lines for ban tools"). Per service: service_count (1),
+// process_min_avail (0), process_limit and client_limit (0: the
+// defaults), vsz_limit ($default_vsz_limit), idle_kill (0:
+// default_idle_kill), user ($default_login_user), chroot (login) and
+// postlogin_socket (empty: the protocol's name, Dovecot's post-login
+// socket). Limits are computed as Dovecot's master does them:
 // client_limit is clamped to service_count when that is non-zero.
 //
 // Errors are collected, not just the first, and each is printed as

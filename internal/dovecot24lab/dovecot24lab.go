@@ -192,7 +192,7 @@ func (d *Dovecot) launch(t testing.TB, cfg Config) error {
 		if _, ok := listeners[p]; !ok {
 			return fmt.Errorf("unsupported protocol %q", p)
 		}
-		port, err := freePort()
+		port, err := dovecotlab.FreePort() // one record of given ports for 2.3 and 2.4 labs
 		if err != nil {
 			return err
 		}
@@ -377,33 +377,8 @@ func Version(root string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-// freePort returns a free port on 127.0.0.1 that this process has not
-// handed out before: the kernel may give a port just closed again, and
-// two listeners of one lab on the same port make doveconf refuse the
-// configuration ("duplicate listener").
-func freePort() (int, error) {
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if !portsGiven[port] {
-			portsGiven[port] = true
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("no free port not handed out before")
-}
-
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{}
-)
-
+// sortedKeys returns m's keys in order (the configuration is written
+// the same for the same Config).
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {

@@ -221,8 +221,8 @@ type Settings struct {
 	AuthAllowCleartext bool
 }
 
-// Packet helpers
-
+// PutU64 appends v to b as 8 little-endian bytes (a packet's connection
+// id, as ReadPacket decodes it) and returns the extended slice.
 func PutU64(b []byte, v uint64) []byte { return binary.LittleEndian.AppendUint64(b, v) }
 
 // SendPacket sends the message b on c, with descriptor fd (SCM_RIGHTS)
@@ -238,9 +238,9 @@ func SendPacket(c *net.UnixConn, b []byte, fd int) error {
 
 // Packet is one decoded message (ReadPacket).
 type Packet struct {
-	Type   byte
-	ID     uint64
-	Arg    uint8
+	Type   byte           // the message type (Msg*)
+	ID     uint64         // the connection id it is about (0: none)
+	Arg    uint8          // the message's one-byte argument (a state, a reason)
 	FD     int            // -1 if none
 	Addr   netip.AddrPort // MsgAccepted: the client's address
 	JSON   []byte         // MsgInit, MsgBatch: the payload
@@ -248,6 +248,8 @@ type Packet struct {
 	Remote netip.AddrPort // MsgConn: the client's address (invalid if none was sent)
 }
 
+// ErrShortPacket is ReadPacket's error for a message shorter than its
+// type's fixed part (a malformed packet).
 var ErrShortPacket = errors.New("short Packet")
 
 // ReadPacket reads one message; buf and oob are scratch space (buf at

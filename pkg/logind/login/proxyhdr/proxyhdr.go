@@ -68,6 +68,7 @@ func badHeader(format string, args ...any) error {
 // nothing is left.
 type Source interface {
 	io.Reader
+	// Peek copies unread bytes into p without consuming them (MSG_PEEK).
 	Peek(p []byte) (int, error)
 }
 

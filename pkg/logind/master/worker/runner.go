@@ -122,6 +122,8 @@ type Event struct {
 	Err      error
 }
 
+// String describes e for logs and test failures ("ready", "conn 3
+// logging-in", ...).
 func (e Event) String() string {
 	switch e.Kind {
 	case EventReady:

@@ -218,18 +218,37 @@ func TestReloadNeverQuiet(t *testing.T) {
 	p := d.probe(t, "127.0.0.2")
 	stop := make(chan struct{})
 	writerDone := make(chan struct{})
+	// stalls are the times between two writes that were long enough for
+	// the file to look finished (SettleTime): a machine starved of CPU
+	// can stop the whole test process, writer included, for that long,
+	// and the reload cannot tell such a stall from a finished file. Only
+	// then may the file (complete, with no rules) be adopted.
+	var stalls []span
 	go func() {
 		defer close(writerDone)
+		last := time.Now()
 		for k := 0; ; k++ {
 			select {
 			case <-stop:
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
+			now := time.Now()
+			if now.Sub(last) >= SettleTime-50*time.Millisecond {
+				stalls = append(stalls, span{last, now})
+			}
 			os.WriteFile(d.deny, []byte(fmt.Sprintf("# %d\n", k)), 0o644) // no rules at all
+			last = time.Now()
 		}
 	}()
-	defer func() { close(stop); <-writerDone }()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-writerDone
+	}()
 	deadline := time.Now().Add(SettleWarnInterval + 20*time.Second)
 	for count(d.log.String(), "level=WARN", "still being written, keeping the previous rules", d.deny) == 0 {
 		if time.Now().After(deadline) {
@@ -238,11 +257,13 @@ func TestReloadNeverQuiet(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	results := p.stop()
-	d.judge(t, results, "0\n", nil, 0)
-	if n := count(d.log.String(), `msg="rules loaded"`); n != 1 {
-		t.Errorf("%d loads, want only the initial one", n)
+	close(stop)
+	<-writerDone
+	_, excused := d.judge(t, results, "0\n", stalls, 0)
+	if n := count(d.log.String(), `msg="rules loaded"`); n > 1+len(stalls) {
+		t.Errorf("%d loads, want only the initial one and at most one per writer stall (%d)", n, len(stalls))
 	}
-	t.Logf("%d checks, all refused while hosts.deny was rewritten every 20 ms", len(results))
+	t.Logf("%d checks, refused while hosts.deny was rewritten every 20 ms; %d writer stalls of SettleTime, %d checks after one granted", len(results), len(stalls), excused)
 	// Run stops at once although a reload is waiting.
 	stopped := time.Now()
 	d.stop()

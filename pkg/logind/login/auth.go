@@ -53,6 +53,19 @@ type Authenticator interface {
 	LoginPlain(user, pass string, prefix []byte) AuthOutcome
 }
 
+// AuthVia is a Protocol's choice of the Authenticator its sessions use:
+// nil means the Client itself; the protocols' transcript tests set a
+// fake (logintest.FakeAuth).
+type AuthVia func(*Client) Authenticator
+
+// For returns the Authenticator for c: c itself when f is nil.
+func (f AuthVia) For(c *Client) Authenticator {
+	if f == nil {
+		return c
+	}
+	return f(c)
+}
+
 // AuthResult is Dovecot's enum client_auth_result (client-common.h): how
 // an authentication ended, for the protocol to word its reply. Its
 // values are those of package sasl.

@@ -24,7 +24,7 @@ import (
 type Protocol struct {
 	// Auth, if set, is what sessions authenticate through instead of
 	// their Client (transcript tests: logintest.FakeAuth).
-	Auth func(*login.Client) login.Authenticator
+	Auth login.AuthVia
 }
 
 // Name is "sieve", what the access sockets receive.
@@ -32,11 +32,7 @@ func (Protocol) Name() string { return "sieve" }
 
 // NewSession starts a client's ManageSieve state.
 func (p Protocol) NewSession(c *login.Client) login.Session {
-	var a login.Authenticator = c
-	if p.Auth != nil {
-		a = p.Auth(c)
-	}
-	return &session{c: c, a: a}
+	return &session{c: c, a: p.Auth.For(c)}
 }
 
 // session is one client's ManageSieve state.

@@ -20,7 +20,7 @@ import (
 type Protocol struct {
 	// Auth, if set, is what sessions authenticate through instead of
 	// their Client (transcript tests: logintest.FakeAuth).
-	Auth func(*login.Client) login.Authenticator
+	Auth login.AuthVia
 }
 
 // Name is "pop3", what the access sockets receive.
@@ -28,11 +28,7 @@ func (Protocol) Name() string { return "pop3" }
 
 // NewSession starts a client's POP3 state.
 func (p Protocol) NewSession(c *login.Client) login.Session {
-	var a login.Authenticator = c
-	if p.Auth != nil {
-		a = p.Auth(c)
-	}
-	return &session{c: c, a: a}
+	return &session{c: c, a: p.Auth.For(c)}
 }
 
 // maxCmdLen is pop3-login's CLIENT_MAX_CMD_LEN: a longer command name is

@@ -311,22 +311,7 @@ func TestHighSecurityProcessesAndEviction(t *testing.T) {
 		}
 		return false
 	})
-	for i, victim := range []int{1, 2} {
-		nc := l.dial("")
-		if g := nc.line(); !strings.HasPrefix(g, "* OK") {
-			t.Fatalf("arrival %d greeting %q", i, g)
-		}
-		if got := cs[victim].line(); got != "* BYE Connection queue full" {
-			t.Errorf("victim %d got %q", victim, got)
-		}
-		cs = append(cs, nc)
-	}
-	// Exactly one eviction per arrival: the survivors still answer.
-	for _, i := range []int{0, 3, 4, 5} {
-		if r := cs[i].cmd("n NOOP"); r != "n OK NOOP completed." {
-			t.Errorf("client %d NOOP: %q", i, r)
-		}
-	}
+	cs = evictOnePerArrival(t, l, cs)
 	st = l.waitFor("counters", func(s control.ServiceStatus) bool { return s.Counters.Evicted == 2 })
 	if len(st.Procs) > 4 {
 		t.Errorf("%d processes over process_limit 4", len(st.Procs))
@@ -488,21 +473,7 @@ func TestHighPerformanceDirectAcceptEviction(t *testing.T) {
 		t.Fatalf("XPROXY: %q", r)
 	}
 	l.waitFor("client 0 proxying", func(s control.ServiceStatus) bool { return s.Procs[0].Proxying+s.Procs[1].Proxying == 1 })
-	for i, victim := range []int{1, 2} {
-		nc := l.dial("")
-		if g := nc.line(); !strings.HasPrefix(g, "* OK") {
-			t.Fatalf("arrival %d greeting %q", i, g)
-		}
-		if got := cs[victim].line(); got != "* BYE Connection queue full" {
-			t.Errorf("victim %d got %q", victim, got)
-		}
-		cs = append(cs, nc)
-	}
-	for _, i := range []int{0, 3, 4, 5} {
-		if r := cs[i].cmd("n NOOP"); r != "n OK NOOP completed." {
-			t.Errorf("client %d NOOP: %q", i, r)
-		}
-	}
+	cs = evictOnePerArrival(t, l, cs)
 	st := l.waitFor("two evictions, 4 clients in 2 processes", func(s control.ServiceStatus) bool {
 		n := 0
 		for _, p := range s.Procs {
@@ -935,4 +906,28 @@ func TestSandboxCannotRegainRoot(t *testing.T) {
 	if out != want {
 		t.Errorf("got %q\nwant %q", out, want)
 	}
+}
+
+// evictOnePerArrival dials two arrivals into a full service whose client
+// 0 is proxying: they evict clients 1 and 2 (the oldest logging in), one
+// each, and the survivors 0, 3 and the arrivals still answer. It returns
+// cs with the arrivals appended.
+func evictOnePerArrival(t *testing.T, l *lab, cs []*tclient) []*tclient {
+	t.Helper()
+	for i, victim := range []int{1, 2} {
+		nc := l.dial("")
+		if g := nc.line(); !strings.HasPrefix(g, "* OK") {
+			t.Fatalf("arrival %d greeting %q", i, g)
+		}
+		if got := cs[victim].line(); got != "* BYE Connection queue full" {
+			t.Errorf("victim %d got %q", victim, got)
+		}
+		cs = append(cs, nc)
+	}
+	for _, i := range []int{0, 3, 4, 5} {
+		if r := cs[i].cmd("n NOOP"); r != "n OK NOOP completed." {
+			t.Errorf("client %d NOOP: %q", i, r)
+		}
+	}
+	return cs
 }

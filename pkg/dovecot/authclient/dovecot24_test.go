@@ -37,14 +37,7 @@ func TestDovecot24Auth(t *testing.T) {
 	good, bad := plain(labUser, labPass), plain(labUser, "wrong")
 
 	t.Run("PLAIN OK", func(t *testing.T) {
-		a, err := c.Begin(ctxT(t, 10*time.Second), request("PLAIN", "192.0.2.1", &good))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := a.Next(ctxT(t, 10*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
+		a, st := beginNext(t, c, request("PLAIN", "192.0.2.1", &good), 10*time.Second)
 		if st.Status != authclient.StatusOK || st.Reply.User != labUser {
 			t.Fatalf("got %v %v, want OK user=%s\n%s", st.Status, st.Reply.LogValue(), labUser, d.Log())
 		}
@@ -55,14 +48,7 @@ func TestDovecot24Auth(t *testing.T) {
 	})
 
 	t.Run("PLAIN FAIL", func(t *testing.T) {
-		a, err := c.Begin(ctxT(t, 10*time.Second), request("PLAIN", "192.0.2.2", &bad))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := a.Next(ctxT(t, 20*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
+		a, st := beginNext(t, c, request("PLAIN", "192.0.2.2", &bad), 20*time.Second)
 		if st.Status != authclient.StatusFail {
 			t.Fatalf("got %v %v, want FAIL\n%s", st.Status, st.Reply.LogValue(), d.Log())
 		}

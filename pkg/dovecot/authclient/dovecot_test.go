@@ -91,6 +91,21 @@ func request(mech, rip string, resp *authclient.Secret) *authclient.Request {
 	return r
 }
 
+// beginNext starts req on c and waits up to wait for auth's first
+// answer, failing t on an error.
+func beginNext(t *testing.T, c *authclient.Client, req *authclient.Request, wait time.Duration) (*authclient.Auth, authclient.Step) {
+	t.Helper()
+	a, err := c.Begin(ctxT(t, 10*time.Second), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := a.Next(ctxT(t, wait))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, st
+}
+
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -132,14 +147,7 @@ func TestDovecotAuth(t *testing.T) {
 	good, bad := plain(labUser, labPass), plain(labUser, "wrong")
 
 	t.Run("PLAIN OK", func(t *testing.T) {
-		a, err := c.Begin(ctxT(t, 10*time.Second), request("PLAIN", "192.0.2.1", &good))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := a.Next(ctxT(t, 10*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
+		a, st := beginNext(t, c, request("PLAIN", "192.0.2.1", &good), 10*time.Second)
 		if st.Status != authclient.StatusOK || st.Reply.User != labUser {
 			t.Fatalf("got %v %v, want OK user=%s\n%s", st.Status, st.Reply.LogValue(), labUser, d.Log())
 		}
@@ -152,14 +160,7 @@ func TestDovecotAuth(t *testing.T) {
 
 	t.Run("PLAIN FAIL after the failure delay", func(t *testing.T) {
 		start := time.Now()
-		a, err := c.Begin(ctxT(t, 10*time.Second), request("PLAIN", "192.0.2.2", &bad))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := a.Next(ctxT(t, 20*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
+		a, st := beginNext(t, c, request("PLAIN", "192.0.2.2", &bad), 20*time.Second)
 		took := time.Since(start)
 		if st.Status != authclient.StatusFail || st.Reply.User != labUser {
 			t.Fatalf("got %v %v, want FAIL user=%s", st.Status, st.Reply.LogValue(), labUser)
@@ -175,14 +176,7 @@ func TestDovecotAuth(t *testing.T) {
 	})
 
 	t.Run("CANCEL", func(t *testing.T) {
-		a, err := c.Begin(ctxT(t, 10*time.Second), request("PLAIN", "192.0.2.3", nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := a.Next(ctxT(t, 10*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
+		a, st := beginNext(t, c, request("PLAIN", "192.0.2.3", nil), 10*time.Second)
 		if st.Status != authclient.StatusContinue || st.Challenge != "" {
 			t.Fatalf("got %v %q, want CONT with an empty challenge", st.Status, st.Challenge)
 		}

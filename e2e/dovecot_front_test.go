@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -325,73 +324,29 @@ func frontLogin(t *testing.T, frontExample, baseDir string, dovecotLog func() st
 		}
 	})
 
-	// Connect until loginsvc greets (it opens its listeners, then its
+	// Connect until loginsvc listens (it opens its listeners, then its
 	// login processes greet once Dovecot's auth answered).
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports["143"]))
-	var c net.Conn
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if done, err := p.Exited(); done {
-			t.Fatalf("loginsvc exited: %v", err)
-		}
-		if c, err = net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("loginsvc does not listen on %s: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	defer c.Close()
+	c := dialLoginsvc(t, ports["143"], "127.0.0.1")
 	c.SetDeadline(time.Now().Add(60 * time.Second))
-	r := bufio.NewReader(c)
-	line := func() string {
-		l, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("read: %v (so far %q)", err, l)
-		}
-		return strings.TrimRight(l, "\r\n")
-	}
-	tagged := func(tag string) []string {
-		var ls []string
-		for {
-			l := line()
-			ls = append(ls, l)
-			if strings.HasPrefix(l, tag+" ") {
-				return ls
-			}
-		}
-	}
-	if g := line(); !strings.HasPrefix(g, "* OK ") || !strings.Contains(g, "AUTH=PLAIN") {
+	s := imapSession{t, bufio.NewReader(c)}
+	if g := s.line(); !strings.HasPrefix(g, "* OK ") || !strings.Contains(g, "AUTH=PLAIN") {
 		t.Fatalf("greeting %q", g)
 	}
 	c.Write([]byte("a LOGIN alice secret\r\nb SELECT INBOX\r\n"))
-	if ls := tagged("a"); !strings.HasPrefix(ls[len(ls)-1], "a OK ") || !strings.Contains(ls[len(ls)-1], "Logged in") {
+	if ls := s.tagged("a"); !strings.HasPrefix(ls[len(ls)-1], "a OK ") || !strings.Contains(ls[len(ls)-1], "Logged in") {
 		t.Fatalf("LOGIN: %q", ls)
 	}
-	if ls := tagged("b"); !strings.HasPrefix(ls[len(ls)-1], "b OK ") || !strings.Contains(strings.Join(ls, "\n"), "* 1 EXISTS") {
+	if ls := s.tagged("b"); !strings.HasPrefix(ls[len(ls)-1], "b OK ") || !strings.Contains(strings.Join(ls, "\n"), "* 1 EXISTS") {
 		t.Fatalf("SELECT INBOX: %q", ls)
 	}
 	c.Write([]byte("c FETCH 1 BODY[TEXT]\r\n"))
-	if ls := tagged("c"); !strings.Contains(strings.Join(ls, "\n"), "hello through loginsvc") {
+	if ls := s.tagged("c"); !strings.Contains(strings.Join(ls, "\n"), "hello through loginsvc") {
 		t.Fatalf("FETCH: %q", ls)
 	}
 	c.Write([]byte("d LOGOUT\r\n"))
-	tagged("d")
-	for _, want := range []string{"Login: user=<alice>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid="} {
-		for !strings.Contains(logs(), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("loginsvc's log has no %q", want)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	for !strings.Contains(dovecotLog(), "imap(alice)") {
-		if time.Now().After(deadline) {
-			t.Fatal("Dovecot's log has no imap(alice) line")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	s.tagged("d")
+	waitText(t, "loginsvc's log", logs, "Login: user=<alice>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=")
+	waitText(t, "Dovecot's log", dovecotLog, "imap(alice)")
 	if strings.Contains(dovecotLog(), "imap-login:") {
 		t.Error("Dovecot's own imap-login ran")
 	}

@@ -37,21 +37,23 @@ const authWaitWarning = 10 * time.Second
 // (no Dovecot behind loginsvc: logins then fail with a temporary
 // failure instead of every greeting waiting).
 func (lp *loginProc) authReady() bool {
-	if lp.auth == nil {
-		return true
-	}
-	if _, ok := lp.auth.Handshake(); ok {
-		return true
-	}
-	return lp.authAbsent()
+	return lp.auth == nil || lp.authConnected() || lp.authSocketMissing()
+}
+
+// authConnected reports whether auth's handshake is done.
+func (lp *loginProc) authConnected() bool {
+	_, ok := lp.auth.Handshake()
+	return ok
 }
 
 // authAbsent reports whether auth is not connected and its socket does
 // not exist.
 func (lp *loginProc) authAbsent() bool {
-	if _, ok := lp.auth.Handshake(); ok {
-		return false
-	}
+	return !lp.authConnected() && lp.authSocketMissing()
+}
+
+// authSocketMissing reports whether the auth socket does not exist.
+func (lp *loginProc) authSocketMissing() bool {
 	_, err := os.Stat(lp.in.AuthSocket)
 	return errors.Is(err, os.ErrNotExist)
 }

@@ -260,12 +260,11 @@ func TestManagedSignalsAndMasterDeath(t *testing.T) {
 	}
 	// SIGINT while a check is in flight: a raw client that connects and
 	// sends nothing keeps a connection open until the read timeout.
-	before := socketFDs(pids[0])
 	conn := openIdleCheck(t, d)
 	// connect returns once the connection is queued; wait until the
-	// service has accepted it (one more socket descriptor), or SIGINT
-	// could find it idle.
-	for deadline := time.Now().Add(5 * time.Second); socketFDs(pids[0]) <= before; {
+	// service has accepted it (its end of the connection is one of the
+	// process's descriptors), or SIGINT could find it idle.
+	for deadline := time.Now().Add(30 * time.Second); !holdsPeer(t, pids[0], conn); {
 		if time.Now().After(deadline) {
 			t.Fatalf("tcpwrapd pid %d did not accept the idle check's connection", pids[0])
 		}
@@ -307,16 +306,27 @@ func TestManagedSignalsAndMasterDeath(t *testing.T) {
 	t.Logf("SIGINT with a check in flight, SIGTERM and master death: all exited")
 }
 
-// socketFDs counts the socket descriptors of process pid.
-func socketFDs(pid int) int {
-	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	n := 0
-	for _, e := range ents {
-		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); err == nil && strings.HasPrefix(l, "socket:") {
-			n++
+// holdsPeer reports whether process pid holds the other end of the
+// connected unix socket f (accepted it), as ss(8) from iproute2 reports
+// the sockets' inodes and owners; a connection still in the listener's
+// queue has an owner-less end.
+func holdsPeer(t *testing.T, pid int, f *os.File) bool {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ss", "-xpn").Output()
+	if err != nil {
+		t.Fatalf("ss -xpn: %v", err)
+	}
+	ino, owner := strconv.FormatUint(st.Ino, 10), fmt.Sprintf("pid=%d,", pid)
+	for _, line := range strings.Split(string(out), "\n") {
+		if fs := strings.Fields(line); len(fs) > 8 && fs[7] == ino && strings.Contains(line, owner) {
+			return true
 		}
 	}
-	return n
+	return false
 }
 
 // openIdleCheck connects to the tcpwrap socket directly (as root) and

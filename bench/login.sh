@@ -42,7 +42,11 @@
 # to Dovecot's imap; TESTS=login MODES="hs hp" runs the new rows alone),
 # N_LOGIN (200), N_SESS (100), PORT (31143), TLS_PORT (31993), KEEP (1:
 # keep the temp dir), LOGINSVC_BIN (a loginsvc binary to use instead of
-# building this tree's).
+# building this tree's), ROUNDS (1: how many times each mode's targets
+# run, in turn, the order reversed every other round so that neither
+# front end always runs first; the report gives each figure's median
+# over the rounds: on a shared machine ROUNDS=3 keeps one noisy minute
+# from deciding a row).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=${LAB:-$ROOT/../shared/labs/dovecot-login}
@@ -59,6 +63,7 @@ N_LOGIN=${N_LOGIN:-200}
 N_SESS=${N_SESS:-100}
 PORT=${PORT:-31143}
 TLS_PORT=${TLS_PORT:-31993}
+ROUNDS=${ROUNDS:-1}
 TMP=$(mktemp -d /tmp/loginbench.XXXXXX)
 LPID=
 FPID=
@@ -142,9 +147,16 @@ wait_port() {
 
 has() { case " $1 " in *" $2 "*) return 0 ;; esac; return 1; }
 
+# round_targets R: the targets of round R (1, 2, ...): TARGETS in order in
+# odd rounds, reversed in even ones.
+round_targets() {
+	if [ $(($1 % 2)) = 1 ]; then echo $TARGETS; else echo $TARGETS | tr ' ' '\n' | tac | tr '\n' ' '; fi
+}
+
 for mode in $MODES; do
 	has "$TESTS" greet || break
-	for t in $TARGETS; do
+	for r in $(seq "$ROUNDS"); do
+	for t in $(round_targets "$r"); do
 		if [ "$mode" = hp-idle ] && [ "$t" != loginsvc ]; then
 			continue # the lab has no Dovecot configuration for it
 		fi
@@ -183,6 +195,7 @@ for mode in $MODES; do
 		loginsvc | floor) stop_loginsvc ;;
 		esac
 		sleep 1
+	done
 	done
 done
 
@@ -317,7 +330,8 @@ if has "$TESTS" login; then
 	backend_prep
 	for mode in $MODES; do
 		case $mode in hs | hp) ;; *) continue ;; esac
-		for t in $TARGETS; do
+		for r in $(seq "$ROUNDS"); do
+		for t in $(round_targets "$r"); do
 			case $t in dovecot | loginsvc) ;; *) continue ;; esac
 			backend_conf "$mode" "$t"
 			/usr/sbin/dovecot -F -c "$TMP/dovecot-$mode-$t.conf" 2>>"$TMP/dovecot.stderr" &
@@ -345,6 +359,7 @@ if has "$TESTS" login; then
 			stop_loginsvc
 			stop_backend
 			sleep 1
+		done
 		done
 	done
 fi

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
+	"sort"
 	"strings"
 	"text/tabwriter"
 )
@@ -19,10 +21,13 @@ import (
 // logins/s, the session's median and p99 and the CPU per login of the
 // front end and Dovecot together; the sessions tests the time to log
 // all in and the PSS per held session of the login processes and,
-// apart, of Dovecot's imap processes.
+// apart, of Dovecot's imap processes. A run of several rounds
+// (bench/login.sh ROUNDS) has several lines per mode, test and target:
+// each figure is then the median of that figure over the rounds
+// (medianResult), and the header says how many rounds there were.
 func report(in io.Reader, out io.Writer) error {
 	type key struct{ mode, test string }
-	res := map[key]map[string]result{}
+	all := map[key]map[string][]result{}
 	var order []key
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
@@ -36,14 +41,26 @@ func report(in io.Reader, out io.Writer) error {
 		}
 		target, mode, _ := strings.Cut(r.Target, "/")
 		k := key{mode, r.Test}
-		if res[k] == nil {
-			res[k] = map[string]result{}
+		if all[k] == nil {
+			all[k] = map[string][]result{}
 			order = append(order, k)
 		}
-		res[k][target] = r
+		all[k][target] = append(all[k][target], r)
 	}
 	if err := sc.Err(); err != nil {
 		return err
+	}
+	res := map[key]map[string]result{}
+	rounds := 1
+	for k, byTarget := range all {
+		res[k] = map[string]result{}
+		for target, rs := range byTarget {
+			res[k][target] = medianResult(rs)
+			rounds = max(rounds, len(rs))
+		}
+	}
+	if rounds > 1 {
+		fmt.Fprintf(out, "median of up to %d rounds per row\n", rounds)
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "mode\ttest\tdovecot\tloginsvc\tfloor\tloginsvc vs dovecot\tfloor vs dovecot\t")
@@ -111,4 +128,39 @@ func kb(b int) string {
 		return fmt.Sprintf("%.2f MB", float64(b)/(1<<20))
 	}
 	return fmt.Sprintf("%.1f KB", float64(b)/1024)
+}
+
+// medianResult is one result whose every numeric field is the median of
+// that field over rs (the rounds of one mode, test and target; the
+// upper median of an even count); the strings are rs[0]'s. A figure
+// absent from some rounds (0) counts as 0 there.
+func medianResult(rs []result) result {
+	m := rs[0]
+	if len(rs) == 1 {
+		return m
+	}
+	mv := reflect.ValueOf(&m).Elem()
+	vals := make([]float64, len(rs))
+	for f := 0; f < mv.NumField(); f++ {
+		kind := mv.Field(f).Kind()
+		if kind != reflect.Float64 && kind != reflect.Int {
+			continue
+		}
+		for i := range rs {
+			v := reflect.ValueOf(rs[i]).Field(f)
+			if kind == reflect.Int {
+				vals[i] = float64(v.Int())
+			} else {
+				vals[i] = v.Float()
+			}
+		}
+		sort.Float64s(vals)
+		med := vals[len(vals)/2]
+		if kind == reflect.Int {
+			mv.Field(f).SetInt(int64(med))
+		} else {
+			mv.Field(f).SetFloat(med)
+		}
+	}
+	return m
 }

@@ -69,3 +69,34 @@ func TestReportLogin(t *testing.T) {
 		t.Errorf("(-want +got)\n%s\nfull output:\n%s", d, b.String())
 	}
 }
+
+func TestReportRounds(t *testing.T) {
+	in := `{"target":"dovecot/hp","test":"login","n":200,"conn_per_s":100,"svc_cpu_us_per_conn":7000,"session_median_ms":6,"session_p99_ms":9}
+{"target":"loginsvc/hp","test":"login","n":200,"conn_per_s":90,"svc_cpu_us_per_conn":8000,"session_median_ms":7,"session_p99_ms":12}
+{"target":"loginsvc/hp","test":"login","n":200,"conn_per_s":120,"svc_cpu_us_per_conn":6000,"session_median_ms":5,"session_p99_ms":8}
+{"target":"dovecot/hp","test":"login","n":200,"conn_per_s":130,"svc_cpu_us_per_conn":6800,"session_median_ms":5,"session_p99_ms":8}
+{"target":"dovecot/hp","test":"login","n":200,"conn_per_s":110,"svc_cpu_us_per_conn":7200,"session_median_ms":5.5,"session_p99_ms":10}
+{"target":"loginsvc/hp","test":"login","n":200,"conn_per_s":115,"svc_cpu_us_per_conn":6500,"session_median_ms":5.2,"session_p99_ms":9}
+`
+	var b strings.Builder
+	if err := report(strings.NewReader(in), &b); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	want := []string{
+		"median of up to 3 rounds per row",
+		"hp  login logins/s  110  115  -  1.05x  -",
+		"hp  login session median / p99 ms  5.5 / 9.0  5.2 / 9.0  -  1.06x  -",
+		"hp  login CPU µs/login (all)  7000  6500  -  1.08x  -",
+	}
+	var got []string
+	for _, l := range append(lines[:1:1], lines[2:5]...) {
+		got = append(got, strings.Join(strings.Fields(l), "  "))
+	}
+	for i := range want {
+		want[i] = strings.Join(strings.Fields(want[i]), "  ")
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got)\n%s\nfull output:\n%s", d, b.String())
+	}
+}

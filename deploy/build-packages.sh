@@ -99,7 +99,7 @@ for cmd in tcpwrapd loginctl loginsvc; do
     # Except loginsvc: it is also every login process, exec'd once per
     # client in high-security mode, and a PIE login process has ld.so
     # relocate ~29,000 pointers of its read-only data at every start: 0.65
-    # MB of private pages per process (0.86 MB instead of 1.51 MB PSS per
+    # MB of private pages per process (0.85 MB instead of 1.51 MB PSS per
     # greeting process) and a third of its page faults (docs/loginsvc.md,
     # "Memory"). It is a plain static executable (lintian override).
     mode=-buildmode=pie

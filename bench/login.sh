@@ -73,14 +73,16 @@ LABUP=
 trap 'stop_loginsvc; stop_backend; [ -n "$LABUP" ] && "$LAB/dovebench.sh" stop >/dev/null 2>&1; [ "${KEEP:-0}" = 1 ] && echo "kept $TMP" >&2 || rm -rf "$TMP"' EXIT
 
 cd "$ROOT"
-# loginsvc is built as deploy/build-packages.sh builds it (static Go, PIE):
-# a cgo build links libc and ld.so, which costs ~0.7 ms more CPU per
-# high-security process start. LOGINSVC_BUILD_FLAGS overrides.
+# loginsvc is built as deploy/build-packages.sh builds it (static Go, not
+# PIE): a cgo build links libc and ld.so, which costs ~0.7 ms more CPU per
+# high-security process start, and a PIE one has ld.so relocate its
+# read-only data, 0.65 MB more private memory per login process
+# (docs/loginsvc.md, "Memory"). LOGINSVC_BUILD_FLAGS overrides.
 # LOGINSVC_BIN: use that binary instead (e.g. a build of another revision).
 if [ -n "${LOGINSVC_BIN:-}" ]; then
 	cp "$LOGINSVC_BIN" "$TMP/loginsvc"
 else
-	CGO_ENABLED=0 go build ${LOGINSVC_BUILD_FLAGS:--buildmode=pie -trimpath} -o "$TMP/loginsvc" ./cmd/loginsvc
+	CGO_ENABLED=0 go build ${LOGINSVC_BUILD_FLAGS:--buildmode=exe -trimpath} -o "$TMP/loginsvc" ./cmd/loginsvc
 fi
 go build -o "$TMP/loginbench" ./bench/loginbench
 go build -o "$TMP/floorgreeter" ./bench/cmd/floorgreeter

@@ -15,21 +15,56 @@ import (
 	"time"
 )
 
-// buildLoginsvc builds cmd/loginsvc (as packaged: CGO_ENABLED=0) into a
-// temporary directory.
-func buildLoginsvc(t *testing.T) string {
+// buildLoginsvc builds cmd/loginsvc (as packaged: CGO_ENABLED=0, with
+// deploy/build-packages.sh's flags) into a temporary directory; flags
+// replace those.
+func buildLoginsvc(t *testing.T, flags ...string) string {
 	t.Helper()
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(goBin); err != nil {
 		goBin = "go"
 	}
+	if flags == nil {
+		flags = packagedFlags
+	}
 	bin := filepath.Join(t.TempDir(), "loginsvc")
-	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/tcpwrapd/tcpwrapd/cmd/loginsvc")
+	args := append(append([]string{"build"}, flags...), "-o", bin, "github.com/tcpwrapd/tcpwrapd/cmd/loginsvc")
+	cmd := exec.Command(goBin, args...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/loginsvc: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// realLoginsvc is the real loginsvc binary (buildLoginsvc), not yet
+// started, to run in the foreground with a NOTIFY_SOCKET and the
+// configuration file conf (which the test writes) in a directory of its
+// own; port is free for its listener.
+type realLoginsvc struct {
+	dir, conf string
+	port      int
+	cmd       *exec.Cmd
+	notify    *notifyListener
+	logs      *syncBuf // its stderr
+}
+
+// newRealLoginsvc builds loginsvc and prepares its command; it skips the
+// test unless it runs as root.
+func newRealLoginsvc(t *testing.T) *realLoginsvc {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (login processes chroot and drop to dovenull)")
+	}
+	bin := buildLoginsvc(t)
+	dir := t.TempDir()
+	r := &realLoginsvc{dir: dir, conf: filepath.Join(dir, "loginsvc.conf"), port: freePort(t), logs: new(syncBuf)}
+	r.notify = listenNotify(t, filepath.Join(dir, "notify.sock"))
+	r.cmd = exec.Command(bin, "-F", "-c", r.conf)
+	r.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(dir, "notify.sock"))
+	r.cmd.Stderr = r.logs
+	r.cmd.WaitDelay = 5 * time.Second
+	return r
 }
 
 // notifyListener is a NOTIFY_SOCKET: it collects sd_notify datagrams.
@@ -91,13 +126,8 @@ func greetingOf(t *testing.T, port int) (string, *tclient) {
 // SIGTERM sends STOPPING=1, every pre-login client gets "* BYE Shutting
 // down" and loginsvc exits 0.
 func TestRealSignals(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (login processes chroot and drop to dovenull)")
-	}
-	bin := buildLoginsvc(t)
-	dir := t.TempDir()
-	port := freePort(t)
-	conf := filepath.Join(dir, "loginsvc.conf")
+	r := newRealLoginsvc(t)
+	dir, port, conf, notify, logs, cmd := r.dir, r.port, r.conf, r.notify, r.logs, r.cmd
 	write := func(greeting string) {
 		text := fmt.Sprintf("base_dir = %s\nprotocols = imap\nlisten = 127.0.0.1\nshutdown_clients = no\nlogin_greeting = %s\n"+
 			"service imap-login {\n inet_listener imap {\n  port = %d\n }\n service_count = 0\n process_min_avail = 1\n}\n",
@@ -107,12 +137,6 @@ func TestRealSignals(t *testing.T) {
 		}
 	}
 	write("first.")
-	notify := listenNotify(t, filepath.Join(dir, "notify.sock"))
-	var logs syncBuf
-	cmd := exec.Command(bin, "-F", "-c", conf)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(dir, "notify.sock"))
-	cmd.Stderr = &logs
-	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -28,18 +28,26 @@ var (
 // socket in the supervisor, all of a service's sockets in a login process,
 // which therefore takes exactly one client at a time whatever the number of
 // listeners (so it never goes over client_limit). It waits in its own
-// epoll set with EPOLLEXCLUSIVE, so that a connection
-// wakes one waiting process rather than all of them (Dovecot wakes every
-// process polling the socket; the losers get EAGAIN), and it waits in
-// epoll_wait on its own thread, not in the Go netpoller: the socket is
-// never registered there, so a process that is not accepting is not
-// woken by connections at all.
+// epoll set, never in the Go netpoller directly, so that a process that is
+// not accepting is not woken by connections at all. The supervisor's
+// (NewAcceptor) waits in epoll_wait on a thread of its own; a login
+// process's (NewPolledAcceptor) puts that epoll set into the netpoller
+// and takes the listening sockets out of it while the process is full
+// (Pause).
 type Acceptor struct {
 	lfds   []int
 	turn   int // the socket tried first by the next accept (round robin)
 	ep     int
 	efd    int // eventfd that Stop writes, to wake a waiting Next
 	closed atomic.Bool
+
+	// Polled (NewPolledAcceptor): the epoll set itself waits in the Go
+	// netpoller (ep is pf's), and the listening sockets are in it only
+	// while Next may wait (armed; Pause takes them out).
+	pf    *os.File
+	rc    syscall.RawConn
+	armed bool
+	evs   []unix.EpollEvent
 }
 
 // NewAcceptor waits on the listening sockets lfds (it does not own or
@@ -57,22 +65,78 @@ func NewAcceptor(lfds []int, exclusive bool) (*Acceptor, error) {
 		unix.Close(ep)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	a := &Acceptor{lfds: lfds, ep: ep, efd: efd}
+	a := &Acceptor{lfds: lfds, ep: ep, efd: efd, evs: make([]unix.EpollEvent, len(lfds)+1)}
 	events := uint32(unix.EPOLLIN)
 	if exclusive {
 		events |= unix.EPOLLEXCLUSIVE
 	}
-	for _, lfd := range lfds {
-		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: events, Fd: int32(lfd)}); err != nil {
-			a.Release()
-			return nil, fmt.Errorf("epoll_ctl(%d): %w", lfd, err)
-		}
+	if err := a.arm(events); err != nil {
+		a.Release()
+		return nil, err
 	}
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
 		a.Release()
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return a, nil
+}
+
+// NewPolledAcceptor is NewAcceptor for a login process (exclusive), whose
+// Next waits in the Go netpoller instead of on a thread of its own: its
+// epoll set is a descriptor that the netpoller watches like a socket.
+// No thread is then blocked in epoll_wait between connections, so the
+// runtime's monitor can sleep, and a connection is accepted, greeted and
+// its goroutine started on the thread that the netpoller woke, without a
+// hand-off between threads (bench/README.md). The epoll set does not
+// pass on the exclusive wake-up through the netpoller: while waiting,
+// the process is woken with every other waiting one. Pause takes the
+// listening sockets out of the set while the process does not want
+// clients (full), so that a full process is not woken at all.
+func NewPolledAcceptor(lfds []int) (*Acceptor, error) {
+	a, err := NewAcceptor(lfds, true)
+	if err != nil {
+		return nil, err
+	}
+	// os.NewFile registers a non-blocking descriptor with the netpoller.
+	if err := unix.SetNonblock(a.ep, true); err != nil {
+		a.Release()
+		return nil, fmt.Errorf("epoll set non-blocking: %w", err)
+	}
+	a.pf = os.NewFile(uintptr(a.ep), "accept-epoll")
+	if a.rc, err = a.pf.SyscallConn(); err != nil {
+		a.Release()
+		return nil, err
+	}
+	return a, nil
+}
+
+// arm puts the listening sockets into the epoll set.
+func (a *Acceptor) arm(events uint32) error {
+	for i, lfd := range a.lfds {
+		if err := unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: events, Fd: int32(lfd)}); err != nil {
+			for _, done := range a.lfds[:i] {
+				unix.EpollCtl(a.ep, unix.EPOLL_CTL_DEL, done, nil)
+			}
+			return fmt.Errorf("epoll_ctl(%d): %w", lfd, err)
+		}
+	}
+	a.armed = true
+	return nil
+}
+
+// Pause takes the listening sockets out of a polled Acceptor's epoll
+// set (NewPolledAcceptor) until the next Next that has to wait: call it
+// when the process stops accepting for a while (it is full), so that
+// connections do not wake it meanwhile. Only the goroutine that calls
+// Next may call it; it does nothing on other Acceptors.
+func (a *Acceptor) Pause() {
+	if a.pf == nil || !a.armed {
+		return
+	}
+	for _, lfd := range a.lfds {
+		unix.EpollCtl(a.ep, unix.EPOLL_CTL_DEL, lfd, nil)
+	}
+	a.armed = false
 }
 
 // Next returns the next connection (non-blocking, close-on-exec) from any
@@ -82,7 +146,6 @@ func NewAcceptor(lfds []int, exclusive bool) (*Acceptor, error) {
 // the like: the caller decides whether to retry). Only one goroutine may
 // call Next at a time.
 func (a *Acceptor) Next(may func() bool) (int, unix.Sockaddr, error) {
-	evs := make([]unix.EpollEvent, len(a.lfds)+1)
 	for woken := false; ; woken = true {
 		if a.closed.Load() {
 			return -1, nil, ErrClosed
@@ -108,11 +171,43 @@ func (a *Acceptor) Next(may func() bool) (int, unix.Sockaddr, error) {
 			}
 		}
 		if err == unix.EAGAIN {
-			if _, err := unix.EpollWait(a.ep, evs, -1); err != nil && err != unix.EINTR {
+			if err := a.wait(); err != nil {
 				return -1, nil, err
 			}
 		}
 	}
+}
+
+// wait returns when a listening socket may have a connection, or Stop
+// was called.
+func (a *Acceptor) wait() error {
+	if a.pf == nil {
+		if _, err := unix.EpollWait(a.ep, a.evs, -1); err != nil && err != unix.EINTR {
+			return err
+		}
+		return nil
+	}
+	if !a.armed {
+		// Paused: back in the set, then once more around Next's
+		// accept, for a connection that came meanwhile.
+		return a.arm(unix.EPOLLIN | unix.EPOLLEXCLUSIVE)
+	}
+	// A zero-timeout epoll_wait empties the set's ready list (the
+	// netpoller is told again only when it fills anew); the netpoller
+	// calls it again each time the set becomes readable.
+	var werr error
+	err := a.rc.Read(func(uintptr) bool {
+		n, err := unix.EpollWait(a.ep, a.evs, 0)
+		if err != nil && err != unix.EINTR {
+			werr = err
+			return true
+		}
+		return n > 0
+	})
+	if err != nil {
+		return err
+	}
+	return werr
 }
 
 // Stop makes Next return ErrClosed (at once if it is waiting).
@@ -126,7 +221,11 @@ func (a *Acceptor) Stop() {
 // Release closes the epoll set and the eventfd (not the listening
 // socket); call it when Next will not be called again.
 func (a *Acceptor) Release() {
-	unix.Close(a.ep)
+	if a.pf != nil {
+		a.pf.Close() // out of the netpoller, and closes ep
+	} else {
+		unix.Close(a.ep)
+	}
 	unix.Close(a.efd)
 }
 

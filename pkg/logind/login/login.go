@@ -414,8 +414,10 @@ func (lp *loginProc) startAccepting() {
 	}
 	// Raw fds, never *os.File: that would register the (non-blocking)
 	// sockets with the netpoller, which would then wake this process for
-	// every connection, even when it is full.
-	a, err := sockfd.NewAcceptor(fds, true)
+	// every connection, even when it is full. The Acceptor's epoll set
+	// is in the netpoller instead, with the sockets in it only while the
+	// process has a free slot (acceptLoop pauses it).
+	a, err := sockfd.NewPolledAcceptor(fds)
 	if err != nil {
 		logLine("ERROR", "listeners: %v", err)
 		for _, fd := range fds {
@@ -482,6 +484,7 @@ func (lp *loginProc) acceptLoop(a *sockfd.Acceptor) {
 			}
 			ch := lp.slotFree
 			lp.mu.Unlock()
+			a.Pause() // full: no wake-ups for connections meanwhile
 			<-ch
 			lp.mu.Lock()
 		}

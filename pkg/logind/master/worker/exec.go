@@ -41,8 +41,8 @@ type ExecRunner struct {
 	// name, e.g. "imap-login", which is what ps shows).
 	Args []string
 	// Env is extra environment (KEY=VALUE) for the processes, after
-	// LOGINSVC_LOGIN_PROCESS=1, GOTRACEBACK=none and, for a service with
-	// service_count != 0, GOMAXPROCS=1; an entry here overrides those.
+	// LOGINSVC_LOGIN_PROCESS=1, GOTRACEBACK=none and GOMAXPROCS=1; an
+	// entry here overrides those.
 	Env []string
 	// Logger receives the processes' stderr lines; nil discards them.
 	Logger *slog.Logger
@@ -201,8 +201,9 @@ func NProc(cfg *config.Config, svc *config.Service) uint64 {
 }
 
 // loginThreads is a generous bound on the OS threads of one login
-// process of svc: GOMAXPROCS (1 with a service_count, see Start) running
-// threads, as many in blocking system calls, and the runtime's own.
+// process of svc: GOMAXPROCS running threads (1, see Start; the bound
+// allows one per CPU in high-performance mode, where a process holds
+// many clients), as many in blocking system calls, and the runtime's own.
 func loginThreads(svc *config.Service) uint64 {
 	procs := 1
 	if svc.ServiceCount == 0 {
@@ -356,12 +357,14 @@ func (r *ExecRunner) Start(ctx context.Context, spec Spec, events func(Event)) (
 	cmd := exec.Command(path, r.Args...)
 	cmd.Args = append([]string{spec.Service.Name}, r.Args...)
 	cmd.Env = []string{ipc.LoginProcessEnv + "=1", "GOTRACEBACK=none"}
-	if spec.Service.ServiceCount != 0 {
-		// A process for service_count clients (one, in high-security
-		// mode) has no use for parallel threads: one P saves about 20%
-		// CPU per connection and 0.15 MB PSS per process (bench/login.sh).
-		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
-	}
+	// One P, as Dovecot's login processes have one thread: a process for
+	// service_count clients (one, in high-security mode) has no use for
+	// parallel threads (one P saves about 20% CPU per connection and
+	// 0.15 MB PSS per process), and a high-performance one serves its
+	// clients from the netpoller's wake-ups on one thread instead of
+	// handing each new client's goroutine to another (about 25% less
+	// CPU per connection, bench/README.md).
+	cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
 	cmd.Env = append(cmd.Env, r.Env...) // the last of a name wins
 	cmd.ExtraFiles = append([]*os.File{childF}, lns...)
 	cmd.Dir = "/"

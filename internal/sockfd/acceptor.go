@@ -7,6 +7,7 @@ package sockfd
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -37,6 +38,7 @@ var (
 type Acceptor struct {
 	lfds   []int
 	turn   int // the socket tried first by the next accept (round robin)
+	from   int // the socket of the last connection Next returned
 	ep     int
 	efd    int // eventfd that Stop writes, to wake a waiting Next
 	closed atomic.Bool
@@ -47,7 +49,8 @@ type Acceptor struct {
 	pf    *os.File
 	rc    syscall.RawConn
 	armed bool
-	evs   []unix.EpollEvent
+
+	evs []unix.EpollEvent // epoll_wait's (NewAcceptor)
 }
 
 // NewAcceptor waits on the listening sockets lfds (it does not own or
@@ -161,6 +164,7 @@ func (a *Acceptor) Next(may func() bool) (int, unix.Sockaddr, error) {
 			var sa syscall.Sockaddr
 			nfd, sa, err = syscall.Accept4(lfd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
 			if err == nil {
+				a.from = lfd
 				return nfd, unixSockaddr(sa), nil
 			}
 			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
@@ -192,22 +196,18 @@ func (a *Acceptor) wait() error {
 		// accept, for a connection that came meanwhile.
 		return a.arm(unix.EPOLLIN | unix.EPOLLEXCLUSIVE)
 	}
-	// A zero-timeout epoll_wait empties the set's ready list (the
-	// netpoller is told again only when it fills anew); the netpoller
-	// calls it again each time the set becomes readable.
-	var werr error
-	err := a.rc.Read(func(uintptr) bool {
-		n, err := unix.EpollWait(a.ep, a.evs, 0)
-		if err != nil && err != unix.EINTR {
-			werr = err
-			return true
-		}
-		return n > 0
+	// Every wake-up of a socket in the set wakes the set's own waiters,
+	// the netpoller among them, whether or not the set's ready list was
+	// emptied: so the set is never read (no epoll_wait), and a wake-up
+	// sends Next back to accept4 (the netpoller reports only events with
+	// something ready; one that came while Next was accepting makes at
+	// most one accept4 more, which finds nothing).
+	waited := false
+	return a.rc.Read(func(uintptr) bool {
+		w := waited
+		waited = true
+		return w
 	})
-	if err != nil {
-		return err
-	}
-	return werr
 }
 
 // Stop makes Next return ErrClosed (at once if it is waiting).
@@ -290,3 +290,25 @@ func Listen(network, addr string, reusePort bool) (*os.File, error) {
 // Listeners returns the listening sockets a waits on (it does not own
 // them).
 func (a *Acceptor) Listeners() []int { return a.lfds }
+
+// From is the listening socket that the last connection Next returned
+// came from.
+func (a *Acceptor) From() int { return a.from }
+
+// BoundAddrs returns the local address of each of the listening sockets
+// fds that is bound to one address (not 0.0.0.0 or ::): every connection
+// accepted from such a socket has that local address, which therefore
+// need not be asked of the kernel per connection (Conn.SetLocalAddr).
+func BoundAddrs(fds []int) map[int]*net.TCPAddr {
+	m := map[int]*net.TCPAddr{}
+	for _, fd := range fds {
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			continue
+		}
+		if ap := AddrPort(sa); ap.IsValid() && !ap.Addr().IsUnspecified() {
+			m[fd] = net.TCPAddrFromAddrPort(ap)
+		}
+	}
+	return m
+}

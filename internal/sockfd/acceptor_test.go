@@ -99,3 +99,40 @@ func TestPolledAcceptor(t *testing.T) {
 		t.Errorf("Next after Stop: %v, want ErrClosed", err)
 	}
 }
+
+// TestBoundAddrs: a listener bound to one address gives the local
+// address of every connection accepted from it (what getsockname on the
+// connection says); a wildcard one gives none.
+func TestBoundAddrs(t *testing.T) {
+	fds, addrs := listeners(t, 1)
+	any, err := Listen("tcp4", "0.0.0.0:0", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer any.Close()
+	a, err := NewPolledAcceptor(fds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Release()
+	c, err := net.Dial("tcp", addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fd, err := next(t, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := BoundAddrs([]int{fds[0], int(any.Fd())})
+	if got, want := bound[a.From()].String(), AddrPort(sa).String(); got != want {
+		t.Errorf("bound address of the listener %q, connection's %q", got, want)
+	}
+	if got, ok := bound[int(any.Fd())]; ok {
+		t.Errorf("wildcard listener: %v, want none", got)
+	}
+}

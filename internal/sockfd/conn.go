@@ -67,6 +67,10 @@ func (c *Conn) LocalAddr() net.Addr {
 	return c.local
 }
 
+// SetLocalAddr sets the address LocalAddr returns, when it is known
+// from the listening socket (BoundAddrs).
+func (c *Conn) SetLocalAddr(local *net.TCPAddr) { c.local = local }
+
 // SetAddrs replaces the addresses RemoteAddr and LocalAddr return (with
 // those of a PROXY header).
 func (c *Conn) SetAddrs(remote, local net.Addr) { c.remote, c.local = remote, local }

@@ -182,12 +182,13 @@ type loginProc struct {
 
 	// Direct accept (Listeners > 0), guarded by mu.
 	listeners []*sockfd.Acceptor
-	nextLocal uint64         // last local id (ids are Seq<<32 | n)
-	reserved  int            // slots of evicted clients kept for the supervisor's next client
-	starting  int            // clients being set up by accept, not yet in clients
-	slotFree  chan struct{}  // closed (and replaced) when a slot may have become free
-	accepting sync.WaitGroup // running accept loops
-	unlisten  bool           // closeListeners has run (ipc.MsgUnlistened is on its way)
+	bound     map[int]*net.TCPAddr // the local address of a listener bound to one (sockfd.BoundAddrs)
+	nextLocal uint64               // last local id (ids are Seq<<32 | n)
+	reserved  int                  // slots of evicted clients kept for the supervisor's next client
+	starting  int                  // clients being set up by accept, not yet in clients
+	slotFree  chan struct{}        // closed (and replaced) when a slot may have become free
+	accepting sync.WaitGroup       // running accept loops
+	unlisten  bool                 // closeListeners has run (ipc.MsgUnlistened is on its way)
 
 	// detached: the process outlives the supervisor (detach).
 	detached atomic.Bool
@@ -282,7 +283,7 @@ func (lp *loginProc) handle(pk ipc.Packet) (code int, stop bool) {
 		if pk.Remote.IsValid() {
 			remote = net.TCPAddrFromAddrPort(pk.Remote)
 		}
-		lp.accept(pk.ID, pk.FD, remote, 0)
+		lp.accept(pk.ID, pk.FD, remote, nil, 0)
 	case ipc.MsgEvict:
 		lp.mu.Lock()
 		cl := lp.clients[pk.ID]
@@ -426,6 +427,7 @@ func (lp *loginProc) startAccepting() {
 		return
 	}
 	lp.listeners = append(lp.listeners, a)
+	lp.bound = sockfd.BoundAddrs(fds)
 	lp.accepting.Add(1)
 	go lp.acceptLoop(a)
 }
@@ -509,12 +511,13 @@ func (lp *loginProc) acceptLoop(a *sockfd.Acceptor) {
 		id := lp.in.Seq<<32 | lp.nextLocal
 		lp.starting++
 		lp.mu.Unlock()
-		lp.accept(id, nfd, net.TCPAddrFromAddrPort(sockfd.AddrPort(sa)), ipc.MsgAccepted)
+		lp.accept(id, nfd, net.TCPAddrFromAddrPort(sockfd.AddrPort(sa)), lp.bound[a.From()], ipc.MsgAccepted)
 	}
 }
 
 // accept serves client socket fd under id. remote is the client's
-// address from accept (nil if unknown). announce is 0 for a client the
+// address from accept (nil if unknown), local the socket's own if known
+// from its listener (else nil: asked when needed). announce is 0 for a client the
 // supervisor handed over, ipc.MsgAccepted for one the process accepted
 // itself (the supervisor learns about it from that report). The caller
 // has counted the client in lp.starting. Every client, whatever happens
@@ -522,7 +525,7 @@ func (lp *loginProc) acceptLoop(a *sockfd.Acceptor) {
 // closed, counts it against service_count and ends the process when it
 // has served its clients (a client that reset its connection before its
 // greeting too).
-func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byte) {
+func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, announce byte) {
 	var from netip.AddrPort // ipc.MsgAccepted: the source (evict.go), unknown behind haproxy
 	state := func(s ipc.ConnState) {
 		if announce != 0 {
@@ -566,6 +569,9 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 		from = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
 	}
 	tc := sockfd.NewConn(fd, remote)
+	if local != nil {
+		tc.SetLocalAddr(local)
+	}
 	// The greeting may ask about the connection (IMAP's capabilities:
 	// secured, the mechanisms), so the socket is the Client's first.
 	cl := &Client{id: id, lp: lp, implicitTLS: implicitTLS, haproxy: haproxy, c: tc, conn: tc}

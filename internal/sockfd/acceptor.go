@@ -160,13 +160,12 @@ func (a *Acceptor) Next(may func() bool) (int, unix.Sockaddr, error) {
 		for range a.lfds {
 			lfd := a.lfds[a.turn]
 			a.turn = (a.turn + 1) % len(a.lfds)
-			var nfd int
-			var sa syscall.Sockaddr
-			nfd, sa, err = syscall.Accept4(lfd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
-			if err == nil {
+			nfd, sa, errno := rawAccept4(lfd)
+			if errno == 0 {
 				a.from = lfd
-				return nfd, unixSockaddr(sa), nil
+				return nfd, sa, nil
 			}
+			err = errno
 			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
 				return -1, nil, err
 			}

@@ -555,7 +555,8 @@ func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, annou
 		return
 	}
 	// Without access checks the greeting goes out at once, from this
-	// goroutine, with one write(2) on the (non-blocking) socket; the
+	// goroutine, with one write(2) on the (non-blocking) socket (a raw
+	// system call, see sockfd.RawWrite); the
 	// client goroutine then only reads commands. A client of an ssl = yes
 	// listener is greeted after its TLS handshake, one of a haproxy = yes
 	// listener after its PROXY header, in serve. If the write fails (the
@@ -579,9 +580,9 @@ func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, annou
 	ready := lp.authReady()
 	if len(lp.in.AccessSockets) == 0 && !implicitTLS && !haproxy && ready {
 		g := cl.session.Greeting()
-		n, err := syscall.Write(fd, []byte(g))
+		n, err := sockfd.RawWrite(fd, []byte(g))
 		switch {
-		case err == nil && n == len(g):
+		case err == 0 && n == len(g):
 			greeted = true
 		case err == syscall.EAGAIN:
 		default: // an error, or a part of the greeting written

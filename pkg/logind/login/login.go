@@ -517,9 +517,9 @@ func (lp *loginProc) acceptLoop(a *sockfd.Acceptor) {
 
 // accept serves client socket fd under id. remote is the client's
 // address from accept (nil if unknown), local the socket's own if known
-// from its listener (else nil: asked when needed). announce is 0 for a client the
-// supervisor handed over, ipc.MsgAccepted for one the process accepted
-// itself (the supervisor learns about it from that report). The caller
+// from its listener (else nil: asked when needed). announce is 0 for a
+// client the supervisor handed over, ipc.MsgAccepted for one the process
+// accepted itself (the supervisor learns about it from that report). The caller
 // has counted the client in lp.starting. Every client, whatever happens
 // to it from here on, ends in lp.gone, exactly once: that reports it
 // closed, counts it against service_count and ends the process when it
@@ -556,8 +556,8 @@ func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, annou
 	}
 	// Without access checks the greeting goes out at once, from this
 	// goroutine, with one write(2) on the (non-blocking) socket (a raw
-	// system call, see sockfd.RawWrite); the
-	// client goroutine then only reads commands. A client of an ssl = yes
+	// system call, see sockfd.RawWrite); the client goroutine then only
+	// reads commands. A client of an ssl = yes
 	// listener is greeted after its TLS handshake, one of a haproxy = yes
 	// listener after its PROXY header, in serve. If the write fails (the
 	// client has already reset the connection), serve logs and closes it

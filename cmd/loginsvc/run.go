@@ -129,10 +129,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		os.Chdir("/")
 	}
 	var logw io.Writer = stderr
+	// On stderr the lines relayed from the login processes go out in
+	// batches (worker.LogBatch); syslog takes one message per line.
+	var batch *worker.LogBatch
 	if !*foreground {
 		if w, err := syslog.New(syslog.LOG_MAIL|syslog.LOG_INFO, "loginsvc"); err == nil {
 			logw = w
 		}
+	}
+	if logw == stderr {
+		batch = &worker.LogBatch{W: stderr}
+		logw = batch
 	}
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: lvl}))
 	signal.Ignore(syscall.SIGPIPE)
@@ -141,7 +148,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1) // a SIGHUP during a reload makes one more
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	sup := &master.Supervisor{Logger: log, Runner: &worker.ExecRunner{Logger: log}, OnReady: func() {
+	sup := &master.Supervisor{Logger: log, Runner: &worker.ExecRunner{Logger: log, LogBatch: batch}, OnReady: func() {
 		notifier.Notify(sdnotify.Ready)
 		if started != nil {
 			fmt.Fprintln(started, startedOK)

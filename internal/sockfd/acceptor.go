@@ -7,6 +7,7 @@ package sockfd
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -28,18 +29,28 @@ var (
 // socket in the supervisor, all of a service's sockets in a login process,
 // which therefore takes exactly one client at a time whatever the number of
 // listeners (so it never goes over client_limit). It waits in its own
-// epoll set with EPOLLEXCLUSIVE, so that a connection
-// wakes one waiting process rather than all of them (Dovecot wakes every
-// process polling the socket; the losers get EAGAIN), and it waits in
-// epoll_wait on its own thread, not in the Go netpoller: the socket is
-// never registered there, so a process that is not accepting is not
-// woken by connections at all.
+// epoll set, never in the Go netpoller directly, so that a process that is
+// not accepting is not woken by connections at all. The supervisor's
+// (NewAcceptor) waits in epoll_wait on a thread of its own; a login
+// process's (NewPolledAcceptor) puts that epoll set into the netpoller
+// and takes the listening sockets out of it while the process is full
+// (Pause).
 type Acceptor struct {
 	lfds   []int
 	turn   int // the socket tried first by the next accept (round robin)
+	from   int // the socket of the last connection Next returned
 	ep     int
 	efd    int // eventfd that Stop writes, to wake a waiting Next
 	closed atomic.Bool
+
+	// Polled (NewPolledAcceptor): the epoll set itself waits in the Go
+	// netpoller (ep is pf's), and the listening sockets are in it only
+	// while Next may wait (armed; Pause takes them out).
+	pf    *os.File
+	rc    syscall.RawConn
+	armed bool
+
+	evs []unix.EpollEvent // epoll_wait's (NewAcceptor)
 }
 
 // NewAcceptor waits on the listening sockets lfds (it does not own or
@@ -57,22 +68,78 @@ func NewAcceptor(lfds []int, exclusive bool) (*Acceptor, error) {
 		unix.Close(ep)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	a := &Acceptor{lfds: lfds, ep: ep, efd: efd}
+	a := &Acceptor{lfds: lfds, ep: ep, efd: efd, evs: make([]unix.EpollEvent, len(lfds)+1)}
 	events := uint32(unix.EPOLLIN)
 	if exclusive {
 		events |= unix.EPOLLEXCLUSIVE
 	}
-	for _, lfd := range lfds {
-		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: events, Fd: int32(lfd)}); err != nil {
-			a.Release()
-			return nil, fmt.Errorf("epoll_ctl(%d): %w", lfd, err)
-		}
+	if err := a.arm(events); err != nil {
+		a.Release()
+		return nil, err
 	}
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
 		a.Release()
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return a, nil
+}
+
+// NewPolledAcceptor is NewAcceptor for a login process (exclusive), whose
+// Next waits in the Go netpoller instead of on a thread of its own: its
+// epoll set is a descriptor that the netpoller watches like a socket.
+// No thread is then blocked in epoll_wait between connections, so the
+// runtime's monitor can sleep, and a connection is accepted, greeted and
+// its goroutine started on the thread that the netpoller woke, without a
+// hand-off between threads (bench/README.md). The epoll set does not
+// pass on the exclusive wake-up through the netpoller: while waiting,
+// the process is woken with every other waiting one. Pause takes the
+// listening sockets out of the set while the process does not want
+// clients (full), so that a full process is not woken at all.
+func NewPolledAcceptor(lfds []int) (*Acceptor, error) {
+	a, err := NewAcceptor(lfds, true)
+	if err != nil {
+		return nil, err
+	}
+	// os.NewFile registers a non-blocking descriptor with the netpoller.
+	if err := unix.SetNonblock(a.ep, true); err != nil {
+		a.Release()
+		return nil, fmt.Errorf("epoll set non-blocking: %w", err)
+	}
+	a.pf = os.NewFile(uintptr(a.ep), "accept-epoll")
+	if a.rc, err = a.pf.SyscallConn(); err != nil {
+		a.Release()
+		return nil, err
+	}
+	return a, nil
+}
+
+// arm puts the listening sockets into the epoll set.
+func (a *Acceptor) arm(events uint32) error {
+	for i, lfd := range a.lfds {
+		if err := unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: events, Fd: int32(lfd)}); err != nil {
+			for _, done := range a.lfds[:i] {
+				unix.EpollCtl(a.ep, unix.EPOLL_CTL_DEL, done, nil)
+			}
+			return fmt.Errorf("epoll_ctl(%d): %w", lfd, err)
+		}
+	}
+	a.armed = true
+	return nil
+}
+
+// Pause takes the listening sockets out of a polled Acceptor's epoll
+// set (NewPolledAcceptor) until the next Next that has to wait: call it
+// when the process stops accepting for a while (it is full), so that
+// connections do not wake it meanwhile. Only the goroutine that calls
+// Next may call it; it does nothing on other Acceptors.
+func (a *Acceptor) Pause() {
+	if a.pf == nil || !a.armed {
+		return
+	}
+	for _, lfd := range a.lfds {
+		unix.EpollCtl(a.ep, unix.EPOLL_CTL_DEL, lfd, nil)
+	}
+	a.armed = false
 }
 
 // Next returns the next connection (non-blocking, close-on-exec) from any
@@ -82,7 +149,6 @@ func NewAcceptor(lfds []int, exclusive bool) (*Acceptor, error) {
 // the like: the caller decides whether to retry). Only one goroutine may
 // call Next at a time.
 func (a *Acceptor) Next(may func() bool) (int, unix.Sockaddr, error) {
-	evs := make([]unix.EpollEvent, len(a.lfds)+1)
 	for woken := false; ; woken = true {
 		if a.closed.Load() {
 			return -1, nil, ErrClosed
@@ -94,12 +160,12 @@ func (a *Acceptor) Next(may func() bool) (int, unix.Sockaddr, error) {
 		for range a.lfds {
 			lfd := a.lfds[a.turn]
 			a.turn = (a.turn + 1) % len(a.lfds)
-			var nfd int
-			var sa syscall.Sockaddr
-			nfd, sa, err = syscall.Accept4(lfd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
-			if err == nil {
-				return nfd, unixSockaddr(sa), nil
+			nfd, sa, errno := rawAccept4(lfd)
+			if errno == 0 {
+				a.from = lfd
+				return nfd, sa, nil
 			}
+			err = errno
 			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
 				return -1, nil, err
 			}
@@ -108,11 +174,39 @@ func (a *Acceptor) Next(may func() bool) (int, unix.Sockaddr, error) {
 			}
 		}
 		if err == unix.EAGAIN {
-			if _, err := unix.EpollWait(a.ep, evs, -1); err != nil && err != unix.EINTR {
+			if err := a.wait(); err != nil {
 				return -1, nil, err
 			}
 		}
 	}
+}
+
+// wait returns when a listening socket may have a connection, or Stop
+// was called.
+func (a *Acceptor) wait() error {
+	if a.pf == nil {
+		if _, err := unix.EpollWait(a.ep, a.evs, -1); err != nil && err != unix.EINTR {
+			return err
+		}
+		return nil
+	}
+	if !a.armed {
+		// Paused: back in the set, then once more around Next's
+		// accept, for a connection that came meanwhile.
+		return a.arm(unix.EPOLLIN | unix.EPOLLEXCLUSIVE)
+	}
+	// Every wake-up of a socket in the set wakes the set's own waiters,
+	// the netpoller among them, whether or not the set's ready list was
+	// emptied: so the set is never read (no epoll_wait), and a wake-up
+	// sends Next back to accept4 (the netpoller reports only events with
+	// something ready; one that came while Next was accepting makes at
+	// most one accept4 more, which finds nothing).
+	waited := false
+	return a.rc.Read(func(uintptr) bool {
+		w := waited
+		waited = true
+		return w
+	})
 }
 
 // Stop makes Next return ErrClosed (at once if it is waiting).
@@ -126,7 +220,11 @@ func (a *Acceptor) Stop() {
 // Release closes the epoll set and the eventfd (not the listening
 // socket); call it when Next will not be called again.
 func (a *Acceptor) Release() {
-	unix.Close(a.ep)
+	if a.pf != nil {
+		a.pf.Close() // out of the netpoller, and closes ep
+	} else {
+		unix.Close(a.ep)
+	}
 	unix.Close(a.efd)
 }
 
@@ -191,3 +289,25 @@ func Listen(network, addr string, reusePort bool) (*os.File, error) {
 // Listeners returns the listening sockets a waits on (it does not own
 // them).
 func (a *Acceptor) Listeners() []int { return a.lfds }
+
+// From is the listening socket that the last connection Next returned
+// came from.
+func (a *Acceptor) From() int { return a.from }
+
+// BoundAddrs returns the local address of each of the listening sockets
+// fds that is bound to one address (not 0.0.0.0 or ::): every connection
+// accepted from such a socket has that local address, which therefore
+// need not be asked of the kernel per connection (Conn.SetLocalAddr).
+func BoundAddrs(fds []int) map[int]*net.TCPAddr {
+	m := map[int]*net.TCPAddr{}
+	for _, fd := range fds {
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			continue
+		}
+		if ap := AddrPort(sa); ap.IsValid() && !ap.Addr().IsUnspecified() {
+			m[fd] = net.TCPAddrFromAddrPort(ap)
+		}
+	}
+	return m
+}

@@ -38,21 +38,6 @@ func SyscallAddrPort(sa syscall.Sockaddr) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// unixSockaddr is the x/sys/unix form of an inet socket address of the
-// syscall package (nil for other families). The syscall package's
-// accept4, getsockname and getpeername are used for client sockets:
-// x/sys/unix's ask the kernel for the socket's protocol too (one
-// getsockopt(SO_PROTOCOL) each, to tell L2TP from TCP).
-func unixSockaddr(sa syscall.Sockaddr) unix.Sockaddr {
-	switch a := sa.(type) {
-	case *syscall.SockaddrInet4:
-		return &unix.SockaddrInet4{Port: a.Port, Addr: a.Addr}
-	case *syscall.SockaddrInet6:
-		return &unix.SockaddrInet6{Port: a.Port, ZoneId: a.ZoneId, Addr: a.Addr}
-	}
-	return nil
-}
-
 // inetAddrPort builds the AddrPort of a 4- or 16-byte address.
 func inetAddrPort(ip []byte, port int, zone uint32) netip.AddrPort {
 	a, _ := netip.AddrFromSlice(ip)

@@ -24,6 +24,7 @@ import (
 // answers after a reset).
 type Conn struct {
 	*os.File
+	rc     syscall.RawConn // the File's: Read and Write wait through it
 	fd     int
 	remote net.Addr
 	local  net.Addr
@@ -36,10 +37,75 @@ type Conn struct {
 // cannot be asked of the kernel later. nil leaves it to getpeername.
 func NewConn(fd int, remote *net.TCPAddr) *Conn {
 	c := &Conn{File: os.NewFile(uintptr(fd), "client"), fd: fd}
+	c.rc, _ = c.File.SyscallConn()
 	if remote != nil {
 		c.remote = remote
 	}
 	return c
+}
+
+// Read is os.File's Read (the same results and errors, deadlines, EOF)
+// with the read itself a raw system call (raw.go).
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(p) == 0 || c.rc == nil {
+		return c.File.Read(p)
+	}
+	var n int
+	var errno syscall.Errno
+	if err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			n, errno = rawRead(int(fd), p)
+			if errno != unix.EINTR {
+				return errno != unix.EAGAIN
+			}
+		}
+	}); err != nil {
+		// Nothing was read (closed, or past the deadline): os.File
+		// finds the same and says so in its own words.
+		return c.File.Read(p)
+	}
+	switch {
+	case errno != 0:
+		return 0, &os.PathError{Op: "read", Path: c.File.Name(), Err: errno}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// Write is os.File's Write (all of p unless an error, which it returns
+// as os.File does) with the writes raw system calls (raw.go).
+func (c *Conn) Write(p []byte) (int, error) {
+	if len(p) == 0 || c.rc == nil {
+		return c.File.Write(p)
+	}
+	written := 0
+	var errno syscall.Errno
+	err := c.rc.Write(func(fd uintptr) bool {
+		for written < len(p) {
+			n, e := RawWrite(int(fd), p[written:])
+			switch e {
+			case 0:
+				written += n
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return false
+			default:
+				errno = e
+				return true
+			}
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		// Closed, or past the deadline: os.File's error for the rest.
+		n, err := c.File.Write(p[written:])
+		return written + n, err
+	case errno != 0:
+		return written, &os.PathError{Op: "write", Path: c.File.Name(), Err: errno}
+	}
+	return written, nil
 }
 
 // tcpAddr converts a socket address (nil or not AF_INET/AF_INET6: an
@@ -66,6 +132,10 @@ func (c *Conn) LocalAddr() net.Addr {
 	}
 	return c.local
 }
+
+// SetLocalAddr sets the address LocalAddr returns, when it is known
+// from the listening socket (BoundAddrs).
+func (c *Conn) SetLocalAddr(local *net.TCPAddr) { c.local = local }
 
 // SetAddrs replaces the addresses RemoteAddr and LocalAddr return (with
 // those of a PROXY header).

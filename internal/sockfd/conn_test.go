@@ -1,8 +1,12 @@
 package sockfd
 
 import (
+	"bytes"
+	"errors"
 	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,4 +120,65 @@ func TestConnAddrs(t *testing.T) {
 	if got, want := c.LocalAddr().String(), cc.RemoteAddr().String(); got != want {
 		t.Errorf("LocalAddr %s, want %s", got, want)
 	}
+}
+
+// TestConnReadWrite: Read and Write, raw system calls under the
+// netpoller, give os.File's results: data, io.EOF at the peer's close,
+// the errno of a reset as an *os.PathError, a timeout past the read
+// deadline, a write larger than the socket buffers while the peer
+// reads, and os.ErrClosed after Close.
+func TestConnReadWrite(t *testing.T) {
+	t.Run("data then EOF", func(t *testing.T) {
+		c, cc := pair(t)
+		cc.Write([]byte("a LOGOUT\r\n"))
+		cc.Close()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, err := io.ReadAll(c)
+		if string(b) != "a LOGOUT\r\n" || err != nil {
+			t.Errorf("ReadAll: %q, %v", b, err)
+		}
+		if n, err := c.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+			t.Errorf("Read after the end: %d, %v; want io.EOF", n, err)
+		}
+	})
+	t.Run("reset", func(t *testing.T) {
+		c, cc := pair(t)
+		cc.(*net.TCPConn).SetLinger(0)
+		cc.Close()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := c.Read(make([]byte, 8))
+		var pe *os.PathError
+		if !errors.As(err, &pe) || pe.Op != "read" || !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("Read after a reset: %v; want read's *os.PathError with ECONNRESET", err)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		c, _ := pair(t)
+		c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		_, err := c.Read(make([]byte, 8))
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("Read past the deadline: %v; want a timeout", err)
+		}
+	})
+	t.Run("large write", func(t *testing.T) {
+		c, cc := pair(t)
+		big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MB
+		got := make(chan int, 1)
+		go func() { n, _ := io.Copy(io.Discard, cc); got <- int(n) }()
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if n, err := c.Write(big); n != len(big) || err != nil {
+			t.Errorf("Write: %d, %v; want %d", n, err, len(big))
+		}
+		c.Close()
+		if n := <-got; n != len(big) {
+			t.Errorf("peer read %d bytes, want %d", n, len(big))
+		}
+		if _, err := c.Write([]byte("x")); !errors.Is(err, os.ErrClosed) {
+			t.Errorf("Write after Close: %v; want os.ErrClosed", err)
+		}
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrClosed) {
+			t.Errorf("Read after Close: %v; want os.ErrClosed", err)
+		}
+	})
 }

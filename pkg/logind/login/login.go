@@ -182,12 +182,13 @@ type loginProc struct {
 
 	// Direct accept (Listeners > 0), guarded by mu.
 	listeners []*sockfd.Acceptor
-	nextLocal uint64         // last local id (ids are Seq<<32 | n)
-	reserved  int            // slots of evicted clients kept for the supervisor's next client
-	starting  int            // clients being set up by accept, not yet in clients
-	slotFree  chan struct{}  // closed (and replaced) when a slot may have become free
-	accepting sync.WaitGroup // running accept loops
-	unlisten  bool           // closeListeners has run (ipc.MsgUnlistened is on its way)
+	bound     map[int]*net.TCPAddr // the local address of a listener bound to one (sockfd.BoundAddrs)
+	nextLocal uint64               // last local id (ids are Seq<<32 | n)
+	reserved  int                  // slots of evicted clients kept for the supervisor's next client
+	starting  int                  // clients being set up by accept, not yet in clients
+	slotFree  chan struct{}        // closed (and replaced) when a slot may have become free
+	accepting sync.WaitGroup       // running accept loops
+	unlisten  bool                 // closeListeners has run (ipc.MsgUnlistened is on its way)
 
 	// detached: the process outlives the supervisor (detach).
 	detached atomic.Bool
@@ -282,7 +283,7 @@ func (lp *loginProc) handle(pk ipc.Packet) (code int, stop bool) {
 		if pk.Remote.IsValid() {
 			remote = net.TCPAddrFromAddrPort(pk.Remote)
 		}
-		lp.accept(pk.ID, pk.FD, remote, 0)
+		lp.accept(pk.ID, pk.FD, remote, nil, 0)
 	case ipc.MsgEvict:
 		lp.mu.Lock()
 		cl := lp.clients[pk.ID]
@@ -414,8 +415,10 @@ func (lp *loginProc) startAccepting() {
 	}
 	// Raw fds, never *os.File: that would register the (non-blocking)
 	// sockets with the netpoller, which would then wake this process for
-	// every connection, even when it is full.
-	a, err := sockfd.NewAcceptor(fds, true)
+	// every connection, even when it is full. The Acceptor's epoll set
+	// is in the netpoller instead, with the sockets in it only while the
+	// process has a free slot (acceptLoop pauses it).
+	a, err := sockfd.NewPolledAcceptor(fds)
 	if err != nil {
 		logLine("ERROR", "listeners: %v", err)
 		for _, fd := range fds {
@@ -424,6 +427,7 @@ func (lp *loginProc) startAccepting() {
 		return
 	}
 	lp.listeners = append(lp.listeners, a)
+	lp.bound = sockfd.BoundAddrs(fds)
 	lp.accepting.Add(1)
 	go lp.acceptLoop(a)
 }
@@ -482,6 +486,7 @@ func (lp *loginProc) acceptLoop(a *sockfd.Acceptor) {
 			}
 			ch := lp.slotFree
 			lp.mu.Unlock()
+			a.Pause() // full: no wake-ups for connections meanwhile
 			<-ch
 			lp.mu.Lock()
 		}
@@ -506,20 +511,21 @@ func (lp *loginProc) acceptLoop(a *sockfd.Acceptor) {
 		id := lp.in.Seq<<32 | lp.nextLocal
 		lp.starting++
 		lp.mu.Unlock()
-		lp.accept(id, nfd, net.TCPAddrFromAddrPort(sockfd.AddrPort(sa)), ipc.MsgAccepted)
+		lp.accept(id, nfd, net.TCPAddrFromAddrPort(sockfd.AddrPort(sa)), lp.bound[a.From()], ipc.MsgAccepted)
 	}
 }
 
 // accept serves client socket fd under id. remote is the client's
-// address from accept (nil if unknown). announce is 0 for a client the
-// supervisor handed over, ipc.MsgAccepted for one the process accepted
-// itself (the supervisor learns about it from that report). The caller
+// address from accept (nil if unknown), local the socket's own if known
+// from its listener (else nil: asked when needed). announce is 0 for a
+// client the supervisor handed over, ipc.MsgAccepted for one the process
+// accepted itself (the supervisor learns about it from that report). The caller
 // has counted the client in lp.starting. Every client, whatever happens
 // to it from here on, ends in lp.gone, exactly once: that reports it
 // closed, counts it against service_count and ends the process when it
 // has served its clients (a client that reset its connection before its
 // greeting too).
-func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byte) {
+func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, announce byte) {
 	var from netip.AddrPort // ipc.MsgAccepted: the source (evict.go), unknown behind haproxy
 	state := func(s ipc.ConnState) {
 		if announce != 0 {
@@ -549,8 +555,9 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 		return
 	}
 	// Without access checks the greeting goes out at once, from this
-	// goroutine, with one write(2) on the (non-blocking) socket; the
-	// client goroutine then only reads commands. A client of an ssl = yes
+	// goroutine, with one write(2) on the (non-blocking) socket (a raw
+	// system call, see sockfd.RawWrite); the client goroutine then only
+	// reads commands. A client of an ssl = yes
 	// listener is greeted after its TLS handshake, one of a haproxy = yes
 	// listener after its PROXY header, in serve. If the write fails (the
 	// client has already reset the connection), serve logs and closes it
@@ -563,6 +570,9 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 		from = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
 	}
 	tc := sockfd.NewConn(fd, remote)
+	if local != nil {
+		tc.SetLocalAddr(local)
+	}
 	// The greeting may ask about the connection (IMAP's capabilities:
 	// secured, the mechanisms), so the socket is the Client's first.
 	cl := &Client{id: id, lp: lp, implicitTLS: implicitTLS, haproxy: haproxy, c: tc, conn: tc}
@@ -570,9 +580,9 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 	ready := lp.authReady()
 	if len(lp.in.AccessSockets) == 0 && !implicitTLS && !haproxy && ready {
 		g := cl.session.Greeting()
-		n, err := syscall.Write(fd, []byte(g))
+		n, err := sockfd.RawWrite(fd, []byte(g))
 		switch {
-		case err == nil && n == len(g):
+		case err == 0 && n == len(g):
 			greeted = true
 		case err == syscall.EAGAIN:
 		default: // an error, or a part of the greeting written

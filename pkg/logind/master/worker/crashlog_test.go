@@ -45,7 +45,7 @@ func TestRelayLogBoundsACrash(t *testing.T) {
 	in.WriteString("INFO after the crash\n")
 	total := 4 + 3*goroutines + 1
 	rec := &records{}
-	relayLog(strings.NewReader(in.String()), slog.New(rec), 64<<20, newLogLimiter(1))
+	relayLog(strings.NewReader(in.String()), slog.New(rec), 64<<20, newLogLimiter(1), nil)
 	if len(rec.msgs) > CrashLines+5 {
 		t.Fatalf("%d log records for a crash of %d lines, want at most %d", len(rec.msgs), total, CrashLines+5)
 	}

@@ -41,11 +41,15 @@ type ExecRunner struct {
 	// name, e.g. "imap-login", which is what ps shows).
 	Args []string
 	// Env is extra environment (KEY=VALUE) for the processes, after
-	// LOGINSVC_LOGIN_PROCESS=1, GOTRACEBACK=none and, for a service with
-	// service_count != 0, GOMAXPROCS=1; an entry here overrides those.
+	// LOGINSVC_LOGIN_PROCESS=1, GOTRACEBACK=none and GOMAXPROCS=1; an
+	// entry here overrides those.
 	Env []string
 	// Logger receives the processes' stderr lines; nil discards them.
 	Logger *slog.Logger
+	// LogBatch, if set, is the writer under Logger's handler: the
+	// lines relayed from one read of a process's stderr go out in one
+	// write (see LogBatch).
+	LogBatch *LogBatch
 	// NoSandbox skips chroot and the user change (for tests not running
 	// as root); vsz_limit still applies.
 	NoSandbox bool
@@ -201,8 +205,9 @@ func NProc(cfg *config.Config, svc *config.Service) uint64 {
 }
 
 // loginThreads is a generous bound on the OS threads of one login
-// process of svc: GOMAXPROCS (1 with a service_count, see Start) running
-// threads, as many in blocking system calls, and the runtime's own.
+// process of svc: GOMAXPROCS running threads (1, see Start; the bound
+// allows one per CPU in high-performance mode, where a process holds
+// many clients), as many in blocking system calls, and the runtime's own.
 func loginThreads(svc *config.Service) uint64 {
 	procs := 1
 	if svc.ServiceCount == 0 {
@@ -356,12 +361,14 @@ func (r *ExecRunner) Start(ctx context.Context, spec Spec, events func(Event)) (
 	cmd := exec.Command(path, r.Args...)
 	cmd.Args = append([]string{spec.Service.Name}, r.Args...)
 	cmd.Env = []string{ipc.LoginProcessEnv + "=1", "GOTRACEBACK=none"}
-	if spec.Service.ServiceCount != 0 {
-		// A process for service_count clients (one, in high-security
-		// mode) has no use for parallel threads: one P saves about 20%
-		// CPU per connection and 0.15 MB PSS per process (bench/login.sh).
-		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
-	}
+	// One P, as Dovecot's login processes have one thread: a process for
+	// service_count clients (one, in high-security mode) has no use for
+	// parallel threads (one P saves about 20% CPU per connection and
+	// 0.15 MB PSS per process), and a high-performance one serves its
+	// clients from the netpoller's wake-ups on one thread instead of
+	// handing each new client's goroutine to another (about 25% less
+	// CPU per connection, bench/README.md).
+	cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
 	cmd.Env = append(cmd.Env, r.Env...) // the last of a name wins
 	cmd.ExtraFiles = append([]*os.File{childF}, lns...)
 	cmd.Dir = "/"
@@ -406,7 +413,11 @@ func (r *ExecRunner) Start(ctx context.Context, spec Spec, events func(Event)) (
 		}
 		var wg sync.WaitGroup
 		wg.Add(2)
-		go func() { defer wg.Done(); defer stderr.Close(); relayLog(stderr, log, vsz, w.logs) }()
+		batch := r.LogBatch
+		if dlog != nil {
+			batch = nil // one syslog datagram per line
+		}
+		go func() { defer wg.Done(); defer stderr.Close(); relayLog(stderr, log, vsz, w.logs, batch) }()
 		go func() { defer wg.Done(); w.readLoop(events, w.exited) }()
 		go func() {
 			err := cmd.Wait()
@@ -509,18 +520,31 @@ func (l *logLimiter) notice(log *slog.Logger, now time.Time, final bool) {
 // (a Go panic, say). Memory is bounded (one MaxLogLine buffer): a
 // longer line is cut (LogLineCut) and the rest of it dropped; lines
 // beyond the process's budget (lim) are dropped and counted, and how
-// many is logged (at most once a second, and when stderr ends).
-func relayLog(r io.Reader, log *slog.Logger, vsz uint64, lim *logLimiter) {
+// many is logged (at most once a second, and when stderr ends). With
+// batch, the lines of one read are logged in one write of batch.
+func relayLog(r io.Reader, log *slog.Logger, vsz uint64, lim *logLimiter, batch *LogBatch) {
 	br := bufio.NewReaderSize(r, MaxLogLine)
 	cutting := false // dropping the rest of a cut line
 	var crash crashTrim
+	held := false // batch is held: the lines read are being logged
 	defer func() {
 		if n := crash.dropped(); n > 0 {
 			log.Error("crash output of the login process cut short", "lines_not_logged", n)
 		}
+		if held {
+			batch.release()
+		}
 	}()
 	for {
+		if held && !lineBuffered(br) { // the next ReadSlice may wait
+			batch.release()
+			held = false
+		}
 		line, err := br.ReadSlice('\n')
+		if !held && batch != nil && lineBuffered(br) {
+			batch.hold()
+			held = true
+		}
 		if len(line) > 0 {
 			long := err == bufio.ErrBufferFull
 			rest := cutting
@@ -534,6 +558,67 @@ func relayLog(r io.Reader, log *slog.Logger, vsz uint64, lim *logLimiter) {
 		}
 	}
 	lim.notice(log, time.Now(), true)
+}
+
+// lineBuffered reports whether br holds a whole line more (ReadSlice
+// returns it without reading).
+func lineBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
+}
+
+// LogBatch is the supervisor's log output (stderr) as the relays of the
+// login processes' lines write it: a login process writes its lines in
+// batches (ipc.LineLog), and the lines a relay takes from one read of
+// them go out in one write, not one write(2) each, which would be one
+// per client that leaves in high-performance mode. Lines written while
+// a relay holds the batch (by other relays, by the supervisor itself)
+// join it, in order; a batch goes out at maxLogBatchOut bytes at the
+// latest. Write never waits for a relay. Safe for concurrent use.
+type LogBatch struct {
+	W     io.Writer
+	mu    sync.Mutex
+	buf   []byte
+	holds int
+}
+
+// maxLogBatchOut is the most a LogBatch holds before it writes.
+const maxLogBatchOut = 64 << 10
+
+// Write writes p, or adds it to the batch while a relay holds it.
+func (b *LogBatch) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.holds == 0 {
+		return b.W.Write(p)
+	}
+	b.buf = append(b.buf, p...)
+	if len(b.buf) >= maxLogBatchOut {
+		b.flushLocked()
+	}
+	return len(p), nil
+}
+
+func (b *LogBatch) hold() {
+	b.mu.Lock()
+	b.holds++
+	b.mu.Unlock()
+}
+
+// release ends a hold; the batch is written when no relay holds it.
+func (b *LogBatch) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.holds--; b.holds == 0 {
+		b.flushLocked()
+	}
+}
+
+func (b *LogBatch) flushLocked() {
+	if len(b.buf) > 0 {
+		b.W.Write(b.buf)
+		b.buf = b.buf[:0]
+	}
 }
 
 // relayLine logs one line (cut: the start of a longer one), if lim

@@ -68,7 +68,7 @@ func TestRelayLogBounds(t *testing.T) {
 		h := &recordHandler{}
 		before := heapInUse()
 		start := time.Now()
-		relayLog(&lineSource{n: n}, slog.New(h), 0, newLogLimiter(1))
+		relayLog(&lineSource{n: n}, slog.New(h), 0, newLogLimiter(1), nil)
 		elapsed := time.Since(start)
 		lines := 0
 		for _, r := range h.records {
@@ -93,7 +93,7 @@ func TestRelayLogBounds(t *testing.T) {
 		for range 10 {
 			lim.grant()
 		}
-		relayLog(&lineSource{n: LogBurst + 1000}, slog.New(h), 0, lim)
+		relayLog(&lineSource{n: LogBurst + 1000}, slog.New(h), 0, lim, nil)
 		if got, want := len(h.records)-1, LogBurst+10*LogPerClient; got < want || got > want+LogRate {
 			t.Errorf("%d lines relayed, want %d (+ refill)", got, want)
 		}
@@ -101,7 +101,7 @@ func TestRelayLogBounds(t *testing.T) {
 	t.Run("long line", func(t *testing.T) {
 		h := &recordHandler{}
 		in := "INFO start " + strings.Repeat("x", 10<<20) + "\nWARN next\nno level\n"
-		relayLog(strings.NewReader(in), slog.New(h), 0, newLogLimiter(1))
+		relayLog(strings.NewReader(in), slog.New(h), 0, newLogLimiter(1), nil)
 		want := []string{"start " + strings.Repeat("x", MaxLogLine-len("INFO start ")) + LogLineCut, "next", "no level"}
 		if d := cmp.Diff(want, h.records); d != "" {
 			t.Errorf("(-want +got)\n%s", d)
@@ -131,4 +131,59 @@ func heapInUse() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse
+}
+
+// chunks is a reader that returns one chunk per Read, as a login
+// process's batched stderr writes arrive.
+type chunks []string
+
+func (c *chunks) Read(p []byte) (int, error) {
+	if len(*c) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, (*c)[0])
+	*c = (*c)[1:]
+	return n, nil
+}
+
+// writes records each Write as one string.
+type writes struct{ got []string }
+
+func (w *writes) Write(p []byte) (int, error) {
+	w.got = append(w.got, string(p))
+	return len(p), nil
+}
+
+// TestRelayLogBatches: the lines relayed from one read of a login
+// process's stderr go out in one write of the supervisor's log, a lone
+// line in one of its own, and a line the supervisor logs while no relay
+// holds the batch at once; a partial line does not hold the batch while
+// its rest is awaited.
+func TestRelayLogBatches(t *testing.T) {
+	out := &writes{}
+	batch := &LogBatch{W: out}
+	log := slog.New(slog.NewTextHandler(batch, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	in := chunks{
+		"INFO Disconnected: a\nINFO Disconnected: b\nWARN c\n",
+		"INFO alone\nINFO part",
+		"ial\n",
+	}
+	relayLog(&in, log, 0, newLogLimiter(1), batch)
+	log.Info("supervisor")
+	want := []string{
+		"level=INFO msg=\"Disconnected: a\"\nlevel=INFO msg=\"Disconnected: b\"\nlevel=WARN msg=c\n",
+		"level=INFO msg=alone\n",
+		"level=INFO msg=partial\n",
+		"level=INFO msg=supervisor\n",
+	}
+	if d := cmp.Diff(want, out.got); d != "" {
+		t.Errorf("writes (-want +got):\n%s", d)
+	}
 }

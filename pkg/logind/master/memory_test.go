@@ -20,12 +20,12 @@ var packagedFlags = []string{"-buildmode=exe", "-trimpath"}
 // maxGreetingAnon bounds the anonymous memory (smaps_rollup's
 // Anonymous: the process's own pages, which no other process shares) of
 // a high-security login process that has greeted its client and waits
-// for its first command. Measured here: 816–844 KiB as packaged (844
-// with a fourth thread); 1,464 KiB in a PIE build, where ld.so's
-// relocations of the read-only data make 0.65 MiB of private copies at
-// every start (docs/loginsvc.md, "Memory"). The headroom is for the
-// runtime's threads, of which a busy machine can make a process start
-// one more (some tens of KiB each).
+// for its first command. Measured here: 788–796 KiB as packaged (a
+// fourth thread adds about 24 KiB); 1,464 KiB in a PIE build, where
+// ld.so's relocations of the read-only data make 0.65 MiB of private
+// copies at every start (docs/loginsvc.md, "Memory"). The headroom is
+// for the runtime's threads, of which a busy machine can make a process
+// start one more (some tens of KiB each).
 const maxGreetingAnon = 1100 << 10
 
 // TestHighSecurityLoginProcessMemory runs the real loginsvc binary, built

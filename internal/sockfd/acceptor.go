@@ -27,27 +27,33 @@ var (
 // (the supervisor and a service's high-performance login processes): one
 // socket in the supervisor, all of a service's sockets in a login process,
 // which therefore takes exactly one client at a time whatever the number of
-// listeners (so it never goes over client_limit). It waits in its own
-// epoll set with EPOLLEXCLUSIVE, so that a connection
-// wakes one waiting process rather than all of them (Dovecot wakes every
-// process polling the socket; the losers get EAGAIN), and it waits in
-// epoll_wait on its own thread, not in the Go netpoller: the socket is
-// never registered there, so a process that is not accepting is not
-// woken by connections at all.
+// listeners (so it never goes over client_limit). The sockets are in the
+// Acceptor's own epoll set, never in the Go netpoller itself: a process
+// that is not accepting (full, or the supervisor while its gate is
+// closed) is not woken by connections at all. While Next waits, that
+// epoll set's descriptor is in the netpoller, so the wait holds no
+// thread in a blocking system call: a goroutine in epoll_wait keeps its
+// P in a system call, which keeps the runtime's sysmon thread polling
+// every 20 µs (about 50 wake-ups per client in a login process at 150
+// logins/s) and delays the goroutines the accept made runnable until
+// sysmon takes the P back. The wake-up is not exclusive: the kernel
+// honours EPOLLEXCLUSIVE only for a task waiting in epoll_wait on the
+// set itself, not for a set polled from another one, so every process
+// waiting in Next is woken and the losers find nothing (as Dovecot's
+// processes, which all poll the sockets, do).
 type Acceptor struct {
 	lfds   []int
 	turn   int // the socket tried first by the next accept (round robin)
-	ep     int
+	ep     *os.File
+	rc     syscall.RawConn
 	efd    int // eventfd that Stop writes, to wake a waiting Next
+	evs    []unix.EpollEvent
 	closed atomic.Bool
 }
 
 // NewAcceptor waits on the listening sockets lfds (it does not own or
-// close them). exclusive: an EPOLLEXCLUSIVE wait (login processes); the
-// supervisor waits non-exclusively, so that it never takes a wake-up
-// away from a process (the kernel wakes every non-exclusive waiter and
-// one exclusive one).
-func NewAcceptor(lfds []int, exclusive bool) (*Acceptor, error) {
+// close them).
+func NewAcceptor(lfds []int) (*Acceptor, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -57,20 +63,30 @@ func NewAcceptor(lfds []int, exclusive bool) (*Acceptor, error) {
 		unix.Close(ep)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	a := &Acceptor{lfds: lfds, ep: ep, efd: efd}
-	events := uint32(unix.EPOLLIN)
-	if exclusive {
-		events |= unix.EPOLLEXCLUSIVE
+	a := &Acceptor{lfds: lfds, efd: efd, evs: make([]unix.EpollEvent, len(lfds)+1)}
+	fail := func(err error) (*Acceptor, error) {
+		if a.ep == nil {
+			unix.Close(ep)
+		}
+		a.Release()
+		return nil, err
 	}
 	for _, lfd := range lfds {
-		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: events, Fd: int32(lfd)}); err != nil {
-			a.Release()
-			return nil, fmt.Errorf("epoll_ctl(%d): %w", lfd, err)
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd)}); err != nil {
+			return fail(fmt.Errorf("epoll_ctl(%d): %w", lfd, err))
 		}
 	}
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
-		a.Release()
-		return nil, fmt.Errorf("epoll_ctl: %w", err)
+		return fail(fmt.Errorf("epoll_ctl: %w", err))
+	}
+	// Non-blocking before os.NewFile, which then puts the set in the
+	// netpoller (an epoll set is readable while it has events).
+	if err := unix.SetNonblock(ep, true); err != nil {
+		return fail(fmt.Errorf("set non-blocking: %w", err))
+	}
+	a.ep = os.NewFile(uintptr(ep), "acceptor")
+	if a.rc, err = a.ep.SyscallConn(); err != nil {
+		return fail(err)
 	}
 	return a, nil
 }
@@ -82,37 +98,66 @@ func NewAcceptor(lfds []int, exclusive bool) (*Acceptor, error) {
 // the like: the caller decides whether to retry). Only one goroutine may
 // call Next at a time.
 func (a *Acceptor) Next(may func() bool) (int, unix.Sockaddr, error) {
-	evs := make([]unix.EpollEvent, len(a.lfds)+1)
-	for woken := false; ; woken = true {
-		if a.closed.Load() {
-			return -1, nil, ErrClosed
-		}
-		if woken && may != nil && !may() {
-			return -1, nil, ErrNotNow
-		}
-		var err error
-		for range a.lfds {
-			lfd := a.lfds[a.turn]
-			a.turn = (a.turn + 1) % len(a.lfds)
-			var nfd int
-			var sa syscall.Sockaddr
-			nfd, sa, err = syscall.Accept4(lfd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
-			if err == nil {
-				return nfd, unixSockaddr(sa), nil
+	nfd, sa, err := -1, unix.Sockaddr(nil), error(nil)
+	woken := false
+	werr := a.rc.Read(func(uintptr) bool {
+		for {
+			if a.closed.Load() {
+				err = ErrClosed
+				return true
 			}
-			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
-				return -1, nil, err
+			if woken && may != nil && !may() {
+				err = ErrNotNow
+				return true
 			}
-			if err != unix.EAGAIN {
-				break // EINTR, ECONNABORTED: try again before waiting
+			// Which sockets have a connection: one epoll_wait, not an
+			// accept4 on each (most of which would find nothing).
+			n, werr := unix.EpollWait(int(a.ep.Fd()), a.evs, 0)
+			if werr == unix.EINTR {
+				continue
+			}
+			if werr != nil {
+				err = werr
+				return true
+			}
+			if n == 0 {
+				woken = true
+				return false // wait in the netpoller
+			}
+			var ready uint64 // bit i: lfds[i] has a connection
+			for _, ev := range a.evs[:n] {
+				for i, lfd := range a.lfds {
+					if int32(lfd) == ev.Fd && i < 64 {
+						ready |= 1 << i
+					}
+				}
+			}
+			for range a.lfds {
+				i := a.turn
+				a.turn = (a.turn + 1) % len(a.lfds)
+				if ready&(1<<i) == 0 {
+					continue
+				}
+				var s syscall.Sockaddr
+				nfd, s, err = syscall.Accept4(a.lfds[i], unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+				if err == nil {
+					sa = unixSockaddr(s)
+					return true
+				}
+				if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
+					return true
+				}
+				nfd, err = -1, nil // taken by another process, or aborted: next
+			}
+			if ready == 0 { // only Stop's eventfd
+				continue
 			}
 		}
-		if err == unix.EAGAIN {
-			if _, err := unix.EpollWait(a.ep, evs, -1); err != nil && err != unix.EINTR {
-				return -1, nil, err
-			}
-		}
+	})
+	if werr != nil && err == nil {
+		err = werr
 	}
+	return nfd, sa, err
 }
 
 // Stop makes Next return ErrClosed (at once if it is waiting).
@@ -126,7 +171,9 @@ func (a *Acceptor) Stop() {
 // Release closes the epoll set and the eventfd (not the listening
 // socket); call it when Next will not be called again.
 func (a *Acceptor) Release() {
-	unix.Close(a.ep)
+	if a.ep != nil {
+		a.ep.Close()
+	}
 	unix.Close(a.efd)
 }
 

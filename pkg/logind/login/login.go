@@ -415,7 +415,7 @@ func (lp *loginProc) startAccepting() {
 	// Raw fds, never *os.File: that would register the (non-blocking)
 	// sockets with the netpoller, which would then wake this process for
 	// every connection, even when it is full.
-	a, err := sockfd.NewAcceptor(fds, true)
+	a, err := sockfd.NewAcceptor(fds)
 	if err != nil {
 		logLine("ERROR", "listeners: %v", err)
 		for _, fd := range fds {
@@ -486,8 +486,7 @@ func (lp *loginProc) acceptLoop(a *sockfd.Acceptor) {
 			lp.mu.Lock()
 		}
 		lp.mu.Unlock()
-		// No second look at canAccept once woken: with EPOLLEXCLUSIVE
-		// the wake-up was this process's alone, and a client left in the
+		// No second look at canAccept once woken: a client left in the
 		// queue would wait for the next arrival to wake another process.
 		nfd, sa, err := a.Next(nil)
 		switch err {

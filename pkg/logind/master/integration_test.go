@@ -350,6 +350,8 @@ func TestHighPerformanceSpillOverCrashAndReplacement(t *testing.T) {
 	l.waitFor("one preforked process", func(s control.ServiceStatus) bool { return readyProcs(s) == 1 })
 	if p := l.status().Procs[0]; procEnv(t, p.PID, "GOMAXPROCS") != "" {
 		t.Errorf("high-performance process %d: GOMAXPROCS set; it should use every CPU", p.PID)
+	} else if got, want := "GODEBUG="+procEnv(t, p.PID, "GODEBUG"), worker.SysmonNoDeepSleep; got != want {
+		t.Errorf("high-performance process %d: %s, want %s", p.PID, got, want)
 	}
 	var cs []*tclient
 	for i := 0; i < 4; i++ {

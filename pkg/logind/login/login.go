@@ -579,6 +579,10 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 		}
 	}
 	cl.accepted, cl.greeted, cl.greetFailed = time.Now(), greeted, greetFailed
+	// A client of an ssl = yes listener with no check to wait for goes
+	// into its TLS handshake at once: logging in from now, and reported
+	// so here, lazily like a greeted one, not a second time by serve.
+	cl.reportedLoggingIn = greeted || implicitTLS && !haproxy && len(lp.in.AccessSockets) == 0
 	cl.auth.st.AuthReady = ready
 	lp.mu.Lock()
 	lp.starting--
@@ -587,7 +591,7 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 	lp.mu.Unlock()
 	// Reported only now that an eviction (ipc.MsgEvict, which the report
 	// can prompt at once) finds the client in lp.clients.
-	if greeted {
+	if cl.reportedLoggingIn {
 		state(ipc.StateLoggingIn)
 	} else {
 		state(ipc.StateChecking)

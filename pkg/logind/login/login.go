@@ -555,13 +555,16 @@ func (lp *loginProc) accept(id uint64, fd int, remote *net.TCPAddr, announce byt
 	// client has already reset the connection), serve logs and closes it
 	// like any client whose greeting could not be written.
 	greeted, greetFailed := false, false
-	flags := lp.listen.Lookup(fd)
+	flags, local := lp.listen.Lookup(fd)
 	implicitTLS := lp.tls != nil && flags&listenopt.SSL != 0
 	haproxy := flags&listenopt.HAProxy != 0
 	if !haproxy && remote != nil {
 		from = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
 	}
 	tc := sockfd.NewConn(fd, remote)
+	if local.IsValid() && remote != nil { // getsockname once, not again for LocalAddr
+		tc.SetAddrs(remote, net.TCPAddrFromAddrPort(local))
+	}
 	// The greeting may ask about the connection (IMAP's capabilities:
 	// secured, the mechanisms), so the socket is the Client's first.
 	cl := &Client{id: id, lp: lp, implicitTLS: implicitTLS, haproxy: haproxy, c: tc, conn: tc}

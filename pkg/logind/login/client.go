@@ -32,6 +32,9 @@ type Client struct {
 	greeted  bool            // the greeting was sent before serve (no access checks)
 	// greetFailed: writing that greeting failed (the Client is gone).
 	greetFailed bool
+	// reportedLoggingIn: accept reported the Client as logging in
+	// (greeted, or TLS with no check to wait for); serve does not.
+	reportedLoggingIn bool
 	// implicitTLS: accepted on an ssl = yes listener (TLS handshake
 	// after the access check, then the greeting); tlsActive: TLS is on;
 	// wantTLS: STARTTLS/STLS was accepted, the handshake follows the
@@ -175,7 +178,9 @@ func (cl *Client) serve() {
 		}
 		// A Client in its TLS handshake is logging in (evictable), as in
 		// Dovecot.
-		cl.lp.rep.Now(ipc.MsgState, cl.id, uint8(ipc.StateLoggingIn), netip.AddrPort{})
+		if !cl.reportedLoggingIn {
+			cl.lp.rep.Now(ipc.MsgState, cl.id, uint8(ipc.StateLoggingIn), netip.AddrPort{})
+		}
 		if cl.implicitTLS {
 			if err := cl.handshake(deadline); err != nil {
 				reason = cl.tlsFailure(err)

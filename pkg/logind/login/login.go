@@ -491,8 +491,7 @@ func (lp *loginProc) acceptLoop(a *sockfd.Acceptor) {
 			lp.mu.Lock()
 		}
 		lp.mu.Unlock()
-		// No second look at canAccept once woken: with EPOLLEXCLUSIVE
-		// the wake-up was this process's alone, and a client left in the
+		// No second look at canAccept once woken: a client left in the
 		// queue would wait for the next arrival to wake another process.
 		nfd, sa, err := a.Next(nil)
 		switch err {
@@ -563,15 +562,18 @@ func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, annou
 	// client has already reset the connection), serve logs and closes it
 	// like any client whose greeting could not be written.
 	greeted, greetFailed := false, false
-	flags := lp.listen.Lookup(fd)
+	flags, looked := lp.listen.Lookup(fd)
 	implicitTLS := lp.tls != nil && flags&listenopt.SSL != 0
 	haproxy := flags&listenopt.HAProxy != 0
 	if !haproxy && remote != nil {
 		from = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
 	}
 	tc := sockfd.NewConn(fd, remote)
-	if local != nil {
+	switch { // the local address known, not asked of the kernel again
+	case local != nil:
 		tc.SetLocalAddr(local)
+	case looked.IsValid():
+		tc.SetLocalAddr(net.TCPAddrFromAddrPort(looked))
 	}
 	// The greeting may ask about the connection (IMAP's capabilities:
 	// secured, the mechanisms), so the socket is the Client's first.
@@ -590,6 +592,10 @@ func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, annou
 		}
 	}
 	cl.accepted, cl.greeted, cl.greetFailed = time.Now(), greeted, greetFailed
+	// A client of an ssl = yes listener with no check to wait for goes
+	// into its TLS handshake at once: logging in from now, and reported
+	// so here, lazily like a greeted one, not a second time by serve.
+	cl.reportedLoggingIn = greeted || implicitTLS && !haproxy && len(lp.in.AccessSockets) == 0
 	cl.auth.st.AuthReady = ready
 	lp.mu.Lock()
 	lp.starting--
@@ -598,7 +604,7 @@ func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, annou
 	lp.mu.Unlock()
 	// Reported only now that an eviction (ipc.MsgEvict, which the report
 	// can prompt at once) finds the client in lp.clients.
-	if greeted {
+	if cl.reportedLoggingIn {
 		state(ipc.StateLoggingIn)
 	} else {
 		state(ipc.StateChecking)

@@ -47,7 +47,7 @@ func (cl *Client) reportLogin(user, mech string, mailPID uint32) {
 	}
 	b := ipc.AppendLogin(nil, ipc.Login{ID: cl.id, User: user, Mech: mech, MailPID: mailPID,
 		Remote: cl.whoRemote(), TLS: cl.tlsActive})
-	cl.lp.rep.Send(b)
+	cl.lp.rep.LazyPacket(b) // before the client's close or its StateProxying
 }
 
 // reportAuthFailed tells the supervisor that an authentication of the

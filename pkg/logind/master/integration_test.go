@@ -348,8 +348,12 @@ func checkSandboxed(t *testing.T, pid int, root string) {
 func TestHighPerformanceSpillOverCrashAndReplacement(t *testing.T) {
 	l := startLab(t, "imap-login", "", "service_count = 0\nclient_limit = 3\nprocess_min_avail = 1\nprocess_limit = 3")
 	l.waitFor("one preforked process", func(s control.ServiceStatus) bool { return readyProcs(s) == 1 })
-	if p := l.status().Procs[0]; procEnv(t, p.PID, "GOMAXPROCS") != "1" {
-		t.Errorf("high-performance process %d: GOMAXPROCS=%q, want 1 (one thread serves its clients, as in Dovecot)", p.PID, procEnv(t, p.PID, "GOMAXPROCS"))
+	p := l.status().Procs[0]
+	if got := procEnv(t, p.PID, "GOMAXPROCS"); got != "1" {
+		t.Errorf("high-performance process %d: GOMAXPROCS=%q, want 1 (one thread serves its clients, as in Dovecot)", p.PID, got)
+	}
+	if got, want := "GODEBUG="+procEnv(t, p.PID, "GODEBUG"), worker.SysmonNoDeepSleep; got != want {
+		t.Errorf("high-performance process %d: %s, want %s", p.PID, got, want)
 	}
 	var cs []*tclient
 	for i := 0; i < 4; i++ {

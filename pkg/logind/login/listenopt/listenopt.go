@@ -48,25 +48,27 @@ func New(ssl, haproxy []string) Set {
 // Lookup returns the options of the listener client socket fd was
 // accepted on: those of its exact local address, else those of a
 // wildcard listener of the same family and port. It costs one
-// getsockname, none when no listener has options; 0 if that fails.
-func (s Set) Lookup(fd int) Flags {
+// getsockname, none when no listener has options; 0 if that fails. It
+// also returns the local address it read (the zero AddrPort when it
+// read none), which the caller keeps instead of asking again.
+func (s Set) Lookup(fd int) (Flags, netip.AddrPort) {
 	if len(s) == 0 {
-		return 0
+		return 0, netip.AddrPort{}
 	}
 	sa, err := syscall.Getsockname(fd) // x/sys/unix's adds a getsockopt
 	if err != nil {
-		return 0
+		return 0, netip.AddrPort{}
 	}
 	ap := sockfd.SyscallAddrPort(sa)
 	any := netip.IPv4Unspecified()
 	switch {
 	case !ap.IsValid():
-		return 0
+		return 0, ap
 	case ap.Addr().Is6():
 		any = netip.IPv6Unspecified()
 	}
 	if f, ok := s[ap]; ok {
-		return f
+		return f, ap
 	}
-	return s[netip.AddrPortFrom(any, ap.Port())]
+	return s[netip.AddrPortFrom(any, ap.Port())], ap
 }

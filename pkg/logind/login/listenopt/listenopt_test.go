@@ -2,13 +2,14 @@ package listenopt
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 	"testing"
 )
 
 // TestLookup checks that a client socket gets the options of its exact
 // local address, else those of a wildcard listener on the same port and
-// family, else none.
+// family, else none, and the local address read to find them.
 func TestLookup(t *testing.T) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -48,8 +49,17 @@ func TestLookup(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := New(tt.ssl, tt.haproxy).Lookup(int(f.Fd())); got != tt.want {
+			set := New(tt.ssl, tt.haproxy)
+			got, local := set.Lookup(int(f.Fd()))
+			if got != tt.want {
 				t.Errorf("Lookup = %b, want %b", got, tt.want)
+			}
+			wantLocal := sc.LocalAddr().(*net.TCPAddr).AddrPort()
+			if len(set) == 0 {
+				wantLocal = netip.AddrPort{} // not asked
+			}
+			if local != wantLocal {
+				t.Errorf("Lookup's local address %v, want %v", local, wantLocal)
 			}
 		})
 	}

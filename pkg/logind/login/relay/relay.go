@@ -27,14 +27,15 @@ func Run(client net.Conn, peer io.ReadWriteCloser) {
 			client.SetDeadline(time.Unix(1, 0)) // the client side's read or write ends
 		})
 	}
-	done := make(chan struct{}, 2)
-	pipe := func(dst io.Writer, src io.Reader) {
-		io.Copy(dst, src)
+	done := make(chan struct{})
+	go func() {
+		io.Copy(peer, client)
 		end()
-		done <- struct{}{}
-	}
-	go pipe(peer, client)
-	go pipe(client, peer)
-	<-done
+		close(done)
+	}()
+	// The other direction on the caller's goroutine: one goroutine
+	// started per session, not two.
+	io.Copy(client, peer)
+	end()
 	<-done
 }

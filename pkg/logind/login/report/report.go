@@ -2,8 +2,8 @@
 // the control socket (ipc.AppendReport records; pkg/logind/proto.go,
 // docs/loginsvc.md): urgent ones at once, lazy ones (a direct accept or
 // a close that does not make the process full or non-full, a failed
-// authentication) batched for up to 20 ms, always in the order they
-// were made.
+// authentication, a login) batched for up to 20 ms, always in the order
+// they were made.
 package report
 
 import (
@@ -28,14 +28,18 @@ const (
 // control loop sees a broken socket on its next read).
 type Sender struct {
 	c     *net.UnixConn
-	mu    sync.Mutex // send order; guards batch
+	mu    sync.Mutex // send order; guards batch and queued
 	batch []byte     // lazy reports: ipc.MsgBatch + their records
+	// queued: lazy packets of their own (LazyPacket), each after the
+	// batch records that were made before it (a closed batch is queued
+	// as a packet); the open batch goes after them.
+	queued [][]byte
 }
 
 // New returns a Sender writing on c.
 func New(c *net.UnixConn) *Sender { return &Sender{c: c} }
 
-// Send sends packet b on its own (ipc.MsgReady, ipc.MsgLogin), after
+// Send sends packet b on its own (ipc.MsgReady) now, after
 // any batched reports, and returns the write's error.
 func (s *Sender) Send(b []byte) error {
 	if s == nil {
@@ -64,6 +68,7 @@ func (s *Sender) Now(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
 		s.flushLocked()
 		return
 	}
+	s.flushLocked() // the lazy packets (LazyPacket) first
 	s.c.WriteMsgUnix(b, nil, nil)
 }
 
@@ -81,12 +86,37 @@ func (s *Sender) Lazy(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
 	defer s.mu.Unlock()
 	if len(s.batch) == 0 {
 		s.batch = append(s.batch, ipc.MsgBatch)
-		time.AfterFunc(delay, s.Flush)
+		if len(s.queued) == 0 {
+			time.AfterFunc(delay, s.Flush)
+		}
 	}
 	s.batch = ipc.AppendReport(s.batch, typ, id, arg, remote)
 	if len(s.batch) >= maxBatch {
 		s.flushLocked()
 	}
+}
+
+// LazyPacket queues packet b (ipc.MsgLogin) to go on its own within
+// 20 ms, with the batched reports and after those made before it: a
+// plaintext client's login, which no decision of the supervisor waits
+// for, costs the supervisor no wake-up of its own (the client's close
+// follows in the same flush); a TLS client's goes at once, with the
+// urgent ipc.StateProxying report that follows it. b is the Sender's.
+func (s *Sender) LazyPacket(b []byte) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.batch) == 0 && len(s.queued) == 0 {
+		time.AfterFunc(delay, s.Flush)
+	}
+	if len(s.batch) > 1 {
+		s.queued = append(s.queued, s.batch)
+		s.batch = nil
+	}
+	s.batch = s.batch[:0]
+	s.queued = append(s.queued, b)
 }
 
 // Flush sends the batched reports now (before the process exits, or
@@ -101,6 +131,11 @@ func (s *Sender) Flush() {
 }
 
 func (s *Sender) flushLocked() {
+	for i, b := range s.queued {
+		s.c.WriteMsgUnix(b, nil, nil)
+		s.queued[i] = nil
+	}
+	s.queued = s.queued[:0]
 	if len(s.batch) > 1 {
 		s.c.WriteMsgUnix(s.batch, nil, nil)
 	}

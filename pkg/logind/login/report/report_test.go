@@ -85,12 +85,47 @@ func TestOrder(t *testing.T) {
 	}
 }
 
+// TestLazyPacket: a packet of its own queued lazily (a login) goes
+// after the lazy reports made before it and before those made after it,
+// all at the next flush; alone, it goes within the batch delay; an
+// urgent report sends it first.
+func TestLazyPacket(t *testing.T) {
+	s, c := pair(t)
+	login := []byte{ipc.MsgLogin, 1, 2, 3}
+	s.Lazy(ipc.MsgAccepted, 1, 2, netip.AddrPort{})
+	s.LazyPacket(login)
+	s.Lazy(ipc.MsgClosed, 1, 0, netip.AddrPort{})
+	s.Flush()
+	for i, want := range [][]byte{
+		append([]byte{ipc.MsgBatch}, rec(ipc.MsgAccepted, 1, 2)...),
+		login,
+		append([]byte{ipc.MsgBatch}, rec(ipc.MsgClosed, 1, 0)...),
+	} {
+		if d := cmp.Diff(want, next(t, c)); d != "" {
+			t.Errorf("flush, packet %d (-want +got):\n%s", i, d)
+		}
+	}
+	s.LazyPacket(login) // no Flush: the timer sends it
+	if d := cmp.Diff(login, next(t, c)); d != "" {
+		t.Errorf("alone (-want +got):\n%s", d)
+	}
+	s.LazyPacket(login)
+	s.Now(ipc.MsgState, 2, 3, netip.AddrPort{})
+	if d := cmp.Diff(login, next(t, c)); d != "" {
+		t.Errorf("before urgent (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(rec(ipc.MsgState, 2, 3), next(t, c)); d != "" {
+		t.Errorf("urgent (-want +got):\n%s", d)
+	}
+}
+
 // TestNil checks that a nil Sender (no supervisor) sends nothing and
 // does not fail.
 func TestNil(t *testing.T) {
 	var s *Sender
 	s.Now(ipc.MsgState, 1, 2, netip.AddrPort{})
 	s.Lazy(ipc.MsgClosed, 1, 0, netip.AddrPort{})
+	s.LazyPacket([]byte{ipc.MsgLogin})
 	s.Flush()
 	if err := s.Send([]byte{ipc.MsgReady}); err != nil {
 		t.Errorf("Send: %v", err)

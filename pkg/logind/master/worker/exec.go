@@ -41,8 +41,9 @@ type ExecRunner struct {
 	// name, e.g. "imap-login", which is what ps shows).
 	Args []string
 	// Env is extra environment (KEY=VALUE) for the processes, after
-	// LOGINSVC_LOGIN_PROCESS=1, GOTRACEBACK=none and GOMAXPROCS=1; an
-	// entry here overrides those.
+	// LOGINSVC_LOGIN_PROCESS=1, GOTRACEBACK=none, GOMAXPROCS=1 and, for
+	// a service with service_count = 0, SysmonNoDeepSleep; an entry here
+	// overrides those.
 	Env []string
 	// Logger receives the processes' stderr lines; nil discards them.
 	Logger *slog.Logger
@@ -216,6 +217,44 @@ func loginThreads(svc *config.Service) uint64 {
 	return uint64(2*procs + 14)
 }
 
+// SysmonNoDeepSleep is the GODEBUG setting a high-performance login
+// process runs with. The Go runtime's sysmon thread sleeps until it is
+// needed while every P is idle, and whenever a system call wakes it from
+// that sleep it polls every 20 µs for as long as a P is busy. A login
+// process alternates between short bursts of work (a TLS handshake, a
+// login) and waits for clients, auth and the post-login service, so
+// sysmon polled through nearly all of its busy time: 20 to 30 wake-ups
+// of its own per login, and futex wake-ups of it from the system calls,
+// about 400 µs CPU per TLS login (bench/README.md, "hp logins"). With
+// schedtrace set, sysmon never sleeps that deep sleep: it backs off to
+// one wake-up every 10 ms and stays there. The interval is the largest
+// there is (24.8 days), so the runtime's trace line is printed only
+// when CLOCK_MONOTONIC is past it (once at start on a host up that
+// long, then once every 24.8 days); relayLog drops those lines.
+const SysmonNoDeepSleep = "GODEBUG=schedtrace=2147483647"
+
+// loginEnv is the environment of a login process of svc: the marker,
+// GOTRACEBACK=none, GOMAXPROCS=1, SysmonNoDeepSleep without a
+// service_count, then extra (the last of a name wins).
+func loginEnv(svc *config.Service, extra []string) []string {
+	// One P, as Dovecot's login processes have one thread: a process for
+	// service_count clients (one, in high-security mode) has no use for
+	// parallel threads (one P saves about 20% CPU per connection and
+	// 0.15 MB PSS per process), and a high-performance one serves its
+	// clients from the netpoller's wake-ups on one thread instead of
+	// handing each new client's goroutine to another (about 25% less
+	// CPU per connection, bench/README.md).
+	env := []string{ipc.LoginProcessEnv + "=1", "GOTRACEBACK=none", "GOMAXPROCS=1"}
+	if svc.ServiceCount == 0 {
+		// A long-lived process: its sysmon at 100 wake-ups a second
+		// when idle costs less than polling through every login. Not
+		// in high-security mode, where every relayed TLS session is a
+		// process of its own.
+		env = append(env, SysmonNoDeepSleep)
+	}
+	return append(env, extra...)
+}
+
 // NoFileReserve is what a login process needs in descriptors besides its
 // clients: stdin, stdout, stderr, the control socket, the Go runtime's
 // epoll set and its wake-up descriptor, the accept loop's epoll set and
@@ -360,16 +399,7 @@ func (r *ExecRunner) Start(ctx context.Context, spec Spec, events func(Event)) (
 
 	cmd := exec.Command(path, r.Args...)
 	cmd.Args = append([]string{spec.Service.Name}, r.Args...)
-	cmd.Env = []string{ipc.LoginProcessEnv + "=1", "GOTRACEBACK=none"}
-	// One P, as Dovecot's login processes have one thread: a process for
-	// service_count clients (one, in high-security mode) has no use for
-	// parallel threads (one P saves about 20% CPU per connection and
-	// 0.15 MB PSS per process), and a high-performance one serves its
-	// clients from the netpoller's wake-ups on one thread instead of
-	// handing each new client's goroutine to another (about 25% less
-	// CPU per connection, bench/README.md).
-	cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
-	cmd.Env = append(cmd.Env, r.Env...) // the last of a name wins
+	cmd.Env = loginEnv(spec.Service, r.Env)
 	cmd.ExtraFiles = append([]*os.File{childF}, lns...)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -520,7 +550,8 @@ func (l *logLimiter) notice(log *slog.Logger, now time.Time, final bool) {
 // (a Go panic, say). Memory is bounded (one MaxLogLine buffer): a
 // longer line is cut (LogLineCut) and the rest of it dropped; lines
 // beyond the process's budget (lim) are dropped and counted, and how
-// many is logged (at most once a second, and when stderr ends). With
+// many is logged (at most once a second, and when stderr ends). The Go
+// runtime's scheduler trace lines (schedTraceLine) are dropped. With
 // batch, the lines of one read are logged in one write of batch.
 func relayLog(r io.Reader, log *slog.Logger, vsz uint64, lim *logLimiter, batch *LogBatch) {
 	br := bufio.NewReaderSize(r, MaxLogLine)
@@ -549,7 +580,7 @@ func relayLog(r io.Reader, log *slog.Logger, vsz uint64, lim *logLimiter, batch 
 			long := err == bufio.ErrBufferFull
 			rest := cutting
 			cutting = long
-			if !rest && crash.keep(line) {
+			if !rest && !schedTraceLine(line) && crash.keep(line) {
 				relayLine(log, line, long, vsz, lim)
 			}
 		}
@@ -619,6 +650,21 @@ func (b *LogBatch) flushLocked() {
 		b.W.Write(b.buf)
 		b.buf = b.buf[:0]
 	}
+}
+
+// schedTraceLine reports whether line is the Go runtime's scheduler
+// trace ("SCHED 0ms: gomaxprocs=..."), which SysmonNoDeepSleep makes a
+// login process print once every 24.8 days: not worth a log line.
+func schedTraceLine(line []byte) bool {
+	rest, ok := bytes.CutPrefix(line, []byte("SCHED "))
+	if !ok {
+		return false
+	}
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	return i > 0 && bytes.HasPrefix(rest[i:], []byte("ms: gomaxprocs="))
 }
 
 // relayLine logs one line (cut: the start of a longer one), if lim

@@ -109,6 +109,48 @@ func TestRelayLogBounds(t *testing.T) {
 	})
 }
 
+// TestRelayLogDropsSchedTrace: the runtime's scheduler trace line
+// (printed by a process with SysmonNoDeepSleep once every 24.8 days) is
+// not logged; lines that only look like it are.
+func TestRelayLogDropsSchedTrace(t *testing.T) {
+	h := &recordHandler{}
+	in := "INFO before\n" +
+		"SCHED 0ms: gomaxprocs=1 idleprocs=0 threads=2 spinningthreads=0 needspinning=0 idlethreads=0 runqueue=0 [ 0 ] schedticks=[ 0 ]\n" +
+		"SCHED 2147483647ms: gomaxprocs=2 idleprocs=2 threads=5 spinningthreads=0 needspinning=0 idlethreads=3 runqueue=0 [ 0 0 ] schedticks=[ 9 4 ]\n" +
+		"SCHED ms: gomaxprocs=1\n" +
+		"INFO SCHED 1ms: gomaxprocs=1\n" +
+		"WARN after\n"
+	relayLog(strings.NewReader(in), slog.New(h), 0, newLogLimiter(1), nil)
+	want := []string{"before", "SCHED ms: gomaxprocs=1", "SCHED 1ms: gomaxprocs=1", "after"}
+	if d := cmp.Diff(want, h.records); d != "" {
+		t.Errorf("(-want +got)\n%s", d)
+	}
+}
+
+// TestLoginEnv: a login process's environment by mode: GOMAXPROCS=1,
+// and SysmonNoDeepSleep without a service_count; ExecRunner.Env last.
+func TestLoginEnv(t *testing.T) {
+	base := []string{"LOGINSVC_LOGIN_PROCESS=1", "GOTRACEBACK=none", "GOMAXPROCS=1"}
+	for _, tc := range []struct {
+		name         string
+		serviceCount int
+		extra        []string
+		want         []string
+	}{
+		{"high-security", 1, nil, base},
+		{"service_count = 100", 100, nil, base},
+		{"high-performance", 0, nil, append(base[:3:3], SysmonNoDeepSleep)},
+		{"high-performance, Env", 0, []string{"GODEBUG="}, append(base[:3:3], SysmonNoDeepSleep, "GODEBUG=")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := loginEnv(&config.Service{ServiceCount: tc.serviceCount}, tc.extra)
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("(-want +got)\n%s", d)
+			}
+		})
+	}
+}
+
 // TestLoginNProc: the RLIMIT_NPROC ceiling covers the threads of every
 // login process of the services running as the same user, twice (a
 // reload), plus the reserve.

@@ -274,7 +274,8 @@ func NoFileNeed(svc *config.Service, ssl string, listeners int) uint64 {
 // NoFile is the RLIMIT_NOFILE for a login process of svc: NoFileNeed,
 // and at least what the service's processes can have in flight at once
 // (one descriptor per client being handed off: process_limit ×
-// client_limit) plus the reserve and the listeners. Linux refuses to
+// client_limit, at least NoFileInFlightMin) plus the reserve and the
+// listeners. Linux refuses to
 // send a descriptor (sendmsg ETOOMANYREFS, "too many references") when
 // the descriptors in flight of the sender's user, all of its processes
 // together, exceed the sender's RLIMIT_NOFILE, and every login process
@@ -293,8 +294,18 @@ func NoFile(svc *config.Service, ssl string, listeners int, hard uint64) (limit 
 	if hard == 0 {
 		return need, false
 	}
-	return min(max(need, uint64(svc.ProcessLimit)*uint64(svc.ClientLimit)+NoFileReserve+uint64(listeners)), hard), false
+	inFlight := max(uint64(svc.ProcessLimit)*uint64(svc.ClientLimit), NoFileInFlightMin)
+	return min(max(need, inFlight+NoFileReserve+uint64(listeners)), hard), false
 }
+
+// NoFileInFlightMin is the least number of descriptors in flight that
+// NoFile allows for, whatever process_limit is: a descriptor sent to an
+// access-check or post-login socket stays in flight, counted against
+// the login user, until the receiver reads it, also after its sender
+// has exited, so a receiver that lags behind a burst of short-lived
+// high-security processes (a connection churner, say) holds more than
+// process_limit × client_limit of them.
+const NoFileInFlightMin = 1024
 
 // NoFilePerClient is how many descriptors a client can hold at once in
 // its login process: its socket and one connection (to a

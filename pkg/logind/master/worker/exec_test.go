@@ -25,13 +25,16 @@ func TestLoginNoFile(t *testing.T) {
 		want        uint64
 		wantClamped bool
 	}{
-		// process_limit 100 (the default) × 1 client + 64 + 1 listener.
-		{"high-security", "", "service_count = 1", 1, 20000, 165, false},
-		{"high-security with access sockets", "tcpwrap", "service_count = 1", 1, 20000, 165, false},
-		{"high-security with TLS", "", "service_count = 1", 1, 20000, 165, false},
+		// NoFileInFlightMin (more than process_limit 100, the default, ×
+		// 1 client) + 64 + 1 listener.
+		{"high-security", "", "service_count = 1", 1, 20000, 1089, false},
+		{"high-security with access sockets", "tcpwrap", "service_count = 1", 1, 20000, 1089, false},
+		{"high-security with TLS", "", "service_count = 1", 1, 20000, 1089, false},
 		{"high-security benchmark", "", "service_count = 1\n process_limit = 1024", 1, 20000, 1089, false},
-		{"high-security, one process", "", "service_count = 1\n process_limit = 1", 1, 20000, 67, false},
-		{"high-security, one process with TLS", "", "service_count = 1\n process_limit = 1", 1, 20000, 69, false},
+		{"high-security, 2000 processes", "", "service_count = 1\n process_limit = 2000", 1, 20000, 2065, false},
+		{"high-security, one process", "", "service_count = 1\n process_limit = 1", 1, 20000, 1089, false},
+		{"high-security, one process with TLS", "", "service_count = 1\n process_limit = 1", 1, 20000, 1089, false},
+		{"high-security, hard limit low", "", "service_count = 1", 1, 500, 500, false},
 		{"high-performance default", "", "service_count = 0", 2, 20000, 20000, false},
 		{"high-performance, one process", "tcpwrapd/access", "service_count = 0\n process_limit = 1", 1, 20000, 2065, false},
 		{"hp-idle benchmark", "", "service_count = 0\n client_limit = 9000\n process_limit = 6", 1, 20000, 20000, false},

@@ -607,6 +607,8 @@ func lineBuffered(br *bufio.Reader) bool {
 // join it, in order; a batch goes out at maxLogBatchOut bytes at the
 // latest. Write never waits for a relay. Safe for concurrent use.
 type LogBatch struct {
+	// W is the output (the supervisor's stderr). Write returns its
+	// error when it writes at once; a batch's write error is dropped.
 	W     io.Writer
 	mu    sync.Mutex
 	buf   []byte

@@ -1,7 +1,10 @@
 // Package sockfd is loginsvc's raw socket layer: listening TCP sockets
 // that stay out of the Go netpoller (Listen), an accept loop shared by
-// several processes (Acceptor), and the one conversion of a kernel
-// socket address to a netip.AddrPort (AddrPort).
+// several processes (Acceptor; a login process's waits in the netpoller
+// through its epoll set, NewPolledAcceptor), a client socket as a
+// net.Conn whose reads and writes are raw system calls (Conn, raw.go),
+// and the one conversion of a kernel socket address to a netip.AddrPort
+// (AddrPort). docs/loginsvc.md ("How it works") tells why.
 package sockfd
 
 import (

@@ -206,7 +206,7 @@ func NProc(cfg *config.Config, svc *config.Service) uint64 {
 }
 
 // loginThreads is a generous bound on the OS threads of one login
-// process of svc: GOMAXPROCS running threads (1, see Start; the bound
+// process of svc: GOMAXPROCS running threads (1, see loginEnv; the bound
 // allows one per CPU in high-performance mode, where a process holds
 // many clients), as many in blocking system calls, and the runtime's own.
 func loginThreads(svc *config.Service) uint64 {

@@ -30,8 +30,8 @@ type Conn struct {
 	remote net.Addr
 	local  net.Addr
 
-	// Read's and Write's RawConn callbacks (method values made once, in
-	// NewConn) and their state, one set per direction: a closure per
+	// Read's and Write's RawConn callbacks (method values made at the
+	// first call) and their state, one set per direction: a closure per
 	// call would cost allocations per call. rmu and wmu keep concurrent
 	// Reads (Writes) apart, as os.File's own locks do.
 	readFn, writeFn func(uintptr) bool
@@ -49,7 +49,6 @@ type Conn struct {
 func NewConn(fd int, remote *net.TCPAddr) *Conn {
 	c := &Conn{File: os.NewFile(uintptr(fd), "client"), fd: fd}
 	c.rc, _ = c.File.SyscallConn()
-	c.readFn, c.writeFn = c.read, c.write
 	if remote != nil {
 		c.remote = remote
 	}
@@ -65,6 +64,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	if c.readFn == nil {
+		c.readFn = c.read
+	}
 	c.rbuf, c.rn, c.rerrno = p, 0, 0
 	err := c.rc.Read(c.readFn)
 	n, errno := c.rn, c.rerrno
@@ -102,6 +104,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.writeFn == nil {
+		c.writeFn = c.write
+	}
 	c.wbuf, c.wn, c.werrno = p, 0, 0
 	err := c.rc.Write(c.writeFn)
 	written, errno := c.wn, c.werrno

@@ -1,7 +1,10 @@
 // Package sockfd is loginsvc's raw socket layer: listening TCP sockets
 // that stay out of the Go netpoller (Listen), an accept loop shared by
-// several processes (Acceptor), and the one conversion of a kernel
-// socket address to a netip.AddrPort (AddrPort).
+// several processes (Acceptor; a login process's waits in the netpoller
+// through its epoll set, NewPolledAcceptor), a client socket as a
+// net.Conn whose reads and writes are raw system calls (Conn, raw.go),
+// and the one conversion of a kernel socket address to a netip.AddrPort
+// (AddrPort). docs/loginsvc.md ("How it works") tells why.
 package sockfd
 
 import (
@@ -54,11 +57,10 @@ type Acceptor struct {
 }
 
 // NewAcceptor waits on the listening sockets lfds (it does not own or
-// close them). exclusive: an EPOLLEXCLUSIVE wait (login processes); the
-// supervisor waits non-exclusively, so that it never takes a wake-up
-// away from a process (the kernel wakes every non-exclusive waiter and
-// one exclusive one).
-func NewAcceptor(lfds []int, exclusive bool) (*Acceptor, error) {
+// close them), in epoll_wait on the thread that calls Next (the
+// supervisor's). Its wait is not exclusive: a connection wakes it and
+// every other process waiting on the sockets.
+func NewAcceptor(lfds []int) (*Acceptor, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -69,11 +71,7 @@ func NewAcceptor(lfds []int, exclusive bool) (*Acceptor, error) {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	a := &Acceptor{lfds: lfds, ep: ep, efd: efd, evs: make([]unix.EpollEvent, len(lfds)+1)}
-	events := uint32(unix.EPOLLIN)
-	if exclusive {
-		events |= unix.EPOLLEXCLUSIVE
-	}
-	if err := a.arm(events); err != nil {
+	if err := a.arm(); err != nil {
 		a.Release()
 		return nil, err
 	}
@@ -84,19 +82,21 @@ func NewAcceptor(lfds []int, exclusive bool) (*Acceptor, error) {
 	return a, nil
 }
 
-// NewPolledAcceptor is NewAcceptor for a login process (exclusive), whose
+// NewPolledAcceptor is NewAcceptor for a login process, whose
 // Next waits in the Go netpoller instead of on a thread of its own: its
 // epoll set is a descriptor that the netpoller watches like a socket.
 // No thread is then blocked in epoll_wait between connections, so the
 // runtime's monitor can sleep, and a connection is accepted, greeted and
 // its goroutine started on the thread that the netpoller woke, without a
-// hand-off between threads (bench/README.md). The epoll set does not
-// pass on the exclusive wake-up through the netpoller: while waiting,
-// the process is woken with every other waiting one. Pause takes the
+// hand-off between threads (bench/README.md). As NewAcceptor's, its wait
+// is not exclusive: EPOLLEXCLUSIVE would make no difference, since the
+// kernel passes an exclusive wake-up on to the next waiter when no
+// thread waits in the set's own epoll_wait, so while waiting the
+// process is woken with every other waiting one. Pause takes the
 // listening sockets out of the set while the process does not want
 // clients (full), so that a full process is not woken at all.
 func NewPolledAcceptor(lfds []int) (*Acceptor, error) {
-	a, err := NewAcceptor(lfds, true)
+	a, err := NewAcceptor(lfds)
 	if err != nil {
 		return nil, err
 	}
@@ -113,10 +113,11 @@ func NewPolledAcceptor(lfds []int) (*Acceptor, error) {
 	return a, nil
 }
 
-// arm puts the listening sockets into the epoll set.
-func (a *Acceptor) arm(events uint32) error {
+// arm puts the listening sockets into the epoll set (all or, with an
+// error, none).
+func (a *Acceptor) arm() error {
 	for i, lfd := range a.lfds {
-		if err := unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: events, Fd: int32(lfd)}); err != nil {
+		if err := unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd)}); err != nil {
 			for _, done := range a.lfds[:i] {
 				unix.EpollCtl(a.ep, unix.EPOLL_CTL_DEL, done, nil)
 			}
@@ -193,7 +194,7 @@ func (a *Acceptor) wait() error {
 	if !a.armed {
 		// Paused: back in the set, then once more around Next's
 		// accept, for a connection that came meanwhile.
-		return a.arm(unix.EPOLLIN | unix.EPOLLEXCLUSIVE)
+		return a.arm()
 	}
 	// Every wake-up of a socket in the set wakes the set's own waiters,
 	// the netpoller among them, whether or not the set's ready list was

@@ -2,6 +2,7 @@ package sockfd
 
 import (
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -134,5 +135,46 @@ func TestBoundAddrs(t *testing.T) {
 	}
 	if got, ok := bound[int(any.Fd())]; ok {
 		t.Errorf("wildcard listener: %v, want none", got)
+	}
+}
+
+// openFDs is the number of descriptors the test process has open.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// TestAcceptorCreationFailureLeaksNothing: when a socket cannot go into
+// the epoll set (here a regular file, which epoll refuses), NewAcceptor
+// and NewPolledAcceptor fail and close what they opened (the epoll set,
+// the eventfd), leaving the listening sockets open for the caller.
+func TestAcceptorCreationFailureLeaksNothing(t *testing.T) {
+	fds, _ := listeners(t, 1)
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lfds := []int{fds[0], int(f.Fd())}
+	for name, create := range map[string]func([]int) (*Acceptor, error){
+		"NewAcceptor": NewAcceptor, "NewPolledAcceptor": NewPolledAcceptor,
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := openFDs(t)
+			if a, err := create(lfds); err == nil {
+				a.Release()
+				t.Fatal("no error for a regular file")
+			}
+			if after := openFDs(t); after != before {
+				t.Errorf("%d descriptors open after the failure, %d before", after, before)
+			}
+			if _, err := unix.Getsockname(fds[0]); err != nil {
+				t.Errorf("the listening socket: %v", err)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,6 +29,16 @@ type Conn struct {
 	fd     int
 	remote net.Addr
 	local  net.Addr
+
+	// Read's and Write's RawConn callbacks (method values made at the
+	// first call) and their state, one set per direction: a closure per
+	// call would cost allocations per call. rmu and wmu keep concurrent
+	// Reads (Writes) apart, as os.File's own locks do.
+	readFn, writeFn func(uintptr) bool
+	rmu, wmu        sync.Mutex
+	rbuf, wbuf      []byte
+	rn, wn          int
+	rerrno, werrno  syscall.Errno
 }
 
 // NewConn takes ownership of fd, a connected, non-blocking TCP socket.
@@ -45,26 +56,26 @@ func NewConn(fd int, remote *net.TCPAddr) *Conn {
 }
 
 // Read is os.File's Read (the same results and errors, deadlines, EOF)
-// with the read itself a raw system call (raw.go).
+// with the read itself a raw system call (raw.go). It allocates nothing
+// (its RawConn callback and the callback's state are the Conn's).
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 || c.rc == nil {
 		return c.File.Read(p)
 	}
-	var n int
-	var errno syscall.Errno
-	if err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			n, errno = rawRead(int(fd), p)
-			if errno != unix.EINTR {
-				return errno != unix.EAGAIN
-			}
-		}
-	}); err != nil {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.readFn == nil {
+		c.readFn = c.read
+	}
+	c.rbuf, c.rn, c.rerrno = p, 0, 0
+	err := c.rc.Read(c.readFn)
+	n, errno := c.rn, c.rerrno
+	c.rbuf = nil
+	switch {
+	case err != nil:
 		// Nothing was read (closed, or past the deadline): os.File
 		// finds the same and says so in its own words.
 		return c.File.Read(p)
-	}
-	switch {
 	case errno != 0:
 		return 0, &os.PathError{Op: "read", Path: c.File.Name(), Err: errno}
 	case n == 0:
@@ -73,30 +84,33 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// read is Read's RawConn callback: false (wait) while there is nothing
+// to read.
+func (c *Conn) read(fd uintptr) bool {
+	for {
+		c.rn, c.rerrno = rawRead(int(fd), c.rbuf)
+		if c.rerrno != unix.EINTR {
+			return c.rerrno != unix.EAGAIN
+		}
+	}
+}
+
 // Write is os.File's Write (all of p unless an error, which it returns
-// as os.File does) with the writes raw system calls (raw.go).
+// as os.File does) with the writes raw system calls (raw.go). It
+// allocates nothing, as Read.
 func (c *Conn) Write(p []byte) (int, error) {
 	if len(p) == 0 || c.rc == nil {
 		return c.File.Write(p)
 	}
-	written := 0
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for written < len(p) {
-			n, e := RawWrite(int(fd), p[written:])
-			switch e {
-			case 0:
-				written += n
-			case unix.EINTR:
-			case unix.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.writeFn == nil {
+		c.writeFn = c.write
+	}
+	c.wbuf, c.wn, c.werrno = p, 0, 0
+	err := c.rc.Write(c.writeFn)
+	written, errno := c.wn, c.werrno
+	c.wbuf = nil
 	switch {
 	case err != nil:
 		// Closed, or past the deadline: os.File's error for the rest.
@@ -106,6 +120,25 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return written, &os.PathError{Op: "write", Path: c.File.Name(), Err: errno}
 	}
 	return written, nil
+}
+
+// write is Write's RawConn callback: false (wait) while the socket's
+// buffer is full.
+func (c *Conn) write(fd uintptr) bool {
+	for c.wn < len(c.wbuf) {
+		n, e := RawWrite(int(fd), c.wbuf[c.wn:])
+		switch e {
+		case 0:
+			c.wn += n
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			c.werrno = e
+			return true
+		}
+	}
+	return true
 }
 
 // tcpAddr converts a socket address (nil or not AF_INET/AF_INET6: an

@@ -562,18 +562,23 @@ func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, annou
 	// client has already reset the connection), serve logs and closes it
 	// like any client whose greeting could not be written.
 	greeted, greetFailed := false, false
-	flags, looked := lp.listen.Lookup(fd)
+	var known netip.AddrPort
+	if local != nil {
+		known = local.AddrPort()
+	}
+	flags, looked := lp.listen.Lookup(fd, known)
 	implicitTLS := lp.tls != nil && flags&listenopt.SSL != 0
 	haproxy := flags&listenopt.HAProxy != 0
 	if !haproxy && remote != nil {
 		from = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
 	}
 	tc := sockfd.NewConn(fd, remote)
-	switch { // the local address known, not asked of the kernel again
-	case local != nil:
+	// The local address known, not asked of the kernel again.
+	if local == nil && looked.IsValid() {
+		local = net.TCPAddrFromAddrPort(looked)
+	}
+	if local != nil {
 		tc.SetLocalAddr(local)
-	case looked.IsValid():
-		tc.SetLocalAddr(net.TCPAddrFromAddrPort(looked))
 	}
 	// The greeting may ask about the connection (IMAP's capabilities:
 	// secured, the mechanisms), so the socket is the Client's first.

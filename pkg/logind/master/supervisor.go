@@ -349,7 +349,7 @@ func (s *Supervisor) listen(network, addr string, reusePort bool) (*listener, er
 	if err != nil {
 		return nil, err
 	}
-	a, err := sockfd.NewAcceptor([]int{int(f.Fd())}, false)
+	a, err := sockfd.NewAcceptor([]int{int(f.Fd())})
 	if err != nil {
 		f.Close()
 		return nil, err

@@ -47,19 +47,25 @@ func New(ssl, haproxy []string) Set {
 
 // Lookup returns the options of the listener client socket fd was
 // accepted on: those of its exact local address, else those of a
-// wildcard listener of the same family and port. It costs one
-// getsockname, none when no listener has options; 0 if that fails. It
-// also returns the local address it read (the zero AddrPort when it
-// read none), which the caller keeps instead of asking again.
-func (s Set) Lookup(fd int) (Flags, netip.AddrPort) {
+// wildcard listener of the same family and port. local, if valid, is
+// the socket's local address already known (its listener's, when that
+// is bound to one address: sockfd.BoundAddrs), and Lookup asks the
+// kernel nothing; else it costs one getsockname, none when no listener
+// has options; 0 if that fails. It also returns the local address it
+// used (the zero AddrPort when it read none), which the caller keeps
+// instead of asking again.
+func (s Set) Lookup(fd int, local netip.AddrPort) (Flags, netip.AddrPort) {
 	if len(s) == 0 {
-		return 0, netip.AddrPort{}
+		return 0, local
 	}
-	sa, err := syscall.Getsockname(fd) // x/sys/unix's adds a getsockopt
-	if err != nil {
-		return 0, netip.AddrPort{}
+	ap := local
+	if !ap.IsValid() {
+		sa, err := syscall.Getsockname(fd) // x/sys/unix's adds a getsockopt
+		if err != nil {
+			return 0, netip.AddrPort{}
+		}
+		ap = sockfd.SyscallAddrPort(sa)
 	}
-	ap := sockfd.SyscallAddrPort(sa)
 	any := netip.IPv4Unspecified()
 	switch {
 	case !ap.IsValid():

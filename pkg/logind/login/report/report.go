@@ -34,6 +34,10 @@ type Sender struct {
 	// batch records that were made before it (a closed batch is queued
 	// as a packet); the open batch goes after them.
 	queued [][]byte
+	// spare: the buffer of a queued batch, once sent, for the next
+	// batch (a closed batch would otherwise cost the next one its
+	// allocations, at every login).
+	spare []byte
 }
 
 // New returns a Sender writing on c.
@@ -113,7 +117,7 @@ func (s *Sender) LazyPacket(b []byte) {
 	}
 	if len(s.batch) > 1 {
 		s.queued = append(s.queued, s.batch)
-		s.batch = nil
+		s.batch, s.spare = s.spare, nil
 	}
 	s.batch = s.batch[:0]
 	s.queued = append(s.queued, b)
@@ -133,6 +137,9 @@ func (s *Sender) Flush() {
 func (s *Sender) flushLocked() {
 	for i, b := range s.queued {
 		s.c.WriteMsgUnix(b, nil, nil)
+		if b[0] == ipc.MsgBatch && s.spare == nil {
+			s.spare = b[:0]
+		}
 		s.queued[i] = nil
 	}
 	s.queued = s.queued[:0]

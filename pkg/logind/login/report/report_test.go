@@ -131,3 +131,36 @@ func TestNil(t *testing.T) {
 		t.Errorf("Send: %v", err)
 	}
 }
+
+// TestLazyPacketAllocs: a login's packet queued between a client's
+// lazy reports (LazyPacket) costs the batches no allocations: the
+// closed batch's buffer serves the next one.
+func TestLazyPacketAllocs(t *testing.T) {
+	s, c := pair(t)
+	login := ipc.AppendLogin(nil, ipc.Login{ID: 1, User: "u", Mech: "PLAIN"})
+	buf := make([]byte, 1<<16)
+	cycle := func(withLogin bool) func() {
+		return func() {
+			s.Lazy(ipc.MsgAccepted, 1, 0, netip.AddrPort{})
+			if withLogin {
+				s.LazyPacket(login)
+			}
+			s.Lazy(ipc.MsgClosed, 1, 0, netip.AddrPort{})
+			s.Flush()
+			packets := 1
+			if withLogin {
+				packets = 3
+			}
+			for range packets {
+				if _, _, _, _, err := c.ReadMsgUnix(buf, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	without := testing.AllocsPerRun(100, cycle(false))
+	with := testing.AllocsPerRun(100, cycle(true))
+	if with > without {
+		t.Errorf("allocations per client: %v with a LazyPacket, %v without", with, without)
+	}
+}

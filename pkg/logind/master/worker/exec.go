@@ -206,7 +206,7 @@ func NProc(cfg *config.Config, svc *config.Service) uint64 {
 }
 
 // loginThreads is a generous bound on the OS threads of one login
-// process of svc: GOMAXPROCS running threads (1, see Start; the bound
+// process of svc: GOMAXPROCS running threads (1, see loginEnv; the bound
 // allows one per CPU in high-performance mode, where a process holds
 // many clients), as many in blocking system calls, and the runtime's own.
 func loginThreads(svc *config.Service) uint64 {
@@ -618,6 +618,8 @@ func lineBuffered(br *bufio.Reader) bool {
 // join it, in order; a batch goes out at maxLogBatchOut bytes at the
 // latest. Write never waits for a relay. Safe for concurrent use.
 type LogBatch struct {
+	// W is the output (the supervisor's stderr). Write returns its
+	// error when it writes at once; a batch's write error is dropped.
 	W     io.Writer
 	mu    sync.Mutex
 	buf   []byte

@@ -459,7 +459,10 @@ func (lp *loginProc) closeListeners() {
 // from all listeners, so a process holds at most client_limit clients;
 // the one exception is a moment after an eviction, when the supervisor's
 // replacement client can arrive while the accept loop takes a client it
-// was already woken for and the victim is still closing (one over).
+// was already woken for and the victim is still closing, or a client
+// the supervisor handed over for a slot that the loop filled meanwhile
+// (one over: the supervisor hands the next only once this one is
+// reported, see accept).
 func (lp *loginProc) canAccept() bool {
 	return !lp.draining && len(lp.listeners) > 0 && lp.count()+lp.reserved < lp.in.ClientLimit
 }
@@ -539,6 +542,13 @@ func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, annou
 			announce = 0
 		} else if s != ipc.StateChecking {
 			lp.rep.Now(ipc.MsgState, id, uint8(s), netip.AddrPort{})
+		} else if lp.in.Listeners > 0 {
+			// A process that accepts by itself reports every client
+			// handed to it at once, in the state the supervisor gave
+			// it: the supervisor hands it the next one only then
+			// (master's canGive), so that the two never fill one free
+			// slot twice over.
+			lp.rep.Now(ipc.MsgState, id, uint8(lp.handedState()), netip.AddrPort{})
 		}
 	}
 	if fd < 0 {
@@ -615,6 +625,17 @@ func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, annou
 		state(ipc.StateChecking)
 	}
 	go cl.serve()
+}
+
+// handedState is the state the supervisor counts a client handed over
+// in until it is reported (master's checksFirst): checking where
+// something comes before the greeting (login_access_sockets, a haproxy
+// = yes listener), else logging-in.
+func (lp *loginProc) handedState() ipc.ConnState {
+	if len(lp.in.AccessSockets) > 0 || len(lp.in.HAProxyListen) > 0 {
+		return ipc.StateChecking
+	}
+	return ipc.StateLoggingIn
 }
 
 // finished is called once per client when it is gone.

@@ -330,6 +330,7 @@ func (p *pool) evict(c *conn, reserve bool) {
 
 // forget removes client c from the pool's books. mu is held.
 func (p *pool) forget(c *conn) {
+	p.acked(c)
 	p.srcs.untrack(c)
 	delete(c.p.conns, c.id)
 	delete(p.conns, c.id)

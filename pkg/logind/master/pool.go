@@ -113,6 +113,7 @@ type proc struct {
 	stopSent  ipc.StopMode // highest stop mode sent, 0 = none
 	listening bool         // accepts from the listeners itself (until worker.EventUnlistened or exit)
 	outgoing  bool         // counted in pool.outgoing
+	unacked   int          // clients handed to it while listening, not yet reported on (canGive)
 	readyT    *time.Timer
 
 	// What the supervisor knows of the process, to check its reports
@@ -146,6 +147,7 @@ type conn struct {
 	login     *ipc.Login // reported logged in (who.go); nil before
 	loginAt   time.Time  // when the report came
 	authFails uint8      // failed authentications reported
+	unacked   bool       // handed to a listening process, not yet reported on (canGive)
 }
 
 type pendingConn struct {
@@ -184,7 +186,7 @@ func (p *pool) direct() bool { return p.svc.ServiceCount == 0 && len(p.lnFiles) 
 // then it spawns or evicts) and closes it otherwise, as Dovecot's master
 // listens only while no process is available. mu is held.
 func (p *pool) updateGate() {
-	open := !p.direct() || p.stopping || p.pick() == nil
+	open := !p.direct() || p.stopping || p.roomy() == nil
 	switch {
 	case open && !p.gateOpen:
 		close(p.gate)
@@ -203,9 +205,24 @@ func (p *pool) acceptGate() <-chan struct{} {
 	return p.gate
 }
 
-// canTake reports whether pr may be given one more client.
+// canTake reports whether pr has room for one more client.
 func (p *pool) canTake(pr *proc) bool {
 	return p.canTakeMore(pr) && len(pr.conns) < pr.svc.ClientLimit
+}
+
+// canGive reports whether pr may be handed one more client now: it has
+// room, and if it accepts from the listeners itself, it has reported on
+// every client handed to it before. Such a process fills a free slot by
+// itself as soon as a client leaves, while the supervisor hands the same
+// slot to a waiting connection; with one handed client unacknowledged
+// at a time the two together stay within client_limit + 1 (the
+// process's direct accepts count every client it has received), where
+// several in flight at once took it to 2 × client_limit (a burst of
+// resets at the limit: the process was killed as a liar, its clients
+// lost). The process reports a handed client at once (loginProc.accept),
+// so the next one goes there within milliseconds. mu is held.
+func (p *pool) canGive(pr *proc) bool {
+	return p.canTake(pr) && !(pr.listening && pr.unacked > 0)
 }
 
 // canTakeMore reports whether pr may be given clients at all (canTake
@@ -215,12 +232,20 @@ func (p *pool) canTakeMore(pr *proc) bool {
 }
 
 // pick returns the process to give the next client: among those that can
-// take one, ready before starting, then the fewest clients, then the
-// oldest (balanced, unlike Dovecot's wake-up lottery).
-func (p *pool) pick() *proc {
+// be given one (canGive), ready before starting, then the fewest clients,
+// then the oldest (balanced, unlike Dovecot's wake-up lottery).
+func (p *pool) pick() *proc { return p.best(p.canGive) }
+
+// roomy is pick among the processes with room (canTake), whether or not
+// they can be given a client at this moment: one that waits only for its
+// report on a handed client takes the next within milliseconds, so the
+// supervisor neither accepts, spawns nor evicts for it.
+func (p *pool) roomy() *proc { return p.best(p.canTake) }
+
+func (p *pool) best(ok func(*proc) bool) *proc {
 	var best *proc
 	for pr := range p.procs {
-		if !p.canTake(pr) {
+		if !ok(pr) {
 			continue
 		}
 		if best == nil || (pr.ready && !best.ready) ||
@@ -230,6 +255,15 @@ func (p *pool) pick() *proc {
 		}
 	}
 	return best
+}
+
+// acked notes that the process of c has reported on c (or c is gone
+// from it), if c was handed to it unacknowledged (canGive). mu is held.
+func (p *pool) acked(c *conn) {
+	if c != nil && c.unacked {
+		c.unacked = false
+		c.p.unacked--
+	}
 }
 
 func (p *pool) throttled(now time.Time) bool { return now.Before(p.throttleUntil) }
@@ -272,10 +306,14 @@ func (p *pool) arriveVia(fd int, remote netip.AddrPort, proxied bool) {
 			p.replenishSoon()
 			return
 		}
-		if pr := p.spawnIfAllowed(now); pr != nil {
-			p.give(pr, fd, remote, srcAddr, now)
-			p.replenishSoon()
-			return
+		// A process with room that awaits its report on a handed
+		// client (canGive) takes this one too, in a moment (queued).
+		if p.roomy() == nil {
+			if pr := p.spawnIfAllowed(now); pr != nil {
+				p.give(pr, fd, remote, srcAddr, now)
+				p.replenishSoon()
+				return
+			}
 		}
 	}
 	if p.throttled(now) && len(p.procs) == 0 {
@@ -346,6 +384,10 @@ func (p *pool) give(pr *proc, fd int, remote netip.AddrPort, srcAddr netip.Addr,
 		state = ipc.StateLoggingIn
 	}
 	c := &conn{id: id, p: pr, state: state, accepted: now, remote: remote}
+	if pr.listening {
+		c.unacked = true
+		pr.unacked++
+	}
 	p.srcs.track(c, srcAddr)
 	pr.conns[id] = c
 	pr.served++
@@ -394,7 +436,7 @@ func checksFirst(svc *config.Service) bool {
 // arrival, one whose client has just gone and that has not reported it
 // yet. mu is held.
 func (p *pool) evictForWaiting(now time.Time) bool {
-	if p.stopping || p.waiting <= p.outgoing || len(p.procs) < p.svc.ProcessLimit {
+	if p.stopping || p.waiting <= p.outgoing || len(p.procs) < p.svc.ProcessLimit || p.roomy() != nil {
 		return false
 	}
 	if graceEnd := p.pending[0].deadline.Add(evictGrace - DropTimeout); now.Before(graceEnd) {
@@ -589,6 +631,14 @@ func (p *pool) event(pr *proc, ev worker.Event) {
 			p.violation(pr, what)
 			return
 		}
+		// Any report on a client handed to a listening process
+		// acknowledges it: the next waiting connection may go there.
+		if c := pr.conns[ev.Conn]; c != nil && c.unacked {
+			p.acked(c)
+			if p.waiting > 0 {
+				defer p.dispatch(now)
+			}
+		}
 	}
 	switch ev.Kind {
 	case worker.EventAccepted:
@@ -680,7 +730,8 @@ const maxUnclosedEvictions = 1 << 16
 //     a duplicate, nor anyone else's id); the state is checking or
 //     logging-in; and the process may then hold at most client_limit + 1
 //     clients as the supervisor counts them (one more than client_limit
-//     for a moment after an eviction, see loginProc.canAccept).
+//     for a moment after an eviction, or with a handed client on its
+//     way, see canGive and loginProc.canAccept).
 //   - T (EventState): a client the process holds (handed to it, or
 //     accepted by it and reported) or was told to evict; a known state,
 //     never back to an earlier one (checking, logging-in, proxying).

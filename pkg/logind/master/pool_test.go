@@ -423,6 +423,9 @@ func TestHighPerformanceEvictsAsAcceptedClientsBecomeLoggingIn(t *testing.T) {
 		pastEvictGrace()
 		r.w(1).emit(worker.Event{Kind: worker.EventState, Conn: b | 1, State: ipc.StateLoggingIn}) // for conn 1
 		r.w(0).emit(worker.Event{Kind: worker.EventState, Conn: a | 2, State: ipc.StateLoggingIn}) // for conn 2
+		// A listening process reports each client handed to it at
+		// once (canGive): the next one goes there only then.
+		r.w(0).emit(worker.Event{Kind: worker.EventState, Conn: 2, State: ipc.StateChecking})
 		r.w(0).emit(worker.Event{Kind: worker.EventState, Conn: a | 1, State: ipc.StateLoggingIn}) // for conn 3
 		r.w(1).emit(worker.Event{Kind: worker.EventState, Conn: b | 2, State: ipc.StateLoggingIn}) // nobody waits: kept
 		want := [][]string{

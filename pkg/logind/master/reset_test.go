@@ -291,3 +291,46 @@ func TestReloadStormGreetsEveryClient(t *testing.T) {
 		})
 	}
 }
+
+// TestHighPerformanceResetBurstsStayWithinClientLimit sends bursts of
+// connections that reset at once to a full high-performance service
+// (process_limit 2 × client_limit 4): the supervisor takes arrivals
+// while both processes are full and hands them the slots their
+// departing clients free, while the processes accept from the same
+// listeners themselves. No process may end up over client_limit + 1
+// (killed as a protocol violation, its clients lost), and every client
+// ends counted.
+func TestHighPerformanceResetBurstsStayWithinClientLimit(t *testing.T) {
+	l := startLab(t, "imap-login", "", "service_count = 0\nprocess_limit = 2\nclient_limit = 4\nprocess_min_avail = 1")
+	waitPrefork(l, "process_min_avail = 1")
+	d := net.Dialer{Timeout: 5 * time.Second}
+	addr := "127.0.0.1:" + strconv.Itoa(l.port)
+	for round := range 4 {
+		var cs []*net.TCPConn
+		for range 300 {
+			c, err := d.Dial("tcp", addr)
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			cs = append(cs, c.(*net.TCPConn))
+		}
+		for _, c := range cs {
+			c.SetLinger(0)
+			c.Close()
+		}
+	}
+	st := l.waitFor("every client ended and counted", func(s control.ServiceStatus) bool {
+		c := s.Counters
+		return c.Accepted > 0 && c.Accepted == c.Closed+c.Dropped+c.Lost && s.Pending == 0
+	})
+	if c := st.Counters; c.Violations != 0 || c.Lost != 0 {
+		t.Errorf("violations %d, lost %d (want 0, 0); counters %+v", c.Violations, c.Lost, c)
+	}
+	if lines := l.logs.String(); strings.Contains(lines, "broke the protocol") {
+		for _, line := range strings.Split(lines, "\n") {
+			if strings.Contains(line, "broke the protocol") {
+				t.Error(line)
+			}
+		}
+	}
+}

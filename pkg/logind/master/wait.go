@@ -57,7 +57,7 @@ func (p *pool) giveWaiting(now time.Time) {
 	}
 	for p.waiting > 0 {
 		pr := p.pick()
-		if pr == nil {
+		if pr == nil && p.roomy() == nil {
 			pr = p.spawnIfAllowed(now)
 		}
 		if pr == nil {

@@ -505,7 +505,7 @@ const (
 type logLimiter struct {
 	tokens     float64
 	last       time.Time
-	credit     atomic.Int64 // lines granted for clients (grant)
+	credit     atomic.Int64 // lines granted for clients (grant), down to -maxCredit (allow)
 	maxCredit  int64
 	suppressed int // lines dropped since the last notice
 	noticed    time.Time
@@ -533,9 +533,15 @@ func (l *logLimiter) allow(now time.Time) bool {
 		l.tokens--
 		return true
 	}
+	// A client's line can come before its grant: a high-performance
+	// process reports the clients it accepts itself in batches (up to
+	// 20 ms), and the control socket is read apart from stderr. So the
+	// credit may run up to maxCredit lines ahead of the grants on their
+	// way (below zero), and the grants pay that back: per-client lines
+	// are not lost to that lag, and the bound is still maxCredit lines.
 	for {
 		c := l.credit.Load()
-		if c <= 0 {
+		if c <= -l.maxCredit {
 			l.suppressed++
 			return false
 		}

@@ -25,16 +25,7 @@ func TestReport(t *testing.T) {
 		"hp  conc PSS/conn  13600 B  3400 B  -  4.00x  -",
 		"hp-idle  idle all greeted  -  5.500 s  -  -  -",
 	}
-	var got []string
-	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n")[1:5] {
-		got = append(got, strings.Join(strings.Fields(l), "  "))
-	}
-	for i := range want {
-		want[i] = strings.Join(strings.Fields(want[i]), "  ")
-	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("(-want +got)\n%s\nfull output:\n%s", d, b.String())
-	}
+	diffRows(t, want, strings.Split(strings.TrimSpace(b.String()), "\n")[1:5], b.String())
 	if err := report(strings.NewReader("not json\n"), &b); err == nil {
 		t.Error("no error for a line that is not JSON")
 	}
@@ -58,16 +49,7 @@ func TestReportLogin(t *testing.T) {
 		"hp  sessions-tls login PSS/session  2.00 MB  20.0 KB  -  102.40x  -",
 		"hp  sessions-tls imap PSS/session  700.0 KB  700.0 KB  -  1.00x  -",
 	}
-	var got []string
-	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n")[1:7] {
-		got = append(got, strings.Join(strings.Fields(l), "  "))
-	}
-	for i := range want {
-		want[i] = strings.Join(strings.Fields(want[i]), "  ")
-	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("(-want +got)\n%s\nfull output:\n%s", d, b.String())
-	}
+	diffRows(t, want, strings.Split(strings.TrimSpace(b.String()), "\n")[1:7], b.String())
 }
 
 func TestReportRounds(t *testing.T) {
@@ -89,14 +71,22 @@ func TestReportRounds(t *testing.T) {
 		"hp  login session median / p99 ms  5.5 / 9.0  5.2 / 9.0  -  1.06x  -",
 		"hp  login CPU µs/login (all)  7000  6500  -  1.08x  -",
 	}
-	var got []string
-	for _, l := range append(lines[:1:1], lines[2:5]...) {
-		got = append(got, strings.Join(strings.Fields(l), "  "))
+	diffRows(t, want, append(lines[:1:1], lines[2:5]...), b.String())
+}
+
+// diffRows compares report rows with want, runs of spaces (the table's
+// alignment) counting as one separator, and shows the full output on a
+// difference.
+func diffRows(t *testing.T, want, got []string, full string) {
+	t.Helper()
+	norm := func(ls []string) []string {
+		out := make([]string, len(ls))
+		for i, l := range ls {
+			out[i] = strings.Join(strings.Fields(l), "  ")
+		}
+		return out
 	}
-	for i := range want {
-		want[i] = strings.Join(strings.Fields(want[i]), "  ")
-	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("(-want +got)\n%s\nfull output:\n%s", d, b.String())
+	if d := cmp.Diff(norm(want), norm(got)); d != "" {
+		t.Errorf("(-want +got)\n%s\nfull output:\n%s", d, full)
 	}
 }

@@ -233,3 +233,72 @@ func TestReloadIfChangedStatsOnce(t *testing.T) {
 		t.Errorf("stats of a poll that reloads (-want +got):\n%s", diff)
 	}
 }
+
+// TestReloadChangeWithOldTimes rewrites hosts.deny while its time stamps
+// look older than SettleTime, as they do when a kernel's coarse clock
+// lags behind a virtual CPU its host stalled, or when a tool sets the
+// times back: the stamps of files written before the test stand in for
+// hosts.deny's, one per version of it. A poll that sees the change must
+// count it as made after the poll before, and adopt the file only once
+// that is SettleTime ago, never at once from the old times.
+func TestReloadChangeWithOldTimes(t *testing.T) {
+	dir := t.TempDir()
+	allow := writeFile(t, dir, "hosts.allow", "")
+	deny := writeFile(t, dir, "hosts.deny", "ALL: 10.0.0.1\n")
+	shadows := []string{writeFile(t, dir, "old-1", "1"), writeFile(t, dir, "old-2", "22")}
+	time.Sleep(2 * SettleTime) // until the shadows' times are old
+	var last filestamp.Stamp
+	version := -1
+	statFiles = func(paths []string) filestamp.Set {
+		s := filestamp.OfAll(paths)
+		if st := s[deny]; st != last {
+			last, version = st, version+1
+		}
+		s[deny] = filestamp.Of(shadows[version])
+		return s
+	}
+	t.Cleanup(func() { statFiles = filestamp.OfAll })
+	rl, err := NewReloader(context.Background(), ReloaderConfig{AllowFile: allow, DenyFile: deny})
+	if err != nil {
+		t.Fatal(err)
+	}
+	looked := time.Now()
+	if ok, _ := rl.ReloadIfChanged(context.Background(), "changed"); ok {
+		t.Fatal("reloaded without a change")
+	}
+	writeFile(t, dir, "hosts.deny", "# no rules\n")
+	if ok, _ := rl.ReloadIfChanged(context.Background(), "changed"); !ok {
+		t.Fatal("change not reloaded")
+	}
+	if took := time.Since(looked); took < SettleTime {
+		t.Errorf("adopted a change %v after the poll that saw the file before it, want at least SettleTime (%v)", took, SettleTime)
+	}
+	if _, n := rl.Rules().Policy().Rules(); n != 0 {
+		t.Errorf("adopted hosts.deny with %d rules, want the new file's 0", n)
+	}
+}
+
+// TestQuietFor covers the quiet time at now of files whose stamps were
+// seen first at seenAt and whose change was seen made after madeAt.
+func TestQuietFor(t *testing.T) {
+	f := writeFile(t, t.TempDir(), "f", "x")
+	stamps := filestamp.OfAll([]string{f})
+	newest := stamps.Newest()
+	later := newest.Add(10 * time.Second)
+	for _, tc := range []struct {
+		name                string
+		seenAt, madeAt, now time.Time
+		want                time.Duration
+	}{
+		{"old times, change not seen", later, time.Time{}, later, 10 * time.Second},
+		{"old times, change seen after a look 1 s ago", later, later.Add(-time.Second), later, time.Second},
+		{"seen unchanged for longer than the times say", newest.Add(-time.Second), time.Time{}, later, 11 * time.Second},
+		{"times in the future count as now", newest.Add(-time.Second), time.Time{}, newest.Add(-time.Second), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := quietFor(stamps, tc.seenAt, tc.madeAt, tc.now); got != tc.want {
+				t.Errorf("quietFor = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -104,10 +104,6 @@ type Reloader struct {
 	notifier *sdnotify.Notifier
 
 	mu sync.Mutex // serializes loads
-	// lookedAt is when a poll (ReloadIfChanged) or a load last saw the
-	// files as the current policy's stamps say; a change found by the
-	// next poll was made after it. Guarded by mu.
-	lookedAt time.Time
 }
 
 // NewReloader makes the first load of the rules (reason "initial"),
@@ -121,7 +117,7 @@ func NewReloader(ctx context.Context, cfg ReloaderConfig) (*Reloader, error) {
 	r := &Reloader{rules: &Rules{allow: cfg.AllowFile, deny: cfg.DenyFile}, log: log, loaded: cfg.Loaded, notifier: cfg.Notifier}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.load(ctx, "initial", nil, time.Time{}); err != nil {
+	if err := r.load(ctx, "initial", nil); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -168,7 +164,7 @@ func (r *Reloader) Changed() bool {
 func (r *Reloader) Reload(ctx context.Context, reason string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.reload(ctx, reason, nil, time.Time{})
+	return r.reload(ctx, reason, nil)
 }
 
 // ReloadIfChanged reloads, as Reload does, only when a file looks
@@ -180,10 +176,9 @@ func (r *Reloader) ReloadIfChanged(ctx context.Context, reason string) (bool, er
 	g := r.rules.cur.Load()
 	stamps := statFiles(slices.Collect(maps.Keys(g.stamps)))
 	if g.stamps.Equal(stamps) {
-		r.lookedAt = time.Now()
 		return false, nil
 	}
-	if err := r.reload(ctx, reason, stamps, r.lookedAt); err != nil {
+	if err := r.reload(ctx, reason, stamps); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -215,13 +210,13 @@ func (r *Reloader) Watch(ctx context.Context, hangup <-chan os.Signal, interval 
 
 // reload is a load after the first, framed by RELOADING=1 and READY=1.
 // seen, if not nil, are the stamps of the files just taken, which differ
-// from those the files had at lookedAt (zero: not known).
-func (r *Reloader) reload(ctx context.Context, reason string, seen filestamp.Set, lookedAt time.Time) error {
+// from the current policy's.
+func (r *Reloader) reload(ctx context.Context, reason string, seen filestamp.Set) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	r.notify(sdnotify.Reloading())
-	err := r.load(ctx, reason, seen, lookedAt)
+	err := r.load(ctx, reason, seen)
 	r.notify(sdnotify.Ready + "\n" + r.rules.status())
 	return err
 }
@@ -240,12 +235,15 @@ func (r *Reloader) notify(state string) {
 // missing file the mtime and ctime of its directory) have not changed for
 // SettleTime: the newest of these times is at least SettleTime old, or the
 // reload has seen the same values for SettleTime. A time in the future
-// (the clock set back, touch -d) counts as now. A change the reload, or
-// the poll before it, saw happen (the values differ from those of its
-// previous look) counts as made no earlier than that look, whatever its
-// times say: times set back (touch -d, cp -p) or stamped by a kernel
-// whose coarse clock lags (a virtual CPU stalled by its host) cannot make
-// a file being written look old. A reload then reads the
+// (the clock set back, touch -d) counts as now. But a change the reload,
+// or the poll that started it, saw made (the values differ from those of
+// an earlier look) counts from when it was seen, whatever the times say:
+// times set back (touch -d, cp -p) or stamped by a kernel whose coarse
+// clock lags (a virtual CPU stalled by its host) cannot make a file
+// being written look old. While it waits, the reload also watches
+// the files with inotify (writeWatch): a write that leaves the stamps as
+// they were (the same size, a coarse clock standing still) is a change
+// too. A reload then reads the
 // files and adopts them only if they did not change while they were read.
 // A file whose content does not end in a newline (a torn last line, which
 // in hosts.deny denies every client no rule before it matched) must be
@@ -275,16 +273,14 @@ const SettleWarnInterval = 5 * time.Second
 const settlePoll = 50 * time.Millisecond
 
 // load waits for quiet files, reads them, and swaps the new policy in.
-// seen and lookedAt are settle's first and firstAfter. The caller holds
-// r.mu.
-func (r *Reloader) load(ctx context.Context, reason string, seen filestamp.Set, lookedAt time.Time) error {
+// seen is settle's first. The caller holds r.mu.
+func (r *Reloader) load(ctx context.Context, reason string, seen filestamp.Set) error {
 	prev := r.rules.cur.Load()
 	start := time.Now()
-	pol, stamps, err := r.settle(ctx, prev, start, seen, lookedAt)
+	pol, stamps, err := r.settle(ctx, prev, start, seen)
 	if err != nil {
 		return err
 	}
-	r.lookedAt = time.Now() // after settle's last stat, which saw stamps
 	g := &generation{policy: pol, stamps: stamps, n: 1, at: start, reason: reason}
 	if prev != nil {
 		g.n = prev.n + 1
@@ -309,22 +305,24 @@ func releaseMemory() { debug.FreeOSMemory() }
 // settle waits until the rule files are quiet (see SettleTime), reads and
 // compiles them and returns the policy with the stamps of every file it
 // was built from. first, if not nil, are the stamps of the files just
-// taken, which it starts from; they differ from what the files were at
-// firstAfter (zero: not known), so the change was made after it. It
-// returns ctx's error if ctx ends first.
-func (r *Reloader) settle(ctx context.Context, prev *generation, start time.Time, first filestamp.Set, firstAfter time.Time) (*hostsrules.Policy, filestamp.Set, error) {
+// taken, which it starts from; they differ from prev's, so the change
+// was seen made. It returns ctx's error if ctx ends first.
+func (r *Reloader) settle(ctx context.Context, prev *generation, start time.Time, first filestamp.Set) (*hostsrules.Policy, filestamp.Set, error) {
 	paths := r.paths(prev)
 	var (
 		seen    filestamp.Set      // the stamps last observed
 		seenAt  time.Time          // since when they have been observed unchanged
-		lookAt  = firstAfter       // the look before the one that saw seen
-		madeAt  time.Time          // the last change seen was made after this
+		made    = first != nil     // a change was seen made, not only found
 		need    = SettleTime       // how long the files must be quiet
 		pending *hostsrules.Policy // read from files with the stamps seen
 		torn    []string           // files of pending without a final newline
 		changed []string           // files whose stamps changed last
 		warned  = start
 	)
+	// Writes the stamps do not show (writeWatch) count as changes too.
+	ww := watchWrites(paths)
+	defer ww.close()
+	written := false // a write seen since the last look
 	for {
 		stamps := first
 		if first == nil {
@@ -332,21 +330,29 @@ func (r *Reloader) settle(ctx context.Context, prev *generation, start time.Time
 		}
 		first = nil
 		now := time.Now()
-		if !stamps.Equal(seen) {
+		written = ww.changed() || written
+		if written || !stamps.Equal(seen) {
 			changed = seen.Changed(stamps)
-			seen, seenAt, madeAt, need, pending, torn = stamps, now, lookAt, SettleTime, nil, nil
+			if len(changed) == 0 {
+				changed = slices.Clone(paths)
+				r.log.Debug("rule files written, their stamps unchanged", "files", changed)
+			}
+			made = made || seen != nil || written
+			seen, seenAt, need, pending, torn = stamps, now, SettleTime, nil, nil
+			written = false
 		}
-		lookAt = now
-		quiet := quietFor(stamps, seenAt, madeAt, now)
+		quiet := quietFor(stamps, seenAt, made, now)
 		if quiet >= need && pending == nil {
 			pol := hostsrules.Load(r.rules.allow, r.rules.deny)
 			t := tornFiles(pol)
 			for _, f := range pol.Files() {
 				if _, ok := stamps[f.Path]; !ok {
 					paths = append(paths, f.Path) // a new /file list
+					ww.add([]string{f.Path})
 				}
 			}
-			if after := statFiles(paths); !stamps.Equal(after) {
+			if after := statFiles(paths); !stamps.Equal(after) || ww.changed() {
+				written = true
 				r.log.Debug("rule files changed while being read, reading again")
 				continue
 			}
@@ -384,17 +390,15 @@ func (r *Reloader) settle(ctx context.Context, prev *generation, start time.Time
 }
 
 // quietFor returns how long the files with stamps have been left alone, as
-// far as the reload can tell at now: since their newest mtime or ctime, or
-// since seenAt, when it first saw them as they are, whichever is earlier,
-// but never since before madeAt, after which they were seen to change
-// (zero: not known). A time stamp after now does not count.
-func quietFor(stamps filestamp.Set, seenAt, madeAt, now time.Time) time.Duration {
+// far as the reload can tell at now: since seenAt, when it first saw them
+// as they are, or, if they were not seen made (made: the stamps differ
+// from those of an earlier look, by this reload or by the poll that
+// started it), since their newest mtime or ctime if that is earlier. A
+// time stamp after now does not count.
+func quietFor(stamps filestamp.Set, seenAt time.Time, made bool, now time.Time) time.Duration {
 	since := seenAt
-	if n := stamps.Newest(); !n.After(now) && n.Before(since) {
+	if n := stamps.Newest(); !made && !n.After(now) && n.Before(since) {
 		since = n
-	}
-	if since.Before(madeAt) {
-		since = madeAt
 	}
 	return now.Sub(since)
 }

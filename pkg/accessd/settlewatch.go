@@ -1,0 +1,108 @@
+package accessd
+
+import (
+	"path/filepath"
+	"slices"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// writeWatch sees writes to the rule files that their stamps may not
+// show: a file's mtime and ctime come from the kernel's coarse clock,
+// which in a virtual machine whose vCPU the host stalls can stand still
+// for hundreds of milliseconds, so a file rewritten in place to the same
+// size can keep the same stamps while its content changes. A reload
+// waiting for quiet files (settle) watches them with inotify(7) as well:
+// every write, truncation, attribute change, rename or removal of a
+// watched file, and every creation, removal or rename of one in its
+// directory, counts as a change. Without inotify (no watch could be
+// added: fs.inotify.max_user_watches) the stamps alone decide, as
+// before. Not safe for concurrent use.
+type writeWatch struct {
+	fd    int
+	names map[string]bool // base names of the files watched, for directory events
+	buf   [4096]byte
+}
+
+const (
+	fileEvents = unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE | unix.IN_MOVE_SELF | unix.IN_DELETE_SELF
+	dirEvents  = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO
+)
+
+// watchWrites starts watching paths; nil if inotify is not available.
+func watchWrites(paths []string) *writeWatch {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return nil
+	}
+	w := &writeWatch{fd: fd, names: map[string]bool{}}
+	w.add(paths)
+	return w
+}
+
+// add watches more paths (a /file list found by a read). A path that
+// does not exist is watched through its directory only.
+func (w *writeWatch) add(paths []string) {
+	if w == nil {
+		return
+	}
+	var dirs []string
+	for _, p := range paths {
+		unix.InotifyAddWatch(w.fd, p, fileEvents)
+		w.names[filepath.Base(p)] = true
+		if d := filepath.Dir(p); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, d := range dirs {
+		unix.InotifyAddWatch(w.fd, d, dirEvents|unix.IN_ONLYDIR)
+	}
+}
+
+// changed reports whether a watched file was written, or one of its
+// names created, removed or renamed, since the last call (or the
+// watch's start), reading every event queued.
+func (w *writeWatch) changed() bool {
+	if w == nil {
+		return false
+	}
+	changed := false
+	for {
+		n, err := unix.Read(w.fd, w.buf[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if n <= 0 || err != nil {
+			return changed
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&w.buf[off]))
+			name := w.buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+			switch {
+			case ev.Mask&unix.IN_Q_OVERFLOW != 0:
+				changed = true // events were lost: assume the worst
+			case ev.Mask&fileEvents != 0 && ev.Len == 0:
+				changed = true
+			case ev.Mask&dirEvents != 0 && w.names[cString(name)]:
+				changed = true
+			}
+		}
+	}
+}
+
+// close stops watching.
+func (w *writeWatch) close() {
+	if w != nil {
+		unix.Close(w.fd)
+	}
+}
+
+// cString is b up to its first NUL (inotify pads names with NULs).
+func cString(b []byte) string {
+	if i := slices.Index(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -232,6 +233,40 @@ func loginThreads(svc *config.Service) uint64 {
 // when CLOCK_MONOTONIC is past it (once at start on a host up that
 // long, then once every 24.8 days); relayLog drops those lines.
 const SysmonNoDeepSleep = "GODEBUG=schedtrace=2147483647"
+
+// WithSysmonNoDeepSleep returns environ (KEY=VALUE entries, as
+// os.Environ gives them) with SysmonNoDeepSleep's setting added to
+// GODEBUG after the settings GODEBUG already has, and whether it added
+// it: not when GODEBUG already sets schedtrace, whose value then stands.
+// The supervisor executes itself once more with it (cmd/loginsvc): it
+// too waits for events most of the time and wakes for each relayed log
+// line and report, and its sysmon woke and polled with every one of them.
+func WithSysmonNoDeepSleep(environ []string) ([]string, bool) {
+	key, setting, _ := strings.Cut(SysmonNoDeepSleep, "=")
+	name, _, _ := strings.Cut(setting, "=")
+	out := make([]string, 0, len(environ)+1)
+	found := false
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if k != key {
+			out = append(out, kv)
+			continue
+		}
+		if found {
+			continue // a second GODEBUG: the first is the one the runtime reads
+		}
+		found = true
+		for _, s := range strings.Split(v, ",") {
+			if n, _, _ := strings.Cut(s, "="); strings.TrimSpace(n) == name {
+				return environ, false
+			}
+		}
+		if v != "" {
+			setting = v + "," + setting
+		}
+	}
+	return append(out, key+"="+setting), true
+}
 
 // loginEnv is the environment of a login process of svc: the marker,
 // GOTRACEBACK=none, GOMAXPROCS=1, SysmonNoDeepSleep without a
@@ -703,7 +738,11 @@ func relayLine(log *slog.Logger, line []byte, cut bool, vsz uint64, lim *logLimi
 		text += LogLineCut
 	}
 	l, msg, _ := ipc.ParseLine(text)
-	log.Log(context.Background(), l, msg)
+	// As log.Log, without the caller's PC, which a relayed line has no
+	// use for (runtime.Callers per line).
+	if h := log.Handler(); h.Enabled(context.Background(), l) {
+		h.Handle(context.Background(), slog.NewRecord(now, l, msg, 0))
+	}
 	if oom {
 		log.Error(fmt.Sprintf("Out of memory (vsz_limit=%d MB), you may need to increase it", vsz>>20))
 	}

@@ -924,8 +924,8 @@ var curveNames = map[string]tls.CurveID{
 }
 
 // parseCurveList parses ssl_curve_list as OpenSSL's
-// SSL_CTX_set1_curves_list reads it: group names separated by colons,
-// in any case. A name prefixed with "?" is skipped when unknown (OpenSSL
+// SSL_CTX_set1_curves_list reads it: group names separated by colons
+// (or by OpenSSL 3.5's "/" between tuples), in any case. A name prefixed with "?" is skipped when unknown (OpenSSL
 // 3.5's syntax; its "*" key-share prefix is accepted and has no effect);
 // any other unknown name, or a group crypto/tls does not implement
 // (X448, the ffdhe groups, brainpool), is an error, as the list does not
@@ -937,7 +937,7 @@ func parseCurveList(s string) ([]tls.CurveID, error) {
 		return nil, nil
 	}
 	var out []tls.CurveID
-	for _, name := range strings.Split(s, ":") {
+	for _, name := range strings.Split(strings.ReplaceAll(s, "/", ":"), ":") {
 		name = strings.TrimSpace(name)
 		optional := strings.HasPrefix(name, "?")
 		name = strings.TrimLeft(name, "?*")

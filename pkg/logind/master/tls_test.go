@@ -385,6 +385,7 @@ func TestTLSConfig(t *testing.T) {
 		{"curve list empty item", "ssl_curve_list = X25519::P-256\n", `lab.conf:1: ssl_curve_list: empty group name in "X25519::P-256"`},
 		{"curve list only unknown optional", "ssl_curve_list = ?X448\n", `lab.conf:1: ssl_curve_list: no supported group in "?X448"`},
 		{"curve list ok", "ssl_curve_list = x25519:prime256v1:?X448:*secp384r1\n", ""},
+		{"OpenSSL 3.5 tuples", "ssl_curve_list = ?*X25519MLKEM768 / ?*X25519:?secp256r1 / ?X448:?secp384r1\n", ""},
 		{"ok", "ssl = yes\nssl_cert = <" + certPath + "\nssl_key = <" + keyPath + "\nssl_min_protocol = TLSv1.3\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

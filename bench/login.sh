@@ -40,7 +40,11 @@
 # ("dovecot loginsvc floor"), PAR (4), OUT (/tmp/loginbench-results.jsonl),
 # TESTS ("greet login": greet = the rows above, login = the rows through
 # to Dovecot's imap; TESTS=login MODES="hs hp" runs the new rows alone),
-# N_LOGIN (200), N_SESS (100), PORT (31143), TLS_PORT (31993), KEEP (1:
+# N_LOGIN (200), N_SESS (100), PORT (31143), TLS_PORT (31993), CURVES
+# (X25519:prime256v1:secp384r1: the ssl_curve_list of both front ends in
+# the login tests, so that both do the same key exchange, X25519, which is
+# all Dovecot 2.3's OpenSSL 3.0 has to offer a Go client; CURVES= leaves
+# each its default, loginsvc's being the X25519MLKEM768 hybrid), KEEP (1:
 # keep the temp dir), LOGINSVC_BIN (a loginsvc binary to use instead of
 # building this tree's), ROUNDS (1: how many times each mode's targets
 # run, in turn, the order reversed every other round so that neither
@@ -63,6 +67,7 @@ N_LOGIN=${N_LOGIN:-200}
 N_SESS=${N_SESS:-100}
 PORT=${PORT:-31143}
 TLS_PORT=${TLS_PORT:-31993}
+CURVES=${CURVES-X25519:prime256v1:secp384r1}
 ROUNDS=${ROUNDS:-1}
 TMP=$(mktemp -d /tmp/loginbench.XXXXXX)
 LPID=
@@ -251,6 +256,7 @@ listen = 127.0.0.1
 ssl = yes
 ssl_cert = <$TMP/tls/cert.pem
 ssl_key = <$TMP/tls/key.pem
+ssl_curve_list = $CURVES
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 login_greeting = Dovecot bench ready.
@@ -302,6 +308,7 @@ listen = 127.0.0.1
 ssl = yes
 ssl_cert = <$TMP/tls/cert.pem
 ssl_key = <$TMP/tls/key.pem
+ssl_curve_list = $CURVES
 service imap-login {
   inet_listener imap {
     port = $PORT

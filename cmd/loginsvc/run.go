@@ -36,7 +36,8 @@ const daemonizedEnv = "LOGINSVC_DAEMONIZED"
 // prints "loginsvc version V" (pkg/version) and exits. -n and -a print the
 // effective non-default or all settings and exit; -dovecot-conf prints
 // the Dovecot side of the configuration (config.PrintDovecot) and exits;
-// otherwise it supervises: in the foreground with -F
+// otherwise it supervises (having executed itself once more with
+// worker.SysmonNoDeepSleep in GODEBUG): in the foreground with -F
 // (logging to stderr), else detached into the background (logging to
 // syslog). SIGHUP reloads the configuration (kept if it does not parse;
 // the reload runs beside the signal handling, so that a SIGTERM during
@@ -114,6 +115,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		return exitOK
+	}
+	// The supervisor's sysmon sleeps as a high-performance login
+	// process's does (worker.SysmonNoDeepSleep), set before the runtime
+	// starts: loginsvc executes itself (by its path, so that its process
+	// name stays; the same pid and descriptors) once more with it. It
+	// goes on without it if it cannot.
+	if env, ok := worker.WithSysmonNoDeepSleep(os.Environ()); ok {
+		exe, err := os.Executable()
+		if err == nil {
+			err = syscall.Exec(exe, args, env)
+		}
+		fmt.Fprintf(stderr, "loginsvc: executing itself with %s: %v; going on without it\n", worker.SysmonNoDeepSleep, err)
 	}
 	if !*foreground && os.Getenv(daemonizedEnv) == "" {
 		return daemonize(args, stderr)

@@ -45,6 +45,7 @@ var globalDefaults = []struct{ name, def string }{
 	{"shutdown_clients", "yes"},
 	{"ssl", "no"},
 	{"ssl_cert", ""},
+	{"ssl_curve_list", ""},
 	{"ssl_key", ""},
 	{"ssl_min_protocol", "TLSv1.2"},
 	{"syslog_facility", "mail"},
@@ -159,6 +160,11 @@ type Config struct {
 	// SSLMinProtocol is the lowest TLS version accepted (ssl_min_protocol:
 	// TLSv1, TLSv1.1, TLSv1.2 (default), TLSv1.3), a crypto/tls constant.
 	SSLMinProtocol uint16
+	// SSLCurves are the key exchanges a TLS handshake may use
+	// (ssl_curve_list: OpenSSL's group names separated by colons, e.g.
+	// "X25519:prime256v1"; empty, the default: nil, Go's defaults, which
+	// begin with the X25519MLKEM768 hybrid). See parseCurveList.
+	SSLCurves []tls.CurveID
 	// HAProxyTrustedNetworks are the networks (haproxy_trusted_networks,
 	// separated by spaces or commas; default none) from which a
 	// connection to a haproxy = yes listener may come: a peer outside
@@ -482,6 +488,10 @@ func (c *Config) validate() conf.ErrorList {
 	g = c.global("ssl_min_protocol")
 	if c.SSLMinProtocol, err = parseTLSVersion(g.v); err != nil {
 		bad(g.pos, "ssl_min_protocol: %v", err)
+	}
+	g = c.global("ssl_curve_list")
+	if c.SSLCurves, err = parseCurveList(g.v); err != nil {
+		bad(g.pos, "ssl_curve_list: %v", err)
 	}
 	if c.SSL != "no" {
 		// Dovecot's messages; the key is never quoted in an error.
@@ -895,6 +905,57 @@ func parseTLSVersion(s string) (uint16, error) {
 		return tls.VersionTLS13, nil
 	}
 	return 0, fmt.Errorf("unsupported protocol %q (use TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3)", s)
+}
+
+// curveNames are the OpenSSL group names (lower case) of the key
+// exchanges crypto/tls implements.
+var curveNames = map[string]tls.CurveID{
+	"x25519":             tls.X25519,
+	"p-256":              tls.CurveP256,
+	"prime256v1":         tls.CurveP256,
+	"secp256r1":          tls.CurveP256,
+	"p-384":              tls.CurveP384,
+	"secp384r1":          tls.CurveP384,
+	"p-521":              tls.CurveP521,
+	"secp521r1":          tls.CurveP521,
+	"x25519mlkem768":     tls.X25519MLKEM768,
+	"secp256r1mlkem768":  tls.SecP256r1MLKEM768,
+	"secp384r1mlkem1024": tls.SecP384r1MLKEM1024,
+}
+
+// parseCurveList parses ssl_curve_list as OpenSSL's
+// SSL_CTX_set1_curves_list reads it: group names separated by colons
+// (or by OpenSSL 3.5's "/" between tuples), in any case. A name prefixed with "?" is skipped when unknown (OpenSSL
+// 3.5's syntax; its "*" key-share prefix is accepted and has no effect);
+// any other unknown name, or a group crypto/tls does not implement
+// (X448, the ffdhe groups, brainpool), is an error, as the list does not
+// mean what the administrator wrote. Empty means nil: Go's defaults. The
+// order does not matter: crypto/tls keeps its own order of preference
+// among the groups allowed.
+func parseCurveList(s string) ([]tls.CurveID, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []tls.CurveID
+	for _, name := range strings.Split(strings.ReplaceAll(s, "/", ":"), ":") {
+		name = strings.TrimSpace(name)
+		optional := strings.HasPrefix(name, "?")
+		name = strings.TrimLeft(name, "?*")
+		id, ok := curveNames[strings.ToLower(name)]
+		switch {
+		case ok && !slices.Contains(out, id):
+			out = append(out, id)
+		case ok, optional:
+		case name == "":
+			return nil, fmt.Errorf("empty group name in %q", s)
+		default:
+			return nil, fmt.Errorf("unsupported group %q (supported: X25519, prime256v1, secp384r1, secp521r1, X25519MLKEM768, SecP256r1MLKEM768, SecP384r1MLKEM1024)", name)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no supported group in %q", s)
+	}
+	return out, nil
 }
 
 // listenAddrs returns the local addresses ("IP:port"; 0.0.0.0 and :: for

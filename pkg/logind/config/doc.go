@@ -29,7 +29,8 @@
 // login_greeting (loginsvc ready.), login_trusted_networks (none),
 // protocols (imap pop3), shutdown_clients (yes), ssl (no; yes,
 // required), ssl_cert, ssl_key (PEM, normally "<file"), ssl_min_protocol
-// (TLSv1.2; TLSv1, TLSv1.1, TLSv1.3), login_prelogin_timeout (3 mins;
+// (TLSv1.2; TLSv1, TLSv1.1, TLSv1.3), ssl_curve_list (empty: Go's
+// key exchanges), login_prelogin_timeout (3 mins;
 // Dovecot's fixed 180 s pre-login deadline made settable),
 // login_prelogin_ip_limit (1000; 0 = none) and login_prelogin_ipv6_prefix
 // (64), the places one source may hold and what makes IPv6 clients one

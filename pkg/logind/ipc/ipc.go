@@ -195,10 +195,13 @@ type Settings struct {
 	// not "no", the init Packet carries a sealed memfd with the
 	// certificate (the first TLSCertLen bytes) and the key (see tls.go).
 	// SSLListen are the local addresses of the ssl = yes listeners
-	// (implicit TLS), SSLMinProtocol the lowest TLS version.
+	// (implicit TLS), SSLMinProtocol the lowest TLS version, SSLCurves
+	// the key exchanges allowed (crypto/tls CurveID values; none: Go's
+	// defaults).
 	SSL            string
 	TLSCertLen     int
 	SSLMinProtocol uint16
+	SSLCurves      []uint16
 	SSLListen      []string
 	// HAProxy: HAProxyListen are the local addresses of the haproxy =
 	// yes listeners (a PROXY header precedes everything, see

@@ -64,7 +64,7 @@ func TestAcceptReportsTLSClientOnce(t *testing.T) {
 	defer ln.Close()
 	lp := &loginProc{in: &ipc.Settings{PreloginTimeout: 30 * time.Second, ClientLimit: 10},
 		rep: rep.lp.rep, clients: map[uint64]*Client{}, proto: greetProto{}, exit: make(chan int, 1),
-		tls: serverTLSConfig(testCert(t), 0), listen: listenopt.New([]string{ln.Addr().String()}, nil)}
+		tls: serverTLSConfig(testCert(t), 0, nil), listen: listenopt.New([]string{ln.Addr().String()}, nil)}
 	lp.listeners = nil
 	done := make(chan struct{})
 	go func() {

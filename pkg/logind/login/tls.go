@@ -7,12 +7,23 @@ import (
 // The certificate and key reach a login process in a sealed memfd
 // (ipc.LoadKeyMemfd), read before the sandbox; see ipc/keyfd.go.
 
-// serverTLSConfig is a login process's TLS configuration.
-func serverTLSConfig(cert tls.Certificate, minVersion uint16) *tls.Config {
+// curvePreferences are the crypto/tls CurveIDs of ipc.Settings.SSLCurves.
+func curvePreferences(ids []uint16) []tls.CurveID {
+	var out []tls.CurveID
+	for _, id := range ids {
+		out = append(out, tls.CurveID(id))
+	}
+	return out
+}
+
+// serverTLSConfig is a login process's TLS configuration: the lowest
+// version minVersion (0: TLS 1.2) and the key exchanges curves (nil:
+// Go's defaults).
+func serverTLSConfig(cert tls.Certificate, minVersion uint16, curves []tls.CurveID) *tls.Config {
 	if minVersion == 0 {
 		minVersion = tls.VersionTLS12
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: minVersion}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: minVersion, CurvePreferences: curves}
 }
 
 // TLSRequired reports whether the client must start TLS before it may

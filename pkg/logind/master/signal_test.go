@@ -8,11 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/master/worker"
 )
 
 // buildLoginsvc builds cmd/loginsvc (as packaged: CGO_ENABLED=0, with
@@ -155,6 +158,15 @@ func TestRealSignals(t *testing.T) {
 		}
 	})
 	notify.expect(t, "READY=1")
+	// It executed itself with SysmonNoDeepSleep, keeping its pid and its
+	// process name.
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", cmd.Process.Pid)); err != nil ||
+		!slices.Contains(strings.Split(string(env), "\x00"), worker.SysmonNoDeepSleep) {
+		t.Errorf("loginsvc (pid %d) runs without %s (%v)", cmd.Process.Pid, worker.SysmonNoDeepSleep, err)
+	}
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid)); string(comm) != "loginsvc\n" {
+		t.Errorf("loginsvc (pid %d) runs as %q (%v), want loginsvc", cmd.Process.Pid, comm, err)
+	}
 	g, old := greetingOf(t, port)
 	if !strings.HasSuffix(g, "] first.") {
 		t.Fatalf("greeting %q", g)

@@ -381,6 +381,11 @@ func TestTLSConfig(t *testing.T) {
 		{"mismatch", "ssl = yes\nssl_cert = <" + certPath + "\nssl_key = <" + otherKey + "\n", "lab.conf:3: ssl_cert, ssl_key: cannot load the key pair: tls: private key does not match public key"},
 		{"min protocol", "ssl_min_protocol = SSLv3\n", `lab.conf:1: ssl_min_protocol: unsupported protocol "SSLv3" (use TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3)`},
 		{"bad ssl", "ssl = maybe\n", `lab.conf:1: ssl: invalid value "maybe" (use yes, no or required)`},
+		{"curve Go lacks", "ssl_curve_list = X25519:X448\n", `lab.conf:1: ssl_curve_list: unsupported group "X448" (supported: X25519, prime256v1, secp384r1, secp521r1, X25519MLKEM768, SecP256r1MLKEM768, SecP384r1MLKEM1024)`},
+		{"curve list empty item", "ssl_curve_list = X25519::P-256\n", `lab.conf:1: ssl_curve_list: empty group name in "X25519::P-256"`},
+		{"curve list only unknown optional", "ssl_curve_list = ?X448\n", `lab.conf:1: ssl_curve_list: no supported group in "?X448"`},
+		{"curve list ok", "ssl_curve_list = x25519:prime256v1:?X448:*secp384r1\n", ""},
+		{"OpenSSL 3.5 tuples", "ssl_curve_list = ?*X25519MLKEM768 / ?*X25519:?secp256r1 / ?X448:?secp384r1\n", ""},
 		{"ok", "ssl = yes\nssl_cert = <" + certPath + "\nssl_key = <" + keyPath + "\nssl_min_protocol = TLSv1.3\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -408,5 +413,48 @@ func TestTLSConfig(t *testing.T) {
 	c, _ = config.Parse("lab.conf", []byte("ssl = yes\nssl_cert = <"+certPath+"\nssl_key = <"+keyPath+"\nservice imap-login {\n inet_listener imaps {\n address = 127.0.0.1 ::1\n port = 993\n ssl = yes\n }\n}\n"))
 	if got := strings.Join(c.Service("imap-login").SSLListenAddrs(), " "); got != "127.0.0.1:993 [::1]:993" {
 		t.Errorf("ssl listen addresses %q", got)
+	}
+}
+
+// TestSSLCurveList: ssl_curve_list limits the key exchanges of a TLS
+// handshake; by default (empty) a client offering the X25519MLKEM768
+// hybrid gets it, with ssl_curve_list = X25519:prime256v1 the same client
+// gets X25519, and a client offering only groups outside the list is
+// refused.
+func TestSSLCurveList(t *testing.T) {
+	for _, tc := range []struct {
+		name, global string
+		offer        []tls.CurveID // nil: Go's defaults
+		want         tls.CurveID   // 0: the handshake fails
+	}{
+		{"default", "", nil, tls.X25519MLKEM768},
+		{"classic list", "ssl_curve_list = X25519:prime256v1\n", nil, tls.X25519},
+		{"OpenSSL names", "ssl_curve_list = secp384r1\n", nil, tls.CurveP384},
+		{"nothing in common", "ssl_curve_list = X25519\n", []tls.CurveID{tls.CurveP256}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, sport, pool, _ := tlsLab(t, "imap-login", tc.global, "service_count = 0")
+			cfg := tlsClientConfig(pool)
+			cfg.CurvePreferences = tc.offer
+			c, err := dialTLS(t, sport, "", cfg)
+			if tc.want == 0 {
+				if err == nil {
+					err = c.c.(*tls.Conn).Handshake()
+				}
+				if err == nil {
+					t.Fatal("handshake with no group in common succeeded")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := c.line(); !strings.HasPrefix(g, "* OK ") {
+				t.Fatalf("greeting %q", g)
+			}
+			if got := c.c.(*tls.Conn).ConnectionState().CurveID; got != tc.want {
+				t.Errorf("key exchange %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -153,6 +155,7 @@ func (r *ExecRunner) Settings(spec Spec) (*ipc.Settings, error) {
 		VszLimit: s.VszLimit, Generation: spec.Generation,
 		Seq: spec.Seq, Listeners: len(spec.Listeners),
 		SSL: spec.Config.SSL, SSLMinProtocol: spec.Config.SSLMinProtocol,
+		SSLCurves: curveIDs(spec.Config.SSLCurves),
 	}
 	in.NoFile, _ = NoFile(s, spec.Config.SSL, len(spec.Listeners), HardNoFile())
 	in.NProc = NProc(spec.Config, s)
@@ -233,6 +236,40 @@ func loginThreads(svc *config.Service) uint64 {
 // long, then once every 24.8 days); relayLog drops those lines.
 const SysmonNoDeepSleep = "GODEBUG=schedtrace=2147483647"
 
+// WithSysmonNoDeepSleep returns environ (KEY=VALUE entries, as
+// os.Environ gives them) with SysmonNoDeepSleep's setting added to
+// GODEBUG after the settings GODEBUG already has, and whether it added
+// it: not when GODEBUG already sets schedtrace, whose value then stands.
+// The supervisor executes itself once more with it (cmd/loginsvc): it
+// too waits for events most of the time and wakes for each relayed log
+// line and report, and its sysmon woke and polled with every one of them.
+func WithSysmonNoDeepSleep(environ []string) ([]string, bool) {
+	key, setting, _ := strings.Cut(SysmonNoDeepSleep, "=")
+	name, _, _ := strings.Cut(setting, "=")
+	out := make([]string, 0, len(environ)+1)
+	found := false
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if k != key {
+			out = append(out, kv)
+			continue
+		}
+		if found {
+			continue // a second GODEBUG: the first is the one the runtime reads
+		}
+		found = true
+		for _, s := range strings.Split(v, ",") {
+			if n, _, _ := strings.Cut(s, "="); strings.TrimSpace(n) == name {
+				return environ, false
+			}
+		}
+		if v != "" {
+			setting = v + "," + setting
+		}
+	}
+	return append(out, key+"="+setting), true
+}
+
 // loginEnv is the environment of a login process of svc: the marker,
 // GOTRACEBACK=none, GOMAXPROCS=1, SysmonNoDeepSleep without a
 // service_count, then extra (the last of a name wins).
@@ -253,6 +290,15 @@ func loginEnv(svc *config.Service, extra []string) []string {
 		env = append(env, SysmonNoDeepSleep)
 	}
 	return append(env, extra...)
+}
+
+// curveIDs are the values of ids, for ipc.Settings.
+func curveIDs(ids []tls.CurveID) []uint16 {
+	var out []uint16
+	for _, id := range ids {
+		out = append(out, uint16(id))
+	}
+	return out
 }
 
 // NoFileReserve is what a login process needs in descriptors besides its
@@ -703,7 +749,11 @@ func relayLine(log *slog.Logger, line []byte, cut bool, vsz uint64, lim *logLimi
 		text += LogLineCut
 	}
 	l, msg, _ := ipc.ParseLine(text)
-	log.Log(context.Background(), l, msg)
+	// As log.Log, without the caller's PC, which a relayed line has no
+	// use for (runtime.Callers per line).
+	if h := log.Handler(); h.Enabled(context.Background(), l) {
+		h.Handle(context.Background(), slog.NewRecord(now, l, msg, 0))
+	}
 	if oom {
 		log.Error(fmt.Sprintf("Out of memory (vsz_limit=%d MB), you may need to increase it", vsz>>20))
 	}

@@ -274,3 +274,27 @@ func TestLogLinesAheadOfGrants(t *testing.T) {
 		t.Errorf("%d lines beyond the grants relayed, at most %d", extra, max)
 	}
 }
+
+// TestWithSysmonNoDeepSleep covers the supervisor's environment for
+// executing itself: the setting added to GODEBUG after the settings it
+// has, nothing done when GODEBUG sets schedtrace already.
+func TestWithSysmonNoDeepSleep(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		in, out []string
+		added   bool
+	}{
+		{"no GODEBUG", []string{"PATH=/bin"}, []string{"PATH=/bin", SysmonNoDeepSleep}, true},
+		{"empty GODEBUG", []string{"GODEBUG=", "PATH=/bin"}, []string{"PATH=/bin", SysmonNoDeepSleep}, true},
+		{"other settings kept", []string{"GODEBUG=madvdontneed=1,gctrace=0"}, []string{"GODEBUG=madvdontneed=1,gctrace=0,schedtrace=2147483647"}, true},
+		{"schedtrace set stands", []string{"GODEBUG=gctrace=0,schedtrace=0"}, []string{"GODEBUG=gctrace=0,schedtrace=0"}, false},
+		{"only the first GODEBUG counts", []string{"GODEBUG=x=1", "GODEBUG=schedtrace=5"}, []string{"GODEBUG=x=1,schedtrace=2147483647"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, added := WithSysmonNoDeepSleep(tc.in)
+			if diff := cmp.Diff(tc.out, out); diff != "" || added != tc.added {
+				t.Errorf("WithSysmonNoDeepSleep(%q) = %q, %v, want %v (-want +got):\n%s", tc.in, out, added, tc.added, diff)
+			}
+		})
+	}
+}

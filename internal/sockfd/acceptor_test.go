@@ -188,8 +188,7 @@ func TestAcceptorCreationFailureLeaksNothing(t *testing.T) {
 // the netpoller run (the goroutine sleeps), as a busy process's other
 // thread or sysmon can (the sleep provokes the race; it cannot make
 // the test fail once the race is gone). Before the fix Next did not
-// return (next fails
-// after 10 s).
+// return (next fails after 10 s).
 func TestPolledAcceptorArrivalBeforeWait(t *testing.T) {
 	fds, addrs := listeners(t, 1)
 	a, err := NewPolledAcceptor(fds)

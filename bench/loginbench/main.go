@@ -8,6 +8,7 @@
 //	loginbench -addr ... -master PID [-backend DPID] [-tls] [-clients 4] login 300   # LOGIN + SELECT INBOX + LOGOUT through to Dovecot's imap
 //	loginbench -addr ... -master PID [-backend DPID] -tls sessions 100            # N logged-in sessions held idle, PSS
 //	loginbench report results.jsonl                          # side-by-side table with ratios
+//	loginbench bursts bursts.jsonl                           # bench/burst.sh: conc distributions, paired ratios
 //
 // idle is conc for very many connections: it spreads the source
 // addresses (-src, about 28,000 ports each), measures the PSS of the
@@ -91,13 +92,17 @@ var (
 func main() {
 	flag.Parse()
 	if flag.NArg() != 2 {
-		fmt.Fprintln(os.Stderr, "usage: loginbench [flags] seq|seq-raw|conc|idle|login|sessions N | report FILE")
+		fmt.Fprintln(os.Stderr, "usage: loginbench [flags] seq|seq-raw|conc|idle|login|sessions N | report FILE | bursts FILE")
 		os.Exit(2)
 	}
-	if flag.Arg(0) == "report" {
+	if flag.Arg(0) == "report" || flag.Arg(0) == "bursts" {
 		f, err := os.Open(flag.Arg(1))
 		if err == nil {
-			err = report(f, os.Stdout)
+			if flag.Arg(0) == "report" {
+				err = report(f, os.Stdout)
+			} else {
+				err = bursts(f, os.Stdout)
+			}
 			f.Close()
 		}
 		if err != nil {

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 	"text/tabwriter"
 )
 
@@ -21,21 +18,12 @@ import (
 // for the same binary); pairs run seconds apart see the same load.
 func bursts(in io.Reader, out io.Writer) error {
 	by := map[string][]result{}
-	sc := bufio.NewScanner(in)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		var r result
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			return fmt.Errorf("bursts: %v in %q", err, line)
-		}
+	err := eachResult(in, "bursts", func(r result) {
 		if r.Test == "conc" {
 			by[r.Target] = append(by[r.Target], r)
 		}
-	}
-	if err := sc.Err(); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	targets := make([]string, 0, len(by))
@@ -75,7 +63,7 @@ func bursts(in io.Reader, out io.Writer) error {
 		}
 	}
 	rq := quantiles(ratios)
-	_, err := fmt.Fprintf(out, "dovecot ÷ loginsvc (above 1: loginsvc faster): medians %.2fx; per pair: median %.2fx (p25 %.2fx, p75 %.2fx), loginsvc faster in %d of %d pairs\n",
+	_, err = fmt.Fprintf(out, "dovecot ÷ loginsvc (above 1: loginsvc faster): medians %.2fx; per pair: median %.2fx (p25 %.2fx, p75 %.2fx), loginsvc faster in %d of %d pairs\n",
 		med["dovecot"]/med["loginsvc"], rq[2], rq[1], rq[3], countAbove(ratios, 1), len(ratios))
 	return err
 }

@@ -10,8 +10,10 @@ import (
 // bursts reads the conc result lines of bench/burst.sh (targets
 // "dovecot" and "loginsvc", one line per burst, the two targets' bursts
 // interleaved) and writes, per target, the distribution of the time to
-// greet all connections (min, quartiles, max) and the medians of the
-// per-burst greeting median and p99; then the ratio Dovecot ÷ loginsvc of
+// greet all connections (min, quartiles, max), the medians of the
+// per-burst greeting median and p99, and the mean CPU per connection of
+// the service and of the driver until all are greeted (10 ms ticks:
+// the mean over the bursts is the figure, not one burst's); then the ratio Dovecot ÷ loginsvc of
 // the medians and the median of the ratios of the bursts run next to
 // each other (the i-th of each target: above 1, loginsvc is faster).
 // One burst is too noisy to compare on a shared machine (0.04-0.08 s
@@ -32,13 +34,16 @@ func bursts(in io.Reader, out io.Writer) error {
 	}
 	sort.Strings(targets)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tbursts\terrors\tall greeted ms: min\tp25\tmedian\tp75\tmax\tgreeting median ms\tp99 ms\t")
+	fmt.Fprintln(tw, "target\tbursts\terrors\tall greeted ms: min\tp25\tmedian\tp75\tmax\tgreeting median ms\tp99 ms\tCPU µs/conn: svc\tdrv\t")
 	med := map[string]float64{}
 	for _, t := range targets {
 		rs := by[t]
 		var all, g50, g99 []float64
+		var svc, drv float64
 		errs := 0
 		for _, r := range rs {
+			svc += r.SvcCPUus / float64(len(rs))
+			drv += r.DrvCPUus / float64(len(rs))
 			all = append(all, r.AllGreetedS*1000)
 			g50 = append(g50, r.GreetMedMs)
 			g99 = append(g99, r.GreetP99Ms)
@@ -46,8 +51,8 @@ func bursts(in io.Reader, out io.Writer) error {
 		}
 		q := quantiles(all)
 		med[t] = q[2]
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", t, len(rs), errs,
-			q[0], q[1], q[2], q[3], q[4], quantiles(g50)[2], quantiles(g99)[2])
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t\n", t, len(rs), errs,
+			q[0], q[1], q[2], q[3], q[4], quantiles(g50)[2], quantiles(g99)[2], svc, drv)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

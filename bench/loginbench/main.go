@@ -47,7 +47,8 @@ type result struct {
 	PerSec  float64 `json:"conn_per_s,omitempty"`
 	Workers int     `json:"workers,omitempty"`
 	// seq-raw, par-raw: CPU time per connection of the service (-master
-	// and its children) and of this driver, in microseconds.
+	// and its children) and of this driver, in microseconds; conc: the
+	// same from the first connect until all are greeted.
 	SvcCPUus    float64 `json:"svc_cpu_us_per_conn,omitempty"`
 	DrvCPUus    float64 `json:"drv_cpu_us_per_conn,omitempty"`
 	GreetMedMs  float64 `json:"greet_median_ms"`
@@ -213,9 +214,10 @@ func conc(n int, _ bool) result {
 	greet := make([]time.Duration, n)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	start := time.Now()
 	var last time.Time
 	sem := make(chan struct{}, 512)
+	svc0, drv0 := serviceCPU(), selfCPU()
+	start := time.Now()
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -249,6 +251,12 @@ func conc(n int, _ bool) result {
 	}
 	wg.Wait()
 	r.AllGreetedS = last.Sub(start).Seconds()
+	// CPU of the greetings: the service's until all are greeted (ticks
+	// of 10 ms: sum several bursts), and the driver's.
+	if n > 0 {
+		r.SvcCPUus = float64((serviceCPU() - svc0).Microseconds()) / float64(n)
+		r.DrvCPUus = float64((selfCPU() - drv0).Microseconds()) / float64(n)
+	}
 	var gs []time.Duration
 	for _, g := range greet {
 		if g > 0 {

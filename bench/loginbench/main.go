@@ -8,6 +8,7 @@
 //	loginbench -addr ... -master PID [-backend DPID] [-tls] [-clients 4] login 300   # LOGIN + SELECT INBOX + LOGOUT through to Dovecot's imap
 //	loginbench -addr ... -master PID [-backend DPID] -tls sessions 100            # N logged-in sessions held idle, PSS
 //	loginbench report results.jsonl                          # side-by-side table with ratios
+//	loginbench bursts bursts.jsonl                           # bench/burst.sh: conc distributions, paired ratios
 //
 // idle is conc for very many connections: it spreads the source
 // addresses (-src, about 28,000 ports each), measures the PSS of the
@@ -46,7 +47,8 @@ type result struct {
 	PerSec  float64 `json:"conn_per_s,omitempty"`
 	Workers int     `json:"workers,omitempty"`
 	// seq-raw, par-raw: CPU time per connection of the service (-master
-	// and its children) and of this driver, in microseconds.
+	// and its children) and of this driver, in microseconds; conc: the
+	// same from the first connect until all are greeted.
 	SvcCPUus    float64 `json:"svc_cpu_us_per_conn,omitempty"`
 	DrvCPUus    float64 `json:"drv_cpu_us_per_conn,omitempty"`
 	GreetMedMs  float64 `json:"greet_median_ms"`
@@ -91,13 +93,17 @@ var (
 func main() {
 	flag.Parse()
 	if flag.NArg() != 2 {
-		fmt.Fprintln(os.Stderr, "usage: loginbench [flags] seq|seq-raw|conc|idle|login|sessions N | report FILE")
+		fmt.Fprintln(os.Stderr, "usage: loginbench [flags] seq|seq-raw|conc|idle|login|sessions N | report FILE | bursts FILE")
 		os.Exit(2)
 	}
-	if flag.Arg(0) == "report" {
+	if flag.Arg(0) == "report" || flag.Arg(0) == "bursts" {
 		f, err := os.Open(flag.Arg(1))
 		if err == nil {
-			err = report(f, os.Stdout)
+			if flag.Arg(0) == "report" {
+				err = report(f, os.Stdout)
+			} else {
+				err = bursts(f, os.Stdout)
+			}
 			f.Close()
 		}
 		if err != nil {
@@ -208,9 +214,11 @@ func conc(n int, _ bool) result {
 	greet := make([]time.Duration, n)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	start := time.Now()
 	var last time.Time
 	sem := make(chan struct{}, 512)
+	svc0 := serviceCPU()
+	drv0 := selfCPU() // after serviceCPU's scan of /proc
+	start := time.Now()
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -244,6 +252,13 @@ func conc(n int, _ bool) result {
 	}
 	wg.Wait()
 	r.AllGreetedS = last.Sub(start).Seconds()
+	// CPU of the greetings: the service's until all are greeted (ticks
+	// of 10 ms: sum several bursts), and the driver's.
+	if n > 0 {
+		drv := selfCPU() - drv0 // before serviceCPU's scan of /proc
+		r.SvcCPUus = float64((serviceCPU() - svc0).Microseconds()) / float64(n)
+		r.DrvCPUus = float64(drv.Microseconds()) / float64(n)
+	}
 	var gs []time.Duration
 	for _, g := range greet {
 		if g > 0 {

@@ -29,16 +29,7 @@ func report(in io.Reader, out io.Writer) error {
 	type key struct{ mode, test string }
 	all := map[key]map[string][]result{}
 	var order []key
-	sc := bufio.NewScanner(in)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		var r result
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			return fmt.Errorf("report: %v in %q", err, line)
-		}
+	err := eachResult(in, "report", func(r result) {
 		target, mode, _ := strings.Cut(r.Target, "/")
 		k := key{mode, r.Test}
 		if all[k] == nil {
@@ -46,8 +37,8 @@ func report(in io.Reader, out io.Writer) error {
 			order = append(order, k)
 		}
 		all[k][target] = append(all[k][target], r)
-	}
-	if err := sc.Err(); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	res := map[key]map[string]result{}
@@ -118,8 +109,26 @@ func report(in io.Reader, out io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(out, "(vs: rates loginsvc ÷ Dovecot; times and memory Dovecot ÷ loginsvc: above 1, loginsvc is better)")
+	_, err = fmt.Fprintln(out, "(vs: rates loginsvc ÷ Dovecot; times and memory Dovecot ÷ loginsvc: above 1, loginsvc is better)")
 	return err
+}
+
+// eachResult calls fn with each JSON result line of in (blank lines
+// skipped); a line that is not one is an error, prefixed with cmd.
+func eachResult(in io.Reader, cmd string, fn func(result)) error {
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		var r result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return fmt.Errorf("%s: %v in %q", cmd, err, line)
+		}
+		fn(r)
+	}
+	return sc.Err()
 }
 
 // kb formats a byte count in KB (one decimal), or in MB from 1 MB.

@@ -150,6 +150,9 @@ func (a *Acceptor) Pause() {
 // the like: the caller decides whether to retry). Only one goroutine may
 // call Next at a time.
 func (a *Acceptor) Next(may func() bool) (int, unix.Sockaddr, error) {
+	if a.pf != nil {
+		return a.nextPolled(may)
+	}
 	for woken := false; ; woken = true {
 		if a.closed.Load() {
 			return -1, nil, ErrClosed
@@ -157,57 +160,101 @@ func (a *Acceptor) Next(may func() bool) (int, unix.Sockaddr, error) {
 		if woken && may != nil && !may() {
 			return -1, nil, ErrNotNow
 		}
-		var err error
-		for range a.lfds {
-			lfd := a.lfds[a.turn]
-			a.turn = (a.turn + 1) % len(a.lfds)
-			nfd, sa, errno := rawAccept4(lfd)
-			if errno == 0 {
-				a.from = lfd
-				return nfd, sa, nil
-			}
-			err = errno
-			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
+		nfd, sa, err := a.try()
+		switch err {
+		case nil:
+			return nfd, sa, nil
+		case unix.EAGAIN:
+			if _, err := unix.EpollWait(a.ep, a.evs, -1); err != nil && err != unix.EINTR {
 				return -1, nil, err
 			}
-			if err != unix.EAGAIN {
-				break // EINTR, ECONNABORTED: try again before waiting
-			}
-		}
-		if err == unix.EAGAIN {
-			if err := a.wait(); err != nil {
-				return -1, nil, err
-			}
+		case unix.EINTR, unix.ECONNABORTED: // try again before waiting
+		default:
+			return -1, nil, err
 		}
 	}
 }
 
-// wait returns when a listening socket may have a connection, or Stop
-// was called.
-func (a *Acceptor) wait() error {
-	if a.pf == nil {
-		if _, err := unix.EpollWait(a.ep, a.evs, -1); err != nil && err != unix.EINTR {
-			return err
+// nextPolled is Next of a polled Acceptor (NewPolledAcceptor). It
+// accepts inside the netpoller wait's callback: the wait resets the
+// readiness the netpoller recorded before it looks (RawConn.Read), so
+// a connection whose wake-up was recorded between an accept4 that
+// found nothing and the wait would otherwise wait for the next
+// connection's wake-up. Every wake-up of a socket in the set wakes the
+// set's own waiters, the netpoller among them, whether or not the
+// set's ready list was emptied: so the set is never read (no
+// epoll_wait), and a wake-up only sends the callback to accept4 again
+// (the netpoller reports only events with something ready; one that
+// came while Next was accepting makes at most one accept4 more, which
+// finds nothing).
+func (a *Acceptor) nextPolled(may func() bool) (int, unix.Sockaddr, error) {
+	for {
+		if a.closed.Load() {
+			return -1, nil, ErrClosed
 		}
-		return nil
+		if !a.armed {
+			// Paused: a connection that came meanwhile is taken
+			// without the sockets going back into the set; else back
+			// in, and the first accept4 below finds one that came in
+			// between.
+			switch nfd, sa, err := a.try(); err {
+			case nil:
+				return nfd, sa, nil
+			case unix.EAGAIN:
+			case unix.EINTR, unix.ECONNABORTED:
+				continue
+			default:
+				return -1, nil, err
+			}
+			if err := a.arm(); err != nil {
+				return -1, nil, err
+			}
+		}
+		nfd, sa, err := -1, unix.Sockaddr(nil), error(unix.EAGAIN)
+		woken := false
+		werr := a.rc.Read(func(uintptr) bool {
+			switch {
+			case a.closed.Load():
+				err = ErrClosed
+			case woken && may != nil && !may():
+				err = ErrNotNow
+			default:
+				woken = true
+				if beforeWait != nil {
+					beforeWait()
+				}
+				nfd, sa, err = a.try()
+			}
+			return err != unix.EAGAIN
+		})
+		if werr != nil {
+			return -1, nil, werr
+		}
+		if err == unix.EINTR || err == unix.ECONNABORTED {
+			continue // try again before waiting
+		}
+		return nfd, sa, err
 	}
-	if !a.armed {
-		// Paused: back in the set, then once more around Next's
-		// accept, for a connection that came meanwhile.
-		return a.arm()
+}
+
+// try accepts from the sockets in turn, starting where the last try
+// left off: a connection, EAGAIN when no socket has one, or the first
+// other error of accept4 (EINTR and ECONNABORTED: the caller tries
+// again).
+func (a *Acceptor) try() (int, unix.Sockaddr, error) {
+	for range a.lfds {
+		lfd := a.lfds[a.turn]
+		a.turn = (a.turn + 1) % len(a.lfds)
+		nfd, sa, errno := rawAccept4(lfd)
+		if errno == 0 {
+			a.from = lfd
+			return nfd, sa, nil
+		}
+		if errno != unix.EAGAIN {
+			return -1, nil, errno
+		}
 	}
-	// Every wake-up of a socket in the set wakes the set's own waiters,
-	// the netpoller among them, whether or not the set's ready list was
-	// emptied: so the set is never read (no epoll_wait), and a wake-up
-	// sends Next back to accept4 (the netpoller reports only events with
-	// something ready; one that came while Next was accepting makes at
-	// most one accept4 more, which finds nothing).
-	waited := false
-	return a.rc.Read(func(uintptr) bool {
-		w := waited
-		waited = true
-		return w
-	})
+	return -1, nil, unix.EAGAIN
 }
 
 // Stop makes Next return ErrClosed (at once if it is waiting).
@@ -312,3 +359,9 @@ func BoundAddrs(fds []int) map[int]*net.TCPAddr {
 	}
 	return m
 }
+
+// beforeWait, when set (by a test), is called in a polled Acceptor's
+// wait callback before its accept4, after the wait reset the
+// netpoller's readiness: a connection that arrives then is the one
+// that used to be missed (see nextPolled).
+var beforeWait func()

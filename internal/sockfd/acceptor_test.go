@@ -178,3 +178,41 @@ func TestAcceptorCreationFailureLeaksNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestPolledAcceptorArrivalBeforeWait: a connection whose wake-up
+// reaches the netpoller after Next's last accept4 found nothing, and
+// before Next waits, is accepted at once. Waiting resets the readiness
+// the netpoller recorded; Next used to start the wait without looking
+// again, so that connection waited for the next one to arrive (for
+// ever, on a quiet listener). The hook connects in that gap and lets
+// the netpoller run (the goroutine sleeps), as a busy process's other
+// thread or sysmon can (the sleep provokes the race; it cannot make
+// the test fail once the race is gone). Before the fix Next did not
+// return (next fails after 10 s).
+func TestPolledAcceptorArrivalBeforeWait(t *testing.T) {
+	fds, addrs := listeners(t, 1)
+	a, err := NewPolledAcceptor(fds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Release()
+	var once bool
+	beforeWait = func() {
+		if once {
+			return
+		}
+		once = true
+		c, err := net.Dial("tcp", addrs[0]) // in the accept queue on return
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		t.Cleanup(func() { c.Close() })
+		// Every goroutine idle: the scheduler's netpoll sees the wake-up.
+		time.Sleep(100 * time.Millisecond)
+	}
+	defer func() { beforeWait = nil }()
+	if fd, err := next(t, a); err != nil || fd < 0 {
+		t.Fatalf("Next: %d %v", fd, err)
+	}
+}

@@ -81,15 +81,16 @@ type Options struct {
 // (SCM_RIGHTS) in one sendmsg, and reads the reply within opt.Timeout or
 // until ctx ends.
 //
-// It makes the system calls Dovecot's login processes make and no more:
-// socket and connect (non-blocking: a unix socket's connect never
-// waits), fstat of the client's fd, one sendmsg, the reply's read
-// through Go's netpoller (os.NewFile: fcntl and epoll_ctl; the read is
-// ready to wait before the request goes out, so it is not first tried
-// in vain), and close; no getsockname, getpeername or per-call
-// goroutine as net.Dialer's, and one timer, the read deadline
-// (bench/README.md, "Hand-off"). A ctx that can end adds a
-// context.AfterFunc that cuts the wait short.
+// It makes the system calls Dovecot's login processes make and little
+// more, as raw system calls (internal/sockfd): socket and connect
+// (non-blocking: a unix socket's connect never waits), fstat of the
+// client's fd, one sendmsg, the reply's read, close. The reply is waited
+// for in Go's netpoller (os.NewFile: one fcntl, epoll_ctl add and
+// delete), and the request goes out from that wait's first callback, so
+// no read is tried before the reply can be there. There is no
+// getsockname or getpeername as a net.Dialer makes, one timer (the
+// read deadline), and a context.AfterFunc, when ctx can end, that cuts
+// the wait short (bench/README.md, "Hand-off").
 //
 // client is the client's socket (plaintext) or the service's end of a
 // socketpair (TLS); Send does not close it. On success the caller closes

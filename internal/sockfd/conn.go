@@ -88,7 +88,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 // to read.
 func (c *Conn) read(fd uintptr) bool {
 	for {
-		c.rn, c.rerrno = RawRead(int(fd), c.rbuf)
+		c.rn, c.rerrno = rawRead(int(fd), c.rbuf)
 		if c.rerrno != unix.EINTR {
 			return c.rerrno != unix.EAGAIN
 		}

@@ -68,87 +68,11 @@ func RawWrite(fd int, p []byte) (int, syscall.Errno) {
 	return int(n), 0
 }
 
-// RawRead is read(2) on the non-blocking socket fd as a raw system call
-// (see above): the bytes read (0: end of stream), or the error (EAGAIN
-// when there is nothing to read).
-func RawRead(fd int, p []byte) (int, syscall.Errno) {
+// rawRead is read(2) on the non-blocking socket fd as a raw system call.
+func rawRead(fd int, p []byte) (int, syscall.Errno) {
 	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	if e != 0 {
 		return 0, e
 	}
 	return int(n), 0
 }
-
-// ConnectUnix connects a new non-blocking, close-on-exec unix stream
-// socket to path with raw system calls (socket, connect) and nothing
-// else: a unix socket's connect never waits, it succeeds or fails at
-// once (EAGAIN: the listener's backlog is full; ENOENT, ECONNREFUSED:
-// nobody listens). The caller owns the returned descriptor; on an
-// error none is left open. A path too long for sun_path is EINVAL.
-func ConnectUnix(path string) (int, syscall.Errno) {
-	var sa unix.RawSockaddrUnix
-	if len(path) == 0 || len(path) >= len(sa.Path) {
-		return -1, unix.EINVAL
-	}
-	sa.Family = unix.AF_UNIX
-	for i := 0; i < len(path); i++ {
-		sa.Path[i] = int8(path[i])
-	}
-	r, _, e := unix.RawSyscall(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if e != 0 {
-		return -1, e
-	}
-	fd := int(r)
-	// The length is that of the family and the path (with its NUL), as
-	// Go's and libc's callers pass it.
-	salen := uintptr(unsafe.Offsetof(sa.Path) + uintptr(len(path)) + 1)
-	for {
-		_, _, e = unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), salen)
-		if e != unix.EINTR {
-			break
-		}
-	}
-	if e != 0 {
-		unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
-		return -1, e
-	}
-	return fd, 0
-}
-
-// RawSendFD is one sendmsg(2) on the non-blocking socket fd of the bytes
-// p with the descriptor pass attached (SCM_RIGHTS), as a raw system call
-// (see above), with MSG_NOSIGNAL (a closed peer is EPIPE, no SIGPIPE):
-// the bytes sent, or the error (EAGAIN when the socket's buffer is
-// full). It allocates nothing (unix.UnixRights and unix.SendmsgN do).
-func RawSendFD(fd int, p []byte, pass int) (int, syscall.Errno) {
-	var oob [cmsgRightsSpace]byte
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-	h.Level = unix.SOL_SOCKET
-	h.Type = unix.SCM_RIGHTS
-	h.SetLen(unix.CmsgLen(4))
-	*(*int32)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = int32(pass)
-	var iov unix.Iovec
-	if len(p) > 0 {
-		iov.Base = &p[0]
-		iov.SetLen(len(p))
-	}
-	var msg unix.Msghdr
-	msg.Iov = &iov
-	msg.SetIovlen(1)
-	msg.Control = &oob[0]
-	msg.SetControllen(len(oob))
-	for {
-		n, _, e := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_NOSIGNAL)
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(n), 0
-	}
-}
-
-// cmsgRightsSpace is the size of a control message carrying one
-// descriptor (unix.CmsgSpace(4) on 64-bit Linux).
-const cmsgRightsSpace = 24

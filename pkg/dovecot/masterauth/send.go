@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/tcpwrapd/tcpwrapd/internal/sockfd"
 )
 
 // Timeouts (master-auth.c).
@@ -82,7 +80,7 @@ type Options struct {
 // until ctx ends.
 //
 // It makes the system calls Dovecot's login processes make and little
-// more, as raw system calls (internal/sockfd): socket and connect
+// more, as raw system calls (raw.go): socket and connect
 // (non-blocking: a unix socket's connect never waits), fstat of the
 // client's fd, one sendmsg, the reply's read, close. The reply is waited
 // for in Go's netpoller (os.NewFile: one fcntl, epoll_ctl add and
@@ -210,7 +208,7 @@ func (x *exchange) step(fd uintptr) bool {
 		return x.sendErr != nil || x.full
 	}
 	for x.n < ReplySize {
-		n, e := sockfd.RawRead(int(fd), x.buf[x.n:])
+		n, e := readNow(int(fd), x.buf[x.n:])
 		switch {
 		case e == unix.EINTR:
 		case e == unix.EAGAIN:
@@ -234,7 +232,6 @@ func (x *exchange) step(fd uintptr) bool {
 // reports false (wait) while the socket's buffer is full.
 func (x *exchange) resend(fd uintptr) bool {
 	x.full = false
-	var b []byte
 	cerr := x.client.Control(func(cfd uintptr) {
 		var st unix.Stat_t
 		if err := unix.Fstat(int(cfd), &st); err != nil {
@@ -242,14 +239,12 @@ func (x *exchange) resend(fd uintptr) bool {
 			return
 		}
 		x.req.Ino = st.Ino
-		if b == nil {
-			var err error
-			if b, err = x.req.MarshalBinary(x.l); err != nil {
-				x.sendErr = err
-				return
-			}
+		b, err := x.req.MarshalBinary(x.l)
+		if err != nil {
+			x.sendErr = err
+			return
 		}
-		n, e := sockfd.RawSendFD(int(fd), b, int(cfd))
+		n, e := sendFD(int(fd), b, int(cfd))
 		switch {
 		case e == unix.EAGAIN:
 			x.full = true
@@ -267,7 +262,7 @@ func (x *exchange) resend(fd uintptr) bool {
 	return !x.full
 }
 
-// connectRetry connects to the unix socket path (sockfd.ConnectUnix),
+// connectRetry connects to the unix socket path (connectUnix),
 // retrying EAGAIN (full backlog) every 10 ms for up to ConnectRetry, as
 // Dovecot's net_connect_unix_with_retries.
 func connectRetry(ctx context.Context, path string) (int, error) {
@@ -276,7 +271,7 @@ func connectRetry(ctx context.Context, path string) (int, error) {
 	}
 	var deadline time.Time
 	for {
-		fd, e := sockfd.ConnectUnix(path)
+		fd, e := connectUnix(path)
 		if e == 0 {
 			return fd, nil
 		}

@@ -105,7 +105,7 @@ func startService(tb testing.TB) string {
 // TestSendAllocs: a hand-off allocates what the request and reply need
 // and the netpoller's os.File, not a net.Dialer's dial (addresses,
 // netFD, the dial's context watch). Send allocated 21 times per call
-// with net.Dialer, 10 with raw system calls.
+// with net.Dialer, 9 with raw system calls.
 func TestSendAllocs(t *testing.T) {
 	path := startService(t)
 	f := clientFile(t)
@@ -443,3 +443,33 @@ func TestSendFailuresCloseDescriptors(t *testing.T) {
 
 // errAny: any *Error will do (the case can fail in more than one way).
 var errAny = errors.New("any")
+
+func TestCmsgRightsSpace(t *testing.T) {
+	if cmsgRightsSpace != unix.CmsgSpace(4) {
+		t.Errorf("cmsgRightsSpace = %d, CmsgSpace(4) = %d", cmsgRightsSpace, unix.CmsgSpace(4))
+	}
+}
+
+// TestSendAbstractSocket: a path with a leading '@' is an abstract
+// socket, as net.Dial names it.
+func TestSendAbstractSocket(t *testing.T) {
+	name := fmt.Sprintf("@tcpwrapd-masterauth-test-%d", os.Getpid())
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		serveOne(t, ln, Dovecot24, func(r Request) []byte {
+			b, _ := Reply{Tag: r.Tag, Status: StatusOK, MailPID: 7}.MarshalBinary()
+			return b
+		})
+	}()
+	rep, err := Send(context.Background(), name, Dovecot24, &Request{}, clientFile(t), Options{})
+	<-done
+	if err != nil || rep.MailPID != 7 {
+		t.Fatalf("Send to %s = %+v, %v", name, rep, err)
+	}
+}

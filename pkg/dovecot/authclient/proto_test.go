@@ -100,6 +100,27 @@ func TestAppendAuth(t *testing.T) {
 	}
 }
 
+// loginRequest is a typical login's AUTH request.
+var loginRequest = &Request{Mech: "PLAIN", Service: "imap", Session: "Lp4Jk1f6q7N/AAAB", Secured: true,
+	LocalAddr: netip.MustParseAddrPort("127.0.0.1:143"), RemoteAddr: netip.MustParseAddrPort("[::ffff:127.0.0.1]:50123"),
+	InitialResponse: "AGJlbmNoAGJlbmNocGFzcw==", HasInitialResponse: true}
+
+// TestAppendAuthAllocs: a login's AUTH line is written into its buffer
+// without other allocations (there were 4: the addresses and ports as
+// strings).
+func TestAppendAuthAllocs(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { _ = appendAuth(make([]byte, 0, 256), 7, Version12, loginRequest) }); n != 0 {
+		t.Errorf("%.0f allocations per AUTH line, want 0", n)
+	}
+}
+
+func BenchmarkAppendAuth(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = appendAuth(make([]byte, 0, 256), 7, Version12, loginRequest)
+	}
+}
+
 func TestParseReply(t *testing.T) {
 	for _, tc := range []struct {
 		line    string

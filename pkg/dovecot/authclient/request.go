@@ -120,32 +120,32 @@ func appendAuth(b []byte, id uint32, v Version, r *Request) []byte {
 	b = appendField(b, "cert_username", r.CertUsername)
 	la, ra := r.LocalAddr, r.RemoteAddr
 	if la.Addr().IsValid() {
-		b = appendField(b, "lip", ipString(la.Addr()))
+		b = appendIP(b, "lip", la.Addr())
 	}
 	if ra.Addr().IsValid() {
-		b = appendField(b, "rip", ipString(ra.Addr()))
+		b = appendIP(b, "rip", ra.Addr())
 	}
 	if la.Port() != 0 {
-		b = appendField(b, "lport", strconv.Itoa(int(la.Port())))
+		b = appendPort(b, "lport", la.Port())
 	}
 	if ra.Port() != 0 {
-		b = appendField(b, "rport", strconv.Itoa(int(ra.Port())))
+		b = appendPort(b, "rport", ra.Port())
 	}
 	if v.is13() {
 		b = appendField(b, "ssl_ja3_hash", r.SSLJA3Hash)
 	}
 	rla, rra := r.RealLocalAddr, r.RealRemoteAddr
 	if rla.Addr().IsValid() && rla.Addr() != la.Addr() {
-		b = appendField(b, "real_lip", ipString(rla.Addr()))
+		b = appendIP(b, "real_lip", rla.Addr())
 	}
 	if rra.Addr().IsValid() && rra.Addr() != ra.Addr() {
-		b = appendField(b, "real_rip", ipString(rra.Addr()))
+		b = appendIP(b, "real_rip", rra.Addr())
 	}
 	if rla.Port() != 0 && rla.Port() != la.Port() {
-		b = appendField(b, "real_lport", strconv.Itoa(int(rla.Port())))
+		b = appendPort(b, "real_lport", rla.Port())
 	}
 	if rra.Port() != 0 && rra.Port() != ra.Port() {
-		b = appendField(b, "real_rport", strconv.Itoa(int(rra.Port())))
+		b = appendPort(b, "real_rport", rra.Port())
 	}
 	b = appendField(b, "local_name", r.LocalName)
 	b = appendField(b, "client_id", r.ClientID)
@@ -174,8 +174,20 @@ func appendField(b []byte, key, value string) []byte {
 	return append(b, TabEscape(value)...)
 }
 
-// ipString formats an address as Dovecot's net_ip2addr does: IPv4-mapped
-// IPv6 addresses as IPv4, no zone.
-func ipString(a netip.Addr) string {
-	return a.Unmap().WithZone("").String()
+// appendIP appends TAB key=address, formatted as Dovecot's net_ip2addr
+// does (IPv4-mapped IPv6 addresses as IPv4, no zone), without
+// allocating (one AUTH line per login).
+func appendIP(b []byte, key string, a netip.Addr) []byte {
+	b = append(b, '\t')
+	b = append(b, key...)
+	b = append(b, '=')
+	return a.Unmap().WithZone("").AppendTo(b)
+}
+
+// appendPort appends TAB key=port.
+func appendPort(b []byte, key string, port uint16) []byte {
+	b = append(b, '\t')
+	b = append(b, key...)
+	b = append(b, '=')
+	return strconv.AppendUint(b, uint64(port), 10)
 }

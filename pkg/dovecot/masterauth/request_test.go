@@ -209,7 +209,7 @@ func fakeService(t *testing.T, l Layout, answer func(req Request, fdIno uint64) 
 	return path, got
 }
 
-func clientFile(t *testing.T) *os.File {
+func clientFile(t testing.TB) *os.File {
 	t.Helper()
 	f, err := os.Open(os.DevNull)
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -81,79 +79,86 @@ type Options struct {
 // (SCM_RIGHTS) in one sendmsg, and reads the reply within opt.Timeout or
 // until ctx ends.
 //
+// It makes the system calls Dovecot's login processes make and little
+// more, as raw system calls (raw.go): socket and connect
+// (non-blocking: a unix socket's connect never waits), fstat of the
+// client's fd, one sendmsg, the reply's read, close. The reply is waited
+// for in Go's netpoller (os.NewFile: one fcntl, epoll_ctl add and
+// delete), and the request goes out from that wait's first callback, so
+// no read is tried before the reply can be there. There is no
+// getsockname or getpeername as a net.Dialer makes, one timer (the
+// read deadline), and a context.AfterFunc, when ctx can end, that cuts
+// the wait short (bench/README.md, "Hand-off").
+//
 // client is the client's socket (plaintext) or the service's end of a
 // socketpair (TLS); Send does not close it. On success the caller closes
 // its copy and logs the Login line with Reply.MailPID. Every failure is
 // an *Error wrapping ErrRemoteClosed, ErrInternal, ErrTimeout,
 // ErrTagMismatch, ErrDataTooLarge, ctx.Err() or a system error; the
 // caller then cancels the auth request and tells the client
-// InternalFailureText. Send is safe for concurrent use.
+// InternalFailureText. No descriptor of Send's stays open after it
+// returns. Send is safe for concurrent use.
 func Send(ctx context.Context, path string, l Layout, req *Request, client syscall.Conn, opt Options) (Reply, error) {
-	fail := func(op string, err error) (Reply, error) {
-		return Reply{}, &Error{Op: op, Path: path, Err: err}
-	}
 	if len(req.Data) > MaxDataSize {
-		return fail("send", ErrDataTooLarge)
+		return Reply{}, &Error{Op: "send", Path: path, Err: ErrDataTooLarge}
 	}
 	if l.Size() == 0 {
-		return fail("send", fmt.Errorf("unknown layout %v", l))
+		return Reply{}, &Error{Op: "send", Path: path, Err: fmt.Errorf("unknown layout %v", l)}
 	}
 	rc, err := client.SyscallConn()
 	if err != nil {
-		return fail("send", err)
+		return Reply{}, &Error{Op: "send", Path: path, Err: err}
 	}
-	uc, err := dialRetry(ctx, path)
+	fd, err := connectRetry(ctx, path)
 	if err != nil {
-		return fail("connect", err)
+		return Reply{}, &Error{Op: "connect", Path: path, Err: err}
 	}
-	defer uc.Close()
-	stop := context.AfterFunc(ctx, func() { uc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-
-	req.Tag = nextTag()
-	var sendErr error
-	cerr := rc.Control(func(fd uintptr) {
-		var st unix.Stat_t
-		if err := unix.Fstat(int(fd), &st); err != nil {
-			sendErr = fmt.Errorf("fstat client fd: %w", err)
-			return
-		}
-		req.Ino = st.Ino
-		b, err := req.MarshalBinary(l)
-		if err != nil {
-			sendErr = err
-			return
-		}
-		n, _, err := uc.WriteMsgUnix(b, unix.UnixRights(int(fd)), nil)
-		if err == nil && n != len(b) {
-			err = fmt.Errorf("sendmsg sent only %d of %d bytes", n, len(b))
-		}
-		sendErr = err
-	})
-	if err := errors.Join(cerr, sendErr); err != nil {
-		return fail("send", err)
+	// A non-blocking descriptor: os.NewFile puts it into the netpoller.
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	src, err := f.SyscallConn()
+	if err != nil {
+		return Reply{}, &Error{Op: "send", Path: path, Err: err}
 	}
-
 	timeout := opt.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	_ = uc.SetReadDeadline(time.Now().Add(timeout))
-	buf := make([]byte, ReplySize)
-	if _, err := io.ReadFull(uc, buf); err != nil {
-		switch {
-		case ctx.Err() != nil:
-			err = ctx.Err()
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			err = ErrTimeout
-		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
-			err = ErrRemoteClosed
-		}
-		return fail("read", err)
+	_ = f.SetReadDeadline(time.Now().Add(timeout))
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { f.SetDeadline(time.Unix(1, 0)) })
+		defer stop()
 	}
-	rep, err := ParseReply(buf)
+
+	req.Tag = nextTag()
+	x := exchange{req: req, l: l, client: rc}
+	// The request goes out from the reply's read callback, at its
+	// first call: the wait for the reply is then already armed (a
+	// RawConn's Read forgets readiness seen before it), and the read
+	// that would find nothing is not made.
+	err = src.Read(x.step)
+	if x.sendErr == nil && x.full {
+		// The socket's buffer was full (it never is for one request on
+		// a new connection): wait until it is not, then the reply.
+		if err = src.Write(x.resend); err == nil && x.sendErr == nil {
+			err = src.Read(x.step)
+		}
+	}
+	switch {
+	case x.sendErr != nil:
+		return Reply{}, &Error{Op: "send", Path: path, Err: x.sendErr}
+	case !x.sent:
+		// Cut short before the request went out (ctx ended).
+		return Reply{}, &Error{Op: "send", Path: path, Err: readErr(ctx, err)}
+	case err == nil && x.readErr != nil:
+		err = x.readErr
+	}
+	if err != nil || x.n < ReplySize {
+		return Reply{}, &Error{Op: "read", Path: path, Err: readErr(ctx, err)}
+	}
+	rep, err := ParseReply(x.buf[:])
 	if err != nil {
-		return fail("reply", err)
+		return Reply{}, &Error{Op: "reply", Path: path, Err: err}
 	}
 	if rep.Tag != req.Tag {
 		return Reply{}, &Error{Op: "reply", Path: path, Reply: rep, Err: fmt.Errorf("%w %d (sent %d)", ErrTagMismatch, rep.Tag, req.Tag)}
@@ -164,24 +169,134 @@ func Send(ctx context.Context, path string, l Layout, req *Request, client sysca
 	return rep, nil
 }
 
-// dialRetry connects to the unix socket path, retrying EAGAIN (full
-// backlog) for up to ConnectRetry.
-func dialRetry(ctx context.Context, path string) (*net.UnixConn, error) {
-	deadline := time.Now().Add(ConnectRetry)
-	addr := &net.UnixAddr{Name: path, Net: "unix"}
+// readErr is the error of a reply's read that ended with err (nil: end
+// of stream before the whole reply), in Send's terms.
+func readErr(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err == nil, errors.Is(err, syscall.ECONNRESET):
+		return ErrRemoteClosed
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return ErrTimeout
+	}
+	return err
+}
+
+// exchange is one request and its reply on the service's socket, driven
+// by the RawConn callbacks step and resend.
+type exchange struct {
+	req    *Request
+	l      Layout
+	client syscall.RawConn
+
+	sent, full bool  // the request went out; sendmsg found the buffer full
+	sendErr    error // the request could not be sent
+	buf        [ReplySize]byte
+	n          int   // reply bytes read
+	readErr    error // the read failed (nil at end of stream: n < ReplySize)
+}
+
+// step is the reply's read callback: at its first call it sends the
+// request and waits; then it reads until the reply is whole, the
+// service has closed, or the read fails.
+func (x *exchange) step(fd uintptr) bool {
+	if !x.sent {
+		x.resend(fd)
+		// Done if it failed or must wait for room; else the reply
+		// cannot be there yet: wait.
+		return x.sendErr != nil || x.full
+	}
+	for x.n < ReplySize {
+		n, e := readNow(int(fd), x.buf[x.n:])
+		switch {
+		case e == unix.EINTR:
+		case e == unix.EAGAIN:
+			return false
+		case e != 0:
+			x.readErr = os.NewSyscallError("read", e)
+			return true
+		case n == 0:
+			return true // end of stream
+		default:
+			x.n += n
+		}
+	}
+	return true
+}
+
+// resend sends the request, with the client's descriptor, on the
+// service's socket fd: fstat of the client's fd (the request's Ino),
+// then one sendmsg, inside the client's RawConn Control so that its
+// descriptor stays open meanwhile. As a RawConn Write callback it
+// reports false (wait) while the socket's buffer is full.
+func (x *exchange) resend(fd uintptr) bool {
+	x.full = false
+	cerr := x.client.Control(func(cfd uintptr) {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(cfd), &st); err != nil {
+			x.sendErr = fmt.Errorf("fstat client fd: %w", err)
+			return
+		}
+		x.req.Ino = st.Ino
+		b, err := x.req.MarshalBinary(x.l)
+		if err != nil {
+			x.sendErr = err
+			return
+		}
+		n, e := sendFD(int(fd), b, int(cfd))
+		switch {
+		case e == unix.EAGAIN:
+			x.full = true
+		case e != 0:
+			x.sendErr = os.NewSyscallError("sendmsg", e)
+		case n != len(b):
+			x.sendErr = fmt.Errorf("sendmsg sent only %d of %d bytes", n, len(b))
+		default:
+			x.sent = true
+		}
+	})
+	if cerr != nil && x.sendErr == nil {
+		x.sendErr = cerr
+	}
+	return !x.full
+}
+
+// connectRetry connects to the unix socket path (connectUnix),
+// retrying EAGAIN (full backlog) every 10 ms for up to ConnectRetry, as
+// Dovecot's net_connect_unix_with_retries.
+func connectRetry(ctx context.Context, path string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return -1, err
+	}
+	var deadline time.Time
 	for {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "unix", addr.String())
-		if err == nil {
-			return c.(*net.UnixConn), nil
+		fd, e := connectUnix(path)
+		if e == 0 {
+			return fd, nil
 		}
-		if !errors.Is(err, syscall.EAGAIN) || time.Now().After(deadline) {
-			return nil, err
+		err := os.NewSyscallError("connect", e)
+		if e != unix.EAGAIN {
+			return -1, err
 		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(ConnectRetry)
+		} else if time.Now().After(deadline) {
+			return -1, err
+		}
+		if connectRetried != nil {
+			connectRetried()
+		}
+		t := time.NewTimer(10 * time.Millisecond)
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+			t.Stop()
+			return -1, ctx.Err()
+		case <-t.C:
 		}
 	}
 }
+
+// connectRetried, when set (by a test), is called each time a connect
+// found the service's backlog full and is about to be retried.
+var connectRetried func()

@@ -83,7 +83,7 @@ func (cl *Client) handOff(a *authclient.Auth, hs authclient.Handshake, r *authcl
 	cl.auth.loggedIn = true
 	mpid := uint32(rep.MailPID)
 	cl.auth.mpid = mpid
-	logLine("INFO", "Login: %s", cl.elements(mpid))
+	processLog.Add("INFO", "Login: "+cl.elements(mpid))
 	cl.reportLogin(st.User, st.Mech, mpid)
 	if ours != nil {
 		cl.auth.relay = ours

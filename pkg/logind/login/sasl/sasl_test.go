@@ -176,11 +176,33 @@ func TestElements(t *testing.T) {
 			"user=<alice>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=42, secured, session=<S>"},
 		{Elements{User: "alice", Mech: "PLAIN", RemoteIP: "::1", LocalIP: "::1", MailPID: 7, Conn: "TLS", Session: "S"},
 			"user=<alice>, method=PLAIN, rip=::1, lip=::1, mpid=7, TLS, session=<S>"},
+		{Elements{User: "u", RemoteIP: "?", LocalIP: "?", MailPID: 4294967295, Session: ""},
+			"user=<u>, rip=?, lip=?, mpid=4294967295, session=<>"},
 	}
 	for _, tt := range tests {
 		if got := tt.e.String(); got != tt.want {
 			t.Errorf("%q, want %q", got, tt.want)
 		}
+	}
+}
+
+// loginElements are a typical Login line's elements.
+var loginElements = Elements{User: "bench", Mech: "PLAIN", RemoteIP: "127.0.0.1", LocalIP: "127.0.0.1", MailPID: 123456,
+	Conn: "TLS", Session: "Lp4Jk1f6q7N/AAAB"}
+
+// TestElementsAllocs: a login line's elements are built in one
+// allocation (there were 11: the parts, their concatenations, Sprintf
+// and Join).
+func TestElementsAllocs(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { _ = loginElements.String() }); n > 1 {
+		t.Errorf("%.0f allocations per String, want 1", n)
+	}
+}
+
+func BenchmarkElementsString(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = loginElements.String()
 	}
 }
 

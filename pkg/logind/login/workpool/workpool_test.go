@@ -210,3 +210,39 @@ func TestPanicEndsProcess(t *testing.T) {
 		t.Errorf("child: %v, output:\n%s\nwant exit status 2 and the panic", err, out)
 	}
 }
+
+// deep uses about depth × 300 bytes of stack over depth frames, as a
+// login's call chain does (the auth client, SASL, the hand-off, a log
+// line: 1.9 stack growths per plaintext login on a new goroutine).
+//
+//go:noinline
+func deep(depth int) byte {
+	var pad [256]byte
+	pad[depth%256] = byte(depth)
+	if depth == 0 {
+		return pad[0]
+	}
+	return deep(depth-1) + pad[(depth+1)%256]
+}
+
+// BenchmarkDeepFunction: a function that grows its stack to about
+// 19 KB (64 frames), run on a new goroutine (the go statement, as the
+// login process did) and on the pool's reused workers.
+func BenchmarkDeepFunction(b *testing.B) {
+	for _, bb := range []struct {
+		name  string
+		spawn func(func())
+	}{
+		{"go", func(f func()) { go f() }},
+		{"pool", (&Pool{MaxIdle: 16, IdleTimeout: 5 * time.Second}).Go},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			done := make(chan struct{})
+			f := func() { deep(64); done <- struct{}{} }
+			for b.Loop() {
+				bb.spawn(f)
+				<-done
+			}
+		})
+	}
+}

@@ -227,18 +227,22 @@ func deep(depth int) byte {
 
 // BenchmarkDeepFunction: a function that grows its stack to about
 // 19 KB (64 frames), run on a new goroutine (the go statement, as the
-// login process did) and on the pool's reused workers.
+// login process did) and on the pool's reused workers; shallow: one
+// frame, no growth (what the pool's hand-over costs against go).
 func BenchmarkDeepFunction(b *testing.B) {
 	for _, bb := range []struct {
 		name  string
+		depth int
 		spawn func(func())
 	}{
-		{"go", func(f func()) { go f() }},
-		{"pool", (&Pool{MaxIdle: 16, IdleTimeout: 5 * time.Second}).Go},
+		{"go", 64, func(f func()) { go f() }},
+		{"pool", 64, (&Pool{MaxIdle: 16, IdleTimeout: 5 * time.Second}).Go},
+		{"go/shallow", 0, func(f func()) { go f() }},
+		{"pool/shallow", 0, (&Pool{MaxIdle: 16, IdleTimeout: 5 * time.Second}).Go},
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			done := make(chan struct{})
-			f := func() { deep(64); done <- struct{}{} }
+			f := func() { deep(bb.depth); done <- struct{}{} }
 			for b.Loop() {
 				bb.spawn(f)
 				<-done

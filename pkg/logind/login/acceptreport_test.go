@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/ipc"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/input"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/listenopt"
@@ -81,23 +79,8 @@ func TestAcceptReportsTLSClientOnce(t *testing.T) {
 			t.Errorf("greeting %q, %v", buf[:n], err)
 		}
 	}()
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := sc.(*net.TCPConn).File()
-	sc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fd, err := unix.Dup(int(f.Fd()))
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	unix.SetNonblock(fd, true)
+	fd, remote := acceptFD(t, ln)
 	const id = 1<<32 | 1
-	remote := sc.RemoteAddr().(*net.TCPAddr)
 	lp.mu.Lock()
 	lp.starting++
 	lp.mu.Unlock()

@@ -23,6 +23,7 @@ import (
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/listenopt"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/report"
 	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/sandbox"
+	"github.com/tcpwrapd/tcpwrapd/pkg/logind/login/workpool"
 )
 
 // Main is the login process: called by a binary started with
@@ -101,6 +102,7 @@ func Main(protocols ...Protocol) int {
 	}
 	lp := &loginProc{in: &in, c: uc, rep: report.New(uc), clients: map[uint64]*Client{}, proto: proto, host: hostname(),
 		tls: tlsConf, listen: listenopt.New(in.SSLListen, in.HAProxyListen), exit: make(chan int, 1)}
+	lp.workers.MaxIdle, lp.workers.IdleTimeout = workerBounds(&in)
 	lp.trusted = in.TrustedNetworks
 	lp.auth = startAuth(&in)
 	if err := lp.rep.Send([]byte{ipc.MsgReady}); err != nil {
@@ -189,6 +191,10 @@ type loginProc struct {
 	slotFree  chan struct{}        // closed (and replaced) when a slot may have become free
 	accepting sync.WaitGroup       // running accept loops
 	unlisten  bool                 // closeListeners has run (ipc.MsgUnlistened is on its way)
+
+	// workers runs the clients' goroutines (serve, the TLS relay's
+	// second direction) on reused goroutines whose stacks have grown.
+	workers workpool.Pool
 
 	// detached: the process outlives the supervisor (detach).
 	detached atomic.Bool
@@ -624,7 +630,29 @@ func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, annou
 	} else {
 		state(ipc.StateChecking)
 	}
-	go cl.serve()
+	lp.workers.Go(cl.serve)
+}
+
+// Worker pool bounds (workerBounds): a process keeps at most
+// maxIdleWorkers goroutines waiting for a next client, each for at
+// most workerIdleTimeout.
+const (
+	maxIdleWorkers    = 16
+	workerIdleTimeout = 5 * time.Second
+)
+
+// workerBounds are the bounds of the pool of a login process's client
+// goroutines (loginProc.workers, package workpool): a goroutine whose
+// client has gone serves the next one, its stack already grown by a
+// login, instead of a new one growing it again, copying it each time.
+// A process that serves one client (service_count = 1) keeps none: it
+// exits after its client. The zero pool (ServeConn, tests) keeps none
+// either.
+func workerBounds(in *ipc.Settings) (maxIdle int, idleTimeout time.Duration) {
+	if in.ServiceCount == 1 {
+		return 0, 0
+	}
+	return maxIdleWorkers, workerIdleTimeout
 }
 
 // handedState is the state the supervisor counts a client handed over

@@ -30,7 +30,7 @@ func (cl *Client) relay(peer *os.File) (killed bool) {
 		peer.Close()
 		return
 	}
-	relay.Run(cl.conn, peer) // peer: non-blocking, in the netpoller (handOff)
+	relay.Run(cl.conn, peer, cl.lp.workers.Go) // peer: non-blocking, in the netpoller (handOff)
 	return
 }
 

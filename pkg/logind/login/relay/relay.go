@@ -18,8 +18,10 @@ import (
 // client is left open for the caller to close. peer is the caller's end
 // of the socket pair to the post-login process (an *os.File in
 // non-blocking mode, which Go's netpoller serves without the dup and
-// system calls net.FileConn would cost).
-func Run(client net.Conn, peer io.ReadWriteCloser) {
+// system calls net.FileConn would cost). The client-to-peer copy runs
+// on a goroutine started by spawn (a login process's worker pool, see
+// package workpool); nil: a go statement.
+func Run(client net.Conn, peer io.ReadWriteCloser, spawn func(func())) {
 	var once sync.Once
 	end := func() {
 		once.Do(func() {
@@ -28,11 +30,16 @@ func Run(client net.Conn, peer io.ReadWriteCloser) {
 		})
 	}
 	done := make(chan struct{})
-	go func() {
+	up := func() {
 		io.Copy(peer, client)
 		end()
 		close(done)
-	}()
+	}
+	if spawn == nil {
+		go up()
+	} else {
+		spawn(up)
+	}
 	// The other direction on the caller's goroutine: one goroutine
 	// started per session, not two.
 	io.Copy(client, peer)

@@ -20,7 +20,7 @@ func TestRun(t *testing.T) {
 			defer clientFar.Close()
 			defer peerFar.Close()
 			done := make(chan struct{})
-			go func() { Run(client, peer); close(done) }()
+			go func() { Run(client, peer, nil); close(done) }()
 			buf := make([]byte, 5)
 			clientFar.Write([]byte("hello"))
 			if _, err := io.ReadFull(peerFar, buf); err != nil || string(buf) != "hello" {

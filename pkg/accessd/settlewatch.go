@@ -16,13 +16,16 @@ import (
 // waiting for quiet files (settle) watches them with inotify(7) as well:
 // every write, truncation, attribute change, rename or removal of a
 // watched file, and every creation, removal or rename of one in its
-// directory, counts as a change. Without inotify (no watch could be
-// added: fs.inotify.max_user_watches) the stamps alone decide, as
-// before. Not safe for concurrent use.
+// directory, counts as a change. A file created, or replaced by a
+// rename (an editor's save), after the watch began is watched from
+// then on. Without inotify (inotify_init1 failed:
+// fs.inotify.max_user_instances; or no watch could be added:
+// fs.inotify.max_user_watches) the stamps alone decide, as before. Not
+// safe for concurrent use.
 type writeWatch struct {
-	fd    int
-	names map[string]bool // base names of the files watched, for directory events
-	buf   [4096]byte
+	fd   int
+	dirs map[int32]map[string]string // directory watch -> base name -> path of the files watched
+	buf  [4096]byte
 }
 
 const (
@@ -36,7 +39,7 @@ func watchWrites(paths []string) *writeWatch {
 	if err != nil {
 		return nil
 	}
-	w := &writeWatch{fd: fd, names: map[string]bool{}}
+	w := &writeWatch{fd: fd, dirs: map[int32]map[string]string{}}
 	w.add(paths)
 	return w
 }
@@ -47,16 +50,17 @@ func (w *writeWatch) add(paths []string) {
 	if w == nil {
 		return
 	}
-	var dirs []string
 	for _, p := range paths {
 		unix.InotifyAddWatch(w.fd, p, fileEvents)
-		w.names[filepath.Base(p)] = true
-		if d := filepath.Dir(p); !slices.Contains(dirs, d) {
-			dirs = append(dirs, d)
+		// The same directory gives the same watch.
+		wd, err := unix.InotifyAddWatch(w.fd, filepath.Dir(p), dirEvents|unix.IN_ONLYDIR)
+		if err != nil {
+			continue
 		}
-	}
-	for _, d := range dirs {
-		unix.InotifyAddWatch(w.fd, d, dirEvents|unix.IN_ONLYDIR)
+		if w.dirs[int32(wd)] == nil {
+			w.dirs[int32(wd)] = map[string]string{}
+		}
+		w.dirs[int32(wd)][filepath.Base(p)] = p
 	}
 }
 
@@ -85,8 +89,16 @@ func (w *writeWatch) changed() bool {
 				changed = true // events were lost: assume the worst
 			case ev.Mask&fileEvents != 0 && ev.Len == 0:
 				changed = true
-			case ev.Mask&dirEvents != 0 && w.names[cString(name)]:
+			case ev.Mask&dirEvents != 0:
+				p, ok := w.dirs[ev.Wd][cString(name)]
+				if !ok {
+					break // another file in the directory
+				}
 				changed = true
+				if ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0 {
+					// A new file under the name: watch it instead.
+					unix.InotifyAddWatch(w.fd, p, fileEvents)
+				}
 			}
 		}
 	}

@@ -1,0 +1,81 @@
+package accessd
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestWriteWatch: which changes a reload's writeWatch counts. A file
+// replaced by a rename (an editor's save) or created after the watch
+// began is watched from then on, so a later in-place write to it counts;
+// a name in another watched directory does not.
+func TestWriteWatch(t *testing.T) {
+	tests := []struct {
+		name string
+		// do changes the files after the watch began and drained;
+		// then changed() must report want.
+		do   func(t *testing.T, w *writeWatch, dirA, dirB string)
+		want bool
+	}{
+		{"in-place write", func(t *testing.T, w *writeWatch, a, _ string) {
+			appendFile(t, filepath.Join(a, "hosts.deny"), "x")
+		}, true},
+		{"write after a rename over it", func(t *testing.T, w *writeWatch, a, _ string) {
+			p := filepath.Join(a, "hosts.deny")
+			writeFile(t, a, "tmp", "ALL: 10.0.0.2\n")
+			if err := os.Rename(filepath.Join(a, "tmp"), p); err != nil {
+				t.Fatal(err)
+			}
+			drain(t, w, p)
+			appendFile(t, p, "x")
+		}, true},
+		{"write after the file was created", func(t *testing.T, w *writeWatch, _, b string) {
+			p := writeFile(t, b, "missing", "")
+			drain(t, w, p)
+			appendFile(t, p, "x")
+		}, true},
+		{"a watched name in another directory", func(t *testing.T, w *writeWatch, _, b string) {
+			writeFile(t, b, "hosts.deny", "")
+		}, false},
+		{"another name", func(t *testing.T, w *writeWatch, a, _ string) {
+			writeFile(t, a, "other", "")
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := t.TempDir(), t.TempDir()
+			paths := []string{writeFile(t, a, "hosts.deny", "ALL: 10.0.0.1\n"), filepath.Join(b, "missing")}
+			w := watchWrites(paths)
+			if w == nil {
+				t.Fatal("no inotify")
+			}
+			defer w.close()
+			tt.do(t, w, a, b)
+			if got := w.changed(); got != tt.want {
+				t.Errorf("changed() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// drain reads the events queued so far, as a settle look does, and
+// fails unless they count as a change (of p).
+func drain(t *testing.T, w *writeWatch, p string) {
+	t.Helper()
+	if !w.changed() {
+		t.Fatalf("%s: no change seen", p)
+	}
+}
+
+func appendFile(t *testing.T, p, s string) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -388,4 +389,21 @@ func TestFakeServer(t *testing.T) {
 			t.Fatalf("Begin after Close = %v", err)
 		}
 	})
+}
+
+// TestAppendIPAsBefore: appendIP and appendPort write what the strings
+// the AUTH line was built from before (net_ip2addr's form) were.
+func TestAppendIPAsBefore(t *testing.T) {
+	for _, s := range []string{"127.0.0.1", "0.0.0.0", "255.255.255.255", "::1", "::", "2001:db8::1", "fe80::1%eth0",
+		"::ffff:192.0.2.9", "::ffff:0.0.0.0", "::ffff:192.0.2.9%eth0", "::192.0.2.9", "2001:db8:0:0:1:0:0:1", "64:ff9b::c000:209"} {
+		a := netip.MustParseAddr(s)
+		if got, want := string(appendIP(nil, "rip", a)), "\trip="+a.Unmap().WithZone("").String(); got != want {
+			t.Errorf("%s: got %q, want %q", s, got, want)
+		}
+	}
+	for _, p := range []uint16{1, 9, 10, 143, 65535} {
+		if got, want := string(appendPort(nil, "lport", p)), "\tlport="+strconv.Itoa(int(p)); got != want {
+			t.Errorf("%d: got %q, want %q", p, got, want)
+		}
+	}
 }

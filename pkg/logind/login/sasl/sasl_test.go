@@ -1,6 +1,7 @@
 package sasl
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -256,5 +257,45 @@ func TestReferralURL(t *testing.T) {
 func TestPlainResponse(t *testing.T) {
 	if got, want := PlainResponse("alice", "pw"), "AGFsaWNlAHB3"; got != want {
 		t.Errorf("PlainResponse = %q, want %q", got, want)
+	}
+}
+
+// elementsBefore is Elements.String as it was before it was built in
+// one allocation (e92119f), the reference TestElementsAsBefore compares
+// with.
+func elementsBefore(e Elements) string {
+	parts := []string{"user=<" + e.User + ">"}
+	if e.Mech != "" {
+		parts = append(parts, "method="+e.Mech)
+	}
+	parts = append(parts, "rip="+e.RemoteIP, "lip="+e.LocalIP)
+	if e.MailPID != 0 {
+		parts = append(parts, fmt.Sprintf("mpid=%d", e.MailPID))
+	}
+	if e.Conn != "" {
+		parts = append(parts, e.Conn)
+	}
+	parts = append(parts, "session=<"+e.Session+">")
+	return strings.Join(parts, ", ")
+}
+
+// TestElementsAsBefore: every combination of empty and set elements
+// (and mail pids of every length) gives the line it gave before.
+func TestElementsAsBefore(t *testing.T) {
+	for _, user := range []string{"", "alice", "a, b>"} {
+		for _, mech := range []string{"", "SCRAM-SHA-256"} {
+			for _, ip := range []string{"", "?", "2001:db8::1"} {
+				for _, pid := range []uint32{0, 1, 9, 10, 99999, 1 << 31, 4294967295} {
+					for _, conn := range []string{"", "TLS", "secured"} {
+						for _, session := range []string{"", "Lp4Jk1f6q7N/AAAB"} {
+							e := Elements{User: user, Mech: mech, RemoteIP: ip, LocalIP: "127.0.0.1", MailPID: pid, Conn: conn, Session: session}
+							if got, want := e.String(), elementsBefore(e); got != want {
+								t.Errorf("%+v:\ngot  %q\nwant %q", e, got, want)
+							}
+						}
+					}
+				}
+			}
+		}
 	}
 }

@@ -16,16 +16,18 @@ import (
 // waiting for quiet files (settle) watches them with inotify(7) as well:
 // every write, truncation, attribute change, rename or removal of a
 // watched file, and every creation, removal or rename of one in its
-// directory, counts as a change. A file created, or replaced by a
-// rename (an editor's save), after the watch began is watched from
-// then on. Without inotify (inotify_init1 failed:
-// fs.inotify.max_user_instances; or no watch could be added:
-// fs.inotify.max_user_watches) the stamps alone decide, as before. Not
-// safe for concurrent use.
+// directory, counts as a change. After a change the paths are watched
+// again, so that a file created or replaced (an editor's save by a
+// rename, a symlink's target replaced in another directory) after the
+// watch began is the one watched from then on. Without inotify
+// (inotify_init1 failed: fs.inotify.max_user_instances; or no watch
+// could be added: fs.inotify.max_user_watches) the stamps alone
+// decide, as before. Not safe for concurrent use.
 type writeWatch struct {
-	fd   int
-	dirs map[int32]map[string]string // directory watch -> base name -> path of the files watched
-	buf  [4096]byte
+	fd    int
+	paths []string                  // the files watched
+	dirs  map[int32]map[string]bool // directory watch -> base names of the files watched
+	buf   [4096]byte
 }
 
 const (
@@ -39,7 +41,7 @@ func watchWrites(paths []string) *writeWatch {
 	if err != nil {
 		return nil
 	}
-	w := &writeWatch{fd: fd, dirs: map[int32]map[string]string{}}
+	w := &writeWatch{fd: fd, dirs: map[int32]map[string]bool{}}
 	w.add(paths)
 	return w
 }
@@ -50,6 +52,7 @@ func (w *writeWatch) add(paths []string) {
 	if w == nil {
 		return
 	}
+	w.paths = append(w.paths, paths...)
 	for _, p := range paths {
 		unix.InotifyAddWatch(w.fd, p, fileEvents)
 		// The same directory gives the same watch.
@@ -58,20 +61,28 @@ func (w *writeWatch) add(paths []string) {
 			continue
 		}
 		if w.dirs[int32(wd)] == nil {
-			w.dirs[int32(wd)] = map[string]string{}
+			w.dirs[int32(wd)] = map[string]bool{}
 		}
-		w.dirs[int32(wd)][filepath.Base(p)] = p
+		w.dirs[int32(wd)][filepath.Base(p)] = true
 	}
 }
 
 // changed reports whether a watched file was written, or one of its
 // names created, removed or renamed, since the last call (or the
-// watch's start), reading every event queued.
-func (w *writeWatch) changed() bool {
+// watch's start), reading every event queued. After a change it watches
+// the files the paths now name (inotify watches inodes; adding a watch
+// of an inode watched already changes nothing).
+func (w *writeWatch) changed() (changed bool) {
 	if w == nil {
 		return false
 	}
-	changed := false
+	defer func() {
+		if changed {
+			for _, p := range w.paths {
+				unix.InotifyAddWatch(w.fd, p, fileEvents)
+			}
+		}
+	}()
 	for {
 		n, err := unix.Read(w.fd, w.buf[:])
 		if err == unix.EINTR {
@@ -89,16 +100,8 @@ func (w *writeWatch) changed() bool {
 				changed = true // events were lost: assume the worst
 			case ev.Mask&fileEvents != 0 && ev.Len == 0:
 				changed = true
-			case ev.Mask&dirEvents != 0:
-				p, ok := w.dirs[ev.Wd][cString(name)]
-				if !ok {
-					break // another file in the directory
-				}
+			case ev.Mask&dirEvents != 0 && w.dirs[ev.Wd][cString(name)]:
 				changed = true
-				if ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0 {
-					// A new file under the name: watch it instead.
-					unix.InotifyAddWatch(w.fd, p, fileEvents)
-				}
 			}
 		}
 	}

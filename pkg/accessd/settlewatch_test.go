@@ -35,6 +35,21 @@ func TestWriteWatch(t *testing.T) {
 			drain(t, w, p)
 			appendFile(t, p, "x")
 		}, true},
+		{"write after the target of a symlink was replaced", func(t *testing.T, w *writeWatch, _, b string) {
+			target := writeFile(t, b, "target", "ALL: 10.0.0.3\n")
+			link := filepath.Join(b, "link")
+			if err := os.Symlink(target, link); err != nil {
+				t.Fatal(err)
+			}
+			w.add([]string{link})
+			drain(t, w, link) // its creation
+			writeFile(t, b, "tmp", "ALL: 10.0.0.4\n")
+			if err := os.Rename(filepath.Join(b, "tmp"), target); err != nil {
+				t.Fatal(err)
+			}
+			drain(t, w, target)
+			appendFile(t, target, "x")
+		}, true},
 		{"a watched name in another directory", func(t *testing.T, w *writeWatch, _, b string) {
 			writeFile(t, b, "hosts.deny", "")
 		}, false},

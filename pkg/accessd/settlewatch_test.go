@@ -22,11 +22,7 @@ func TestWriteWatch(t *testing.T) {
 			appendFile(t, filepath.Join(a, "hosts.deny"), "x")
 		}, true},
 		{"write after a rename over it", func(t *testing.T, w *writeWatch, a, _ string) {
-			p := filepath.Join(a, "hosts.deny")
-			writeFile(t, a, "tmp", "ALL: 10.0.0.2\n")
-			if err := os.Rename(filepath.Join(a, "tmp"), p); err != nil {
-				t.Fatal(err)
-			}
+			p := renameOver(t, a, "hosts.deny", "ALL: 10.0.0.2\n")
 			drain(t, w, p)
 			appendFile(t, p, "x")
 		}, true},
@@ -43,10 +39,7 @@ func TestWriteWatch(t *testing.T) {
 			}
 			w.add([]string{link})
 			drain(t, w, link) // its creation
-			writeFile(t, b, "tmp", "ALL: 10.0.0.4\n")
-			if err := os.Rename(filepath.Join(b, "tmp"), target); err != nil {
-				t.Fatal(err)
-			}
+			renameOver(t, b, "target", "ALL: 10.0.0.4\n")
 			drain(t, w, target)
 			appendFile(t, target, "x")
 		}, true},
@@ -93,4 +86,15 @@ func appendFile(t *testing.T, p, s string) {
 	if _, err := f.WriteString(s); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// renameOver replaces dir/name with a new file of data, as an editor
+// saves (a temporary file renamed over it), and returns its path.
+func renameOver(t *testing.T, dir, name, data string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.Rename(writeFile(t, dir, name+".tmp", data), p); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

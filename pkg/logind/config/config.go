@@ -925,11 +925,13 @@ var curveNames = map[string]tls.CurveID{
 
 // parseCurveList parses ssl_curve_list as OpenSSL's
 // SSL_CTX_set1_curves_list reads it: group names separated by colons
-// (or by OpenSSL 3.5's "/" between tuples), in any case. A name prefixed with "?" is skipped when unknown (OpenSSL
-// 3.5's syntax; its "*" key-share prefix is accepted and has no effect);
-// any other unknown name, or a group crypto/tls does not implement
-// (X448, the ffdhe groups, brainpool), is an error, as the list does not
-// mean what the administrator wrote. Empty means nil: Go's defaults. The
+// (or by OpenSSL 3.5's "/" between tuples), in any case. A name
+// prefixed with "?" is skipped when unknown (OpenSSL 3.5's syntax; its
+// "*" key-share prefix, before or after the "?", is accepted and has
+// no effect); any other unknown name (OpenSSL 3.5's DEFAULT and
+// "-" removals included), or a group crypto/tls does not implement
+// (X448, the ffdhe groups, brainpool), is an error, as the list does
+// not mean what the administrator wrote. Empty means nil: Go's defaults. The
 // order does not matter: crypto/tls keeps its own order of preference
 // among the groups allowed.
 func parseCurveList(s string) ([]tls.CurveID, error) {
@@ -939,8 +941,10 @@ func parseCurveList(s string) ([]tls.CurveID, error) {
 	var out []tls.CurveID
 	for _, name := range strings.Split(strings.ReplaceAll(s, "/", ":"), ":") {
 		name = strings.TrimSpace(name)
-		optional := strings.HasPrefix(name, "?")
-		name = strings.TrimLeft(name, "?*")
+		// The prefixes come in either order (?*name, *?name).
+		bare := strings.TrimLeft(name, "?*")
+		optional := strings.Contains(name[:len(name)-len(bare)], "?")
+		name = bare
 		id, ok := curveNames[strings.ToLower(name)]
 		switch {
 		case ok && !slices.Contains(out, id):

@@ -98,3 +98,44 @@ func renameOver(t *testing.T, dir, name, data string) string {
 	}
 	return p
 }
+
+// inotifyFDs counts the process's inotify descriptors.
+func inotifyFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); l == "anon_inode:inotify" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSettleClosesItsWatch: a reload's inotify descriptor is closed
+// when the reload adopts the files and when it is abandoned (Run
+// stopped while the files are not quiet).
+func TestSettleClosesItsWatch(t *testing.T) {
+	before := inotifyFDs(t)
+	d := startSettleDaemon(t, "ALL: 10.0.0.1\n")
+	// A torn file: the reload waits TornSettleTime for it, watching.
+	if err := os.WriteFile(d.deny, []byte("ALL: 10.0.0.2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reload's watch", func() bool { return inotifyFDs(t) == before+1 })
+	// Completed: adopted after TornSettleTime, the watch closed.
+	waitFor(t, "the torn file adopted", func() bool { return count(d.log.String(), "adopting it") == 1 })
+	waitFor(t, "the watch closed", func() bool { return inotifyFDs(t) == before })
+	// Abandoned: Run stopped while a reload waits.
+	if err := os.WriteFile(d.deny, []byte("ALL: 10.0.0.3"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the next reload's watch", func() bool { return inotifyFDs(t) == before+1 })
+	d.stop()
+	if got := inotifyFDs(t); got != before {
+		t.Errorf("%d inotify descriptors after Run returned, want %d", got, before)
+	}
+}

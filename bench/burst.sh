@@ -45,6 +45,8 @@ stop() {
 trap 'stop; [ "${KEEP:-0}" = 1 ] && echo "kept $TMP" >&2 || rm -rf "$TMP"' EXIT
 
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh" # port_open, wait_for, login_mode_body
 if [ -n "${LOGINSVC_BIN:-}" ]; then
 	cp "$LOGINSVC_BIN" "$TMP/loginsvc"
 else
@@ -53,13 +55,9 @@ fi
 go build -o "$TMP/loginbench" ./bench/loginbench
 : > "$OUT"
 
-port_open() { python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2).close()" 2>/dev/null; }
 for p in "$PORT" "$DOVECOT_PORT"; do
 	if port_open "$p"; then echo "burst.sh: 127.0.0.1:$p is in use; set PORT/DOVECOT_PORT" >&2; exit 1; fi
 done
-wait_port() {
-	i=0; until port_open "$1"; do sleep 0.05; i=$((i+1)); [ $i -lt 200 ] || { echo "burst.sh: nothing on $1" >&2; exit 1; }; done
-}
 
 # Dovecot: the lab's configuration, its /tmp/dovebench paths in TMP.
 chmod 755 "$TMP"
@@ -81,11 +79,7 @@ service imap-login {
   inet_listener imap {
     port = $PORT
   }
-  service_count = 0
-  client_limit = 1000
-  process_min_avail = 2
-  process_limit = 100
-  vsz_limit = 1G
+  $(login_mode_body hp)
 }
 EOC
 
@@ -94,7 +88,8 @@ start() {
 	DPID=$!
 	(ulimit -n "$(ulimit -Hn)"; exec "$TMP/loginsvc" -F -c "$TMP/hp.conf") 2>>"$TMP/loginsvc.log" &
 	LPID=$!
-	wait_port "$PORT"; wait_port "$DOVECOT_PORT"
+	wait_for "loginsvc on $PORT" port_open "$PORT"
+	wait_for "Dovecot on $DOVECOT_PORT" port_open "$DOVECOT_PORT"
 	sleep 1
 	for t in "$PORT:$LPID" "$DOVECOT_PORT:$DPID"; do
 		"$TMP/loginbench" -addr "127.0.0.1:${t%:*}" -master "${t#*:}" seq 20 >/dev/null

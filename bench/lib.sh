@@ -15,3 +15,34 @@ stop_pid() {
     fi
     wait "$pid" 2>/dev/null || true
 }
+
+# port_open PORT: something accepts on 127.0.0.1:PORT.
+port_open() { python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2).close()" 2>/dev/null; }
+
+# wait_for WHAT COMMAND...: until COMMAND succeeds, up to 10 s, else
+# exits saying that WHAT never came.
+wait_for() {
+    local what=$1 i; shift
+    i=0
+    until "$@"; do
+        sleep 0.1; i=$((i+1)); [ $i -lt 100 ] || { echo "$(basename "$0"): no $what" >&2; exit 1; }
+    done
+}
+
+# login_mode_body MODE: the login service's settings of bench mode MODE
+# (hs, hs-prefork, hp), the same for loginsvc and Dovecot.
+login_mode_body() {
+    case $1 in
+    hs) echo "service_count = 1
+  process_min_avail = 0
+  process_limit = 1024" ;;
+    hs-prefork) echo "service_count = 1
+  process_min_avail = 16
+  process_limit = 1024" ;;
+    hp) echo "service_count = 0
+  client_limit = 1000
+  process_min_avail = 2
+  process_limit = 100
+  vsz_limit = 1G" ;;
+    esac
+}

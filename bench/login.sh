@@ -78,6 +78,8 @@ LABUP=
 trap 'stop_loginsvc; stop_backend; [ -n "$LABUP" ] && "$LAB/dovebench.sh" stop >/dev/null 2>&1; [ "${KEEP:-0}" = 1 ] && echo "kept $TMP" >&2 || rm -rf "$TMP"' EXIT
 
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh" # port_open, wait_for, login_mode_body
 # loginsvc is built as deploy/build-packages.sh builds it (static Go, not
 # PIE): a cgo build links libc and ld.so, which costs ~0.7 ms more CPU per
 # high-security process start, and a PIE one has ld.so relocate its
@@ -108,17 +110,7 @@ stop_loginsvc() {
 
 loginsvc_conf() { # mode
 	case $1 in
-	hs) body="service_count = 1
-  process_min_avail = 0
-  process_limit = 1024" ;;
-	hs-prefork) body="service_count = 1
-  process_min_avail = 16
-  process_limit = 1024" ;;
-	hp) body="service_count = 0
-  client_limit = 1000
-  process_min_avail = 2
-  process_limit = 100
-  vsz_limit = 1G" ;;
+	hs | hs-prefork | hp) body=$(login_mode_body "$1") ;;
 	hp-idle) body="service_count = 0
   client_limit = ${IDLE_CLIENT_LIMIT:-19000}
   process_min_avail = ${IDLE_PROCS:-6}
@@ -145,10 +137,7 @@ EOC
 }
 
 wait_port() {
-	i=0
-	until python3 -c 'import socket; socket.create_connection(("127.0.0.1",31143),0.2).close()' 2>/dev/null; do
-		sleep 0.1; i=$((i+1)); [ $i -lt 100 ] || { echo "no listener" >&2; exit 1; }
-	done
+	wait_for "listener on 31143" port_open 31143
 	sleep 1
 }
 
@@ -216,18 +205,6 @@ stop_backend() {
 	fi
 }
 
-mode_body() { # mode: the login service's settings, the same for both front ends
-	case $1 in
-	hs) echo "service_count = 1
-  process_min_avail = 0
-  process_limit = 1024" ;;
-	hp) echo "service_count = 0
-  client_limit = 1000
-  process_min_avail = 2
-  process_limit = 100
-  vsz_limit = 1G" ;;
-	esac
-}
 
 # The Dovecot behind both front ends, prepared once: passdb, mailbox, key.
 backend_prep() {
@@ -286,7 +263,7 @@ service imap-login {
     port = $tp
     ssl = yes
   }
-  $(mode_body "$1")
+  $(login_mode_body "$1")
 }
 service imap {
   process_limit = 4096
@@ -317,20 +294,12 @@ service imap-login {
     port = $TLS_PORT
     ssl = yes
   }
-  $(mode_body "$1")
+  $(login_mode_body "$1")
 }
 EOC
 }
 
-port_open() { python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2).close()" 2>/dev/null; }
 
-wait_for() { # what command...: up to 10 s
-	what=$1; shift
-	i=0
-	until "$@"; do
-		sleep 0.1; i=$((i+1)); [ $i -lt 100 ] || { echo "login.sh: no $what" >&2; exit 1; }
-	done
-}
 
 if has "$TESTS" login; then
 	for p in "$PORT" "$TLS_PORT"; do

@@ -12,6 +12,7 @@
 package ipc
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -196,12 +197,11 @@ type Settings struct {
 	// certificate (the first TLSCertLen bytes) and the key (see tls.go).
 	// SSLListen are the local addresses of the ssl = yes listeners
 	// (implicit TLS), SSLMinProtocol the lowest TLS version, SSLCurves
-	// the key exchanges allowed (crypto/tls CurveID values; none: Go's
-	// defaults).
+	// the key exchanges allowed (none: Go's defaults).
 	SSL            string
 	TLSCertLen     int
 	SSLMinProtocol uint16
-	SSLCurves      []uint16
+	SSLCurves      []tls.CurveID
 	SSLListen      []string
 	// HAProxy: HAProxyListen are the local addresses of the haproxy =
 	// yes listeners (a PROXY header precedes everything, see

@@ -77,7 +77,7 @@ func Main(protocols ...Protocol) int {
 			logLine("ERROR", "%v", err)
 			return ipc.ExitFatal
 		}
-		tlsConf = serverTLSConfig(cert, in.SSLMinProtocol, curvePreferences(in.SSLCurves))
+		tlsConf = serverTLSConfig(cert, in.SSLMinProtocol, in.SSLCurves)
 	} else if pk.FD >= 0 {
 		syscall.Close(pk.FD)
 	}

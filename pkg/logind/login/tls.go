@@ -7,15 +7,6 @@ import (
 // The certificate and key reach a login process in a sealed memfd
 // (ipc.LoadKeyMemfd), read before the sandbox; see ipc/keyfd.go.
 
-// curvePreferences are the crypto/tls CurveIDs of ipc.Settings.SSLCurves.
-func curvePreferences(ids []uint16) []tls.CurveID {
-	var out []tls.CurveID
-	for _, id := range ids {
-		out = append(out, tls.CurveID(id))
-	}
-	return out
-}
-
 // serverTLSConfig is a login process's TLS configuration: the lowest
 // version minVersion (0: TLS 1.2) and the key exchanges curves (nil:
 // Go's defaults).

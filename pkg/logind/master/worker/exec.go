@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -155,7 +154,7 @@ func (r *ExecRunner) Settings(spec Spec) (*ipc.Settings, error) {
 		VszLimit: s.VszLimit, Generation: spec.Generation,
 		Seq: spec.Seq, Listeners: len(spec.Listeners),
 		SSL: spec.Config.SSL, SSLMinProtocol: spec.Config.SSLMinProtocol,
-		SSLCurves: curveIDs(spec.Config.SSLCurves),
+		SSLCurves: spec.Config.SSLCurves,
 	}
 	in.NoFile, _ = NoFile(s, spec.Config.SSL, len(spec.Listeners), HardNoFile())
 	in.NProc = NProc(spec.Config, s)
@@ -290,15 +289,6 @@ func loginEnv(svc *config.Service, extra []string) []string {
 		env = append(env, SysmonNoDeepSleep)
 	}
 	return append(env, extra...)
-}
-
-// curveIDs are the values of ids, for ipc.Settings.
-func curveIDs(ids []tls.CurveID) []uint16 {
-	var out []uint16
-	for _, id := range ids {
-		out = append(out, uint16(id))
-	}
-	return out
 }
 
 // NoFileReserve is what a login process needs in descriptors besides its

@@ -45,16 +45,18 @@ import (
 // and login to supervisor:
 //
 //	'R'                         ready: sandboxed, serving
-//	'A' id:u64 state:u8 ip:16 port:u16
+//	'A' id:u64 state:u8 ip:16 port:u16 at:i64
 //	                            a client accepted by the process itself
 //	                            (direct accept) is now in state; ip (IPv6,
 //	                            IPv4-mapped for IPv4; all zero if unknown)
 //	                            and port are its peer's, for the choice of
-//	                            victims by source (evict.go)
+//	                            victims by source (evict.go); at is when
+//	                            the process accepted it (Unix time in
+//	                            nanoseconds), its age for eviction
 //	'T' id:u64 state:u8         a client changed state (ConnState)
 //	'X' id:u64 reason:u8        a client is gone (CloseReason)
 //	'B' records                 several 'A'/'T'/'X'/'F' reports, each as
-//	                            above ('A' 28 bytes, the others 10:
+//	                            above ('A' 36 bytes, the others 10:
 //	                            ReportLen)
 //	'L' ...                     a client logged in; 'F' id:u64 n:u8, a
 //	                            client failed an authentication (login.go)
@@ -245,7 +247,7 @@ type Packet struct {
 	ID     uint64         // the connection id it is about (0: none)
 	Arg    uint8          // the message's one-byte argument (a state, a reason)
 	FD     int            // -1 if none
-	Addr   netip.AddrPort // MsgAccepted: the client's address
+	Accept Accept         // MsgAccepted: the client's address and accept time
 	JSON   []byte         // MsgInit, MsgBatch: the payload
 	Closed bool           // the peer closed the socket
 	Remote netip.AddrPort // MsgConn: the client's address (invalid if none was sent)
@@ -308,7 +310,7 @@ func ReadPacket(c *net.UnixConn, buf, oob []byte) (Packet, error) {
 		}
 		p.ID = binary.LittleEndian.Uint64(b)
 		p.Arg = b[8]
-		p.Addr = ReportAddr(buf[:n])
+		p.Accept = ReportAccept(buf[:n])
 	case MsgStop:
 		if len(b) < 1 {
 			return p, ErrShortPacket
@@ -322,31 +324,46 @@ func ReadPacket(c *net.UnixConn, buf, oob []byte) (Packet, error) {
 // included), alone or in a MsgBatch.
 func ReportLen(typ byte) int {
 	if typ == MsgAccepted {
-		return 10 + ConnAddrLen
+		return 10 + ConnAddrLen + 8
 	}
 	return 10
 }
 
-// AppendReport appends the report typ id arg; for MsgAccepted, remote
-// (the zero AddrPort if unknown) follows, as AppendAddr writes it.
-func AppendReport(b []byte, typ byte, id uint64, arg uint8, remote netip.AddrPort) []byte {
+// Accept is what a MsgAccepted report says of a client beyond its id
+// and state: where it came from and when the process accepted it. The
+// zero Accept is that of every other report.
+type Accept struct {
+	// Remote is the client's address (the zero AddrPort if unknown:
+	// behind haproxy).
+	Remote netip.AddrPort
+	// At is when the process accepted the client, in nanoseconds since
+	// the Unix epoch (time.Time.UnixNano): the supervisor orders the
+	// clients of all processes by it for eviction, whatever order
+	// their (batched) reports arrive in. 0 if unknown.
+	At int64
+}
+
+// AppendReport appends the report typ id arg; for MsgAccepted, acc
+// follows (Remote as AppendAddr writes it, then At little-endian).
+func AppendReport(b []byte, typ byte, id uint64, arg uint8, acc Accept) []byte {
 	b = append(b, typ)
 	b = binary.LittleEndian.AppendUint64(b, id)
 	b = append(b, arg)
 	if typ == MsgAccepted {
-		b = AppendAddr(b, remote)
+		b = AppendAddr(b, acc.Remote)
+		b = binary.LittleEndian.AppendUint64(b, uint64(acc.At))
 	}
 	return b
 }
 
-// ReportAddr is the client address of report r (one record, type byte
-// first): that of a MsgAccepted report, the zero AddrPort otherwise or
-// if unknown.
-func ReportAddr(r []byte) netip.AddrPort {
-	if len(r) < 10+ConnAddrLen || r[0] != MsgAccepted {
-		return netip.AddrPort{}
+// ReportAccept is the Accept of report r (one record, type byte first):
+// that of a MsgAccepted report, the zero Accept otherwise or if r is
+// shorter than ReportLen(MsgAccepted).
+func ReportAccept(r []byte) Accept {
+	if len(r) < ReportLen(MsgAccepted) || r[0] != MsgAccepted {
+		return Accept{}
 	}
-	return DecodeAddr(r[10:])
+	return Accept{Remote: DecodeAddr(r[10:]), At: int64(binary.LittleEndian.Uint64(r[10+ConnAddrLen:]))}
 }
 
 // ConnAddrLen is the size of a client address on the wire (MsgConn and

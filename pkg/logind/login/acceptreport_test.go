@@ -84,10 +84,21 @@ func TestAcceptReportsTLSClientOnce(t *testing.T) {
 	lp.mu.Lock()
 	lp.starting++
 	lp.mu.Unlock()
+	before := time.Now().UnixNano()
 	lp.accept(id, fd, remote, nil, ipc.MsgAccepted)
+	after := time.Now().UnixNano()
 	<-done
 	got := readPackets(t, peer)
-	want := append([]byte{ipc.MsgBatch}, ipc.AppendReport(nil, ipc.MsgAccepted, id, uint8(ipc.StateLoggingIn), remote.AddrPort())...)
+	// The accept time is the one field the test cannot know: it is
+	// checked for its bounds, then compared as known.
+	var at int64
+	if len(got) > 0 && len(got[0]) >= 1+ipc.ReportLen(ipc.MsgAccepted) {
+		at = ipc.ReportAccept(got[0][1:]).At
+		if at < before || at > after {
+			t.Errorf("accept time %d, want within [%d, %d]", at, before, after)
+		}
+	}
+	want := append([]byte{ipc.MsgBatch}, ipc.AppendReport(nil, ipc.MsgAccepted, id, uint8(ipc.StateLoggingIn), ipc.Accept{Remote: remote.AddrPort(), At: at})...)
 	if len(got) == 0 || !bytes.HasPrefix(got[0], want) {
 		t.Errorf("first report %x, want a batch starting with %x", got, want)
 	}

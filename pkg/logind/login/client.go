@@ -179,7 +179,7 @@ func (cl *Client) serve() {
 		// A Client in its TLS handshake is logging in (evictable), as in
 		// Dovecot.
 		if !cl.reportedLoggingIn {
-			cl.lp.rep.Now(ipc.MsgState, cl.id, uint8(ipc.StateLoggingIn), netip.AddrPort{})
+			cl.lp.rep.Now(ipc.MsgState, cl.id, uint8(ipc.StateLoggingIn), ipc.Accept{})
 		}
 		if cl.implicitTLS {
 			if err := cl.handshake(deadline); err != nil {
@@ -345,7 +345,7 @@ func (cl *Client) ProxiedTLS() bool { return cl.haproxyTLS }
 // SetState tells the supervisor that the client is now in state s
 // (ipc.StateProxying once it is handed on).
 func (cl *Client) SetState(s ipc.ConnState) {
-	cl.lp.rep.Now(ipc.MsgState, cl.id, uint8(s), netip.AddrPort{})
+	cl.lp.rep.Now(ipc.MsgState, cl.id, uint8(s), ipc.Accept{})
 }
 
 // LoginGreeting is the service's login_greeting.

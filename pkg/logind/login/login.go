@@ -366,7 +366,7 @@ func (lp *loginProc) detach() error {
 	}
 	signal.Ignore(syscall.SIGPIPE)
 	lp.detached.Store(true)
-	lp.rep.Now(ipc.MsgDetached, 0, 0, netip.AddrPort{})
+	lp.rep.Now(ipc.MsgDetached, 0, 0, ipc.Accept{})
 	return nil
 }
 
@@ -450,7 +450,7 @@ func (lp *loginProc) closeListeners() {
 		lp.unlisten = true
 		go func() {
 			lp.accepting.Wait()
-			lp.rep.Now(ipc.MsgUnlistened, 0, 0, netip.AddrPort{})
+			lp.rep.Now(ipc.MsgUnlistened, 0, 0, ipc.Accept{})
 		}()
 	}
 	lp.listeners = nil
@@ -534,27 +534,33 @@ func (lp *loginProc) acceptLoop(a *sockfd.Acceptor) {
 // has served its clients (a client that reset its connection before its
 // greeting too).
 func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, announce byte) {
-	var from netip.AddrPort // ipc.MsgAccepted: the source (evict.go), unknown behind haproxy
+	// ipc.MsgAccepted: the source (evict.go; unknown behind haproxy)
+	// and when it was accepted (the supervisor learns of it up to 20 ms
+	// later, in a batch, and orders clients by this for eviction).
+	var acc ipc.Accept
+	if announce != 0 {
+		acc.At = time.Now().UnixNano()
+	}
 	state := func(s ipc.ConnState) {
 		if announce != 0 {
 			lp.mu.Lock()
 			lazy := s == ipc.StateLoggingIn && !lp.fullWith(0) // this one counted (in clients)
 			lp.mu.Unlock()
 			if lazy {
-				lp.rep.Lazy(announce, id, uint8(s), from)
+				lp.rep.Lazy(announce, id, uint8(s), acc)
 			} else {
-				lp.rep.Now(announce, id, uint8(s), from)
+				lp.rep.Now(announce, id, uint8(s), acc)
 			}
 			announce = 0
 		} else if s != ipc.StateChecking {
-			lp.rep.Now(ipc.MsgState, id, uint8(s), netip.AddrPort{})
+			lp.rep.Now(ipc.MsgState, id, uint8(s), ipc.Accept{})
 		} else if lp.in.Listeners > 0 {
 			// A process that accepts by itself reports every client
 			// handed to it at once, in the state the supervisor gave
 			// it: the supervisor hands it the next one only then
 			// (master's canGive), so that the two never fill one free
 			// slot twice over.
-			lp.rep.Now(ipc.MsgState, id, uint8(lp.handedState()), netip.AddrPort{})
+			lp.rep.Now(ipc.MsgState, id, uint8(lp.handedState()), ipc.Accept{})
 		}
 	}
 	if fd < 0 {
@@ -586,7 +592,7 @@ func (lp *loginProc) accept(id uint64, fd int, remote, local *net.TCPAddr, annou
 	implicitTLS := lp.tls != nil && flags&listenopt.SSL != 0
 	haproxy := flags&listenopt.HAProxy != 0
 	if !haproxy && remote != nil {
-		from = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
+		acc.Remote = netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
 	}
 	tc := sockfd.NewConn(fd, remote)
 	// The local address known, not asked of the kernel again.
@@ -680,9 +686,9 @@ func (lp *loginProc) gone(id uint64, reason ipc.CloseReason, cl *Client) {
 	lazy := len(lp.listeners) > 0 && !lp.fullWith(0)
 	lp.mu.Unlock()
 	if lazy {
-		lp.rep.Lazy(ipc.MsgClosed, id, uint8(reason), netip.AddrPort{})
+		lp.rep.Lazy(ipc.MsgClosed, id, uint8(reason), ipc.Accept{})
 	} else {
-		lp.rep.Now(ipc.MsgClosed, id, uint8(reason), netip.AddrPort{})
+		lp.rep.Now(ipc.MsgClosed, id, uint8(reason), ipc.Accept{})
 	}
 	lp.mu.Lock()
 	if cl != nil {

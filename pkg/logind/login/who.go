@@ -58,7 +58,7 @@ func (cl *Client) reportAuthFailed() {
 		return
 	}
 	cl.who.authFails++
-	cl.lp.rep.Lazy(ipc.MsgAuthFailed, cl.id, cl.who.authFails, netip.AddrPort{})
+	cl.lp.rep.Lazy(ipc.MsgAuthFailed, cl.id, cl.who.authFails, ipc.Accept{})
 }
 
 // noteAuthFailure reports a failed authentication (reportAuthFailed) if

@@ -101,8 +101,8 @@ func TestReportLogin(t *testing.T) {
 			if len(pks) != 2 {
 				t.Fatalf("%d packets, want the batch of failures and the login: %q", len(pks), pks)
 			}
-			wantBatch := append([]byte{ipc.MsgBatch}, ipc.AppendReport(nil, ipc.MsgAuthFailed, 7, 1, netip.AddrPort{})...)
-			wantBatch = append(wantBatch, ipc.AppendReport(nil, ipc.MsgAuthFailed, 7, 2, netip.AddrPort{})...)
+			wantBatch := append([]byte{ipc.MsgBatch}, ipc.AppendReport(nil, ipc.MsgAuthFailed, 7, 1, ipc.Accept{})...)
+			wantBatch = append(wantBatch, ipc.AppendReport(nil, ipc.MsgAuthFailed, 7, 2, ipc.Accept{})...)
 			if d := cmp.Diff(wantBatch, pks[0]); d != "" {
 				t.Errorf("failures (-want +got):\n%s", d)
 			}

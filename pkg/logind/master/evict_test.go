@@ -313,8 +313,9 @@ func evictions(r *fakeRunner) []string {
 // playSteps plays steps against p: "A ADDR" a connection from ADDR
 // reaches the supervisor; "L N", "P N", "C N" client N becomes logging
 // in, proxying, closed (reported by the worker it was given to); "X W"
-// worker W exits; "D ID ADDR" worker 0 accepted client ID itself from
-// ADDR (high-performance), logging in.
+// worker W exits; "D ID ADDR [AGO]" worker 0 accepted client ID itself
+// from ADDR (high-performance), AGO (a time.Duration) before its report,
+// logging in.
 func playSteps(t *testing.T, p *pool, r *fakeRunner, steps []string) {
 	t.Helper()
 	workerOf := func(id string) *fakeWorker {
@@ -346,7 +347,15 @@ func playSteps(t *testing.T, p *pool, r *fakeRunner, steps []string) {
 		case "D":
 			// A direct accept of the first process (Seq 1): its own ids
 			// are 1<<32|n; evictions print n.
-			r.w(0).emit(worker.Event{Kind: worker.EventAccepted, Conn: 1<<32 | n, State: ipc.StateLoggingIn, Remote: netip.AddrPortFrom(netip.MustParseAddr(f[2]), 1)})
+			acc := ipc.Accept{Remote: netip.AddrPortFrom(netip.MustParseAddr(f[2]), 1), At: time.Now().UnixNano()}
+			if len(f) > 3 {
+				ago, err := time.ParseDuration(f[3])
+				if err != nil {
+					t.Fatalf("bad step %q: %v", s, err)
+				}
+				acc.At -= int64(ago)
+			}
+			r.w(0).emit(worker.Event{Kind: worker.EventAccepted, Conn: 1<<32 | n, State: ipc.StateLoggingIn, Accept: acc})
 		default:
 			t.Fatalf("bad step %q", s)
 		}
@@ -492,6 +501,20 @@ func TestPreloginIPLimit(t *testing.T) {
 			steps: []string{"D 11 10.0.0.1", "D 12 10.0.0.1", "D 13 10.0.0.2", "D 14 10.0.0.1"},
 			want:  []string{"evict 4294967307 (ip limit)"}, // 1<<32 | 11
 		},
+		{
+			// Direct accepts are reported in batches, up to 20 ms late:
+			// age counts from the accept the report carries.
+			name:  "high-performance direct accepts, oldest by accept time",
+			conf:  "login_prelogin_ip_limit = 2\nservice imap-login {\n service_count = 0\n client_limit = 10\n process_limit = 1\n process_min_avail = 1\n}\n",
+			steps: []string{"D 11 10.0.0.1 1ms", "D 12 10.0.0.1 15ms", "D 13 10.0.0.1"},
+			want:  []string{"evict 4294967308 (ip limit)"}, // 1<<32 | 12
+		},
+		{
+			name:  "high-performance direct accepts, never later than reported",
+			conf:  "login_prelogin_ip_limit = 2\nservice imap-login {\n service_count = 0\n client_limit = 10\n process_limit = 1\n process_min_avail = 1\n}\n",
+			steps: []string{"D 11 10.0.0.1 -1h", "D 12 10.0.0.1", "D 13 10.0.0.1"},
+			want:  []string{"evict 4294967307 (ip limit)"}, // 11 and 12 equally old: the lower id
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -510,8 +533,8 @@ func TestPreloginIPLimit(t *testing.T) {
 }
 
 // TestAcceptedReportCarriesAddress: an 'A' report carries the client's
-// address (unmapped) and port, alone or in a batch between 10-byte
-// records; an unknown address stays unknown.
+// address (unmapped), port and accept time, alone or in a batch between
+// 10-byte records; an unknown address stays unknown.
 func TestAcceptedReportCarriesAddress(t *testing.T) {
 	for _, remote := range []string{"127.0.0.2:40001", "[2001:db8::7]:143", "[::ffff:192.0.2.1]:5", ""} {
 		var want netip.AddrPort
@@ -519,14 +542,15 @@ func TestAcceptedReportCarriesAddress(t *testing.T) {
 			want = netip.MustParseAddrPort(remote)
 			want = netip.AddrPortFrom(want.Addr().Unmap(), want.Port())
 		}
-		b := ipc.AppendReport([]byte{ipc.MsgBatch}, ipc.MsgState, 7, uint8(ipc.StateLoggingIn), netip.AddrPort{})
-		b = ipc.AppendReport(b, ipc.MsgAccepted, 1<<32|1, uint8(ipc.StateChecking), want)
-		b = ipc.AppendReport(b, ipc.MsgClosed, 9, uint8(ipc.CloseNormal), netip.AddrPort{})
+		b := ipc.AppendReport([]byte{ipc.MsgBatch}, ipc.MsgState, 7, uint8(ipc.StateLoggingIn), ipc.Accept{})
+		b = ipc.AppendReport(b, ipc.MsgAccepted, 1<<32|1, uint8(ipc.StateChecking), ipc.Accept{Remote: want, At: -1 << 62})
+		b = ipc.AppendReport(b, ipc.MsgClosed, 9, uint8(ipc.CloseNormal), ipc.Accept{})
 		var got []string
 		for r := b[1:]; len(r) >= 10; r = r[ipc.ReportLen(r[0]):] {
-			got = append(got, string(r[0])+" "+ipc.ReportAddr(r[:ipc.ReportLen(r[0])]).String())
+			a := ipc.ReportAccept(r[:ipc.ReportLen(r[0])])
+			got = append(got, fmt.Sprintf("%c %s %d", r[0], a.Remote, a.At))
 		}
-		if d := cmp.Diff([]string{"T invalid AddrPort", "A " + want.String(), "X invalid AddrPort"}, got); d != "" {
+		if d := cmp.Diff([]string{"T invalid AddrPort 0", fmt.Sprintf("A %s %d", want, -1<<62), "X invalid AddrPort 0"}, got); d != "" {
 			t.Errorf("%q (-want +got)\n%s", remote, d)
 		}
 	}

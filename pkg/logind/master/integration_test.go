@@ -468,7 +468,10 @@ func TestHighPerformanceDirectAcceptEviction(t *testing.T) {
 			t.Fatalf("client %d greeting %q", i, g)
 		}
 		cs = append(cs, c)
-		time.Sleep(20 * time.Millisecond)
+		// The next one arrives after this one is known to the
+		// supervisor: the victims' order is the arrivals'.
+		n := i + 1
+		l.waitFor(fmt.Sprintf("%d direct accepts", n), func(s control.ServiceStatus) bool { return s.Counters.Direct == uint64(n) })
 	}
 	l.waitFor("2 processes x 2 logging-in clients, all accepted directly", func(s control.ServiceStatus) bool {
 		return len(s.Procs) == 2 && s.Procs[0].LoggingIn == 2 && s.Procs[1].LoggingIn == 2 && s.Counters.Direct == 4

@@ -617,6 +617,19 @@ func (p *pool) throttle(now time.Time, why string) {
 	})
 }
 
+// acceptedAt is the supervisor's time, seen now, for a client that a
+// process reports it accepted at at (ipc.Accept.At): the client's age
+// counts from its accept, not from its report, which may come up to
+// 20 ms later and after a later client's of another process. Never
+// after now (a wall-clock step, a lying process: an older time only
+// makes that process's own client the first victim); now if unknown.
+func acceptedAt(at int64, now time.Time) time.Time {
+	if d := time.Duration(now.UnixNano() - at); at != 0 && d > 0 {
+		return now.Add(-d)
+	}
+	return now
+}
+
 // event handles one report from a login process.
 func (p *pool) event(pr *proc, ev worker.Event) {
 	p.mu.Lock()
@@ -648,8 +661,8 @@ func (p *pool) event(pr *proc, ev worker.Event) {
 			break
 		}
 		pr.lastLocal = uint32(ev.Conn)
-		c := &conn{id: ev.Conn, p: pr, state: ev.State, accepted: now, remote: ev.Remote}
-		p.srcs.track(c, ev.Remote.Addr())
+		c := &conn{id: ev.Conn, p: pr, state: ev.State, accepted: acceptedAt(ev.Accept.At, now), remote: ev.Accept.Remote}
+		p.srcs.track(c, ev.Accept.Remote.Addr())
 		pr.conns[ev.Conn] = c
 		pr.served++
 		p.conns[ev.Conn] = c

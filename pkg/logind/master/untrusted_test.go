@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -83,7 +82,7 @@ func fakeLogin(mode, token string) int {
 	json.Unmarshal(pk.JSON, &in)
 	send := func(b []byte, fd int) error { return ipc.SendPacket(c, b, fd) }
 	rep := func(typ byte, id uint64, arg uint8) []byte {
-		return ipc.AppendReport(nil, typ, id, arg, netip.AddrPort{})
+		return ipc.AppendReport(nil, typ, id, arg, ipc.Accept{})
 	}
 	own := in.Seq << 32
 	send([]byte{ipc.MsgReady}, -1)

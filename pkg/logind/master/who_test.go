@@ -38,7 +38,7 @@ func fakeLogsIn(c *net.UnixConn, buf, oob []byte, tls bool) int {
 		}
 	}
 	rep := func(typ byte, arg uint8) {
-		ipc.SendPacket(c, ipc.AppendReport(nil, typ, pk.ID, arg, netip.AddrPort{}), -1)
+		ipc.SendPacket(c, ipc.AppendReport(nil, typ, pk.ID, arg, ipc.Accept{}), -1)
 	}
 	client := os.NewFile(uintptr(pk.FD), "client")
 	defer client.Close()
@@ -220,7 +220,7 @@ func BenchmarkWho10k(b *testing.B) {
 	w := r.w(0)
 	w.emit(worker.Event{Kind: worker.EventReady})
 	for i := uint64(1); i <= n; i++ {
-		w.emit(worker.Event{Kind: worker.EventAccepted, Conn: own | i, State: ipc.StateLoggingIn, Remote: anyAddr})
+		w.emit(worker.Event{Kind: worker.EventAccepted, Conn: own | i, State: ipc.StateLoggingIn, Accept: ipc.Accept{Remote: anyAddr}})
 		w.emit(worker.Event{Kind: worker.EventLogin, Conn: own | i, Login: ipc.Login{ID: own | i, User: fmt.Sprintf("user%05d@example.org", i), Mech: "PLAIN", MailPID: 1000, Remote: anyAddr, TLS: true}})
 		w.emit(worker.Event{Kind: worker.EventState, Conn: own | i, State: ipc.StateProxying})
 	}

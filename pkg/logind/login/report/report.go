@@ -8,7 +8,6 @@ package report
 
 import (
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -57,14 +56,14 @@ func (s *Sender) Send(b []byte) error {
 }
 
 // Now sends one report now, after any batched ones: typ about client
-// id with arg, and the client's address remote for ipc.MsgAccepted (the
-// zero AddrPort otherwise).
-func (s *Sender) Now(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
+// id with arg, and for ipc.MsgAccepted the client's address and accept
+// time acc (the zero Accept otherwise).
+func (s *Sender) Now(typ byte, id uint64, arg uint8, acc ipc.Accept) {
 	if s == nil {
 		return
 	}
-	var a [28]byte
-	b := ipc.AppendReport(a[:0], typ, id, arg, remote)
+	var a [36]byte
+	b := ipc.AppendReport(a[:0], typ, id, arg, acc)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.batch) > 0 {
@@ -82,7 +81,7 @@ func (s *Sender) Now(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
 // view of which processes are full, and of every client of a full
 // process, therefore stays exact, and that is all that decides
 // spawning and eviction.
-func (s *Sender) Lazy(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
+func (s *Sender) Lazy(typ byte, id uint64, arg uint8, acc ipc.Accept) {
 	if s == nil {
 		return
 	}
@@ -94,7 +93,7 @@ func (s *Sender) Lazy(typ byte, id uint64, arg uint8, remote netip.AddrPort) {
 			time.AfterFunc(delay, s.Flush)
 		}
 	}
-	s.batch = ipc.AppendReport(s.batch, typ, id, arg, remote)
+	s.batch = ipc.AppendReport(s.batch, typ, id, arg, acc)
 	if len(s.batch) >= maxBatch {
 		s.flushLocked()
 	}

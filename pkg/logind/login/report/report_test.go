@@ -2,7 +2,6 @@ package report
 
 import (
 	"net"
-	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -48,7 +47,7 @@ func next(t *testing.T, c *net.UnixConn) []byte {
 }
 
 func rec(typ byte, id uint64, arg uint8) []byte {
-	return ipc.AppendReport(nil, typ, id, arg, netip.AddrPort{})
+	return ipc.AppendReport(nil, typ, id, arg, ipc.Accept{})
 }
 
 // TestOrder checks that reports go out in the order they were made: an
@@ -56,20 +55,20 @@ func rec(typ byte, id uint64, arg uint8) []byte {
 // a packet sent on its own, and a lazy batch by itself within its delay.
 func TestOrder(t *testing.T) {
 	s, c := pair(t)
-	s.Now(ipc.MsgState, 1, 2, netip.AddrPort{})
+	s.Now(ipc.MsgState, 1, 2, ipc.Accept{})
 	if d := cmp.Diff(rec(ipc.MsgState, 1, 2), next(t, c)); d != "" {
 		t.Errorf("urgent alone (-want +got):\n%s", d)
 	}
-	s.Lazy(ipc.MsgClosed, 2, 0, netip.AddrPort{})
-	s.Lazy(ipc.MsgAuthFailed, 3, 1, netip.AddrPort{})
-	s.Now(ipc.MsgState, 4, 2, netip.AddrPort{})
+	s.Lazy(ipc.MsgClosed, 2, 0, ipc.Accept{})
+	s.Lazy(ipc.MsgAuthFailed, 3, 1, ipc.Accept{})
+	s.Now(ipc.MsgState, 4, 2, ipc.Accept{})
 	want := append([]byte{ipc.MsgBatch}, rec(ipc.MsgClosed, 2, 0)...)
 	want = append(want, rec(ipc.MsgAuthFailed, 3, 1)...)
 	want = append(want, rec(ipc.MsgState, 4, 2)...)
 	if d := cmp.Diff(want, next(t, c)); d != "" {
 		t.Errorf("lazy before urgent (-want +got):\n%s", d)
 	}
-	s.Lazy(ipc.MsgClosed, 5, 0, netip.AddrPort{})
+	s.Lazy(ipc.MsgClosed, 5, 0, ipc.Accept{})
 	if err := s.Send([]byte{ipc.MsgReady}); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +78,7 @@ func TestOrder(t *testing.T) {
 	if d := cmp.Diff([]byte{ipc.MsgReady}, next(t, c)); d != "" {
 		t.Errorf("Send (-want +got):\n%s", d)
 	}
-	s.Lazy(ipc.MsgClosed, 6, 0, netip.AddrPort{})
+	s.Lazy(ipc.MsgClosed, 6, 0, ipc.Accept{})
 	if d := cmp.Diff(append([]byte{ipc.MsgBatch}, rec(ipc.MsgClosed, 6, 0)...), next(t, c)); d != "" {
 		t.Errorf("lazy alone (-want +got):\n%s", d)
 	}
@@ -92,9 +91,9 @@ func TestOrder(t *testing.T) {
 func TestLazyPacket(t *testing.T) {
 	s, c := pair(t)
 	login := []byte{ipc.MsgLogin, 1, 2, 3}
-	s.Lazy(ipc.MsgAccepted, 1, 2, netip.AddrPort{})
+	s.Lazy(ipc.MsgAccepted, 1, 2, ipc.Accept{})
 	s.LazyPacket(login)
-	s.Lazy(ipc.MsgClosed, 1, 0, netip.AddrPort{})
+	s.Lazy(ipc.MsgClosed, 1, 0, ipc.Accept{})
 	s.Flush()
 	for i, want := range [][]byte{
 		append([]byte{ipc.MsgBatch}, rec(ipc.MsgAccepted, 1, 2)...),
@@ -110,7 +109,7 @@ func TestLazyPacket(t *testing.T) {
 		t.Errorf("alone (-want +got):\n%s", d)
 	}
 	s.LazyPacket(login)
-	s.Now(ipc.MsgState, 2, 3, netip.AddrPort{})
+	s.Now(ipc.MsgState, 2, 3, ipc.Accept{})
 	if d := cmp.Diff(login, next(t, c)); d != "" {
 		t.Errorf("before urgent (-want +got):\n%s", d)
 	}
@@ -123,8 +122,8 @@ func TestLazyPacket(t *testing.T) {
 // does not fail.
 func TestNil(t *testing.T) {
 	var s *Sender
-	s.Now(ipc.MsgState, 1, 2, netip.AddrPort{})
-	s.Lazy(ipc.MsgClosed, 1, 0, netip.AddrPort{})
+	s.Now(ipc.MsgState, 1, 2, ipc.Accept{})
+	s.Lazy(ipc.MsgClosed, 1, 0, ipc.Accept{})
 	s.LazyPacket([]byte{ipc.MsgLogin})
 	s.Flush()
 	if err := s.Send([]byte{ipc.MsgReady}); err != nil {
@@ -141,11 +140,11 @@ func TestLazyPacketAllocs(t *testing.T) {
 	buf := make([]byte, 1<<16)
 	cycle := func(withLogin bool) func() {
 		return func() {
-			s.Lazy(ipc.MsgAccepted, 1, 0, netip.AddrPort{})
+			s.Lazy(ipc.MsgAccepted, 1, 0, ipc.Accept{})
 			if withLogin {
 				s.LazyPacket(login)
 			}
-			s.Lazy(ipc.MsgClosed, 1, 0, netip.AddrPort{})
+			s.Lazy(ipc.MsgClosed, 1, 0, ipc.Accept{})
 			s.Flush()
 			packets := 1
 			if withLogin {

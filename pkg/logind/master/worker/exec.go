@@ -932,7 +932,7 @@ func (w *execWorker) report(r []byte, events func(Event)) bool {
 		return false
 	}
 	if ev.Kind == EventAccepted {
-		ev.Remote = ipc.ReportAddr(r)
+		ev.Accept = ipc.ReportAccept(r)
 		w.logs.grant() // a client it accepted itself: log budget for it
 	}
 	events(ev)

@@ -111,9 +111,10 @@ type Event struct {
 	Kind  EventKind
 	Conn  uint64
 	State ipc.ConnState
-	// Remote is the client's address, for EventAccepted (the zero
-	// AddrPort if unknown: then the client is a source of its own).
-	Remote   netip.AddrPort
+	// Accept is, for EventAccepted, the client's address (the zero
+	// AddrPort if unknown: then the client is a source of its own) and
+	// when the process accepted it (ipc.Accept).
+	Accept   ipc.Accept
 	Reason   ipc.CloseReason
 	Login    ipc.Login // EventLogin
 	Attempt  uint8     // EventAuthFailed: 1, 2, ...

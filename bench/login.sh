@@ -25,22 +25,28 @@
 # Login tests (TESTS contains "login"; modes hs and hp only): a Dovecot 2.3
 # with its post-login imap, a passwd-file passdb (bench/benchpass), one
 # message in bench's INBOX and TLS (a self-signed P-256 key), run from the
-# temp dir. Target dovecot: its imap-login listens on PORT (plaintext) and
-# TLS_PORT (implicit TLS); target loginsvc: the same Dovecot with no
-# imap-login listeners, and loginsvc (base_dir = Dovecot's base_dir, so
-# its login processes use Dovecot's auth socket login/login and its imap
-# socket login/imap) on the same two ports. Tests: login N_LOGIN (LOGIN +
-# SELECT INBOX + LOGOUT, one at a time), login with PAR clients, the same
-# two over implicit TLS (AUTHENTICATE PLAIN with SASL-IR), and sessions
-# N_SESS over TLS (logged in, INBOX selected, held idle; PSS of the login
-# processes, and apart of Dovecot's imap processes, per session).
+# temp dir, started afresh for every round. Both front ends are in front
+# of that one Dovecot at once: its own imap-login listens on D_PORT
+# (plaintext) and D_TLS_PORT (implicit TLS), loginsvc (base_dir =
+# Dovecot's base_dir, so its login processes use Dovecot's auth socket
+# login/login and its imap socket login/imap) on PORT and TLS_PORT.
+# Tests: login N_LOGIN (LOGIN + SELECT INBOX + LOGOUT, one at a time),
+# login with PAR clients, the same two over implicit TLS (AUTHENTICATE
+# PLAIN with SASL-IR): each row measures the two front ends in turns,
+# SLICES runs of N_LOGIN*2/SLICES logins in the order A B B A A B ...
+# (loginbench -addr2), so that a load that comes and goes on a shared
+# machine weighs on both alike. Then sessions N_SESS over TLS, the front
+# ends in the order A B B A (logged in, INBOX selected, held idle; PSS of
+# the login processes, and apart of Dovecot's imap processes, per
+# session; the report takes each figure's median).
 # Env: LAB (default ../shared/labs/dovecot-login relative to the repo),
 # N_SEQ (1000), N_CONC (500), N_IDLE (100000), SRC (8), MODES ("hs
 # hs-prefork hp"; add hp-idle for the 100,000-connection run), TARGETS
 # ("dovecot loginsvc floor"), PAR (4), OUT (/tmp/loginbench-results.jsonl),
 # TESTS ("greet login": greet = the rows above, login = the rows through
 # to Dovecot's imap; TESTS=login MODES="hs hp" runs the new rows alone),
-# N_LOGIN (200), N_SESS (100), PORT (31143), TLS_PORT (31993), CURVES
+# N_LOGIN (200), N_SESS (100), PORT (31143), TLS_PORT (31993), D_PORT
+# (31144), D_TLS_PORT (31994), SLICES (4: turns per login row), CURVES
 # (X25519:prime256v1:secp384r1: the ssl_curve_list of both front ends in
 # the login tests, so that both do the same key exchange, X25519, which is
 # all Dovecot 2.3's OpenSSL 3.0 has to offer a Go client; CURVES= leaves
@@ -67,6 +73,9 @@ N_LOGIN=${N_LOGIN:-200}
 N_SESS=${N_SESS:-100}
 PORT=${PORT:-31143}
 TLS_PORT=${TLS_PORT:-31993}
+D_PORT=${D_PORT:-31144}
+D_TLS_PORT=${D_TLS_PORT:-31994}
+SLICES=${SLICES:-4}
 CURVES=${CURVES-X25519:prime256v1:secp384r1}
 ROUNDS=${ROUNDS:-1}
 TMP=$(mktemp -d /tmp/loginbench.XXXXXX)
@@ -221,9 +230,8 @@ backend_prep() {
 	chown dovecot:dovecot "$TMP/home/bench/Maildir/new/1700000000.M1P1.bench"
 }
 
-backend_conf() { # mode target
-	if [ "$2" = dovecot ]; then p=$PORT; tp=$TLS_PORT; else p=0; tp=0; fi
-	cat > "$TMP/dovecot-$1-$2.conf" <<EOC
+backend_conf() { # mode: the Dovecot behind both, its imap-login on D_PORT, D_TLS_PORT
+	cat > "$TMP/dovecot-$1.conf" <<EOC
 base_dir = $TMP/dv
 state_dir = $TMP/dv-state
 instance_name = loginbench
@@ -256,11 +264,11 @@ protocol imap {
 service imap-login {
   inet_listener imap {
     address = 127.0.0.1
-    port = $p
+    port = $D_PORT
   }
   inet_listener imaps {
     address = 127.0.0.1
-    port = $tp
+    port = $D_TLS_PORT
     ssl = yes
   }
   $(login_mode_body "$1")
@@ -301,43 +309,73 @@ EOC
 
 
 
+# fe TARGET plain|tls [2]: loginbench's flags for that front end's
+# plaintext or TLS listener (with 2: as the second front end, -addr2 ...).
+fe() {
+	if [ "$1" = dovecot ]; then
+		a=$D_PORT; [ "$2" = tls ] && a=$D_TLS_PORT
+		echo "-addr${3:-} 127.0.0.1:$a -master${3:-} $DPID -target${3:-} dovecot/$mode"
+	else
+		a=$PORT; [ "$2" = tls ] && a=$TLS_PORT
+		echo "-addr${3:-} 127.0.0.1:$a -master${3:-} $LPID -backend${3:-} $DPID -target${3:-} loginsvc/$mode"
+	fi
+}
+
+# login_row plain|tls ARGS...: one login row, both front ends in turns
+# (loginbench -addr2: A B B A, SLICES turns) when the round has both.
+login_row() {
+	k=$1; shift
+	set -- $targets "$@"
+	if [ "$1" != "$2" ] && has "dovecot loginsvc" "$2"; then
+		a=$1 b=$2; shift 2
+		"$TMP/loginbench" $(fe "$a" "$k") $(fe "$b" "$k" 2) -slices "$SLICES" "$@" | tee -a "$OUT"
+	else
+		a=$1; shift
+		"$TMP/loginbench" $(fe "$a" "$k") "$@" | tee -a "$OUT"
+	fi
+}
+
 if has "$TESTS" login; then
-	for p in "$PORT" "$TLS_PORT"; do
-		if port_open "$p"; then echo "login.sh: 127.0.0.1:$p is in use; set PORT/TLS_PORT" >&2; exit 1; fi
+	for p in "$PORT" "$TLS_PORT" "$D_PORT" "$D_TLS_PORT"; do
+		if port_open "$p"; then echo "login.sh: 127.0.0.1:$p is in use; set PORT/TLS_PORT/D_PORT/D_TLS_PORT" >&2; exit 1; fi
 	done
 	backend_prep
 	for mode in $MODES; do
 		case $mode in hs | hp) ;; *) continue ;; esac
 		for r in $(seq "$ROUNDS"); do
-		for t in $(round_targets "$r"); do
-			case $t in dovecot | loginsvc) ;; *) continue ;; esac
-			backend_conf "$mode" "$t"
-			/usr/sbin/dovecot -F -c "$TMP/dovecot-$mode-$t.conf" 2>>"$TMP/dovecot.stderr" &
+			targets=
+			for t in $(round_targets "$r"); do
+				case $t in dovecot | loginsvc) targets="$targets $t" ;; esac
+			done
+			[ -n "$targets" ] || continue
+			backend_conf "$mode"
+			/usr/sbin/dovecot -F -c "$TMP/dovecot-$mode.conf" 2>>"$TMP/dovecot.stderr" &
 			DPID=$!
-			if [ "$t" = dovecot ]; then
-				wait_for "Dovecot imap-login on $PORT" port_open "$PORT"
-				wait_for "Dovecot imap-login on $TLS_PORT" port_open "$TLS_PORT"
-				pid=$DPID
-			else
-				wait_for "Dovecot auth and imap sockets" test -S "$TMP/dv/login/login" -a -S "$TMP/dv/login/imap"
+			wait_for "Dovecot imap-login on $D_PORT" port_open "$D_PORT"
+			wait_for "Dovecot imap-login on $D_TLS_PORT" port_open "$D_TLS_PORT"
+			wait_for "Dovecot auth and imap sockets" test -S "$TMP/dv/login/login" -a -S "$TMP/dv/login/imap"
+			if has "$targets" loginsvc; then
 				login_loginsvc_conf "$mode"
 				"$TMP/loginsvc" -F -c "$TMP/loginsvc-login-$mode.conf" 2>"$TMP/loginsvc-login-$mode.log" &
-				LPID=$!; pid=$LPID
+				LPID=$!
 				wait_for "loginsvc on $PORT" port_open "$PORT"
 				wait_for "loginsvc on $TLS_PORT" port_open "$TLS_PORT"
 			fi
 			sleep 1
-			lb() { "$TMP/loginbench" -master "$pid" -backend "$DPID" -target "$t/$mode" "$@" | tee -a "$OUT"; }
-			"$TMP/loginbench" -addr "127.0.0.1:$PORT" login 20 >/dev/null # warm-up
-			lb -addr "127.0.0.1:$PORT" login "$N_LOGIN"
-			lb -addr "127.0.0.1:$PORT" -clients "$PAR" login "$N_LOGIN"
-			lb -addr "127.0.0.1:$TLS_PORT" -tls login "$N_LOGIN"
-			lb -addr "127.0.0.1:$TLS_PORT" -tls -clients "$PAR" login "$N_LOGIN"
-			lb -addr "127.0.0.1:$TLS_PORT" -tls sessions "$N_SESS"
+			for t in $targets; do
+				"$TMP/loginbench" $(fe "$t" plain) login 20 >/dev/null # warm-up
+			done
+			login_row plain login "$N_LOGIN"
+			login_row plain -clients "$PAR" login "$N_LOGIN"
+			login_row tls -tls login "$N_LOGIN"
+			login_row tls -tls -clients "$PAR" login "$N_LOGIN"
+			# sessions: A B B A (a result each; the report takes medians)
+			for t in $targets $(echo $targets | tr ' ' '\n' | tac); do
+				"$TMP/loginbench" $(fe "$t" tls) -tls sessions "$N_SESS" | tee -a "$OUT"
+			done
 			stop_loginsvc
 			stop_backend
 			sleep 1
-		done
 		done
 	done
 fi

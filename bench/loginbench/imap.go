@@ -23,6 +23,12 @@ var (
 	pass    = flag.String("pass", "benchpass", "login: IMAP password")
 	useTLS  = flag.Bool("tls", false, "login, sessions: implicit TLS (AUTHENTICATE PLAIN with SASL-IR instead of LOGIN)")
 	backend = flag.Int("backend", 0, "login, sessions: `PID` of the Dovecot master behind -master (its CPU is counted, its imap children measured); 0: -master itself")
+	// A second front end, for login runs in turns (loginPair).
+	addr2    = flag.String("addr2", "", "login: a second front end's IMAP `ADDR`, in front of the same Dovecot: both measured in turns (-slices), one result each")
+	master2  = flag.Int("master2", 0, "login with -addr2: the second front end's supervisor `PID`")
+	backend2 = flag.Int("backend2", 0, "login with -addr2: the second front end's -backend `PID`")
+	target2  = flag.String("target2", "", "login with -addr2: the second front end's label")
+	slices   = flag.Int("slices", 4, "login with -addr2: `K` turns in all (even: A B B A ...)")
 )
 
 // backendPID is the Dovecot master whose imap children serve the
@@ -34,13 +40,25 @@ func backendPID() int {
 	return *master
 }
 
-// totalCPU is the CPU time of the whole service: the front end (-master
-// tree) and, when it is another process, Dovecot behind it (-backend
+// frontEnd is one front end under test: the address its clients
+// connect to, its supervisor (-master) and the Dovecot behind it
+// (-backend; 0 if the front end is Dovecot's own imap-login).
+type frontEnd struct {
+	addr            string
+	master, backend int
+}
+
+// flagFrontEnd is the front end the flags -addr, -master and -backend
+// name.
+func flagFrontEnd() frontEnd { return frontEnd{*addr, *master, *backend} }
+
+// cpu is the CPU time of the whole service: the front end (master
+// tree) and, when it is another process, Dovecot behind it (backend
 // tree: auth, imap, and the rest).
-func totalCPU() time.Duration {
-	cpu := serviceCPUOf(*master)
-	if *backend != 0 && *backend != *master {
-		cpu += serviceCPUOf(*backend)
+func (fe frontEnd) cpu() time.Duration {
+	cpu := serviceCPUOf(fe.master)
+	if fe.backend != 0 && fe.backend != fe.master {
+		cpu += serviceCPUOf(fe.backend)
 	}
 	return cpu
 }
@@ -54,8 +72,8 @@ type imapSession struct {
 // dialIMAP connects (implicit TLS with -tls, full handshake every time),
 // reads the greeting and logs in: LOGIN in plaintext, AUTHENTICATE PLAIN
 // with an initial response over TLS.
-func dialIMAP(i int, cfg *tls.Config) (*imapSession, error) {
-	c, err := dial(i)
+func dialIMAP(a string, i int, cfg *tls.Config) (*imapSession, error) {
+	c, err := dialTo(a, i)
 	if err != nil {
 		return nil, err
 	}
@@ -141,33 +159,67 @@ func clientTLS() *tls.Config {
 // (connect to the server's close) and the CPU per login of the front end
 // and Dovecot together.
 func loginTest(n int) result {
-	r := result{Test: "login"}
-	if *useTLS {
-		r.Test += "-tls"
+	var t loginTally
+	t.run(flagFrontEnd(), n, 0)
+	return t.result(n)
+}
+
+// loginPair is loginTest for two front ends in front of the same
+// Dovecot (the flags' and -addr2's), measured in turns: -slices runs of
+// n / -slices logins each, in the order A B B A A B B A ... (each its
+// share of the run first and last: a load that drifts over the run
+// weighs on both alike). The results are the first front end's and the
+// second's, each over its own slices.
+func loginPair(n int) (result, result) {
+	fes := [2]frontEnd{flagFrontEnd(), {*addr2, *master2, *backend2}}
+	var ts [2]loginTally
+	for _, t := range turns(n, *slices) {
+		ts[t.fe].run(fes[t.fe], t.n, len(ts[t.fe].times)+ts[t.fe].errs)
 	}
+	return ts[0].result(n), ts[1].result(n)
+}
+
+// turn is one slice of loginPair: n logins on front end fe (0 or 1).
+type turn struct{ fe, n int }
+
+// turns is loginPair's schedule: n logins for each front end in k
+// turns in all (k rounded down to even, at least 2), in the order
+// A B B A A B ...; each front end's n split as evenly as can be.
+func turns(n, k int) []turn {
+	per := max(k/2, 1) // turns per front end
+	var ts []turn
+	for s := range 2 * per {
+		j := s / 2 // the front end's j-th turn
+		ts = append(ts, turn{fe: s%2 ^ j%2, n: n/per + btoi(j < n%per)})
+	}
+	return ts
+}
+
+// loginTally adds up the logins of one front end over one run or
+// several slices of one.
+type loginTally struct {
+	times          []time.Duration // each login's whole session
+	errs           int
+	first          error // the first error
+	wall, svc, drv time.Duration
+}
+
+// run makes n logins on fe, -clients at once; offset numbers the
+// clients' source addresses after those of earlier slices.
+func (t *loginTally) run(fe frontEnd, n, offset int) {
 	w := max(*clients, 1)
-	if w > 1 {
-		r.Test = strings.Replace(r.Test, "login", "login-par", 1)
-		r.Workers = w
-	}
-	r.N = n
 	cfg := clientTLS()
-	type part struct {
-		times []time.Duration
-		errs  int
-		first error
-	}
-	parts := make([]part, w)
+	parts := make([]loginTally, w)
 	var wg sync.WaitGroup
-	svc0, drv0 := totalCPU(), selfCPU()
+	svc0, drv0 := fe.cpu(), selfCPU()
 	start := time.Now()
 	for k := range parts {
 		wg.Add(1)
-		go func(p *part, k, n int) {
+		go func(p *loginTally, k, n int) {
 			defer wg.Done()
 			for i := 0; i < n; i++ {
 				t0 := time.Now()
-				s, err := dialIMAP(k+i*w, cfg)
+				s, err := dialIMAP(fe.addr, offset+k+i*w, cfg)
 				if err == nil {
 					err = s.logout()
 				}
@@ -183,21 +235,36 @@ func loginTest(n int) result {
 		}(&parts[k], k, n/w+btoi(k < n%w))
 	}
 	wg.Wait()
-	wall := time.Since(start)
-	svc, drv := totalCPU()-svc0, selfCPU()-drv0
-	var times []time.Duration
+	t.wall += time.Since(start)
+	t.svc += fe.cpu() - svc0
+	t.drv += selfCPU() - drv0
 	for _, p := range parts {
-		times = append(times, p.times...)
-		r.Errors += p.errs
-		if p.first != nil {
-			fmt.Fprintln(os.Stderr, "loginbench: first error:", p.first)
+		t.times = append(t.times, p.times...)
+		t.errs += p.errs
+		if t.first == nil {
+			t.first = p.first
 		}
 	}
-	r.WallS = wall.Seconds()
-	r.PerSec = float64(len(times)) / wall.Seconds()
-	r.SvcCPUus = float64(svc.Microseconds()) / float64(n)
-	r.DrvCPUus = float64(drv.Microseconds()) / float64(n)
-	r.SessMedMs, r.SessP99Ms = ms(pct(times, 0.5)), ms(pct(times, 0.99))
+}
+
+// result is the tally as loginbench's result for n logins.
+func (t *loginTally) result(n int) result {
+	r := result{Test: "login", N: n, Errors: t.errs}
+	if *useTLS {
+		r.Test += "-tls"
+	}
+	if w := max(*clients, 1); w > 1 {
+		r.Test = strings.Replace(r.Test, "login", "login-par", 1)
+		r.Workers = w
+	}
+	if t.first != nil {
+		fmt.Fprintln(os.Stderr, "loginbench: first error:", t.first)
+	}
+	r.WallS = t.wall.Seconds()
+	r.PerSec = float64(len(t.times)) / t.wall.Seconds()
+	r.SvcCPUus = float64(t.svc.Microseconds()) / float64(n)
+	r.DrvCPUus = float64(t.drv.Microseconds()) / float64(n)
+	r.SessMedMs, r.SessP99Ms = ms(pct(t.times, 0.5)), ms(pct(t.times, 0.99))
 	return r
 }
 
@@ -234,7 +301,7 @@ func sessionsTest(n int) result {
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			s, err := dialIMAP(i, cfg)
+			s, err := dialIMAP(*addr, i, cfg)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -6,6 +6,8 @@
 //	loginbench -addr ... -master PID conc 500                # N at once, hold idle, measure, LOGOUT all
 //	loginbench -addr ... -master PID -src 8 idle 100000      # conc, plus a NOOP to every held connection
 //	loginbench -addr ... -master PID [-backend DPID] [-tls] [-clients 4] login 300   # LOGIN + SELECT INBOX + LOGOUT through to Dovecot's imap
+//	loginbench -addr ... -master DPID -target dovecot/hp -addr2 ... -master2 LPID -backend2 DPID -target2 loginsvc/hp login 200
+//	                                                         # login for two front ends of one Dovecot, in turns (A B B A)
 //	loginbench -addr ... -master PID [-backend DPID] -tls sessions 100            # N logged-in sessions held idle, PSS
 //	loginbench report results.jsonl                          # side-by-side table with ratios
 //	loginbench bursts bursts.jsonl                           # bench/burst.sh: conc distributions, paired ratios
@@ -131,7 +133,14 @@ func main() {
 	case "conc":
 		r = conc(n, false)
 	case "login":
-		r = loginTest(n)
+		if *addr2 != "" {
+			r2 := result{}
+			r, r2 = loginPair(n)
+			r2.Target = *target2
+			json.NewEncoder(os.Stdout).Encode(r2)
+		} else {
+			r = loginTest(n)
+		}
 	case "sessions":
 		r = sessionsTest(n)
 	case "idle":
@@ -148,7 +157,10 @@ func main() {
 	json.NewEncoder(os.Stdout).Encode(r)
 }
 
-func dial(i int) (net.Conn, error) {
+func dial(i int) (net.Conn, error) { return dialTo(*addr, i) }
+
+// dialTo connects to a as client i (its source address by -src).
+func dialTo(a string, i int) (net.Conn, error) {
 	d := net.Dialer{Timeout: 30 * time.Second}
 	switch {
 	case *workerIdx >= 0: // idle worker W: 127.0.W+1.1..src
@@ -156,7 +168,7 @@ func dial(i int) (net.Conn, error) {
 	case *srcN > 1:
 		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, byte((i%*srcN)/250), byte(1+(i%*srcN)%250))}
 	}
-	return d.Dial("tcp", *addr)
+	return d.Dial("tcp", a)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -22,9 +22,10 @@ import (
 // front end and Dovecot together; the sessions tests the time to log
 // all in and the PSS per held session of the login processes and,
 // apart, of Dovecot's imap processes. A run of several rounds
-// (bench/login.sh ROUNDS) has several lines per mode, test and target:
-// each figure is then the median of that figure over the rounds
-// (medianResult), and the header says how many rounds there were.
+// (bench/login.sh ROUNDS; the sessions test runs twice a round) has
+// several lines per mode, test and target: each figure is then the
+// median of that figure over them (medianResult), and the header says
+// how many there were at most.
 func report(in io.Reader, out io.Writer) error {
 	type key struct{ mode, test string }
 	all := map[key]map[string][]result{}
@@ -51,7 +52,7 @@ func report(in io.Reader, out io.Writer) error {
 		}
 	}
 	if rounds > 1 {
-		fmt.Fprintf(out, "median of up to %d rounds per row\n", rounds)
+		fmt.Fprintf(out, "median of up to %d runs per row (a run per round; sessions: two per round)\n", rounds)
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "mode\ttest\tdovecot\tloginsvc\tfloor\tloginsvc vs dovecot\tfloor vs dovecot\t")

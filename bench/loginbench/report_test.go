@@ -66,7 +66,7 @@ func TestReportRounds(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	want := []string{
-		"median of up to 3 rounds per row",
+		"median of up to 3 runs per row (a run per round; sessions: two per round)",
 		"hp  login logins/s  110  115  -  1.05x  -",
 		"hp  login session median / p99 ms  5.5 / 9.0  5.2 / 9.0  -  1.06x  -",
 		"hp  login CPU µs/login (all)  7000  6500  -  1.08x  -",
@@ -88,5 +88,24 @@ func diffRows(t *testing.T, want, got []string, full string) {
 	}
 	if d := cmp.Diff(norm(want), norm(got)); d != "" {
 		t.Errorf("(-want +got)\n%s\nfull output:\n%s", d, full)
+	}
+}
+
+// TestTurns: loginPair's schedule, A B B A ..., each front end's logins
+// split evenly, every login counted once.
+func TestTurns(t *testing.T) {
+	for _, tc := range []struct {
+		n, k int
+		want []turn
+	}{
+		{200, 4, []turn{{0, 100}, {1, 100}, {1, 100}, {0, 100}}},
+		{201, 4, []turn{{0, 101}, {1, 101}, {1, 100}, {0, 100}}},
+		{7, 6, []turn{{0, 3}, {1, 3}, {1, 2}, {0, 2}, {0, 2}, {1, 2}}},
+		{5, 1, []turn{{0, 5}, {1, 5}}},
+		{5, 3, []turn{{0, 5}, {1, 5}}},
+	} {
+		if d := cmp.Diff(tc.want, turns(tc.n, tc.k), cmp.AllowUnexported(turn{})); d != "" {
+			t.Errorf("turns(%d, %d) (-want +got)\n%s", tc.n, tc.k, d)
+		}
 	}
 }

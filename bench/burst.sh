@@ -59,15 +59,9 @@ for p in "$PORT" "$DOVECOT_PORT"; do
 	if port_open "$p"; then echo "burst.sh: 127.0.0.1:$p is in use; set PORT/DOVECOT_PORT" >&2; exit 1; fi
 done
 
-# Dovecot: the lab's configuration, its /tmp/dovebench paths in TMP.
+# Dovecot: the lab's configuration, its /tmp/dovebench paths in TMP/dv.
 chmod 755 "$TMP"
-mkdir -p "$TMP/dv/run" "$TMP/dv/state" "$TMP/dv/log" "$TMP/dv/mail"
-chmod 755 "$TMP/dv" "$TMP/dv/run"
-echo 'bench:{PLAIN}benchpass' > "$TMP/dv/users"
-chown 65534:65534 "$TMP/dv/mail"
-sed -e "s#/tmp/dovebench#$TMP/dv#g" -e "s/port = 31143/port = $DOVECOT_PORT/" \
-	-e 's/instance_name = dovebench/instance_name = burstbench/' "$LAB/dovecot-base.conf" > "$TMP/dovecot-base.conf"
-cp "$LAB/mode-hp.conf" "$TMP/mode-hp.conf"
+lab_dovecot_conf "$TMP/dv" "$DOVECOT_PORT" burstbench hp
 cat > "$TMP/hp.conf" <<EOC
 base_dir = $TMP/run-hp
 login_socket_path =
@@ -84,7 +78,7 @@ service imap-login {
 EOC
 
 start() {
-	/usr/sbin/dovecot -F -c "$TMP/mode-hp.conf" 2>>"$TMP/dovecot.stderr" &
+	/usr/sbin/dovecot -F -c "$TMP/dv/mode-hp.conf" 2>>"$TMP/dovecot.stderr" &
 	DPID=$!
 	(ulimit -n "$(ulimit -Hn)"; exec "$TMP/loginsvc" -F -c "$TMP/hp.conf") 2>>"$TMP/loginsvc.log" &
 	LPID=$!

@@ -46,3 +46,19 @@ login_mode_body() {
   vsz_limit = 1G" ;;
     esac
 }
+
+# lab_dovecot_conf DIR PORT NAME MODE: the lab's Dovecot 2.3 (LAB, its
+# dovecot-base.conf and mode-MODE.conf: hs, hs-prefork, hp) with
+# everything it keeps under DIR instead of /tmp/dovebench, listening on
+# 127.0.0.1:PORT, as instance NAME; prepares DIR (users file, mail
+# directory). Start it with: dovecot -F -c DIR/mode-MODE.conf
+lab_dovecot_conf() {
+    local dir=$1 port=$2 name=$3 mode=$4
+    mkdir -p "$dir/run" "$dir/state" "$dir/log" "$dir/mail"
+    chmod 755 "$dir" "$dir/run"
+    echo 'bench:{PLAIN}benchpass' > "$dir/users"
+    chown 65534:65534 "$dir/mail"
+    sed -e "s#/tmp/dovebench#$dir#g" -e "s/port = 31143/port = $port/" \
+        -e "s/instance_name = dovebench/instance_name = $name/" "$LAB/dovecot-base.conf" > "$dir/dovecot-base.conf"
+    cp "$LAB/mode-$mode.conf" "$dir/mode-$mode.conf"
+}

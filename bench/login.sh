@@ -1,7 +1,8 @@
 #!/bin/sh
-# Login front-end benchmark: Dovecot 2.3's imap-login (lab master from
-# ../shared/labs/dovecot-login) and loginsvc side by side, one Go driver
-# (bench/loginbench), same port (127.0.0.1:31143), each mode:
+# Login front-end benchmark: Dovecot 2.3's imap-login (the lab's
+# configuration from ../shared/labs/dovecot-login, its paths in the temp
+# dir, on 127.0.0.1:D_PORT) and loginsvc (127.0.0.1:31143) side by side,
+# up at once, one Go driver (bench/loginbench), each mode:
 #   hs          service_count = 1, process_min_avail = 0, process_limit = 1024
 #   hs-prefork  the same with process_min_avail = 16
 #   hp          service_count = 0, client_limit = 1000, process_min_avail = 2, process_limit = 100
@@ -12,13 +13,19 @@
 #               one worker process per 15,000 connections for the same reason)
 #   floor       bench/cmd/floorgreeter, 2 threads: accept, greeting, read,
 #               LOGOUT reply, close with blocking system calls and nothing
-#               else; what loopback TCP itself costs here (seq-raw, par-raw only)
+#               else; what loopback TCP itself costs here (seq-raw, par-raw
+#               only; on 127.0.0.1:F_PORT)
+# Each row measures the round's targets in turns, TURNS runs each in the
+# order A B C, C B A, ... (loginbench -also), so that a load that comes
+# and goes on the shared machine weighs on all alike.
 # Tests: seq N_SEQ (connect, greeting, LOGOUT, one at a time, Go net
 # client), seq-raw N_SEQ (the same with blocking system calls on one
 # thread: no Go scheduler between the client and the server), par-raw
 # N_SEQ (PAR such clients at once: throughput), each with the service's
 # and the driver's CPU time per connection; conc N_CONC (all at once,
-# held idle, processes and PSS measured); hp-idle runs
+# held idle, processes and PSS measured; CONC_BURSTS bursts, the first
+# of each target held and measured, the others in turns: the time until
+# all are greeted is the median); hp-idle runs
 # "loginbench idle N_IDLE" instead: N_IDLE connections from 127.0.0.1..SRC
 # held idle, PSS of the login processes and of all loginsvc processes,
 # then a NOOP on every connection (alive), then all closed. Root required.
@@ -32,31 +39,33 @@
 # login/login and its imap socket login/imap) on PORT and TLS_PORT.
 # Tests: login N_LOGIN (LOGIN + SELECT INBOX + LOGOUT, one at a time),
 # login with PAR clients, the same two over implicit TLS (AUTHENTICATE
-# PLAIN with SASL-IR): each row measures the two front ends in turns,
-# SLICES runs of N_LOGIN*2/SLICES logins in the order A B B A A B ...
-# (loginbench -addr2), so that a load that comes and goes on a shared
-# machine weighs on both alike. Then sessions N_SESS over TLS, the front
+# PLAIN with SASL-IR), each row in turns as above. Then sessions N_SESS
+# over TLS, the front
 # ends in the order A B B A (logged in, INBOX selected, held idle; PSS of
 # the login processes, and apart of Dovecot's imap processes, per
 # session; the report takes each figure's median).
 # Env: LAB (default ../shared/labs/dovecot-login relative to the repo),
 # N_SEQ (1000), N_CONC (500), N_IDLE (100000), SRC (8), MODES ("hs
 # hs-prefork hp"; add hp-idle for the 100,000-connection run), TARGETS
-# ("dovecot loginsvc floor"), PAR (4), OUT (/tmp/loginbench-results.jsonl),
+# ("dovecot loginsvc floor"; add dovecot2, a control: Dovecot's front end
+# measured again in turns with the others, under a label of its own, in
+# the report's column "dovecot vs itself": the spread the machine's noise
+# alone gives a ratio), PAR (4), OUT (/tmp/loginbench-results.jsonl),
 # TESTS ("greet login": greet = the rows above, login = the rows through
 # to Dovecot's imap; TESTS=login MODES="hs hp" runs the new rows alone),
 # N_LOGIN (200), N_SESS (100), PORT (31143), TLS_PORT (31993), D_PORT
-# (31144), D_TLS_PORT (31994), SLICES (4: turns per login row), CURVES
+# (31144: Dovecot's imap-login in every test), D_TLS_PORT (31994),
+# F_PORT (31145: the floor), TURNS (4: runs per target and row),
+# CONC_BURSTS (5: per target and round), CURVES
 # (X25519:prime256v1:secp384r1: the ssl_curve_list of both front ends in
 # the login tests, so that both do the same key exchange, X25519, which is
 # all Dovecot 2.3's OpenSSL 3.0 has to offer a Go client; CURVES= leaves
 # each its default, loginsvc's being the X25519MLKEM768 hybrid), KEEP (1:
 # keep the temp dir), LOGINSVC_BIN (a loginsvc binary to use instead of
 # building this tree's), ROUNDS (1: how many times each mode's targets
-# run, in turn, the order reversed every other round so that neither
-# front end always runs first; the report gives each figure's median
-# over the rounds: on a shared machine ROUNDS=3 keeps one noisy minute
-# from deciding a row).
+# start afresh and run their rows, the order reversed every other round
+# so that neither front end always runs first; the report gives each
+# figure's median over the rounds).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=${LAB:-$ROOT/../shared/labs/dovecot-login}
@@ -75,16 +84,17 @@ PORT=${PORT:-31143}
 TLS_PORT=${TLS_PORT:-31993}
 D_PORT=${D_PORT:-31144}
 D_TLS_PORT=${D_TLS_PORT:-31994}
-SLICES=${SLICES:-4}
+TURNS=${TURNS:-4}
+CONC_BURSTS=${CONC_BURSTS:-5}
+F_PORT=${F_PORT:-31145}
+CONC_BURSTS=${CONC_BURSTS:-5}
 CURVES=${CURVES-X25519:prime256v1:secp384r1}
 ROUNDS=${ROUNDS:-1}
 TMP=$(mktemp -d /tmp/loginbench.XXXXXX)
 LPID=
 FPID=
 DPID=
-LABUP=
-# the lab's Dovecot is stopped only if this run started it
-trap 'stop_loginsvc; stop_backend; [ -n "$LABUP" ] && "$LAB/dovebench.sh" stop >/dev/null 2>&1; [ "${KEEP:-0}" = 1 ] && echo "kept $TMP" >&2 || rm -rf "$TMP"' EXIT
+trap 'stop_loginsvc; stop_backend; [ "${KEEP:-0}" = 1 ] && echo "kept $TMP" >&2 || rm -rf "$TMP"' EXIT
 
 cd "$ROOT"
 # shellcheck source=bench/lib.sh
@@ -117,6 +127,14 @@ stop_loginsvc() {
 	fi
 }
 
+stop_backend() {
+	if [ -n "$DPID" ]; then
+		kill -TERM "$DPID" 2>/dev/null || true
+		i=0; while kill -0 "$DPID" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+		DPID=
+	fi
+}
+
 loginsvc_conf() { # mode
 	case $1 in
 	hs | hs-prefork | hp) body=$(login_mode_body "$1") ;;
@@ -145,10 +163,6 @@ service imap-login {
 EOC
 }
 
-wait_port() {
-	wait_for "listener on 31143" port_open 31143
-	sleep 1
-}
 
 has() { case " $1 " in *" $2 "*) return 0 ;; esac; return 1; }
 
@@ -158,61 +172,92 @@ round_targets() {
 	if [ $(($1 % 2)) = 1 ]; then echo $TARGETS; else echo $TARGETS | tr ' ' '\n' | tac | tr '\n' ' '; fi
 }
 
+# gfe TARGET: loginbench's -also value for a greeting target
+# (LABEL,ADDR,MASTER), the one started for this round.
+gfe() {
+	case $1 in
+	dovecot | dovecot2) echo "$1/$mode,127.0.0.1:$D_PORT,$DPID" ;;
+	loginsvc) echo "loginsvc/$mode,127.0.0.1:31143,$LPID" ;;
+	floor) echo "floor/$mode,127.0.0.1:$F_PORT,$FPID" ;;
+	esac
+}
+
+# turn_flags VALUE...: loginbench's flags for front ends given as -also
+# values (LABEL,ADDR,MASTER[,BACKEND]): the first as -target, -addr,
+# -master, -backend, the others as -also, measured in turns with it.
+turn_flags() {
+	v=$1; shift
+	l=${v%%,*}; v=${v#*,}; a=${v%%,*}; v=${v#*,}; m=${v%%,*}
+	printf -- '-target %s -addr %s -master %s' "$l" "$a" "$m"
+	case $v in *,*) printf -- ' -backend %s' "${v#*,}" ;; esac
+	for o in "$@"; do printf -- ' -also %s' "$o"; done
+}
+
+# greet_row TARGETS ARGS...: one greeting row, the targets (a
+# space-separated list) in turns (TURNS each).
+greet_row() {
+	vs=
+	for t in $1; do vs="$vs $(gfe "$t")"; done
+	shift
+	"$TMP/loginbench" $(turn_flags $vs) -turns "$TURNS" "$@" | tee -a "$OUT"
+}
+
 for mode in $MODES; do
 	has "$TESTS" greet || break
 	for r in $(seq "$ROUNDS"); do
-	for t in $(round_targets "$r"); do
-		if [ "$mode" = hp-idle ] && [ "$t" != loginsvc ]; then
-			continue # the lab has no Dovecot configuration for it
-		fi
-		if [ "$t" = floor ] && [ "$mode" != hp ]; then
-			continue # one floor for all modes, measured with hp
-		fi
-		case $t in
-		dovecot)
-			LABUP=1
-			"$LAB/dovebench.sh" start "mode-$mode.conf" >/dev/null
-			pid=$(cat /tmp/dovebench/run/master.pid) ;;
-		loginsvc)
-			loginsvc_conf "$mode"
-			# Login processes set RLIMIT_NOFILE to client_limit + 65
-			# themselves; the supervisor gets the hard limit.
-			(ulimit -n "$(ulimit -Hn)"; exec "$TMP/loginsvc" -F -c "$TMP/$mode.conf") 2>"$TMP/loginsvc-$mode.log" &
-			LPID=$!; pid=$LPID
-			wait_port ;;
-		floor)
-			"$TMP/floorgreeter" -addr 127.0.0.1:31143 -threads 2 &
-			FPID=$!; pid=$FPID
-			wait_port ;;
-		esac
-		"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" seq 20 >/dev/null # warm-up
-		if [ "$mode" = hp-idle ]; then
-			"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" -src "$SRC" -hold 5s -target "$t/$mode" idle "$N_IDLE" | tee -a "$OUT"
-		else
-			lb() { "$TMP/loginbench" -addr 127.0.0.1:31143 -master "$pid" -target "$t/$mode" "$@" | tee -a "$OUT"; }
-			[ "$t" = floor ] || lb seq "$N_SEQ"
-			lb seq-raw "$N_SEQ"
-			lb -clients "$PAR" seq-raw "$N_SEQ"
-			[ "$t" = floor ] || lb conc "$N_CONC"
-		fi
-		case $t in
-		dovecot) "$LAB/dovebench.sh" stop ;;
-		loginsvc | floor) stop_loginsvc ;;
-		esac
+		# this round's targets, all up at once on ports of their own
+		targets=
+		for t in $(round_targets "$r"); do
+			if [ "$mode" = hp-idle ] && [ "$t" != loginsvc ]; then
+				continue # the lab has no Dovecot configuration for it
+			fi
+			if [ "$t" = dovecot2 ] && ! has "$TARGETS" dovecot; then
+				continue # the control is the dovecot target measured again
+			fi
+			if [ "$t" = floor ] && [ "$mode" != hp ]; then
+				continue # one floor for all modes, measured with hp
+			fi
+			targets="$targets $t"
+			case $t in
+			dovecot)
+				lab_dovecot_conf "$TMP/lab" "$D_PORT" loginbenchlab "$mode"
+				/usr/sbin/dovecot -F -c "$TMP/lab/mode-$mode.conf" 2>>"$TMP/lab-dovecot.stderr" &
+				DPID=$!
+				wait_for "Dovecot on $D_PORT" port_open "$D_PORT" ;;
+			loginsvc)
+				loginsvc_conf "$mode"
+				# Login processes set RLIMIT_NOFILE to client_limit + 65
+				# themselves; the supervisor gets the hard limit.
+				(ulimit -n "$(ulimit -Hn)"; exec "$TMP/loginsvc" -F -c "$TMP/$mode.conf") 2>"$TMP/loginsvc-$mode.log" &
+				LPID=$!
+				wait_for "loginsvc on 31143" port_open 31143 ;;
+			floor)
+				"$TMP/floorgreeter" -addr "127.0.0.1:$F_PORT" -threads 2 &
+				FPID=$!
+				wait_for "floor greeter on $F_PORT" port_open "$F_PORT" ;;
+			esac
+		done
 		sleep 1
-	done
+		for t in $targets; do
+			"$TMP/loginbench" $(turn_flags "$(gfe "$t")") seq 20 >/dev/null # warm-up
+		done
+		if [ "$mode" = hp-idle ]; then
+			"$TMP/loginbench" -addr 127.0.0.1:31143 -master "$LPID" -src "$SRC" -hold 5s -target "loginsvc/$mode" idle "$N_IDLE" | tee -a "$OUT"
+		else
+			servers=$(echo $targets | tr ' ' '\n' | grep -vx floor | tr '\n' ' ')
+			[ -z "$servers" ] || greet_row "$servers" seq "$N_SEQ"
+			greet_row "$targets" seq-raw "$N_SEQ"
+			greet_row "$targets" -clients "$PAR" seq-raw "$N_SEQ"
+			[ -z "$servers" ] || greet_row "$servers" -bursts "$CONC_BURSTS" conc "$N_CONC"
+		fi
+		stop_loginsvc
+		stop_backend
+		sleep 1
 	done
 done
 
 # --- Login tests: through to Dovecot's post-login imap ---
 
-stop_backend() {
-	if [ -n "$DPID" ]; then
-		kill -TERM "$DPID" 2>/dev/null || true
-		i=0; while kill -0 "$DPID" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-		DPID=
-	fi
-}
 
 
 # The Dovecot behind both front ends, prepared once: passdb, mailbox, key.
@@ -309,30 +354,25 @@ EOC
 
 
 
-# fe TARGET plain|tls [2]: loginbench's flags for that front end's
-# plaintext or TLS listener (with 2: as the second front end, -addr2 ...).
+# fe TARGET plain|tls: loginbench's -also value for that front end's
+# plaintext or TLS listener in the login tests.
 fe() {
-	if [ "$1" = dovecot ]; then
+	if [ "$1" != loginsvc ]; then # dovecot, dovecot2
 		a=$D_PORT; [ "$2" = tls ] && a=$D_TLS_PORT
-		echo "-addr${3:-} 127.0.0.1:$a -master${3:-} $DPID -target${3:-} dovecot/$mode"
+		echo "$1/$mode,127.0.0.1:$a,$DPID"
 	else
 		a=$PORT; [ "$2" = tls ] && a=$TLS_PORT
-		echo "-addr${3:-} 127.0.0.1:$a -master${3:-} $LPID -backend${3:-} $DPID -target${3:-} loginsvc/$mode"
+		echo "loginsvc/$mode,127.0.0.1:$a,$LPID,$DPID"
 	fi
 }
 
-# login_row plain|tls ARGS...: one login row, both front ends in turns
-# (loginbench -addr2: A B B A, SLICES turns) when the round has both.
+# login_row plain|tls ARGS...: one login row, the round's front ends in
+# turns (TURNS each).
 login_row() {
 	k=$1; shift
-	set -- $targets "$@"
-	if [ "$1" != "$2" ] && has "dovecot loginsvc" "$2"; then
-		a=$1 b=$2; shift 2
-		"$TMP/loginbench" $(fe "$a" "$k") $(fe "$b" "$k" 2) -slices "$SLICES" "$@" | tee -a "$OUT"
-	else
-		a=$1; shift
-		"$TMP/loginbench" $(fe "$a" "$k") "$@" | tee -a "$OUT"
-	fi
+	vs=
+	for t in $targets; do vs="$vs $(fe "$t" "$k")"; done
+	"$TMP/loginbench" $(turn_flags $vs) -turns "$TURNS" "$@" | tee -a "$OUT"
 }
 
 if has "$TESTS" login; then
@@ -345,7 +385,7 @@ if has "$TESTS" login; then
 		for r in $(seq "$ROUNDS"); do
 			targets=
 			for t in $(round_targets "$r"); do
-				case $t in dovecot | loginsvc) targets="$targets $t" ;; esac
+				case $t in dovecot | dovecot2 | loginsvc) targets="$targets $t" ;; esac
 			done
 			[ -n "$targets" ] || continue
 			backend_conf "$mode"
@@ -363,7 +403,7 @@ if has "$TESTS" login; then
 			fi
 			sleep 1
 			for t in $targets; do
-				"$TMP/loginbench" $(fe "$t" plain) login 20 >/dev/null # warm-up
+				"$TMP/loginbench" $(turn_flags "$(fe "$t" plain)") login 20 >/dev/null # warm-up
 			done
 			login_row plain login "$N_LOGIN"
 			login_row plain -clients "$PAR" login "$N_LOGIN"
@@ -371,7 +411,7 @@ if has "$TESTS" login; then
 			login_row tls -tls -clients "$PAR" login "$N_LOGIN"
 			# sessions: A B B A (a result each; the report takes medians)
 			for t in $targets $(echo $targets | tr ' ' '\n' | tac); do
-				"$TMP/loginbench" $(fe "$t" tls) -tls sessions "$N_SESS" | tee -a "$OUT"
+				"$TMP/loginbench" $(turn_flags "$(fe "$t" tls)") -tls sessions "$N_SESS" | tee -a "$OUT"
 			done
 			stop_loginsvc
 			stop_backend

@@ -23,12 +23,6 @@ var (
 	pass    = flag.String("pass", "benchpass", "login: IMAP password")
 	useTLS  = flag.Bool("tls", false, "login, sessions: implicit TLS (AUTHENTICATE PLAIN with SASL-IR instead of LOGIN)")
 	backend = flag.Int("backend", 0, "login, sessions: `PID` of the Dovecot master behind -master (its CPU is counted, its imap children measured); 0: -master itself")
-	// A second front end, for login runs in turns (loginPair).
-	addr2    = flag.String("addr2", "", "login: a second front end's IMAP `ADDR`, in front of the same Dovecot: both measured in turns (-slices), one result each")
-	master2  = flag.Int("master2", 0, "login with -addr2: the second front end's supervisor `PID`")
-	backend2 = flag.Int("backend2", 0, "login with -addr2: the second front end's -backend `PID`")
-	target2  = flag.String("target2", "", "login with -addr2: the second front end's label")
-	slices   = flag.Int("slices", 4, "login with -addr2: `K` turns in all (even: A B B A ...)")
 )
 
 // backendPID is the Dovecot master whose imap children serve the
@@ -38,29 +32,6 @@ func backendPID() int {
 		return *backend
 	}
 	return *master
-}
-
-// frontEnd is one front end under test: the address its clients
-// connect to, its supervisor (-master) and the Dovecot behind it
-// (-backend; 0 if the front end is Dovecot's own imap-login).
-type frontEnd struct {
-	addr            string
-	master, backend int
-}
-
-// flagFrontEnd is the front end the flags -addr, -master and -backend
-// name.
-func flagFrontEnd() frontEnd { return frontEnd{*addr, *master, *backend} }
-
-// cpu is the CPU time of the whole service: the front end (master
-// tree) and, when it is another process, Dovecot behind it (backend
-// tree: auth, imap, and the rest).
-func (fe frontEnd) cpu() time.Duration {
-	cpu := serviceCPUOf(fe.master)
-	if fe.backend != 0 && fe.backend != fe.master {
-		cpu += serviceCPUOf(fe.backend)
-	}
-	return cpu
 }
 
 // imapSession is one client connection speaking IMAP line by line.
@@ -153,119 +124,25 @@ func clientTLS() *tls.Config {
 	return &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
 }
 
-// loginTest is LOGIN (or AUTHENTICATE PLAIN over TLS) + SELECT INBOX +
-// LOGOUT through to Dovecot's imap, n times, -clients at once (each one
-// at a time). It reports logins per second, the time of a whole session
-// (connect to the server's close) and the CPU per login of the front end
-// and Dovecot together.
-func loginTest(n int) result {
-	var t loginTally
-	t.run(flagFrontEnd(), n, 0)
-	return t.result(n)
-}
-
-// loginPair is loginTest for two front ends in front of the same
-// Dovecot (the flags' and -addr2's), measured in turns: -slices runs of
-// n / -slices logins each, in the order A B B A A B B A ... (each its
-// share of the run first and last: a load that drifts over the run
-// weighs on both alike). The results are the first front end's and the
-// second's, each over its own slices.
-func loginPair(n int) (result, result) {
-	fes := [2]frontEnd{flagFrontEnd(), {*addr2, *master2, *backend2}}
-	var ts [2]loginTally
-	for _, t := range turns(n, *slices) {
-		ts[t.fe].run(fes[t.fe], t.n, len(ts[t.fe].times)+ts[t.fe].errs)
-	}
-	return ts[0].result(n), ts[1].result(n)
-}
-
-// turn is one slice of loginPair: n logins on front end fe (0 or 1).
-type turn struct{ fe, n int }
-
-// turns is loginPair's schedule: n logins for each front end in k
-// turns in all (k rounded down to even, at least 2), in the order
-// A B B A A B ...; each front end's n split as evenly as can be.
-func turns(n, k int) []turn {
-	per := max(k/2, 1) // turns per front end
-	var ts []turn
-	for s := range 2 * per {
-		j := s / 2 // the front end's j-th turn
-		ts = append(ts, turn{fe: s%2 ^ j%2, n: n/per + btoi(j < n%per)})
-	}
-	return ts
-}
-
-// loginTally adds up the logins of one front end over one run or
-// several slices of one.
-type loginTally struct {
-	times          []time.Duration // each login's whole session
-	errs           int
-	first          error // the first error
-	wall, svc, drv time.Duration
-}
-
-// run makes n logins on fe, -clients at once; offset numbers the
-// clients' source addresses after those of earlier slices.
-func (t *loginTally) run(fe frontEnd, n, offset int) {
-	w := max(*clients, 1)
+// loginTurn is LOGIN (or AUTHENTICATE PLAIN over TLS) + SELECT INBOX +
+// LOGOUT through to Dovecot's imap, n times on fe, -clients at once
+// (each one at a time), client numbers from offset: each login's whole
+// session (connect to the server's close) goes to t.sess.
+func loginTurn(fe frontEnd, n, offset int, t *tally) {
 	cfg := clientTLS()
-	parts := make([]loginTally, w)
-	var wg sync.WaitGroup
-	svc0, drv0 := fe.cpu(), selfCPU()
-	start := time.Now()
-	for k := range parts {
-		wg.Add(1)
-		go func(p *loginTally, k, n int) {
-			defer wg.Done()
-			for i := 0; i < n; i++ {
-				t0 := time.Now()
-				s, err := dialIMAP(fe.addr, offset+k+i*w, cfg)
-				if err == nil {
-					err = s.logout()
-				}
-				if err != nil {
-					p.errs++
-					if p.first == nil {
-						p.first = err
-					}
-					continue
-				}
-				p.times = append(p.times, time.Since(t0))
+	t.parallel(fe, n, func(k, w, n int, p *tally) {
+		for i := 0; i < n; i++ {
+			t0 := time.Now()
+			s, err := dialIMAP(fe.addr, offset+k+i*w, cfg)
+			if err == nil {
+				err = s.logout()
 			}
-		}(&parts[k], k, n/w+btoi(k < n%w))
-	}
-	wg.Wait()
-	t.wall += time.Since(start)
-	t.svc += fe.cpu() - svc0
-	t.drv += selfCPU() - drv0
-	for _, p := range parts {
-		t.times = append(t.times, p.times...)
-		t.errs += p.errs
-		if t.first == nil {
-			t.first = p.first
+			if p.fail(err) {
+				continue
+			}
+			p.sess = append(p.sess, time.Since(t0))
 		}
-	}
-}
-
-// result is the tally as loginbench's result for n logins.
-func (t *loginTally) result(n int) result {
-	r := result{Test: "login", N: n, Errors: t.errs}
-	if *useTLS {
-		r.Test += "-tls"
-	}
-	if w := max(*clients, 1); w > 1 {
-		r.Test = strings.Replace(r.Test, "login", "login-par", 1)
-		r.Workers = w
-	}
-	if t.first != nil {
-		fmt.Fprintln(os.Stderr, "loginbench: first error:", t.first)
-	}
-	r.WallS = t.wall.Seconds()
-	r.PerSec = float64(len(t.times)) / t.wall.Seconds()
-	r.SvcCPUus = float64(t.svc.Microseconds()) / float64(n)
-	r.DrvCPUus = float64(t.drv.Microseconds()) / float64(n)
-	r.SessMedMs, r.SessP99Ms = ms(pct(t.times, 0.5)), ms(pct(t.times, 0.99))
-	return r
+	})
 }
 
 // sessionsTest opens n logged-in sessions (LOGIN or AUTHENTICATE, then
@@ -412,7 +289,9 @@ func loginPSS() map[int]int {
 func isLogin(dir string) bool {
 	cmd, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
 	argv0, _, _ := strings.Cut(string(cmd), "\x00")
-	return strings.Contains(argv0, "-login")
+	// Dovecot's titles are INSTANCE/NAME ("dovecot-loginbench/imap"):
+	// only the name after the instance counts.
+	return strings.Contains(argv0[strings.LastIndex(argv0, "/")+1:], "-login")
 }
 
 // relayingPIDs is the set of -master's login processes that hold an

@@ -6,8 +6,8 @@
 //	loginbench -addr ... -master PID conc 500                # N at once, hold idle, measure, LOGOUT all
 //	loginbench -addr ... -master PID -src 8 idle 100000      # conc, plus a NOOP to every held connection
 //	loginbench -addr ... -master PID [-backend DPID] [-tls] [-clients 4] login 300   # LOGIN + SELECT INBOX + LOGOUT through to Dovecot's imap
-//	loginbench -addr ... -master DPID -target dovecot/hp -addr2 ... -master2 LPID -backend2 DPID -target2 loginsvc/hp login 200
-//	                                                         # login for two front ends of one Dovecot, in turns (A B B A)
+//	loginbench -addr ... -master DPID -target dovecot/hp -also loginsvc/hp,ADDR,LPID,DPID login 200
+//	                                                         # any test but sessions and idle: front ends in turns (A B B A ...)
 //	loginbench -addr ... -master PID [-backend DPID] -tls sessions 100            # N logged-in sessions held idle, PSS
 //	loginbench report results.jsonl                          # side-by-side table with ratios
 //	loginbench bursts bursts.jsonl                           # bench/burst.sh: conc distributions, paired ratios
@@ -57,6 +57,7 @@ type result struct {
 	GreetP99Ms  float64 `json:"greet_p99_ms"`
 	CloseMedMs  float64 `json:"closed_median_ms,omitempty"`
 	AllGreetedS float64 `json:"all_greeted_s,omitempty"`
+	Bursts      int     `json:"bursts,omitempty"` // conc -bursts: how many (AllGreetedS, greetings and CPU: their medians)
 	Procs       int     `json:"login_procs,omitempty"`
 	IdleProcs   int     `json:"idle_login_procs_before"`
 	RSSkB       int     `json:"sum_rss_kb,omitempty"`
@@ -90,6 +91,7 @@ var (
 	srcN    = flag.Int("src", 1, "spread source addresses over 127.0.0.1..127.0.0.`N`")
 	clients = flag.Int("clients", 1, "seq-raw: `C` clients at once, each connecting one at a time (par-raw)")
 	hold    = flag.Duration("hold", 2*time.Second, "conc: how long to hold the idle connections before measuring")
+	burstsN = flag.Int("bursts", 1, "conc: `K` bursts, one after the other (the report's figures: medians over them; PSS: the first's)")
 )
 
 func main() {
@@ -125,22 +127,25 @@ func main() {
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
 	var r result
-	switch flag.Arg(0) {
-	case "seq":
-		r = seq(n)
-	case "seq-raw":
-		r = seqRaw(n)
-	case "conc":
-		r = conc(n, false)
-	case "login":
-		if *addr2 != "" {
-			r2 := result{}
-			r, r2 = loginPair(n)
-			r2.Target = *target2
-			json.NewEncoder(os.Stdout).Encode(r2)
-		} else {
-			r = loginTest(n)
+	switch test := flag.Arg(0); test {
+	case "seq", "seq-raw", "login", "conc":
+		fes, labels := append([]frontEnd{flagFrontEnd()}, also.fes...), append([]string{*target}, also.labels...)
+		var rs []result
+		switch test {
+		case "seq":
+			rs = inTurns(fes, n, seqTurn, "seq")
+		case "seq-raw":
+			rs = inTurns(fes, n, rawTurn, "seq-raw")
+		case "login":
+			rs = inTurns(fes, n, loginTurn, "login")
+		case "conc":
+			rs = conc(fes, n)
 		}
+		for i, r := range rs {
+			r.Target = labels[i]
+			json.NewEncoder(os.Stdout).Encode(r)
+		}
+		return
 	case "sessions":
 		r = sessionsTest(n)
 	case "idle":
@@ -181,55 +186,101 @@ func pct(ds []time.Duration, p float64) time.Duration {
 	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
 }
 
-func seq(n int) result {
-	r := result{Test: "seq", N: n}
-	r.IdleProcs, _, r.PSSIdlekB = measure()
-	var greet, closed []time.Duration
+// seqTurn connects, reads the greeting, sends LOGOUT and waits for the
+// server's close, n times on fe, one at a time, with Go's net package
+// (client numbers from offset).
+func seqTurn(fe frontEnd, n, offset int, t *tally) {
 	buf := make([]byte, 4096)
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		t0 := time.Now()
-		c, err := dial(i)
-		if err != nil {
-			r.Errors++
-			continue
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		k, err := c.Read(buf)
-		if err != nil || k < 4 || string(buf[:4]) != "* OK" {
-			r.Errors++
-			c.Close()
-			continue
-		}
-		greet = append(greet, time.Since(t0))
-		c.Write([]byte("a LOGOUT\r\n"))
-		for {
-			if _, err := c.Read(buf); err != nil {
-				break
+	t.timed(fe, func() {
+		for i := 0; i < n; i++ {
+			t0 := time.Now()
+			c, err := dialTo(fe.addr, offset+i)
+			if t.fail(err) {
+				continue
 			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			k, err := c.Read(buf)
+			if err == nil && (k < 4 || string(buf[:4]) != "* OK") {
+				err = fmt.Errorf("greeting %q", buf[:k])
+			}
+			if t.fail(err) {
+				c.Close()
+				continue
+			}
+			t.greet = append(t.greet, time.Since(t0))
+			c.Write([]byte("a LOGOUT\r\n"))
+			for {
+				if _, err := c.Read(buf); err != nil {
+					break
+				}
+			}
+			t.closed = append(t.closed, time.Since(t0))
+			c.Close()
 		}
-		closed = append(closed, time.Since(t0))
-		c.Close()
-	}
-	wall := time.Since(start)
-	r.WallS = wall.Seconds()
-	r.PerSec = float64(n) / wall.Seconds()
-	r.GreetMedMs, r.GreetP99Ms, r.CloseMedMs = ms(pct(greet, 0.5)), ms(pct(greet, 0.99)), ms(pct(closed, 0.5))
-	return r
+	})
 }
 
-func conc(n int, _ bool) result {
+// conc is -bursts bursts of n connections at once, each greeted, held
+// and closed: the first one's figures, but the time until all are
+// greeted, the greeting times and the CPU per connection are the
+// median over the bursts (a burst of 500 lasts 0.04-0.08 s in
+// high-performance mode here: one is noise). The PSS per connection is
+// the first burst's alone (later ones find the memory already there);
+// later bursts hold their connections only briefly.
+//
+// With -also, the front ends burst in turns: each its first (held)
+// burst, then the others in the order of turns (A B B A ...).
+func conc(fes []frontEnd, n int) []result {
+	bursts := make([][]result, len(fes))
+	for i, fe := range fes {
+		bursts[i] = append(bursts[i], concBurst(fe, n, *hold))
+	}
+	for _, t := range turns(*burstsN-1, *burstsN-1, len(fes)) {
+		if t.n > 0 {
+			fe := fes[t.fe]
+			settleProcs(fe.master, bursts[t.fe][0].IdleProcs)
+			bursts[t.fe] = append(bursts[t.fe], concBurst(fe, n, 0))
+		}
+	}
+	rs := make([]result, len(fes))
+	for i, b := range bursts {
+		r := b[0]
+		m := medianResult(b)
+		r.AllGreetedS, r.GreetMedMs, r.GreetP99Ms = m.AllGreetedS, m.GreetMedMs, m.GreetP99Ms
+		r.SvcCPUus, r.DrvCPUus = m.SvcCPUus, m.DrvCPUus
+		for _, o := range b[1:] {
+			r.Errors += o.Errors
+		}
+		r.Bursts = len(b)
+		rs[i] = r
+	}
+	return rs
+}
+
+// settleProcs waits up to 10 s until master is back to idle login
+// processes (those of high-security mode exit with their client).
+func settleProcs(master, idle int) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if procs, _, _ := measureOf(master); procs <= idle {
+			return
+		}
+	}
+}
+
+// concBurst is one burst of conc on fe; its connections are held for
+// hold before the processes are measured and the connections closed.
+func concBurst(fe frontEnd, n int, hold time.Duration) result {
 	r := result{Test: "conc", N: n}
 	time.Sleep(500 * time.Millisecond)
-	r.IdleProcs, _, r.PSSIdlekB = measure()
+	r.IdleProcs, _, r.PSSIdlekB = measureOf(fe.master)
 	conns := make([]net.Conn, n)
 	greet := make([]time.Duration, n)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var last time.Time
 	sem := make(chan struct{}, 512)
-	svc0 := serviceCPU()
-	drv0 := selfCPU() // after serviceCPU's scan of /proc
+	svc0 := fe.cpu()
+	drv0 := selfCPU() // after the scan of /proc
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		wg.Add(1)
@@ -238,7 +289,7 @@ func conc(n int, _ bool) result {
 			defer wg.Done()
 			defer func() { <-sem }()
 			t0 := time.Now()
-			c, err := dial(i)
+			c, err := dialTo(fe.addr, i)
 			if err != nil {
 				mu.Lock()
 				r.Errors++
@@ -267,8 +318,8 @@ func conc(n int, _ bool) result {
 	// CPU of the greetings: the service's until all are greeted (ticks
 	// of 10 ms: sum several bursts), and the driver's.
 	if n > 0 {
-		drv := selfCPU() - drv0 // before serviceCPU's scan of /proc
-		r.SvcCPUus = float64((serviceCPU() - svc0).Microseconds()) / float64(n)
+		drv := selfCPU() - drv0 // before the scan of /proc
+		r.SvcCPUus = float64((fe.cpu() - svc0).Microseconds()) / float64(n)
 		r.DrvCPUus = float64(drv.Microseconds()) / float64(n)
 	}
 	var gs []time.Duration
@@ -278,8 +329,8 @@ func conc(n int, _ bool) result {
 		}
 	}
 	r.GreetMedMs, r.GreetP99Ms = ms(pct(gs, 0.5)), ms(pct(gs, 0.99))
-	time.Sleep(*hold)
-	r.Procs, r.RSSkB, r.PSSkB = measure()
+	time.Sleep(hold)
+	r.Procs, r.RSSkB, r.PSSkB = measureOf(fe.master)
 	if len(gs) > 0 {
 		r.PSSPerConnB = (r.PSSkB - r.PSSIdlekB) * 1024 / len(gs)
 	}
@@ -337,12 +388,15 @@ func masterPSS() int {
 
 // measure returns the number of *-login children of -master and their
 // summed RSS and PSS in kB.
-func measure() (procs, rss, pss int) {
-	if *master == 0 {
+func measure() (procs, rss, pss int) { return measureOf(*master) }
+
+// measureOf is measure for the login processes of master.
+func measureOf(master int) (procs, rss, pss int) {
+	if master == 0 {
 		return
 	}
 	eachProc(func(dir string, pid int, f []string) {
-		if f[1] != strconv.Itoa(*master) {
+		if f[1] != strconv.Itoa(master) {
 			return
 		}
 		if !isLogin(dir) {

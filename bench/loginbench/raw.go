@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"runtime"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -57,45 +56,13 @@ func (c rawConn) Read(b []byte) (int, error) {
 func (c rawConn) Write(b []byte) (int, error) { return syscall.Write(c.fd, b) }
 func (c rawConn) Close() error                { return syscall.Close(c.fd) }
 
-// seqRaw is seq with rawConn: connect, greeting, LOGOUT, wait for the
-// server's close, n times, one at a time, on one locked OS thread.
-func seqRaw(n int) result {
-	r := result{Test: "seq-raw", N: n}
-	r.IdleProcs, _, r.PSSIdlekB = measure()
-	w := max(*clients, 1)
-	if w > 1 {
-		r.Test = "par-raw"
-		r.Workers = w
-	}
-	type part struct {
-		greet, closed []time.Duration
-		errors        int
-	}
-	parts := make([]part, w)
-	var wg sync.WaitGroup
-	svc0, drv0 := serviceCPU(), selfCPU()
-	start := time.Now()
-	for k := range parts {
-		wg.Add(1)
-		go func(p *part, n int) {
-			defer wg.Done()
-			p.greet, p.closed, p.errors = seqRawLoop(n)
-		}(&parts[k], n/w+btoi(k < n%w))
-	}
-	wg.Wait()
-	wall := time.Since(start)
-	svc, drv := serviceCPU()-svc0, selfCPU()-drv0
-	r.SvcCPUus = float64(svc.Microseconds()) / float64(n)
-	r.DrvCPUus = float64(drv.Microseconds()) / float64(n)
-	var greet, closed []time.Duration
-	for _, p := range parts {
-		greet, closed = append(greet, p.greet...), append(closed, p.closed...)
-		r.Errors += p.errors
-	}
-	r.WallS = wall.Seconds()
-	r.PerSec = float64(n) / wall.Seconds()
-	r.GreetMedMs, r.GreetP99Ms, r.CloseMedMs = ms(pct(greet, 0.5)), ms(pct(greet, 0.99)), ms(pct(closed, 0.5))
-	return r
+// rawTurn is seq with rawConn: connect, greeting, LOGOUT, wait for the
+// server's close, n times on fe, -clients at once, each one at a time on
+// a locked OS thread of its own.
+func rawTurn(fe frontEnd, n, _ int, t *tally) {
+	t.parallel(fe, n, func(_, _, n int, p *tally) {
+		p.greet, p.closed, p.errs = seqRawLoop(fe.addr, n)
+	})
 }
 
 func btoi(b bool) int {
@@ -105,15 +72,15 @@ func btoi(b bool) int {
 	return 0
 }
 
-// seqRawLoop runs n rounds on one locked OS thread.
-func seqRawLoop(n int) (greet, closed []time.Duration, errs int) {
+// seqRawLoop runs n rounds on addr on one locked OS thread.
+func seqRawLoop(addr string, n int) (greet, closed []time.Duration, errs int) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	buf := make([]byte, 4096)
 	logout := []byte("a LOGOUT\r\n")
 	for i := 0; i < n; i++ {
 		t0 := time.Now()
-		c, err := rawDial(*addr)
+		c, err := rawDial(addr)
 		if err != nil {
 			errs++
 			continue

@@ -52,59 +52,85 @@ func report(in io.Reader, out io.Writer) error {
 		}
 	}
 	if rounds > 1 {
-		fmt.Fprintf(out, "median of up to %d runs per row (a run per round; sessions: two per round)\n", rounds)
+		fmt.Fprintf(out, "median of up to %d runs per row\n", rounds)
+	}
+	// A control (bench/login.sh TARGETS with dovecot2: Dovecot's same
+	// front end measured again, in turns with the others) gets a column
+	// of its own: what the noise alone makes of a ratio.
+	control := false
+	for _, m := range res {
+		_, ok := m["dovecot2"]
+		control = control || ok
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\ttest\tdovecot\tloginsvc\tfloor\tloginsvc vs dovecot\tfloor vs dovecot\t")
+	head := "mode\ttest\tdovecot\tloginsvc\tfloor\tloginsvc vs dovecot\tfloor vs dovecot\t"
+	if control {
+		head += "dovecot vs itself\t"
+	}
+	fmt.Fprintln(tw, head)
 	for _, k := range order {
 		m := res[k]
-		d, dok := m["dovecot"]
-		l, lok := m["loginsvc"]
-		f, fok := m["floor"]
-		cell := func(ok bool, s string) string {
-			if !ok {
-				return "-"
+		// row prints one figure of every target: fig formats it, val is
+		// what the ratios divide (rate: above 1 for the faster; else a
+		// time or a size: Dovecot's over the other's). A memory figure
+		// (mem) has no control: dovecot2 measures the processes that
+		// dovecot's run has grown already.
+		row := func(label string, val func(result) float64, fig func(result) string, rate, mem bool) {
+			line := k.mode + "\t" + label + "\t"
+			for _, t := range []string{"dovecot", "loginsvc", "floor"} {
+				if r, ok := m[t]; ok {
+					line += fig(r)
+				} else {
+					line += "-"
+				}
+				line += "\t"
 			}
-			return s
-		}
-		ratio := func(ok bool, a, b float64) string {
-			if !ok || b == 0 {
-				return "-"
+			ratio := func(t string) string {
+				d, dok := m["dovecot"]
+				o, ook := m[t]
+				if !dok || !ook || val(d) == 0 || val(o) == 0 {
+					return "-"
+				}
+				if rate {
+					return fmt.Sprintf("%.2fx", val(o)/val(d))
+				}
+				return fmt.Sprintf("%.2fx", val(d)/val(o))
 			}
-			return fmt.Sprintf("%.2fx", a/b)
+			line += ratio("loginsvc") + "\t" + ratio("floor") + "\t"
+			if control && mem {
+				line += "-\t"
+			} else if control {
+				line += ratio("dovecot2") + "\t"
+			}
+			fmt.Fprintln(tw, line)
 		}
+		f := func(format string, v func(result) float64) func(result) string {
+			return func(r result) string { return fmt.Sprintf(format, v(r)) }
+		}
+		perSec := func(r result) float64 { return r.PerSec }
+		greeted := func(r result) float64 { return r.AllGreetedS }
+		pss := func(r result) float64 { return float64(r.PSSPerConnB) }
 		switch k.test {
 		case "conc", "idle":
-			fmt.Fprintf(tw, "%s\t%s all greeted\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test,
-				cell(dok, fmt.Sprintf("%.3f s", d.AllGreetedS)), cell(lok, fmt.Sprintf("%.3f s", l.AllGreetedS)),
-				ratio(dok && lok, d.AllGreetedS, l.AllGreetedS))
-			fmt.Fprintf(tw, "%s\t%s PSS/conn\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test,
-				cell(dok, fmt.Sprintf("%d B", d.PSSPerConnB)), cell(lok, fmt.Sprintf("%d B", l.PSSPerConnB)),
-				ratio(dok && lok, float64(d.PSSPerConnB), float64(l.PSSPerConnB)))
+			row(k.test+" all greeted", greeted, f("%.3f s", greeted), false, false)
+			row(k.test+" PSS/conn", pss, f("%.0f B", pss), false, true)
 		case "sessions", "sessions-tls":
-			fmt.Fprintf(tw, "%s\t%s %d all logged in\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test, max(d.N, l.N),
-				cell(dok, fmt.Sprintf("%.2f s", d.AllGreetedS)), cell(lok, fmt.Sprintf("%.2f s", l.AllGreetedS)),
-				ratio(dok && lok, d.AllGreetedS, l.AllGreetedS))
-			fmt.Fprintf(tw, "%s\t%s login PSS/session\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test,
-				cell(dok, kb(d.PSSPerConnB)), cell(lok, kb(l.PSSPerConnB)),
-				ratio(dok && lok, float64(d.PSSPerConnB), float64(l.PSSPerConnB)))
-			fmt.Fprintf(tw, "%s\t%s imap PSS/session\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test,
-				cell(dok, kb(d.IMAPPSSPerSessB)), cell(lok, kb(l.IMAPPSSPerSessB)),
-				ratio(dok && lok, float64(d.IMAPPSSPerSessB), float64(l.IMAPPSSPerSessB)))
+			n := 0
+			for _, r := range m {
+				n = max(n, r.N)
+			}
+			imap := func(r result) float64 { return float64(r.IMAPPSSPerSessB) }
+			row(fmt.Sprintf("%s %d all logged in", k.test, n), greeted, f("%.2f s", greeted), false, false)
+			row(k.test+" login PSS/session", pss, func(r result) string { return kb(r.PSSPerConnB) }, false, true)
+			row(k.test+" imap PSS/session", imap, func(r result) string { return kb(r.IMAPPSSPerSessB) }, false, true)
 		case "login", "login-par", "login-tls", "login-par-tls":
-			fmt.Fprintf(tw, "%s\t%s logins/s\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test,
-				cell(dok, fmt.Sprintf("%.0f", d.PerSec)), cell(lok, fmt.Sprintf("%.0f", l.PerSec)),
-				ratio(dok && lok, l.PerSec, d.PerSec))
-			fmt.Fprintf(tw, "%s\t%s session median / p99 ms\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test,
-				cell(dok, fmt.Sprintf("%.1f / %.1f", d.SessMedMs, d.SessP99Ms)), cell(lok, fmt.Sprintf("%.1f / %.1f", l.SessMedMs, l.SessP99Ms)),
-				ratio(dok && lok, d.SessMedMs, l.SessMedMs))
-			fmt.Fprintf(tw, "%s\t%s CPU µs/login (all)\t%s\t%s\t-\t%s\t-\t\n", k.mode, k.test,
-				cell(dok, fmt.Sprintf("%.0f", d.SvcCPUus)), cell(lok, fmt.Sprintf("%.0f", l.SvcCPUus)),
-				ratio(dok && lok, d.SvcCPUus, l.SvcCPUus))
+			row(k.test+" logins/s", perSec, f("%.0f", perSec), true, false)
+			row(k.test+" session median / p99 ms", func(r result) float64 { return r.SessMedMs },
+				func(r result) string { return fmt.Sprintf("%.1f / %.1f", r.SessMedMs, r.SessP99Ms) }, false, false)
+			cpu := func(r result) float64 { return r.SvcCPUus }
+			row(k.test+" CPU µs/login (all)", cpu, f("%.0f", cpu), false, false)
 		default:
-			fmt.Fprintf(tw, "%s\t%s conn/s\t%s\t%s\t%s\t%s\t%s\t\n", k.mode, k.test,
-				cell(dok, fmt.Sprintf("%.0f", d.PerSec)), cell(lok, fmt.Sprintf("%.0f", l.PerSec)), cell(fok, fmt.Sprintf("%.0f", f.PerSec)),
-				ratio(dok && lok, l.PerSec, d.PerSec), ratio(dok && fok, f.PerSec, d.PerSec))
+			row(k.test+" conn/s", perSec, f("%.0f", perSec), true, false)
 		}
 	}
 	if err := tw.Flush(); err != nil {

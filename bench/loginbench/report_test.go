@@ -66,7 +66,7 @@ func TestReportRounds(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	want := []string{
-		"median of up to 3 runs per row (a run per round; sessions: two per round)",
+		"median of up to 3 runs per row",
 		"hp  login logins/s  110  115  -  1.05x  -",
 		"hp  login session median / p99 ms  5.5 / 9.0  5.2 / 9.0  -  1.06x  -",
 		"hp  login CPU µs/login (all)  7000  6500  -  1.08x  -",
@@ -91,21 +91,49 @@ func diffRows(t *testing.T, want, got []string, full string) {
 	}
 }
 
-// TestTurns: loginPair's schedule, A B B A ..., each front end's logins
-// split evenly, every login counted once.
+// TestTurns: the schedule of runs in turns, A B, B A, ..., each front
+// end's connections split evenly, every one counted once.
 func TestTurns(t *testing.T) {
 	for _, tc := range []struct {
-		n, k int
-		want []turn
+		n, k, m int
+		want    []turn
 	}{
-		{200, 4, []turn{{0, 100}, {1, 100}, {1, 100}, {0, 100}}},
-		{201, 4, []turn{{0, 101}, {1, 101}, {1, 100}, {0, 100}}},
-		{7, 6, []turn{{0, 3}, {1, 3}, {1, 2}, {0, 2}, {0, 2}, {1, 2}}},
-		{5, 1, []turn{{0, 5}, {1, 5}}},
-		{5, 3, []turn{{0, 5}, {1, 5}}},
+		{200, 2, 2, []turn{{0, 100}, {1, 100}, {1, 100}, {0, 100}}},
+		{201, 2, 2, []turn{{0, 101}, {1, 101}, {1, 100}, {0, 100}}},
+		{7, 3, 2, []turn{{0, 3}, {1, 3}, {1, 2}, {0, 2}, {0, 2}, {1, 2}}},
+		{5, 1, 2, []turn{{0, 5}, {1, 5}}},
+		{5, 0, 1, []turn{{0, 5}}},
+		{4, 2, 3, []turn{{0, 2}, {1, 2}, {2, 2}, {2, 2}, {1, 2}, {0, 2}}},
+		{0, 0, 2, []turn{{0, 0}, {1, 0}}},
 	} {
-		if d := cmp.Diff(tc.want, turns(tc.n, tc.k), cmp.AllowUnexported(turn{})); d != "" {
-			t.Errorf("turns(%d, %d) (-want +got)\n%s", tc.n, tc.k, d)
+		if d := cmp.Diff(tc.want, turns(tc.n, tc.k, tc.m), cmp.AllowUnexported(turn{})); d != "" {
+			t.Errorf("turns(%d, %d, %d) (-want +got)\n%s", tc.n, tc.k, tc.m, d)
 		}
 	}
+}
+
+// TestReportControl: results of the control target dovecot2 (Dovecot
+// measured again, in turns) add a column: Dovecot against itself.
+func TestReportControl(t *testing.T) {
+	in := `{"target":"dovecot/hp","test":"login-par","n":200,"conn_per_s":200,"svc_cpu_us_per_conn":7000,"session_median_ms":18,"session_p99_ms":25}
+{"target":"loginsvc/hp","test":"login-par","n":200,"conn_per_s":210,"svc_cpu_us_per_conn":7000,"session_median_ms":18,"session_p99_ms":25}
+{"target":"dovecot2/hp","test":"login-par","n":200,"conn_per_s":180,"svc_cpu_us_per_conn":7700,"session_median_ms":20,"session_p99_ms":30}
+{"target":"dovecot/hp","test":"conc","n":500,"all_greeted_s":0.04,"pss_per_conn_bytes":13600}
+{"target":"loginsvc/hp","test":"conc","n":500,"all_greeted_s":0.02,"pss_per_conn_bytes":3400}
+{"target":"dovecot2/hp","test":"conc","n":500,"all_greeted_s":0.05,"pss_per_conn_bytes":1200}
+`
+	var b strings.Builder
+	if err := report(strings.NewReader(in), &b); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	want := []string{
+		"mode  test  dovecot  loginsvc  floor  loginsvc vs dovecot  floor vs dovecot  dovecot vs itself",
+		"hp  login-par logins/s  200  210  -  1.05x  -  0.90x",
+		"hp  login-par session median / p99 ms  18.0 / 25.0  18.0 / 25.0  -  1.00x  -  0.90x",
+		"hp  login-par CPU µs/login (all)  7000  7000  -  1.00x  -  0.91x",
+		"hp  conc all greeted  0.040 s  0.020 s  -  2.00x  -  0.80x",
+		"hp  conc PSS/conn  13600 B  3400 B  -  4.00x  -  -",
+	}
+	diffRows(t, want, lines[:6], b.String())
 }

@@ -40,10 +40,9 @@
 # Tests: login N_LOGIN (LOGIN + SELECT INBOX + LOGOUT, one at a time),
 # login with PAR clients, the same two over implicit TLS (AUTHENTICATE
 # PLAIN with SASL-IR), each row in turns as above. Then sessions N_SESS
-# over TLS, the front
-# ends in the order A B B A (logged in, INBOX selected, held idle; PSS of
-# the login processes, and apart of Dovecot's imap processes, per
-# session; the report takes each figure's median).
+# over TLS, one run per front end (logged in, INBOX selected, held idle;
+# PSS of the login processes, and apart of Dovecot's imap processes, per
+# session).
 # Env: LAB (default ../shared/labs/dovecot-login relative to the repo),
 # N_SEQ (1000), N_CONC (500), N_IDLE (100000), SRC (8), MODES ("hs
 # hs-prefork hp"; add hp-idle for the 100,000-connection run), TARGETS
@@ -172,6 +171,13 @@ round_targets() {
 	if [ $(($1 % 2)) = 1 ]; then echo $TARGETS; else echo $TARGETS | tr ' ' '\n' | tac | tr '\n' ' '; fi
 }
 
+# control_last TARGETS...: the targets with dovecot2 after dovecot: the
+# control measures Dovecot's processes again, after the dovecot target
+# (whose memory figures must come from its own first run).
+control_last() {
+	echo "$@" | tr ' ' '\n' | awk 'NF { if ($0 == "dovecot2") c = 1; else print } END { if (c) print "dovecot2" }' | tr '\n' ' '
+}
+
 # gfe TARGET: loginbench's -also value for a greeting target
 # (LABEL,ADDR,MASTER), the one started for this round.
 gfe() {
@@ -217,7 +223,7 @@ for mode in $MODES; do
 			if [ "$t" = floor ] && [ "$mode" != hp ]; then
 				continue # one floor for all modes, measured with hp
 			fi
-			targets="$targets $t"
+			targets=$(control_last $targets $t)
 			case $t in
 			dovecot)
 				lab_dovecot_conf "$TMP/lab" "$D_PORT" loginbenchlab "$mode"
@@ -237,6 +243,7 @@ for mode in $MODES; do
 				wait_for "floor greeter on $F_PORT" port_open "$F_PORT" ;;
 			esac
 		done
+		[ -n "$targets" ] || continue
 		sleep 1
 		for t in $targets; do
 			"$TMP/loginbench" $(turn_flags "$(gfe "$t")") seq 20 >/dev/null # warm-up
@@ -385,7 +392,7 @@ if has "$TESTS" login; then
 		for r in $(seq "$ROUNDS"); do
 			targets=
 			for t in $(round_targets "$r"); do
-				case $t in dovecot | dovecot2 | loginsvc) targets="$targets $t" ;; esac
+				case $t in dovecot | dovecot2 | loginsvc) targets=$(control_last $targets $t) ;; esac
 			done
 			[ -n "$targets" ] || continue
 			backend_conf "$mode"
@@ -409,8 +416,9 @@ if has "$TESTS" login; then
 			login_row plain -clients "$PAR" login "$N_LOGIN"
 			login_row tls -tls login "$N_LOGIN"
 			login_row tls -tls -clients "$PAR" login "$N_LOGIN"
-			# sessions: A B B A (a result each; the report takes medians)
-			for t in $targets $(echo $targets | tr ' ' '\n' | tac); do
+			# sessions: one run each (a second run of the same processes
+			# would find their memory grown already)
+			for t in $targets; do
 				"$TMP/loginbench" $(turn_flags "$(fe "$t" tls)") -tls sessions "$N_SESS" | tee -a "$OUT"
 			done
 			stop_loginsvc

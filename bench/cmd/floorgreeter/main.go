@@ -8,14 +8,24 @@
 // this machine, to set the two login front ends' figures against (like
 // bench/cmd/nullresponder for bench/access.sh). Not a server to run.
 //
+// -netpoll N is the floor of an event-loop server instead: N processes
+// (GOMAXPROCS=1 each, as loginsvc's high-performance login processes run)
+// share the listening socket, as process_min_avail = N login processes
+// do, and serve each client in a goroutine through Go's net package
+// (epoll): what the same exchange costs once readiness goes through an
+// event loop, with nothing else in it.
+//
 //	floorgreeter -addr 127.0.0.1:31143 -threads 2
+//	floorgreeter -addr 127.0.0.1:31143 -netpoll 2
 package main
 
 import (
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
 	"syscall"
 )
@@ -28,7 +38,13 @@ const (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:31143", "listen on `ADDR` (IPv4)")
 	threads := flag.Int("threads", 2, "`N` threads blocking in accept")
+	netpoll := flag.Int("netpoll", 0, "`N` processes serving through Go's netpoller instead (0: -threads)")
+	child := flag.Bool("netpoll-child", false, "internal: a -netpoll process; the listener is descriptor 3")
 	flag.Parse()
+	if *child {
+		serveNetpoll(os.NewFile(3, "listener"))
+		return
+	}
 	ap, err := netip.ParseAddrPort(*addr)
 	if err != nil || !ap.Addr().Is4() {
 		fmt.Fprintln(os.Stderr, "floorgreeter: -addr must be IPv4 ADDR:PORT")
@@ -46,10 +62,67 @@ func main() {
 		fmt.Fprintln(os.Stderr, "floorgreeter:", err)
 		os.Exit(1)
 	}
+	if *netpoll > 0 {
+		startNetpoll(fd, *netpoll)
+		return
+	}
 	for i := 1; i < *threads; i++ {
 		go serve(fd)
 	}
 	serve(fd)
+}
+
+// startNetpoll runs n -netpoll processes on listener fd and waits for
+// them (a signal to this process ends them: they are its children, in
+// its process group, and die with it on SIGTERM through Pdeathsig).
+func startNetpoll(fd, n int) {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "floorgreeter:", err)
+		os.Exit(1)
+	}
+	l := os.NewFile(uintptr(fd), "listener")
+	var cmds []*exec.Cmd
+	for range n {
+		cmd := exec.Command(self, "-netpoll-child")
+		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+		cmd.ExtraFiles = []*os.File{l}
+		cmd.Stderr = os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "floorgreeter:", err)
+			os.Exit(1)
+		}
+		cmds = append(cmds, cmd)
+	}
+	for _, c := range cmds {
+		c.Wait()
+	}
+}
+
+// serveNetpoll serves the clients of listener f, one goroutine each,
+// through Go's net package.
+func serveNetpoll(f *os.File) {
+	ln, err := net.FileListener(f)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "floorgreeter:", err)
+		os.Exit(1)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			continue
+		}
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 1026)
+			if _, err := c.Write([]byte(greeting)); err == nil {
+				if n, err := c.Read(buf); err == nil && n > 0 {
+					c.Write([]byte(bye))
+				}
+			}
+		}()
+	}
 }
 
 // serve answers clients one at a time on a locked thread.

@@ -28,9 +28,11 @@ type frontEnds struct {
 	fes    []frontEnd
 }
 
+// String lists the labels (flag.Value).
 func (f *frontEnds) String() string { return strings.Join(f.labels, " ") }
 
-// Set parses LABEL,ADDR,MASTER[,BACKEND].
+// Set adds the front end LABEL,ADDR,MASTER[,BACKEND] (flag.Value); an
+// error names a value of another shape or a PID that is not a number.
 func (f *frontEnds) Set(v string) error {
 	p := strings.Split(v, ",")
 	if len(p) < 3 || len(p) > 4 {

@@ -146,8 +146,11 @@ func TestTimeouts(t *testing.T) {
 		{"silent", "", 300 * time.Millisecond},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := dialPolicy(t, "tcp", addr)
+			// From before the connection: the server's timers start at
+			// the earliest when it accepts, which may be before dial
+			// returns here (a busy machine runs the server first).
 			start := time.Now()
+			c := dialPolicy(t, "tcp", addr)
 			got, err := c.ask(tt.partial)
 			if err != io.EOF || got != "" {
 				t.Fatalf("got %q, %v; want EOF", got, err)
@@ -299,8 +302,8 @@ func TestSilentConnectionClosed(t *testing.T) {
 	kinds := make(chan string, 10)
 	serveOn(t, &Server{Check: compile("", ""), ReadTimeout: 200 * time.Millisecond, IdleTimeout: time.Hour,
 		Error: func(k string) { kinds <- k }}, ln)
+	start := time.Now() // before the connection: the server's timer starts at its accept
 	p := dialPolicy(t, "tcp", ln.Addr().String())
-	start := time.Now()
 	p.c.SetReadDeadline(start.Add(20 * time.Second))
 	if _, err := p.c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("silent connection not closed after %v: %v", time.Since(start), err)

@@ -288,36 +288,25 @@ func TestLoginsvcInFrontOfDovecot24(t *testing.T) {
 // logs (dovecotLog is Dovecot's); loginsvc is stopped at the end.
 func frontLogin(t *testing.T, frontExample, baseDir string, dovecotLog func() string) {
 	t.Helper()
-	bin := goBinary(t, "loginsvc", "CGO_ENABLED=0")
 	// loginsvc.conf: the shipped example, with test paths and ports.
-	dir := t.TempDir()
-	cert, key, _ := testcert.Write(t, dir)
-	ports := map[string]int{}
-	repl := []string{
-		"base_dir = /run/dovecot\n", "base_dir = " + baseDir + "\n",
-		"#listen = *, ::\n", "listen = 127.0.0.1\n",
-		"</etc/dovecot/private/dovecot.pem", "<" + cert,
-		"</etc/dovecot/private/dovecot.key", "<" + key,
-	}
-	for _, std := range []string{"143", "993", "110", "995", "587", "4190"} {
-		p, err := dovecotlab.FreePort()
-		if err != nil {
-			t.Fatal(err)
+	cert, key, _ := testcert.Write(t, t.TempDir())
+	stds := []string{"143", "993", "110", "995", "587", "4190"}
+	conf, got, logs := runLoginsvc(t, len(stds), func(free []int) string {
+		repl := []string{
+			"base_dir = /run/dovecot\n", "base_dir = " + baseDir + "\n",
+			"#listen = *, ::\n", "listen = 127.0.0.1\n",
+			"</etc/dovecot/private/dovecot.pem", "<" + cert,
+			"</etc/dovecot/private/dovecot.key", "<" + key,
 		}
-		ports[std] = p
-		repl = append(repl, "port = "+std+"\n", "port = "+strconv.Itoa(p)+"\n")
+		for i, std := range stds {
+			repl = append(repl, "port = "+std+"\n", "port = "+strconv.Itoa(free[i])+"\n")
+		}
+		return strings.NewReplacer(repl...).Replace(example(t, frontExample))
+	})
+	ports := map[string]int{}
+	for i, std := range stds {
+		ports[std] = got[i]
 	}
-	conf := strings.NewReplacer(repl...).Replace(example(t, frontExample))
-	confPath := filepath.Join(dir, "loginsvc.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "loginsvc.log")
-	p, err := dovecotlab.StartProcess(t, "loginsvc", exec.Command(bin, "-F", "-c", confPath), logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := func() string { b, _ := os.ReadFile(logPath); return string(b) }
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("loginsvc.conf:\n%s\nloginsvc's log:\n%s\nDovecot's log:\n%s", conf, logs(), dovecotLog())
@@ -349,8 +338,5 @@ func frontLogin(t *testing.T, frontExample, baseDir string, dovecotLog func() st
 	waitText(t, "Dovecot's log", dovecotLog, "imap(alice)")
 	if strings.Contains(dovecotLog(), "imap-login:") {
 		t.Error("Dovecot's own imap-login ran")
-	}
-	if err := p.Stop(); err != nil {
-		t.Errorf("stop loginsvc: %v", err)
 	}
 }

@@ -175,31 +175,81 @@ func startTcpwrapdIn(t *testing.T, baseDir, dir, allow, deny string) string {
 // is stopped at the end of the test.
 func startLoginsvc(t *testing.T, baseDir, global, conf string) (int, func() string) {
 	t.Helper()
-	bin := goBinary(t, "loginsvc", "CGO_ENABLED=0")
-	port, err := dovecotlab.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	text := fmt.Sprintf("base_dir = %s\nlisten = 127.0.0.1\nprotocols = imap\n%sservice imap-login {\n  inet_listener imap {\n    port = %d\n  }\n  %s\n}\n", baseDir, global, port, conf)
-	confPath, logPath := filepath.Join(dir, "loginsvc.conf"), filepath.Join(dir, "loginsvc.log")
-	if err := os.WriteFile(confPath, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := dovecotlab.StartProcess(t, "loginsvc", exec.Command(bin, "-F", "-c", confPath), logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := func() string { b, _ := os.ReadFile(logPath); return string(b) }
+	text, ports, logs := runLoginsvc(t, 1, func(ports []int) string {
+		return fmt.Sprintf("base_dir = %s\nlisten = 127.0.0.1\nprotocols = imap\n%sservice imap-login {\n  inet_listener imap {\n    port = %d\n  }\n  %s\n}\n", baseDir, global, ports[0], conf)
+	})
 	t.Cleanup(func() {
-		if err := p.Stop(); err != nil {
-			t.Errorf("stop loginsvc: %v", err)
-		}
 		if t.Failed() {
 			t.Logf("loginsvc.conf:\n%s\nloginsvc's log:\n%s", text, logs())
 		}
 	})
-	return port, logs
+	return ports[0], logs
+}
+
+// runLoginsvc runs the loginsvc binary (as packaged, CGO_ENABLED=0) with
+// the configuration conf(ports) makes for n free ports of 127.0.0.1, and
+// waits until it listens on all of them. A free port can be taken by
+// another test's process before loginsvc binds it: then loginsvc exits
+// with "address already in use", and it runs again on other ports (at
+// most 5 times). It returns the configuration, the ports and a function
+// reading loginsvc's log; loginsvc is stopped at the end of the test.
+func runLoginsvc(t *testing.T, n int, conf func(ports []int) string) (string, []int, func() string) {
+	t.Helper()
+	bin := goBinary(t, "loginsvc", "CGO_ENABLED=0")
+	dir := t.TempDir()
+	confPath, logPath := filepath.Join(dir, "loginsvc.conf"), filepath.Join(dir, "loginsvc.log")
+	logs := func() string { b, _ := os.ReadFile(logPath); return string(b) }
+	for attempt := 1; ; attempt++ {
+		ports := make([]int, n)
+		for i := range ports {
+			p, err := dovecotlab.FreePort()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports[i] = p
+		}
+		text := conf(ports)
+		if err := os.WriteFile(confPath, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := dovecotlab.StartProcess(t, "loginsvc", exec.Command(bin, "-F", "-c", confPath), logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := p.Stop(); err != nil {
+				t.Errorf("stop loginsvc: %v", err)
+			}
+		})
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if listensOnAll(t, p.PID(), ports) {
+				return text, ports, logs
+			}
+			if done, err := p.Exited(); done {
+				if strings.Contains(logs(), "address already in use") && attempt < 5 {
+					t.Logf("loginsvc could not bind %v (taken meanwhile), again on other ports", ports)
+					break
+				}
+				t.Fatalf("loginsvc exited: %v\nloginsvc.conf:\n%s\nloginsvc's log:\n%s", err, text, logs())
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("loginsvc does not listen on %v:\n%s", ports, logs())
+			}
+		}
+	}
+}
+
+// listensOnAll reports whether process pid (or one it started) holds a
+// listening TCP socket on every one of ports.
+func listensOnAll(t *testing.T, pid int, ports []int) bool {
+	t.Helper()
+	ls := strings.Join(tcpListeners(t, []int{pid}), "\n") + "\n"
+	for _, p := range ports {
+		if !strings.Contains(ls, fmt.Sprintf(" port %d\n", p)) {
+			return false
+		}
+	}
+	return true
 }
 
 // dialLoginsvc connects to 127.0.0.1:port from src, trying again until

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -390,7 +391,7 @@ func freePorts(n int) ([]int, error) {
 	defer portsMu.Unlock()
 	var ports []int
 	for tries := 0; len(ports) < n; tries++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := listenFree()
 		if err != nil {
 			return nil, fmt.Errorf("pick a free port: %w", err)
 		}
@@ -406,6 +407,33 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, port)
 	}
 	return ports, nil
+}
+
+// listenFree listens on a free port of 127.0.0.1, one below the kernel's
+// ephemeral range (ip_local_port_range) when there is room: a port the
+// kernel picked (port 0) is one of the range it also binds outgoing
+// connections to, and between the test's closing its listener and a
+// server's binding the port, any connection of the tests running beside
+// it may take it ("address already in use").
+func listenFree() (net.Listener, error) {
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				lo = v
+			}
+		}
+	}
+	const base = 20000
+	for range 200 {
+		if lo-base < 1000 {
+			break
+		}
+		if ln, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(base+rand.IntN(lo-base))); err == nil {
+			return ln, nil
+		}
+	}
+	return net.Listen("tcp4", "127.0.0.1:0")
 }
 
 // FreePort returns a free port on 127.0.0.1 that no lab of this process

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -83,44 +82,17 @@ type lab struct {
 	logs   *syncBuf
 }
 
-// freePort returns a free port on 127.0.0.1 that this test process has
-// not handed out before (the kernel may give a just-closed port again:
-// two listeners of one lab on one port were a "duplicate listener" flake).
-// The kernel's pick comes first; when it is one handed out before, ports
-// below the ephemeral range are tried at random: with many ports of the
-// range busy (connections of the other tests on the machine), the
-// kernel's search from a random offset ends on the same few free ports
-// again and again (100 picks in a row were ports handed out before).
+// freePort returns a free port on 127.0.0.1 that no test of this process
+// was given before (dovecotlab.FreePort: below the kernel's ephemeral
+// range, where the connections of the tests running beside it do not
+// take it before the lab binds it).
 func freePort(t *testing.T) int {
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for i := range 2000 {
-		addr := "127.0.0.1:0"
-		if i > 0 {
-			addr = "127.0.0.1:" + strconv.Itoa(20000+rand.IntN(12000))
-		}
-		l, err := net.Listen("tcp4", addr)
-		if err != nil {
-			if i == 0 {
-				t.Fatal(err)
-			}
-			continue // in use
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !portsGiven[port] {
-			portsGiven[port] = true
-			return port
-		}
+	p, err := dovecotlab.FreePort()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port not handed out before")
-	return 0
+	return p
 }
-
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{}
-)
 
 // startLab runs a Supervisor in-process with real login processes (this
 // test binary) for one service svc whose body is conf; base_dir is a

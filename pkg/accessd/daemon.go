@@ -242,11 +242,16 @@ func Run(ctx context.Context, cfg Config) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
-		log.Error("listener failed", "err", err)
-		if err == nil {
-			err = errors.New("a front end stopped serving")
-		}
 		served-- // one Serve has returned already
+		// A front end returns nil only when its context ends: when ctx
+		// ended too, the select found both ready (a busy machine ran
+		// this goroutine late), and this is the stop, not a failure.
+		if err != nil || ctx.Err() == nil {
+			log.Error("listener failed", "err", err)
+			if err == nil {
+				err = errors.New("a front end stopped serving")
+			}
+		}
 	}
 	notify(sdnotify.Stopping)
 	log.Info("stopping, draining checks")

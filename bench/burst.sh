@@ -36,22 +36,15 @@ TMP=$(mktemp -d /tmp/burstbench.XXXXXX)
 LPID=
 DPID=
 stop() {
-	for p in $LPID $DPID; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in $LPID $DPID; do
-		i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-	done
+	for p in $LPID $DPID; do stop_pid "$p"; done
 	LPID= DPID=
 }
 trap 'stop; [ "${KEEP:-0}" = 1 ] && echo "kept $TMP" >&2 || rm -rf "$TMP"' EXIT
 
 cd "$ROOT"
 # shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh" # port_open, wait_for, login_mode_body
-if [ -n "${LOGINSVC_BIN:-}" ]; then
-	cp "$LOGINSVC_BIN" "$TMP/loginsvc"
-else
-	CGO_ENABLED=0 go build -buildmode=exe -trimpath -o "$TMP/loginsvc" ./cmd/loginsvc
-fi
+. "$ROOT/bench/lib.sh" # stop_pid, build_loginsvc, port_open, wait_for, login_mode_body, lab_dovecot_conf
+build_loginsvc "$TMP/loginsvc" # as packaged, or LOGINSVC_BIN (bench/lib.sh)
 go build -o "$TMP/loginbench" ./bench/loginbench
 : > "$OUT"
 

@@ -62,3 +62,18 @@ lab_dovecot_conf() {
         -e "s/instance_name = dovebench/instance_name = $name/" "$LAB/dovecot-base.conf" > "$dir/dovecot-base.conf"
     cp "$LAB/mode-$mode.conf" "$dir/mode-$mode.conf"
 }
+
+# build_loginsvc DEST: loginsvc as deploy/build-packages.sh builds it
+# (static Go, not PIE: a cgo build links libc and ld.so, about 0.7 ms
+# more CPU per high-security process start, and a PIE one has ld.so
+# relocate its read-only data, 0.65 MB more private memory per login
+# process; docs/loginsvc.md, "Memory"). LOGINSVC_BUILD_FLAGS overrides
+# the build flags; LOGINSVC_BIN is a binary to copy instead (another
+# revision's, say). Run from the repository's root.
+build_loginsvc() {
+    if [ -n "${LOGINSVC_BIN:-}" ]; then
+        cp "$LOGINSVC_BIN" "$1"
+    else
+        CGO_ENABLED=0 go build ${LOGINSVC_BUILD_FLAGS:--buildmode=exe -trimpath} -o "$1" ./cmd/loginsvc
+    fi
+}

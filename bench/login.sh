@@ -97,41 +97,20 @@ trap 'stop_loginsvc; stop_backend; [ "${KEEP:-0}" = 1 ] && echo "kept $TMP" >&2 
 
 cd "$ROOT"
 # shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh" # port_open, wait_for, login_mode_body
-# loginsvc is built as deploy/build-packages.sh builds it (static Go, not
-# PIE): a cgo build links libc and ld.so, which costs ~0.7 ms more CPU per
-# high-security process start, and a PIE one has ld.so relocate its
-# read-only data, 0.65 MB more private memory per login process
-# (docs/loginsvc.md, "Memory"). LOGINSVC_BUILD_FLAGS overrides.
-# LOGINSVC_BIN: use that binary instead (e.g. a build of another revision).
-if [ -n "${LOGINSVC_BIN:-}" ]; then
-	cp "$LOGINSVC_BIN" "$TMP/loginsvc"
-else
-	CGO_ENABLED=0 go build ${LOGINSVC_BUILD_FLAGS:--buildmode=exe -trimpath} -o "$TMP/loginsvc" ./cmd/loginsvc
-fi
+. "$ROOT/bench/lib.sh" # stop_pid, build_loginsvc, port_open, wait_for, login_mode_body, lab_dovecot_conf
+build_loginsvc "$TMP/loginsvc" # as packaged, or LOGINSVC_BIN (bench/lib.sh)
 go build -o "$TMP/loginbench" ./bench/loginbench
 go build -o "$TMP/floorgreeter" ./bench/cmd/floorgreeter
 : > "$OUT"
 
-stop_loginsvc() {
-	if [ -n "$FPID" ]; then
-		kill -TERM "$FPID" 2>/dev/null || true
-		wait "$FPID" 2>/dev/null || true
-		FPID=
-	fi
-	if [ -n "$LPID" ]; then
-		kill -TERM "$LPID" 2>/dev/null || true
-		i=0; while kill -0 "$LPID" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-		LPID=
-	fi
+stop_loginsvc() { # the floor and loginsvc, whichever runs
+	for p in $FPID $LPID; do stop_pid "$p"; done
+	FPID= LPID=
 }
 
 stop_backend() {
-	if [ -n "$DPID" ]; then
-		kill -TERM "$DPID" 2>/dev/null || true
-		i=0; while kill -0 "$DPID" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-		DPID=
-	fi
+	[ -z "$DPID" ] || stop_pid "$DPID"
+	DPID=
 }
 
 loginsvc_conf() { # mode
